@@ -1,0 +1,90 @@
+//! The sharded windowed aggregator: a series (contract + subject) always maps
+//! to the same shard by a stable hash; each shard is one task that owns its
+//! windows outright, so the hot path takes no lock.
+//!
+//! ```text
+//! receiver ──try_reserve on every target shard──> shard 0..N (bounded mpsc)
+//!                                                   │ record / close_until(now)
+//!                                                   ▼
+//!                                   run engine (SeriesSeen, Closed, Watermark)
+//! ```
+
+pub mod shard;
+pub mod sketch;
+pub mod state;
+
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use crate::clock::SharedClock;
+use crate::config::WindowSpec;
+use crate::model::{Sample, SeriesKey};
+use crate::runs::engine::EngineInput;
+
+/// A batch of samples for one shard.
+pub type ShardBatch = Vec<Sample>;
+
+/// The sending side of a pipeline's shards: what receivers push into.
+#[derive(Debug, Clone)]
+pub struct Router {
+    shards: Vec<mpsc::Sender<ShardBatch>>,
+}
+
+impl Router {
+    /// Number of shards.
+    pub fn shards(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// The shard of a series.
+    pub fn shard_of(&self, key: &SeriesKey) -> usize {
+        key.shard(self.shards.len())
+    }
+
+    /// Shard senders, for reserving capacity before enqueueing.
+    pub fn senders(&self) -> &[mpsc::Sender<ShardBatch>] {
+        &self.shards
+    }
+}
+
+/// How often a shard closes windows: a tenth of the window, between 10 ms
+/// and 1 s, so a window is judged promptly after its deadline.
+pub fn tick_interval(window: &WindowSpec) -> Duration {
+    (window.size / 10).clamp(Duration::from_millis(10), Duration::from_secs(1))
+}
+
+/// Spawns the shards of a pipeline; they feed `output` until every
+/// [`Router`] clone is dropped, then drain their queues and exit.
+pub fn spawn(
+    window: &WindowSpec,
+    clock: SharedClock,
+    output: mpsc::Sender<EngineInput>,
+    tasks: &mut tokio::task::JoinSet<()>,
+    pipeline: &str,
+) -> Router {
+    let shards = window.shards.max(1);
+    let params = state::WindowParams {
+        size: (window.size.as_nanos() as u64).max(1),
+        lateness: window.allowed_lateness.as_nanos() as u64,
+        // Each shard holds its share of the pipeline's series budget.
+        max_series: window.max_series.div_ceil(shards).max(1),
+    };
+    let mut senders = Vec::with_capacity(shards);
+    for id in 0..shards {
+        // Capacity from config: a full queue refuses whole requests upstream.
+        let (tx, rx) = mpsc::channel(window.queue_size.max(1));
+        senders.push(tx);
+        let shard = shard::Shard {
+            id,
+            pipeline: pipeline.to_string(),
+            state: state::ShardState::new(params),
+            input: rx,
+            output: output.clone(),
+            clock: clock.clone(),
+            tick: tick_interval(window),
+        };
+        tasks.spawn(shard.run());
+    }
+    Router { shards: senders }
+}

@@ -1,0 +1,83 @@
+//! The shard task: owns one [`ShardState`], records batches from its bounded
+//! queue and closes windows on a timer, so windows close on wall-clock time
+//! even when no data arrives.
+
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::state::{RecordOutcome, ShardState};
+use super::ShardBatch;
+use crate::clock::SharedClock;
+use crate::runs::engine::EngineInput;
+use crate::telemetry;
+
+/// One shard and its channels.
+#[derive(Debug)]
+pub struct Shard {
+    /// Shard index.
+    pub id: usize,
+    /// Pipeline name (metric label).
+    pub pipeline: String,
+    /// The pure state.
+    pub state: ShardState,
+    /// Batches from the receivers.
+    pub input: mpsc::Receiver<ShardBatch>,
+    /// To the run engine.
+    pub output: mpsc::Sender<EngineInput>,
+    /// Wall-clock source.
+    pub clock: SharedClock,
+    /// How often windows are closed.
+    pub tick: Duration,
+}
+
+impl Shard {
+    /// Runs until the input closes and is drained.
+    pub async fn run(mut self) {
+        let mut tick = tokio::time::interval(self.tick);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let label = self.id.to_string();
+        let depth = metrics::gauge!(telemetry::QUEUE_DEPTH, "shard" => label, "pipeline" => self.pipeline.clone());
+        let late = metrics::counter!(telemetry::LATE_SAMPLES);
+        let overflow = metrics::counter!(telemetry::SERIES_OVERFLOW);
+        let (mut late_seen, mut overflow_seen) = (0, 0);
+        loop {
+            tokio::select! {
+                biased;
+                // Closing first: a busy queue must not delay window emission.
+                _ = tick.tick() => {
+                    let now = self.clock.now();
+                    let closed = self.state.close_until(now);
+                    for cw in closed {
+                        if self.output.send(EngineInput::Closed(cw)).await.is_err() {
+                            return;
+                        }
+                    }
+                    if self.output.send(EngineInput::Watermark { shard: self.id, now }).await.is_err() {
+                        return;
+                    }
+                    depth.set((self.input.max_capacity() - self.input.capacity()) as f64);
+                    // Counters are flushed per tick, not per sample.
+                    late.increment(self.state.late() - late_seen);
+                    late_seen = self.state.late();
+                    overflow.increment(self.state.overflowed() - overflow_seen);
+                    overflow_seen = self.state.overflowed();
+                }
+                batch = self.input.recv() => {
+                    let Some(batch) = batch else {
+                        // Every receiver is gone: the process is stopping.
+                        break;
+                    };
+                    for sample in batch {
+                        if self.state.record(&sample) == RecordOutcome::NewSeries {
+                            let seen = EngineInput::SeriesSeen { series: sample.series, ts: sample.ts };
+                            if self.output.send(seen).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! The binary's edge: runs a subcommand and maps the outcome to an exit code.
+//! `anyhow` lives here and in `main.rs` only.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+
+use crate::cli::{Cli, Command};
+use crate::clock::SystemClock;
+use crate::config;
+use crate::topology::Server;
+
+/// Runs the parsed command line.
+pub fn main(cli: Cli) -> ExitCode {
+    crate::telemetry::init_logging(cli.log_format);
+    match cli.command {
+        Command::Validate { config } => validate(&config),
+        Command::Run { config, grace } => {
+            let cfg = match config::load_file(&config) {
+                Ok(c) => c,
+                Err(errors) => {
+                    for e in &errors.0 {
+                        eprintln!("{e}");
+                    }
+                    eprintln!(
+                        "{}: {} problem(s); not starting",
+                        config.display(),
+                        errors.0.len()
+                    );
+                    return ExitCode::from(1);
+                }
+            };
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(err) => {
+                    eprintln!("error: starting the runtime: {err}");
+                    return ExitCode::from(1);
+                }
+            };
+            match runtime.block_on(run(cfg, grace)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    eprintln!("error: {err:#}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+    }
+}
+
+fn validate(path: &std::path::Path) -> ExitCode {
+    match config::load_file(path) {
+        Ok(cfg) => {
+            let contracts: usize = cfg.pipelines.iter().map(|p| p.contracts.len()).sum();
+            println!(
+                "{}: valid ({} pipeline(s), {} contract(s))",
+                path.display(),
+                cfg.pipelines.len(),
+                contracts
+            );
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for e in &errors.0 {
+                eprintln!("{e}");
+            }
+            println!("{}: invalid, {} problem(s)", path.display(), errors.0.len());
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(cfg: config::ValidatedConfig, grace: std::time::Duration) -> anyhow::Result<()> {
+    let mut server = Server::start(cfg, Arc::new(SystemClock))
+        .await
+        .context("starting verdict")?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received; stopping."),
+        r = tokio::signal::ctrl_c() => {
+            r.context("listening for SIGINT")?;
+            tracing::info!("SIGINT received; stopping.");
+        }
+        what = server.failed() => anyhow::bail!("{what} unexpectedly"),
+    }
+    server.shutdown(grace).await
+}

@@ -1,0 +1,91 @@
+//! The pipeline file (design §2): YAML in, [`ValidatedConfig`] out, with every
+//! problem reported at once and by path. Pure apart from reading the file.
+//!
+//! Loading runs in four steps:
+//!
+//! 1. **Substitute** `${env:VAR}`, `${env:VAR:-default}` and `$$` in the raw
+//!    text (`env.rs`), so a missing variable is reported with its line.
+//! 2. **Parse** the YAML with the `config` crate
+//!    (`config::File::from_str(text, FileFormat::Yaml)`), which keeps keys
+//!    exactly as written (`contract/checkout`, `service.name`, upper case) and
+//!    in file order, and reports syntax errors with line and column.
+//! 3. **Override** keys from `VERDICT__SECTION__KEY=value` variables
+//!    (`VERDICT__SERVICE__API__ENDPOINT` sets `service.api.endpoint`), applied
+//!    to the parsed tree by `env.rs` rather than by config-rs's `Environment`
+//!    source, which cannot address component ids with `/`, keys with `.` or
+//!    upper-case names, and turns string values such as tokens into numbers
+//!    (details in `env.rs`).
+//! 4. **Validate** (`validate.rs`): each section and component is read with
+//!    the serde types of `raw.rs`; unknown keys, type errors, bounds,
+//!    references and listener conflicts are all collected into
+//!    [`ConfigErrors`]; defaults are filled in.
+//!
+//! ```text
+//! text ─substitute─> text ─config-rs YAML─> tree ─VERDICT__ overrides─> tree ─validate─> ValidatedConfig
+//! ```
+
+use std::collections::HashMap;
+use std::path::Path;
+
+pub mod validated;
+
+mod env;
+mod error;
+mod raw;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+pub use error::{ConfigError, ConfigErrors};
+pub use validated::*;
+
+/// Reads, substitutes, layers env overrides, parses and validates a pipeline file.
+///
+/// The process environment (`std::env::vars_os()`, entries that are not
+/// UTF-8 skipped) serves both `${env:VAR}` and `VERDICT__…` overrides. A file
+/// that cannot be read is one error naming the file and the I/O error.
+pub fn load_file(path: &Path) -> Result<ValidatedConfig, ConfigErrors> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::new("", format!("cannot read {}: {e}", path.display())))?;
+    let env: HashMap<String, String> = std::env::vars_os()
+        .filter_map(|(name, value)| Some((name.into_string().ok()?, value.into_string().ok()?)))
+        .collect();
+    load_str(&text, &env)
+}
+
+/// Same from text, with an explicit environment (for tests and `validate`): `env` is used both for
+/// `${env:VAR}` substitution and for `VERDICT__SECTION__KEY` overrides.
+pub fn load_str(
+    text: &str,
+    env: &HashMap<String, String>,
+) -> Result<ValidatedConfig, ConfigErrors> {
+    let text = env::substitute(text, env).map_err(ConfigErrors)?;
+    let mut root = parse_yaml(&text)?;
+    let override_errors = env::apply_overrides(&mut root, env);
+    if !override_errors.is_empty() {
+        return Err(ConfigErrors(override_errors));
+    }
+    validate::validate(root)
+}
+
+/// Parses YAML text into config-rs's ordered tree, keys kept as written.
+pub(crate) fn parse_yaml(text: &str) -> Result<config::Map<String, config::Value>, ConfigErrors> {
+    use config::Source as _;
+    config::File::from_str(text, config::FileFormat::Yaml)
+        .collect()
+        .map_err(|error| {
+            let message = match &error {
+                // The top level parsed but is not a map.
+                config::ConfigError::FileParse { cause, .. }
+                    if cause.is::<config::ConfigError>()
+                        || cause.is::<Box<config::ConfigError>>() =>
+                {
+                    format!("the file must be a YAML map of sections: {cause}")
+                }
+                config::ConfigError::FileParse { cause, .. } => format!("invalid YAML: {cause}"),
+                other => format!("invalid YAML: {other}"),
+            };
+            ConfigErrors(vec![ConfigError::new("", message)])
+        })
+}

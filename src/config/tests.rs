@@ -1,0 +1,858 @@
+//! Tests of the whole loading path (`load_str`): defaults, bounds, env
+//! overrides, key preservation, syntax errors, and the fixture files under
+//! `tests/fixtures/config/`.
+//!
+//! Fixture convention: every `invalid/NAME.yaml` has a sibling
+//! `NAME.expected` listing *all* the error lines `load_str` must return, in
+//! order, one per line. A line is compared exactly, except a line starting
+//! with `~ `, which only has to be contained in the actual line (for messages
+//! that embed a third-party text, like YAML syntax errors). Blank lines and
+//! lines starting with `#` in `.expected` are ignored. Every `valid/*.yaml`
+//! must load without error. Fixtures are loaded with [`fixture_env`].
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::*;
+
+/// The environment every fixture is loaded with.
+fn fixture_env() -> HashMap<String, String> {
+    env(&[("VERDICT_FIXTURE_TOKEN", "s3cret")])
+}
+
+fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn load(text: &str) -> Result<ValidatedConfig, ConfigErrors> {
+    load_str(text, &HashMap::new())
+}
+
+fn ok(text: &str) -> ValidatedConfig {
+    match load(text) {
+        Ok(config) => config,
+        Err(errors) => panic!("expected a valid config, got:\n{errors}"),
+    }
+}
+
+fn err_lines(text: &str) -> Vec<String> {
+    err_lines_with(text, &HashMap::new())
+}
+
+fn err_lines_with(text: &str, env: &HashMap<String, String>) -> Vec<String> {
+    match load_str(text, env) {
+        Ok(config) => panic!("expected errors, got a valid config: {config:#?}"),
+        Err(errors) => errors.iter().map(|e| e.to_string()).collect(),
+    }
+}
+
+/// A valid file with one pipeline around the given contract body.
+fn with_contract(body: &str) -> String {
+    format!(
+        "receivers:\n  otlp:\n    protocols: {{ grpc: }}\nprocessors:\n  contract/checkout:\n{body}\npipelines:\n  checkout:\n    receivers: [otlp]\n    processors: [contract/checkout]\n"
+    )
+}
+
+const MINIMAL: &str = "
+receivers:
+  otlp:
+    protocols: { grpc: }
+processors:
+  contract/checkout:
+    max_p95_latency_ms: 120
+pipelines:
+  checkout:
+    receivers: [otlp]
+    processors: [contract/checkout]
+";
+
+#[test]
+fn minimal_file_gets_every_default() {
+    let config = ok(MINIMAL);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert_eq!(
+        config,
+        ValidatedConfig {
+            receivers: vec![ReceiverSpec {
+                id: "otlp".into(),
+                kind: ReceiverKind::Otlp(OtlpReceiverSpec {
+                    grpc_endpoint: Some("0.0.0.0:4317".into()),
+                    http_endpoint: None,
+                    max_request_bytes: 20 * 1024 * 1024,
+                    bearer_token: None,
+                }),
+            }],
+            exporters: vec![],
+            pipelines: vec![PipelineSpec {
+                name: "checkout".into(),
+                receivers: vec!["otlp".into()],
+                window: WindowSpec {
+                    size: Duration::from_secs(60),
+                    allowed_lateness: Duration::from_secs(10),
+                    max_clock_skew: Duration::from_secs(300),
+                    shards: cores,
+                    queue_size: 4096,
+                    max_series: 10_000,
+                },
+                contracts: vec![ContractSpec {
+                    name: "checkout".into(),
+                    version: 1,
+                    matches: vec![],
+                    subject_by: vec!["service.name".into(), "service.version".into()],
+                    source: Source::Spans,
+                    span_kinds: vec![2, 5],
+                    conversion_attribute: "validation.converted".into(),
+                    latency_metric: "http.server.request.duration".into(),
+                    conversions_metric: "validation.conversions".into(),
+                    thresholds: Thresholds {
+                        max_p95_latency_ms: Some(120.0),
+                        max_error_rate_percent: None,
+                        min_conversion_rate_percent: None,
+                    },
+                    min_samples: 1,
+                    min_window_samples: 1,
+                    pass_windows: 3,
+                    fail_windows: 1,
+                    max_duration: None,
+                    on_timeout: OnTimeout::Rollback,
+                    baseline: None,
+                    decision: Decision::Windows,
+                    alpha: 0.05,
+                    dry_run: false,
+                }],
+                exporters: vec![],
+            }],
+            service: ServiceSpec {
+                api_endpoint: "127.0.0.1:8686".into(),
+                api_token: None,
+                storage: "memory:".into(),
+                max_inflight_bytes: 256 * 1024 * 1024,
+                checkpoint_interval: Duration::from_secs(10),
+                metric_expiry: Duration::from_secs(3600),
+            },
+        }
+    );
+}
+
+#[test]
+fn design_example_loads_with_every_field() {
+    let config = ok(&std::fs::read_to_string(fixture_dir().join("valid/full.yaml")).unwrap());
+    let ReceiverKind::Otlp(otlp) = &config.receivers[0].kind;
+    assert_eq!(otlp.grpc_endpoint.as_deref(), Some("0.0.0.0:4317"));
+    assert_eq!(otlp.http_endpoint.as_deref(), Some("0.0.0.0:4318"));
+    assert_eq!(otlp.max_request_bytes, 20 * 1024 * 1024);
+    assert_eq!(otlp.bearer_token, None);
+    let pipeline = &config.pipelines[0];
+    assert_eq!(pipeline.window.size, Duration::from_secs(60));
+    assert_eq!(pipeline.window.max_clock_skew, Duration::from_secs(300));
+    assert!(pipeline.window.shards >= 1);
+    assert_eq!(pipeline.window.queue_size, 4096);
+    let contract = &pipeline.contracts[0];
+    assert_eq!(contract.name, "checkout");
+    assert_eq!(contract.version, 3);
+    assert_eq!(
+        contract.matches,
+        [AttributeMatch {
+            key: "service.name".into(),
+            pattern: "checkout".into()
+        }]
+    );
+    assert_eq!(
+        contract.thresholds,
+        Thresholds {
+            max_p95_latency_ms: Some(120.0),
+            max_error_rate_percent: Some(2.0),
+            min_conversion_rate_percent: Some(15.0),
+        }
+    );
+    assert_eq!(contract.min_samples, 5000);
+    assert_eq!(contract.max_duration, Some(Duration::from_secs(48 * 3600)));
+    let baseline = contract.baseline.as_ref().unwrap();
+    assert_eq!(
+        baseline.matches,
+        [
+            AttributeMatch {
+                key: "service.name".into(),
+                pattern: "checkout".into()
+            },
+            AttributeMatch {
+                key: "service.version".into(),
+                pattern: "1.*".into()
+            }
+        ]
+    );
+    assert_eq!(baseline.max_p95_latency_increase_percent, Some(10.0));
+    assert_eq!(baseline.max_error_rate_increase_points, Some(0.5));
+    assert_eq!(
+        config.exporters,
+        [
+            ExporterSpec {
+                id: "prometheus".into(),
+                kind: ExporterKind::Prometheus {
+                    endpoint: "0.0.0.0:9464".into()
+                }
+            },
+            ExporterSpec {
+                id: "log".into(),
+                kind: ExporterKind::Log
+            }
+        ]
+    );
+    assert_eq!(pipeline.exporters, ["prometheus", "log"]);
+    assert_eq!(config.service.api_token, None);
+}
+
+#[test]
+fn every_contract_field_is_read() {
+    let config = ok(&with_contract(
+        "    version: 7
+    match: { service.name: \"check*\", deployment.environment: prod }
+    subject_by: [service.name, k8s.pod.name]
+    source: metrics
+    span_kinds: [server, SPAN_KIND_CLIENT]
+    conversion_attribute: app.converted
+    latency_metric: rpc.server.duration
+    conversions_metric: app.conversions
+    max_p95_latency_ms: 99.5
+    max_error_rate_percent: 0
+    min_conversion_rate_percent: 100
+    min_samples: 5000
+    min_window_samples: 50
+    pass_windows: 5
+    fail_windows: 2
+    max_duration: 1h 30m
+    on_timeout: promote
+    decision: sequential
+    alpha: 0.01
+    dry_run: true",
+    ));
+    let c = &config.pipelines[0].contracts[0];
+    assert_eq!(c.version, 7);
+    assert_eq!(c.matches.len(), 2);
+    assert_eq!(c.matches[1].key, "deployment.environment");
+    assert_eq!(c.subject_by, ["service.name", "k8s.pod.name"]);
+    assert_eq!(c.source, Source::Metrics);
+    assert_eq!(c.span_kinds, [2, 3]);
+    assert_eq!(c.conversion_attribute, "app.converted");
+    assert_eq!(c.latency_metric, "rpc.server.duration");
+    assert_eq!(c.conversions_metric, "app.conversions");
+    assert_eq!(c.thresholds.max_p95_latency_ms, Some(99.5));
+    assert_eq!(c.thresholds.max_error_rate_percent, Some(0.0));
+    assert_eq!(c.thresholds.min_conversion_rate_percent, Some(100.0));
+    assert_eq!(c.min_samples, 5000);
+    assert_eq!(c.min_window_samples, 50);
+    assert_eq!((c.pass_windows, c.fail_windows), (5, 2));
+    assert_eq!(c.max_duration, Some(Duration::from_secs(5400)));
+    assert_eq!(c.on_timeout, OnTimeout::Promote);
+    assert_eq!(c.decision, Decision::Sequential);
+    assert_eq!(c.alpha, 0.01);
+    assert!(c.dry_run);
+}
+
+#[test]
+fn window_fields_and_shards() {
+    let text = "
+receivers: { otlp: { protocols: { http: { endpoint: localhost:4318 } } } }
+processors:
+  window/fast: { size: 500ms, allowed_lateness: 0s, max_clock_skew: 1m, shards: 3, queue_size: 1, max_series: 1 }
+  window: { shards: 0 }
+  contract/a: { max_p95_latency_ms: 1 }
+  contract/b: { max_p95_latency_ms: 1 }
+pipelines:
+  a: { receivers: [otlp], processors: [window/fast, contract/a] }
+  b: { receivers: [otlp], processors: [contract/b, window] }
+";
+    let config = ok(text);
+    let fast = &config.pipelines[0].window;
+    assert_eq!(
+        *fast,
+        WindowSpec {
+            size: Duration::from_millis(500),
+            allowed_lateness: Duration::ZERO,
+            max_clock_skew: Duration::from_secs(60),
+            shards: 3,
+            queue_size: 1,
+            max_series: 1,
+        }
+    );
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert_eq!(config.pipelines[1].window.shards, cores);
+    let ReceiverKind::Otlp(otlp) = &config.receivers[0].kind;
+    assert_eq!(otlp.http_endpoint.as_deref(), Some("localhost:4318"));
+    assert_eq!(otlp.grpc_endpoint, None);
+}
+
+#[test]
+fn only_referenced_components_are_kept_in_file_order() {
+    let text = "
+receivers:
+  otlp/unused: { protocols: { grpc: { endpoint: 0.0.0.0:5317 } } }
+  otlp/b: { protocols: { grpc: { endpoint: 0.0.0.0:6317 } } }
+  otlp/a: { protocols: { grpc: { endpoint: 0.0.0.0:7317 } } }
+processors:
+  contract/x: { max_p95_latency_ms: 1 }
+  contract/unused: { max_p95_latency_ms: 1 }
+exporters:
+  log/unused:
+  prometheus: { endpoint: 0.0.0.0:9999 }
+  log:
+pipelines:
+  p: { receivers: [otlp/a, otlp/b], processors: [contract/x], exporters: [log, prometheus] }
+";
+    let config = ok(text);
+    let ids: Vec<&str> = config.receivers.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, ["otlp/b", "otlp/a"]);
+    let ids: Vec<&str> = config.exporters.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(ids, ["prometheus", "log"]);
+    assert_eq!(config.pipelines[0].receivers, ["otlp/a", "otlp/b"]);
+    assert_eq!(config.pipelines[0].exporters, ["log", "prometheus"]);
+}
+
+#[test]
+fn contracts_keep_pipeline_order_and_names() {
+    let text = "
+receivers: { otlp: { protocols: { grpc: } } }
+processors:
+  contract: { max_p95_latency_ms: 1 }
+  contract/b: { max_p95_latency_ms: 1 }
+pipelines:
+  p: { receivers: [otlp], processors: [contract/b, contract] }
+";
+    let names: Vec<String> = ok(text).pipelines[0]
+        .contracts
+        .iter()
+        .map(|c| c.name.clone())
+        .collect();
+    assert_eq!(names, ["b", "contract"]);
+}
+
+#[test]
+fn keys_with_dots_slashes_and_upper_case_survive() {
+    let text = "
+receivers:
+  otlp/Edge.EU-1: { protocols: { grpc: } }
+processors:
+  contract/Check.Out:
+    match: { service.name: Checkout, \"K8s.Namespace/Name\": \"prod-*\", host.arch: amd64 }
+    subject_by: [service.name, K8s.Namespace/Name]
+    max_p95_latency_ms: 1
+pipelines:
+  Main/Line: { receivers: [otlp/Edge.EU-1], processors: [contract/Check.Out] }
+";
+    let config = ok(text);
+    assert_eq!(config.receivers[0].id, "otlp/Edge.EU-1");
+    assert_eq!(config.pipelines[0].name, "Main/Line");
+    let c = &config.pipelines[0].contracts[0];
+    assert_eq!(c.name, "Check.Out");
+    let keys: Vec<(&str, &str)> = c
+        .matches
+        .iter()
+        .map(|m| (m.key.as_str(), m.pattern.as_str()))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            ("service.name", "Checkout"),
+            ("K8s.Namespace/Name", "prod-*"),
+            ("host.arch", "amd64")
+        ]
+    );
+    assert_eq!(c.subject_by, ["service.name", "K8s.Namespace/Name"]);
+}
+
+#[test]
+fn unknown_key_paths_keep_dots_and_slashes() {
+    let lines = err_lines(&with_contract(
+        "    max_p95_latency_ms: 1\n    max_p95_latncy_ms: 120\n    baseline: { match: { a: b }, max_p95_latency_increase_percent: 1, oops: 1 }",
+    ));
+    assert_eq!(
+        lines,
+        [
+            "processors.contract/checkout.max_p95_latncy_ms: unknown key",
+            "processors.contract/checkout.baseline.oops: unknown key",
+        ]
+    );
+}
+
+/// Documents why `VERDICT__…` overrides are not done by config-rs's
+/// `Environment` source: it cannot address a component id with `/` (the
+/// variable becomes a new top-level key) and `try_parsing` turns string
+/// values into numbers. If this test starts failing, config-rs changed and
+/// `env::apply_overrides` may be reconsidered.
+#[test]
+fn config_rs_environment_cannot_address_component_ids() {
+    let vars: config::Map<String, String> = [
+        ("VERDICT__PROCESSORS__CONTRACT/CHECKOUT__MIN_SAMPLES", "5"),
+        ("VERDICT__SERVICE__API__TOKEN", "00123"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let built = config::Config::builder()
+        .add_source(config::File::from_str(
+            "processors:\n  contract/checkout: { min_samples: 1 }\n",
+            config::FileFormat::Yaml,
+        ))
+        .add_source(
+            config::Environment::with_prefix("VERDICT")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .source(Some(vars)),
+        )
+        .build()
+        .unwrap();
+    let root: config::Map<String, config::Value> = built.try_deserialize().unwrap();
+    assert!(root.contains_key("processors.contract/checkout.min_samples"));
+    let token = root["service"].clone().into_table().unwrap()["api"]
+        .clone()
+        .into_table()
+        .unwrap()["token"]
+        .clone()
+        .into_string()
+        .unwrap();
+    assert_eq!(token, "123");
+}
+
+#[test]
+fn env_overrides_through_verdict_variables() {
+    let vars = env(&[
+        ("VERDICT__SERVICE__API__ENDPOINT", "0.0.0.0:9686"),
+        ("VERDICT__SERVICE__API__TOKEN", "00123"),
+        ("VERDICT__SERVICE__MAX_INFLIGHT_BYTES", "512MiB"),
+        ("VERDICT__SERVICE__METRIC_EXPIRY", "2h"),
+        (
+            "VERDICT__PROCESSORS__CONTRACT/CHECKOUT__MAX_P95_LATENCY_MS",
+            "80",
+        ),
+        ("VERDICT__PROCESSORS__CONTRACT/CHECKOUT__MIN_SAMPLES", "500"),
+        ("VERDICT__PROCESSORS__CONTRACT/CHECKOUT__DRY_RUN", "true"),
+        (
+            "VERDICT__PROCESSORS__CONTRACT/CHECKOUT__SUBJECT_BY",
+            "service.name, k8s.pod.name",
+        ),
+        (
+            "VERDICT__PROCESSORS__CONTRACT/CHECKOUT__MATCH__SERVICE.NAME",
+            "pay*",
+        ),
+        (
+            "VERDICT__RECEIVERS__OTLP__PROTOCOLS__HTTP__ENDPOINT",
+            "127.0.0.1:4000",
+        ),
+        ("VERDICT__RECEIVERS__OTLP__AUTH__BEARER_TOKEN", "t0k"),
+        ("VERDICT__PIPELINES__CHECKOUT__EXPORTERS", "log"),
+        ("VERDICT__EXPORTERS__LOG", ""),
+    ]);
+    let text = "
+receivers:
+  otlp: { protocols: { grpc: } }
+processors:
+  contract/checkout:
+    match: { service.name: checkout }
+    max_p95_latency_ms: 120
+pipelines:
+  checkout: { receivers: [otlp], processors: [contract/checkout] }
+";
+    let config = match load_str(text, &vars) {
+        Ok(config) => config,
+        Err(errors) => panic!("{errors}"),
+    };
+    assert_eq!(config.service.api_endpoint, "0.0.0.0:9686");
+    assert_eq!(config.service.api_token.as_deref(), Some("00123"));
+    assert_eq!(config.service.max_inflight_bytes, 512 * 1024 * 1024);
+    assert_eq!(config.service.metric_expiry, Duration::from_secs(7200));
+    let c = &config.pipelines[0].contracts[0];
+    assert_eq!(c.thresholds.max_p95_latency_ms, Some(80.0));
+    assert_eq!(c.min_samples, 500);
+    assert!(c.dry_run);
+    assert_eq!(c.subject_by, ["service.name", "k8s.pod.name"]);
+    assert_eq!(c.matches[0].key, "service.name");
+    assert_eq!(c.matches[0].pattern, "pay*");
+    let ReceiverKind::Otlp(otlp) = &config.receivers[0].kind;
+    assert_eq!(otlp.http_endpoint.as_deref(), Some("127.0.0.1:4000"));
+    assert_eq!(otlp.bearer_token.as_deref(), Some("t0k"));
+    assert_eq!(config.exporters[0].kind, ExporterKind::Log);
+}
+
+#[test]
+fn env_override_values_are_validated_with_paths() {
+    let vars = env(&[
+        (
+            "VERDICT__PROCESSORS__CONTRACT/CHECKOUT__MAX_ERROR_RATE_PERCENT",
+            "140",
+        ),
+        ("VERDICT__SERVICE__CHECKPOINT_INTERVAL", "often"),
+        ("VERDICT__SERVICE__API__ENDPOINTS", "x"),
+    ]);
+    assert_eq!(
+        err_lines_with(&with_contract("    max_p95_latency_ms: 1"), &vars),
+        [
+            "processors.contract/checkout.max_error_rate_percent: must be between 0 and 100, got 140",
+            "service.api.endpoints: unknown key",
+            "service.checkpoint_interval: invalid duration \"often\": expected number at 0",
+        ]
+    );
+}
+
+#[test]
+fn env_substitution_feeds_the_config() {
+    let vars = env(&[("INGEST", "abc"), ("API", ""), ("P95", "250")]);
+    let text = "
+receivers:
+  otlp:
+    protocols: { grpc: { endpoint: \"${env:GRPC:-0.0.0.0:14317}\" } }
+    auth: { bearer_token: ${env:INGEST} }
+processors:
+  contract/checkout: { max_p95_latency_ms: ${env:P95}, match: { service.name: \"$${literal}\" } }
+pipelines:
+  checkout: { receivers: [otlp], processors: [contract/checkout] }
+service:
+  api: { token: ${env:API:-} }
+";
+    let config = load_str(text, &vars).unwrap();
+    let ReceiverKind::Otlp(otlp) = &config.receivers[0].kind;
+    assert_eq!(otlp.grpc_endpoint.as_deref(), Some("0.0.0.0:14317"));
+    assert_eq!(otlp.bearer_token.as_deref(), Some("abc"));
+    let c = &config.pipelines[0].contracts[0];
+    assert_eq!(c.thresholds.max_p95_latency_ms, Some(250.0));
+    assert_eq!(c.matches[0].pattern, "${literal}");
+    assert_eq!(config.service.api_token, None);
+}
+
+#[test]
+fn empty_tokens_mean_none() {
+    let text = "
+receivers: { otlp: { protocols: { grpc: }, auth: { bearer_token: \"\" } } }
+processors: { contract: { max_p95_latency_ms: 1 } }
+pipelines: { p: { receivers: [otlp], processors: [contract] } }
+service: { api: { token: \"\" }, storage: \"\" }
+";
+    let config = ok(text);
+    let ReceiverKind::Otlp(otlp) = &config.receivers[0].kind;
+    assert_eq!(otlp.bearer_token, None);
+    assert_eq!(config.service.api_token, None);
+    assert_eq!(config.service.storage, "memory:");
+}
+
+#[test]
+fn sizes_accept_units_and_integers() {
+    for (written, bytes) in [
+        ("20MiB", 20 * 1024 * 1024),
+        ("100 MB", 100_000_000),
+        ("512KiB", 512 * 1024),
+        ("1000", 1000),
+    ] {
+        let text = format!(
+            "receivers: {{ otlp: {{ protocols: {{ grpc: }}, max_request_bytes: {written} }} }}\n\
+             processors: {{ contract: {{ max_p95_latency_ms: 1 }} }}\n\
+             pipelines: {{ p: {{ receivers: [otlp], processors: [contract] }} }}\n"
+        );
+        let ReceiverKind::Otlp(otlp) = &ok(&text).receivers[0].kind;
+        assert_eq!(otlp.max_request_bytes, bytes, "{written}");
+    }
+}
+
+#[test]
+fn localhost_and_ipv6_endpoints_are_accepted() {
+    let text = "
+receivers:
+  otlp: { protocols: { grpc: { endpoint: \"localhost:4317\" }, http: { endpoint: \"[::]:4318\" } } }
+processors: { contract: { max_p95_latency_ms: 1 } }
+exporters: { prometheus: { endpoint: \"metrics.local:9464\" } }
+pipelines: { p: { receivers: [otlp], processors: [contract], exporters: [prometheus] } }
+service: { api: { endpoint: \"[::1]:8686\" } }
+";
+    let config = ok(text);
+    assert_eq!(config.service.api_endpoint, "[::1]:8686");
+}
+
+#[test]
+fn port_zero_listeners_never_conflict() {
+    let text = "
+receivers:
+  otlp: { protocols: { grpc: { endpoint: 127.0.0.1:0 }, http: { endpoint: 127.0.0.1:0 } } }
+processors: { contract: { max_p95_latency_ms: 1 } }
+exporters: { prometheus: { endpoint: 127.0.0.1:0 } }
+pipelines: { p: { receivers: [otlp], processors: [contract], exporters: [prometheus] } }
+service: { api: { endpoint: 127.0.0.1:0 } }
+";
+    ok(text);
+}
+
+#[test]
+fn yaml_syntax_error_keeps_the_line() {
+    let lines = err_lines("receivers:\n  otlp:\n    protocols: [grpc\nprocessors: {}\n");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].starts_with("invalid YAML: "), "{}", lines[0]);
+    assert!(lines[0].contains("line 4"), "{}", lines[0]);
+    // Substitution does not move lines.
+    let vars = env(&[("X", "1")]);
+    let lines = err_lines_with("a: ${env:X}\nb: ${env:X}\nc: [\n", &vars);
+    assert!(lines[0].contains("line 4"), "{}", lines[0]);
+}
+
+#[test]
+fn duplicate_keys_are_syntax_errors() {
+    let lines = err_lines("service: {}\nservice: {}\n");
+    assert!(lines[0].contains("duplicated key"), "{}", lines[0]);
+    assert!(lines[0].contains("line 2"), "{}", lines[0]);
+}
+
+#[test]
+fn top_level_must_be_a_map() {
+    assert_eq!(
+        err_lines("- receivers\n"),
+        ["the file must be a YAML map of sections: invalid type: sequence, expected a map"]
+    );
+}
+
+#[test]
+fn empty_file_needs_a_pipeline() {
+    assert_eq!(
+        err_lines(""),
+        ["pipelines: at least one pipeline is required"]
+    );
+}
+
+#[test]
+fn unreadable_file_names_the_file() {
+    let errors = load_file(Path::new("/nonexistent/verdict.yaml")).unwrap_err();
+    assert_eq!(errors.len(), 1);
+    let line = errors.to_string();
+    assert!(
+        line.starts_with("cannot read /nonexistent/verdict.yaml: "),
+        "{line}"
+    );
+    assert!(line.contains("No such file"), "{line}");
+}
+
+#[test]
+fn load_file_reads_a_valid_file() {
+    let config = load_file(&fixture_dir().join("valid/minimal.yaml")).unwrap();
+    assert_eq!(config.pipelines.len(), 1);
+}
+
+#[test]
+fn bounds_of_each_threshold() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "max_p95_latency_ms: 0",
+            "max_p95_latency_ms: must be greater than 0, got 0",
+        ),
+        (
+            "max_p95_latency_ms: -0.5",
+            "max_p95_latency_ms: must be greater than 0, got -0.5",
+        ),
+        (
+            "max_p95_latency_ms: \"inf\"",
+            "max_p95_latency_ms: must be a finite number, got inf",
+        ),
+        (
+            "max_error_rate_percent: 100.01",
+            "max_error_rate_percent: must be between 0 and 100, got 100.01",
+        ),
+        (
+            "max_error_rate_percent: \"NaN\"",
+            "max_error_rate_percent: must be a finite number, got NaN",
+        ),
+        (
+            "min_conversion_rate_percent: -3",
+            "min_conversion_rate_percent: must be between 0 and 100, got -3",
+        ),
+    ];
+    for (line, expected) in cases {
+        let lines = err_lines(&with_contract(&format!("    {line}")));
+        assert_eq!(
+            lines,
+            [format!("processors.contract/checkout.{expected}")],
+            "{line}"
+        );
+    }
+    // The edges are allowed.
+    ok(&with_contract(
+        "    max_error_rate_percent: 0\n    min_conversion_rate_percent: 100\n    max_p95_latency_ms: 0.001",
+    ));
+}
+
+#[test]
+fn bounds_of_counts_and_alpha() {
+    let cases: &[(&str, &str)] = &[
+        ("min_samples: 0", "min_samples: must be at least 1, got 0"),
+        (
+            "min_window_samples: 0",
+            "min_window_samples: must be at least 1, got 0",
+        ),
+        ("pass_windows: 0", "pass_windows: must be at least 1, got 0"),
+        ("fail_windows: 0", "fail_windows: must be at least 1, got 0"),
+        ("version: 0", "version: must be at least 1, got 0"),
+        (
+            "version: 4294967296",
+            "version: must be at most 4294967295, got 4294967296",
+        ),
+        (
+            "alpha: 0",
+            "alpha: must be between 0 and 1 (exclusive), got 0",
+        ),
+        (
+            "alpha: 1",
+            "alpha: must be between 0 and 1 (exclusive), got 1",
+        ),
+        (
+            "alpha: \"NaN\"",
+            "alpha: must be between 0 and 1 (exclusive), got NaN",
+        ),
+        (
+            "min_samples: 2.5",
+            "min_samples: expected a whole number, got 2.5",
+        ),
+        ("max_duration: 0s", "max_duration: must be greater than 0"),
+    ];
+    for (line, expected) in cases {
+        let lines = err_lines(&with_contract(&format!(
+            "    max_p95_latency_ms: 1\n    {line}"
+        )));
+        assert_eq!(
+            lines,
+            [format!("processors.contract/checkout.{expected}")],
+            "{line}"
+        );
+    }
+    let config = ok(&with_contract(
+        "    max_p95_latency_ms: 1\n    min_samples: 1\n    pass_windows: 1\n    fail_windows: 1\n    version: 4294967295\n    alpha: 0.999",
+    ));
+    assert_eq!(config.pipelines[0].contracts[0].version, u32::MAX);
+}
+
+#[test]
+fn bounds_of_window() {
+    let base = |window: &str| {
+        format!(
+            "receivers: {{ otlp: {{ protocols: {{ grpc: }} }} }}\nprocessors:\n  window: {{ {window} }}\n  contract: {{ max_p95_latency_ms: 1 }}\npipelines: {{ p: {{ receivers: [otlp], processors: [window, contract] }} }}\n"
+        )
+    };
+    for (window, expected) in [
+        ("size: 0s", "processors.window.size: must be greater than 0"),
+        ("shards: -2", "processors.window.shards: must be at least 0, got -2"),
+        ("queue_size: 0", "processors.window.queue_size: must be at least 1, got 0"),
+        ("max_series: 0", "processors.window.max_series: must be at least 1, got 0"),
+        ("size: 60", "processors.window.size: invalid duration \"60\": time unit needed, for example 60sec or 60ms"),
+    ] {
+        assert_eq!(err_lines(&base(window)), [expected], "{window}");
+    }
+}
+
+#[test]
+fn baseline_only_thresholds_still_need_an_absolute_one() {
+    let lines = err_lines(&with_contract(
+        "    baseline: { match: { service.version: \"1.*\" }, max_p95_latency_increase_percent: 10 }",
+    ));
+    assert_eq!(
+        lines,
+        ["processors.contract/checkout: no threshold set; set at least one of max_p95_latency_ms, max_error_rate_percent or min_conversion_rate_percent"]
+    );
+}
+
+#[test]
+fn errors_are_deterministic() {
+    let text = std::fs::read_to_string(fixture_dir().join("invalid/unknown_keys.yaml")).unwrap();
+    let first = err_lines(&text);
+    for _ in 0..5 {
+        assert_eq!(err_lines(&text), first);
+    }
+}
+
+fn fixture_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/config")
+}
+
+/// Sorted `*.yaml` files of a fixture subdirectory.
+fn yaml_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
+        .map(|entry| entry.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Whether `actual` satisfies the `.expected` line `expected`.
+fn line_matches(expected: &str, actual: &str) -> bool {
+    match expected.strip_prefix("~ ") {
+        Some(fragment) => actual.contains(fragment),
+        None => expected == actual,
+    }
+}
+
+#[test]
+fn invalid_fixtures_report_exactly_their_expected_errors() {
+    let files = yaml_files(&fixture_dir().join("invalid"));
+    assert!(files.len() >= 12, "only {} invalid fixtures", files.len());
+    let mut failures = Vec::new();
+    for file in &files {
+        let expected_file = file.with_extension("expected");
+        let Ok(expected) = std::fs::read_to_string(&expected_file) else {
+            failures.push(format!("{}: no .expected file", file.display()));
+            continue;
+        };
+        let expected: Vec<&str> = expected
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+            .collect();
+        let text = std::fs::read_to_string(file).unwrap();
+        let actual: Vec<String> = match load_str(&text, &fixture_env()) {
+            Ok(_) => {
+                failures.push(format!("{}: loaded without error", file.display()));
+                continue;
+            }
+            Err(errors) => errors.iter().map(|e| e.to_string()).collect(),
+        };
+        let matches = expected.len() == actual.len()
+            && expected
+                .iter()
+                .zip(&actual)
+                .all(|(e, a)| line_matches(e, a));
+        if !matches {
+            failures.push(format!(
+                "{}:\n  expected:\n    {}\n  actual:\n    {}",
+                file.display(),
+                expected.join("\n    "),
+                actual.join("\n    ")
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+#[test]
+fn every_expected_file_has_its_yaml() {
+    let dir = fixture_dir().join("invalid");
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "expected") {
+            assert!(
+                path.with_extension("yaml").exists(),
+                "{} has no .yaml",
+                path.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn valid_fixtures_load() {
+    let files = yaml_files(&fixture_dir().join("valid"));
+    assert!(!files.is_empty());
+    let mut failures = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        if let Err(errors) = load_str(&text, &fixture_env()) {
+            failures.push(format!("{}:\n{errors}", file.display()));
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}

@@ -1,0 +1,223 @@
+//! The validated configuration: what the rest of verdict builds from. Every
+//! value here has been checked (bounds, references, durations), so building
+//! the topology never re-validates (Vector's "validation is pure" rule).
+
+use std::time::Duration;
+
+/// A fully validated pipeline file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidatedConfig {
+    /// Receivers referenced by at least one pipeline, in file order.
+    pub receivers: Vec<ReceiverSpec>,
+    /// Exporters referenced by at least one pipeline, in file order.
+    pub exporters: Vec<ExporterSpec>,
+    /// Pipelines in file order.
+    pub pipelines: Vec<PipelineSpec>,
+    /// The `service` section.
+    pub service: ServiceSpec,
+}
+
+/// A receiver component.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReceiverSpec {
+    /// Full component id (`otlp`, `otlp/edge`).
+    pub id: String,
+    /// What kind of receiver it is.
+    pub kind: ReceiverKind,
+}
+
+/// The receiver types verdict has.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReceiverKind {
+    /// OTLP over gRPC and/or HTTP.
+    Otlp(OtlpReceiverSpec),
+}
+
+/// `receivers.otlp`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OtlpReceiverSpec {
+    /// gRPC listen address (`host:port`), `None` when the protocol is not configured.
+    pub grpc_endpoint: Option<String>,
+    /// HTTP listen address (`host:port`), `None` when the protocol is not configured.
+    pub http_endpoint: Option<String>,
+    /// Largest accepted request body after decompression, in bytes (default 20 MiB).
+    pub max_request_bytes: u64,
+    /// Bearer token required from clients; `None` (or empty in the file) = no auth.
+    pub bearer_token: Option<String>,
+}
+
+/// A pipeline: receivers → window → contracts → exporters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PipelineSpec {
+    /// The pipeline's key under `pipelines`.
+    pub name: String,
+    /// Full ids of its receivers.
+    pub receivers: Vec<String>,
+    /// Its window processor (the defaults when the pipeline lists none).
+    pub window: WindowSpec,
+    /// Its contracts, in the order the pipeline lists them. A sample's
+    /// `SeriesKey::contract` is an index into this list.
+    pub contracts: Vec<ContractSpec>,
+    /// Full ids of its exporters.
+    pub exporters: Vec<String>,
+}
+
+/// `processors.window`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowSpec {
+    /// Tumbling window length (default 60s; > 0).
+    pub size: Duration,
+    /// How long after its end a window still accepts samples (default 10s).
+    pub allowed_lateness: Duration,
+    /// Samples further than this in the future are rejected (default 5m).
+    pub max_clock_skew: Duration,
+    /// Number of aggregator shards (config 0 = one per core; resolved here, ≥ 1).
+    pub shards: usize,
+    /// Per-shard queue capacity in batches (default 4096; ≥ 1).
+    pub queue_size: usize,
+    /// Most series held at once before the overflow series (default 10000; ≥ 1).
+    pub max_series: usize,
+}
+
+/// Where a contract's samples come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// SERVER/CONSUMER spans (default).
+    Spans,
+    /// The `http.server.request.duration` histogram and the conversions sum.
+    Metrics,
+}
+
+/// How a run reaches a decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Consecutive passing/failing windows (default).
+    Windows,
+    /// An always-valid sequential test.
+    Sequential,
+}
+
+/// What `max_duration` does to a run with no decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnTimeout {
+    /// ROLLED_BACK with reason `timeout` (default).
+    Rollback,
+    /// PROMOTED with reason `timeout`.
+    Promote,
+}
+
+/// One `match` entry: a resource attribute and a glob its value must match.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttributeMatch {
+    /// Resource attribute key (`service.name`).
+    pub key: String,
+    /// Glob pattern (`*`, `?`, `[...]`), already checked to compile.
+    pub pattern: String,
+}
+
+/// `processors.contract/NAME`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContractSpec {
+    /// The contract's name: the part after `/`, or `contract`.
+    pub name: String,
+    /// Contract version (default 1; ≥ 1). A new version starts new runs.
+    pub version: u32,
+    /// Resource attributes a resource must match (all of them).
+    pub matches: Vec<AttributeMatch>,
+    /// Attributes whose values make the subject (default `[service.name, service.version]`; non-empty).
+    pub subject_by: Vec<String>,
+    /// Where samples come from (default spans).
+    pub source: Source,
+    /// OTLP span kinds counted as requests, as the OTLP enum numbers
+    /// (default SERVER = 2, CONSUMER = 5). Config names: INTERNAL, SERVER,
+    /// CLIENT, PRODUCER, CONSUMER.
+    pub span_kinds: Vec<i32>,
+    /// Attribute that marks a conversion (default `validation.converted`).
+    pub conversion_attribute: String,
+    /// Latency histogram name for `source: metrics` (default `http.server.request.duration`).
+    pub latency_metric: String,
+    /// Conversions sum name for `source: metrics` (default `validation.conversions`).
+    pub conversions_metric: String,
+    /// The pass/fail thresholds; at least one is set.
+    pub thresholds: Thresholds,
+    /// Samples needed over the run before PROMOTED is possible (default 1; ≥ 1).
+    pub min_samples: u64,
+    /// Samples a window needs to count (default 1; ≥ 1); fewer = insufficient.
+    pub min_window_samples: u64,
+    /// Consecutive passing windows that promote (default 3; ≥ 1).
+    pub pass_windows: u32,
+    /// Consecutive failing windows that roll back (default 1; ≥ 1).
+    pub fail_windows: u32,
+    /// No decision by then → `on_timeout` (default none).
+    pub max_duration: Option<Duration>,
+    /// What a timeout decides (default rollback).
+    pub on_timeout: OnTimeout,
+    /// Optional comparison with the current release.
+    pub baseline: Option<BaselineSpec>,
+    /// Decision procedure (default windows).
+    pub decision: Decision,
+    /// Significance level of the sequential test (default 0.05; in (0, 1)).
+    pub alpha: f64,
+    /// Compute and expose everything but trigger nothing (default false).
+    pub dry_run: bool,
+}
+
+/// The absolute thresholds of a contract; `None` = not checked.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Thresholds {
+    /// Maximum p95 latency in milliseconds (> 0).
+    pub max_p95_latency_ms: Option<f64>,
+    /// Maximum error rate in percent ([0, 100]).
+    pub max_error_rate_percent: Option<f64>,
+    /// Minimum conversion rate in percent ([0, 100]).
+    pub min_conversion_rate_percent: Option<f64>,
+}
+
+/// `baseline:` of a contract: the current release to compare against.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BaselineSpec {
+    /// Resource attributes that select the baseline (all must match).
+    pub matches: Vec<AttributeMatch>,
+    /// Largest allowed p95 increase over the baseline, in percent (≥ 0).
+    pub max_p95_latency_increase_percent: Option<f64>,
+    /// Largest allowed error-rate increase over the baseline, in percentage points (≥ 0).
+    pub max_error_rate_increase_points: Option<f64>,
+}
+
+/// An exporter component.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExporterSpec {
+    /// Full component id (`prometheus`, `log`, `webhook/promote`).
+    pub id: String,
+    /// What kind of exporter it is.
+    pub kind: ExporterKind,
+}
+
+/// The exporter types verdict has.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ExporterKind {
+    /// Prometheus text exposition at `/metrics` on `endpoint`.
+    Prometheus {
+        /// Listen address (`host:port`, default `0.0.0.0:9464`).
+        endpoint: String,
+    },
+    /// Verdict events as JSON lines on stdout.
+    Log,
+}
+
+/// The `service` section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceSpec {
+    /// HTTP API listen address (default `127.0.0.1:8686`).
+    pub api_endpoint: String,
+    /// Bearer token for the API's write endpoints; `None` = open.
+    pub api_token: Option<String>,
+    /// Storage URL (default `memory:`; only the in-memory store exists yet).
+    pub storage: String,
+    /// Budget for request bodies being decoded plus queued batches, in bytes (default 256 MiB).
+    pub max_inflight_bytes: u64,
+    /// How often open windows are persisted (default 10s).
+    pub checkpoint_interval: Duration,
+    /// Final runs leave `/metrics` this long after their decision (default 1h).
+    pub metric_expiry: Duration,
+}

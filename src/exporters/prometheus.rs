@@ -1,0 +1,193 @@
+//! The `prometheus` exporter (design §7): `/metrics` in the text exposition
+//! format. Run and window gauges are rendered from the run store at scrape
+//! time — so a run's series appear with the run and leave `metric_expiry`
+//! after its decision without any bookkeeping — followed by verdict's own
+//! counters from the process-wide metrics recorder.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+
+use crate::contracts::WindowVerdict;
+use crate::runs::{RunRecord, RunState};
+use crate::telemetry;
+use crate::topology::Catalog;
+
+/// The `/metrics` route over `catalog`.
+pub fn router(catalog: Arc<Catalog>) -> Router {
+    Router::new()
+        .route("/metrics", get(scrape))
+        .with_state(catalog)
+}
+
+async fn scrape(State(catalog): State<Arc<Catalog>>) -> impl IntoResponse {
+    let mut body = render_runs(&catalog);
+    body.push_str(&telemetry::metrics_handle().render());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+}
+
+/// Escapes a label value per the exposition format.
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+struct Family {
+    name: &'static str,
+    help: &'static str,
+    lines: String,
+}
+
+impl Family {
+    fn new(name: &'static str, help: &'static str) -> Family {
+        Family {
+            name,
+            help,
+            lines: String::new(),
+        }
+    }
+
+    fn sample(&mut self, labels: &[(&str, &str)], value: f64) {
+        let labels: Vec<String> = labels
+            .iter()
+            .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+            .collect();
+        let _ = writeln!(
+            self.lines,
+            "{}{{{}}} {}",
+            self.name,
+            labels.join(","),
+            value
+        );
+    }
+
+    fn write(&self, out: &mut String) {
+        if self.lines.is_empty() {
+            return;
+        }
+        let _ = writeln!(out, "# HELP {} {}", self.name, self.help);
+        let _ = writeln!(out, "# TYPE {} gauge", self.name);
+        out.push_str(&self.lines);
+    }
+}
+
+/// Renders the run and window gauges of every current run.
+pub fn render_runs(catalog: &Catalog) -> String {
+    let now = catalog.clock.now();
+    let expiry = catalog.metric_expiry.as_nanos() as u64;
+    let mut state = Family::new(
+        "verdict_run_state",
+        "Current state of the run (1 for the current state, 0 for the others).",
+    );
+    let mut info = Family::new(
+        "verdict_run_info",
+        "Run identity: contract version and run id.",
+    );
+    let mut samples = Family::new("verdict_run_samples", "Samples counted over the whole run.");
+    let mut latency = Family::new(
+        "verdict_window_latency_seconds",
+        "Latency quantiles of the last closed window, in seconds.",
+    );
+    let mut errors = Family::new(
+        "verdict_window_error_ratio",
+        "Error ratio (0-1) of the last closed window.",
+    );
+    let mut conversions = Family::new(
+        "verdict_window_conversion_ratio",
+        "Conversion ratio (0-1) of the last closed window.",
+    );
+    let mut window_samples = Family::new(
+        "verdict_window_samples",
+        "Samples in the last closed window.",
+    );
+    let mut passed = Family::new("verdict_window_passed", "1 if the last closed window passed every check, 0 if it failed (absent when it had too few samples).");
+    let mut runs: Vec<RunRecord> = Vec::new();
+    for c in &catalog.contracts {
+        match catalog.store.current_runs(&c.name) {
+            Ok(r) => runs.extend(r),
+            Err(err) => tracing::warn!(error = %err, "Scrape could not read runs."),
+        }
+    }
+    for run in runs {
+        if run
+            .decided_at
+            .is_some_and(|d| d.saturating_add(expiry) < now)
+        {
+            continue;
+        }
+        let contract = run.contract.as_str();
+        let subject = run.subject.joined();
+        let base = [("contract", contract), ("subject", subject)];
+        for s in RunState::ALL {
+            state.sample(
+                &[base[0], base[1], ("state", s.as_str())],
+                if run.state == s { 1.0 } else { 0.0 },
+            );
+        }
+        let version = run.contract_version.to_string();
+        info.sample(
+            &[
+                ("contract", contract),
+                ("contract_version", &version),
+                ("subject", subject),
+                ("run_id", &run.run_id),
+            ],
+            1.0,
+        );
+        samples.sample(&base, run.cumulative.samples as f64);
+        let last = catalog
+            .store
+            .windows(&run.run_id, 1)
+            .ok()
+            .and_then(|w| w.into_iter().next());
+        let Some(w) = last else { continue };
+        let f = &w.figures;
+        for (q, v) in [
+            ("0.5", f.p50_latency_ms),
+            ("0.95", f.p95_latency_ms),
+            ("0.99", f.p99_latency_ms),
+        ] {
+            if let Some(v) = v {
+                latency.sample(&[base[0], base[1], ("quantile", q)], v / 1000.0);
+            }
+        }
+        if let Some(e) = f.error_rate_percent {
+            errors.sample(&base, e / 100.0);
+        }
+        if let Some(c) = f.conversion_rate_percent {
+            conversions.sample(&base, c / 100.0);
+        }
+        window_samples.sample(&base, f.samples as f64);
+        match w.result {
+            WindowVerdict::Pass => passed.sample(&base, 1.0),
+            WindowVerdict::Fail => passed.sample(&base, 0.0),
+            WindowVerdict::Insufficient => {}
+        }
+    }
+    let mut out = String::new();
+    for f in [
+        &state,
+        &info,
+        &samples,
+        &latency,
+        &errors,
+        &conversions,
+        &window_samples,
+        &passed,
+    ] {
+        f.write(&mut out);
+    }
+    out
+}

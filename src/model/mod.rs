@@ -1,0 +1,27 @@
+//! Internal data types shared by every stage: what a sample is, which series it
+//! belongs to, and how UTC windows are aligned. No async and no I/O here.
+
+pub mod sample;
+pub mod series;
+pub mod window;
+
+pub use sample::Sample;
+pub use series::{SeriesKey, Subject};
+pub use window::Window;
+
+/// Nanoseconds since the UNIX epoch (UTC), as OTLP carries time.
+pub type UnixNanos = u64;
+
+/// Formats a UNIX-nanosecond time as RFC 3339 UTC with a `Z` suffix, at
+/// millisecond precision (`2026-11-25T14:03:10.004Z`).
+pub fn rfc3339_millis(t: UnixNanos) -> String {
+    let st = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(t);
+    humantime::format_rfc3339_millis(st).to_string()
+}
+
+/// Formats a UNIX-nanosecond time as RFC 3339 UTC at second precision
+/// (`2026-11-25T14:02:00Z`); window bounds are whole seconds in practice.
+pub fn rfc3339_seconds(t: UnixNanos) -> String {
+    let st = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(t);
+    humantime::format_rfc3339_seconds(st).to_string()
+}

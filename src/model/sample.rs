@@ -1,0 +1,19 @@
+//! A sample: one request, as the receivers derive it from a span (or, later,
+//! a metric point), ready to be windowed.
+
+use super::{SeriesKey, UnixNanos};
+
+/// One observed request of one series.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    /// The series (contract + subject) it counts for.
+    pub series: SeriesKey,
+    /// When the request ended (UTC UNIX nanoseconds); decides its window.
+    pub ts: UnixNanos,
+    /// Request latency in milliseconds; finite and ≥ 0 (checked by the receiver).
+    pub latency_ms: f64,
+    /// The request failed (status ERROR or HTTP status ≥ 500).
+    pub error: bool,
+    /// The request converted (the contract's conversion attribute was true).
+    pub converted: bool,
+}

@@ -1,0 +1,124 @@
+//! Series identity: which contract a sample counts for and which subject
+//! (release) it belongs to. A series always maps to the same shard.
+
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+/// The subject of a run: the values of the contract's `subject_by`
+/// attributes, in order (e.g. `service.name=checkout, service.version=2.0.1`).
+///
+/// Cheap to clone (shared); compared and hashed by its values.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Subject(Arc<SubjectInner>);
+
+#[derive(PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct SubjectInner {
+    /// `(attribute, value)` in `subject_by` order.
+    attributes: Vec<(String, String)>,
+    /// Values joined with `/`: the label and URL form (`checkout/2.0.1`).
+    joined: String,
+}
+
+/// The subject of samples of series beyond `max_series`: windowed and
+/// exposed, never given a run.
+pub const OVERFLOW_SUBJECT: &str = "__overflow__";
+
+/// The subject under which a contract's baseline (the current release) is
+/// aggregated.
+pub const BASELINE_SUBJECT: &str = "__baseline__";
+
+impl Subject {
+    /// Builds a subject from `(attribute, value)` pairs in `subject_by` order.
+    pub fn new(attributes: Vec<(String, String)>) -> Subject {
+        let joined = attributes
+            .iter()
+            .map(|(_, v)| v.as_str())
+            .collect::<Vec<_>>()
+            .join("/");
+        Subject(Arc::new(SubjectInner { attributes, joined }))
+    }
+
+    /// A subject with a fixed name and no attributes (overflow, baseline).
+    pub fn named(name: &str) -> Subject {
+        Subject(Arc::new(SubjectInner {
+            attributes: Vec::new(),
+            joined: name.to_string(),
+        }))
+    }
+
+    /// The values joined with `/`.
+    pub fn joined(&self) -> &str {
+        &self.0.joined
+    }
+
+    /// `(attribute, value)` pairs in `subject_by` order.
+    pub fn attributes(&self) -> &[(String, String)] {
+        &self.0.attributes
+    }
+
+    /// True for the overflow and baseline pseudo-subjects, which never get a run.
+    pub fn is_pseudo(&self) -> bool {
+        self.0.attributes.is_empty()
+            && (self.0.joined == OVERFLOW_SUBJECT || self.0.joined == BASELINE_SUBJECT)
+    }
+}
+
+impl fmt::Debug for Subject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Subject({})", self.0.joined)
+    }
+}
+
+impl fmt::Display for Subject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.joined)
+    }
+}
+
+/// A series: one subject of one contract. Contracts are numbered by their
+/// position in the pipeline, which is fixed for the life of the process.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SeriesKey {
+    /// Index of the contract in its pipeline.
+    pub contract: u32,
+    /// Subject of the series.
+    pub subject: Subject,
+}
+
+impl SeriesKey {
+    /// The shard this series belongs to, out of `shards`. Stable across
+    /// processes built from the same source: SipHash with fixed keys.
+    pub fn shard(&self, shards: usize) -> usize {
+        #[allow(deprecated)]
+        let mut h = std::hash::SipHasher::new_with_keys(0x7665_7264, 0x6963_7421);
+        self.hash(&mut h);
+        (h.finish() % shards.max(1) as u64) as usize
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn joined_and_stable_shard() {
+        let s = Subject::new(vec![
+            ("service.name".into(), "checkout".into()),
+            ("service.version".into(), "2.0.1".into()),
+        ]);
+        assert_eq!(s.joined(), "checkout/2.0.1");
+        let k = SeriesKey {
+            contract: 0,
+            subject: s.clone(),
+        };
+        let k2 = SeriesKey {
+            contract: 0,
+            subject: Subject::new(s.attributes().to_vec()),
+        };
+        assert_eq!(k.shard(8), k2.shard(8));
+        assert!(k.shard(8) < 8);
+        assert!(Subject::named(OVERFLOW_SUBJECT).is_pseudo());
+        assert!(!s.is_pseudo());
+    }
+}

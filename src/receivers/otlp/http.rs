@@ -1,0 +1,249 @@
+//! OTLP/HTTP (design §4) on axum: `POST /v1/traces|metrics|logs` with
+//! `application/x-protobuf` or `application/json` bodies, optionally gzip.
+//! The body is read and inflated with the `max_request_bytes` limit enforced
+//! while reading, so a compressed bomb is refused without being inflated.
+//! A JSON request gets a JSON answer, a protobuf request a protobuf one;
+//! errors are a `google.rpc.Status` in the request's encoding.
+
+use std::io::Read;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use bytes::Bytes;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use prost::Message;
+use serde_json::json;
+
+use super::grpc::{ExportKind, Logs, Metrics, Traces};
+use super::{json, Accepted, Ingest, IngestError};
+
+/// The body encoding of a request (and of its answer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// `application/x-protobuf`.
+    Protobuf,
+    /// `application/json`.
+    Json,
+}
+
+impl Encoding {
+    fn content_type(self) -> &'static str {
+        match self {
+            Encoding::Protobuf => "application/x-protobuf",
+            Encoding::Json => "application/json",
+        }
+    }
+}
+
+/// The OTLP/HTTP routes over `ingest`.
+pub fn router(ingest: Arc<Ingest>) -> Router {
+    Router::new()
+        .route("/v1/traces", post(export::<Traces>))
+        .route("/v1/metrics", post(export::<Metrics>))
+        .route("/v1/logs", post(export::<Logs>))
+        .with_state(ingest)
+}
+
+/// How each signal's body decodes from JSON and encodes its answer as JSON.
+trait HttpKind: ExportKind {
+    fn decode_json(body: &[u8]) -> Result<Self::Request, json::JsonDecodeError>;
+    fn ingest_http(ingest: &Ingest, req: &Self::Request) -> Result<Accepted, IngestError>;
+    /// The JSON name of the rejected-items counter of this signal.
+    const REJECTED_FIELD: &'static str;
+}
+
+impl HttpKind for Traces {
+    fn decode_json(body: &[u8]) -> Result<ExportTraceServiceRequest, json::JsonDecodeError> {
+        json::decode_traces(body)
+    }
+    fn ingest_http(ingest: &Ingest, req: &Self::Request) -> Result<Accepted, IngestError> {
+        ingest.traces("http", req)
+    }
+    const REJECTED_FIELD: &'static str = "rejectedSpans";
+}
+
+impl HttpKind for Metrics {
+    fn decode_json(body: &[u8]) -> Result<ExportMetricsServiceRequest, json::JsonDecodeError> {
+        json::decode_metrics(body)
+    }
+    fn ingest_http(ingest: &Ingest, req: &Self::Request) -> Result<Accepted, IngestError> {
+        ingest.metrics("http", req)
+    }
+    const REJECTED_FIELD: &'static str = "rejectedDataPoints";
+}
+
+impl HttpKind for Logs {
+    fn decode_json(body: &[u8]) -> Result<ExportLogsServiceRequest, json::JsonDecodeError> {
+        json::decode_logs(body)
+    }
+    fn ingest_http(ingest: &Ingest, req: &Self::Request) -> Result<Accepted, IngestError> {
+        ingest.logs("http", req)
+    }
+    const REJECTED_FIELD: &'static str = "rejectedLogRecords";
+}
+
+async fn export<K: HttpKind>(State(ingest): State<Arc<Ingest>>, req: Request) -> Response {
+    let encoding = match encoding_of(req.headers()) {
+        Ok(e) => e,
+        Err(err) => return refuse(&ingest, Encoding::Protobuf, err),
+    };
+    match handle::<K>(&ingest, req, encoding).await {
+        Ok(acc) => accepted::<K>(encoding, acc),
+        Err(err) => refuse(&ingest, encoding, err),
+    }
+}
+
+async fn handle<K: HttpKind>(
+    ingest: &Ingest,
+    req: Request,
+    encoding: Encoding,
+) -> Result<Accepted, IngestError> {
+    let auth = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(HeaderValue::as_bytes);
+    ingest.authorize(auth)?;
+    let gzip = is_gzip(req.headers())?;
+    let limit = ingest.max_request_bytes;
+    let raw = axum::body::to_bytes(req.into_body(), limit)
+        .await
+        .map_err(|_| too_large(limit))?;
+    let body = if gzip { inflate(&raw, limit)? } else { raw };
+    let request = match encoding {
+        Encoding::Protobuf => K::Request::decode(body)
+            .map_err(|e| IngestError::Malformed(format!("malformed protobuf: {e}")))?,
+        Encoding::Json => K::decode_json(&body)
+            .map_err(|e| IngestError::Malformed(format!("malformed OTLP/JSON: {e}")))?,
+    };
+    // Conversion is CPU work on a bounded request; it does not block on I/O.
+    K::ingest_http(ingest, &request)
+}
+
+fn too_large(limit: usize) -> IngestError {
+    IngestError::TooLarge(format!(
+        "request body exceeds max_request_bytes ({limit} bytes) after decompression"
+    ))
+}
+
+/// Inflates a gzip body, stopping one byte past the limit.
+fn inflate(raw: &[u8], limit: usize) -> Result<Bytes, IngestError> {
+    let mut out = Vec::with_capacity(raw.len().saturating_mul(4).min(limit));
+    flate2::read::GzDecoder::new(raw)
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| IngestError::Malformed(format!("malformed gzip body: {e}")))?;
+    if out.len() > limit {
+        return Err(too_large(limit));
+    }
+    Ok(Bytes::from(out))
+}
+
+fn encoding_of(headers: &HeaderMap) -> Result<Encoding, IngestError> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match mime.as_str() {
+        "application/x-protobuf" | "application/protobuf" => Ok(Encoding::Protobuf),
+        "application/json" => Ok(Encoding::Json),
+        _ => Err(IngestError::UnsupportedMediaType(format!(
+            "unsupported content type {ct:?}: use application/x-protobuf or application/json"
+        ))),
+    }
+}
+
+fn is_gzip(headers: &HeaderMap) -> Result<bool, IngestError> {
+    match headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .as_deref()
+    {
+        None | Some("") | Some("identity") => Ok(false),
+        Some("gzip") => Ok(true),
+        Some(other) => Err(IngestError::UnsupportedMediaType(format!(
+            "unsupported content encoding {other:?}: use gzip or none"
+        ))),
+    }
+}
+
+fn accepted<K: HttpKind>(encoding: Encoding, acc: Accepted) -> Response {
+    let body = match encoding {
+        Encoding::Protobuf => K::response(acc).encode_to_vec(),
+        Encoding::Json => {
+            let v = if acc.rejected > 0 {
+                json!({"partialSuccess": {K::REJECTED_FIELD: acc.rejected.to_string(), "errorMessage": acc.message}})
+            } else {
+                json!({})
+            };
+            v.to_string().into_bytes()
+        }
+    };
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, encoding.content_type())],
+        body,
+    )
+        .into_response()
+}
+
+/// The HTTP status and gRPC code of a refusal.
+fn codes(err: &IngestError) -> (StatusCode, tonic::Code) {
+    match err {
+        IngestError::QueueFull(_) => (StatusCode::SERVICE_UNAVAILABLE, tonic::Code::Unavailable),
+        IngestError::Unauthenticated => (StatusCode::UNAUTHORIZED, tonic::Code::Unauthenticated),
+        IngestError::Malformed(_) => (StatusCode::BAD_REQUEST, tonic::Code::InvalidArgument),
+        IngestError::TooLarge(_) => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            tonic::Code::ResourceExhausted,
+        ),
+        IngestError::UnsupportedMediaType(_) => (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            tonic::Code::InvalidArgument,
+        ),
+    }
+}
+
+fn refuse(ingest: &Ingest, encoding: Encoding, err: IngestError) -> Response {
+    if !matches!(err, IngestError::QueueFull(_)) {
+        // QueueFull was counted where it was detected.
+        ingest.refused("http", &err);
+    }
+    let (status, code) = codes(&err);
+    let message = err.to_string();
+    let body = match encoding {
+        Encoding::Protobuf => tonic_types::pb::Status {
+            code: code as i32,
+            message,
+            details: Vec::new(),
+        }
+        .encode_to_vec(),
+        Encoding::Json => json!({"code": code as i32, "message": message})
+            .to_string()
+            .into_bytes(),
+    };
+    let mut resp = (
+        status,
+        [(header::CONTENT_TYPE, encoding.content_type())],
+        Body::from(body),
+    )
+        .into_response();
+    if let IngestError::QueueFull(secs) = err {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+    }
+    resp
+}

@@ -1,0 +1,251 @@
+//! The OTLP receiver: gRPC ([`grpc`]) and HTTP ([`http`]) front ends over one
+//! [`Ingest`] core that decodes nothing itself but converts decoded requests
+//! ([`convert`]) and enqueues their samples atomically: capacity is reserved
+//! on every target shard before anything is sent, so a request is either
+//! counted whole or refused whole and changes nothing.
+
+pub mod convert;
+pub mod grpc;
+pub mod http;
+pub mod json;
+
+use std::sync::Arc;
+
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+
+use super::PipelineInput;
+use crate::clock::SharedClock;
+use crate::telemetry;
+use convert::{Converted, RejectReason};
+
+/// Why a whole request was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IngestError {
+    /// A shard queue is full: retry after the given whole seconds.
+    #[error("ingest queue full, retry after {0}s")]
+    QueueFull(u32),
+    /// Missing or wrong bearer token.
+    #[error("missing or invalid bearer token")]
+    Unauthenticated,
+    /// The payload could not be decoded.
+    #[error("{0}")]
+    Malformed(String),
+    /// The payload is larger than `max_request_bytes` after decompression.
+    #[error("{0}")]
+    TooLarge(String),
+    /// Neither protobuf nor JSON.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+}
+
+impl IngestError {
+    /// The `reason` label of `verdict_receiver_refused_requests_total`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            IngestError::QueueFull(_) => "queue_full",
+            IngestError::Unauthenticated => "unauthenticated",
+            IngestError::Malformed(_) => "malformed",
+            IngestError::TooLarge(_) => "too_large",
+            IngestError::UnsupportedMediaType(_) => "unsupported_media_type",
+        }
+    }
+}
+
+/// The signal of a request (metric label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// Spans.
+    Traces,
+    /// Metric data points.
+    Metrics,
+    /// Log records.
+    Logs,
+}
+
+impl Signal {
+    /// Metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Signal::Traces => "traces",
+            Signal::Metrics => "metrics",
+            Signal::Logs => "logs",
+        }
+    }
+}
+
+/// What an accepted request reports back (`partial_success`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Accepted {
+    /// Items rejected inside the request.
+    pub rejected: i64,
+    /// Why; empty when nothing was rejected.
+    pub message: String,
+}
+
+/// The protocol-independent core of the OTLP receiver.
+#[derive(Debug)]
+pub struct Ingest {
+    /// Pipelines fed by this receiver.
+    pub pipelines: Vec<Arc<PipelineInput>>,
+    /// Wall clock.
+    pub clock: SharedClock,
+    /// Largest body after decompression, in bytes.
+    pub max_request_bytes: usize,
+    /// Required bearer token, if any.
+    pub bearer_token: Option<String>,
+}
+
+/// Compares two byte strings in time that depends only on their lengths, so
+/// a token cannot be guessed byte by byte from response times.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl Ingest {
+    /// Checks an `Authorization` header value against the configured token.
+    pub fn authorize(&self, header: Option<&[u8]>) -> Result<(), IngestError> {
+        let Some(token) = &self.bearer_token else {
+            return Ok(());
+        };
+        let presented = header
+            .and_then(|h| h.strip_prefix(b"Bearer "))
+            .unwrap_or(b"");
+        if constant_time_eq(presented, token.as_bytes()) {
+            Ok(())
+        } else {
+            Err(IngestError::Unauthenticated)
+        }
+    }
+
+    /// Counts a refusal.
+    pub fn refused(&self, protocol: &'static str, err: &IngestError) {
+        metrics::counter!(telemetry::RECEIVER_REFUSED_REQUESTS, "protocol" => protocol, "reason" => err.reason())
+            .increment(1);
+    }
+
+    /// Converts and enqueues a trace request.
+    pub fn traces(
+        &self,
+        protocol: &'static str,
+        req: &ExportTraceServiceRequest,
+    ) -> Result<Accepted, IngestError> {
+        let pipelines: Vec<&PipelineInput> = self.pipelines.iter().map(Arc::as_ref).collect();
+        let converted = convert::convert_traces(req, &pipelines, self.clock.now());
+        self.enqueue(protocol, Signal::Traces, converted, "spans")
+    }
+
+    /// Accepts a metrics request. Metrics as a source are not wired yet:
+    /// every data point is counted as accepted and ignored.
+    pub fn metrics(
+        &self,
+        protocol: &'static str,
+        req: &ExportMetricsServiceRequest,
+    ) -> Result<Accepted, IngestError> {
+        let points: u64 = req
+            .resource_metrics
+            .iter()
+            .flat_map(|r| &r.scope_metrics)
+            .flat_map(|s| &s.metrics)
+            .map(|m| match &m.data {
+                Some(Data::Gauge(g)) => g.data_points.len(),
+                Some(Data::Sum(s)) => s.data_points.len(),
+                Some(Data::Histogram(h)) => h.data_points.len(),
+                Some(Data::ExponentialHistogram(h)) => h.data_points.len(),
+                Some(Data::Summary(s)) => s.data_points.len(),
+                None => 0,
+            } as u64)
+            .sum();
+        let converted = Converted {
+            items: points,
+            ignored: points,
+            ..Converted::default()
+        };
+        self.enqueue(protocol, Signal::Metrics, converted, "data points")
+    }
+
+    /// Accepts a logs request: logs are accepted and ignored.
+    pub fn logs(
+        &self,
+        protocol: &'static str,
+        req: &ExportLogsServiceRequest,
+    ) -> Result<Accepted, IngestError> {
+        let records: u64 = req
+            .resource_logs
+            .iter()
+            .flat_map(|r| &r.scope_logs)
+            .map(|s| s.log_records.len() as u64)
+            .sum();
+        let converted = Converted {
+            items: records,
+            ignored: records,
+            ..Converted::default()
+        };
+        self.enqueue(protocol, Signal::Logs, converted, "log records")
+    }
+
+    /// Reserves a slot on every shard the request touches, then sends; if any
+    /// shard is full nothing is sent and the request is refused whole.
+    fn enqueue(
+        &self,
+        protocol: &'static str,
+        signal: Signal,
+        mut converted: Converted,
+        noun: &str,
+    ) -> Result<Accepted, IngestError> {
+        if !converted.is_empty() {
+            let mut permits = Vec::new();
+            for (pi, shards) in converted.batches.iter().enumerate() {
+                let Some(p) = self.pipelines.get(pi) else {
+                    continue;
+                };
+                for (si, batch) in shards.iter().enumerate() {
+                    if batch.is_empty() {
+                        continue;
+                    }
+                    let Some(tx) = p.router.senders().get(si) else {
+                        continue;
+                    };
+                    match tx.try_reserve() {
+                        Ok(permit) => permits.push((pi, si, permit)),
+                        Err(_) => {
+                            // Dropping the permits taken so far releases them.
+                            let err = IngestError::QueueFull(self.retry_after(tx));
+                            self.refused(protocol, &err);
+                            return Err(err);
+                        }
+                    }
+                }
+            }
+            for (pi, si, permit) in permits {
+                permit.send(std::mem::take(&mut converted.batches[pi][si]));
+            }
+        }
+        let labels = [("protocol", protocol), ("signal", signal.label())];
+        metrics::counter!(telemetry::RECEIVER_ACCEPTED_ITEMS, &labels).increment(converted.items);
+        metrics::counter!(telemetry::RECEIVER_IGNORED_ITEMS, &labels).increment(converted.ignored);
+        for (reason, n) in &converted.rejected {
+            metrics::counter!(telemetry::RECEIVER_REJECTED_ITEMS, "reason" => reason.label())
+                .increment(*n);
+            if *reason == RejectReason::Late {
+                metrics::counter!(telemetry::LATE_SAMPLES).increment(*n);
+            }
+        }
+        Ok(Accepted {
+            rejected: converted.rejected_count() as i64,
+            message: converted.message(noun),
+        })
+    }
+
+    /// Whole seconds a refused client should wait: grows with how full the
+    /// queue still is (1 s when it has drained a little, up to 5 s).
+    fn retry_after<T>(&self, tx: &tokio::sync::mpsc::Sender<T>) -> u32 {
+        let used = 1.0 - tx.capacity() as f64 / tx.max_capacity().max(1) as f64;
+        (1.0 + used * 4.0).round().clamp(1.0, 5.0) as u32
+    }
+}

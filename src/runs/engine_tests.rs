@@ -1,0 +1,263 @@
+//! Engine tests: windows judged in order once every shard's watermark has
+//! passed their deadline, empty windows, final runs, timeouts, baselines.
+
+use super::*;
+use crate::config::{BaselineSpec, Decision, OnTimeout, Source, Thresholds};
+use crate::runs::MemoryStore;
+use std::time::Duration;
+
+const S: u64 = 1_000_000_000;
+
+fn spec() -> ContractSpec {
+    ContractSpec {
+        name: "checkout".into(),
+        version: 1,
+        matches: vec![],
+        subject_by: vec!["service.version".into()],
+        source: Source::Spans,
+        span_kinds: vec![2],
+        conversion_attribute: "validation.converted".into(),
+        latency_metric: "http.server.request.duration".into(),
+        conversions_metric: "validation.conversions".into(),
+        thresholds: Thresholds {
+            max_p95_latency_ms: Some(100.0),
+            max_error_rate_percent: Some(5.0),
+            min_conversion_rate_percent: None,
+        },
+        min_samples: 20,
+        min_window_samples: 5,
+        pass_windows: 2,
+        fail_windows: 1,
+        max_duration: None,
+        on_timeout: OnTimeout::Rollback,
+        baseline: None,
+        decision: Decision::Windows,
+        alpha: 0.05,
+        dry_run: false,
+    }
+}
+
+fn window_spec() -> WindowSpec {
+    WindowSpec {
+        size: Duration::from_secs(10),
+        allowed_lateness: Duration::from_secs(2),
+        max_clock_skew: Duration::from_secs(60),
+        shards: 2,
+        queue_size: 16,
+        max_series: 100,
+    }
+}
+
+fn key(v: &str) -> SeriesKey {
+    SeriesKey {
+        contract: 0,
+        subject: Subject::new(vec![("service.version".into(), v.into())]),
+    }
+}
+
+fn closed(k: &SeriesKey, start: u64, n: u64, ms: f64, errors: u64) -> EngineInput {
+    let mut accum = Accum::default();
+    for _ in 0..n {
+        let _ = accum.latency.insert(ms);
+    }
+    accum.samples = n;
+    accum.errors = errors;
+    EngineInput::Closed(ClosedWindow {
+        series: k.clone(),
+        window: Window::containing(start, 10 * S),
+        accum,
+    })
+}
+
+fn watermark(engine: &mut Engine, now: u64) -> Vec<VerdictEvent> {
+    let mut events = engine
+        .handle(EngineInput::Watermark { shard: 0, now }, now)
+        .expect("memory store");
+    events.extend(
+        engine
+            .handle(EngineInput::Watermark { shard: 1, now }, now)
+            .expect("memory store"),
+    );
+    events
+}
+
+fn engine(spec: ContractSpec, store: Arc<MemoryStore>) -> Engine {
+    Engine::new(vec![spec], &window_spec(), 2, store, 100 * S).expect("memory store")
+}
+
+fn seen(engine: &mut Engine, k: &SeriesKey, ts: u64) -> Vec<VerdictEvent> {
+    engine
+        .handle(
+            EngineInput::SeriesSeen {
+                series: k.clone(),
+                ts,
+            },
+            ts,
+        )
+        .expect("memory store")
+}
+
+#[test]
+fn promotes_after_consecutive_passing_windows() {
+    let store = Arc::new(MemoryStore::new());
+    let mut e = engine(spec(), store.clone());
+    let k = key("2.0");
+    let ev = seen(&mut e, &k, 101 * S);
+    assert_eq!(ev.len(), 1);
+    assert_eq!(
+        (ev[0].previous_state, ev[0].run.state),
+        (RunState::Pending, RunState::Validating)
+    );
+
+    e.handle(closed(&k, 100 * S, 10, 20.0, 0), 112 * S)
+        .expect("ok");
+    // One shard's watermark is not enough.
+    let ev = e
+        .handle(
+            EngineInput::Watermark {
+                shard: 0,
+                now: 112 * S,
+            },
+            112 * S,
+        )
+        .expect("ok");
+    assert!(ev.is_empty());
+    assert!(store
+        .windows(
+            &store
+                .current("checkout", "2.0")
+                .expect("ok")
+                .expect("run")
+                .run_id,
+            10
+        )
+        .expect("ok")
+        .is_empty());
+    assert!(watermark(&mut e, 112 * S).is_empty());
+    e.handle(closed(&k, 110 * S, 10, 20.0, 0), 122 * S)
+        .expect("ok");
+    let ev = watermark(&mut e, 122 * S);
+    assert_eq!(ev.len(), 1);
+    let event = &ev[0];
+    assert_eq!(event.run.state, RunState::Promoted);
+    assert_eq!(
+        event.run.reason,
+        "passed 2 consecutive windows, 20 samples, all checks within limits"
+    );
+    let json = event.to_json();
+    assert_eq!(json["state"], "PROMOTED");
+    assert_eq!(json["previous_state"], "VALIDATING");
+    assert_eq!(json["window"]["start"], "1970-01-01T00:01:50Z");
+    assert_eq!(json["observed"]["samples"], 10);
+    assert_eq!(json["run"]["samples"], 20);
+    assert_eq!(json["subject"]["service.version"], "2.0");
+
+    // Final: later failing data is recorded but never flips the run.
+    e.handle(closed(&k, 120 * S, 10, 500.0, 10), 132 * S)
+        .expect("ok");
+    assert!(watermark(&mut e, 132 * S).is_empty());
+    let run = store.current("checkout", "2.0").expect("ok").expect("run");
+    assert_eq!(run.state, RunState::Promoted);
+    assert_eq!(run.cumulative.samples, 20);
+    let windows = store.windows(&run.run_id, 10).expect("ok");
+    assert_eq!(windows.len(), 3);
+    assert_eq!(windows[0].result, crate::contracts::WindowVerdict::Fail);
+}
+
+#[test]
+fn rolls_back_with_the_failure_sentence_and_records_empty_windows() {
+    let store = Arc::new(MemoryStore::new());
+    let mut e = engine(spec(), store.clone());
+    let k = key("3.0");
+    seen(&mut e, &k, 101 * S);
+    e.handle(closed(&k, 100 * S, 10, 20.0, 0), 112 * S)
+        .expect("ok");
+    watermark(&mut e, 112 * S);
+    // Two windows with no data: recorded as insufficient, no decision.
+    assert!(watermark(&mut e, 132 * S).is_empty());
+    let run = store.current("checkout", "3.0").expect("ok").expect("run");
+    let windows = store.windows(&run.run_id, 10).expect("ok");
+    assert_eq!(windows.len(), 3);
+    assert!(windows[..2]
+        .iter()
+        .all(|w| w.result == crate::contracts::WindowVerdict::Insufficient));
+    e.handle(closed(&k, 130 * S, 10, 20.0, 3), 142 * S)
+        .expect("ok");
+    let ev = watermark(&mut e, 142 * S);
+    assert_eq!(ev.len(), 1);
+    assert_eq!(ev[0].run.state, RunState::RolledBack);
+    assert_eq!(ev[0].run.reason, "error rate 30.0% exceeds threshold 5%");
+    assert_eq!(
+        ev[0].failures,
+        vec!["error rate 30.0% exceeds threshold 5%".to_string()]
+    );
+}
+
+#[test]
+fn no_windows_before_the_first_sample() {
+    let store = Arc::new(MemoryStore::new());
+    let mut e = engine(spec(), store.clone());
+    let k = key("4.0");
+    watermark(&mut e, 150 * S);
+    seen(&mut e, &k, 151 * S);
+    watermark(&mut e, 152 * S);
+    let run = store.current("checkout", "4.0").expect("ok").expect("run");
+    assert!(store.windows(&run.run_id, 10).expect("ok").is_empty());
+}
+
+#[test]
+fn timeout_rolls_back_pending_work() {
+    let mut s = spec();
+    s.max_duration = Some(Duration::from_secs(30));
+    let store = Arc::new(MemoryStore::new());
+    let mut e = engine(s, store);
+    let k = key("5.0");
+    seen(&mut e, &k, 101 * S);
+    assert!(watermark(&mut e, 120 * S).is_empty());
+    let ev = watermark(&mut e, 131 * S);
+    assert_eq!(ev.len(), 1);
+    assert_eq!(ev[0].run.state, RunState::RolledBack);
+    assert_eq!(ev[0].run.reason, "timeout: no decision after 30s");
+}
+
+#[test]
+fn baseline_regression_rolls_back() {
+    let mut s = spec();
+    s.baseline = Some(BaselineSpec {
+        matches: vec![],
+        max_p95_latency_increase_percent: Some(10.0),
+        max_error_rate_increase_points: None,
+    });
+    let store = Arc::new(MemoryStore::new());
+    let mut e = engine(s, store);
+    let k = key("6.0");
+    let base = SeriesKey {
+        contract: 0,
+        subject: Subject::named(BASELINE_SUBJECT),
+    };
+    seen(&mut e, &k, 101 * S);
+    e.handle(closed(&base, 100 * S, 50, 40.0, 0), 112 * S)
+        .expect("ok");
+    e.handle(closed(&k, 100 * S, 50, 60.0, 0), 112 * S)
+        .expect("ok");
+    let ev = watermark(&mut e, 112 * S);
+    assert_eq!(ev.len(), 1);
+    assert!(
+        ev[0].run.reason.contains("above baseline 40"),
+        "{}",
+        ev[0].run.reason
+    );
+}
+
+#[test]
+fn resumes_runs_of_the_same_contract_version_only() {
+    let store = Arc::new(MemoryStore::new());
+    let mut e = engine(spec(), store.clone());
+    seen(&mut e, &key("7.0"), 101 * S);
+    let resumed = engine(spec(), store.clone());
+    assert_eq!(resumed.runs.len(), 1);
+    let mut v2 = spec();
+    v2.version = 2;
+    let fresh = engine(v2, store);
+    assert!(fresh.runs.is_empty());
+}

@@ -1,0 +1,59 @@
+//! Logging setup and the names of verdict's own metrics, defined once so that
+//! every stage and every test uses the same strings.
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
+
+/// Items (spans, data points, log records) accepted, by `protocol` and `signal`.
+pub const RECEIVER_ACCEPTED_ITEMS: &str = "verdict_receiver_accepted_items_total";
+/// Requests refused whole, by `protocol` and `reason`.
+pub const RECEIVER_REFUSED_REQUESTS: &str = "verdict_receiver_refused_requests_total";
+/// Items accepted but not turned into samples (other span kinds, unmatched resources, other signals).
+pub const RECEIVER_IGNORED_ITEMS: &str = "verdict_receiver_ignored_items_total";
+/// Items rejected inside an accepted request (partial_success), by `reason`.
+pub const RECEIVER_REJECTED_ITEMS: &str = "verdict_receiver_rejected_items_total";
+/// Samples whose window had already closed.
+pub const LATE_SAMPLES: &str = "verdict_late_samples_total";
+/// Samples put into the overflow series because `max_series` was reached.
+pub const SERIES_OVERFLOW: &str = "verdict_series_overflow_total";
+/// Batches waiting in each shard's queue, by `shard`.
+pub const QUEUE_DEPTH: &str = "verdict_queue_depth";
+/// Latency values the sketch refused (NaN, infinite, negative).
+pub const REJECTED_VALUES: &str = "verdict_sketch_rejected_values_total";
+
+/// Output format of the logs on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Installs the tracing subscriber writing to stderr. `RUST_LOG` overrides the
+/// default level (`info`). Safe to call more than once (later calls do nothing).
+pub fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// The process-wide recorder of self-metrics; installed on first use so that
+/// every server in the process (and every test) renders the same registry.
+pub fn metrics_handle() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        // Another recorder may already be installed (embedding); then ours
+        // stays local and self-metrics go to the embedder's recorder.
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}

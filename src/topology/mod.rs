@@ -1,0 +1,285 @@
+//! Wiring: builds the running graph from a validated config — exporters,
+//! then run engines, then shards, then receivers — and stops it in the
+//! opposite order by cancelling only the receivers and the read-only
+//! servers; every downstream stage exits when its input closes.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::SharedClock;
+use crate::config::{ContractSpec, ExporterKind, ReceiverKind, ValidatedConfig};
+use crate::contracts::CompiledContract;
+use crate::receivers::otlp::{grpc, http, Ingest};
+use crate::receivers::PipelineInput;
+use crate::runs::engine::Engine;
+use crate::runs::{MemoryStore, RunStore, VerdictEvent};
+use crate::{aggregator, api, exporters, runs, telemetry};
+
+/// What the read side (API, Prometheus) needs: every contract, the store,
+/// and whether the server is ready.
+#[derive(Debug)]
+pub struct Catalog {
+    /// Every contract of every pipeline.
+    pub contracts: Vec<ContractSpec>,
+    /// The run store.
+    pub store: Arc<dyn RunStore>,
+    /// Wall clock.
+    pub clock: SharedClock,
+    /// Final runs leave `/metrics` this long after their decision.
+    pub metric_expiry: Duration,
+    /// Storage open and receivers listening.
+    pub ready: AtomicBool,
+}
+
+impl Catalog {
+    /// The contract named `name`.
+    pub fn contract(&self, name: &str) -> Option<&ContractSpec> {
+        self.contracts.iter().find(|c| c.name == name)
+    }
+}
+
+/// A running verdict server.
+#[derive(Debug)]
+pub struct Server {
+    /// Bound OTLP/gRPC addresses, by receiver id.
+    pub grpc: Vec<(String, SocketAddr)>,
+    /// Bound OTLP/HTTP addresses, by receiver id.
+    pub http: Vec<(String, SocketAddr)>,
+    /// Bound Prometheus addresses, by exporter id.
+    pub prometheus: Vec<(String, SocketAddr)>,
+    /// Bound API address.
+    pub api: SocketAddr,
+    /// Shared read-side state.
+    pub catalog: Arc<Catalog>,
+    stop: CancellationToken,
+    listeners: JoinSet<()>,
+    stages: JoinSet<()>,
+}
+
+async fn bind(endpoint: &str, what: &str) -> anyhow::Result<(TcpListener, SocketAddr)> {
+    let listener = TcpListener::bind(endpoint)
+        .await
+        .with_context(|| format!("binding {what} to {endpoint}"))?;
+    let addr = listener
+        .local_addr()
+        .with_context(|| format!("reading the address of {what}"))?;
+    tracing::info!(component = what, %addr, "Listening.");
+    Ok((listener, addr))
+}
+
+fn serve_axum(
+    set: &mut JoinSet<()>,
+    listener: TcpListener,
+    router: axum::Router,
+    stop: CancellationToken,
+    what: &'static str,
+) {
+    set.spawn(async move {
+        let served = axum::serve(listener, router)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await;
+        if let Err(err) = served {
+            tracing::error!(component = what, error = %err, "Server failed.");
+        }
+    });
+}
+
+/// Registers the label-less self-metrics so they are scraped from the start.
+fn register_metrics() {
+    metrics::counter!(telemetry::LATE_SAMPLES).increment(0);
+    metrics::counter!(telemetry::SERIES_OVERFLOW).increment(0);
+}
+
+impl Server {
+    /// Builds and starts everything; returns once every listener is bound.
+    pub async fn start(config: ValidatedConfig, clock: SharedClock) -> anyhow::Result<Server> {
+        telemetry::metrics_handle();
+        register_metrics();
+        let store: Arc<dyn RunStore> = Arc::new(MemoryStore::new());
+        let catalog = Arc::new(Catalog {
+            contracts: config
+                .pipelines
+                .iter()
+                .flat_map(|p| p.contracts.clone())
+                .collect(),
+            store: store.clone(),
+            clock: clock.clone(),
+            metric_expiry: config.service.metric_expiry,
+            ready: AtomicBool::new(false),
+        });
+        let stop = CancellationToken::new();
+        let mut listeners = JoinSet::new();
+        let mut stages = JoinSet::new();
+
+        // Exporters first, so nothing upstream starts without its outlet.
+        let mut event_senders: Vec<(String, mpsc::Sender<Arc<VerdictEvent>>)> = Vec::new();
+        let mut prometheus = Vec::new();
+        for e in &config.exporters {
+            match &e.kind {
+                ExporterKind::Log => {
+                    let (tx, rx) = mpsc::channel(1024);
+                    event_senders.push((e.id.clone(), tx));
+                    stages.spawn(exporters::log::run(rx));
+                }
+                ExporterKind::Prometheus { endpoint } => {
+                    let (listener, addr) = bind(endpoint, "prometheus").await?;
+                    prometheus.push((e.id.clone(), addr));
+                    let router = exporters::prometheus::router(catalog.clone());
+                    serve_axum(&mut listeners, listener, router, stop.clone(), "prometheus");
+                }
+            }
+        }
+
+        // Run engines and shards, one set per pipeline.
+        let mut inputs: Vec<(Vec<String>, Arc<PipelineInput>)> = Vec::new();
+        for p in &config.pipelines {
+            let (engine_tx, engine_rx) = mpsc::channel(4096);
+            let engine = Engine::new(
+                p.contracts.clone(),
+                &p.window,
+                p.window.shards,
+                store.clone(),
+                clock.now(),
+            )
+            .with_context(|| format!("resuming the runs of pipeline {}", p.name))?;
+            let outlets = event_senders
+                .iter()
+                .filter(|(id, _)| p.exporters.contains(id))
+                .map(|(_, tx)| tx.clone())
+                .collect();
+            stages.spawn(runs::task::run_engine(
+                engine,
+                engine_rx,
+                outlets,
+                clock.clone(),
+            ));
+            let router =
+                aggregator::spawn(&p.window, clock.clone(), engine_tx, &mut stages, &p.name);
+            let input = PipelineInput {
+                name: p.name.clone(),
+                contracts: p
+                    .contracts
+                    .iter()
+                    .cloned()
+                    .map(CompiledContract::new)
+                    .collect(),
+                router,
+                window_size: (p.window.size.as_nanos() as u64).max(1),
+                allowed_lateness: p.window.allowed_lateness.as_nanos() as u64,
+                max_clock_skew: p.window.max_clock_skew.as_nanos() as u64,
+                clock: clock.clone(),
+            };
+            inputs.push((p.receivers.clone(), Arc::new(input)));
+        }
+        drop(event_senders);
+
+        // Receivers last.
+        let (mut grpc_addrs, mut http_addrs) = (Vec::new(), Vec::new());
+        for r in &config.receivers {
+            let ReceiverKind::Otlp(otlp) = &r.kind;
+            let ingest = Arc::new(Ingest {
+                pipelines: inputs
+                    .iter()
+                    .filter(|(ids, _)| ids.contains(&r.id))
+                    .map(|(_, p)| p.clone())
+                    .collect(),
+                clock: clock.clone(),
+                max_request_bytes: usize::try_from(otlp.max_request_bytes).unwrap_or(usize::MAX),
+                bearer_token: otlp.bearer_token.clone(),
+            });
+            if let Some(endpoint) = &otlp.grpc_endpoint {
+                let (listener, addr) = bind(endpoint, "otlp-grpc").await?;
+                grpc_addrs.push((r.id.clone(), addr));
+                let router = tonic::service::Routes::new(grpc::ExportService::<grpc::Traces>::new(
+                    ingest.clone(),
+                ))
+                .add_service(grpc::ExportService::<grpc::Metrics>::new(ingest.clone()))
+                .add_service(grpc::ExportService::<grpc::Logs>::new(ingest.clone()));
+                let stop = stop.clone();
+                listeners.spawn(async move {
+                    let served = tonic::transport::Server::builder()
+                        .add_routes(router)
+                        .serve_with_incoming_shutdown(
+                            tonic::transport::server::TcpIncoming::from(listener)
+                                .with_nodelay(Some(true)),
+                            stop.cancelled_owned(),
+                        )
+                        .await;
+                    if let Err(err) = served {
+                        tracing::error!(component = "otlp-grpc", error = %err, "Server failed.");
+                    }
+                });
+            }
+            if let Some(endpoint) = &otlp.http_endpoint {
+                let (listener, addr) = bind(endpoint, "otlp-http").await?;
+                http_addrs.push((r.id.clone(), addr));
+                serve_axum(
+                    &mut listeners,
+                    listener,
+                    http::router(ingest.clone()),
+                    stop.clone(),
+                    "otlp-http",
+                );
+            }
+        }
+        drop(inputs);
+
+        let (listener, api_addr) = bind(&config.service.api_endpoint, "api").await?;
+        serve_axum(
+            &mut listeners,
+            listener,
+            api::router(catalog.clone()),
+            stop.clone(),
+            "api",
+        );
+        catalog.ready.store(true, Ordering::SeqCst);
+        tracing::info!(pipelines = config.pipelines.len(), "verdict is ready.");
+        Ok(Server {
+            grpc: grpc_addrs,
+            http: http_addrs,
+            prometheus,
+            api: api_addr,
+            catalog,
+            stop,
+            listeners,
+            stages,
+        })
+    }
+
+    /// Stops listening, drains the pipeline and waits (up to `grace`) for
+    /// every stage to finish.
+    pub async fn shutdown(mut self, grace: Duration) -> anyhow::Result<()> {
+        self.catalog.ready.store(false, Ordering::SeqCst);
+        self.stop.cancel();
+        let drain = async {
+            while self.listeners.join_next().await.is_some() {}
+            while self.stages.join_next().await.is_some() {}
+        };
+        if tokio::time::timeout(grace, drain).await.is_err() {
+            anyhow::bail!(
+                "shutdown grace period of {} expired; {} stages still running",
+                humantime::format_duration(grace),
+                self.stages.len() + self.listeners.len()
+            );
+        }
+        tracing::info!("verdict stopped.");
+        Ok(())
+    }
+
+    /// Resolves when a listener or stage task ends on its own (a crash).
+    pub async fn failed(&mut self) -> &'static str {
+        tokio::select! {
+            Some(_) = self.listeners.join_next() => "a listener stopped",
+            Some(_) = self.stages.join_next() => "a pipeline stage stopped",
+            else => std::future::pending().await,
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! verdict's integration tests: one binary, one module per concern. Servers
+//! bind 127.0.0.1:0 and tests talk only to loopback.
+
+mod e2e;
+mod otlp_grpc;
+mod otlp_http;
+mod pipelines;
+mod shutdown;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use verdict::clock::SystemClock;
+use verdict::topology::Server;
+
+/// Starts an in-process server from YAML text.
+pub async fn start(yaml: &str) -> Server {
+    let cfg = verdict::config::load_str(yaml, &HashMap::new()).expect("test config is valid");
+    Server::start(cfg, Arc::new(SystemClock))
+        .await
+        .expect("server starts")
+}
+
+/// A minimal config on loopback port 0 with one contract `checkout`.
+pub fn config(contract_body: &str, window: &str) -> String {
+    format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      grpc: {{ endpoint: "127.0.0.1:0" }}
+      http: {{ endpoint: "127.0.0.1:0" }}
+    max_request_bytes: 64KiB
+processors:
+  window: {{ {window} }}
+  contract/checkout:
+{contract_body}
+exporters:
+  prometheus: {{ endpoint: "127.0.0.1:0" }}
+  log: {{}}
+pipelines:
+  checkout:
+    receivers: [otlp]
+    processors: [window, contract/checkout]
+    exporters: [prometheus, log]
+service:
+  api: {{ endpoint: "127.0.0.1:0" }}
+"#
+    )
+}
+
+/// Polls `f` until it returns `Some`, or panics after `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// GET a URL and parse JSON.
+pub async fn get_json(url: &str) -> (u16, serde_json::Value) {
+    let resp = reqwest::get(url).await.expect("GET succeeds");
+    let status = resp.status().as_u16();
+    let body = resp.json().await.unwrap_or(serde_json::Value::Null);
+    (status, body)
+}
+
+/// Current time in UNIX nanoseconds.
+pub fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_nanos() as u64
+}

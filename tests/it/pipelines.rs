@@ -1,0 +1,111 @@
+//! Every example in pipelines/ loads and validates, and `verdict validate`
+//! agrees with the library on valid and invalid files.
+
+use std::collections::HashMap;
+use std::process::Command;
+
+fn pipeline_files() -> Vec<std::path::PathBuf> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("pipelines/ exists")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn every_pipeline_file_is_valid() {
+    let files = pipeline_files();
+    assert!(files.len() >= 3, "pipelines/ has the default and examples");
+    for file in files {
+        let text = std::fs::read_to_string(&file).expect("readable");
+        if let Err(e) = verdict::config::load_str(&text, &HashMap::new()) {
+            panic!("{} is invalid:\n{e}", file.display());
+        }
+        let out = Command::new(env!("CARGO_BIN_EXE_verdict"))
+            .args(["validate", "-c"])
+            .arg(&file)
+            .env_remove("VERDICT_INGEST_TOKEN")
+            .output()
+            .expect("runs");
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            file.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("valid"));
+    }
+}
+
+#[test]
+fn validate_reports_every_problem_and_exits_1() {
+    let dir = std::env::temp_dir().join(format!("verdict-validate-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("bad.yaml");
+    std::fs::write(
+        &file,
+        r#"
+receivers:
+  otlp: { protocols: { http: { endpoint: "127.0.0.1:0" } } }
+processors:
+  contract/checkout:
+    match: { service.name: checkout }
+    max_error_rate_percent: 140
+    max_p95_latncy_ms: 5
+pipelines:
+  p: { receivers: [otlp], processors: [contract/checkout, contract/nope], exporters: [] }
+"#,
+    )
+    .expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_verdict"))
+        .args(["validate", "-c"])
+        .arg(&file)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("processors.contract/checkout.max_error_rate_percent: must be between 0 and 100, got 140"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("max_p95_latncy_ms"), "{stderr}");
+    assert!(stderr.contains("contract/nope"), "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("invalid"));
+
+    // `run` with an invalid config prints the problems and exits 1 too.
+    let out = Command::new(env!("CARGO_BIN_EXE_verdict"))
+        .args(["run", "-c"])
+        .arg(&file)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("must be between 0 and 100"));
+
+    // A missing file is invalid, not a crash.
+    let out = Command::new(env!("CARGO_BIN_EXE_verdict"))
+        .args(["validate", "-c", "/nonexistent/verdict.yaml"])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(1));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn help_on_every_command() {
+    for args in [
+        vec!["--help"],
+        vec!["run", "--help"],
+        vec!["validate", "--help"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_verdict"))
+            .args(&args)
+            .output()
+            .expect("runs");
+        assert!(out.status.success(), "{args:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("--log-format"), "{args:?}: {text}");
+    }
+}

@@ -32,6 +32,11 @@ pub struct Router {
 }
 
 impl Router {
+    /// A router over existing shard queues (tests and benches).
+    pub fn from_senders(shards: Vec<mpsc::Sender<ShardBatch>>) -> Router {
+        Router { shards }
+    }
+
     /// Number of shards.
     pub fn shards(&self) -> usize {
         self.shards.len()

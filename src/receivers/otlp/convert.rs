@@ -291,3 +291,224 @@ fn convert_span(
         (false, None) => out.ignored += 1,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aggregator::Router;
+    use crate::clock::ManualClock;
+    use crate::config::{AttributeMatch, ContractSpec, Decision, OnTimeout, Thresholds};
+    use crate::contracts::CompiledContract;
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::{
+        span::SpanKind, ResourceSpans, ScopeSpans, Status,
+    };
+    use std::sync::Arc;
+
+    const NOW: u64 = 1_000_000 * 1_000_000_000;
+
+    fn contract(pattern: &str) -> ContractSpec {
+        ContractSpec {
+            name: "checkout".into(),
+            version: 1,
+            matches: vec![AttributeMatch {
+                key: "service.name".into(),
+                pattern: pattern.into(),
+            }],
+            subject_by: vec!["service.name".into(), "service.version".into()],
+            source: Source::Spans,
+            span_kinds: vec![SpanKind::Server as i32, SpanKind::Consumer as i32],
+            conversion_attribute: "validation.converted".into(),
+            latency_metric: String::new(),
+            conversions_metric: String::new(),
+            thresholds: Thresholds {
+                max_p95_latency_ms: Some(1.0),
+                ..Thresholds::default()
+            },
+            min_samples: 1,
+            min_window_samples: 1,
+            pass_windows: 1,
+            fail_windows: 1,
+            max_duration: None,
+            on_timeout: OnTimeout::Rollback,
+            baseline: None,
+            decision: Decision::Windows,
+            alpha: 0.05,
+            dry_run: false,
+        }
+    }
+
+    fn pipeline(
+        spec: ContractSpec,
+    ) -> (PipelineInput, Vec<tokio::sync::mpsc::Receiver<Vec<Sample>>>) {
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let input = PipelineInput {
+            name: "p".into(),
+            contracts: vec![CompiledContract::new(spec)],
+            router: Router::from_senders(vec![tx]),
+            window_size: 60_000_000_000,
+            allowed_lateness: 10_000_000_000,
+            max_clock_skew: 300_000_000_000,
+            clock: Arc::new(ManualClock::new(NOW)),
+        };
+        (input, vec![rx])
+    }
+
+    fn kv(k: &str, v: any_value::Value) -> KeyValue {
+        KeyValue {
+            key: k.into(),
+            value: Some(AnyValue { value: Some(v) }),
+            ..Default::default()
+        }
+    }
+
+    fn s(v: &str) -> any_value::Value {
+        any_value::Value::StringValue(v.into())
+    }
+
+    fn span(kind: SpanKind, ms: u64, attrs: Vec<KeyValue>, error: bool) -> Span {
+        Span {
+            kind: kind as i32,
+            start_time_unix_nano: NOW - ms * 1_000_000,
+            end_time_unix_nano: NOW,
+            attributes: attrs,
+            status: error.then(|| Status {
+                code: StatusCode::Error as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn request(resource: Vec<KeyValue>, spans: Vec<Span>) -> ExportTraceServiceRequest {
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(Resource {
+                    attributes: resource,
+                    ..Default::default()
+                }),
+                scope_spans: vec![ScopeSpans {
+                    spans,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+    }
+
+    #[test]
+    fn spans_become_samples() {
+        let (p, _rx) = pipeline(contract("check*"));
+        let req = request(
+            vec![
+                kv("service.name", s("checkout")),
+                kv("service.version", any_value::Value::IntValue(2)),
+            ],
+            vec![
+                span(
+                    SpanKind::Server,
+                    120,
+                    vec![kv(
+                        "http.response.status_code",
+                        any_value::Value::IntValue(503),
+                    )],
+                    false,
+                ),
+                span(
+                    SpanKind::Consumer,
+                    10,
+                    vec![
+                        kv("http.status_code", s("500")),
+                        kv("validation.converted", s("true")),
+                    ],
+                    false,
+                ),
+                span(
+                    SpanKind::Server,
+                    5,
+                    vec![kv(
+                        "validation.converted",
+                        any_value::Value::BoolValue(true),
+                    )],
+                    true,
+                ),
+                span(
+                    SpanKind::Server,
+                    5,
+                    vec![kv(
+                        "http.response.status_code",
+                        any_value::Value::IntValue(404),
+                    )],
+                    false,
+                ),
+                span(SpanKind::Client, 5, vec![], false),
+                span(SpanKind::Internal, 5, vec![], false),
+            ],
+        );
+        let out = convert_traces(&req, &[&p], NOW);
+        assert_eq!((out.items, out.ignored, out.rejected_count()), (6, 2, 0));
+        let samples = &out.batches[0][0];
+        assert_eq!(samples.len(), 4);
+        assert_eq!(samples[0].series.subject.joined(), "checkout/2");
+        assert_eq!(samples[0].latency_ms, 120.0);
+        assert_eq!(samples[0].ts, NOW);
+        let flags: Vec<(bool, bool)> = samples.iter().map(|s| (s.error, s.converted)).collect();
+        assert_eq!(
+            flags,
+            vec![(true, false), (true, true), (true, true), (false, false)]
+        );
+    }
+
+    #[test]
+    fn unmatched_resources_are_ignored_and_missing_subjects_rejected() {
+        let (p, _rx) = pipeline(contract("checkout"));
+        let other = request(
+            vec![kv("service.name", s("search"))],
+            vec![span(SpanKind::Server, 1, vec![], false)],
+        );
+        let out = convert_traces(&other, &[&p], NOW);
+        assert_eq!((out.ignored, out.rejected_count()), (1, 0));
+        assert!(out.is_empty());
+        let unversioned = request(
+            vec![kv("service.name", s("checkout"))],
+            vec![span(SpanKind::Server, 1, vec![], false)],
+        );
+        let out = convert_traces(&unversioned, &[&p], NOW);
+        assert_eq!(out.rejected_count(), 1);
+        assert!(
+            out.message("spans").contains("service.version"),
+            "{}",
+            out.message("spans")
+        );
+    }
+
+    #[test]
+    fn bad_times_future_and_late_spans_are_rejected() {
+        let (p, _rx) = pipeline(contract("*"));
+        let res = vec![kv("service.name", s("a")), kv("service.version", s("1"))];
+        let mut inverted = span(SpanKind::Server, 1, vec![], false);
+        inverted.start_time_unix_nano = NOW + 1;
+        let mut zero = span(SpanKind::Server, 1, vec![], false);
+        zero.start_time_unix_nano = 0;
+        let mut future = span(SpanKind::Server, 1, vec![], false);
+        future.end_time_unix_nano = NOW + 301_000_000_000;
+        let mut late = span(SpanKind::Server, 1, vec![], false);
+        late.end_time_unix_nano = NOW - 71_000_000_000;
+        late.start_time_unix_nano = late.end_time_unix_nano - 1;
+        let out = convert_traces(
+            &request(res, vec![inverted, zero, future, late]),
+            &[&p],
+            NOW,
+        );
+        assert_eq!(out.rejected_count(), 4);
+        assert_eq!(
+            out.rejected,
+            vec![
+                (RejectReason::InvalidTimes, 2),
+                (RejectReason::Future, 1),
+                (RejectReason::Late, 1)
+            ]
+        );
+        assert!(out.is_empty());
+    }
+}

@@ -172,6 +172,8 @@ impl WindowRecord {
             "p99_latency_ms": f.p99_latency_ms,
             "error_rate_percent": f.error_rate_percent,
             "conversion_rate_percent": f.conversion_rate_percent,
+            // The bound every latency quantile above is within (relative).
+            "latency_relative_error": f.latency_relative_error,
             "result": self.result,
             "failures": self.failures,
         })

@@ -200,6 +200,11 @@ async fn four_releases_reach_their_verdicts_over_grpc_and_http() {
         assert_eq!(body["subject"], format!("checkout/{version}"));
         let windows = body["windows"].as_array().expect("window history");
         assert!(!windows.is_empty(), "{version} has windows");
+        let bound = windows[0]["latency_relative_error"].as_f64().unwrap_or(1.0);
+        assert!(
+            bound > 0.0 && bound < 0.01,
+            "{version}: quantile bound {bound}"
+        );
         if state == "ROLLED_BACK" {
             let failures = windows
                 .iter()

@@ -4,6 +4,7 @@
 mod e2e;
 mod otlp_grpc;
 mod otlp_http;
+mod overload;
 mod pipelines;
 mod shutdown;
 

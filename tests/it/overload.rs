@@ -1,0 +1,181 @@
+//! Overload: tiny queues, many concurrent clients that retry refused
+//! requests. Every span is counted exactly once — a refused request changed
+//! nothing, an accepted one counted whole — over HTTP and over gRPC.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, ResourceSpans, ScopeSpans, Span};
+use prost::Message;
+
+use crate::{config, eventually, get_json, now_ns, start};
+
+/// Spans per client request, requests per client, clients.
+const BATCH: u64 = 500;
+const REQUESTS: u64 = 25;
+const CLIENTS: u64 = 8;
+const N: u64 = BATCH * REQUESTS * CLIENTS;
+
+const CONTRACT: &str = r#"
+    match: { service.name: overload }
+    max_p95_latency_ms: 100000
+    min_samples: 1000000000
+    pass_windows: 1000000
+"#;
+
+const WINDOW: &str = "size: 1s, allowed_lateness: 2s, shards: 2, queue_size: 1";
+
+/// A request of `BATCH` spans ending now (timestamps are refreshed on every
+/// attempt, so a retried request is never late).
+fn request() -> ExportTraceServiceRequest {
+    let now = now_ns();
+    let kv = |k: &str, v: &str| KeyValue {
+        key: k.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(v.into())),
+        }),
+        ..Default::default()
+    };
+    let spans = (0..BATCH)
+        .map(|i| Span {
+            trace_id: vec![7; 16],
+            span_id: (i as u64).to_be_bytes().to_vec(),
+            name: "GET /".into(),
+            kind: SpanKind::Server as i32,
+            start_time_unix_nano: now - 1_000_000 - i * 1000,
+            end_time_unix_nano: now,
+            ..Default::default()
+        })
+        .collect();
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", "overload"), kv("service.version", "1")],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+async fn run_samples(api: std::net::SocketAddr) -> u64 {
+    let (_, body) = get_json(&format!("http://{api}/api/v1/runs/checkout/overload/1")).await;
+    body["run"]["samples"].as_u64().unwrap_or(0)
+}
+
+async fn wait_for_exact_count(api: std::net::SocketAddr) {
+    let counted = eventually(
+        Duration::from_secs(30),
+        "every span to be counted",
+        || async move {
+            let n = run_samples(api).await;
+            (n >= N).then_some(n)
+        },
+    )
+    .await;
+    // Let any straggling window close, then check nothing was counted twice.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(run_samples(api).await, N, "counted {counted} then more");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_clients_retrying_refusals_are_counted_exactly_once() {
+    let server = start(&config(CONTRACT, WINDOW).replace("64KiB", "1MiB")).await;
+    let url = format!("http://{}/v1/traces", server.http[0].1);
+    let refused = Arc::new(AtomicU64::new(0));
+    let mut clients = Vec::new();
+    for _ in 0..CLIENTS {
+        let (url, refused) = (url.clone(), refused.clone());
+        clients.push(tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            for _ in 0..REQUESTS {
+                loop {
+                    let r = http
+                        .post(&url)
+                        .header("content-type", "application/x-protobuf")
+                        .body(request().encode_to_vec())
+                        .send()
+                        .await
+                        .expect("sent");
+                    match r.status().as_u16() {
+                        200 => break,
+                        503 => {
+                            let after =
+                                r.headers().get("retry-after").and_then(|v| v.to_str().ok());
+                            assert!(after
+                                .and_then(|v| v.parse::<u32>().ok())
+                                .is_some_and(|s| s >= 1));
+                            refused.fetch_add(1, Ordering::Relaxed);
+                            // The test's own backoff: short, so the test is quick.
+                            tokio::time::sleep(Duration::from_millis(2)).await;
+                        }
+                        other => panic!("unexpected status {other}"),
+                    }
+                }
+            }
+        }));
+    }
+    for c in clients {
+        c.await.expect("client finishes");
+    }
+    assert!(
+        refused.load(Ordering::Relaxed) > 0,
+        "the queues never filled up"
+    );
+    wait_for_exact_count(server.api).await;
+    server
+        .shutdown(Duration::from_secs(10))
+        .await
+        .expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_clients_retrying_refusals_are_counted_exactly_once() {
+    let server = start(&config(CONTRACT, WINDOW).replace("64KiB", "1MiB")).await;
+    let endpoint = format!("http://{}", server.grpc[0].1);
+    let refused = Arc::new(AtomicU64::new(0));
+    let mut clients = Vec::new();
+    for _ in 0..CLIENTS {
+        let (endpoint, refused) = (endpoint.clone(), refused.clone());
+        clients.push(tokio::spawn(async move {
+            let mut client = TraceServiceClient::connect(endpoint)
+                .await
+                .expect("connects");
+            for _ in 0..REQUESTS {
+                loop {
+                    match client.export(request()).await {
+                        Ok(_) => break,
+                        Err(status) if status.code() == tonic::Code::Unavailable => {
+                            let details = tonic_types::StatusExt::get_error_details(&status);
+                            assert!(details.retry_info().is_some(), "RetryInfo detail present");
+                            refused.fetch_add(1, Ordering::Relaxed);
+                            tokio::time::sleep(Duration::from_millis(2)).await;
+                        }
+                        Err(status) => panic!("unexpected status {status:?}"),
+                    }
+                }
+            }
+        }));
+    }
+    for c in clients {
+        c.await.expect("client finishes");
+    }
+    assert!(
+        refused.load(Ordering::Relaxed) > 0,
+        "the queues never filled up"
+    );
+    wait_for_exact_count(server.api).await;
+    server
+        .shutdown(Duration::from_secs(10))
+        .await
+        .expect("shutdown");
+}

@@ -69,7 +69,7 @@ pub struct Converted {
 }
 
 impl Converted {
-    fn new(pipelines: &[&PipelineInput]) -> Converted {
+    pub(crate) fn new(pipelines: &[&PipelineInput]) -> Converted {
         Converted {
             batches: pipelines
                 .iter()
@@ -130,7 +130,7 @@ pub fn value_str(v: &AnyValue) -> Option<Cow<'_, str>> {
     }
 }
 
-fn lookup<'a>(attrs: &'a [(&'a str, Cow<'a, str>)], key: &str) -> Option<&'a str> {
+pub(crate) fn lookup<'a>(attrs: &'a [(&'a str, Cow<'a, str>)], key: &str) -> Option<&'a str> {
     attrs
         .iter()
         .find(|(k, _)| *k == key)
@@ -138,17 +138,29 @@ fn lookup<'a>(attrs: &'a [(&'a str, Cow<'a, str>)], key: &str) -> Option<&'a str
 }
 
 /// One contract target of a resource.
-struct Target {
+pub(crate) struct Target {
     pipeline: usize,
     contract: u32,
     series: Option<SeriesKey>,
 }
 
-/// What the span attributes say about one request.
-struct SpanFacts {
-    http_error: bool,
+/// What conversion needs to know about one span, whichever decoder read it:
+/// the prost types (OTLP/JSON, and the reference path) or the borrowing
+/// wire reader of the protobuf hot path ([`super::wire`]).
+pub trait SpanView {
+    /// OTLP span kind number.
+    fn kind(&self) -> i32;
+    /// Start and end time (UNIX ns).
+    fn times(&self) -> (u64, u64);
+    /// Span status is ERROR.
+    fn status_error(&self) -> bool;
+    /// `http.response.status_code` (or legacy `http.status_code`) ≥ 500.
+    fn http_error(&self) -> bool;
+    /// Attribute `attribute` is `true` (bool, or the string "true").
+    fn converted(&self, attribute: &str) -> bool;
 }
 
+/// An HTTP status code attribute value.
 fn http_status(kv: &KeyValue) -> Option<i64> {
     match kv.value.as_ref()?.value.as_ref()? {
         any_value::Value::IntValue(i) => Some(*i),
@@ -166,21 +178,69 @@ fn is_true(kv: &KeyValue) -> bool {
     }
 }
 
-fn span_facts(span: &Span) -> SpanFacts {
-    let mut http_error = false;
-    for kv in &span.attributes {
-        // Current semantic conventions first, then the legacy name.
-        if kv.key == "http.response.status_code" || kv.key == "http.status_code" {
-            http_error |= http_status(kv).is_some_and(|c| c >= 500);
-        }
+/// The attribute keys that carry an HTTP status code: current semantic
+/// conventions first, then the legacy name.
+pub const HTTP_STATUS_KEYS: [&str; 2] = ["http.response.status_code", "http.status_code"];
+
+impl SpanView for Span {
+    fn kind(&self) -> i32 {
+        self.kind
     }
-    SpanFacts { http_error }
+    fn times(&self) -> (u64, u64) {
+        (self.start_time_unix_nano, self.end_time_unix_nano)
+    }
+    fn status_error(&self) -> bool {
+        self.status
+            .as_ref()
+            .is_some_and(|s| s.code == StatusCode::Error as i32)
+    }
+    fn http_error(&self) -> bool {
+        self.attributes.iter().any(|kv| {
+            HTTP_STATUS_KEYS.contains(&kv.key.as_str()) && http_status(kv).is_some_and(|c| c >= 500)
+        })
+    }
+    fn converted(&self, attribute: &str) -> bool {
+        self.attributes
+            .iter()
+            .any(|kv| kv.key == attribute && is_true(kv))
+    }
 }
 
-fn converted(span: &Span, attribute: &str) -> bool {
-    span.attributes
-        .iter()
-        .any(|kv| kv.key == attribute && is_true(kv))
+/// Matches a resource against every contract of every pipeline, once.
+pub(crate) fn resource_targets<'a>(
+    lookup: impl Fn(&str) -> Option<&'a str> + Copy,
+    pipelines: &[&PipelineInput],
+    out: &mut Converted,
+) -> Vec<Target> {
+    let mut targets = Vec::new();
+    for (pi, p) in pipelines.iter().enumerate() {
+        for (ci, c) in p.contracts.iter().enumerate() {
+            if c.spec.source != Source::Spans {
+                continue;
+            }
+            let series = match c.select(lookup) {
+                Selection::None => continue,
+                Selection::Subject(subject) => Some(subject),
+                Selection::Baseline => Some(Subject::named(BASELINE_SUBJECT)),
+                Selection::MissingAttribute(key) => {
+                    if !out.missing.contains(&key) {
+                        out.missing.push(key);
+                    }
+                    None
+                }
+            }
+            .map(|subject| SeriesKey {
+                contract: ci as u32,
+                subject,
+            });
+            targets.push(Target {
+                pipeline: pi,
+                contract: ci as u32,
+                series,
+            });
+        }
+    }
+    targets
 }
 
 /// Converts a trace export request into samples for `pipelines`.
@@ -197,34 +257,7 @@ pub fn convert_traces(
             .flat_map(|r| r.attributes.iter())
             .filter_map(|kv| Some((kv.key.as_str(), value_str(kv.value.as_ref()?)?)))
             .collect();
-        let mut targets = Vec::new();
-        for (pi, p) in pipelines.iter().enumerate() {
-            for (ci, c) in p.contracts.iter().enumerate() {
-                if c.spec.source != Source::Spans {
-                    continue;
-                }
-                let series = match c.select(|k| lookup(&attrs, k)) {
-                    Selection::None => continue,
-                    Selection::Subject(subject) => Some(subject),
-                    Selection::Baseline => Some(Subject::named(BASELINE_SUBJECT)),
-                    Selection::MissingAttribute(key) => {
-                        if !out.missing.contains(&key) {
-                            out.missing.push(key);
-                        }
-                        None
-                    }
-                }
-                .map(|subject| SeriesKey {
-                    contract: ci as u32,
-                    subject,
-                });
-                targets.push(Target {
-                    pipeline: pi,
-                    contract: ci as u32,
-                    series,
-                });
-            }
-        }
+        let targets = resource_targets(|k| lookup(&attrs, k), pipelines, &mut out);
         for ss in &rs.scope_spans {
             for span in &ss.spans {
                 out.items += 1;
@@ -235,8 +268,8 @@ pub fn convert_traces(
     out
 }
 
-fn convert_span(
-    span: &Span,
+pub(crate) fn convert_span(
+    span: &impl SpanView,
     targets: &[Target],
     pipelines: &[&PipelineInput],
     now: UnixNanos,
@@ -244,18 +277,18 @@ fn convert_span(
 ) {
     let mut accepted = false;
     let mut rejected = None;
-    let mut facts = None;
+    let mut error = None;
     for t in targets {
         let p = pipelines[t.pipeline];
         let spec = &p.contracts[t.contract as usize].spec;
-        if !spec.span_kinds.contains(&span.kind) {
+        if !spec.span_kinds.contains(&span.kind()) {
             continue;
         }
         let Some(series) = &t.series else {
             rejected = Some(RejectReason::MissingSubject);
             continue;
         };
-        let (start, end) = (span.start_time_unix_nano, span.end_time_unix_nano);
+        let (start, end) = span.times();
         if start == 0 || end == 0 || end < start {
             rejected = Some(RejectReason::InvalidTimes);
             continue;
@@ -268,18 +301,13 @@ fn convert_span(
             rejected = Some(RejectReason::Late);
             continue;
         }
-        let facts = facts.get_or_insert_with(|| span_facts(span));
-        let error = facts.http_error
-            || span
-                .status
-                .as_ref()
-                .is_some_and(|s| s.code == StatusCode::Error as i32);
+        let error = *error.get_or_insert_with(|| span.status_error() || span.http_error());
         let sample = Sample {
             series: series.clone(),
             ts: end,
             latency_ms: (end - start) as f64 / 1e6,
             error,
-            converted: converted(span, &spec.conversion_attribute),
+            converted: span.converted(&spec.conversion_attribute),
         };
         let shard = p.router.shard_of(series);
         out.batches[t.pipeline][shard].push(sample);

@@ -40,7 +40,22 @@ pub trait ExportKind: Send + Sync + 'static {
     /// The response message.
     type Response: prost::Message + Default + Send + 'static;
     /// Converts and enqueues a decoded request.
-    fn ingest(ingest: &Ingest, req: &Self::Request) -> Result<Accepted, IngestError>;
+    fn ingest(
+        ingest: &Ingest,
+        protocol: &'static str,
+        req: &Self::Request,
+    ) -> Result<Accepted, IngestError>;
+    /// Decodes, converts and enqueues a protobuf body. By default through the
+    /// prost message; signals with a borrowing fast path override it.
+    fn ingest_protobuf(
+        ingest: &Ingest,
+        protocol: &'static str,
+        body: Bytes,
+    ) -> Result<Accepted, IngestError> {
+        let req = <Self::Request as prost::Message>::decode(body)
+            .map_err(|e| IngestError::Malformed(format!("malformed protobuf: {e}")))?;
+        Self::ingest(ingest, protocol, &req)
+    }
     /// The response for an accepted request.
     fn response(acc: Accepted) -> Self::Response;
 }
@@ -59,8 +74,19 @@ impl ExportKind for Traces {
     const NAME: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
     type Request = ExportTraceServiceRequest;
     type Response = ExportTraceServiceResponse;
-    fn ingest(ingest: &Ingest, req: &Self::Request) -> Result<Accepted, IngestError> {
-        ingest.traces("grpc", req)
+    fn ingest(
+        ingest: &Ingest,
+        protocol: &'static str,
+        req: &Self::Request,
+    ) -> Result<Accepted, IngestError> {
+        ingest.traces(protocol, req)
+    }
+    fn ingest_protobuf(
+        ingest: &Ingest,
+        protocol: &'static str,
+        body: Bytes,
+    ) -> Result<Accepted, IngestError> {
+        ingest.traces_protobuf(protocol, &body)
     }
     fn response(acc: Accepted) -> Self::Response {
         ExportTraceServiceResponse {
@@ -76,8 +102,12 @@ impl ExportKind for Metrics {
     const NAME: &'static str = "opentelemetry.proto.collector.metrics.v1.MetricsService";
     type Request = ExportMetricsServiceRequest;
     type Response = ExportMetricsServiceResponse;
-    fn ingest(ingest: &Ingest, req: &Self::Request) -> Result<Accepted, IngestError> {
-        ingest.metrics("grpc", req)
+    fn ingest(
+        ingest: &Ingest,
+        protocol: &'static str,
+        req: &Self::Request,
+    ) -> Result<Accepted, IngestError> {
+        ingest.metrics(protocol, req)
     }
     fn response(acc: Accepted) -> Self::Response {
         ExportMetricsServiceResponse {
@@ -93,8 +123,12 @@ impl ExportKind for Logs {
     const NAME: &'static str = "opentelemetry.proto.collector.logs.v1.LogsService";
     type Request = ExportLogsServiceRequest;
     type Response = ExportLogsServiceResponse;
-    fn ingest(ingest: &Ingest, req: &Self::Request) -> Result<Accepted, IngestError> {
-        ingest.logs("grpc", req)
+    fn ingest(
+        ingest: &Ingest,
+        protocol: &'static str,
+        req: &Self::Request,
+    ) -> Result<Accepted, IngestError> {
+        ingest.logs(protocol, req)
     }
     fn response(acc: Accepted) -> Self::Response {
         ExportLogsServiceResponse {
@@ -216,11 +250,9 @@ impl<K: ExportKind> UnaryService<Bytes> for Handler<K> {
                 .metadata()
                 .get("authorization")
                 .map(|v| v.as_bytes());
-            let result = ingest.authorize(auth).and_then(|()| {
-                let req = <K::Request as prost::Message>::decode(request.get_ref().clone())
-                    .map_err(|e| IngestError::Malformed(format!("malformed protobuf: {e}")))?;
-                K::ingest(&ingest, &req)
-            });
+            let result = ingest
+                .authorize(auth)
+                .and_then(|()| K::ingest_protobuf(&ingest, "grpc", request.into_inner()));
             match result {
                 Ok(acc) => Ok(tonic::Response::new(K::response(acc))),
                 Err(err) => {

@@ -54,7 +54,6 @@ pub fn router(ingest: Arc<Ingest>) -> Router {
 /// How each signal's body decodes from JSON and encodes its answer as JSON.
 trait HttpKind: ExportKind {
     fn decode_json(body: &[u8]) -> Result<Self::Request, json::JsonDecodeError>;
-    fn ingest_http(ingest: &Ingest, req: &Self::Request) -> Result<Accepted, IngestError>;
     /// The JSON name of the rejected-items counter of this signal.
     const REJECTED_FIELD: &'static str;
 }
@@ -63,9 +62,6 @@ impl HttpKind for Traces {
     fn decode_json(body: &[u8]) -> Result<ExportTraceServiceRequest, json::JsonDecodeError> {
         json::decode_traces(body)
     }
-    fn ingest_http(ingest: &Ingest, req: &Self::Request) -> Result<Accepted, IngestError> {
-        ingest.traces("http", req)
-    }
     const REJECTED_FIELD: &'static str = "rejectedSpans";
 }
 
@@ -73,18 +69,12 @@ impl HttpKind for Metrics {
     fn decode_json(body: &[u8]) -> Result<ExportMetricsServiceRequest, json::JsonDecodeError> {
         json::decode_metrics(body)
     }
-    fn ingest_http(ingest: &Ingest, req: &Self::Request) -> Result<Accepted, IngestError> {
-        ingest.metrics("http", req)
-    }
     const REJECTED_FIELD: &'static str = "rejectedDataPoints";
 }
 
 impl HttpKind for Logs {
     fn decode_json(body: &[u8]) -> Result<ExportLogsServiceRequest, json::JsonDecodeError> {
         json::decode_logs(body)
-    }
-    fn ingest_http(ingest: &Ingest, req: &Self::Request) -> Result<Accepted, IngestError> {
-        ingest.logs("http", req)
     }
     const REJECTED_FIELD: &'static str = "rejectedLogRecords";
 }
@@ -116,14 +106,15 @@ async fn handle<K: HttpKind>(
         .await
         .map_err(|_| too_large(limit))?;
     let body = if gzip { inflate(&raw, limit)? } else { raw };
-    let request = match encoding {
-        Encoding::Protobuf => K::Request::decode(body)
-            .map_err(|e| IngestError::Malformed(format!("malformed protobuf: {e}")))?,
-        Encoding::Json => K::decode_json(&body)
-            .map_err(|e| IngestError::Malformed(format!("malformed OTLP/JSON: {e}")))?,
-    };
     // Conversion is CPU work on a bounded request; it does not block on I/O.
-    K::ingest_http(ingest, &request)
+    match encoding {
+        Encoding::Protobuf => K::ingest_protobuf(ingest, "http", body),
+        Encoding::Json => {
+            let request = K::decode_json(&body)
+                .map_err(|e| IngestError::Malformed(format!("malformed OTLP/JSON: {e}")))?;
+            K::ingest(ingest, "http", &request)
+        }
+    }
 }
 
 fn too_large(limit: usize) -> IngestError {

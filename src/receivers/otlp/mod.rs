@@ -8,6 +8,7 @@ pub mod convert;
 pub mod grpc;
 pub mod http;
 pub mod json;
+pub mod wire;
 
 use std::sync::Arc;
 
@@ -137,6 +138,19 @@ impl Ingest {
     ) -> Result<Accepted, IngestError> {
         let pipelines: Vec<&PipelineInput> = self.pipelines.iter().map(Arc::as_ref).collect();
         let converted = convert::convert_traces(req, &pipelines, self.clock.now());
+        self.enqueue(protocol, Signal::Traces, converted, "spans")
+    }
+
+    /// Converts and enqueues a protobuf trace request straight from its bytes
+    /// (the hot path: see [`wire`]).
+    pub fn traces_protobuf(
+        &self,
+        protocol: &'static str,
+        body: &[u8],
+    ) -> Result<Accepted, IngestError> {
+        let pipelines: Vec<&PipelineInput> = self.pipelines.iter().map(Arc::as_ref).collect();
+        let converted = wire::convert_traces(body, &pipelines, self.clock.now())
+            .map_err(|e| IngestError::Malformed(e.to_string()))?;
         self.enqueue(protocol, Signal::Traces, converted, "spans")
     }
 

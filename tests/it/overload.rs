@@ -44,7 +44,7 @@ fn request() -> ExportTraceServiceRequest {
     let spans = (0..BATCH)
         .map(|i| Span {
             trace_id: vec![7; 16],
-            span_id: (i as u64).to_be_bytes().to_vec(),
+            span_id: i.to_be_bytes().to_vec(),
             name: "GET /".into(),
             kind: SpanKind::Server as i32,
             start_time_unix_nano: now - 1_000_000 - i * 1000,

@@ -66,7 +66,7 @@ fn emit(provider: &SdkTracerProvider, release: &Release, i: u64) {
         .with_start_time(start)
         .with_attributes(attrs)
         .start(&tracer);
-    if i.is_multiple_of(release.error_every) {
+    if (i + 1).is_multiple_of(release.error_every) {
         span.set_status(Status::error("upstream failed"));
     }
     // A CLIENT span must be ignored, not counted.

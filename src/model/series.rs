@@ -8,16 +8,58 @@ use std::sync::Arc;
 /// The subject of a run: the values of the contract's `subject_by`
 /// attributes, in order (e.g. `service.name=checkout, service.version=2.0.1`).
 ///
-/// Cheap to clone (shared); compared and hashed by its values.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// Cheap to clone (shared); compared by its values. Its hash is computed
+/// once, at creation: a shard looks a series up for every sample, and
+/// hashing the attribute strings each time would dominate that lookup.
+#[derive(Clone)]
 pub struct Subject(Arc<SubjectInner>);
 
-#[derive(PartialEq, Eq, Hash, PartialOrd, Ord)]
 struct SubjectInner {
     /// `(attribute, value)` in `subject_by` order.
     attributes: Vec<(String, String)>,
     /// Values joined with `/`: the label and URL form (`checkout/2.0.1`).
     joined: String,
+    /// Stable hash of the two fields above.
+    hash: u64,
+}
+
+fn stable_hash(attributes: &[(String, String)], joined: &str) -> u64 {
+    #[allow(deprecated)]
+    let mut h = std::hash::SipHasher::new_with_keys(0x7375_626a, 0x6563_7421);
+    attributes.hash(&mut h);
+    joined.hash(&mut h);
+    h.finish()
+}
+
+impl PartialEq for Subject {
+    fn eq(&self, other: &Self) -> bool {
+        // Samples of one request share the Arc: pointer equality first.
+        Arc::ptr_eq(&self.0, &other.0)
+            || (self.0.hash == other.0.hash
+                && self.0.joined == other.0.joined
+                && self.0.attributes == other.0.attributes)
+    }
+}
+
+impl Eq for Subject {}
+
+impl Hash for Subject {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.0.hash);
+    }
+}
+
+impl PartialOrd for Subject {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Subject {
+    /// Alphabetical by values, so listings read naturally.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (&self.0.attributes, &self.0.joined).cmp(&(&other.0.attributes, &other.0.joined))
+    }
 }
 
 /// The subject of samples of series beyond `max_series`: windowed and
@@ -36,14 +78,21 @@ impl Subject {
             .map(|(_, v)| v.as_str())
             .collect::<Vec<_>>()
             .join("/");
-        Subject(Arc::new(SubjectInner { attributes, joined }))
+        let hash = stable_hash(&attributes, &joined);
+        Subject(Arc::new(SubjectInner {
+            attributes,
+            joined,
+            hash,
+        }))
     }
 
     /// A subject with a fixed name and no attributes (overflow, baseline).
     pub fn named(name: &str) -> Subject {
+        let joined = name.to_string();
         Subject(Arc::new(SubjectInner {
+            hash: stable_hash(&[], &joined),
             attributes: Vec::new(),
-            joined: name.to_string(),
+            joined,
         }))
     }
 

@@ -22,8 +22,16 @@ use crate::config::WindowSpec;
 use crate::model::{Sample, SeriesKey};
 use crate::runs::engine::EngineInput;
 
-/// A batch of samples for one shard.
-pub type ShardBatch = Vec<Sample>;
+/// A batch of samples for one shard, with its share of the global in-flight
+/// byte budget: released when the shard has recorded the batch, so queued
+/// data counts against `service.max_inflight_bytes` until it is aggregated.
+#[derive(Debug, Default)]
+pub struct ShardBatch {
+    /// The samples.
+    pub samples: Vec<Sample>,
+    /// Budget held while the batch is queued.
+    pub budget: Option<tokio::sync::OwnedSemaphorePermit>,
+}
 
 /// The sending side of a pipeline's shards: what receivers push into.
 #[derive(Debug, Clone)]

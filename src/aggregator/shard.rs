@@ -68,7 +68,7 @@ impl Shard {
                         // Every receiver is gone: the process is stopping.
                         break;
                     };
-                    for sample in batch {
+                    for sample in batch.samples {
                         if self.state.record(&sample) == RecordOutcome::NewSeries {
                             let seen = EngineInput::SeriesSeen { series: sample.series, ts: sample.ts };
                             if self.output.send(seen).await.is_err() {

@@ -181,7 +181,12 @@ impl Server {
         }
         drop(event_senders);
 
-        // Receivers last.
+        // Receivers last. One in-flight byte budget for the whole process.
+        let budget_total = usize::try_from(config.service.max_inflight_bytes)
+            .unwrap_or(usize::MAX)
+            .div_ceil(crate::receivers::otlp::BUDGET_UNIT)
+            .clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
+        let budget = Arc::new(tokio::sync::Semaphore::new(budget_total));
         let (mut grpc_addrs, mut http_addrs) = (Vec::new(), Vec::new());
         for r in &config.receivers {
             let ReceiverKind::Otlp(otlp) = &r.kind;
@@ -194,6 +199,8 @@ impl Server {
                 clock: clock.clone(),
                 max_request_bytes: usize::try_from(otlp.max_request_bytes).unwrap_or(usize::MAX),
                 bearer_token: otlp.bearer_token.clone(),
+                budget: budget.clone(),
+                budget_total,
             });
             if let Some(endpoint) = &otlp.grpc_endpoint {
                 let (listener, addr) = bind(endpoint, "otlp-grpc").await?;

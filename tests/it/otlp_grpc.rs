@@ -164,6 +164,53 @@ async fn grpc_status_codes() {
     let err = client.export(big).await.expect_err("refused");
     assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
 
+    // A gzip bomb: 10 MiB of one repeated byte compresses to a few KiB; it is
+    // stopped at the 64 KiB limit while inflating, as RESOURCE_EXHAUSTED.
+    let mut bomb = request(vec![span(now - 1, now)]);
+    bomb.resource_spans[0].scope_spans[0].spans[0].name = "x".repeat(10 * 1024 * 1024);
+    let mut gz = TraceServiceClient::connect(endpoint.clone())
+        .await
+        .expect("connects")
+        .send_compressed(tonic::codec::CompressionEncoding::Gzip);
+    let err = gz.export(bomb).await.expect_err("refused");
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    // A compressed request that fits is accepted.
+    gz.export(request(vec![span(now - 1, now)]))
+        .await
+        .expect("accepted");
+
+    server
+        .shutdown(std::time::Duration::from_secs(10))
+        .await
+        .expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_bearer_token() {
+    let yaml = config(CONTRACT, "size: 60s").replace(
+        "max_request_bytes: 64KiB",
+        "max_request_bytes: 64KiB\n    auth: { bearer_token: s3cret }",
+    );
+    let server = start(&yaml).await;
+    let mut client = TraceServiceClient::connect(format!("http://{}", server.grpc[0].1))
+        .await
+        .expect("connects");
+    let err = client
+        .export(ExportTraceServiceRequest::default())
+        .await
+        .expect_err("no token");
+    assert_eq!(err.code(), Code::Unauthenticated);
+    let mut req = tonic::Request::new(ExportTraceServiceRequest::default());
+    req.metadata_mut()
+        .insert("authorization", "Bearer wrong".parse().expect("ascii"));
+    assert_eq!(
+        client.export(req).await.expect_err("wrong").code(),
+        Code::Unauthenticated
+    );
+    let mut req = tonic::Request::new(ExportTraceServiceRequest::default());
+    req.metadata_mut()
+        .insert("authorization", "Bearer s3cret".parse().expect("ascii"));
+    client.export(req).await.expect("accepted with the token");
     server
         .shutdown(std::time::Duration::from_secs(10))
         .await

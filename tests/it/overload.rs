@@ -179,3 +179,56 @@ async fn grpc_clients_retrying_refusals_are_counted_exactly_once() {
         .await
         .expect("shutdown");
 }
+
+/// A request that fits `max_request_bytes` but not, together with its queued
+/// samples, the in-flight budget is refused whole (retryable) and counts
+/// nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_budget_refuses_whole_requests() {
+    let yaml = config(CONTRACT, "size: 1s, allowed_lateness: 2s")
+        .replace("64KiB", "100KiB")
+        .replace("service:\n", "service:\n  max_inflight_bytes: 100KiB\n");
+    let server = start(&yaml).await;
+    let mut req = request();
+    let span = req.resource_spans[0].scope_spans[0].spans[0].clone();
+    req.resource_spans[0].scope_spans[0].spans = vec![span; 1200];
+    let body = req.encode_to_vec();
+    assert!(
+        body.len() < 100 * 1024,
+        "the body alone fits: {}",
+        body.len()
+    );
+
+    let r = reqwest::Client::new()
+        .post(format!("http://{}/v1/traces", server.http[0].1))
+        .header("content-type", "application/x-protobuf")
+        .body(body)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(r.status().as_u16(), 503);
+    assert!(r.headers().contains_key("retry-after"));
+
+    let mut client = TraceServiceClient::connect(format!("http://{}", server.grpc[0].1))
+        .await
+        .expect("connects");
+    let status = client.export(req).await.expect_err("refused");
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert!(tonic_types::StatusExt::get_error_details(&status)
+        .retry_info()
+        .is_some());
+
+    // Nothing was counted: the subject has no run.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let (_, body) = get_json(&format!(
+        "http://{}/api/v1/runs/checkout/overload/1",
+        server.api
+    ))
+    .await;
+    assert_eq!(body["state"], "PENDING", "{body}");
+    assert_eq!(body["run_id"], serde_json::Value::Null);
+    server
+        .shutdown(Duration::from_secs(10))
+        .await
+        .expect("shutdown");
+}

@@ -368,7 +368,10 @@ mod tests {
 
     fn pipeline(
         spec: ContractSpec,
-    ) -> (PipelineInput, Vec<tokio::sync::mpsc::Receiver<Vec<Sample>>>) {
+    ) -> (
+        PipelineInput,
+        Vec<tokio::sync::mpsc::Receiver<crate::aggregator::ShardBatch>>,
+    ) {
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         let input = PipelineInput {
             name: "p".into(),

@@ -143,7 +143,7 @@ impl ExportKind for Logs {
 /// Maps a refusal to its gRPC status.
 pub fn status_of(err: &IngestError) -> Status {
     match err {
-        IngestError::QueueFull(secs) => Status::with_error_details(
+        IngestError::QueueFull(secs) | IngestError::Memory(secs) => Status::with_error_details(
             Code::Unavailable,
             err.to_string(),
             ErrorDetails::with_retry_info(Some(Duration::from_secs(u64::from(*secs)))),
@@ -250,14 +250,17 @@ impl<K: ExportKind> UnaryService<Bytes> for Handler<K> {
                 .metadata()
                 .get("authorization")
                 .map(|v| v.as_bytes());
-            let result = ingest
-                .authorize(auth)
-                .and_then(|()| K::ingest_protobuf(&ingest, "grpc", request.into_inner()));
+            let result = ingest.authorize(auth).and_then(|()| {
+                let body = request.into_inner();
+                // The decoded body counts against the in-flight budget
+                // until it has been converted.
+                let _budget = ingest.reserve_bytes("grpc", body.len())?;
+                K::ingest_protobuf(&ingest, "grpc", body)
+            });
             match result {
                 Ok(acc) => Ok(tonic::Response::new(K::response(acc))),
                 Err(err) => {
-                    if !matches!(err, IngestError::QueueFull(_)) {
-                        // QueueFull was counted where it was detected.
+                    if !err.counted_at_source() {
                         ingest.refused("grpc", &err);
                     }
                     Err(status_of(&err))

@@ -102,10 +102,28 @@ async fn handle<K: HttpKind>(
     ingest.authorize(auth)?;
     let gzip = is_gzip(req.headers())?;
     let limit = ingest.max_request_bytes;
+    // Bodies being read and decoded count against the in-flight budget.
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(0)
+        .min(limit);
+    let mut budget = ingest.reserve_bytes("http", declared)?;
     let raw = axum::body::to_bytes(req.into_body(), limit)
         .await
         .map_err(|_| too_large(limit))?;
-    let body = if gzip { inflate(&raw, limit)? } else { raw };
+    if raw.len() > declared {
+        budget.merge(ingest.reserve_bytes("http", raw.len() - declared)?);
+    }
+    let body = if gzip {
+        let inflated = inflate(&raw, limit)?;
+        budget.merge(ingest.reserve_bytes("http", inflated.len())?);
+        inflated
+    } else {
+        raw
+    };
     // Conversion is CPU work on a bounded request; it does not block on I/O.
     match encoding {
         Encoding::Protobuf => K::ingest_protobuf(ingest, "http", body),
@@ -194,7 +212,9 @@ fn accepted<K: HttpKind>(encoding: Encoding, acc: Accepted) -> Response {
 /// The HTTP status and gRPC code of a refusal.
 fn codes(err: &IngestError) -> (StatusCode, tonic::Code) {
     match err {
-        IngestError::QueueFull(_) => (StatusCode::SERVICE_UNAVAILABLE, tonic::Code::Unavailable),
+        IngestError::QueueFull(_) | IngestError::Memory(_) => {
+            (StatusCode::SERVICE_UNAVAILABLE, tonic::Code::Unavailable)
+        }
         IngestError::Unauthenticated => (StatusCode::UNAUTHORIZED, tonic::Code::Unauthenticated),
         IngestError::Malformed(_) => (StatusCode::BAD_REQUEST, tonic::Code::InvalidArgument),
         IngestError::TooLarge(_) => (
@@ -209,8 +229,7 @@ fn codes(err: &IngestError) -> (StatusCode, tonic::Code) {
 }
 
 fn refuse(ingest: &Ingest, encoding: Encoding, err: IngestError) -> Response {
-    if !matches!(err, IngestError::QueueFull(_)) {
-        // QueueFull was counted where it was detected.
+    if !err.counted_at_source() {
         ingest.refused("http", &err);
     }
     let (status, code) = codes(&err);
@@ -232,7 +251,7 @@ fn refuse(ingest: &Ingest, encoding: Encoding, err: IngestError) -> Response {
         Body::from(body),
     )
         .into_response();
-    if let IngestError::QueueFull(secs) = err {
+    if let IngestError::QueueFull(secs) | IngestError::Memory(secs) = err {
         resp.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
     }

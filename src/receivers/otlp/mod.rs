@@ -17,7 +17,10 @@ use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequ
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
 use super::PipelineInput;
+use crate::aggregator::ShardBatch;
 use crate::clock::SharedClock;
 use crate::telemetry;
 use convert::{Converted, RejectReason};
@@ -28,6 +31,9 @@ pub enum IngestError {
     /// A shard queue is full: retry after the given whole seconds.
     #[error("ingest queue full, retry after {0}s")]
     QueueFull(u32),
+    /// The global in-flight byte budget is spent: retry after the given whole seconds.
+    #[error("in-flight memory budget exhausted, retry after {0}s")]
+    Memory(u32),
     /// Missing or wrong bearer token.
     #[error("missing or invalid bearer token")]
     Unauthenticated,
@@ -43,10 +49,17 @@ pub enum IngestError {
 }
 
 impl IngestError {
+    /// Refusals for load (queue, memory) are counted where they are
+    /// detected, with their protocol; the front ends count the others.
+    pub fn counted_at_source(&self) -> bool {
+        matches!(self, IngestError::QueueFull(_) | IngestError::Memory(_))
+    }
+
     /// The `reason` label of `verdict_receiver_refused_requests_total`.
     pub fn reason(&self) -> &'static str {
         match self {
             IngestError::QueueFull(_) => "queue_full",
+            IngestError::Memory(_) => "memory",
             IngestError::Unauthenticated => "unauthenticated",
             IngestError::Malformed(_) => "malformed",
             IngestError::TooLarge(_) => "too_large",
@@ -97,7 +110,17 @@ pub struct Ingest {
     pub max_request_bytes: usize,
     /// Required bearer token, if any.
     pub bearer_token: Option<String>,
+    /// The process-wide in-flight byte budget, in KiB permits.
+    pub budget: Arc<Semaphore>,
+    /// Size of the whole budget, in permits.
+    pub budget_total: usize,
 }
+
+/// Budget permits are KiB: `service.max_inflight_bytes` fits a semaphore.
+pub const BUDGET_UNIT: usize = 1024;
+
+/// A share of the in-flight byte budget, released on drop.
+pub type BudgetPermit = OwnedSemaphorePermit;
 
 /// Compares two byte strings in time that depends only on their lengths, so
 /// a token cannot be guessed byte by byte from response times.
@@ -109,6 +132,31 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 impl Ingest {
+    /// Takes `bytes` of the in-flight budget for a request body being
+    /// decoded, or refuses the request (retryable) when it is spent.
+    pub fn reserve_bytes(
+        &self,
+        protocol: &'static str,
+        bytes: usize,
+    ) -> Result<BudgetPermit, IngestError> {
+        let units = u32::try_from(bytes.div_ceil(BUDGET_UNIT).max(1)).unwrap_or(u32::MAX);
+        self.budget
+            .clone()
+            .try_acquire_many_owned(units)
+            .map_err(|_| {
+                let err = IngestError::Memory(self.memory_retry_after());
+                self.refused(protocol, &err);
+                err
+            })
+    }
+
+    /// Whole seconds to wait for memory: more when more of the budget is used.
+    fn memory_retry_after(&self) -> u32 {
+        let total = self.budget_total.max(1) as f64;
+        let used = 1.0 - self.budget.available_permits() as f64 / total;
+        (1.0 + used * 4.0).round().clamp(1.0, 5.0) as u32
+    }
+
     /// Checks an `Authorization` header value against the configured token.
     pub fn authorize(&self, header: Option<&[u8]>) -> Result<(), IngestError> {
         let Some(token) = &self.bearer_token else {
@@ -213,6 +261,13 @@ impl Ingest {
         noun: &str,
     ) -> Result<Accepted, IngestError> {
         if !converted.is_empty() {
+            // Queued samples count against the budget until a shard has
+            // recorded them.
+            let samples: usize = converted.batches.iter().flatten().map(Vec::len).sum();
+            let mut budget = self.reserve_bytes(
+                protocol,
+                samples * std::mem::size_of::<crate::model::Sample>(),
+            )?;
             let mut permits = Vec::new();
             for (pi, shards) in converted.batches.iter().enumerate() {
                 let Some(p) = self.pipelines.get(pi) else {
@@ -229,15 +284,27 @@ impl Ingest {
                         Ok(permit) => permits.push((pi, si, permit)),
                         Err(_) => {
                             // Dropping the permits taken so far releases them.
-                            let err = IngestError::QueueFull(self.retry_after(tx));
+                            let err = IngestError::QueueFull(self.retry_after(&p.router));
                             self.refused(protocol, &err);
                             return Err(err);
                         }
                     }
                 }
             }
-            for (pi, si, permit) in permits {
-                permit.send(std::mem::take(&mut converted.batches[pi][si]));
+            let last = permits.len().saturating_sub(1);
+            for (i, (pi, si, permit)) in permits.into_iter().enumerate() {
+                let samples = std::mem::take(&mut converted.batches[pi][si]);
+                let share = if i == last {
+                    budget.split(budget.num_permits())
+                } else {
+                    let units = (samples.len() * std::mem::size_of::<crate::model::Sample>())
+                        .div_ceil(BUDGET_UNIT);
+                    budget.split(units.min(budget.num_permits()))
+                };
+                permit.send(ShardBatch {
+                    samples,
+                    budget: share,
+                });
             }
         }
         let labels = [("protocol", protocol), ("signal", signal.label())];
@@ -256,10 +323,16 @@ impl Ingest {
         })
     }
 
-    /// Whole seconds a refused client should wait: grows with how full the
-    /// queue still is (1 s when it has drained a little, up to 5 s).
-    fn retry_after<T>(&self, tx: &tokio::sync::mpsc::Sender<T>) -> u32 {
-        let used = 1.0 - tx.capacity() as f64 / tx.max_capacity().max(1) as f64;
+    /// Whole seconds a refused client should wait: grows with the pressure
+    /// on the pipeline's queues (1 s when they are mostly drained, up to 5 s
+    /// when every one is full).
+    fn retry_after(&self, router: &crate::aggregator::Router) -> u32 {
+        let senders = router.senders();
+        let used: f64 = senders
+            .iter()
+            .map(|tx| 1.0 - tx.capacity() as f64 / tx.max_capacity().max(1) as f64)
+            .sum::<f64>()
+            / senders.len().max(1) as f64;
         (1.0 + used * 4.0).round().clamp(1.0, 5.0) as u32
     }
 }

@@ -763,8 +763,11 @@ impl Sketch {
             return;
         }
         let needed = (hi - lo + 1) as usize;
-        let new_len = needed
-            .max(2 * len)
+        // A quarter of headroom rather than doubling: a window sketch per
+        // active series is most of a shard's memory, and latency spans stop
+        // growing after the first few hundred values.
+        let new_len = (needed + needed / 4)
+            .max(len + len / 4)
             .max(MIN_ALLOC)
             .min(self.max_buckets)
             .max(needed);

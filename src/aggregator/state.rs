@@ -2,7 +2,7 @@
 //! No async, no clock reads — the driver passes `now` in — so every rule
 //! about lateness, overflow and closing is tested with plain `#[test]`s.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use super::sketch::Sketch;
 use crate::model::{Sample, SeriesKey, Subject, UnixNanos, Window};
@@ -77,12 +77,31 @@ pub struct WindowParams {
     pub max_series: usize,
 }
 
+/// The accumulation of window `start` in a series' sorted window list.
+fn window_entry(windows: &mut Vec<(UnixNanos, Accum)>, start: UnixNanos) -> &mut Accum {
+    // Newest first: almost every sample is for the latest window.
+    let pos = match windows.iter().rposition(|(s, _)| *s <= start) {
+        Some(i) if windows[i].0 == start => i,
+        Some(i) => {
+            windows.insert(i + 1, (start, Accum::default()));
+            i + 1
+        }
+        None => {
+            windows.insert(0, (start, Accum::default()));
+            0
+        }
+    };
+    &mut windows[pos].1
+}
+
 /// All open windows of one shard.
 #[derive(Debug)]
 pub struct ShardState {
     params: WindowParams,
-    /// Open windows per series, keyed by window start.
-    series: HashMap<SeriesKey, BTreeMap<UnixNanos, Accum>>,
+    /// Open windows per series, oldest first. Usually one or two (the
+    /// current window and the one still in its allowed lateness): a sorted
+    /// vector costs far less memory per series than a tree.
+    series: HashMap<SeriesKey, Vec<(UnixNanos, Accum)>>,
     /// Every window whose deadline is ≤ this has been emitted.
     closed_until: UnixNanos,
     late: u64,
@@ -110,7 +129,7 @@ impl ShardState {
         }
         // Hot path: a known series, one hash lookup, no allocation.
         if let Some(windows) = self.series.get_mut(&sample.series) {
-            windows.entry(window.start).or_default().record(sample);
+            window_entry(windows, window.start).record(sample);
             return RecordOutcome::Accepted;
         }
         let (key, outcome) = if self.series.len() >= self.params.max_series {
@@ -127,12 +146,7 @@ impl ShardState {
         } else {
             (sample.series.clone(), RecordOutcome::NewSeries)
         };
-        self.series
-            .entry(key)
-            .or_default()
-            .entry(window.start)
-            .or_default()
-            .record(sample);
+        window_entry(self.series.entry(key).or_default(), window.start).record(sample);
         outcome
     }
 
@@ -147,18 +161,25 @@ impl ShardState {
         let lateness = self.params.lateness;
         let mut out = Vec::new();
         self.series.retain(|key, windows| {
-            while let Some(entry) = windows.first_entry() {
-                let window = Window {
-                    start: *entry.key(),
-                    end: entry.key().saturating_add(size),
-                };
-                if window.deadline(lateness) > now {
-                    break;
-                }
+            let closed = windows
+                .iter()
+                .take_while(|(start, _)| {
+                    Window {
+                        start: *start,
+                        end: start.saturating_add(size),
+                    }
+                    .deadline(lateness)
+                        <= now
+                })
+                .count();
+            for (start, accum) in windows.drain(..closed) {
                 out.push(ClosedWindow {
                     series: key.clone(),
-                    window,
-                    accum: entry.remove(),
+                    window: Window {
+                        start,
+                        end: start.saturating_add(size),
+                    },
+                    accum,
                 });
             }
             !windows.is_empty()

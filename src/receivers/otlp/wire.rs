@@ -6,10 +6,11 @@
 //! conversion to look at four fields of each span; this reader visits the
 //! same bytes once and keeps what a contract needs: resource attributes (as
 //! text), span kind, start/end time, status code, the HTTP status attributes
-//! and the truthy attributes (conversion markers). Everything else is skipped
-//! by its wire type. It checks what it reads — lengths, varints, UTF-8 of the
-//! strings it uses — so malformed input is refused as it would be by prost;
-//! a test compares it with the prost path on generated requests.
+//! and the contracts' conversion attributes. Everything else is skipped by
+//! its wire type. It checks the framing of everything (lengths, varints,
+//! wire types) and the UTF-8 of the strings it uses, so malformed input is
+//! refused as prost would refuse it; strings it does not use are not UTF-8
+//! checked. A test compares it with the prost path on generated requests.
 
 use std::borrow::Cow;
 
@@ -40,7 +41,15 @@ impl<'a> Reader<'a> {
         Reader { buf }
     }
 
+    #[inline]
     fn varint(&mut self) -> Result<u64, WireError> {
+        // Tags and short lengths are one byte: the common case first.
+        if let Some((&b, rest)) = self.buf.split_first() {
+            if b < 0x80 {
+                self.buf = rest;
+                return Ok(u64::from(b));
+            }
+        }
         let mut value = 0u64;
         for i in 0..10 {
             let (&b, rest) = self
@@ -181,9 +190,39 @@ fn key_value(buf: &[u8]) -> Result<(&str, Scalar<'_>), WireError> {
     Ok((key, value))
 }
 
-/// Truthy attribute keys kept inline per span (conversion markers are rare);
-/// more than this falls back to a rescan of the span.
-const INLINE_TRUE: usize = 4;
+/// The span attributes conversion looks at: the HTTP status keys and the
+/// conversion attribute of every contract (at most 64 distinct ones count).
+/// An attribute with any other key is skipped without reading its value.
+struct Interest<'p> {
+    conversion: Vec<&'p str>,
+}
+
+impl<'p> Interest<'p> {
+    fn of(pipelines: &[&'p PipelineInput]) -> Interest<'p> {
+        let mut conversion: Vec<&str> = Vec::new();
+        for c in pipelines.iter().flat_map(|p| &p.contracts) {
+            let a = c.spec.conversion_attribute.as_str();
+            if !conversion.contains(&a) && conversion.len() < 64 {
+                conversion.push(a);
+            }
+        }
+        Interest { conversion }
+    }
+}
+
+/// `(key, value)` bytes of a `KeyValue`, neither decoded.
+fn key_value_raw(buf: &[u8]) -> Result<(&[u8], &[u8]), WireError> {
+    let mut r = Reader::new(buf);
+    let (mut key, mut value): (&[u8], &[u8]) = (&[], &[]);
+    while let Some((field, wt)) = r.key()? {
+        match field {
+            1 => key = r.expect_len(wt)?,
+            2 => value = r.expect_len(wt)?,
+            _ => r.skip(wt)?,
+        }
+    }
+    Ok((key, value))
+}
 
 /// One span as the wire has it.
 struct WireSpan<'a> {
@@ -193,9 +232,8 @@ struct WireSpan<'a> {
     end: u64,
     status_error: bool,
     http_error: bool,
-    truthy: [&'a str; INLINE_TRUE],
-    truthy_len: usize,
-    truthy_overflow: bool,
+    /// Bit i: the i-th conversion attribute of [`Interest`] is true.
+    converted: u64,
 }
 
 fn is_true(v: &Scalar<'_>) -> bool {
@@ -216,7 +254,11 @@ fn http_status(v: &Scalar<'_>) -> Option<i64> {
 }
 
 impl<'a> WireSpan<'a> {
-    fn parse(buf: &'a [u8]) -> Result<WireSpan<'a>, WireError> {
+    /// Reads a span. Strings it does not use (name, trace state, other
+    /// attributes) are framed but not UTF-8 checked: like unknown fields,
+    /// they cannot change a verdict, and checking them was a tenth of the
+    /// ingest cost.
+    fn parse(buf: &'a [u8], interest: &Interest<'_>) -> Result<WireSpan<'a>, WireError> {
         let mut s = WireSpan {
             buf,
             kind: 0,
@@ -224,30 +266,24 @@ impl<'a> WireSpan<'a> {
             end: 0,
             status_error: false,
             http_error: false,
-            truthy: [""; INLINE_TRUE],
-            truthy_len: 0,
-            truthy_overflow: false,
+            converted: 0,
         };
         let mut r = Reader::new(buf);
         while let Some((field, wt)) = r.key()? {
             match field {
-                // trace id, span id, parent span id: bytes, not read.
-                1 | 2 | 4 => drop(r.expect_len(wt)?),
-                // trace state, name: strings, checked like any decoder would.
-                3 | 5 => drop(utf8(r.expect_len(wt)?)?),
+                // ids, trace state, name: framed, not read.
+                1..=5 => drop(r.expect_len(wt)?),
                 6 => s.kind = r.expect_varint(wt)? as i32,
                 7 => s.start = r.expect_fixed64(wt)?,
                 8 => s.end = r.expect_fixed64(wt)?,
                 9 => {
-                    let (key, value) = key_value(r.expect_len(wt)?)?;
-                    if HTTP_STATUS_KEYS.contains(&key) {
-                        s.http_error |= http_status(&value).is_some_and(|c| c >= 500);
-                    } else if is_true(&value) {
-                        if s.truthy_len < INLINE_TRUE {
-                            s.truthy[s.truthy_len] = key;
-                            s.truthy_len += 1;
-                        } else {
-                            s.truthy_overflow = true;
+                    let (key, value) = key_value_raw(r.expect_len(wt)?)?;
+                    if HTTP_STATUS_KEYS.iter().any(|k| k.as_bytes() == key) {
+                        s.http_error |= http_status(&any_value(value)?).is_some_and(|c| c >= 500);
+                    }
+                    if let Some(i) = interest.conversion.iter().position(|k| k.as_bytes() == key) {
+                        if is_true(&any_value(value)?) {
+                            s.converted |= 1 << i;
                         }
                     }
                 }
@@ -269,7 +305,7 @@ fn status_is_error(buf: &[u8]) -> Result<bool, WireError> {
     let mut code = 0;
     while let Some((field, wt)) = r.key()? {
         match field {
-            2 => drop(utf8(r.expect_len(wt)?)?),
+            2 => drop(r.expect_len(wt)?),
             3 => code = r.expect_varint(wt)? as i32,
             _ => r.skip(wt)?,
         }
@@ -277,32 +313,40 @@ fn status_is_error(buf: &[u8]) -> Result<bool, WireError> {
     Ok(code == 2)
 }
 
-impl SpanView for WireSpan<'_> {
+/// A span with the request's [`Interest`], as conversion sees it.
+struct View<'s, 'a, 'p> {
+    span: &'s WireSpan<'a>,
+    interest: &'s Interest<'p>,
+}
+
+impl SpanView for View<'_, '_, '_> {
     fn kind(&self) -> i32 {
-        self.kind
+        self.span.kind
     }
     fn times(&self) -> (u64, u64) {
-        (self.start, self.end)
+        (self.span.start, self.span.end)
     }
     fn status_error(&self) -> bool {
-        self.status_error
+        self.span.status_error
     }
     fn http_error(&self) -> bool {
-        self.http_error
+        self.span.http_error
     }
     fn converted(&self, attribute: &str) -> bool {
-        if self.truthy[..self.truthy_len].contains(&attribute) {
-            return true;
+        if let Some(i) = self
+            .interest
+            .conversion
+            .iter()
+            .position(|k| *k == attribute)
+        {
+            return self.span.converted & (1 << i) != 0;
         }
-        if !self.truthy_overflow || HTTP_STATUS_KEYS.contains(&attribute) {
-            return false;
-        }
-        // Rare: more truthy attributes than kept inline.
-        let mut r = Reader::new(self.buf);
+        // Not one of the attributes read in the pass (beyond 64): rescan.
+        let mut r = Reader::new(self.span.buf);
         while let Ok(Some((field, wt))) = r.key() {
             if (field, wt) == (9, LEN) {
-                if let Ok((key, value)) = r.bytes().and_then(key_value) {
-                    if key == attribute && is_true(&value) {
+                if let Ok((key, value)) = r.bytes().and_then(key_value_raw) {
+                    if key == attribute.as_bytes() && any_value(value).is_ok_and(|v| is_true(&v)) {
                         return true;
                     }
                 }
@@ -332,6 +376,7 @@ pub fn convert_traces(
     now: UnixNanos,
 ) -> Result<Converted, WireError> {
     let mut out = Converted::new(pipelines);
+    let interest = Interest::of(pipelines);
     let mut scopes: Vec<&[u8]> = Vec::new();
     let mut attrs: Vec<(&str, Cow<'_, str>)> = Vec::new();
     let mut req = Reader::new(body);
@@ -375,9 +420,13 @@ pub fn convert_traces(
                 match field {
                     1 => drop(r.expect_len(wt)?),
                     2 => {
-                        let span = WireSpan::parse(r.expect_len(wt)?)?;
+                        let span = WireSpan::parse(r.expect_len(wt)?, &interest)?;
                         out.items += 1;
-                        convert_span(&span, &targets, pipelines, now, &mut out);
+                        let view = View {
+                            span: &span,
+                            interest: &interest,
+                        };
+                        convert_span(&view, &targets, pipelines, now, &mut out);
                     }
                     3 => drop(utf8(r.expect_len(wt)?)?),
                     _ => r.skip(wt)?,

@@ -2,9 +2,8 @@
 //! No async, no clock reads — the driver passes `now` in — so every rule
 //! about lateness, overflow and closing is tested with plain `#[test]`s.
 
-use std::collections::HashMap;
-
 use super::sketch::Sketch;
+use crate::model::series::SeriesMap;
 use crate::model::{Sample, SeriesKey, Subject, UnixNanos, Window};
 
 /// What one window of one series accumulated.
@@ -101,7 +100,7 @@ pub struct ShardState {
     /// Open windows per series, oldest first. Usually one or two (the
     /// current window and the one still in its allowed lateness): a sorted
     /// vector costs far less memory per series than a tree.
-    series: HashMap<SeriesKey, Vec<(UnixNanos, Accum)>>,
+    series: SeriesMap<Vec<(UnixNanos, Accum)>>,
     /// Every window whose deadline is ≤ this has been emitted.
     closed_until: UnixNanos,
     late: u64,
@@ -113,7 +112,7 @@ impl ShardState {
     pub fn new(params: WindowParams) -> ShardState {
         ShardState {
             params,
-            series: HashMap::new(),
+            series: SeriesMap::default(),
             closed_until: 0,
             late: 0,
             overflowed: 0,

@@ -106,6 +106,11 @@ impl Subject {
         &self.0.attributes
     }
 
+    /// The subject's stable hash (SipHash with fixed keys, computed once).
+    pub fn stable_hash(&self) -> u64 {
+        self.0.hash
+    }
+
     /// True for the overflow and baseline pseudo-subjects, which never get a run.
     pub fn is_pseudo(&self) -> bool {
         self.0.attributes.is_empty()
@@ -137,14 +142,51 @@ pub struct SeriesKey {
 
 impl SeriesKey {
     /// The shard this series belongs to, out of `shards`. Stable across
-    /// processes built from the same source: SipHash with fixed keys.
+    /// processes built from the same source: derived from the subject's
+    /// fixed-key SipHash, mixed with the contract index.
+    #[inline]
     pub fn shard(&self, shards: usize) -> usize {
-        #[allow(deprecated)]
-        let mut h = std::hash::SipHasher::new_with_keys(0x7665_7264, 0x6963_7421);
-        self.hash(&mut h);
-        (h.finish() % shards.max(1) as u64) as usize
+        if shards <= 1 {
+            return 0;
+        }
+        let h = self.subject.stable_hash()
+            ^ u64::from(self.contract).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        (h % shards as u64) as usize
     }
 }
+
+/// Hashes a [`SeriesKey`] for the shards' maps. The subject's hash is
+/// computed once when the subject is made, so the map only mixes two
+/// integers instead of running SipHash over the attribute strings for
+/// every sample. Flooding a shard with colliding subjects can slow its
+/// lookups but not grow its memory: `max_series` bounds the map.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SeriesHasher(u64);
+
+impl Hasher for SeriesHasher {
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+    #[inline]
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+    #[inline]
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7C_C1_B7_27_22_0A_95);
+    }
+}
+
+/// A map keyed by series, with [`SeriesHasher`].
+pub type SeriesMap<V> =
+    std::collections::HashMap<SeriesKey, V, std::hash::BuildHasherDefault<SeriesHasher>>;
 
 #[cfg(test)]
 mod tests {

@@ -41,15 +41,21 @@ impl<'a> Reader<'a> {
         Reader { buf }
     }
 
-    #[inline]
+    #[inline(always)]
     fn varint(&mut self) -> Result<u64, WireError> {
-        // Tags and short lengths are one byte: the common case first.
+        // Tags and short lengths are one byte: the common case inline.
         if let Some((&b, rest)) = self.buf.split_first() {
             if b < 0x80 {
                 self.buf = rest;
                 return Ok(u64::from(b));
             }
         }
+        self.varint_slow()
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn varint_slow(&mut self) -> Result<u64, WireError> {
         let mut value = 0u64;
         for i in 0..10 {
             let (&b, rest) = self
@@ -66,6 +72,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The next field number and wire type, `None` at the end.
+    #[inline(always)]
     fn key(&mut self) -> Result<Option<(u32, u8)>, WireError> {
         if self.buf.is_empty() {
             return Ok(None);

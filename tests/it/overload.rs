@@ -232,3 +232,61 @@ async fn memory_budget_refuses_whole_requests() {
         .await
         .expect("shutdown");
 }
+
+/// Unbounded grouping keys (a user id as the subject) cannot grow memory:
+/// beyond `max_series`, samples go to the overflow series, counted, and get
+/// no run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn series_beyond_max_series_overflow() {
+    let server = start(&config(
+        CONTRACT,
+        "size: 1s, allowed_lateness: 1s, shards: 1, max_series: 4",
+    ))
+    .await;
+    let one = request();
+    let mut req = ExportTraceServiceRequest::default();
+    for user in 0..50 {
+        let mut rs = one.resource_spans[0].clone();
+        rs.resource.as_mut().expect("resource").attributes[1]
+            .value
+            .as_mut()
+            .expect("value")
+            .value = Some(any_value::Value::StringValue(format!("user-{user}")));
+        rs.scope_spans[0].spans.truncate(10);
+        req.resource_spans.push(rs);
+    }
+    let scrape = |prom: std::net::SocketAddr| async move {
+        let text = reqwest::get(format!("http://{prom}/metrics"))
+            .await
+            .expect("scrape")
+            .text()
+            .await
+            .expect("body");
+        text.lines()
+            .find_map(|l| l.strip_prefix("verdict_series_overflow_total "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let prom = server.prometheus[0].1;
+    let before = scrape(prom).await;
+    let mut client = TraceServiceClient::connect(format!("http://{}", server.grpc[0].1))
+        .await
+        .expect("connects");
+    let resp = client.export(req).await.expect("accepted").into_inner();
+    assert_eq!(
+        resp.partial_success, None,
+        "overflow is accepted, not rejected"
+    );
+    let after = eventually(Duration::from_secs(10), "overflow counted", || async move {
+        let v = scrape(prom).await;
+        (v - before >= 460.0).then_some(v)
+    })
+    .await;
+    assert!(after - before >= 460.0);
+    let (_, body) = get_json(&format!("http://{}/api/v1/runs/checkout", server.api)).await;
+    assert_eq!(body["runs"].as_array().map(Vec::len), Some(4), "{body}");
+    server
+        .shutdown(Duration::from_secs(10))
+        .await
+        .expect("shutdown");
+}

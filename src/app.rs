@@ -75,11 +75,13 @@ fn validate(path: &std::path::Path) -> ExitCode {
 }
 
 async fn run(cfg: config::ValidatedConfig, grace: std::time::Duration) -> anyhow::Result<()> {
+    // Handlers first: a SIGTERM that arrives while starting must still stop
+    // the server cleanly, not kill it.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
     let mut server = Server::start(cfg, Arc::new(SystemClock))
         .await
         .context("starting verdict")?;
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("installing the SIGTERM handler")?;
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM received; stopping."),
         r = tokio::signal::ctrl_c() => {

@@ -12,6 +12,7 @@
 pub mod shard;
 pub mod sketch;
 pub mod state;
+pub mod streams;
 
 use std::time::Duration;
 
@@ -19,11 +20,32 @@ use tokio::sync::mpsc;
 
 use crate::clock::SharedClock;
 use crate::config::WindowSpec;
-use crate::model::{Sample, SeriesKey};
+use crate::model::{PointSample, Sample, SeriesKey};
 use crate::runs::engine::EngineInput;
 
-/// A batch of samples for one shard.
-pub type ShardBatch = Vec<Sample>;
+/// What one request sends one shard: the samples of spans, or metric points.
+///
+/// A request carries one signal, so a batch is one or the other; spans keep
+/// their plain vector and per-sample cost.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ShardBatch {
+    /// One sample per request (spans).
+    Samples(Vec<Sample>),
+    /// Pre-aggregated metric points.
+    Points(Vec<PointSample>),
+}
+
+impl From<Vec<Sample>> for ShardBatch {
+    fn from(v: Vec<Sample>) -> Self {
+        ShardBatch::Samples(v)
+    }
+}
+
+impl From<Vec<PointSample>> for ShardBatch {
+    fn from(v: Vec<PointSample>) -> Self {
+        ShardBatch::Points(v)
+    }
+}
 
 /// The sending side of a pipeline's shards: what receivers push into.
 #[derive(Debug, Clone)]
@@ -74,6 +96,8 @@ pub fn spawn(
         lateness: window.allowed_lateness.as_nanos() as u64,
         // Each shard holds its share of the pipeline's series budget.
         max_series: window.max_series.div_ceil(shards).max(1),
+        max_streams: window.max_streams.div_ceil(shards).max(1),
+        stream_expiry: window.stream_expiry.as_nanos() as u64,
     };
     let mut senders = Vec::with_capacity(shards);
     for id in 0..shards {

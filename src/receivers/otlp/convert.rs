@@ -30,6 +30,13 @@ pub enum RejectReason {
     Late,
     /// The resource lacks a `subject_by` attribute.
     MissingSubject,
+    /// A latency histogram whose unit is not `s`, `ms` or `us`.
+    Unit,
+    /// A latency histogram with negative buckets.
+    NegativeBuckets,
+    /// A metric point that cannot be read (NaN or negative values, counts
+    /// that disagree with the buckets, a wrong metric type…).
+    InvalidPoint,
 }
 
 impl RejectReason {
@@ -39,6 +46,11 @@ impl RejectReason {
             RejectReason::Future => "timestamp beyond max_clock_skew in the future",
             RejectReason::Late => "late: window already closed",
             RejectReason::MissingSubject => "resource lacks a subject_by attribute",
+            RejectReason::Unit => "latency histogram unit is not s, ms or us",
+            RejectReason::NegativeBuckets => {
+                "latency histogram has negative buckets (a latency is never negative)"
+            }
+            RejectReason::InvalidPoint => "invalid data point",
         }
     }
 
@@ -49,15 +61,22 @@ impl RejectReason {
             RejectReason::Future => "future",
             RejectReason::Late => "late",
             RejectReason::MissingSubject => "missing_subject",
+            RejectReason::Unit => "unit",
+            RejectReason::NegativeBuckets => "negative_buckets",
+            RejectReason::InvalidPoint => "invalid_point",
         }
     }
 }
 
-/// The samples of one request, per pipeline and shard, and what was not used.
-#[derive(Debug, Default)]
-pub struct Converted {
+/// Most notes kept per request for the `partial_success` message.
+const MAX_NOTES: usize = 8;
+
+/// The samples (or metric points) of one request, per pipeline and shard,
+/// and what was not used.
+#[derive(Debug)]
+pub struct Converted<T = Sample> {
     /// `batches[pipeline][shard]`.
-    pub batches: Vec<Vec<Vec<Sample>>>,
+    pub batches: Vec<Vec<Vec<T>>>,
     /// Items in the request.
     pub items: u64,
     /// Items that became no sample and were not rejected.
@@ -66,20 +85,44 @@ pub struct Converted {
     pub rejected: Vec<(RejectReason, u64)>,
     /// Names of attributes missing from selected resources (for the message).
     pub missing: Vec<String>,
+    /// What exactly was wrong, per reason (a few, for the message).
+    pub notes: Vec<(RejectReason, String)>,
 }
 
-impl Converted {
-    fn new(pipelines: &[&PipelineInput]) -> Converted {
+impl<T> Default for Converted<T> {
+    fn default() -> Self {
+        Converted {
+            batches: Vec::new(),
+            items: 0,
+            ignored: 0,
+            rejected: Vec::new(),
+            missing: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+}
+
+impl<T> Converted<T> {
+    pub(super) fn new(pipelines: &[&PipelineInput]) -> Converted<T> {
         Converted {
             batches: pipelines
                 .iter()
-                .map(|p| vec![Vec::new(); p.router.shards()])
+                .map(|p| (0..p.router.shards()).map(|_| Vec::new()).collect())
                 .collect(),
             ..Converted::default()
         }
     }
 
-    fn reject(&mut self, reason: RejectReason) {
+    /// Keeps a detail for the message (deduplicated, at most a few).
+    pub(super) fn note(&mut self, reason: RejectReason, note: String) {
+        if self.notes.len() < MAX_NOTES
+            && !self.notes.iter().any(|(r, n)| *r == reason && *n == note)
+        {
+            self.notes.push((reason, note));
+        }
+    }
+
+    pub(super) fn reject(&mut self, reason: RejectReason) {
         match self.rejected.iter_mut().find(|(r, _)| *r == reason) {
             Some((_, n)) => *n += 1,
             None => {
@@ -109,6 +152,15 @@ impl Converted {
             if *reason == RejectReason::MissingSubject && !self.missing.is_empty() {
                 let _ = write!(m, " ({})", self.missing.join(", "));
             }
+            let notes: Vec<&str> = self
+                .notes
+                .iter()
+                .filter(|(r, _)| r == reason)
+                .map(|(_, n)| n.as_str())
+                .collect();
+            if !notes.is_empty() {
+                let _ = write!(m, " ({})", notes.join("; "));
+            }
         }
         m
     }
@@ -130,7 +182,7 @@ pub fn value_str(v: &AnyValue) -> Option<Cow<'_, str>> {
     }
 }
 
-fn lookup<'a>(attrs: &'a [(&'a str, Cow<'a, str>)], key: &str) -> Option<&'a str> {
+pub(super) fn lookup<'a>(attrs: &'a [(&'a str, Cow<'a, str>)], key: &str) -> Option<&'a str> {
     attrs
         .iter()
         .find(|(k, _)| *k == key)
@@ -138,10 +190,61 @@ fn lookup<'a>(attrs: &'a [(&'a str, Cow<'a, str>)], key: &str) -> Option<&'a str
 }
 
 /// One contract target of a resource.
-struct Target {
-    pipeline: usize,
-    contract: u32,
-    series: Option<SeriesKey>,
+pub(super) struct Target {
+    pub(super) pipeline: usize,
+    pub(super) contract: u32,
+    pub(super) series: Option<SeriesKey>,
+}
+
+/// The contracts reading `source` that select a resource with `attrs`; a
+/// selected resource without a subject attribute gets a target without a
+/// series, and the attribute's name goes to `missing`.
+pub(super) fn targets(
+    attrs: &[(&str, Cow<'_, str>)],
+    pipelines: &[&PipelineInput],
+    source: Source,
+    missing: &mut Vec<String>,
+) -> Vec<Target> {
+    let mut targets = Vec::new();
+    for (pi, p) in pipelines.iter().enumerate() {
+        for (ci, c) in p.contracts.iter().enumerate() {
+            if c.spec.source != source {
+                continue;
+            }
+            let series = match c.select(|k| lookup(attrs, k)) {
+                Selection::None => continue,
+                Selection::Subject(subject) => Some(subject),
+                Selection::Baseline => Some(Subject::named(BASELINE_SUBJECT)),
+                Selection::MissingAttribute(key) => {
+                    if !missing.contains(&key) {
+                        missing.push(key);
+                    }
+                    None
+                }
+            }
+            .map(|subject| SeriesKey {
+                contract: ci as u32,
+                subject,
+            });
+            targets.push(Target {
+                pipeline: pi,
+                contract: ci as u32,
+                series,
+            });
+        }
+    }
+    targets
+}
+
+/// A resource's attributes as text.
+pub(super) fn resource_attrs(
+    resource: Option<&opentelemetry_proto::tonic::resource::v1::Resource>,
+) -> Vec<(&str, Cow<'_, str>)> {
+    resource
+        .iter()
+        .flat_map(|r| r.attributes.iter())
+        .filter_map(|kv| Some((kv.key.as_str(), value_str(kv.value.as_ref()?)?)))
+        .collect()
 }
 
 /// What the span attributes say about one request.
@@ -149,7 +252,7 @@ struct SpanFacts {
     http_error: bool,
 }
 
-fn http_status(kv: &KeyValue) -> Option<i64> {
+pub(super) fn http_status(kv: &KeyValue) -> Option<i64> {
     match kv.value.as_ref()?.value.as_ref()? {
         any_value::Value::IntValue(i) => Some(*i),
         any_value::Value::StringValue(s) => s.parse().ok(),
@@ -191,40 +294,8 @@ pub fn convert_traces(
 ) -> Converted {
     let mut out = Converted::new(pipelines);
     for rs in &req.resource_spans {
-        let attrs: Vec<(&str, Cow<'_, str>)> = rs
-            .resource
-            .iter()
-            .flat_map(|r| r.attributes.iter())
-            .filter_map(|kv| Some((kv.key.as_str(), value_str(kv.value.as_ref()?)?)))
-            .collect();
-        let mut targets = Vec::new();
-        for (pi, p) in pipelines.iter().enumerate() {
-            for (ci, c) in p.contracts.iter().enumerate() {
-                if c.spec.source != Source::Spans {
-                    continue;
-                }
-                let series = match c.select(|k| lookup(&attrs, k)) {
-                    Selection::None => continue,
-                    Selection::Subject(subject) => Some(subject),
-                    Selection::Baseline => Some(Subject::named(BASELINE_SUBJECT)),
-                    Selection::MissingAttribute(key) => {
-                        if !out.missing.contains(&key) {
-                            out.missing.push(key);
-                        }
-                        None
-                    }
-                }
-                .map(|subject| SeriesKey {
-                    contract: ci as u32,
-                    subject,
-                });
-                targets.push(Target {
-                    pipeline: pi,
-                    contract: ci as u32,
-                    series,
-                });
-            }
-        }
+        let attrs = resource_attrs(rs.resource.as_ref());
+        let targets = targets(&attrs, pipelines, Source::Spans, &mut out.missing);
         for ss in &rs.scope_spans {
             for span in &ss.spans {
                 out.items += 1;
@@ -340,7 +411,10 @@ mod tests {
 
     fn pipeline(
         spec: ContractSpec,
-    ) -> (PipelineInput, Vec<tokio::sync::mpsc::Receiver<Vec<Sample>>>) {
+    ) -> (
+        PipelineInput,
+        Vec<tokio::sync::mpsc::Receiver<crate::aggregator::ShardBatch>>,
+    ) {
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         let input = PipelineInput {
             name: "p".into(),

@@ -1,10 +1,12 @@
 //! The OTLP receiver: gRPC ([`grpc`]) and HTTP ([`http`]) front ends over one
 //! [`Ingest`] core that decodes nothing itself but converts decoded requests
-//! ([`convert`]) and enqueues their samples atomically: capacity is reserved
+//! (spans in [`convert`], metric points in [`convert_metrics`]) and enqueues
+//! them atomically: capacity is reserved
 //! on every target shard before anything is sent, so a request is either
 //! counted whole or refused whole and changes nothing.
 
 pub mod convert;
+pub mod convert_metrics;
 pub mod grpc;
 pub mod http;
 pub mod json;
@@ -14,9 +16,9 @@ use std::sync::Arc;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 
 use super::PipelineInput;
+use crate::aggregator::ShardBatch;
 use crate::clock::SharedClock;
 use crate::telemetry;
 use convert::{Converted, RejectReason};
@@ -140,32 +142,16 @@ impl Ingest {
         self.enqueue(protocol, Signal::Traces, converted, "spans")
     }
 
-    /// Accepts a metrics request. Metrics as a source are not wired yet:
-    /// every data point is counted as accepted and ignored.
+    /// Converts and enqueues a metrics request: the latency histograms and
+    /// conversion counters of `source: metrics` contracts become point
+    /// samples; every other data point is accepted and ignored.
     pub fn metrics(
         &self,
         protocol: &'static str,
         req: &ExportMetricsServiceRequest,
     ) -> Result<Accepted, IngestError> {
-        let points: u64 = req
-            .resource_metrics
-            .iter()
-            .flat_map(|r| &r.scope_metrics)
-            .flat_map(|s| &s.metrics)
-            .map(|m| match &m.data {
-                Some(Data::Gauge(g)) => g.data_points.len(),
-                Some(Data::Sum(s)) => s.data_points.len(),
-                Some(Data::Histogram(h)) => h.data_points.len(),
-                Some(Data::ExponentialHistogram(h)) => h.data_points.len(),
-                Some(Data::Summary(s)) => s.data_points.len(),
-                None => 0,
-            } as u64)
-            .sum();
-        let converted = Converted {
-            items: points,
-            ignored: points,
-            ..Converted::default()
-        };
+        let pipelines: Vec<&PipelineInput> = self.pipelines.iter().map(Arc::as_ref).collect();
+        let converted = convert_metrics::convert_metrics(req, &pipelines, self.clock.now());
         self.enqueue(protocol, Signal::Metrics, converted, "data points")
     }
 
@@ -181,7 +167,7 @@ impl Ingest {
             .flat_map(|r| &r.scope_logs)
             .map(|s| s.log_records.len() as u64)
             .sum();
-        let converted = Converted {
+        let converted: Converted = Converted {
             items: records,
             ignored: records,
             ..Converted::default()
@@ -191,13 +177,16 @@ impl Ingest {
 
     /// Reserves a slot on every shard the request touches, then sends; if any
     /// shard is full nothing is sent and the request is refused whole.
-    fn enqueue(
+    fn enqueue<T>(
         &self,
         protocol: &'static str,
         signal: Signal,
-        mut converted: Converted,
+        mut converted: Converted<T>,
         noun: &str,
-    ) -> Result<Accepted, IngestError> {
+    ) -> Result<Accepted, IngestError>
+    where
+        Vec<T>: Into<ShardBatch>,
+    {
         if !converted.is_empty() {
             let mut permits = Vec::new();
             for (pi, shards) in converted.batches.iter().enumerate() {
@@ -223,7 +212,7 @@ impl Ingest {
                 }
             }
             for (pi, si, permit) in permits {
-                permit.send(std::mem::take(&mut converted.batches[pi][si]));
+                permit.send(std::mem::take(&mut converted.batches[pi][si]).into());
             }
         }
         let labels = [("protocol", protocol), ("signal", signal.label())];

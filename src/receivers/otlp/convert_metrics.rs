@@ -527,3 +527,7 @@ impl StreamHasher {
         StreamId(self.0.finish(), self.1.finish())
     }
 }
+
+#[cfg(test)]
+#[path = "convert_metrics_tests.rs"]
+mod tests;

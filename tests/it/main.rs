@@ -2,6 +2,7 @@
 //! bind 127.0.0.1:0 and tests talk only to loopback.
 
 mod e2e;
+mod metrics_e2e;
 mod otlp_grpc;
 mod otlp_http;
 mod pipelines;

@@ -240,7 +240,8 @@ impl Accum {
             let n = upto.saturating_sub(given);
             given = given.max(upto);
             if n > 0 {
-                let _ = self.latency.insert_n((a * b).sqrt(), n);
+                // Geometric middle of the piece (as a product of roots: no overflow).
+                let _ = self.latency.insert_n(a.sqrt() * b.sqrt(), n);
             }
         }
         if given < c {

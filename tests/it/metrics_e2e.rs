@@ -28,7 +28,7 @@ use opentelemetry_sdk::metrics::{
 };
 use opentelemetry_sdk::Resource;
 
-use crate::{config, eventually, get_json, start};
+use crate::{config, final_run, start};
 
 /// Runs a push exporter's exports on a Tokio runtime.
 #[derive(Debug)]
@@ -268,19 +268,7 @@ async fn sdk_histograms_reach_their_verdicts_within_the_reported_bounds() {
         ("3.3.0", "ROLLED_BACK", "exceeds threshold 5%"),
     ];
     for (r, (version, state, reason)) in releases.iter().zip(expect) {
-        let url = format!("http://{api}/api/v1/runs/checkout/checkout/{version}");
-        let body = eventually(
-            Duration::from_secs(20),
-            &format!("{version} to be final"),
-            || {
-                let url = url.clone();
-                async move {
-                    let (_, body) = get_json(&url).await;
-                    (body["state"] == "PROMOTED" || body["state"] == "ROLLED_BACK").then_some(body)
-                }
-            },
-        )
-        .await;
+        let body = final_run(api, &format!("checkout/{version}")).await;
         assert_eq!(body["state"], state, "{version}: {body}");
         let got = body["reason"].as_str().unwrap_or("");
         assert!(

@@ -171,6 +171,22 @@ impl<T> Converted<T> {
     }
 }
 
+/// Why an item timed `ts` cannot be windowed at `now`: further in the future
+/// than `max_clock_skew`, or its window has closed.
+pub(super) fn time_rejection(
+    p: &PipelineInput,
+    ts: UnixNanos,
+    now: UnixNanos,
+) -> Option<RejectReason> {
+    if ts > now.saturating_add(p.max_clock_skew) {
+        Some(RejectReason::Future)
+    } else if Window::containing(ts, p.window_size).deadline(p.allowed_lateness) <= now {
+        Some(RejectReason::Late)
+    } else {
+        None
+    }
+}
+
 /// An attribute value as text, for matching and subjects.
 pub fn value_str(v: &AnyValue) -> Option<Cow<'_, str>> {
     match v.value.as_ref()? {
@@ -331,12 +347,8 @@ fn convert_span(
             rejected = Some(RejectReason::InvalidTimes);
             continue;
         }
-        if end > now.saturating_add(p.max_clock_skew) {
-            rejected = Some(RejectReason::Future);
-            continue;
-        }
-        if Window::containing(end, p.window_size).deadline(p.allowed_lateness) <= now {
-            rejected = Some(RejectReason::Late);
+        if let Some(reason) = time_rejection(p, end, now) {
+            rejected = Some(reason);
             continue;
         }
         let facts = facts.get_or_insert_with(|| span_facts(span));
@@ -364,7 +376,7 @@ fn convert_span(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::aggregator::Router;
     use crate::clock::ManualClock;
@@ -378,7 +390,9 @@ mod tests {
 
     const NOW: u64 = 1_000_000 * 1_000_000_000;
 
-    fn contract(pattern: &str) -> ContractSpec {
+    /// A spans contract on `service.name` matching `pattern` (shared with the
+    /// metrics conversion tests).
+    pub(crate) fn contract(pattern: &str) -> ContractSpec {
         ContractSpec {
             name: "checkout".into(),
             version: 1,

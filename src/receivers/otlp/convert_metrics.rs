@@ -40,7 +40,9 @@ use crate::model::point::{
 use crate::model::{UnixNanos, Window};
 
 use super::super::PipelineInput;
-use super::convert::{http_status, resource_attrs, targets, Converted, RejectReason, Target};
+use super::convert::{
+    http_status, resource_attrs, targets, time_rejection, Converted, RejectReason, Target,
+};
 
 /// Which of a contract's metrics a metric is.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -270,12 +272,8 @@ fn place(
             rejected = Some(RejectReason::InvalidTimes);
             continue;
         }
-        if ts > now.saturating_add(p.max_clock_skew) {
-            rejected = Some(RejectReason::Future);
-            continue;
-        }
-        if Window::containing(ts, p.window_size).deadline(p.allowed_lateness) <= now {
-            rejected = Some(RejectReason::Late);
+        if let Some(reason) = time_rejection(p, ts, now) {
+            rejected = Some(reason);
             continue;
         }
         let base = point_hash.get_or_insert_with(|| {

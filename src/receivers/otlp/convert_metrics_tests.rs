@@ -14,7 +14,7 @@ use super::*;
 use crate::aggregator::state::{ShardState, WindowParams};
 use crate::aggregator::{Router, ShardBatch};
 use crate::clock::ManualClock;
-use crate::config::{AttributeMatch, ContractSpec, Decision, OnTimeout, Thresholds};
+use crate::config::{ContractSpec, Thresholds};
 use crate::contracts::{CompiledContract, Figures};
 use crate::receivers::otlp::json::decode_metrics;
 
@@ -23,32 +23,14 @@ const NOW: u64 = 1_700_000_011 * S;
 
 fn spec(latency_metric: &str, conversions_metric: &str) -> ContractSpec {
     ContractSpec {
-        name: "checkout".into(),
-        version: 1,
-        matches: vec![AttributeMatch {
-            key: "service.name".into(),
-            pattern: "*".into(),
-        }],
-        subject_by: vec!["service.name".into(), "service.version".into()],
         source: Source::Metrics,
-        span_kinds: vec![2],
-        conversion_attribute: "validation.converted".into(),
         latency_metric: latency_metric.into(),
         conversions_metric: conversions_metric.into(),
         thresholds: Thresholds {
             max_p95_latency_ms: Some(100.0),
             ..Thresholds::default()
         },
-        min_samples: 1,
-        min_window_samples: 1,
-        pass_windows: 1,
-        fail_windows: 1,
-        max_duration: None,
-        on_timeout: OnTimeout::Rollback,
-        baseline: None,
-        decision: Decision::Windows,
-        alpha: 0.05,
-        dry_run: false,
+        ..super::super::convert::tests::contract("*")
     }
 }
 

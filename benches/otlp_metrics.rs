@@ -88,7 +88,7 @@ fn attrs(i: usize) -> Vec<KeyValue> {
         ),
         kv(
             "http.response.status_code",
-            any_value::Value::IntValue(if i % 10 == 0 { 500 } else { 200 }),
+            any_value::Value::IntValue(if i.is_multiple_of(10) { 500 } else { 200 }),
         ),
     ]
 }

@@ -4,7 +4,9 @@
 //!
 //! ```text
 //! receiver ──try_reserve on every target shard──> shard 0..N (bounded mpsc)
-//!                                                   │ record / close_until(now)
+//!                                                   │ record / record_point
+//!                                                   │ (cumulative → delta: streams)
+//!                                                   │ close_until(now)
 //!                                                   ▼
 //!                                   run engine (SeriesSeen, Closed, Watermark)
 //! ```

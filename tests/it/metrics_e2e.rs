@@ -71,6 +71,7 @@ enum Buckets {
     Exponential(u32),
 }
 
+#[derive(Clone, Copy)]
 struct Release {
     version: &'static str,
     grpc: bool,
@@ -161,12 +162,13 @@ fn record_batch(provider: &SdkMeterProvider, r: &Release) {
         .build();
     let conversions = meter.u64_counter("validation.conversions").build();
     for (i, ms) in latencies(r).into_iter().enumerate() {
-        let status: i64 =
-            if i % (BATCH / r.errors.max(1)) == 0 && i / (BATCH / r.errors.max(1)) < r.errors {
-                500
-            } else {
-                200
-            };
+        // The first request of every `step` fails, `errors` of them.
+        let step = BATCH / r.errors.max(1);
+        let status: i64 = if i.is_multiple_of(step) && i / step < r.errors {
+            500
+        } else {
+            200
+        };
         let attrs = [
             KeyValue::new("http.request.method", "POST"),
             KeyValue::new("http.route", "/api/checkout"),
@@ -238,21 +240,10 @@ async fn sdk_histograms_reach_their_verdicts_within_the_reported_bounds() {
     // exported on its own.
     let sender = {
         let providers = providers.clone();
-        let releases: Vec<(&'static str, bool, Buckets, f64, usize)> = releases
-            .iter()
-            .map(|r| (r.version, r.grpc, r.buckets, r.slower_by, r.errors))
-            .collect();
         tokio::task::spawn_blocking(move || {
             for _ in 0..45 {
                 for (p, r) in providers.iter().zip(&releases) {
-                    let r = Release {
-                        version: r.0,
-                        grpc: r.1,
-                        buckets: r.2,
-                        slower_by: r.3,
-                        errors: r.4,
-                    };
-                    record_batch(p, &r);
+                    record_batch(p, r);
                     p.force_flush().expect("export succeeds");
                 }
                 std::thread::sleep(Duration::from_millis(100));

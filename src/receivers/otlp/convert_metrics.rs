@@ -319,7 +319,7 @@ fn is_error(attributes: &[KeyValue]) -> bool {
         "error.type" => kv
             .value
             .as_ref()
-            .and_then(|v| super::convert::value_str(v))
+            .and_then(super::convert::value_str)
             .is_some_and(|s| !s.is_empty()),
         _ => false,
     })

@@ -391,6 +391,14 @@ mod tests {
         })
     }
 
+    /// The latency delta a point yielded.
+    fn latency(d: Delta) -> PointLatency {
+        match d {
+            Delta::Count(PointKind::Latency(l)) => l,
+            other => panic!("not a latency delta: {other:?}"),
+        }
+    }
+
     #[test]
     fn conversions_cumulative_to_delta() {
         let mut t = table(10);
@@ -442,11 +450,7 @@ mod tests {
             t.delta(point(1, S, 2 * S, false, exp(3, 8, &[2, 1], 1))),
             Delta::Baseline
         );
-        let Delta::Count(PointKind::Latency(l)) =
-            t.delta(point(1, S, 3 * S, false, exp(2, 4, &[5, 1], 3)))
-        else {
-            panic!("a delta")
-        };
+        let l = latency(t.delta(point(1, S, 3 * S, false, exp(2, 4, &[5, 1], 3))));
         assert_eq!(l.count, 5);
         assert_eq!((l.min, l.max), (None, None));
         assert_eq!(
@@ -460,11 +464,7 @@ mod tests {
             }
         );
         // A bucket that shrank is a reset: the point counts as it is.
-        let Delta::Count(PointKind::Latency(l)) =
-            t.delta(point(1, S, 4 * S, false, exp(2, 4, &[1, 1], 3)))
-        else {
-            panic!("a delta")
-        };
+        let l = latency(t.delta(point(1, S, 4 * S, false, exp(2, 4, &[1, 1], 3))));
         assert_eq!(l.count, 5);
         assert_eq!(t.resets(), 1);
     }
@@ -476,11 +476,7 @@ mod tests {
             t.delta(point(1, S, 2 * S, false, explicit(&[1, 2, 0]))),
             Delta::Baseline
         );
-        let Delta::Count(PointKind::Latency(l)) =
-            t.delta(point(1, S, 3 * S, false, explicit(&[1, 5, 1])))
-        else {
-            panic!("a delta")
-        };
+        let l = latency(t.delta(point(1, S, 3 * S, false, explicit(&[1, 5, 1]))));
         assert_eq!(l.count, 4);
         assert!(l.error);
         assert_eq!((l.min, l.max), (Some(1.0), Some(300.0)));

@@ -121,6 +121,17 @@ struct PointHead<'a> {
     time: UnixNanos,
 }
 
+/// The [`PointHead`] of any OTLP data point type.
+macro_rules! head {
+    ($dp:expr) => {
+        PointHead {
+            attributes: &$dp.attributes,
+            start: $dp.start_time_unix_nano,
+            time: $dp.time_unix_nano,
+        }
+    };
+}
+
 /// One checked point, before it is given a series and a stream.
 enum Checked {
     /// Count it.
@@ -198,35 +209,29 @@ fn convert_metric(
         match (&metric.data, role) {
             (Some(Data::ExponentialHistogram(h)), Role::Latency) => {
                 for dp in &h.data_points {
-                    let head = PointHead {
-                        attributes: &dp.attributes,
-                        start: dp.start_time_unix_nano,
-                        time: dp.time_unix_nano,
-                    };
-                    let point = exponential(dp, unit.unwrap_or_default());
-                    each(head, point, temporality(h.aggregation_temporality));
+                    each(
+                        head!(dp),
+                        exponential(dp, unit.unwrap_or_default()),
+                        temporality(h.aggregation_temporality),
+                    );
                 }
             }
             (Some(Data::Histogram(h)), Role::Latency) => {
                 for dp in &h.data_points {
-                    let head = PointHead {
-                        attributes: &dp.attributes,
-                        start: dp.start_time_unix_nano,
-                        time: dp.time_unix_nano,
-                    };
-                    let point = explicit(dp, unit.unwrap_or_default());
-                    each(head, point, temporality(h.aggregation_temporality));
+                    each(
+                        head!(dp),
+                        explicit(dp, unit.unwrap_or_default()),
+                        temporality(h.aggregation_temporality),
+                    );
                 }
             }
             (Some(Data::Sum(s)), Role::Conversions) if s.is_monotonic => {
                 for dp in &s.data_points {
-                    let head = PointHead {
-                        attributes: &dp.attributes,
-                        start: dp.start_time_unix_nano,
-                        time: dp.time_unix_nano,
-                    };
-                    let point = conversions(dp);
-                    each(head, point, temporality(s.aggregation_temporality));
+                    each(
+                        head!(dp),
+                        conversions(dp),
+                        temporality(s.aggregation_temporality),
+                    );
                 }
             }
             _ => {

@@ -334,15 +334,36 @@ fn no_recorded_value(flags: u32) -> bool {
     flags & DataPointFlags::NoRecordedValueMask as u32 != 0
 }
 
-/// A sum, min or max must be a finite non-negative number when present.
-fn check_value(what: &str, v: Option<f64>) -> Result<(), (RejectReason, String)> {
-    match v {
-        Some(v) if !(v.is_finite() && v >= 0.0) => Err((
-            RejectReason::InvalidPoint,
-            format!("{what} is {v} (must be finite and not negative)"),
-        )),
-        _ => Ok(()),
+/// A histogram's sum, min and max must be finite non-negative numbers when
+/// present (a latency is never negative).
+fn check_values(values: [Option<f64>; 3]) -> Result<(), (RejectReason, String)> {
+    for (what, v) in ["sum", "min", "max"].into_iter().zip(values) {
+        if let Some(v) = v.filter(|v| !(v.is_finite() && *v >= 0.0)) {
+            return Err((
+                RejectReason::InvalidPoint,
+                format!("{what} is {v} (must be finite and not negative)"),
+            ));
+        }
     }
+    Ok(())
+}
+
+/// A checked latency point; `[sum, min, max]` as the data point has them.
+fn latency_point(
+    unit: LatencyUnit,
+    count: u64,
+    [sum, min, max]: [Option<f64>; 3],
+    buckets: Buckets,
+) -> Checked {
+    Checked::Point(PointKind::Latency(PointLatency {
+        unit,
+        count,
+        error: false,
+        sum,
+        min,
+        max,
+        buckets,
+    }))
 }
 
 fn exponential(
@@ -362,9 +383,7 @@ fn exponential(
             "negative bucket counts".into(),
         ));
     }
-    check_value("sum", dp.sum)?;
-    check_value("min", dp.min)?;
-    check_value("max", dp.max)?;
+    check_values([dp.sum, dp.min, dp.max])?;
     if !(dp.zero_threshold.is_finite() && dp.zero_threshold >= 0.0) {
         return Err((
             RejectReason::InvalidPoint,
@@ -387,30 +406,25 @@ fn exponential(
             ),
         ));
     }
-    Ok(Checked::Point(PointKind::Latency(PointLatency {
+    Ok(latency_point(
         unit,
-        count: dp.count,
-        error: false,
-        sum: dp.sum,
-        min: dp.min,
-        max: dp.max,
-        buckets: Buckets::Exponential {
+        dp.count,
+        [dp.sum, dp.min, dp.max],
+        Buckets::Exponential {
             scale: dp.scale,
             offset,
             counts: counts.to_vec(),
             zero_count: dp.zero_count,
             zero_threshold: dp.zero_threshold,
         },
-    })))
+    ))
 }
 
 fn explicit(dp: &HistogramDataPoint, unit: LatencyUnit) -> Result<Checked, (RejectReason, String)> {
     if no_recorded_value(dp.flags) {
         return Ok(Checked::Skip);
     }
-    check_value("sum", dp.sum)?;
-    check_value("min", dp.min)?;
-    check_value("max", dp.max)?;
+    check_values([dp.sum, dp.min, dp.max])?;
     let bounds = &dp.explicit_bounds;
     if bounds.iter().any(|b| !b.is_finite()) || bounds.windows(2).any(|w| w[0] >= w[1]) {
         return Err((
@@ -418,21 +432,9 @@ fn explicit(dp: &HistogramDataPoint, unit: LatencyUnit) -> Result<Checked, (Reje
             "explicit bounds are not finite and strictly increasing".into(),
         ));
     }
-    if dp.count == 0 && dp.bucket_counts.iter().all(|&c| c == 0) {
-        return Ok(Checked::Point(PointKind::Latency(PointLatency {
-            unit,
-            count: 0,
-            error: false,
-            sum: dp.sum,
-            min: dp.min,
-            max: dp.max,
-            buckets: Buckets::Explicit {
-                bounds: Arc::from(&bounds[..]),
-                counts: vec![0; bounds.len() + 1],
-            },
-        })));
-    }
-    if dp.bucket_counts.len() != bounds.len() + 1 {
+    // An empty point may come without any bucket counts at all.
+    let empty = dp.count == 0 && dp.bucket_counts.iter().all(|&c| c == 0);
+    if !empty && dp.bucket_counts.len() != bounds.len() + 1 {
         return Err((
             RejectReason::InvalidPoint,
             format!(
@@ -452,18 +454,19 @@ fn explicit(dp: &HistogramDataPoint, unit: LatencyUnit) -> Result<Checked, (Reje
             format!("count {} is not the sum of the bucket counts", dp.count),
         ));
     }
-    Ok(Checked::Point(PointKind::Latency(PointLatency {
+    Ok(latency_point(
         unit,
-        count: dp.count,
-        error: false,
-        sum: dp.sum,
-        min: dp.min,
-        max: dp.max,
-        buckets: Buckets::Explicit {
+        dp.count,
+        [dp.sum, dp.min, dp.max],
+        Buckets::Explicit {
             bounds: Arc::from(&bounds[..]),
-            counts: dp.bucket_counts.clone(),
+            counts: if empty {
+                vec![0; bounds.len() + 1]
+            } else {
+                dp.bucket_counts.clone()
+            },
         },
-    })))
+    ))
 }
 
 fn conversions(dp: &NumberDataPoint) -> Result<Checked, (RejectReason, String)> {

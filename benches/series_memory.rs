@@ -69,6 +69,8 @@ fn measure(series: usize) -> f64 {
         size: 60_000_000_000,
         lateness: 10_000_000_000,
         max_series: series + 1,
+        max_streams: 1,
+        stream_expiry: 900_000_000_000,
     });
     for key in &keys {
         for _ in 0..200 {

@@ -11,8 +11,10 @@
 //!                 and sketches)                store)
 //! ```
 //!
-//! - [`receivers`]: OTLP over gRPC and HTTP → samples, enqueued all or nothing;
-//! - [`aggregator`]: sharded tumbling windows with mergeable quantile sketches;
+//! - [`receivers`]: OTLP over gRPC and HTTP → samples (spans) and point
+//!   samples (metric histograms and counters), enqueued all or nothing;
+//! - [`aggregator`]: sharded tumbling windows with mergeable quantile sketches,
+//!   and the per-shard table that turns cumulative metric streams into deltas;
 //! - [`contracts`]: which resources a contract selects, and window judgement;
 //! - [`runs`]: the run state machine, its engine and the storage seam;
 //! - [`exporters`] and [`api`]: where verdicts are announced and read;

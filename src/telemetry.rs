@@ -18,6 +18,14 @@ pub const LATE_SAMPLES: &str = "verdict_late_samples_total";
 pub const SERIES_OVERFLOW: &str = "verdict_series_overflow_total";
 /// Batches waiting in each shard's queue, by `shard`.
 pub const QUEUE_DEPTH: &str = "verdict_queue_depth";
+/// Metric streams held for cumulative → delta, by `pipeline` and `shard`.
+pub const METRIC_STREAMS: &str = "verdict_metric_streams";
+/// Points of new cumulative streams not counted because `max_streams` was reached.
+pub const METRIC_STREAMS_OVERFLOW: &str = "verdict_metric_streams_overflow_total";
+/// Cumulative streams forgotten after `stream_expiry` without a point.
+pub const METRIC_STREAMS_EXPIRED: &str = "verdict_metric_streams_expired_total";
+/// Cumulative stream resets (new start time, or a value that dropped).
+pub const METRIC_STREAM_RESETS: &str = "verdict_metric_stream_resets_total";
 /// Latency values the sketch refused (NaN, infinite, negative).
 pub const REJECTED_VALUES: &str = "verdict_sketch_rejected_values_total";
 

@@ -4,7 +4,9 @@
 //!
 //! ```text
 //! receiver ──try_reserve on every target shard──> shard 0..N (bounded mpsc)
-//!                                                   │ record / close_until(now)
+//!                                                   │ record / record_point
+//!                                                   │ (cumulative → delta: streams)
+//!                                                   │ close_until(now)
 //!                                                   ▼
 //!                                   run engine (SeriesSeen, Closed, Watermark)
 //! ```
@@ -12,6 +14,7 @@
 pub mod shard;
 pub mod sketch;
 pub mod state;
+pub mod streams;
 
 use std::time::Duration;
 
@@ -19,18 +22,42 @@ use tokio::sync::mpsc;
 
 use crate::clock::SharedClock;
 use crate::config::WindowSpec;
-use crate::model::{Sample, SeriesKey};
+use crate::model::{PointSample, Sample, SeriesKey};
 use crate::runs::engine::EngineInput;
 
-/// A batch of samples for one shard, with its share of the global in-flight
-/// byte budget: released when the shard has recorded the batch, so queued
-/// data counts against `service.max_inflight_bytes` until it is aggregated.
-#[derive(Debug, Default)]
+/// A batch for one shard, with its share of the global in-flight byte
+/// budget: released when the shard has recorded the batch, so queued data
+/// counts against `service.max_inflight_bytes` until it is aggregated.
+#[derive(Debug)]
 pub struct ShardBatch {
-    /// The samples.
-    pub samples: Vec<Sample>,
+    /// What the batch carries.
+    pub items: ShardItems,
     /// Budget held while the batch is queued.
     pub budget: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+/// What one request sends one shard: the samples of spans, or metric points.
+///
+/// A request carries one signal, so a batch is one or the other; spans keep
+/// their plain vector and per-sample cost.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ShardItems {
+    /// One sample per request (spans).
+    Samples(Vec<Sample>),
+    /// Pre-aggregated metric points.
+    Points(Vec<PointSample>),
+}
+
+impl From<Vec<Sample>> for ShardItems {
+    fn from(v: Vec<Sample>) -> Self {
+        ShardItems::Samples(v)
+    }
+}
+
+impl From<Vec<PointSample>> for ShardItems {
+    fn from(v: Vec<PointSample>) -> Self {
+        ShardItems::Points(v)
+    }
 }
 
 /// The sending side of a pipeline's shards: what receivers push into.
@@ -82,6 +109,8 @@ pub fn spawn(
         lateness: window.allowed_lateness.as_nanos() as u64,
         // Each shard holds its share of the pipeline's series budget.
         max_series: window.max_series.div_ceil(shards).max(1),
+        max_streams: window.max_streams.div_ceil(shards).max(1),
+        stream_expiry: window.stream_expiry.as_nanos() as u64,
     };
     let mut senders = Vec::with_capacity(shards);
     for id in 0..shards {

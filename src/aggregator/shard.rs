@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::state::{RecordOutcome, ShardState};
-use super::ShardBatch;
+use super::{ShardBatch, ShardItems};
 use crate::clock::SharedClock;
 use crate::runs::engine::EngineInput;
 use crate::telemetry;
@@ -40,7 +40,12 @@ impl Shard {
         let depth = metrics::gauge!(telemetry::QUEUE_DEPTH, "shard" => label, "pipeline" => self.pipeline.clone());
         let late = metrics::counter!(telemetry::LATE_SAMPLES);
         let overflow = metrics::counter!(telemetry::SERIES_OVERFLOW);
+        let streams = metrics::gauge!(telemetry::METRIC_STREAMS, "shard" => self.id.to_string(), "pipeline" => self.pipeline.clone());
+        let streams_overflow = metrics::counter!(telemetry::METRIC_STREAMS_OVERFLOW);
+        let streams_expired = metrics::counter!(telemetry::METRIC_STREAMS_EXPIRED);
+        let stream_resets = metrics::counter!(telemetry::METRIC_STREAM_RESETS);
         let (mut late_seen, mut overflow_seen) = (0, 0);
+        let mut streams_seen = (0, 0, 0);
         loop {
             tokio::select! {
                 biased;
@@ -62,18 +67,39 @@ impl Shard {
                     late_seen = self.state.late();
                     overflow.increment(self.state.overflowed() - overflow_seen);
                     overflow_seen = self.state.overflowed();
+                    let t = self.state.streams();
+                    streams.set(t.len() as f64);
+                    streams_overflow.increment(t.overflowed() - streams_seen.0);
+                    streams_expired.increment(t.expired() - streams_seen.1);
+                    stream_resets.increment(t.resets() - streams_seen.2);
+                    streams_seen = (t.overflowed(), t.expired(), t.resets());
                 }
                 batch = self.input.recv() => {
                     let Some(batch) = batch else {
                         // Every receiver is gone: the process is stopping.
                         break;
                     };
-                    for sample in batch.samples {
-                        if self.state.record(&sample) == RecordOutcome::NewSeries {
-                            let seen = EngineInput::SeriesSeen { series: sample.series, ts: sample.ts };
-                            if self.output.send(seen).await.is_err() {
-                                return;
+                    let mut seen = Vec::new();
+                    match batch.items {
+                        ShardItems::Samples(samples) => {
+                            for sample in samples {
+                                if self.state.record(&sample) == RecordOutcome::NewSeries {
+                                    seen.push(EngineInput::SeriesSeen { series: sample.series, ts: sample.ts });
+                                }
                             }
+                        }
+                        ShardItems::Points(points) => {
+                            for point in points {
+                                let (series, ts) = (point.series.clone(), point.ts);
+                                if self.state.record_point(point) == RecordOutcome::NewSeries {
+                                    seen.push(EngineInput::SeriesSeen { series, ts });
+                                }
+                            }
+                        }
+                    }
+                    for s in seen {
+                        if self.output.send(s).await.is_err() {
+                            return;
                         }
                     }
                 }

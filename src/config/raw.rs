@@ -94,6 +94,13 @@ pub(crate) struct RawWindow {
     /// Most series held at once; samples of further series go to the
     /// overflow series. Default `10000`; ≥ 1.
     pub max_series: Field<Int>,
+    /// Most cumulative metric streams (resource + scope + metric +
+    /// attributes) whose last point is kept for cumulative → delta; points
+    /// of further streams are not counted. Default `10000`; ≥ 1.
+    pub max_streams: Field<Int>,
+    /// A metric stream with no point for this long is forgotten (its next
+    /// point is a new baseline). Default `15m`; > 0.
+    pub stream_expiry: Field<HumanDuration>,
 }
 
 /// `processors.contract[/NAME]`: a validation contract.

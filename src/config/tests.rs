@@ -97,6 +97,8 @@ fn minimal_file_gets_every_default() {
                     shards: cores,
                     queue_size: 4096,
                     max_series: 10_000,
+                    max_streams: 10_000,
+                    stream_expiry: Duration::from_secs(900),
                 },
                 contracts: vec![ContractSpec {
                     name: "checkout".into(),
@@ -258,7 +260,7 @@ fn window_fields_and_shards() {
     let text = "
 receivers: { otlp: { protocols: { http: { endpoint: localhost:4318 } } } }
 processors:
-  window/fast: { size: 500ms, allowed_lateness: 0s, max_clock_skew: 1m, shards: 3, queue_size: 1, max_series: 1 }
+  window/fast: { size: 500ms, allowed_lateness: 0s, max_clock_skew: 1m, shards: 3, queue_size: 1, max_series: 1, max_streams: 7, stream_expiry: 2m }
   window: { shards: 0 }
   contract/a: { max_p95_latency_ms: 1 }
   contract/b: { max_p95_latency_ms: 1 }
@@ -277,6 +279,8 @@ pipelines:
             shards: 3,
             queue_size: 1,
             max_series: 1,
+            max_streams: 7,
+            stream_expiry: Duration::from_secs(120),
         }
     );
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -739,6 +743,7 @@ fn bounds_of_window() {
         ("shards: -2", "processors.window.shards: must be at least 0, got -2"),
         ("queue_size: 0", "processors.window.queue_size: must be at least 1, got 0"),
         ("max_series: 0", "processors.window.max_series: must be at least 1, got 0"),
+        ("max_streams: 0", "processors.window.max_streams: must be at least 1, got 0"),
         ("size: 60", "processors.window.size: invalid duration \"60\": time unit needed, for example 60sec or 60ms"),
     ] {
         assert_eq!(err_lines(&base(window)), [expected], "{window}");

@@ -68,6 +68,10 @@ pub(crate) const DEFAULT_MAX_CLOCK_SKEW: Duration = Duration::from_secs(300);
 pub(crate) const DEFAULT_QUEUE_SIZE: usize = 4096;
 /// Default window `max_series`.
 pub(crate) const DEFAULT_MAX_SERIES: usize = 10_000;
+/// Default window `max_streams`.
+pub(crate) const DEFAULT_MAX_STREAMS: usize = 10_000;
+/// Default window `stream_expiry`: several export intervals of a typical SDK.
+pub(crate) const DEFAULT_STREAM_EXPIRY: Duration = Duration::from_secs(15 * 60);
 /// Default contract `subject_by`.
 pub(crate) const DEFAULT_SUBJECT_BY: [&str; 2] = ["service.name", "service.version"];
 /// OTLP span kinds by config name, with their enum numbers.
@@ -521,6 +525,8 @@ pub(crate) fn default_window() -> WindowSpec {
         shards: shards_per_core(),
         queue_size: DEFAULT_QUEUE_SIZE,
         max_series: DEFAULT_MAX_SERIES,
+        max_streams: DEFAULT_MAX_STREAMS,
+        stream_expiry: DEFAULT_STREAM_EXPIRY,
     }
 }
 
@@ -559,6 +565,20 @@ fn window(raw: RawWindow, path: &str, errors: &mut Errors) -> Option<WindowSpec>
         &join(path, "max_series"),
         errors,
     );
+    let max_streams = int_in(
+        raw.max_streams,
+        DEFAULT_MAX_STREAMS as i64,
+        1,
+        USIZE_MAX,
+        &join(path, "max_streams"),
+        errors,
+    );
+    let stream_expiry = positive_duration(
+        raw.stream_expiry,
+        DEFAULT_STREAM_EXPIRY,
+        &join(path, "stream_expiry"),
+        errors,
+    );
     (errors.len() == before).then(|| WindowSpec {
         size,
         allowed_lateness,
@@ -569,6 +589,8 @@ fn window(raw: RawWindow, path: &str, errors: &mut Errors) -> Option<WindowSpec>
         },
         queue_size: usize::try_from(queue_size).unwrap_or(DEFAULT_QUEUE_SIZE),
         max_series: usize::try_from(max_series).unwrap_or(DEFAULT_MAX_SERIES),
+        max_streams: usize::try_from(max_streams).unwrap_or(DEFAULT_MAX_STREAMS),
+        stream_expiry,
     })
 }
 

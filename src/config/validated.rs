@@ -77,6 +77,10 @@ pub struct WindowSpec {
     pub queue_size: usize,
     /// Most series held at once before the overflow series (default 10000; ≥ 1).
     pub max_series: usize,
+    /// Most cumulative metric streams whose last point is kept (default 10000; ≥ 1).
+    pub max_streams: usize,
+    /// A metric stream with no point for this long is forgotten (default 15m; > 0).
+    pub stream_expiry: Duration,
 }
 
 /// Where a contract's samples come from.

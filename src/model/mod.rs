@@ -1,10 +1,12 @@
 //! Internal data types shared by every stage: what a sample is, which series it
 //! belongs to, and how UTC windows are aligned. No async and no I/O here.
 
+pub mod point;
 pub mod sample;
 pub mod series;
 pub mod window;
 
+pub use point::PointSample;
 pub use sample::Sample;
 pub use series::{SeriesKey, Subject};
 pub use window::Window;

@@ -1,5 +1,6 @@
-//! A sample: one request, as the receivers derive it from a span (or, later,
-//! a metric point), ready to be windowed.
+//! A sample: one request, as the receivers derive it from a span, ready to be
+//! windowed. Metric points, which stand for many requests each, travel as
+//! [`PointSample`](super::PointSample)s instead.
 
 use super::{SeriesKey, UnixNanos};
 

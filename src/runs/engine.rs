@@ -237,6 +237,9 @@ impl Engine {
             let mut event = None;
             if !run.state.is_final() {
                 run.cumulative.merge(acc);
+                if acc.samples > 0 {
+                    run.latency_bound = run.latency_bound.worst(figures.bound());
+                }
                 run.windows += 1;
                 run.last_window_end = Some(w.end);
                 if let Some(t) = machine::on_window(run, spec, &outcome) {

@@ -45,6 +45,8 @@ fn window_spec() -> WindowSpec {
         shards: 2,
         queue_size: 16,
         max_series: 100,
+        max_streams: 100,
+        stream_expiry: Duration::from_secs(600),
     }
 }
 

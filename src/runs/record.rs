@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::aggregator::state::Accum;
-use crate::contracts::{Figures, WindowVerdict};
+use crate::contracts::{Figures, LatencyBound, WindowVerdict};
 use crate::model::{rfc3339_millis, rfc3339_seconds, Subject, UnixNanos, Window};
 
 /// The state of a run.
@@ -81,6 +81,9 @@ pub struct RunRecord {
     pub last_window_end: Option<UnixNanos>,
     /// Time of the first sample (windows before its window are not recorded).
     pub first_sample_at: Option<UnixNanos>,
+    /// The worst quantile bound of the windows recorded while validating:
+    /// a run is only as precise as its least precise window.
+    pub latency_bound: LatencyBound,
 }
 
 impl RunRecord {
@@ -102,20 +105,28 @@ impl RunRecord {
             cumulative: Accum::default(),
             last_window_end: None,
             first_sample_at: None,
+            latency_bound: LatencyBound::default(),
         }
     }
 
     /// The run's cumulative figures in the §5.5 `run` shape.
     pub fn run_json(&self) -> Value {
         let f = Figures::of(&self.cumulative);
-        json!({
+        let mut v = json!({
             "started_at": rfc3339_millis(self.started_at),
             "samples": self.cumulative.samples,
             "windows": self.windows,
             "p95_latency_ms": f.p95_latency_ms,
             "error_rate_percent": f.error_rate_percent,
             "conversion_rate_percent": f.conversion_rate_percent,
-        })
+        });
+        // The run's bound is the worst of its windows'.
+        if let Value::Object(map) = &mut v {
+            for (k, b) in self.latency_bound.json_fields() {
+                map.insert(k.into(), b);
+            }
+        }
+        v
     }
 
     /// The API's Run object (design §7).
@@ -163,7 +174,7 @@ impl WindowRecord {
     /// The API's window object (design §7).
     pub fn to_json(&self) -> Value {
         let f = &self.figures;
-        json!({
+        let mut v = json!({
             "start": rfc3339_seconds(self.window.start),
             "end": rfc3339_seconds(self.window.end),
             "samples": f.samples,
@@ -172,11 +183,17 @@ impl WindowRecord {
             "p99_latency_ms": f.p99_latency_ms,
             "error_rate_percent": f.error_rate_percent,
             "conversion_rate_percent": f.conversion_rate_percent,
-            // The bound every latency quantile above is within (relative).
-            "latency_relative_error": f.latency_relative_error,
             "result": self.result,
             "failures": self.failures,
-        })
+        });
+        // The bound the latency quantiles above are within: the sketch's
+        // relative bound, and for spread explicit buckets the p95's bucket.
+        if let Value::Object(map) = &mut v {
+            for (k, b) in f.bound().json_fields() {
+                map.insert(k.into(), b);
+            }
+        }
+        v
     }
 }
 

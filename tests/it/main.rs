@@ -2,6 +2,7 @@
 //! bind 127.0.0.1:0 and tests talk only to loopback.
 
 mod e2e;
+mod metrics_e2e;
 mod otlp_grpc;
 mod otlp_http;
 mod overload;
@@ -73,6 +74,24 @@ pub async fn get_json(url: &str) -> (u16, serde_json::Value) {
     let status = resp.status().as_u16();
     let body = resp.json().await.unwrap_or(serde_json::Value::Null);
     (status, body)
+}
+
+/// Waits (up to 20 s) until the run of `subject` of contract `checkout` is
+/// PROMOTED or ROLLED_BACK, and returns its API body.
+pub async fn final_run(api: std::net::SocketAddr, subject: &str) -> serde_json::Value {
+    let url = format!("http://{api}/api/v1/runs/checkout/{subject}");
+    eventually(
+        Duration::from_secs(20),
+        &format!("{subject} to be final"),
+        || {
+            let url = url.clone();
+            async move {
+                let (_, body) = get_json(&url).await;
+                (body["state"] == "PROMOTED" || body["state"] == "ROLLED_BACK").then_some(body)
+            }
+        },
+    )
+    .await
 }
 
 /// Current time in UNIX nanoseconds.

@@ -219,3 +219,69 @@ async fn bearer_token_is_required_when_set() {
         .await
         .expect("shutdown");
 }
+
+/// A latency histogram with a unit that is not s, ms or us is refused in
+/// `partial_success` with a message naming the metric and its unit, and
+/// counted by reason; a good point in the same request is accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_with_a_wrong_latency_unit_are_rejected_loudly() {
+    let contract = r#"
+    match: { service.name: checkout }
+    source: metrics
+    max_p95_latency_ms: 100
+"#;
+    let server = start(&config(contract, "size: 60s")).await;
+    let now = now_ns();
+    let histogram = |unit: &str| {
+        json!({
+            "name": "http.server.request.duration",
+            "unit": unit,
+            "histogram": {"aggregationTemporality": 1, "dataPoints": [{
+                "timeUnixNano": now.to_string(),
+                "count": "3", "bucketCounts": ["1", "2"], "explicitBounds": [0.1]
+            }]}
+        })
+    };
+    let body = json!({"resourceMetrics": [
+        {"resource": {"attributes": [
+            {"key": "service.name", "value": {"stringValue": "checkout"}},
+            {"key": "service.version", "value": {"stringValue": "1"}}
+        ]}, "scopeMetrics": [{"scope": {"name": "a"}, "metrics": [histogram("s")]}]},
+        {"resource": {"attributes": [
+            {"key": "service.name", "value": {"stringValue": "checkout"}},
+            {"key": "service.version", "value": {"stringValue": "2"}}
+        ]}, "scopeMetrics": [{"scope": {"name": "b"}, "metrics": [histogram("{request}")]}]}
+    ]});
+    let r = reqwest::Client::new()
+        .post(format!("http://{}/v1/metrics", server.http[0].1))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(r.status().as_u16(), 200);
+    let v: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(v["partialSuccess"]["rejectedDataPoints"], "1", "{v}");
+    let msg = v["partialSuccess"]["errorMessage"].as_str().unwrap_or("");
+    assert!(
+        msg.contains("unit is not s, ms or us")
+            && msg.contains("http.server.request.duration has unit \"{request}\""),
+        "{msg}"
+    );
+    let text = reqwest::get(format!("http://{}/metrics", server.prometheus[0].1))
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("body");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("verdict_receiver_rejected_items_total")
+                && l.contains("reason=\"unit\"")),
+        "{text}"
+    );
+    server
+        .shutdown(std::time::Duration::from_secs(10))
+        .await
+        .expect("clean shutdown");
+}

@@ -30,6 +30,13 @@ pub enum RejectReason {
     Late,
     /// The resource lacks a `subject_by` attribute.
     MissingSubject,
+    /// A latency histogram whose unit is not `s`, `ms` or `us`.
+    Unit,
+    /// A latency histogram with negative buckets.
+    NegativeBuckets,
+    /// A metric point that cannot be read (NaN or negative values, counts
+    /// that disagree with the buckets, a wrong metric type…).
+    InvalidPoint,
 }
 
 impl RejectReason {
@@ -39,6 +46,11 @@ impl RejectReason {
             RejectReason::Future => "timestamp beyond max_clock_skew in the future",
             RejectReason::Late => "late: window already closed",
             RejectReason::MissingSubject => "resource lacks a subject_by attribute",
+            RejectReason::Unit => "latency histogram unit is not s, ms or us",
+            RejectReason::NegativeBuckets => {
+                "latency histogram has negative buckets (a latency is never negative)"
+            }
+            RejectReason::InvalidPoint => "invalid data point",
         }
     }
 
@@ -49,15 +61,22 @@ impl RejectReason {
             RejectReason::Future => "future",
             RejectReason::Late => "late",
             RejectReason::MissingSubject => "missing_subject",
+            RejectReason::Unit => "unit",
+            RejectReason::NegativeBuckets => "negative_buckets",
+            RejectReason::InvalidPoint => "invalid_point",
         }
     }
 }
 
-/// The samples of one request, per pipeline and shard, and what was not used.
-#[derive(Debug, Default)]
-pub struct Converted {
+/// Most notes kept per request for the `partial_success` message.
+const MAX_NOTES: usize = 8;
+
+/// The samples (or metric points) of one request, per pipeline and shard,
+/// and what was not used.
+#[derive(Debug)]
+pub struct Converted<T = Sample> {
     /// `batches[pipeline][shard]`.
-    pub batches: Vec<Vec<Vec<Sample>>>,
+    pub batches: Vec<Vec<Vec<T>>>,
     /// Items in the request.
     pub items: u64,
     /// Items that became no sample and were not rejected.
@@ -66,20 +85,44 @@ pub struct Converted {
     pub rejected: Vec<(RejectReason, u64)>,
     /// Names of attributes missing from selected resources (for the message).
     pub missing: Vec<String>,
+    /// What exactly was wrong, per reason (a few, for the message).
+    pub notes: Vec<(RejectReason, String)>,
 }
 
-impl Converted {
-    pub(crate) fn new(pipelines: &[&PipelineInput]) -> Converted {
+impl<T> Default for Converted<T> {
+    fn default() -> Self {
+        Converted {
+            batches: Vec::new(),
+            items: 0,
+            ignored: 0,
+            rejected: Vec::new(),
+            missing: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+}
+
+impl<T> Converted<T> {
+    pub(crate) fn new(pipelines: &[&PipelineInput]) -> Converted<T> {
         Converted {
             batches: pipelines
                 .iter()
-                .map(|p| vec![Vec::new(); p.router.shards()])
+                .map(|p| (0..p.router.shards()).map(|_| Vec::new()).collect())
                 .collect(),
             ..Converted::default()
         }
     }
 
-    fn reject(&mut self, reason: RejectReason) {
+    /// Keeps a detail for the message (deduplicated, at most a few).
+    pub(super) fn note(&mut self, reason: RejectReason, note: String) {
+        if self.notes.len() < MAX_NOTES
+            && !self.notes.iter().any(|(r, n)| *r == reason && *n == note)
+        {
+            self.notes.push((reason, note));
+        }
+    }
+
+    pub(super) fn reject(&mut self, reason: RejectReason) {
         match self.rejected.iter_mut().find(|(r, _)| *r == reason) {
             Some((_, n)) => *n += 1,
             None => {
@@ -109,6 +152,15 @@ impl Converted {
             if *reason == RejectReason::MissingSubject && !self.missing.is_empty() {
                 let _ = write!(m, " ({})", self.missing.join(", "));
             }
+            let notes: Vec<&str> = self
+                .notes
+                .iter()
+                .filter(|(r, _)| r == reason)
+                .map(|(_, n)| n.as_str())
+                .collect();
+            if !notes.is_empty() {
+                let _ = write!(m, " ({})", notes.join("; "));
+            }
         }
         m
     }
@@ -116,6 +168,22 @@ impl Converted {
     /// True when no sample goes to any shard.
     pub fn is_empty(&self) -> bool {
         self.batches.iter().flatten().all(Vec::is_empty)
+    }
+}
+
+/// Why an item timed `ts` cannot be windowed at `now`: further in the future
+/// than `max_clock_skew`, or its window has closed.
+pub(super) fn time_rejection(
+    p: &PipelineInput,
+    ts: UnixNanos,
+    now: UnixNanos,
+) -> Option<RejectReason> {
+    if ts > now.saturating_add(p.max_clock_skew) {
+        Some(RejectReason::Future)
+    } else if Window::containing(ts, p.window_size).deadline(p.allowed_lateness) <= now {
+        Some(RejectReason::Late)
+    } else {
+        None
     }
 }
 
@@ -139,9 +207,60 @@ pub(crate) fn lookup<'a>(attrs: &'a [(&'a str, Cow<'a, str>)], key: &str) -> Opt
 
 /// One contract target of a resource.
 pub(crate) struct Target {
-    pipeline: usize,
-    contract: u32,
-    series: Option<SeriesKey>,
+    pub(super) pipeline: usize,
+    pub(super) contract: u32,
+    pub(super) series: Option<SeriesKey>,
+}
+
+/// The contracts reading `source` that select a resource with `attrs`; a
+/// selected resource without a subject attribute gets a target without a
+/// series, and the attribute's name goes to `missing`.
+pub(crate) fn targets(
+    attrs: &[(&str, Cow<'_, str>)],
+    pipelines: &[&PipelineInput],
+    source: Source,
+    missing: &mut Vec<String>,
+) -> Vec<Target> {
+    let mut targets = Vec::new();
+    for (pi, p) in pipelines.iter().enumerate() {
+        for (ci, c) in p.contracts.iter().enumerate() {
+            if c.spec.source != source {
+                continue;
+            }
+            let series = match c.select(|k| lookup(attrs, k)) {
+                Selection::None => continue,
+                Selection::Subject(subject) => Some(subject),
+                Selection::Baseline => Some(Subject::named(BASELINE_SUBJECT)),
+                Selection::MissingAttribute(key) => {
+                    if !missing.contains(&key) {
+                        missing.push(key);
+                    }
+                    None
+                }
+            }
+            .map(|subject| SeriesKey {
+                contract: ci as u32,
+                subject,
+            });
+            targets.push(Target {
+                pipeline: pi,
+                contract: ci as u32,
+                series,
+            });
+        }
+    }
+    targets
+}
+
+/// A resource's attributes as text.
+pub(super) fn resource_attrs(
+    resource: Option<&opentelemetry_proto::tonic::resource::v1::Resource>,
+) -> Vec<(&str, Cow<'_, str>)> {
+    resource
+        .iter()
+        .flat_map(|r| r.attributes.iter())
+        .filter_map(|kv| Some((kv.key.as_str(), value_str(kv.value.as_ref()?)?)))
+        .collect()
 }
 
 /// What conversion needs to know about one span, whichever decoder read it:
@@ -160,8 +279,7 @@ pub trait SpanView {
     fn converted(&self, attribute: &str) -> bool;
 }
 
-/// An HTTP status code attribute value.
-fn http_status(kv: &KeyValue) -> Option<i64> {
+pub(super) fn http_status(kv: &KeyValue) -> Option<i64> {
     match kv.value.as_ref()?.value.as_ref()? {
         any_value::Value::IntValue(i) => Some(*i),
         any_value::Value::StringValue(s) => s.parse().ok(),
@@ -206,43 +324,6 @@ impl SpanView for Span {
     }
 }
 
-/// Matches a resource against every contract of every pipeline, once.
-pub(crate) fn resource_targets<'a>(
-    lookup: impl Fn(&str) -> Option<&'a str> + Copy,
-    pipelines: &[&PipelineInput],
-    out: &mut Converted,
-) -> Vec<Target> {
-    let mut targets = Vec::new();
-    for (pi, p) in pipelines.iter().enumerate() {
-        for (ci, c) in p.contracts.iter().enumerate() {
-            if c.spec.source != Source::Spans {
-                continue;
-            }
-            let series = match c.select(lookup) {
-                Selection::None => continue,
-                Selection::Subject(subject) => Some(subject),
-                Selection::Baseline => Some(Subject::named(BASELINE_SUBJECT)),
-                Selection::MissingAttribute(key) => {
-                    if !out.missing.contains(&key) {
-                        out.missing.push(key);
-                    }
-                    None
-                }
-            }
-            .map(|subject| SeriesKey {
-                contract: ci as u32,
-                subject,
-            });
-            targets.push(Target {
-                pipeline: pi,
-                contract: ci as u32,
-                series,
-            });
-        }
-    }
-    targets
-}
-
 /// Converts a trace export request into samples for `pipelines`.
 pub fn convert_traces(
     req: &ExportTraceServiceRequest,
@@ -251,13 +332,8 @@ pub fn convert_traces(
 ) -> Converted {
     let mut out = Converted::new(pipelines);
     for rs in &req.resource_spans {
-        let attrs: Vec<(&str, Cow<'_, str>)> = rs
-            .resource
-            .iter()
-            .flat_map(|r| r.attributes.iter())
-            .filter_map(|kv| Some((kv.key.as_str(), value_str(kv.value.as_ref()?)?)))
-            .collect();
-        let targets = resource_targets(|k| lookup(&attrs, k), pipelines, &mut out);
+        let attrs = resource_attrs(rs.resource.as_ref());
+        let targets = targets(&attrs, pipelines, Source::Spans, &mut out.missing);
         for ss in &rs.scope_spans {
             for span in &ss.spans {
                 out.items += 1;
@@ -293,12 +369,8 @@ pub(crate) fn convert_span(
             rejected = Some(RejectReason::InvalidTimes);
             continue;
         }
-        if end > now.saturating_add(p.max_clock_skew) {
-            rejected = Some(RejectReason::Future);
-            continue;
-        }
-        if Window::containing(end, p.window_size).deadline(p.allowed_lateness) <= now {
-            rejected = Some(RejectReason::Late);
+        if let Some(reason) = time_rejection(p, end, now) {
+            rejected = Some(reason);
             continue;
         }
         let error = *error.get_or_insert_with(|| span.status_error() || span.http_error());
@@ -321,7 +393,7 @@ pub(crate) fn convert_span(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::aggregator::Router;
     use crate::clock::ManualClock;
@@ -335,7 +407,9 @@ mod tests {
 
     const NOW: u64 = 1_000_000 * 1_000_000_000;
 
-    fn contract(pattern: &str) -> ContractSpec {
+    /// A spans contract on `service.name` matching `pattern` (shared with the
+    /// metrics conversion tests).
+    pub(crate) fn contract(pattern: &str) -> ContractSpec {
         ContractSpec {
             name: "checkout".into(),
             version: 1,

@@ -1,10 +1,12 @@
 //! The OTLP receiver: gRPC ([`grpc`]) and HTTP ([`http`]) front ends over one
 //! [`Ingest`] core that decodes nothing itself but converts decoded requests
-//! ([`convert`]) and enqueues their samples atomically: capacity is reserved
+//! (spans in [`convert`], metric points in [`convert_metrics`]) and enqueues
+//! them atomically: capacity is reserved
 //! on every target shard before anything is sent, so a request is either
 //! counted whole or refused whole and changes nothing.
 
 pub mod convert;
+pub mod convert_metrics;
 pub mod grpc;
 pub mod http;
 pub mod json;
@@ -15,12 +17,11 @@ use std::sync::Arc;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::PipelineInput;
-use crate::aggregator::ShardBatch;
+use crate::aggregator::{ShardBatch, ShardItems};
 use crate::clock::SharedClock;
 use crate::telemetry;
 use convert::{Converted, RejectReason};
@@ -202,32 +203,16 @@ impl Ingest {
         self.enqueue(protocol, Signal::Traces, converted, "spans")
     }
 
-    /// Accepts a metrics request. Metrics as a source are not wired yet:
-    /// every data point is counted as accepted and ignored.
+    /// Converts and enqueues a metrics request: the latency histograms and
+    /// conversion counters of `source: metrics` contracts become point
+    /// samples; every other data point is accepted and ignored.
     pub fn metrics(
         &self,
         protocol: &'static str,
         req: &ExportMetricsServiceRequest,
     ) -> Result<Accepted, IngestError> {
-        let points: u64 = req
-            .resource_metrics
-            .iter()
-            .flat_map(|r| &r.scope_metrics)
-            .flat_map(|s| &s.metrics)
-            .map(|m| match &m.data {
-                Some(Data::Gauge(g)) => g.data_points.len(),
-                Some(Data::Sum(s)) => s.data_points.len(),
-                Some(Data::Histogram(h)) => h.data_points.len(),
-                Some(Data::ExponentialHistogram(h)) => h.data_points.len(),
-                Some(Data::Summary(s)) => s.data_points.len(),
-                None => 0,
-            } as u64)
-            .sum();
-        let converted = Converted {
-            items: points,
-            ignored: points,
-            ..Converted::default()
-        };
+        let pipelines: Vec<&PipelineInput> = self.pipelines.iter().map(Arc::as_ref).collect();
+        let converted = convert_metrics::convert_metrics(req, &pipelines, self.clock.now());
         self.enqueue(protocol, Signal::Metrics, converted, "data points")
     }
 
@@ -243,7 +228,7 @@ impl Ingest {
             .flat_map(|r| &r.scope_logs)
             .map(|s| s.log_records.len() as u64)
             .sum();
-        let converted = Converted {
+        let converted: Converted = Converted {
             items: records,
             ignored: records,
             ..Converted::default()
@@ -253,21 +238,21 @@ impl Ingest {
 
     /// Reserves a slot on every shard the request touches, then sends; if any
     /// shard is full nothing is sent and the request is refused whole.
-    fn enqueue(
+    fn enqueue<T>(
         &self,
         protocol: &'static str,
         signal: Signal,
-        mut converted: Converted,
+        mut converted: Converted<T>,
         noun: &str,
-    ) -> Result<Accepted, IngestError> {
+    ) -> Result<Accepted, IngestError>
+    where
+        Vec<T>: Into<ShardItems>,
+    {
         if !converted.is_empty() {
             // Queued samples count against the budget until a shard has
             // recorded them.
-            let samples: usize = converted.batches.iter().flatten().map(Vec::len).sum();
-            let mut budget = self.reserve_bytes(
-                protocol,
-                samples * std::mem::size_of::<crate::model::Sample>(),
-            )?;
+            let items: usize = converted.batches.iter().flatten().map(Vec::len).sum();
+            let mut budget = self.reserve_bytes(protocol, items * std::mem::size_of::<T>())?;
             let mut permits = Vec::new();
             for (pi, shards) in converted.batches.iter().enumerate() {
                 let Some(p) = self.pipelines.get(pi) else {
@@ -293,16 +278,15 @@ impl Ingest {
             }
             let last = permits.len().saturating_sub(1);
             for (i, (pi, si, permit)) in permits.into_iter().enumerate() {
-                let samples = std::mem::take(&mut converted.batches[pi][si]);
+                let items = std::mem::take(&mut converted.batches[pi][si]);
                 let share = if i == last {
                     budget.split(budget.num_permits())
                 } else {
-                    let units = (samples.len() * std::mem::size_of::<crate::model::Sample>())
-                        .div_ceil(BUDGET_UNIT);
+                    let units = (items.len() * std::mem::size_of::<T>()).div_ceil(BUDGET_UNIT);
                     budget.split(units.min(budget.num_permits()))
                 };
                 permit.send(ShardBatch {
-                    samples,
+                    items: items.into(),
                     budget: share,
                 });
             }

@@ -14,9 +14,8 @@
 
 use std::borrow::Cow;
 
-use super::convert::{
-    convert_span, lookup, resource_targets, Converted, SpanView, HTTP_STATUS_KEYS,
-};
+use super::convert::{convert_span, targets, Converted, SpanView, HTTP_STATUS_KEYS};
+use crate::config::Source;
 use crate::model::UnixNanos;
 use crate::receivers::PipelineInput;
 
@@ -420,7 +419,7 @@ pub fn convert_traces(
                 _ => r.skip(wt)?,
             }
         }
-        let targets = resource_targets(|k| lookup(&attrs, k), pipelines, &mut out);
+        let targets = targets(&attrs, pipelines, Source::Spans, &mut out.missing);
         for scope in &scopes {
             let mut r = Reader::new(scope);
             while let Some((field, wt)) = r.key()? {

@@ -1,0 +1,261 @@
+//! Benchmarks of `source: metrics` ingest: an OTLP metrics request turned
+//! into point samples by the receiver (`convert_metrics`), and those points
+//! recorded into a shard's windows (cumulative → delta, then an exact
+//! exponential merge or an explicit-bucket spread). Costs are per data point:
+//! one point stands for all the requests of one attribute set and export.
+//!
+//! Run with `cargo bench --bench otlp_metrics`.
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::metrics::v1::{
+    exponential_histogram_data_point, metric, AggregationTemporality, ExponentialHistogram,
+    ExponentialHistogramDataPoint, Histogram, HistogramDataPoint, Metric, ResourceMetrics,
+    ScopeMetrics,
+};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use verdict::aggregator::state::{ShardState, WindowParams};
+use verdict::aggregator::Router;
+use verdict::clock::ManualClock;
+use verdict::config::{ContractSpec, Decision, OnTimeout, Source, Thresholds};
+use verdict::contracts::CompiledContract;
+use verdict::model::PointSample;
+use verdict::receivers::otlp::convert_metrics::convert_metrics;
+use verdict::receivers::PipelineInput;
+
+const S: u64 = 1_000_000_000;
+const NOW: u64 = 1_700_000_000 * S;
+
+fn pipeline() -> PipelineInput {
+    // The receiver only needs the queue to exist; nothing is sent.
+    let (tx, _rx) = tokio::sync::mpsc::channel(1);
+    PipelineInput {
+        name: "bench".into(),
+        contracts: vec![CompiledContract::new(ContractSpec {
+            name: "checkout".into(),
+            version: 1,
+            matches: vec![],
+            subject_by: vec!["service.name".into(), "service.version".into()],
+            source: Source::Metrics,
+            span_kinds: vec![2],
+            conversion_attribute: "validation.converted".into(),
+            latency_metric: "http.server.request.duration".into(),
+            conversions_metric: "validation.conversions".into(),
+            thresholds: Thresholds {
+                max_p95_latency_ms: Some(100.0),
+                ..Thresholds::default()
+            },
+            min_samples: 1,
+            min_window_samples: 1,
+            pass_windows: 1,
+            fail_windows: 1,
+            max_duration: None,
+            on_timeout: OnTimeout::Rollback,
+            baseline: None,
+            decision: Decision::Windows,
+            alpha: 0.05,
+            dry_run: false,
+        })],
+        router: Router::from_senders(vec![tx]),
+        window_size: 60 * S,
+        allowed_lateness: 10 * S,
+        max_clock_skew: 300 * S,
+        clock: Arc::new(ManualClock::new(NOW)),
+    }
+}
+
+fn kv(k: &str, v: any_value::Value) -> KeyValue {
+    KeyValue {
+        key: k.into(),
+        value: Some(AnyValue { value: Some(v) }),
+        ..Default::default()
+    }
+}
+
+fn attrs(i: usize) -> Vec<KeyValue> {
+    vec![
+        kv(
+            "http.request.method",
+            any_value::Value::StringValue("GET".into()),
+        ),
+        kv(
+            "http.route",
+            any_value::Value::StringValue(format!("/api/{i}")),
+        ),
+        kv(
+            "http.response.status_code",
+            any_value::Value::IntValue(if i.is_multiple_of(10) { 500 } else { 200 }),
+        ),
+    ]
+}
+
+/// `points` exponential points as an SDK with 160 buckets sends them
+/// (scale 3, 160 buckets, cumulative), one per route.
+fn exponential_request(points: usize, ts: u64, scale_counts: u64) -> ExportMetricsServiceRequest {
+    let data_points = (0..points)
+        .map(|i| {
+            let counts: Vec<u64> = (0..160).map(|j| scale_counts * (1 + j % 7)).collect();
+            ExponentialHistogramDataPoint {
+                attributes: attrs(i),
+                start_time_unix_nano: NOW - 30 * S,
+                time_unix_nano: ts,
+                count: counts.iter().sum(),
+                scale: 3,
+                positive: Some(exponential_histogram_data_point::Buckets {
+                    offset: -60,
+                    bucket_counts: counts,
+                }),
+                min: Some(0.006),
+                max: Some(9.0),
+                ..Default::default()
+            }
+        })
+        .collect();
+    request(metric::Data::ExponentialHistogram(ExponentialHistogram {
+        data_points,
+        aggregation_temporality: AggregationTemporality::Cumulative as i32,
+    }))
+}
+
+/// `points` explicit points with the semantic-convention default bounds.
+fn explicit_request(points: usize, ts: u64, scale_counts: u64) -> ExportMetricsServiceRequest {
+    let bounds = vec![
+        0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+    ];
+    let data_points = (0..points)
+        .map(|i| {
+            let counts: Vec<u64> = (0..=bounds.len() as u64)
+                .map(|j| scale_counts * (1 + j % 5))
+                .collect();
+            HistogramDataPoint {
+                attributes: attrs(i),
+                start_time_unix_nano: NOW - 30 * S,
+                time_unix_nano: ts,
+                count: counts.iter().sum(),
+                bucket_counts: counts,
+                explicit_bounds: bounds.clone(),
+                min: Some(0.001),
+                max: Some(12.0),
+                ..Default::default()
+            }
+        })
+        .collect();
+    request(metric::Data::Histogram(Histogram {
+        data_points,
+        aggregation_temporality: AggregationTemporality::Cumulative as i32,
+    }))
+}
+
+fn request(data: metric::Data) -> ExportMetricsServiceRequest {
+    ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            resource: Some(Resource {
+                attributes: vec![
+                    kv(
+                        "service.name",
+                        any_value::Value::StringValue("checkout".into()),
+                    ),
+                    kv(
+                        "service.version",
+                        any_value::Value::StringValue("2.0.0".into()),
+                    ),
+                ],
+                ..Default::default()
+            }),
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![Metric {
+                    name: "http.server.request.duration".into(),
+                    unit: "s".into(),
+                    data: Some(data),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+fn points_of(req: &ExportMetricsServiceRequest, p: &PipelineInput) -> Vec<PointSample> {
+    convert_metrics(req, &[p], NOW)
+        .batches
+        .into_iter()
+        .flatten()
+        .flatten()
+        .collect()
+}
+
+fn shard() -> ShardState {
+    ShardState::new(WindowParams {
+        size: 60 * S,
+        lateness: 10 * S,
+        max_series: 10_000,
+        max_streams: 10_000,
+        stream_expiry: 900 * S,
+    })
+}
+
+/// Receiver side: decode-free conversion of a request (checks, roles,
+/// stream identity hashing, routing) into point samples.
+fn convert(c: &mut Criterion) {
+    let p = pipeline();
+    let mut g = c.benchmark_group("verdict::receivers::otlp::convert_metrics");
+    for n in [1usize, 100, 1000] {
+        g.throughput(Throughput::Elements(n as u64));
+        let req = exponential_request(n, NOW, 1);
+        g.bench_function(format!("exponential_160/{n}_points"), |b| {
+            b.iter(|| black_box(convert_metrics(black_box(&req), &[&p], NOW)))
+        });
+        let req = explicit_request(n, NOW, 1);
+        g.bench_function(format!("explicit_15/{n}_points"), |b| {
+            b.iter(|| black_box(convert_metrics(black_box(&req), &[&p], NOW)))
+        });
+    }
+    g.finish();
+}
+
+/// Shard side: a cumulative point after its baseline: cumulative → delta,
+/// then merged into the window (exponential) or spread over its buckets
+/// (explicit).
+fn record(c: &mut Criterion) {
+    let p = pipeline();
+    let n = 100usize;
+    let mut g = c.benchmark_group("verdict::aggregator::ShardState");
+    g.throughput(Throughput::Elements(n as u64));
+    for (name, make) in [
+        (
+            "record_point/exponential_160",
+            exponential_request as fn(usize, u64, u64) -> _,
+        ),
+        ("record_point/explicit_15", explicit_request),
+    ] {
+        let first = points_of(&make(n, NOW - 20 * S, 1), &p);
+        let next = points_of(&make(n, NOW - 10 * S, 3), &p);
+        g.bench_function(format!("{name}/{n}_points"), |b| {
+            b.iter_batched(
+                || {
+                    let mut st = shard();
+                    for pt in first.clone() {
+                        st.record_point(pt);
+                    }
+                    (st, next.clone())
+                },
+                |(mut st, pts)| {
+                    for pt in pts {
+                        black_box(st.record_point(pt));
+                    }
+                    st
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, convert, record);
+criterion_main!(benches);

@@ -1,0 +1,505 @@
+//! Cumulative → delta for metric streams (design §3): each stream's last
+//! cumulative point is kept, and the next point of the stream yields the
+//! difference.
+//!
+//! # Why the table lives in the shard
+//!
+//! A stream (resource + scope + metric + attributes) belongs to exactly one
+//! series, and a series always maps to the same shard, so the shard that owns
+//! the series can own its streams too. That gives three properties for free:
+//! - **no lock**: like the windows, the table is touched by one task only;
+//! - **atomic refusal**: the table only sees points of requests that were
+//!   enqueued whole. A table in the receiver would have to stage its updates
+//!   until every shard was reserved, or a refused-then-retried request would
+//!   find its own values already subtracted and count nothing;
+//! - **bounded like the series**: each shard holds its share of
+//!   `max_streams`, and streams not seen for `stream_expiry` are forgotten.
+//!
+//! Rules: a stream is keyed by its identity; its start time tells runs of
+//! the same identity apart. A point with a new start time, or whose count
+//! dropped, is a reset: it starts the stream again and never yields a
+//! negative delta. The first point of a stream counts in full only when its
+//! start time falls in a window that was still open when it arrived
+//! (`PointSample::fresh`); otherwise it is only the baseline for later
+//! deltas, so a long-running process does not dump its whole history into
+//! one window. A point not newer than the last one (a retry, a duplicate) is
+//! ignored.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::model::point::{Buckets, PointKind, PointLatency, PointSample, StreamId, Temporality};
+use crate::model::UnixNanos;
+
+/// Bounds of one shard's stream table.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamParams {
+    /// Most streams held at once (this shard's share of `max_streams`).
+    pub max_streams: usize,
+    /// Streams whose last point is older than this (ns) are forgotten.
+    pub expiry: u64,
+}
+
+/// The last cumulative values of a stream.
+#[derive(Debug, Clone, PartialEq)]
+enum Last {
+    Conversions(f64),
+    Exponential {
+        scale: i32,
+        offset: i32,
+        counts: Vec<u64>,
+        zero_count: u64,
+        count: u64,
+        sum: Option<f64>,
+    },
+    Explicit {
+        bounds: Arc<[f64]>,
+        counts: Vec<u64>,
+        count: u64,
+        sum: Option<f64>,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct Stream {
+    start: UnixNanos,
+    ts: UnixNanos,
+    last: Last,
+}
+
+/// What became of a point.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Delta {
+    /// Count this (a delta point as sent, or the difference to the last point).
+    Count(PointKind),
+    /// The first point of a stream whose start lies in a closed window: it
+    /// only sets the baseline.
+    Baseline,
+    /// Not newer than the stream's last point: ignored.
+    Stale,
+    /// A new stream while the table is full: not counted.
+    Overflow,
+}
+
+/// The stream table of one shard.
+#[derive(Debug)]
+pub struct StreamTable {
+    params: StreamParams,
+    streams: HashMap<StreamId, Stream>,
+    overflowed: u64,
+    expired: u64,
+    resets: u64,
+}
+
+impl StreamTable {
+    /// An empty table.
+    pub fn new(params: StreamParams) -> StreamTable {
+        StreamTable {
+            params,
+            streams: HashMap::new(),
+            overflowed: 0,
+            expired: 0,
+            resets: 0,
+        }
+    }
+
+    /// Turns a point into what its window should count.
+    pub fn delta(&mut self, p: PointSample) -> Delta {
+        if p.temporality == Temporality::Delta {
+            return Delta::Count(p.kind);
+        }
+        let last = last_of(&p.kind);
+        let Some(prev) = self.streams.get_mut(&p.stream) else {
+            if self.streams.len() >= self.params.max_streams {
+                self.overflowed += 1;
+                return Delta::Overflow;
+            }
+            self.streams.insert(
+                p.stream,
+                Stream {
+                    start: p.start,
+                    ts: p.ts,
+                    last,
+                },
+            );
+            return first_point(p);
+        };
+        if p.start != prev.start {
+            // A new start time: the process (or the SDK) restarted.
+            self.resets += 1;
+            *prev = Stream {
+                start: p.start,
+                ts: p.ts,
+                last,
+            };
+            return first_point(p);
+        }
+        if p.ts <= prev.ts {
+            return Delta::Stale;
+        }
+        let delta = subtract(&p.kind, &prev.last);
+        prev.ts = p.ts;
+        prev.last = last;
+        match delta {
+            Some(kind) => Delta::Count(kind),
+            None => {
+                // A value dropped under the same start time: a reset whose
+                // moment is unknown but after the previous point, so what the
+                // point holds happened since then.
+                self.resets += 1;
+                Delta::Count(p.kind)
+            }
+        }
+    }
+
+    /// Forgets streams whose last point is older than the expiry.
+    pub fn expire(&mut self, now: UnixNanos) {
+        let horizon = now.saturating_sub(self.params.expiry);
+        let before = self.streams.len();
+        self.streams.retain(|_, s| s.ts > horizon);
+        self.expired += (before - self.streams.len()) as u64;
+    }
+
+    /// Streams held.
+    pub fn len(&self) -> usize {
+        self.streams.len()
+    }
+
+    /// True when no stream is held.
+    pub fn is_empty(&self) -> bool {
+        self.streams.is_empty()
+    }
+
+    /// Points of new streams refused because the table was full, so far.
+    pub fn overflowed(&self) -> u64 {
+        self.overflowed
+    }
+
+    /// Streams forgotten after `expiry`, so far.
+    pub fn expired(&self) -> u64 {
+        self.expired
+    }
+
+    /// Resets (new start time, or a value that dropped), so far.
+    pub fn resets(&self) -> u64 {
+        self.resets
+    }
+}
+
+fn first_point(p: PointSample) -> Delta {
+    if p.fresh {
+        Delta::Count(p.kind)
+    } else {
+        Delta::Baseline
+    }
+}
+
+fn last_of(kind: &PointKind) -> Last {
+    match kind {
+        PointKind::Conversions(v) => Last::Conversions(*v),
+        PointKind::Latency(l) => match &l.buckets {
+            Buckets::Exponential {
+                scale,
+                offset,
+                counts,
+                zero_count,
+                ..
+            } => Last::Exponential {
+                scale: *scale,
+                offset: *offset,
+                counts: counts.clone(),
+                zero_count: *zero_count,
+                count: l.count,
+                sum: l.sum,
+            },
+            Buckets::Explicit { bounds, counts } => Last::Explicit {
+                bounds: bounds.clone(),
+                counts: counts.clone(),
+                count: l.count,
+                sum: l.sum,
+            },
+        },
+    }
+}
+
+/// `cur − last`, or `None` when that would be negative anywhere (a reset) or
+/// the two are not comparable (different kinds, bounds, or a finer scale).
+fn subtract(cur: &PointKind, last: &Last) -> Option<PointKind> {
+    match (cur, last) {
+        (PointKind::Conversions(v), Last::Conversions(l)) => {
+            (*v >= *l).then(|| PointKind::Conversions(v - l))
+        }
+        (PointKind::Latency(c), last) => {
+            let (count, sum) = match last {
+                Last::Exponential { count, sum, .. } | Last::Explicit { count, sum, .. } => {
+                    (*count, *sum)
+                }
+                Last::Conversions(_) => return None,
+            };
+            let count = c.count.checked_sub(count)?;
+            let buckets = subtract_buckets(&c.buckets, last)?;
+            Some(PointKind::Latency(PointLatency {
+                unit: c.unit,
+                count,
+                error: c.error,
+                sum: match (c.sum, sum) {
+                    (Some(a), Some(b)) => Some((a - b).max(0.0)),
+                    _ => None,
+                },
+                // Extremes of the whole stream are still valid clamps for
+                // explicit buckets (the delta's values lie inside them), but
+                // they are not the delta's own extremes, which exponential
+                // merging would take as exact: keep them for explicit only.
+                min: matches!(c.buckets, Buckets::Explicit { .. })
+                    .then_some(c.min)
+                    .flatten(),
+                max: matches!(c.buckets, Buckets::Explicit { .. })
+                    .then_some(c.max)
+                    .flatten(),
+                buckets,
+            }))
+        }
+        (PointKind::Conversions(_), _) => None,
+    }
+}
+
+fn subtract_buckets(cur: &Buckets, last: &Last) -> Option<Buckets> {
+    match (cur, last) {
+        (
+            Buckets::Explicit { bounds, counts },
+            Last::Explicit {
+                bounds: lb,
+                counts: lc,
+                ..
+            },
+        ) => {
+            if bounds != lb || counts.len() != lc.len() {
+                return None;
+            }
+            let counts = counts
+                .iter()
+                .zip(lc)
+                .map(|(c, l)| c.checked_sub(*l))
+                .collect::<Option<Vec<u64>>>()?;
+            Some(Buckets::Explicit {
+                bounds: bounds.clone(),
+                counts,
+            })
+        }
+        (
+            Buckets::Exponential {
+                scale,
+                offset,
+                counts,
+                zero_count,
+                zero_threshold,
+            },
+            Last::Exponential {
+                scale: ls,
+                offset: lo,
+                counts: lc,
+                zero_count: lz,
+                ..
+            },
+        ) => {
+            // SDKs only ever lower a cumulative stream's scale; bring the
+            // last point down to the current scale (exact: buckets add).
+            let d = ls.checked_sub(*scale).filter(|d| (0..64).contains(d))? as u32;
+            let mut out = counts.clone();
+            let base = i64::from(*offset);
+            for (j, &c) in lc.iter().enumerate() {
+                if c == 0 {
+                    continue;
+                }
+                let idx = (i64::from(*lo) + j as i64) >> d;
+                let pos = usize::try_from(idx - base).ok()?;
+                let slot = out.get_mut(pos)?;
+                *slot = slot.checked_sub(c)?;
+            }
+            Some(Buckets::Exponential {
+                scale: *scale,
+                offset: *offset,
+                counts: out,
+                zero_count: zero_count.checked_sub(*lz)?,
+                zero_threshold: *zero_threshold,
+            })
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::point::LatencyUnit;
+    use crate::model::{SeriesKey, Subject};
+
+    const S: u64 = 1_000_000_000;
+
+    fn table(max: usize) -> StreamTable {
+        StreamTable::new(StreamParams {
+            max_streams: max,
+            expiry: 60 * S,
+        })
+    }
+
+    fn point(stream: u64, start: u64, ts: u64, fresh: bool, kind: PointKind) -> PointSample {
+        PointSample {
+            series: SeriesKey {
+                contract: 0,
+                subject: Subject::named("s"),
+            },
+            ts,
+            start,
+            stream: StreamId(stream, 0),
+            temporality: Temporality::Cumulative,
+            fresh,
+            kind,
+        }
+    }
+
+    fn exp(scale: i32, offset: i32, counts: &[u64], zero: u64) -> PointKind {
+        PointKind::Latency(PointLatency {
+            unit: LatencyUnit::Seconds,
+            count: counts.iter().sum::<u64>() + zero,
+            error: false,
+            sum: Some(1.0),
+            min: Some(0.0),
+            max: Some(9.0),
+            buckets: Buckets::Exponential {
+                scale,
+                offset,
+                counts: counts.to_vec(),
+                zero_count: zero,
+                zero_threshold: 0.0,
+            },
+        })
+    }
+
+    fn explicit(counts: &[u64]) -> PointKind {
+        PointKind::Latency(PointLatency {
+            unit: LatencyUnit::Millis,
+            count: counts.iter().sum(),
+            error: true,
+            sum: None,
+            min: Some(1.0),
+            max: Some(300.0),
+            buckets: Buckets::Explicit {
+                bounds: Arc::from(&[10.0, 100.0][..]),
+                counts: counts.to_vec(),
+            },
+        })
+    }
+
+    /// The latency delta a point yielded.
+    fn latency(d: Delta) -> PointLatency {
+        match d {
+            Delta::Count(PointKind::Latency(l)) => l,
+            other => panic!("not a latency delta: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn conversions_cumulative_to_delta() {
+        let mut t = table(10);
+        let c = PointKind::Conversions;
+        // Fresh start: counts in full.
+        assert_eq!(
+            t.delta(point(1, 10 * S, 20 * S, true, c(5.0))),
+            Delta::Count(c(5.0))
+        );
+        assert_eq!(
+            t.delta(point(1, 10 * S, 30 * S, true, c(8.0))),
+            Delta::Count(c(3.0))
+        );
+        // A retry of the same point is ignored.
+        assert_eq!(
+            t.delta(point(1, 10 * S, 30 * S, true, c(8.0))),
+            Delta::Stale
+        );
+        // A drop is a reset: the new value counts, never a negative delta.
+        assert_eq!(
+            t.delta(point(1, 10 * S, 40 * S, true, c(2.0))),
+            Delta::Count(c(2.0))
+        );
+        assert_eq!(t.resets(), 1);
+        // A new start time in a closed window: baseline only.
+        assert_eq!(
+            t.delta(point(1, 35 * S, 50 * S, false, c(100.0))),
+            Delta::Baseline
+        );
+        assert_eq!(
+            t.delta(point(1, 35 * S, 60 * S, false, c(101.0))),
+            Delta::Count(c(1.0))
+        );
+        assert_eq!(t.resets(), 2);
+        // An old stream seen for the first time is a baseline.
+        assert_eq!(t.delta(point(2, S, 60 * S, false, c(1e6))), Delta::Baseline);
+        // Delta points pass through.
+        let mut d = point(3, 0, 60 * S, false, c(4.0));
+        d.temporality = Temporality::Delta;
+        assert_eq!(t.delta(d), Delta::Count(c(4.0)));
+        assert_eq!(t.len(), 2);
+    }
+
+    #[test]
+    fn exponential_delta_across_a_downscale() {
+        let mut t = table(10);
+        // Scale 3: buckets 8 and 9 (8 >> 1 = 9 >> 1 = 4 at scale 2).
+        assert_eq!(
+            t.delta(point(1, S, 2 * S, false, exp(3, 8, &[2, 1], 1))),
+            Delta::Baseline
+        );
+        let l = latency(t.delta(point(1, S, 3 * S, false, exp(2, 4, &[5, 1], 3))));
+        assert_eq!(l.count, 5);
+        assert_eq!((l.min, l.max), (None, None));
+        assert_eq!(
+            l.buckets,
+            Buckets::Exponential {
+                scale: 2,
+                offset: 4,
+                counts: vec![2, 1],
+                zero_count: 2,
+                zero_threshold: 0.0
+            }
+        );
+        // A bucket that shrank is a reset: the point counts as it is.
+        let l = latency(t.delta(point(1, S, 4 * S, false, exp(2, 4, &[1, 1], 3))));
+        assert_eq!(l.count, 5);
+        assert_eq!(t.resets(), 1);
+    }
+
+    #[test]
+    fn explicit_delta_keeps_clamps_and_error_flag() {
+        let mut t = table(10);
+        assert_eq!(
+            t.delta(point(1, S, 2 * S, false, explicit(&[1, 2, 0]))),
+            Delta::Baseline
+        );
+        let l = latency(t.delta(point(1, S, 3 * S, false, explicit(&[1, 5, 1]))));
+        assert_eq!(l.count, 4);
+        assert!(l.error);
+        assert_eq!((l.min, l.max), (Some(1.0), Some(300.0)));
+        let Buckets::Explicit { counts, .. } = l.buckets else {
+            panic!("explicit")
+        };
+        assert_eq!(counts, vec![0, 3, 1]);
+    }
+
+    #[test]
+    fn bounded_and_expiring() {
+        let mut t = table(2);
+        let c = PointKind::Conversions;
+        t.delta(point(1, S, 10 * S, false, c(1.0)));
+        t.delta(point(2, S, 50 * S, false, c(1.0)));
+        assert_eq!(t.delta(point(3, S, 50 * S, true, c(1.0))), Delta::Overflow);
+        assert_eq!(t.overflowed(), 1);
+        // Stream 1 was last seen at 10 s: gone 60 s later.
+        t.expire(71 * S);
+        assert_eq!((t.len(), t.expired()), (1, 1));
+        assert_eq!(
+            t.delta(point(3, S, 72 * S, true, c(1.0))),
+            Delta::Count(c(1.0))
+        );
+    }
+}

@@ -1,0 +1,539 @@
+//! OTLP metrics → point samples (design §3, `source: metrics`).
+//!
+//! A resource is matched once against every contract that reads metrics;
+//! its latency histogram (`latency_metric`, default
+//! `http.server.request.duration`) and conversions counter
+//! (`conversions_metric`, default `validation.conversions`) points then become
+//! one [`PointSample`] per contract, routed to the shard of the series. The
+//! checks that need no history happen here, so that a bad point is reported
+//! to its sender in `partial_success` rather than silently miscounted:
+//! - the latency unit must be `s`, `ms` or `us` (anything else would give a
+//!   number off by a factor of a thousand);
+//! - negative buckets, NaN or negative sums and extremes, counts that
+//!   disagree with the buckets, unordered bounds are rejected;
+//! - time, lateness and clock skew are checked as for spans.
+//!
+//! What needs history (cumulative → delta) happens in the shard that owns
+//! the series (`aggregator::streams`, which says why). Here each point gets
+//! its stream identity (resource + scope + metric + point attributes, and the
+//! contract), hashed to 128 bits.
+//!
+//! Requests count as the histogram point's `count`; all of them are errors
+//! when the point's attributes say so (`http.response.status_code` ≥ 500 or
+//! `error.type`), which is how the semantic conventions split a histogram.
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::metrics::v1::{
+    metric::Data, number_data_point, AggregationTemporality, DataPointFlags,
+    ExponentialHistogramDataPoint, HistogramDataPoint, Metric, NumberDataPoint,
+};
+use prost::Message;
+
+use crate::config::Source;
+use crate::model::point::{
+    Buckets, LatencyUnit, PointKind, PointLatency, PointSample, StreamId, Temporality,
+};
+use crate::model::{UnixNanos, Window};
+
+use super::super::PipelineInput;
+use super::convert::{
+    http_status, resource_attrs, targets, time_rejection, Converted, RejectReason, Target,
+};
+
+/// Which of a contract's metrics a metric is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Latency,
+    Conversions,
+}
+
+/// A stream identity hasher: two SipHash states with different fixed keys,
+/// so a stream id is 128 bits and stable across processes.
+#[derive(Clone)]
+#[allow(deprecated)] // SipHasher: fixed keys, stable output; nothing else in std offers that
+struct StreamHasher(std::hash::SipHasher, std::hash::SipHasher);
+
+/// Converts a metrics export request into point samples for `pipelines`.
+pub fn convert_metrics(
+    req: &ExportMetricsServiceRequest,
+    pipelines: &[&PipelineInput],
+    now: UnixNanos,
+) -> Converted<PointSample> {
+    let mut out = Converted::new(pipelines);
+    for rm in &req.resource_metrics {
+        let attrs = resource_attrs(rm.resource.as_ref());
+        let targets = targets(&attrs, pipelines, Source::Metrics, &mut out.missing);
+        let mut resource_hash = StreamHasher::new();
+        if let Some(r) = &rm.resource {
+            resource_hash.attributes(&r.attributes);
+        }
+        for sm in &rm.scope_metrics {
+            let mut scope_hash = resource_hash.clone();
+            scope_hash.scope(sm.scope.as_ref());
+            for metric in &sm.metrics {
+                let points = point_count(metric);
+                out.items += points;
+                let roles: Vec<(&Target, Role)> = targets
+                    .iter()
+                    .filter_map(|t| {
+                        let spec = &pipelines[t.pipeline].contracts[t.contract as usize].spec;
+                        if metric.name == spec.latency_metric {
+                            Some((t, Role::Latency))
+                        } else if metric.name == spec.conversions_metric {
+                            Some((t, Role::Conversions))
+                        } else {
+                            None
+                        }
+                    })
+                    .collect();
+                if roles.is_empty() {
+                    out.ignored += points;
+                    continue;
+                }
+                let mut metric_hash = scope_hash.clone();
+                metric_hash.str(&metric.name);
+                convert_metric(metric, &roles, &metric_hash, pipelines, now, &mut out);
+            }
+        }
+    }
+    out
+}
+
+fn point_count(metric: &Metric) -> u64 {
+    (match &metric.data {
+        Some(Data::Gauge(g)) => g.data_points.len(),
+        Some(Data::Sum(s)) => s.data_points.len(),
+        Some(Data::Histogram(h)) => h.data_points.len(),
+        Some(Data::ExponentialHistogram(h)) => h.data_points.len(),
+        Some(Data::Summary(s)) => s.data_points.len(),
+        None => 0,
+    }) as u64
+}
+
+/// The common fields of a data point.
+struct PointHead<'a> {
+    attributes: &'a [KeyValue],
+    start: UnixNanos,
+    time: UnixNanos,
+}
+
+/// The [`PointHead`] of any OTLP data point type.
+macro_rules! head {
+    ($dp:expr) => {
+        PointHead {
+            attributes: &$dp.attributes,
+            start: $dp.start_time_unix_nano,
+            time: $dp.time_unix_nano,
+        }
+    };
+}
+
+/// One checked point, before it is given a series and a stream.
+enum Checked {
+    /// Count it.
+    Point(PointKind),
+    /// Nothing to count (no recorded value): ignored, not rejected.
+    Skip,
+}
+
+fn convert_metric(
+    metric: &Metric,
+    roles: &[(&Target, Role)],
+    hash: &StreamHasher,
+    pipelines: &[&PipelineInput],
+    now: UnixNanos,
+    out: &mut Converted<PointSample>,
+) {
+    let temporality = |t: i32| match AggregationTemporality::try_from(t) {
+        Ok(AggregationTemporality::Delta) => Some(Temporality::Delta),
+        Ok(AggregationTemporality::Cumulative) => Some(Temporality::Cumulative),
+        _ => None,
+    };
+    // Every role on one metric is the same role (one name, one meaning per
+    // contract), but different contracts may read it differently; decode
+    // the points once per role that occurs.
+    for role in [Role::Latency, Role::Conversions] {
+        let targets: Vec<&Target> = roles
+            .iter()
+            .filter(|(_, r)| *r == role)
+            .map(|(t, _)| *t)
+            .collect();
+        if targets.is_empty() {
+            continue;
+        }
+        let unit = match role {
+            Role::Latency => match LatencyUnit::parse(&metric.unit) {
+                Some(u) => Some(u),
+                None => {
+                    out.note(
+                        RejectReason::Unit,
+                        format!("{} has unit {:?}", metric.name, metric.unit),
+                    );
+                    for _ in 0..point_count(metric) {
+                        out.reject(RejectReason::Unit);
+                    }
+                    continue;
+                }
+            },
+            Role::Conversions => None,
+        };
+        let mut each = |head: PointHead<'_>,
+                        point: Result<Checked, (RejectReason, String)>,
+                        t: Option<Temporality>| {
+            let kind = match (point, t) {
+                (Ok(Checked::Skip), _) => {
+                    out.ignored += 1;
+                    return;
+                }
+                (Ok(Checked::Point(_)), None) => {
+                    out.note(
+                        RejectReason::InvalidPoint,
+                        format!("{}: aggregation temporality unspecified", metric.name),
+                    );
+                    out.reject(RejectReason::InvalidPoint);
+                    return;
+                }
+                (Err((reason, note)), _) => {
+                    out.note(reason, format!("{}: {note}", metric.name));
+                    out.reject(reason);
+                    return;
+                }
+                (Ok(Checked::Point(kind)), Some(t)) => (kind, t),
+            };
+            place(head, kind, &targets, hash, pipelines, now, out);
+        };
+        match (&metric.data, role) {
+            (Some(Data::ExponentialHistogram(h)), Role::Latency) => {
+                for dp in &h.data_points {
+                    each(
+                        head!(dp),
+                        exponential(dp, unit.unwrap_or_default()),
+                        temporality(h.aggregation_temporality),
+                    );
+                }
+            }
+            (Some(Data::Histogram(h)), Role::Latency) => {
+                for dp in &h.data_points {
+                    each(
+                        head!(dp),
+                        explicit(dp, unit.unwrap_or_default()),
+                        temporality(h.aggregation_temporality),
+                    );
+                }
+            }
+            (Some(Data::Sum(s)), Role::Conversions) if s.is_monotonic => {
+                for dp in &s.data_points {
+                    each(
+                        head!(dp),
+                        conversions(dp),
+                        temporality(s.aggregation_temporality),
+                    );
+                }
+            }
+            _ => {
+                let expected = match role {
+                    Role::Latency => "a histogram or exponential histogram",
+                    Role::Conversions => "a monotonic sum",
+                };
+                out.note(
+                    RejectReason::InvalidPoint,
+                    format!("{} is not {expected}", metric.name),
+                );
+                for _ in 0..point_count(metric) {
+                    out.reject(RejectReason::InvalidPoint);
+                }
+            }
+        }
+    }
+}
+
+/// Gives a checked point its series and stream on every target, after the
+/// time checks.
+fn place(
+    head: PointHead<'_>,
+    (kind, temporality): (PointKind, Temporality),
+    targets: &[&Target],
+    hash: &StreamHasher,
+    pipelines: &[&PipelineInput],
+    now: UnixNanos,
+    out: &mut Converted<PointSample>,
+) {
+    // Time 0 is "now" for metric points (design §3).
+    let ts = if head.time == 0 { now } else { head.time };
+    let mut accepted = false;
+    let mut rejected = None;
+    let mut point_hash: Option<StreamHasher> = None;
+    for t in targets {
+        let p = pipelines[t.pipeline];
+        let Some(series) = &t.series else {
+            rejected = Some(RejectReason::MissingSubject);
+            continue;
+        };
+        if head.start > ts {
+            rejected = Some(RejectReason::InvalidTimes);
+            continue;
+        }
+        if let Some(reason) = time_rejection(p, ts, now) {
+            rejected = Some(reason);
+            continue;
+        }
+        let base = point_hash.get_or_insert_with(|| {
+            let mut h = hash.clone();
+            h.attributes(head.attributes);
+            h
+        });
+        let mut h = base.clone();
+        h.u64(t.pipeline as u64);
+        h.u64(u64::from(t.contract));
+        let mut kind = kind.clone();
+        if let PointKind::Latency(l) = &mut kind {
+            l.error = is_error(head.attributes);
+        }
+        let fresh = head.start != 0
+            && Window::containing(head.start, p.window_size).deadline(p.allowed_lateness) > now;
+        let sample = PointSample {
+            series: series.clone(),
+            ts,
+            start: head.start,
+            stream: h.finish(),
+            temporality,
+            fresh,
+            kind,
+        };
+        let shard = p.router.shard_of(series);
+        out.batches[t.pipeline][shard].push(sample);
+        accepted = true;
+    }
+    match (accepted, rejected) {
+        (true, _) => {}
+        (false, Some(reason)) => out.reject(reason),
+        (false, None) => out.ignored += 1,
+    }
+}
+
+/// The requests of a point failed: a server error status or an `error.type`.
+fn is_error(attributes: &[KeyValue]) -> bool {
+    attributes.iter().any(|kv| match kv.key.as_str() {
+        "http.response.status_code" | "http.status_code" => {
+            http_status(kv).is_some_and(|c| c >= 500)
+        }
+        "error.type" => kv
+            .value
+            .as_ref()
+            .and_then(super::convert::value_str)
+            .is_some_and(|s| !s.is_empty()),
+        _ => false,
+    })
+}
+
+fn no_recorded_value(flags: u32) -> bool {
+    flags & DataPointFlags::NoRecordedValueMask as u32 != 0
+}
+
+/// A histogram's sum, min and max must be finite non-negative numbers when
+/// present (a latency is never negative).
+fn check_values(values: [Option<f64>; 3]) -> Result<(), (RejectReason, String)> {
+    for (what, v) in ["sum", "min", "max"].into_iter().zip(values) {
+        if let Some(v) = v.filter(|v| !(v.is_finite() && *v >= 0.0)) {
+            return Err((
+                RejectReason::InvalidPoint,
+                format!("{what} is {v} (must be finite and not negative)"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A checked latency point; `[sum, min, max]` as the data point has them.
+fn latency_point(
+    unit: LatencyUnit,
+    count: u64,
+    [sum, min, max]: [Option<f64>; 3],
+    buckets: Buckets,
+) -> Checked {
+    Checked::Point(PointKind::Latency(PointLatency {
+        unit,
+        count,
+        error: false,
+        sum,
+        min,
+        max,
+        buckets,
+    }))
+}
+
+fn exponential(
+    dp: &ExponentialHistogramDataPoint,
+    unit: LatencyUnit,
+) -> Result<Checked, (RejectReason, String)> {
+    if no_recorded_value(dp.flags) {
+        return Ok(Checked::Skip);
+    }
+    if dp
+        .negative
+        .as_ref()
+        .is_some_and(|n| n.bucket_counts.iter().any(|&c| c > 0))
+    {
+        return Err((
+            RejectReason::NegativeBuckets,
+            "negative bucket counts".into(),
+        ));
+    }
+    check_values([dp.sum, dp.min, dp.max])?;
+    if !(dp.zero_threshold.is_finite() && dp.zero_threshold >= 0.0) {
+        return Err((
+            RejectReason::InvalidPoint,
+            format!("zero threshold is {}", dp.zero_threshold),
+        ));
+    }
+    let (offset, counts) = dp
+        .positive
+        .as_ref()
+        .map_or((0, &[][..]), |b| (b.offset, &b.bucket_counts[..]));
+    let total = counts
+        .iter()
+        .try_fold(dp.zero_count, |t, &c| t.checked_add(c));
+    if total != Some(dp.count) {
+        return Err((
+            RejectReason::InvalidPoint,
+            format!(
+                "count {} is not the zero count plus the bucket counts",
+                dp.count
+            ),
+        ));
+    }
+    Ok(latency_point(
+        unit,
+        dp.count,
+        [dp.sum, dp.min, dp.max],
+        Buckets::Exponential {
+            scale: dp.scale,
+            offset,
+            counts: counts.to_vec(),
+            zero_count: dp.zero_count,
+            zero_threshold: dp.zero_threshold,
+        },
+    ))
+}
+
+fn explicit(dp: &HistogramDataPoint, unit: LatencyUnit) -> Result<Checked, (RejectReason, String)> {
+    if no_recorded_value(dp.flags) {
+        return Ok(Checked::Skip);
+    }
+    check_values([dp.sum, dp.min, dp.max])?;
+    let bounds = &dp.explicit_bounds;
+    if bounds.iter().any(|b| !b.is_finite()) || bounds.windows(2).any(|w| w[0] >= w[1]) {
+        return Err((
+            RejectReason::InvalidPoint,
+            "explicit bounds are not finite and strictly increasing".into(),
+        ));
+    }
+    // An empty point may come without any bucket counts at all.
+    let empty = dp.count == 0 && dp.bucket_counts.iter().all(|&c| c == 0);
+    if !empty && dp.bucket_counts.len() != bounds.len() + 1 {
+        return Err((
+            RejectReason::InvalidPoint,
+            format!(
+                "{} bucket counts for {} bounds (need one more count than bounds)",
+                dp.bucket_counts.len(),
+                bounds.len()
+            ),
+        ));
+    }
+    let total = dp
+        .bucket_counts
+        .iter()
+        .try_fold(0u64, |t, &c| t.checked_add(c));
+    if total != Some(dp.count) {
+        return Err((
+            RejectReason::InvalidPoint,
+            format!("count {} is not the sum of the bucket counts", dp.count),
+        ));
+    }
+    Ok(latency_point(
+        unit,
+        dp.count,
+        [dp.sum, dp.min, dp.max],
+        Buckets::Explicit {
+            bounds: Arc::from(&bounds[..]),
+            counts: if empty {
+                vec![0; bounds.len() + 1]
+            } else {
+                dp.bucket_counts.clone()
+            },
+        },
+    ))
+}
+
+fn conversions(dp: &NumberDataPoint) -> Result<Checked, (RejectReason, String)> {
+    if no_recorded_value(dp.flags) {
+        return Ok(Checked::Skip);
+    }
+    let v = match dp.value {
+        Some(number_data_point::Value::AsInt(i)) if i >= 0 => i as f64,
+        Some(number_data_point::Value::AsDouble(d)) if d.is_finite() && d >= 0.0 => d,
+        Some(number_data_point::Value::AsInt(i)) => {
+            return Err((RejectReason::InvalidPoint, format!("value is {i}")))
+        }
+        Some(number_data_point::Value::AsDouble(d)) => {
+            return Err((RejectReason::InvalidPoint, format!("value is {d}")))
+        }
+        None => return Err((RejectReason::InvalidPoint, "no value".into())),
+    };
+    Ok(Checked::Point(PointKind::Conversions(v)))
+}
+
+impl StreamHasher {
+    #[allow(deprecated)]
+    fn new() -> StreamHasher {
+        StreamHasher(
+            std::hash::SipHasher::new_with_keys(0x7374_7265, 0x616d_3031),
+            std::hash::SipHasher::new_with_keys(0x7665_7264, 0x6963_7432),
+        )
+    }
+
+    fn bytes(&mut self, b: &[u8]) {
+        b.hash(&mut self.0);
+        b.hash(&mut self.1);
+    }
+
+    fn str(&mut self, s: &str) {
+        self.bytes(s.as_bytes());
+    }
+
+    fn u64(&mut self, v: u64) {
+        v.hash(&mut self.0);
+        v.hash(&mut self.1);
+    }
+
+    /// Attributes by their encoded form: any value type, nested ones too.
+    fn attributes(&mut self, attributes: &[KeyValue]) {
+        self.u64(attributes.len() as u64);
+        for kv in attributes {
+            self.bytes(&kv.encode_to_vec());
+        }
+    }
+
+    fn scope(&mut self, scope: Option<&InstrumentationScope>) {
+        match scope {
+            Some(s) => {
+                self.str(&s.name);
+                self.str(&s.version);
+                self.attributes(&s.attributes);
+            }
+            None => self.u64(u64::MAX),
+        }
+    }
+
+    fn finish(&self) -> StreamId {
+        StreamId(self.0.finish(), self.1.finish())
+    }
+}
+
+#[cfg(test)]
+#[path = "convert_metrics_tests.rs"]
+mod tests;

@@ -1,0 +1,471 @@
+//! Tests of metric point conversion: checks, roles, streams, and OTLP/JSON
+//! payloads (`tests/fixtures/otlp-json/`) all the way to window figures.
+
+use std::sync::Arc;
+
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue};
+use opentelemetry_proto::tonic::metrics::v1::{
+    exponential_histogram_data_point, metric, ExponentialHistogram, Histogram, ResourceMetrics,
+    ScopeMetrics, Sum,
+};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+
+use super::*;
+use crate::aggregator::state::{ShardState, WindowParams};
+use crate::aggregator::{Router, ShardBatch};
+use crate::clock::ManualClock;
+use crate::config::{ContractSpec, Thresholds};
+use crate::contracts::{CompiledContract, Figures};
+use crate::receivers::otlp::json::decode_metrics;
+
+const S: u64 = 1_000_000_000;
+const NOW: u64 = 1_700_000_011 * S;
+
+fn spec(latency_metric: &str, conversions_metric: &str) -> ContractSpec {
+    ContractSpec {
+        source: Source::Metrics,
+        latency_metric: latency_metric.into(),
+        conversions_metric: conversions_metric.into(),
+        thresholds: Thresholds {
+            max_p95_latency_ms: Some(100.0),
+            ..Thresholds::default()
+        },
+        ..super::super::convert::tests::contract("*")
+    }
+}
+
+fn pipeline(spec: ContractSpec) -> (PipelineInput, tokio::sync::mpsc::Receiver<ShardBatch>) {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let input = PipelineInput {
+        name: "p".into(),
+        contracts: vec![CompiledContract::new(spec)],
+        router: Router::from_senders(vec![tx]),
+        window_size: 60 * S,
+        allowed_lateness: 10 * S,
+        max_clock_skew: 300 * S,
+        clock: Arc::new(ManualClock::new(NOW)),
+    };
+    (input, rx)
+}
+
+fn default_pipeline() -> (PipelineInput, tokio::sync::mpsc::Receiver<ShardBatch>) {
+    pipeline(spec(
+        "http.server.request.duration",
+        "validation.conversions",
+    ))
+}
+
+fn kv(k: &str, v: any_value::Value) -> KeyValue {
+    KeyValue {
+        key: k.into(),
+        value: Some(AnyValue { value: Some(v) }),
+        ..Default::default()
+    }
+}
+
+fn s(v: &str) -> any_value::Value {
+    any_value::Value::StringValue(v.into())
+}
+
+fn request(metrics: Vec<Metric>) -> ExportMetricsServiceRequest {
+    ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            resource: Some(Resource {
+                attributes: vec![
+                    kv("service.name", s("checkout")),
+                    kv("service.version", s("2.0.0")),
+                ],
+                ..Default::default()
+            }),
+            scope_metrics: vec![ScopeMetrics {
+                metrics,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+fn exp_metric(unit: &str, temporality: i32, points: Vec<ExponentialHistogramDataPoint>) -> Metric {
+    Metric {
+        name: "http.server.request.duration".into(),
+        unit: unit.into(),
+        data: Some(metric::Data::ExponentialHistogram(ExponentialHistogram {
+            data_points: points,
+            aggregation_temporality: temporality,
+        })),
+        ..Default::default()
+    }
+}
+
+fn exp_point(attrs: Vec<KeyValue>, counts: Vec<u64>) -> ExponentialHistogramDataPoint {
+    ExponentialHistogramDataPoint {
+        attributes: attrs,
+        start_time_unix_nano: NOW - 5 * S,
+        time_unix_nano: NOW,
+        count: counts.iter().sum(),
+        scale: 3,
+        positive: Some(exponential_histogram_data_point::Buckets {
+            offset: -30,
+            bucket_counts: counts,
+        }),
+        ..Default::default()
+    }
+}
+
+const CUMULATIVE: i32 = AggregationTemporality::Cumulative as i32;
+const DELTA: i32 = AggregationTemporality::Delta as i32;
+
+fn points(out: &Converted<PointSample>) -> &[PointSample] {
+    &out.batches[0][0]
+}
+
+#[test]
+fn exponential_points_become_point_samples() {
+    let (p, _rx) = default_pipeline();
+    let req = request(vec![exp_metric(
+        "s",
+        CUMULATIVE,
+        vec![
+            exp_point(
+                vec![kv(
+                    "http.response.status_code",
+                    any_value::Value::IntValue(200),
+                )],
+                vec![3, 4],
+            ),
+            exp_point(vec![kv("http.response.status_code", s("503"))], vec![1]),
+            exp_point(
+                vec![kv("error.type", s("java.net.SocketTimeoutException"))],
+                vec![2],
+            ),
+        ],
+    )]);
+    let out = convert_metrics(&req, &[&p], NOW);
+    assert_eq!((out.items, out.ignored, out.rejected_count()), (3, 0, 0));
+    let ps = points(&out);
+    assert_eq!(ps.len(), 3);
+    assert_eq!(ps[0].series.subject.joined(), "checkout/2.0.0");
+    assert_eq!(ps[0].temporality, Temporality::Cumulative);
+    assert!(ps[0].fresh, "started 5 s ago, in the open window");
+    let errors: Vec<bool> = ps
+        .iter()
+        .map(|p| matches!(&p.kind, PointKind::Latency(l) if l.error))
+        .collect();
+    assert_eq!(errors, vec![false, true, true]);
+    let PointKind::Latency(l) = &ps[0].kind else {
+        panic!("latency")
+    };
+    assert_eq!((l.unit, l.count), (LatencyUnit::Seconds, 7));
+    // One stream per attribute set, the same stream on the next request.
+    assert_ne!(ps[0].stream, ps[1].stream);
+    let again = convert_metrics(&req, &[&p], NOW);
+    assert_eq!(points(&again)[0].stream, ps[0].stream);
+}
+
+#[test]
+fn latency_units_other_than_s_ms_us_are_rejected_with_a_message() {
+    let (p, _rx) = default_pipeline();
+    for unit in ["", "1", "min", "By"] {
+        let req = request(vec![exp_metric(
+            unit,
+            DELTA,
+            vec![exp_point(vec![], vec![1])],
+        )]);
+        let out = convert_metrics(&req, &[&p], NOW);
+        assert_eq!(out.rejected, vec![(RejectReason::Unit, 1)], "{unit:?}");
+        assert!(out.is_empty());
+        let m = out.message("data points");
+        assert!(
+            m.contains("unit is not s, ms or us")
+                && m.contains(&format!("http.server.request.duration has unit {unit:?}")),
+            "{m}"
+        );
+    }
+    for unit in ["s", "ms", "us"] {
+        let req = request(vec![exp_metric(
+            unit,
+            DELTA,
+            vec![exp_point(vec![], vec![1])],
+        )]);
+        assert_eq!(
+            convert_metrics(&req, &[&p], NOW).rejected_count(),
+            0,
+            "{unit}"
+        );
+    }
+}
+
+#[test]
+fn bad_points_are_rejected_and_say_why() {
+    let (p, _rx) = default_pipeline();
+    let mut negative = exp_point(vec![], vec![1]);
+    negative.negative = Some(exponential_histogram_data_point::Buckets {
+        offset: 0,
+        bucket_counts: vec![0, 2],
+    });
+    negative.count = 3;
+    let mut nan_sum = exp_point(vec![], vec![1]);
+    nan_sum.sum = Some(f64::NAN);
+    let mut wrong_count = exp_point(vec![], vec![1]);
+    wrong_count.count = 5;
+    let mut future = exp_point(vec![], vec![1]);
+    future.time_unix_nano = NOW + 400 * S;
+    let mut late = exp_point(vec![], vec![1]);
+    late.time_unix_nano = NOW - 100 * S;
+    late.start_time_unix_nano = 0;
+    let mut no_value = exp_point(vec![], vec![1]);
+    no_value.flags = DataPointFlags::NoRecordedValueMask as u32;
+    let req = request(vec![exp_metric(
+        "s",
+        DELTA,
+        vec![negative, nan_sum, wrong_count, future, late, no_value],
+    )]);
+    let out = convert_metrics(&req, &[&p], NOW);
+    assert_eq!(
+        out.rejected,
+        vec![
+            (RejectReason::Future, 1),
+            (RejectReason::Late, 1),
+            (RejectReason::NegativeBuckets, 1),
+            (RejectReason::InvalidPoint, 2),
+        ]
+    );
+    assert_eq!(out.ignored, 1);
+    let m = out.message("data points");
+    assert!(
+        m.contains("sum is NaN") && m.contains("count 5 is not"),
+        "{m}"
+    );
+    // Unspecified temporality and a latency metric that is a gauge.
+    let gauge = Metric {
+        name: "http.server.request.duration".into(),
+        unit: "s".into(),
+        data: Some(metric::Data::Gauge(Default::default())),
+        ..Default::default()
+    };
+    let out = convert_metrics(
+        &request(vec![
+            exp_metric("s", 0, vec![exp_point(vec![], vec![1])]),
+            gauge,
+        ]),
+        &[&p],
+        NOW,
+    );
+    assert_eq!(out.rejected, vec![(RejectReason::InvalidPoint, 1)]);
+    assert!(out
+        .message("data points")
+        .contains("temporality unspecified"));
+}
+
+#[test]
+fn explicit_histograms_are_checked() {
+    let (p, _rx) = default_pipeline();
+    let hist = |bounds: Vec<f64>, counts: Vec<u64>| Metric {
+        name: "http.server.request.duration".into(),
+        unit: "ms".into(),
+        data: Some(metric::Data::Histogram(Histogram {
+            data_points: vec![HistogramDataPoint {
+                time_unix_nano: NOW,
+                count: counts.iter().sum(),
+                bucket_counts: counts,
+                explicit_bounds: bounds,
+                ..Default::default()
+            }],
+            aggregation_temporality: DELTA,
+        })),
+        ..Default::default()
+    };
+    let out = convert_metrics(
+        &request(vec![
+            hist(vec![10.0, 5.0], vec![1, 1, 1]),
+            hist(vec![10.0], vec![1, 1, 1]),
+            hist(vec![10.0, f64::INFINITY], vec![1, 1, 1]),
+            hist(vec![10.0, 50.0], vec![1, 2, 3]),
+        ]),
+        &[&p],
+        NOW,
+    );
+    assert_eq!(out.rejected, vec![(RejectReason::InvalidPoint, 3)]);
+    let ps = points(&out);
+    assert_eq!(ps.len(), 1);
+    let PointKind::Latency(l) = &ps[0].kind else {
+        panic!("latency")
+    };
+    assert_eq!(l.unit, LatencyUnit::Millis);
+    assert_eq!(ps[0].temporality, Temporality::Delta);
+}
+
+#[test]
+fn conversions_come_from_a_monotonic_sum_only() {
+    let (p, _rx) = pipeline(spec("latency", "orders.placed"));
+    let sum = |monotonic: bool, v: number_data_point::Value| Metric {
+        name: "orders.placed".into(),
+        data: Some(metric::Data::Sum(Sum {
+            data_points: vec![NumberDataPoint {
+                time_unix_nano: 0,
+                value: Some(v),
+                ..Default::default()
+            }],
+            aggregation_temporality: DELTA,
+            is_monotonic: monotonic,
+        })),
+        ..Default::default()
+    };
+    let out = convert_metrics(
+        &request(vec![
+            sum(true, number_data_point::Value::AsInt(4)),
+            sum(true, number_data_point::Value::AsDouble(2.0)),
+            sum(true, number_data_point::Value::AsInt(-1)),
+            sum(false, number_data_point::Value::AsInt(4)),
+            Metric {
+                name: "validation.conversions".into(),
+                ..Default::default()
+            },
+        ]),
+        &[&p],
+        NOW,
+    );
+    assert_eq!((out.items, out.ignored), (4, 0));
+    assert_eq!(out.rejected, vec![(RejectReason::InvalidPoint, 2)]);
+    let kinds: Vec<&PointKind> = points(&out).iter().map(|p| &p.kind).collect();
+    assert_eq!(
+        kinds,
+        vec![&PointKind::Conversions(4.0), &PointKind::Conversions(2.0)]
+    );
+    // Time 0 is "now".
+    assert_eq!(points(&out)[0].ts, NOW);
+}
+
+#[test]
+fn spans_contracts_and_other_metrics_ignore_points() {
+    let mut spans = spec("http.server.request.duration", "validation.conversions");
+    spans.source = Source::Spans;
+    let (p, _rx) = pipeline(spans);
+    let req = request(vec![exp_metric(
+        "s",
+        DELTA,
+        vec![exp_point(vec![], vec![1])],
+    )]);
+    let out = convert_metrics(&req, &[&p], NOW);
+    assert_eq!((out.items, out.ignored), (1, 1));
+    assert!(out.is_empty());
+}
+
+/// Runs a request through conversion and one shard; returns the figures of
+/// every closed window by subject.
+fn figures_of(req: &ExportMetricsServiceRequest, p: &PipelineInput) -> Vec<(String, Figures)> {
+    let out = convert_metrics(req, &[p], NOW);
+    assert_eq!(out.rejected_count(), 0, "{}", out.message("data points"));
+    let mut st = ShardState::new(WindowParams {
+        size: p.window_size,
+        lateness: p.allowed_lateness,
+        max_series: 100,
+        max_streams: 100,
+        stream_expiry: 3600 * S,
+    });
+    for point in out.batches.into_iter().flatten().flatten() {
+        st.record_point(point);
+    }
+    st.close_until(u64::MAX / 2)
+        .into_iter()
+        .map(|c| (c.series.subject.joined().to_string(), Figures::of(&c.accum)))
+        .collect()
+}
+
+#[test]
+fn json_latency_metrics_fixture_end_to_end() {
+    let json = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/otlp-json/latency_metrics.json"
+    ));
+    let req = decode_metrics(json.as_bytes()).expect("fixture decodes");
+    let (p, _rx) = default_pipeline();
+    let out = convert_metrics(&req, &[&p], NOW);
+    // 2 + 1 + 1 points on 2.0.0 (one of them a gauge-like sum we ignore), 2 on 2.1.0.
+    assert_eq!((out.items, out.ignored, out.rejected_count()), (6, 1, 0));
+    let figures = figures_of(&req, &p);
+    assert_eq!(figures.len(), 2);
+
+    // 2.0.0: exponential, seconds, scale 3: 100 requests, 10 errors (503),
+    // 25 conversions; p95 is rank 95, in bucket -27 at scale 3, i.e.
+    // (2^(-27/8), 2^(-26/8)] s = (96.35, 105.1] ms.
+    let (subject, f) = &figures[0];
+    assert_eq!(subject, "checkout/2.0.0");
+    assert_eq!(f.samples, 100);
+    assert_eq!(f.error_rate_percent, Some(10.0));
+    assert_eq!(f.conversion_rate_percent, Some(25.0));
+    let p95 = f.p95_latency_ms.unwrap_or(0.0);
+    assert!((96.35..=104.0).contains(&p95), "p95 {p95}");
+    assert!(!f.latency_approximate);
+    let rel3 = (2f64.powf(0.125) - 1.0) / (2f64.powf(0.125) + 1.0);
+    assert!((f.latency_relative_error - rel3).abs() < 1e-12);
+    // p50 is rank 50: the third bucket, (2^(-33/8), 2^(-32/8)] s.
+    let p50 = f.p50_latency_ms.unwrap_or(0.0);
+    assert!((57.2..=62.5).contains(&p50), "p50 {p50}");
+
+    // 2.1.0: explicit, milliseconds: 102 requests, 2 errors (error.type);
+    // p95 is rank 97, in (100, 250] ms, which is the bound.
+    let (subject, f) = &figures[1];
+    assert_eq!(subject, "checkout/2.1.0");
+    assert_eq!(f.samples, 102);
+    let err = f.error_rate_percent.unwrap_or(0.0);
+    assert!((err - 200.0 / 102.0).abs() < 1e-9);
+    assert_eq!(f.conversion_rate_percent, Some(0.0));
+    let p95 = f.p95_latency_ms.unwrap_or(0.0);
+    assert!((100.0..=250.0).contains(&p95), "p95 {p95}");
+    assert!(f.latency_approximate);
+    let bound = f.p95_latency_error_ms.unwrap_or(0.0);
+    assert!((150.0..170.0).contains(&bound), "bound {bound}");
+}
+
+#[test]
+fn upstream_metrics_json_fixture_through_conversion() {
+    let json = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/otlp-json/metrics.json"
+    ));
+    let req = decode_metrics(json.as_bytes()).expect("fixture decodes");
+    // The upstream example names no release: select it by service.name only.
+    let mut c = spec("my.exponential.histogram", "my.counter");
+    c.subject_by = vec!["service.name".into()];
+    let (p, _rx) = pipeline(c);
+    // At the point's own time: its window is open.
+    let now = 1_544_712_660_300_000_000 + S;
+    let out = convert_metrics(&req, &[&p], now);
+    // Unit "1" is no latency unit: the histogram point is refused, loudly.
+    assert_eq!((out.items, out.ignored), (4, 2));
+    assert_eq!(out.rejected, vec![(RejectReason::Unit, 1)]);
+    assert!(out
+        .message("data points")
+        .contains("my.exponential.histogram has unit \"1\""));
+    // The counter: a delta of 5 (temporality 1), counted as it is.
+    let ps = points(&out);
+    assert_eq!(ps.len(), 1);
+    assert_eq!(ps[0].kind, PointKind::Conversions(5.0));
+    assert_eq!(ps[0].temporality, Temporality::Delta);
+    assert!(ps[0].fresh);
+    assert_eq!(ps[0].series.subject.joined(), "my.service");
+}
+
+#[test]
+fn own_exponential_histogram_json_fixture_through_conversion() {
+    let json = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/otlp-json/exponential_histogram.json"
+    ));
+    let req = decode_metrics(json.as_bytes()).expect("fixture decodes");
+    let mut c = spec("http.server.request.duration", "validation.conversions");
+    c.subject_by = vec!["service.name".into()];
+    let (p, _rx) = pipeline(c);
+    let out = convert_metrics(&req, &[&p], 1_700_000_060 * S + S);
+    // The first point has negative buckets (rejected and counted); the
+    // second has "no recorded value" (ignored). Nothing is enqueued.
+    assert_eq!(out.items, 2);
+    assert_eq!(out.rejected, vec![(RejectReason::NegativeBuckets, 1)]);
+    assert_eq!(out.ignored, 1);
+    assert!(out.is_empty());
+    assert!(out
+        .message("data points")
+        .contains("negative bucket counts"));
+}

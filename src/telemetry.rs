@@ -18,6 +18,9 @@ pub const LATE_SAMPLES: &str = "verdict_late_samples_total";
 pub const SERIES_OVERFLOW: &str = "verdict_series_overflow_total";
 /// Batches waiting in each shard's queue, by `shard`.
 pub const QUEUE_DEPTH: &str = "verdict_queue_depth";
+/// Webhook delivery attempts, by `exporter` and `outcome` (`delivered`,
+/// `retry`, `failed`).
+pub const WEBHOOK_DELIVERIES: &str = "verdict_webhook_deliveries_total";
 /// Latency values the sketch refused (NaN, infinite, negative).
 pub const REJECTED_VALUES: &str = "verdict_sketch_rejected_values_total";
 

@@ -1,13 +1,15 @@
 //! What the run engine stores and announces: runs, their window history,
-//! and verdict events (design §5.5). The JSON forms here are the ones the API,
-//! the log exporter and (later) webhooks share.
+//! and verdict events (design §5.5). Their JSON forms are the
+//! `verdict.v1` protobuf messages (`proto/verdict/v1/verdict.proto`)
+//! serialised, the same data for the API, the log exporter and webhooks.
 
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::aggregator::state::Accum;
 use crate::contracts::{Figures, WindowVerdict};
-use crate::model::{rfc3339_millis, rfc3339_seconds, Subject, UnixNanos, Window};
+use crate::model::{Subject, UnixNanos, Window};
+use crate::proto::{self, v1};
 
 /// The state of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -107,43 +109,24 @@ impl RunRecord {
 
     /// The run's cumulative figures in the §5.5 `run` shape.
     pub fn run_json(&self) -> Value {
-        let f = Figures::of(&self.cumulative);
-        json!({
-            "started_at": rfc3339_millis(self.started_at),
-            "samples": self.cumulative.samples,
-            "windows": self.windows,
-            "p95_latency_ms": f.p95_latency_ms,
-            "error_rate_percent": f.error_rate_percent,
-            "conversion_rate_percent": f.conversion_rate_percent,
-        })
+        proto::to_json(&proto::run_figures(self))
     }
 
-    /// The API's Run object (design §7).
+    /// The API's Run object (design §7), without its window history.
     pub fn to_json(&self) -> Value {
-        json!({
-            "contract": self.contract,
-            "contract_version": self.contract_version,
-            "subject": self.subject.joined(),
-            "subject_attributes": subject_map(&self.subject),
-            "run_id": self.run_id,
-            "state": self.state,
-            "reason": self.reason,
-            "started_at": rfc3339_millis(self.started_at),
-            "decided_at": self.decided_at.map(rfc3339_millis),
-            "run": self.run_json(),
-            "superseded": self.superseded,
-        })
+        let mut v = proto::to_json(&v1::Run::from(self));
+        if let Some(map) = v.as_object_mut() {
+            map.remove("windows");
+        }
+        v
     }
-}
 
-/// A subject's attributes as a JSON object.
-pub fn subject_map(s: &Subject) -> Value {
-    Value::Object(
-        s.attributes()
-            .iter()
-            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-            .collect(),
-    )
+    /// The API's Run object with its window history (newest first).
+    pub fn to_json_with_windows(&self, windows: &[WindowRecord]) -> Value {
+        let mut run = v1::Run::from(self);
+        run.windows = windows.iter().map(v1::Window::from).collect();
+        proto::to_json(&run)
+    }
 }
 
 /// One window of a run's history.
@@ -162,21 +145,7 @@ pub struct WindowRecord {
 impl WindowRecord {
     /// The API's window object (design §7).
     pub fn to_json(&self) -> Value {
-        let f = &self.figures;
-        json!({
-            "start": rfc3339_seconds(self.window.start),
-            "end": rfc3339_seconds(self.window.end),
-            "samples": f.samples,
-            "p50_latency_ms": f.p50_latency_ms,
-            "p95_latency_ms": f.p95_latency_ms,
-            "p99_latency_ms": f.p99_latency_ms,
-            "error_rate_percent": f.error_rate_percent,
-            "conversion_rate_percent": f.conversion_rate_percent,
-            // The bound every latency quantile above is within (relative).
-            "latency_relative_error": f.latency_relative_error,
-            "result": self.result,
-            "failures": self.failures,
-        })
+        proto::to_json(&v1::Window::from(self))
     }
 }
 
@@ -200,36 +169,8 @@ pub struct VerdictEvent {
 }
 
 impl VerdictEvent {
-    /// The §5.5 JSON body.
+    /// The §5.5 JSON body: the `verdict.v1.VerdictEvent` message.
     pub fn to_json(&self) -> Value {
-        json!({
-            "event_id": self.event_id,
-            "emitted_at": rfc3339_millis(self.emitted_at),
-            "contract": self.run.contract,
-            "contract_version": self.run.contract_version,
-            "run_id": self.run.run_id,
-            "subject": subject_map(&self.run.subject),
-            "state": self.run.state,
-            "previous_state": self.previous_state,
-            "reason": self.run.reason,
-            "window": self.window.as_ref().map(|w| json!({
-                "start": rfc3339_seconds(w.window.start),
-                "end": rfc3339_seconds(w.window.end),
-            })),
-            "observed": self.window.as_ref().map(|w| {
-                let f = &w.figures;
-                json!({
-                    "p50_latency_ms": f.p50_latency_ms,
-                    "p95_latency_ms": f.p95_latency_ms,
-                    "p99_latency_ms": f.p99_latency_ms,
-                    "error_rate_percent": f.error_rate_percent,
-                    "conversion_rate_percent": f.conversion_rate_percent,
-                    "samples": f.samples,
-                })
-            }),
-            "run": self.run.run_json(),
-            "failures": self.failures,
-            "dry_run": self.dry_run,
-        })
+        proto::to_json(&v1::VerdictEvent::from(self))
     }
 }

@@ -46,6 +46,7 @@ pipelines:
     exporters: [prometheus, log]
 service:
   api: {{ endpoint: "127.0.0.1:0" }}
+  storage: "memory:"
 "#
     )
 }

@@ -991,15 +991,13 @@ fn webhook(raw: RawWebhook, path: &str, errors: &mut Errors) -> Option<ExporterK
     let retry_path = join(path, "retry");
     let MapOnly(retry) = take(raw.retry, &retry_path, errors).unwrap_or_default();
     let retry = retry_spec(retry, &retry_path, errors);
-    (errors.len() == before).then(|| {
-        ExporterKind::Webhook(WebhookSpec {
-            url,
-            on,
-            secret,
-            timeout,
-            retry,
-        })
-    })
+    (errors.len() == before).then_some(ExporterKind::Webhook(WebhookSpec {
+        url,
+        on,
+        secret,
+        timeout,
+        retry,
+    }))
 }
 
 fn retry_spec(raw: RawRetry, path: &str, errors: &mut Errors) -> RetrySpec {

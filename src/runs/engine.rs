@@ -376,7 +376,7 @@ impl Engine {
         for shard in 0..self.images.len() {
             if full || self.dirty[shard] {
                 self.dirty[shard] = false;
-                let data = self.encode(self.images[shard].iter().map(|(k, w)| (k, w)));
+                let data = self.encode(self.images[shard].iter());
                 slots.push((shard as i64, data));
             }
         }

@@ -705,3 +705,183 @@ async fn issue_5_8e_storage_failures_are_loud() {
     })
     .await;
 }
+
+/// SIGTERM mid-window drains and checkpoints the open windows; the restart
+/// restores them: every accepted sample is counted, once.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_mid_window_loses_no_sample_and_counts_none_twice() {
+    let dir = TempDir::new("ckpt");
+    let file = dir.0.join("pipeline.yaml");
+    // 10 s windows: the stop lands inside the window the spans fall in.
+    let yaml = pipeline(&sqlite(&dir.0), &[], "    pass_windows: 100").replace(
+        "size: 1s, allowed_lateness: 200ms",
+        "size: 10s, allowed_lateness: 200ms",
+    );
+    std::fs::write(&file, yaml).expect("write");
+    let v = Verdict::start(&file);
+    v.spans("6.0", 40, 10).await;
+    v.spans("6.0", 60, 10).await;
+    v.run_until("6.0", "the run to start", |r| r["state"] == "VALIDATING")
+        .await;
+    let status = Command::new("kill")
+        .args(["-TERM", &v.child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let mut v = v;
+    let deadline = Instant::now() + WAIT;
+    let code = loop {
+        if let Some(s) = v.child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "no exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(code.code(), Some(0));
+    drop(v);
+
+    let v = Verdict::start(&file);
+    let run = v
+        .run_until("6.0", "the restored window to be judged", |r| {
+            r["run"]["samples"].as_u64() >= Some(100)
+        })
+        .await;
+    assert_eq!(run["run"]["samples"], 100, "{run}");
+    // Later windows close empty: the count stays exact.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(v.run("6.0").await["run"]["samples"], 100);
+}
+
+/// Manual decisions and reset (design §7) through the API of the real
+/// binary: token, 404, 409, `manual: …` reasons, superseded runs.
+#[tokio::test(flavor = "multi_thread")]
+async fn manual_decisions_and_reset_need_the_token_and_are_recorded() {
+    let dir = TempDir::new("manual");
+    let file = dir.0.join("pipeline.yaml");
+    let receiver = Receiver::default();
+    let url = receiver.serve("127.0.0.1:0").await;
+    let hooks = [("webhook/ci", webhook(&url, ""))];
+    std::fs::write(
+        &file,
+        pipeline(&sqlite(&dir.0), &hooks, "    pass_windows: 100"),
+    )
+    .expect("write");
+    let v = Verdict::start(&file);
+    v.spans("7.0", 10, 10).await;
+    let first = v
+        .run_until("7.0", "the run to start", |r| r["state"] == "VALIDATING")
+        .await;
+    let client = reqwest::Client::new();
+    let post = |path: &str, token: Option<&str>, body: Option<Value>| {
+        let mut req = client.post(v.api(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(b.to_string());
+        }
+        req.send()
+    };
+    let code = |r: reqwest::Response| r.status().as_u16();
+    assert_eq!(
+        code(
+            post("/api/v1/promote/checkout/7.0", None, None)
+                .await
+                .expect("post")
+        ),
+        401
+    );
+    assert_eq!(
+        code(
+            post("/api/v1/promote/checkout/7.0", Some("wrong"), None)
+                .await
+                .expect("post")
+        ),
+        401
+    );
+    assert_eq!(
+        code(
+            post("/api/v1/promote/nope/7.0", Some(TOKEN), None)
+                .await
+                .expect("post")
+        ),
+        404
+    );
+    assert_eq!(
+        code(
+            post("/api/v1/promote/checkout/9.9", Some(TOKEN), None)
+                .await
+                .expect("post")
+        ),
+        404
+    );
+    let resp = post(
+        "/api/v1/rollback/checkout/7.0",
+        Some(TOKEN),
+        Some(json!({"reason": "error budget burnt"})),
+    )
+    .await
+    .expect("post");
+    assert_eq!(resp.status().as_u16(), 200);
+    let run: Value = resp.json().await.expect("json");
+    assert_eq!(run["state"], "ROLLED_BACK");
+    assert_eq!(run["reason"], "manual: error budget burnt");
+    assert_eq!(run["run_id"], first["run_id"]);
+    assert_eq!(
+        code(
+            post("/api/v1/promote/checkout/7.0", Some(TOKEN), None)
+                .await
+                .expect("post")
+        ),
+        409
+    );
+    let got = eventually(WAIT, "the manual rollback webhook", || async {
+        receiver.got().into_iter().next()
+    })
+    .await;
+    assert_eq!(got.body["reason"], "manual: error budget burnt");
+    let recorded = v.run("7.0").await;
+    assert_eq!(
+        recorded["transitions"][0]["reason"],
+        "manual: error budget burnt"
+    );
+
+    // Reset: the old run is kept, superseded; a new PENDING run starts.
+    let resp = post("/api/v1/reset/checkout/7.0", Some(TOKEN), None)
+        .await
+        .expect("post");
+    assert_eq!(resp.status().as_u16(), 200);
+    let fresh: Value = resp.json().await.expect("json");
+    assert_eq!(fresh["state"], "PENDING");
+    assert_ne!(fresh["run_id"], first["run_id"]);
+    let (_, all) = get_json(&v.api("/api/v1/runs")).await;
+    let old = all["runs"]
+        .as_array()
+        .expect("runs")
+        .iter()
+        .find(|r| r["run_id"] == first["run_id"])
+        .cloned()
+        .expect("old run kept");
+    assert_eq!(old["superseded"], true);
+    assert_eq!(old["state"], "ROLLED_BACK");
+    assert_eq!(
+        code(
+            post("/api/v1/reset/checkout/8.8", Some(TOKEN), None)
+                .await
+                .expect("post")
+        ),
+        404
+    );
+    // New data drives the new run.
+    v.spans("7.0", 10, 10).await;
+    let again = v
+        .run_until("7.0", "the new run to validate", |r| {
+            r["state"] == "VALIDATING"
+        })
+        .await;
+    assert_eq!(again["run_id"], fresh["run_id"]);
+    // The reset announced nothing: one webhook in all.
+    assert_eq!(receiver.got().len(), 1);
+}

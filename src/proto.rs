@@ -158,3 +158,130 @@ impl From<&VerdictEvent> for v1::VerdictEvent {
 pub fn to_json<T: serde::Serialize>(message: &T) -> serde_json::Value {
     serde_json::to_value(message).unwrap_or(serde_json::Value::Null)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aggregator::state::Accum;
+    use crate::model::Window;
+    use prost::Message as _;
+    use serde_json::json;
+
+    fn event() -> VerdictEvent {
+        let subject = Subject::new(vec![
+            ("service.name".into(), "checkout".into()),
+            ("service.version".into(), "2.0.1".into()),
+        ]);
+        let mut run = RunRecord::new("checkout", 3, subject, 1_764_079_200_000_000_000);
+        let mut acc = Accum::default();
+        for v in [40.0, 41.0, 130.0] {
+            let _ = acc.latency.insert(v);
+        }
+        acc.samples = 3;
+        acc.errors = 1;
+        run.cumulative = acc.clone();
+        run.windows = 2;
+        run.state = RunState::RolledBack;
+        run.reason = "p95 latency 130.2ms exceeds threshold 120ms".into();
+        run.decided_at = Some(1_764_079_390_004_000_000);
+        let window = WindowRecord {
+            window: Window {
+                start: 1_764_079_320_000_000_000,
+                end: 1_764_079_380_000_000_000,
+            },
+            figures: Figures::of(&acc),
+            result: WindowVerdict::Fail,
+            failures: vec![run.reason.clone()],
+        };
+        VerdictEvent {
+            event_id: "01JDAAAAAAAAAAAAAAAAAAAAAA".into(),
+            emitted_at: 1_764_079_390_004_000_000,
+            run,
+            previous_state: RunState::Validating,
+            window: Some(window.clone()),
+            failures: window.failures,
+            dry_run: false,
+        }
+    }
+
+    /// The JSON is the §5.5 shape: exactly its keys, names and value types.
+    #[test]
+    fn event_json_has_the_design_shape() {
+        let v = event().to_json();
+        let keys: Vec<&str> = v
+            .as_object()
+            .expect("object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut expected = vec![
+            "event_id",
+            "emitted_at",
+            "contract",
+            "contract_version",
+            "run_id",
+            "subject",
+            "state",
+            "previous_state",
+            "reason",
+            "window",
+            "observed",
+            "run",
+            "failures",
+            "dry_run",
+        ];
+        expected.sort_unstable();
+        let mut keys = keys;
+        keys.sort_unstable();
+        assert_eq!(keys, expected);
+        assert_eq!(v["state"], "ROLLED_BACK");
+        assert_eq!(v["previous_state"], "VALIDATING");
+        assert_eq!(v["contract_version"], 3);
+        assert_eq!(v["emitted_at"], "2025-11-25T14:03:10.004Z");
+        assert_eq!(
+            v["window"],
+            json!({"start": "2025-11-25T14:02:00Z", "end": "2025-11-25T14:03:00Z"})
+        );
+        assert_eq!(
+            v["subject"],
+            json!({"service.name": "checkout", "service.version": "2.0.1"})
+        );
+        assert_eq!(v["observed"]["samples"], 3);
+        assert!(v["observed"]["p95_latency_ms"].is_f64());
+        assert!(v["observed"]["conversion_rate_percent"].is_f64());
+        assert_eq!(v["run"]["windows"], 2);
+        assert_eq!(v["run"]["started_at"], "2025-11-25T14:00:00.000Z");
+        assert_eq!(v["dry_run"], false);
+        let first = event();
+        let mut first = first;
+        first.window = None;
+        let v = first.to_json();
+        assert!(v["window"].is_null() && v["observed"].is_null());
+    }
+
+    /// Protobuf and JSON carry the same data: an event encoded as protobuf
+    /// and decoded again serialises to the very JSON the webhooks send.
+    #[test]
+    fn protobuf_and_json_forms_agree() {
+        let e = event();
+        let message = v1::VerdictEvent::from(&e);
+        let bytes = message.encode_to_vec();
+        let decoded = v1::VerdictEvent::decode(bytes.as_slice()).expect("decodes");
+        assert_eq!(decoded, message);
+        assert_eq!(to_json(&decoded), e.to_json());
+
+        let mut run = v1::Run::from(&e.run);
+        run.windows = vec![v1::Window::from(e.window.as_ref().expect("window"))];
+        let decoded = v1::Run::decode(run.encode_to_vec().as_slice()).expect("decodes");
+        let json = to_json(&decoded);
+        assert_eq!(
+            json,
+            e.run
+                .to_json_with_windows(&[e.window.clone().expect("window")])
+        );
+        assert_eq!(json["windows"][0]["result"], "fail");
+        assert_eq!(json["state"], "ROLLED_BACK");
+        assert_eq!(json["subject"], "checkout/2.0.1");
+        assert_eq!(json["superseded"], false);
+    }
+}

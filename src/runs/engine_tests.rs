@@ -293,3 +293,167 @@ fn resumes_runs_of_the_same_contract_version_only() {
     let fresh = engine(v2, store);
     assert!(fresh.engine.runs.is_empty());
 }
+
+#[test]
+fn outbox_rows_follow_on_filters_and_dry_run() {
+    let store = Arc::new(MemoryStore::new());
+    let mut e = engine(spec(), store.clone());
+    let k = key("8.0");
+    let commits = e.engine.handle(
+        EngineInput::SeriesSeen {
+            series: k.clone(),
+            ts: 101 * S,
+        },
+        101 * S,
+    );
+    // VALIDATING goes to the log only; the webhook wants final states.
+    assert_eq!(commits[0].outbox, ["log"]);
+    e.engine.handle(closed(&k, 100 * S, 10, 500.0, 0), 112 * S);
+    e.engine.handle(
+        EngineInput::Watermark {
+            shard: 0,
+            now: 112 * S,
+        },
+        112 * S,
+    );
+    let commits = e.engine.handle(
+        EngineInput::Watermark {
+            shard: 1,
+            now: 112 * S,
+        },
+        112 * S,
+    );
+    let event = commits
+        .iter()
+        .find(|c| c.event.is_some())
+        .expect("rollback");
+    assert_eq!(event.outbox, ["log", "webhook/final"]);
+
+    let mut dry = spec();
+    dry.dry_run = true;
+    let mut d = engine(dry, Arc::new(MemoryStore::new()));
+    assert!(matches!(
+        d.engine
+            .manual(ManualAction::Rollback, "checkout", "8.0", None, 101 * S),
+        Err(ManualError::NotFound(_))
+    ));
+    seen(&mut d, &k, 101 * S);
+    let (commits, _) = d
+        .engine
+        .manual(ManualAction::Rollback, "checkout", "8.0", None, 102 * S)
+        .expect("rolls back");
+    // A dry-run contract records the decision but triggers no webhook.
+    let c = &commits[0];
+    assert!(c.event.as_ref().is_some_and(|e| e.dry_run));
+    assert_eq!(c.outbox, ["log"]);
+}
+
+#[test]
+fn manual_decisions_are_transitions_with_manual_reasons() {
+    let store = Arc::new(MemoryStore::new());
+    let mut e = engine(spec(), store.clone());
+    let k = key("9.0");
+    seen(&mut e, &k, 101 * S);
+    e.handle(closed(&k, 100 * S, 10, 20.0, 0), 112 * S);
+    watermark(&mut e, 112 * S);
+    let (commits, run) = e
+        .engine
+        .manual(
+            ManualAction::Promote,
+            "checkout",
+            "9.0",
+            Some(" looks fine "),
+            113 * S,
+        )
+        .expect("promotes");
+    assert_eq!(run.state, RunState::Promoted);
+    assert_eq!(run.reason, "manual: looks fine");
+    let event = commits[0].event.as_ref().expect("event");
+    assert_eq!(event.previous_state, RunState::Validating);
+    // `observed` of a manual decision is the last closed window.
+    assert_eq!(event.window.as_ref().map(|w| w.figures.samples), Some(10));
+    assert!(matches!(
+        e.engine
+            .manual(ManualAction::Rollback, "checkout", "9.0", None, 114 * S),
+        Err(ManualError::Final {
+            state: RunState::Promoted,
+            ..
+        })
+    ));
+    assert!(matches!(
+        e.engine
+            .manual(ManualAction::Promote, "other", "9.0", None, 114 * S),
+        Err(ManualError::NotFound(_))
+    ));
+    let (commits, fresh) = e
+        .engine
+        .manual(ManualAction::Reset, "checkout", "9.0", None, 115 * S)
+        .expect("resets");
+    assert_eq!(fresh.state, RunState::Pending);
+    assert!(commits[0].run.superseded && commits[0].run.state == RunState::Promoted);
+    assert!(
+        commits.iter().all(|c| c.event.is_none()),
+        "a reset announces nothing"
+    );
+    sync(store.commit(&commits, 115 * S));
+    let current = sync(store.current("checkout", "9.0")).expect("current");
+    assert_eq!(current.run_id, fresh.run_id);
+    // Data of the still-open series moves the new run to VALIDATING.
+    e.handle(closed(&k, 110 * S, 10, 20.0, 0), 122 * S);
+    let ev = watermark(&mut e, 122 * S);
+    assert_eq!(ev.len(), 1);
+    assert_eq!(ev[0].run.run_id, fresh.run_id);
+    assert_eq!(ev[0].run.state, RunState::Validating);
+}
+
+/// A checkpoint older than the last commit (kill -9 between the two)
+/// restores windows that were judged already: they are not counted again.
+#[test]
+fn restored_windows_are_judged_once() {
+    let store = Arc::new(MemoryStore::new());
+    let mut e = engine(spec(), store.clone());
+    let k = key("10.0");
+    seen(&mut e, &k, 101 * S);
+    e.handle(closed(&k, 100 * S, 10, 20.0, 0), 112 * S);
+    let slots = e.engine.checkpoint(true);
+    watermark(&mut e, 112 * S);
+    let run = sync(store.current("checkout", "10.0")).expect("run");
+    assert_eq!(run.cumulative.samples, 10);
+
+    // Restart from the stale checkpoint: the pending slot still holds the
+    // window [100, 110).
+    let mut seed = seed(&store);
+    for (slot, text) in slots {
+        let data = crate::storage::codec::checkpoint_from_text(&text).expect("reads");
+        for s in data.series {
+            let key = SeriesKey {
+                contract: 0,
+                subject: Subject::from(s.subject),
+            };
+            for (start, acc) in s.windows {
+                assert_eq!(slot, PENDING_SLOT);
+                seed.closed
+                    .entry(key.clone())
+                    .or_default()
+                    .insert(start, Accum::from(&acc));
+            }
+        }
+    }
+    assert_eq!(seed.closed.len(), 1);
+    let engine = Engine::new(
+        vec![spec()],
+        &window_spec(),
+        2,
+        subscribers(),
+        seed,
+        113 * S,
+    );
+    let mut e = Harness {
+        engine,
+        store: store.clone(),
+    };
+    assert!(watermark(&mut e, 113 * S).is_empty());
+    let run = sync(store.current("checkout", "10.0")).expect("run");
+    assert_eq!(run.cumulative.samples, 10, "counted once");
+    assert_eq!(sync(store.windows(&run.run_id, 10)).len(), 1);
+}

@@ -574,3 +574,252 @@ impl RunStore for SqlStore {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aggregator::state::Accum;
+    use crate::model::{Subject, Window};
+    use crate::runs::record::{RunState, VerdictEvent};
+
+    struct Db(std::path::PathBuf);
+
+    impl Drop for Db {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    async fn open(name: &str) -> (SqlStore, Db) {
+        let dir = std::env::temp_dir().join(format!(
+            "verdict-sql-{name}-{}-{}",
+            std::process::id(),
+            crate::clock::Clock::now(&crate::clock::SystemClock)
+        ));
+        let path = dir.join("nested").join("v.db");
+        let store = SqlStore::open_sqlite("sqlite://test", &path)
+            .await
+            .expect("opens");
+        (store, Db(dir))
+    }
+
+    fn run(state: RunState) -> RunRecord {
+        let mut r = RunRecord::new(
+            "checkout",
+            2,
+            Subject::new(vec![("service.version".into(), "2.0".into())]),
+            1_000,
+        );
+        let _ = r.cumulative.latency.insert(12.5);
+        r.cumulative.samples = 1;
+        r.state = state;
+        r
+    }
+
+    fn event(r: &RunRecord, id: &str) -> VerdictEvent {
+        VerdictEvent {
+            event_id: id.into(),
+            emitted_at: 2_000,
+            run: r.clone(),
+            previous_state: RunState::Validating,
+            window: None,
+            failures: vec![],
+            dry_run: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn commits_read_back_and_final_states_hold() {
+        let (store, _db) = open("commit").await;
+        let mut r = run(RunState::Validating);
+        let w = WindowRecord {
+            window: Window { start: 0, end: 10 },
+            figures: crate::contracts::Figures::of(&Accum::default()),
+            result: crate::contracts::WindowVerdict::Insufficient,
+            failures: vec![],
+        };
+        let batch = vec![Commit {
+            run: r.clone(),
+            window: Some(w.clone()),
+            event: Some(event(&r, "01A")),
+            outbox: vec!["log".into(), "webhook/x".into()],
+        }];
+        store.commit(&batch, 5).await.expect("commits");
+        // The same batch again (a retry) changes nothing more.
+        store.commit(&batch, 6).await.expect("idempotent");
+        let back = store
+            .current("checkout", "2.0")
+            .await
+            .expect("reads")
+            .expect("run");
+        assert_eq!(back, r);
+        assert_eq!(store.windows(&r.run_id, 10).await.expect("reads"), vec![w]);
+        assert_eq!(
+            store.current_runs("checkout").await.expect("reads").len(),
+            1
+        );
+        assert_eq!(
+            store.transitions(&r.run_id, 10).await.expect("reads").len(),
+            1
+        );
+
+        r.state = RunState::RolledBack;
+        store
+            .commit(
+                &[Commit {
+                    run: r.clone(),
+                    window: None,
+                    event: None,
+                    outbox: vec![],
+                }],
+                7,
+            )
+            .await
+            .expect("commits");
+        // A final run is never re-opened, whatever is written later.
+        let mut reopened = r.clone();
+        reopened.state = RunState::Validating;
+        reopened.superseded = true;
+        store
+            .commit(
+                &[Commit {
+                    run: reopened,
+                    window: None,
+                    event: None,
+                    outbox: vec![],
+                }],
+                8,
+            )
+            .await
+            .expect("commits");
+        let all = store.runs(10).await.expect("reads");
+        assert_eq!(all[0].state, RunState::RolledBack);
+        assert!(all[0].superseded);
+        assert!(store
+            .current("checkout", "2.0")
+            .await
+            .expect("reads")
+            .is_none());
+    }
+
+    #[tokio::test]
+    async fn outbox_rows_move_from_pending_to_delivered_or_failed() {
+        let (store, _db) = open("outbox").await;
+        let r = run(RunState::RolledBack);
+        let batch: Vec<Commit> = ["01A", "01B"]
+            .iter()
+            .map(|id| Commit {
+                run: r.clone(),
+                window: None,
+                event: Some(event(&r, id)),
+                outbox: vec!["webhook/x".into()],
+            })
+            .collect();
+        store.commit(&batch, 10).await.expect("commits");
+        let pending = store.pending("webhook/x", 10).await.expect("reads");
+        assert_eq!(
+            pending
+                .iter()
+                .map(|d| d.event_id.as_str())
+                .collect::<Vec<_>>(),
+            ["01A", "01B"]
+        );
+        assert_eq!(
+            pending[0].event,
+            crate::storage::event_body(&event(&r, "01A"))
+        );
+        let retry = Attempt::Retry {
+            next_at: 99,
+            error: "HTTP 503".into(),
+        };
+        store
+            .record_attempt("webhook/x", "01A", &retry, 20)
+            .await
+            .expect("records");
+        let head = &store.pending("webhook/x", 1).await.expect("reads")[0];
+        assert_eq!((head.attempts, head.next_attempt_at), (1, 99));
+        assert_eq!(head.last_error.as_deref(), Some("HTTP 503"));
+        store
+            .record_attempt("webhook/x", "01A", &Attempt::Delivered, 30)
+            .await
+            .expect("records");
+        store
+            .record_attempt(
+                "webhook/x",
+                "01B",
+                &Attempt::Failed {
+                    error: "HTTP 400".into(),
+                },
+                30,
+            )
+            .await
+            .expect("records");
+        assert!(store
+            .pending("webhook/x", 10)
+            .await
+            .expect("reads")
+            .is_empty());
+        let failed = store
+            .deliveries(&[DeliveryState::Failed], 10)
+            .await
+            .expect("reads");
+        assert_eq!(failed.len(), 1);
+        assert_eq!(failed[0].event_id, "01B");
+        // Delivered rows are purged only when old enough; failed ones stay.
+        assert_eq!(store.purge_delivered(5).await.expect("purges"), 0);
+        assert_eq!(store.purge_delivered(11).await.expect("purges"), 1);
+        assert_eq!(
+            store
+                .deliveries(&[DeliveryState::Failed], 10)
+                .await
+                .expect("reads")
+                .len(),
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn checkpoints_replace_and_reload() {
+        let (store, _db) = open("ckpt").await;
+        let slots = vec![(0, "a".to_string()), (1, "b".to_string())];
+        store
+            .save_checkpoint("p", &slots, false, 1)
+            .await
+            .expect("saves");
+        store
+            .save_checkpoint("p", &[(1, "c".into())], false, 2)
+            .await
+            .expect("saves");
+        assert_eq!(
+            store.load_checkpoint("p").await.expect("loads"),
+            vec![(0, "a".to_string()), (1, "c".to_string())]
+        );
+        store
+            .save_checkpoint("p", &[(-1, "d".into())], true, 3)
+            .await
+            .expect("saves");
+        assert_eq!(
+            store.load_checkpoint("p").await.expect("loads"),
+            vec![(-1, "d".to_string())]
+        );
+        assert!(store.load_checkpoint("q").await.expect("loads").is_empty());
+    }
+
+    #[tokio::test]
+    async fn reopening_applies_no_migration_twice() {
+        let (store, db) = open("reopen").await;
+        drop(store);
+        let path = db.0.join("nested").join("v.db");
+        let again = SqlStore::open_sqlite("sqlite://test", &path)
+            .await
+            .expect("reopens");
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM verdict_schema")
+            .fetch_one(&again.pool)
+            .await
+            .expect("reads");
+        assert_eq!(
+            row.try_get::<i64, _>("n").expect("n"),
+            MIGRATIONS.len() as i64
+        );
+    }
+}

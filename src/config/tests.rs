@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::*;
+use crate::runs::RunState;
 use crate::storage::StorageSpec;
 
 /// The environment every fixture is loaded with.
@@ -142,6 +143,24 @@ fn minimal_file_gets_every_default() {
     );
 }
 
+/// A webhook of `valid/full.yaml`: the design's URL, default timing.
+fn webhook(id: &str, action: &str, on: RunState) -> ExporterSpec {
+    ExporterSpec {
+        id: id.into(),
+        kind: ExporterKind::Webhook(WebhookSpec {
+            url: format!("http://ci.internal/api/{action}-canary"),
+            on: vec![on],
+            secret: None,
+            timeout: Duration::from_secs(5),
+            retry: RetrySpec {
+                initial_interval: Duration::from_secs(1),
+                max_interval: Duration::from_secs(30),
+                max_elapsed: Duration::from_secs(3600),
+            },
+        }),
+    }
+}
+
 #[test]
 fn design_example_loads_with_every_field() {
     let config = ok(&std::fs::read_to_string(fixture_dir().join("valid/full.yaml")).unwrap());
@@ -200,34 +219,8 @@ fn design_example_loads_with_every_field() {
                     endpoint: "0.0.0.0:9464".into()
                 }
             },
-            ExporterSpec {
-                id: "webhook/promote".into(),
-                kind: ExporterKind::Webhook(WebhookSpec {
-                    url: "http://ci.internal/api/promote-canary".into(),
-                    on: vec![crate::runs::RunState::Promoted],
-                    secret: None,
-                    timeout: Duration::from_secs(5),
-                    retry: RetrySpec {
-                        initial_interval: Duration::from_secs(1),
-                        max_interval: Duration::from_secs(30),
-                        max_elapsed: Duration::from_secs(3600),
-                    },
-                })
-            },
-            ExporterSpec {
-                id: "webhook/rollback".into(),
-                kind: ExporterKind::Webhook(WebhookSpec {
-                    url: "http://ci.internal/api/rollback-canary".into(),
-                    on: vec![crate::runs::RunState::RolledBack],
-                    secret: None,
-                    timeout: Duration::from_secs(5),
-                    retry: RetrySpec {
-                        initial_interval: Duration::from_secs(1),
-                        max_interval: Duration::from_secs(30),
-                        max_elapsed: Duration::from_secs(3600),
-                    },
-                })
-            },
+            webhook("webhook/promote", "promote", RunState::Promoted),
+            webhook("webhook/rollback", "rollback", RunState::RolledBack),
             ExporterSpec {
                 id: "log".into(),
                 kind: ExporterKind::Log

@@ -113,10 +113,13 @@ impl Worker {
 
     async fn round(&self) -> Next {
         let rows = match self.store.pending(&self.exporter, BATCH).await {
-            Ok(rows) => rows,
+            Ok(rows) => {
+                self.health.ok(&self.source());
+                rows
+            }
             Err(err) => {
                 tracing::error!(exporter = %self.exporter, error = %err, "Could not read the outbox.");
-                self.health.failed(err.to_string());
+                self.health.failed(&self.source(), err.to_string());
                 return Next::In(Duration::from_secs(1));
             }
         };
@@ -137,7 +140,7 @@ impl Worker {
                 // The row stays pending: it is delivered again later (at
                 // least once, same event_id).
                 tracing::error!(exporter = %self.exporter, event_id = %d.event_id, error = %err, "Could not record a delivery.");
-                self.health.failed(err.to_string());
+                self.health.failed(&self.source(), err.to_string());
                 return Next::In(Duration::from_secs(1));
             }
             if let Attempt::Retry { next_at, .. } = attempt {
@@ -149,6 +152,10 @@ impl Worker {
         } else {
             Next::Idle
         }
+    }
+
+    fn source(&self) -> String {
+        format!("exporter {}", self.exporter)
     }
 
     fn report(&self, d: &Delivery, attempt: &Attempt) {

@@ -118,7 +118,7 @@ impl EngineTask {
         loop {
             match self.store.commit(&batch, self.clock.now()).await {
                 Ok(()) => {
-                    self.health.ok();
+                    self.health.ok(&self.source());
                     break;
                 }
                 Err(err) => {
@@ -128,7 +128,7 @@ impl EngineTask {
                         retry_in = ?backoff,
                         "Could not commit run changes; retrying. Nothing is announced until they are stored."
                     );
-                    self.health.failed(err.to_string());
+                    self.health.failed(&self.source(), err.to_string());
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(MAX_COMMIT_BACKOFF);
                 }
@@ -153,16 +153,23 @@ impl EngineTask {
         }
     }
 
+    fn source(&self) -> String {
+        format!("pipeline {}", self.pipeline)
+    }
+
     async fn save_checkpoint(&self, slots: &[(i64, String)], replace_all: bool) {
         // A failed checkpoint loses nothing now; it widens what a kill -9
         // could lose, so it is reported and the next one tries again.
-        if let Err(err) = self
+        match self
             .store
             .save_checkpoint(&self.pipeline, slots, replace_all, self.clock.now())
             .await
         {
-            tracing::warn!(pipeline = %self.pipeline, error = %err, "Could not write the open-window checkpoint.");
-            self.health.failed(err.to_string());
+            Ok(()) => self.health.ok(&self.source()),
+            Err(err) => {
+                tracing::warn!(pipeline = %self.pipeline, error = %err, "Could not write the open-window checkpoint.");
+                self.health.failed(&self.source(), err.to_string());
+            }
         }
     }
 }

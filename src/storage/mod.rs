@@ -249,30 +249,37 @@ pub fn event_body(event: &VerdictEvent) -> String {
     event.to_json().to_string()
 }
 
-/// Whether the storage is usable at run time, as last seen by the tasks that
-/// write to it; `/readyz` answers 503 with the problem while there is one.
+/// Whether the storage is usable at run time, as last seen by each task
+/// that uses it (a pipeline's engine, an exporter's worker); `/readyz`
+/// answers 503 with the problem while any task has one.
 #[derive(Debug, Default)]
 pub struct Health {
-    problem: std::sync::Mutex<Option<String>>,
+    problems: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
 }
 
 impl Health {
-    /// A write succeeded.
-    pub fn ok(&self) {
-        if let Ok(mut p) = self.problem.lock() {
-            *p = None;
+    /// `source`'s last storage call succeeded.
+    pub fn ok(&self, source: &str) {
+        if let Ok(mut p) = self.problems.lock() {
+            p.remove(source);
         }
     }
 
-    /// A write failed with `problem`.
-    pub fn failed(&self, problem: String) {
-        if let Ok(mut p) = self.problem.lock() {
-            *p = Some(problem);
+    /// `source`'s last storage call failed with `problem`.
+    pub fn failed(&self, source: &str, problem: String) {
+        if let Ok(mut p) = self.problems.lock() {
+            p.insert(source.to_string(), problem);
         }
     }
 
-    /// The current problem, if any.
+    /// The current problems, one sentence, if any.
     pub fn problem(&self) -> Option<String> {
-        self.problem.lock().ok().and_then(|p| p.clone())
+        let p = self.problems.lock().ok()?;
+        (!p.is_empty()).then(|| {
+            p.iter()
+                .map(|(source, problem)| format!("{source}: {problem}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
     }
 }

@@ -330,6 +330,27 @@ impl SqlStore {
         tx.commit().await
     }
 
+    /// Outbox rows selected by `filter` (`o.exporter = $1` …, one text
+    /// parameter), in `order`, at most `limit`.
+    async fn fetch_deliveries(
+        &self,
+        filter: &str,
+        value: &str,
+        order: &str,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {DELIVERY_COLUMNS} FROM outbox o JOIN transitions t ON t.event_id = o.event_id \
+             WHERE {filter} ORDER BY {order} LIMIT $2"
+        ))
+        .bind(value)
+        .bind(int(limit as u64))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        rows.iter().map(delivery_from_row).collect()
+    }
+
     async fn fetch_runs(&self, sql: &str, binds: &[&str]) -> Result<Vec<RunRecord>, StoreError> {
         let mut q = sqlx::query(sql);
         for b in binds {
@@ -432,19 +453,12 @@ impl RunStore for SqlStore {
     }
 
     fn pending<'a>(&'a self, exporter: &'a str, limit: usize) -> StoreFuture<'a, Vec<Delivery>> {
-        Box::pin(async move {
-            let rows = sqlx::query(&format!(
-                "SELECT {DELIVERY_COLUMNS} FROM outbox o JOIN transitions t ON t.event_id = o.event_id \
-                 WHERE o.exporter = $1 AND o.state = 'pending' \
-                 ORDER BY o.created_at, o.event_id LIMIT $2"
-            ))
-            .bind(exporter)
-            .bind(int(limit as u64))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(unavailable)?;
-            rows.iter().map(delivery_from_row).collect()
-        })
+        Box::pin(self.fetch_deliveries(
+            "o.exporter = $1 AND o.state = 'pending'",
+            exporter,
+            "o.created_at, o.event_id",
+            limit,
+        ))
     }
 
     fn record_attempt<'a>(
@@ -490,18 +504,15 @@ impl RunStore for SqlStore {
         Box::pin(async move {
             let mut out = Vec::new();
             for state in states {
-                let rows = sqlx::query(&format!(
-                    "SELECT {DELIVERY_COLUMNS} FROM outbox o JOIN transitions t ON t.event_id = o.event_id \
-                     WHERE o.state = $1 ORDER BY o.created_at DESC, o.event_id DESC LIMIT $2"
-                ))
-                .bind(state.as_str())
-                .bind(int(limit as u64))
-                .fetch_all(&self.pool)
-                .await
-                .map_err(unavailable)?;
-                for row in &rows {
-                    out.push(delivery_from_row(row)?);
-                }
+                out.extend(
+                    self.fetch_deliveries(
+                        "o.state = $1",
+                        state.as_str(),
+                        "o.created_at DESC, o.event_id DESC",
+                        limit,
+                    )
+                    .await?,
+                );
             }
             out.sort_by(|a, b| (b.created_at, &b.event_id).cmp(&(a.created_at, &a.event_id)));
             out.truncate(limit);

@@ -21,6 +21,10 @@ pub const QUEUE_DEPTH: &str = "verdict_queue_depth";
 /// Webhook delivery attempts, by `exporter` and `outcome` (`delivered`,
 /// `retry`, `failed`).
 pub const WEBHOOK_DELIVERIES: &str = "verdict_webhook_deliveries_total";
+/// Age of the oldest undelivered outbox row, by `exporter` (0 when none):
+/// alert on it to learn that a target has been down for long, before
+/// `retry.max_elapsed` marks events failed.
+pub const OUTBOX_OLDEST_PENDING: &str = "verdict_outbox_oldest_pending_seconds";
 /// Latency values the sketch refused (NaN, infinite, negative).
 pub const REJECTED_VALUES: &str = "verdict_sketch_rejected_values_total";
 

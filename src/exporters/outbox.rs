@@ -123,6 +123,11 @@ impl Worker {
                 return Next::In(Duration::from_secs(1));
             }
         };
+        let oldest = rows.first().map_or(0.0, |d| {
+            Duration::from_nanos(self.clock.now().saturating_sub(d.created_at)).as_secs_f64()
+        });
+        metrics::gauge!(telemetry::OUTBOX_OLDEST_PENDING, "exporter" => self.exporter.clone())
+            .set(oldest);
         let full = rows.len() == BATCH;
         for d in rows {
             let now = self.clock.now();

@@ -426,6 +426,15 @@ async fn issue_5_8b_outbox_survives_kill_9_with_the_same_event_id() {
     let event_id = pending["event_id"].as_str().expect("event id").to_string();
     assert_eq!(pending["event"]["run_id"], run["run_id"]);
     assert!(pending["last_error"].as_str().is_some(), "{pending}");
+    // The backlog is visible to alerting while the target is down.
+    let metrics = v.metrics().await;
+    let age = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(r#"verdict_outbox_oldest_pending_seconds{exporter="webhook/ci"} "#)
+        })
+        .and_then(|v| v.parse::<f64>().ok());
+    assert!(age.is_some_and(|a| a > 0.0), "{metrics}");
     v.kill();
 
     let v = Verdict::start(&file);

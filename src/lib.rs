@@ -5,11 +5,11 @@
 //! The modules follow the data:
 //!
 //! ```text
-//! receivers ──> aggregator ──> contracts ──> runs ──> exporters / api
-//! (OTLP gRPC     (shards own    (select,      (state     (outbox workers:
-//!  and HTTP)      UTC windows    evaluate)     machine,    log, webhook;
-//!                 and sketches,                engine) ──> storage ──> prometheus,
-//!                 checkpointed)                            HTTP API)
+//! receivers ──> aggregator ──> contracts ──> runs ──────> storage ──> exporters / api
+//! (OTLP gRPC     (shards own    (select,      (state       (runs,       (outbox workers:
+//!  and HTTP)      UTC windows,   evaluate)     machine,     transitions, log, webhook;
+//!                 sketches,                    pure engine, outbox,      prometheus,
+//!                 checkpoints)                 its task)    checkpoints) HTTP API)
 //! ```
 //!
 //! - [`receivers`]: OTLP over gRPC and HTTP → samples, enqueued all or nothing;

@@ -351,6 +351,25 @@ impl SqlStore {
         rows.iter().map(delivery_from_row).collect()
     }
 
+    /// The first (text) column of the rows `sql` selects for one run, at
+    /// most `limit`.
+    async fn texts(
+        &self,
+        sql: &str,
+        run_id: &str,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(sql)
+            .bind(run_id)
+            .bind(int(limit as u64))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        rows.iter()
+            .map(|row| row.try_get::<String, _>(0).map_err(unavailable))
+            .collect()
+    }
+
     async fn fetch_runs(&self, sql: &str, binds: &[&str]) -> Result<Vec<RunRecord>, StoreError> {
         let mut q = sqlx::query(sql);
         for b in binds {
@@ -419,37 +438,19 @@ impl RunStore for SqlStore {
 
     fn windows<'a>(&'a self, run_id: &'a str, limit: usize) -> StoreFuture<'a, Vec<WindowRecord>> {
         Box::pin(async move {
-            let rows = sqlx::query(
-                "SELECT record FROM windows WHERE run_id = $1 ORDER BY window_start DESC LIMIT $2",
-            )
-            .bind(run_id)
-            .bind(int(limit as u64))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(unavailable)?;
-            rows.iter()
-                .map(|row| {
-                    let text: String = row.try_get("record").map_err(unavailable)?;
-                    codec::window_from_text(&text)
-                })
+            let sql =
+                "SELECT record FROM windows WHERE run_id = $1 ORDER BY window_start DESC LIMIT $2";
+            self.texts(sql, run_id, limit)
+                .await?
+                .iter()
+                .map(|text| codec::window_from_text(text))
                 .collect()
         })
     }
 
     fn transitions<'a>(&'a self, run_id: &'a str, limit: usize) -> StoreFuture<'a, Vec<String>> {
-        Box::pin(async move {
-            let rows = sqlx::query(
-                "SELECT event FROM transitions WHERE run_id = $1 ORDER BY event_id DESC LIMIT $2",
-            )
-            .bind(run_id)
-            .bind(int(limit as u64))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(unavailable)?;
-            rows.iter()
-                .map(|row| row.try_get("event").map_err(unavailable))
-                .collect()
-        })
+        let sql = "SELECT event FROM transitions WHERE run_id = $1 ORDER BY event_id DESC LIMIT $2";
+        Box::pin(self.texts(sql, run_id, limit))
     }
 
     fn pending<'a>(&'a self, exporter: &'a str, limit: usize) -> StoreFuture<'a, Vec<Delivery>> {

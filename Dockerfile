@@ -3,7 +3,8 @@
 #   docker run -p 4317:4317 -p 4318:4318 -p 9464:9464 -p 8686:8686 verdict
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
+COPY proto ./proto
 COPY src ./src
 COPY benches ./benches
 COPY tests ./tests
@@ -18,6 +19,8 @@ RUN apt-get update \
  && useradd --system --uid 10001 --home-dir /var/lib/verdict --create-home verdict
 COPY --from=build /src/target/release/verdict /usr/local/bin/verdict
 COPY pipelines /etc/verdict/pipelines
+# The default storage, sqlite://data/verdict.db, lands in /var/lib/verdict/data:
+# mount a volume there to keep runs and the outbox across containers.
 WORKDIR /var/lib/verdict
 USER verdict
 # OTLP gRPC, OTLP HTTP, Prometheus, HTTP API. The default pipeline binds the

@@ -5,10 +5,11 @@
 //! The modules follow the data:
 //!
 //! ```text
-//! receivers ──> aggregator ──> contracts ──> runs ──> exporters / api
-//! (OTLP gRPC     (shards own    (select,      (state     (log, prometheus,
-//!  and HTTP)      UTC windows    evaluate)     machine,    HTTP API)
-//!                 and sketches)                store)
+//! receivers ──> aggregator ──> contracts ──> runs ──────> storage ──> exporters / api
+//! (OTLP gRPC     (shards own    (select,      (state       (runs,       (outbox workers:
+//!  and HTTP)      UTC windows,   evaluate)     machine,     transitions, log, webhook;
+//!                 sketches,                    pure engine, outbox,      prometheus,
+//!                 checkpoints)                 its task)    checkpoints) HTTP API)
 //! ```
 //!
 //! - [`receivers`]: OTLP over gRPC and HTTP → samples (spans) and point
@@ -16,8 +17,13 @@
 //! - [`aggregator`]: sharded tumbling windows with mergeable quantile sketches,
 //!   and the per-shard table that turns cumulative metric streams into deltas;
 //! - [`contracts`]: which resources a contract selects, and window judgement;
-//! - [`runs`]: the run state machine, its engine and the storage seam;
-//! - [`exporters`] and [`api`]: where verdicts are announced and read;
+//! - [`runs`]: the run state machine, its pure engine and its driver;
+//! - [`storage`]: the storage seam (SQLite by default, memory for tests):
+//!   runs, transitions with their outbox, window history, checkpoints;
+//! - [`exporters`] and [`api`]: where verdicts are delivered (outbox workers
+//!   for `log` and `webhook`) and read (`prometheus`, HTTP API);
+//! - [`proto`]: the `verdict.v1` messages that define the JSON of events
+//!   and runs;
 //! - [`config`] and [`topology`]: the pipeline file and its wiring;
 //! - [`model`], [`clock`], [`telemetry`]: shared types, injected time, logs
 //!   and self-metric names.
@@ -34,7 +40,9 @@ pub mod config;
 pub mod contracts;
 pub mod exporters;
 pub mod model;
+pub mod proto;
 pub mod receivers;
 pub mod runs;
+pub mod storage;
 pub mod telemetry;
 pub mod topology;

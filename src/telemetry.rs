@@ -26,6 +26,13 @@ pub const METRIC_STREAMS_OVERFLOW: &str = "verdict_metric_streams_overflow_total
 pub const METRIC_STREAMS_EXPIRED: &str = "verdict_metric_streams_expired_total";
 /// Cumulative stream resets (new start time, or a value that dropped).
 pub const METRIC_STREAM_RESETS: &str = "verdict_metric_stream_resets_total";
+/// Webhook delivery attempts, by `exporter` and `outcome` (`delivered`,
+/// `retry`, `failed`).
+pub const WEBHOOK_DELIVERIES: &str = "verdict_webhook_deliveries_total";
+/// Age of the oldest undelivered outbox row, by `exporter` (0 when none):
+/// alert on it to learn that a target has been down for long, before
+/// `retry.max_elapsed` marks events failed.
+pub const OUTBOX_OLDEST_PENDING: &str = "verdict_outbox_oldest_pending_seconds";
 /// Latency values the sketch refused (NaN, infinite, negative).
 pub const REJECTED_VALUES: &str = "verdict_sketch_rejected_values_total";
 

@@ -29,13 +29,19 @@ pub struct Shard {
     pub clock: SharedClock,
     /// How often windows are closed.
     pub tick: Duration,
+    /// How often the open windows are sent for the checkpoint.
+    pub checkpoint_interval: Duration,
 }
 
 impl Shard {
-    /// Runs until the input closes and is drained.
+    /// Runs until the input closes and is drained, then sends its open
+    /// windows one last time so that a graceful stop checkpoints them.
     pub async fn run(mut self) {
         let mut tick = tokio::time::interval(self.tick);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let start = tokio::time::Instant::now() + self.checkpoint_interval;
+        let mut checkpoint = tokio::time::interval_at(start, self.checkpoint_interval);
+        checkpoint.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let label = self.id.to_string();
         let depth = metrics::gauge!(telemetry::QUEUE_DEPTH, "shard" => label, "pipeline" => self.pipeline.clone());
         let late = metrics::counter!(telemetry::LATE_SAMPLES);
@@ -74,9 +80,20 @@ impl Shard {
                     stream_resets.increment(t.resets() - streams_seen.2);
                     streams_seen = (t.overflowed(), t.expired(), t.resets());
                 }
+                // Then the checkpoint: a copy of the open windows, so that a
+                // kill -9 loses at most one interval of accepted samples.
+                _ = checkpoint.tick() => {
+                    let snapshot = EngineInput::Snapshot { shard: self.id, series: self.state.snapshot() };
+                    if self.output.send(snapshot).await.is_err() {
+                        return;
+                    }
+                }
                 batch = self.input.recv() => {
                     let Some(batch) = batch else {
-                        // Every receiver is gone: the process is stopping.
+                        // Every receiver is gone and the queue is drained:
+                        // the open windows go to the final checkpoint.
+                        let snapshot = EngineInput::Snapshot { shard: self.id, series: self.state.snapshot() };
+                        let _ = self.output.send(snapshot).await;
                         break;
                     };
                     let mut seen = Vec::new();

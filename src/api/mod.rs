@@ -1,23 +1,38 @@
-//! The HTTP API (design §7): health, readiness, and the run read endpoints
-//! that people, Argo Rollouts' `web` metric provider and scripts call.
+//! The HTTP API (design §7): health, readiness, the run read endpoints that
+//! people, Argo Rollouts' `web` metric provider and scripts call, the
+//! outbox's undelivered events, and the manual decisions.
+//!
+//! Manual decisions and resets change run state, which the pipeline's run
+//! engine owns: they are sent to its task as a [`Command`] and answered once
+//! the change is committed, so they are ordered with the engine's own
+//! decisions and can never contradict them.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
+use tokio::sync::oneshot;
 
 use crate::model::rfc3339_millis;
+use crate::receivers::otlp::constant_time_eq;
+use crate::runs::engine::{ManualAction, ManualError};
+use crate::runs::task::Command;
 use crate::runs::RunState;
+use crate::storage::{Delivery, DeliveryState};
 use crate::topology::Catalog;
 
 /// Window results returned with one run.
 const WINDOW_HISTORY: usize = 100;
+/// Transitions returned with one run.
+const TRANSITION_HISTORY: usize = 100;
+/// Deliveries listed at most.
+const DELIVERIES: usize = 1000;
 
 /// The API routes over `catalog`.
 pub fn router(catalog: Arc<Catalog>) -> Router {
@@ -27,6 +42,10 @@ pub fn router(catalog: Arc<Catalog>) -> Router {
         .route("/api/v1/runs", get(all_runs))
         .route("/api/v1/runs/{contract}", get(contract_runs))
         .route("/api/v1/runs/{contract}/{*subject}", get(subject_run))
+        .route("/api/v1/deliveries", get(deliveries))
+        .route("/api/v1/promote/{contract}/{*subject}", post(promote))
+        .route("/api/v1/rollback/{contract}/{*subject}", post(rollback))
+        .route("/api/v1/reset/{contract}/{*subject}", post(reset))
         .with_state(catalog)
 }
 
@@ -39,10 +58,13 @@ fn store_error(err: impl std::fmt::Display) -> Response {
 }
 
 async fn readyz(State(c): State<Arc<Catalog>>) -> Response {
-    if c.ready.load(Ordering::SeqCst) {
-        Json(json!({"status": "ready"})).into_response()
-    } else {
-        error(StatusCode::SERVICE_UNAVAILABLE, "not ready")
+    match c.not_ready() {
+        None => Json(json!({"status": "ready"})).into_response(),
+        Some(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "not ready", "error": why})),
+        )
+            .into_response(),
     }
 }
 
@@ -55,7 +77,7 @@ async fn all_runs(
         Some(Ok(l)) => l,
         Some(Err(_)) => return error(StatusCode::BAD_REQUEST, "limit must be a whole number"),
     };
-    match c.store.runs(limit) {
+    match c.store.runs(limit).await {
         Ok(runs) => Json(json!({"runs": runs.iter().map(|r| r.to_json()).collect::<Vec<_>>()}))
             .into_response(),
         Err(e) => store_error(e),
@@ -69,16 +91,16 @@ async fn contract_runs(State(c): State<Arc<Catalog>>, Path(contract): Path<Strin
             format!("unknown contract {contract:?}"),
         );
     }
-    match c.store.current_runs(&contract) {
+    match c.store.current_runs(&contract).await {
         Ok(runs) => Json(json!({"runs": runs.iter().map(|r| r.to_json()).collect::<Vec<_>>()}))
             .into_response(),
         Err(e) => store_error(e),
     }
 }
 
-/// One run with its window history. A known contract always answers 200: a
-/// subject with no data yet is PENDING, so Argo Rollouts sees "inconclusive"
-/// rather than an error.
+/// One run with its window history and transitions. A known contract always
+/// answers 200: a subject with no data yet is PENDING, so Argo Rollouts sees
+/// "inconclusive" rather than an error.
 async fn subject_run(
     State(c): State<Arc<Catalog>>,
     Path((contract, subject)): Path<(String, String)>,
@@ -90,7 +112,7 @@ async fn subject_run(
         );
     };
     let subject = subject.trim_start_matches('/');
-    let run = match c.store.current(&contract, subject) {
+    let run = match c.store.current(&contract, subject).await {
         Ok(r) => r,
         Err(e) => return store_error(e),
     };
@@ -119,15 +141,165 @@ async fn subject_run(
                     "error_rate_percent": null, "conversion_rate_percent": null},
             "superseded": false,
             "windows": [],
+            "transitions": [],
             "as_of": rfc3339_millis(c.clock.now()),
         }))
         .into_response();
     };
-    let windows = match c.store.windows(&run.run_id, WINDOW_HISTORY) {
+    let windows = match c.store.windows(&run.run_id, WINDOW_HISTORY).await {
         Ok(w) => w,
         Err(e) => return store_error(e),
     };
-    let mut body = run.to_json();
-    body["windows"] = Value::Array(windows.iter().map(|w| w.to_json()).collect());
+    let transitions = match c.store.transitions(&run.run_id, TRANSITION_HISTORY).await {
+        Ok(t) => t,
+        Err(e) => return store_error(e),
+    };
+    let mut body = run.to_json_with_windows(&windows);
+    body["transitions"] = Value::Array(
+        transitions
+            .iter()
+            .map(|t| serde_json::from_str(t).unwrap_or(Value::Null))
+            .collect(),
+    );
     Json(body).into_response()
+}
+
+fn delivery_json(d: &Delivery) -> Value {
+    json!({
+        "event_id": d.event_id,
+        "exporter": d.exporter,
+        "state": d.state,
+        "attempts": d.attempts,
+        "last_error": d.last_error,
+        "created_at": rfc3339_millis(d.created_at),
+        "updated_at": rfc3339_millis(d.updated_at),
+        "next_attempt_at": (d.state == DeliveryState::Pending).then(|| rfc3339_millis(d.next_attempt_at)),
+        "event": serde_json::from_str::<Value>(&d.event).unwrap_or(Value::Null),
+    })
+}
+
+/// Deliveries that have not succeeded: `?state=failed|pending` (default
+/// both), newest first.
+async fn deliveries(
+    State(c): State<Arc<Catalog>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let states: &[DeliveryState] = match q.get("state").map(String::as_str) {
+        None | Some("") => &[DeliveryState::Pending, DeliveryState::Failed],
+        Some("pending") => &[DeliveryState::Pending],
+        Some("failed") => &[DeliveryState::Failed],
+        Some(other) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("state must be failed or pending, got {other:?}"),
+            )
+        }
+    };
+    match c.store.deliveries(states, DELIVERIES).await {
+        Ok(list) => Json(json!({
+            "deliveries": list.iter().map(delivery_json).collect::<Vec<_>>()
+        }))
+        .into_response(),
+        Err(e) => store_error(e),
+    }
+}
+
+/// Checks `Authorization: Bearer <token>` when a token is configured.
+fn authorized(c: &Catalog, headers: &HeaderMap) -> bool {
+    let Some(token) = &c.api_token else {
+        return true;
+    };
+    let presented = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .map(|h| h.as_bytes())
+        .and_then(|h| h.strip_prefix(b"Bearer "))
+        .unwrap_or(b"");
+    constant_time_eq(presented, token.as_bytes())
+}
+
+async fn promote(
+    State(c): State<Arc<Catalog>>,
+    Path((contract, subject)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    manual(c, ManualAction::Promote, contract, subject, headers, body).await
+}
+
+async fn rollback(
+    State(c): State<Arc<Catalog>>,
+    Path((contract, subject)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    manual(c, ManualAction::Rollback, contract, subject, headers, body).await
+}
+
+async fn reset(
+    State(c): State<Arc<Catalog>>,
+    Path((contract, subject)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    manual(c, ManualAction::Reset, contract, subject, headers, body).await
+}
+
+/// Routes a manual decision through the engine that owns the run.
+async fn manual(
+    c: Arc<Catalog>,
+    action: ManualAction,
+    contract: String,
+    subject: String,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !authorized(&c, &headers) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
+            Json(json!({"error": "missing or wrong bearer token"})),
+        )
+            .into_response();
+    }
+    // The body is optional: `{"reason": "..."}`.
+    let reason = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        match serde_json::from_slice::<Value>(&body) {
+            Ok(Value::Object(map)) => match map.get("reason") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(r)) => Some(r.clone()),
+                Some(_) => return error(StatusCode::BAD_REQUEST, "reason must be a string"),
+            },
+            _ => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    r#"the body must be empty or a JSON object such as {"reason": "..."}"#,
+                )
+            }
+        }
+    };
+    let Some(engine) = c.commands.get(&contract) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("unknown contract {contract:?}"),
+        );
+    };
+    let (reply, answer) = oneshot::channel();
+    let cmd = Command {
+        action,
+        contract,
+        subject: subject.trim_start_matches('/').to_string(),
+        reason,
+        reply,
+    };
+    if engine.send(cmd).await.is_err() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "verdict is stopping");
+    }
+    match answer.await {
+        Ok(Ok(run)) => Json(run.to_json()).into_response(),
+        Ok(Err(e @ ManualError::NotFound(_))) => error(StatusCode::NOT_FOUND, e.to_string()),
+        Ok(Err(e @ ManualError::Final { .. })) => error(StatusCode::CONFLICT, e.to_string()),
+        Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "verdict is stopping"),
+    }
 }

@@ -183,6 +183,36 @@ pub(crate) struct RawPrometheus {
     pub endpoint: Field<String>,
 }
 
+/// `exporters.webhook[/NAME]`: verdict events POSTed as JSON (design §5.5).
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawWebhook {
+    /// Target URL, `http://` or `https://`. Required.
+    pub url: Field<String>,
+    /// States whose transitions are sent: any of `VALIDATING`, `PROMOTED`,
+    /// `ROLLED_BACK`. Default `[PROMOTED, ROLLED_BACK]`.
+    pub on: Field<StringList>,
+    /// Shared secret: when set, each request carries
+    /// `X-Verdict-Signature: sha256=<hex HMAC-SHA256 of the body>`. Absent
+    /// or empty = unsigned.
+    pub secret: Field<String>,
+    /// Time allowed for one attempt (connect, send, answer). Default `5s`.
+    pub timeout: Field<HumanDuration>,
+    /// Retry policy for failed attempts.
+    pub retry: Field<MapOnly<RawRetry>>,
+}
+
+/// `retry:` of a webhook: exponential backoff with jitter.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawRetry {
+    /// Wait after the first failure; doubles after each. Default `1s`.
+    pub initial_interval: Field<HumanDuration>,
+    /// Longest wait between two attempts. Default `30s`.
+    pub max_interval: Field<HumanDuration>,
+    /// Give up (delivery `failed`, logged at ERROR, counted) when the event
+    /// is older than this. Default `1h`.
+    pub max_elapsed: Field<HumanDuration>,
+}
+
 /// `exporters.log[/NAME]`: verdict events as JSON lines on stdout. No
 /// settings: written `log:` or `log: {}`.
 #[derive(Debug, Default, Deserialize)]
@@ -206,7 +236,9 @@ pub(crate) struct RawPipeline {
 pub(crate) struct RawService {
     /// The HTTP API.
     pub api: Field<MapOnly<RawApi>>,
-    /// Storage URL. Default `memory:` (the only store in this build).
+    /// Storage URL: `sqlite://PATH` (relative to the working directory;
+    /// `sqlite:///abs/path` is absolute; the directory is created) or
+    /// `memory:` (lost on exit). Default `sqlite://data/verdict.db`.
     pub storage: Field<String>,
     /// Budget for request bodies being decoded plus queued batches: a byte
     /// size (`256MiB`) or a number of bytes. Default `256MiB`; > 0.

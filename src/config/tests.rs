@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::*;
+use crate::runs::RunState;
+use crate::storage::StorageSpec;
 
 /// The environment every fixture is loaded with.
 fn fixture_env() -> HashMap<String, String> {
@@ -131,13 +133,34 @@ fn minimal_file_gets_every_default() {
             service: ServiceSpec {
                 api_endpoint: "127.0.0.1:8686".into(),
                 api_token: None,
-                storage: "memory:".into(),
+                storage: StorageSpec::Sqlite {
+                    url: "sqlite://data/verdict.db".into(),
+                    path: "data/verdict.db".into(),
+                },
                 max_inflight_bytes: 256 * 1024 * 1024,
                 checkpoint_interval: Duration::from_secs(10),
                 metric_expiry: Duration::from_secs(3600),
             },
         }
     );
+}
+
+/// A webhook of `valid/full.yaml`: the design's URL, default timing.
+fn webhook(id: &str, action: &str, on: RunState) -> ExporterSpec {
+    ExporterSpec {
+        id: id.into(),
+        kind: ExporterKind::Webhook(WebhookSpec {
+            url: format!("http://ci.internal/api/{action}-canary"),
+            on: vec![on],
+            secret: None,
+            timeout: Duration::from_secs(5),
+            retry: RetrySpec {
+                initial_interval: Duration::from_secs(1),
+                max_interval: Duration::from_secs(30),
+                max_elapsed: Duration::from_secs(3600),
+            },
+        }),
+    }
 }
 
 #[test]
@@ -198,14 +221,23 @@ fn design_example_loads_with_every_field() {
                     endpoint: "0.0.0.0:9464".into()
                 }
             },
+            webhook("webhook/promote", "promote", RunState::Promoted),
+            webhook("webhook/rollback", "rollback", RunState::RolledBack),
             ExporterSpec {
                 id: "log".into(),
                 kind: ExporterKind::Log
             }
         ]
     );
-    assert_eq!(pipeline.exporters, ["prometheus", "log"]);
+    assert_eq!(
+        pipeline.exporters,
+        ["prometheus", "webhook/promote", "webhook/rollback", "log"]
+    );
     assert_eq!(config.service.api_token, None);
+    assert_eq!(
+        config.service.storage.to_string(),
+        "sqlite://data/verdict.db"
+    );
 }
 
 #[test]
@@ -539,7 +571,51 @@ service: { api: { token: \"\" }, storage: \"\" }
     let ReceiverKind::Otlp(otlp) = &config.receivers[0].kind;
     assert_eq!(otlp.bearer_token, None);
     assert_eq!(config.service.api_token, None);
-    assert_eq!(config.service.storage, "memory:");
+    // Empty storage is the default, an SQLite file.
+    assert_eq!(
+        config.service.storage.to_string(),
+        "sqlite://data/verdict.db"
+    );
+}
+
+#[test]
+fn storage_urls() {
+    let with = |storage: &str| {
+        format!(
+            "processors: {{ contract: {{ max_p95_latency_ms: 1 }} }}
+receivers: {{ otlp: {{ protocols: {{ grpc: }} }} }}
+pipelines: {{ p: {{ receivers: [otlp], processors: [contract] }} }}
+service: {{ storage: \"{storage}\" }}
+"
+        )
+    };
+    assert_eq!(ok(&with("memory:")).service.storage, StorageSpec::Memory);
+    assert_eq!(ok(&with("memory")).service.storage, StorageSpec::Memory);
+    assert_eq!(
+        ok(&with("sqlite:///var/lib/verdict/v.db")).service.storage,
+        StorageSpec::Sqlite {
+            url: "sqlite:///var/lib/verdict/v.db".into(),
+            path: "/var/lib/verdict/v.db".into()
+        }
+    );
+    assert_eq!(
+        ok(&with("sqlite://rel/v.db")).service.storage,
+        StorageSpec::Sqlite {
+            url: "sqlite://rel/v.db".into(),
+            path: "rel/v.db".into()
+        }
+    );
+    for bad in [
+        "sqlite://",
+        "sqlite://x.db?mode=ro",
+        "mysql://db",
+        "postgres://db/v",
+    ] {
+        assert!(
+            crate::config::load_str(&with(bad), &std::collections::HashMap::new()).is_err(),
+            "{bad} accepted"
+        );
+    }
 }
 
 #[test]

@@ -22,14 +22,16 @@ use serde::de::DeserializeOwned;
 use super::error::{ConfigError, ConfigErrors};
 use super::raw::{
     ByteSize, Checked, Field, HumanDuration, Int, MapOnly, Matches, Num, RawBaseline, RawContract,
-    RawListener, RawLog, RawOtlpReceiver, RawPipeline, RawPrometheus, RawService, RawWindow,
-    StringList,
+    RawListener, RawLog, RawOtlpReceiver, RawPipeline, RawPrometheus, RawRetry, RawService,
+    RawWebhook, RawWindow, StringList,
 };
 use super::validated::{
     AttributeMatch, BaselineSpec, ContractSpec, Decision, ExporterKind, ExporterSpec, OnTimeout,
-    OtlpReceiverSpec, PipelineSpec, ReceiverKind, ReceiverSpec, ServiceSpec, Source, Thresholds,
-    ValidatedConfig, WindowSpec,
+    OtlpReceiverSpec, PipelineSpec, ReceiverKind, ReceiverSpec, RetrySpec, ServiceSpec, Source,
+    Thresholds, ValidatedConfig, WebhookSpec, WindowSpec,
 };
+use crate::runs::RunState;
+use crate::storage::StorageSpec;
 
 /// The top-level keys of a pipeline file, in their conventional order.
 const SECTIONS: [&str; 5] = [
@@ -48,8 +50,16 @@ pub(crate) const DEFAULT_HTTP_ENDPOINT: &str = "0.0.0.0:4318";
 pub(crate) const DEFAULT_PROMETHEUS_ENDPOINT: &str = "0.0.0.0:9464";
 /// Default HTTP API listen address.
 pub(crate) const DEFAULT_API_ENDPOINT: &str = "127.0.0.1:8686";
-/// The only storage this build has.
-pub(crate) const MEMORY_STORAGE: &str = "memory:";
+/// Default `service.storage`: an SQLite file under the working directory.
+pub(crate) const DEFAULT_STORAGE: &str = "sqlite://data/verdict.db";
+/// Default webhook `timeout`.
+pub(crate) const DEFAULT_WEBHOOK_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default webhook `retry.initial_interval`.
+pub(crate) const DEFAULT_RETRY_INITIAL: Duration = Duration::from_secs(1);
+/// Default webhook `retry.max_interval`.
+pub(crate) const DEFAULT_RETRY_MAX_INTERVAL: Duration = Duration::from_secs(30);
+/// Default webhook `retry.max_elapsed`.
+pub(crate) const DEFAULT_RETRY_MAX_ELAPSED: Duration = Duration::from_secs(3600);
 /// Default `max_request_bytes` of an OTLP receiver: 20 MiB.
 pub(crate) const DEFAULT_MAX_REQUEST_BYTES: u64 = 20 * 1024 * 1024;
 /// Default `service.max_inflight_bytes`: 256 MiB.
@@ -98,7 +108,7 @@ pub(crate) const DEFAULT_ALPHA: f64 = 0.05;
 /// Receiver types the design names that this build does not have yet.
 const UNAVAILABLE_RECEIVERS: [&str; 1] = ["probe"];
 /// Exporter types the design names that this build does not have yet.
-const UNAVAILABLE_EXPORTERS: [&str; 2] = ["webhook", "unleash"];
+const UNAVAILABLE_EXPORTERS: [&str; 1] = ["unleash"];
 
 /// The problems found so far.
 #[derive(Default)]
@@ -923,6 +933,8 @@ fn exporters(section: Option<Value>, errors: &mut Errors) -> Defined<ExporterSpe
                     })
                 }
                 "log" => deserialize::<RawLog>(value, &path, errors).map(|_| ExporterKind::Log),
+                "webhook" => deserialize::<RawWebhook>(value, &path, errors)
+                    .and_then(|raw| webhook(raw, &path, errors)),
                 kind if UNAVAILABLE_EXPORTERS.contains(&kind) => {
                     errors.push(
                         &path,
@@ -944,6 +956,166 @@ fn exporters(section: Option<Value>, errors: &mut Errors) -> Defined<ExporterSpe
         defined.insert(id, spec);
     }
     defined
+}
+
+/// A webhook exporter; `None` when it has problems (reported).
+fn webhook(raw: RawWebhook, path: &str, errors: &mut Errors) -> Option<ExporterKind> {
+    let before = errors.len();
+    let url_path = join(path, "url");
+    let url = match take(raw.url, &url_path, errors) {
+        None => {
+            errors.push(&url_path, "is required");
+            String::new()
+        }
+        Some(url) => {
+            if let Err(why) = check_url(&url) {
+                errors.push(&url_path, why);
+            }
+            url
+        }
+    };
+    let on_path = join(path, "on");
+    let on = match list_items(raw.on, &on_path, errors) {
+        None => vec![RunState::Promoted, RunState::RolledBack],
+        Some(items) if items.is_empty() => {
+            errors.push(&on_path, "must list at least one state");
+            Vec::new()
+        }
+        Some(items) => {
+            let mut states = Vec::new();
+            for (i, item) in items.iter().enumerate() {
+                let found = [
+                    RunState::Validating,
+                    RunState::Promoted,
+                    RunState::RolledBack,
+                ]
+                .into_iter()
+                .find(|s| s.as_str() == item);
+                match found {
+                    Some(s) if !states.contains(&s) => states.push(s),
+                    Some(_) => errors.push(&on_path, format!("lists {item:?} more than once")),
+                    None => errors.push(
+                        format!("{on_path}[{i}]"),
+                        format!("expected VALIDATING, PROMOTED or ROLLED_BACK, got {item:?}"),
+                    ),
+                }
+            }
+            states
+        }
+    };
+    let secret = take(raw.secret, &join(path, "secret"), errors).filter(|s| !s.is_empty());
+    let timeout = positive_duration(
+        raw.timeout,
+        DEFAULT_WEBHOOK_TIMEOUT,
+        &join(path, "timeout"),
+        errors,
+    );
+    let retry_path = join(path, "retry");
+    let MapOnly(retry) = take(raw.retry, &retry_path, errors).unwrap_or_default();
+    let retry = retry_spec(retry, &retry_path, errors);
+    (errors.len() == before).then_some(ExporterKind::Webhook(WebhookSpec {
+        url,
+        on,
+        secret,
+        timeout,
+        retry,
+    }))
+}
+
+fn retry_spec(raw: RawRetry, path: &str, errors: &mut Errors) -> RetrySpec {
+    let initial_interval = positive_duration(
+        raw.initial_interval,
+        DEFAULT_RETRY_INITIAL,
+        &join(path, "initial_interval"),
+        errors,
+    );
+    let max_interval = positive_duration(
+        raw.max_interval,
+        DEFAULT_RETRY_MAX_INTERVAL.max(initial_interval),
+        &join(path, "max_interval"),
+        errors,
+    );
+    if max_interval < initial_interval {
+        errors.push(
+            join(path, "max_interval"),
+            format!(
+                "must be at least initial_interval ({}), got {}",
+                humantime::format_duration(initial_interval),
+                humantime::format_duration(max_interval)
+            ),
+        );
+    }
+    let max_elapsed = positive_duration(
+        raw.max_elapsed,
+        DEFAULT_RETRY_MAX_ELAPSED,
+        &join(path, "max_elapsed"),
+        errors,
+    );
+    RetrySpec {
+        initial_interval,
+        max_interval,
+        max_elapsed,
+    }
+}
+
+/// A client URL: `http` or `https` with a host.
+fn check_url(url: &str) -> Result<(), String> {
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e| format!("invalid URL {url:?}: {e}"))?;
+    match uri.scheme_str() {
+        Some("http" | "https") => {}
+        _ => return Err(format!("must be an http:// or https:// URL, got {url:?}")),
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(format!("must name a host, got {url:?}"));
+    }
+    Ok(())
+}
+
+/// Reads `service.storage`.
+fn storage(raw: Option<String>, errors: &mut Errors) -> StorageSpec {
+    const PATH: &str = "service.storage";
+    let url = raw
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| DEFAULT_STORAGE.to_string());
+    // `memory` and `memory://` too: an unquoted `storage: memory:` is a YAML
+    // syntax error, so the colon is easy to drop.
+    if matches!(url.as_str(), "memory" | "memory:" | "memory://") {
+        return StorageSpec::Memory;
+    }
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        if path.is_empty() {
+            errors.push(PATH, format!("{url:?} names no file; write sqlite://data/verdict.db or sqlite:///var/lib/verdict/verdict.db"));
+        } else if path.contains(['?', '#']) {
+            errors.push(
+                PATH,
+                format!("{url:?}: options (?…) are not supported; verdict sets them itself"),
+            );
+        } else if path.ends_with('/') {
+            errors.push(
+                PATH,
+                format!("{url:?} names a directory, not a database file"),
+            );
+        }
+        return StorageSpec::Sqlite {
+            path: std::path::PathBuf::from(path),
+            url,
+        };
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        errors.push(
+            PATH,
+            format!("{url:?}: PostgreSQL storage is not available in this build; use sqlite://PATH or memory:"),
+        );
+    } else {
+        errors.push(
+            PATH,
+            format!("unsupported storage {url:?}: expected sqlite://PATH (sqlite:///abs/path for an absolute path) or memory:"),
+        );
+    }
+    StorageSpec::Memory
 }
 
 // ------------------------------------------------------------------ service
@@ -971,21 +1143,7 @@ fn service_spec(section: Option<Value>, errors: &mut Errors) -> Option<ServiceSp
         errors,
     );
     let api_token = token(api.token, "service.api.token", errors);
-    let storage = match take(raw.storage, "service.storage", errors) {
-        None => MEMORY_STORAGE.to_string(),
-        // `memory` and `memory://` too: an unquoted `storage: memory:` is a
-        // YAML syntax error, so the colon is easy to drop.
-        Some(s) if matches!(s.trim(), "" | "memory" | "memory:" | "memory://") => {
-            MEMORY_STORAGE.to_string()
-        }
-        Some(s) => {
-            errors.push(
-                "service.storage",
-                format!("{s:?} is not available in this build; use {MEMORY_STORAGE}"),
-            );
-            s
-        }
-    };
+    let storage = storage(take(raw.storage, "service.storage", errors), errors);
     let max_inflight_bytes = byte_size(
         raw.max_inflight_bytes,
         DEFAULT_MAX_INFLIGHT_BYTES,

@@ -207,6 +207,34 @@ pub enum ExporterKind {
     },
     /// Verdict events as JSON lines on stdout.
     Log,
+    /// Verdict events POSTed to a URL.
+    Webhook(WebhookSpec),
+}
+
+/// `exporters.webhook[/NAME]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookSpec {
+    /// Target URL (`http://` or `https://`).
+    pub url: String,
+    /// States whose transitions are sent (default PROMOTED and ROLLED_BACK).
+    pub on: Vec<crate::runs::RunState>,
+    /// HMAC-SHA256 key of `X-Verdict-Signature`; `None` = unsigned.
+    pub secret: Option<String>,
+    /// Time allowed for one attempt (default 5s).
+    pub timeout: Duration,
+    /// Backoff between attempts.
+    pub retry: RetrySpec,
+}
+
+/// Exponential backoff with jitter.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetrySpec {
+    /// First wait (default 1s); doubles after each failure.
+    pub initial_interval: Duration,
+    /// Longest wait (default 30s; ≥ `initial_interval`).
+    pub max_interval: Duration,
+    /// Give up when the event is older than this (default 1h).
+    pub max_elapsed: Duration,
 }
 
 /// The `service` section.
@@ -216,8 +244,9 @@ pub struct ServiceSpec {
     pub api_endpoint: String,
     /// Bearer token for the API's write endpoints; `None` = open.
     pub api_token: Option<String>,
-    /// Storage URL (default `memory:`; only the in-memory store exists yet).
-    pub storage: String,
+    /// Where runs, transitions, the outbox and checkpoints live (default
+    /// `sqlite://data/verdict.db`).
+    pub storage: crate::storage::StorageSpec,
     /// Budget for request bodies being decoded plus queued batches, in bytes (default 256 MiB).
     pub max_inflight_bytes: u64,
     /// How often open windows are persisted (default 10s).

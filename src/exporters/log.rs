@@ -1,19 +1,20 @@
 //! The `log` exporter: every verdict event as one JSON line on stdout
-//! (design §5.5 shape), for `jq`, log shippers and humans.
+//! (design §5.5 shape), for `jq`, log shippers and humans. Like webhooks it
+//! reads the outbox, so a line is written only for a committed transition,
+//! and a restart re-writes the lines that were not written yet.
 
 use std::io::Write;
-use std::sync::Arc;
 
-use tokio::sync::mpsc;
+use crate::storage::{Attempt, Delivery};
 
-use crate::runs::VerdictEvent;
-
-/// Writes events until every sender is gone.
-pub async fn run(mut input: mpsc::Receiver<Arc<VerdictEvent>>) {
-    while let Some(event) = input.recv().await {
-        let line = event.to_json().to_string();
-        let mut out = std::io::stdout().lock();
-        // stdout closed (e.g. a broken pipe) loses only the log copy.
-        let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+/// Writes one event line.
+pub fn write(d: &Delivery) -> Attempt {
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{}", d.event).and_then(|()| out.flush()) {
+        Ok(()) => Attempt::Delivered,
+        // stdout closed (a broken pipe): nothing to retry into.
+        Err(e) => Attempt::Failed {
+            error: format!("writing to stdout: {e}"),
+        },
     }
 }

@@ -26,7 +26,7 @@ pub fn router(catalog: Arc<Catalog>) -> Router {
 }
 
 async fn scrape(State(catalog): State<Arc<Catalog>>) -> impl IntoResponse {
-    let mut body = render_runs(&catalog);
+    let mut body = render_runs(&catalog).await;
     body.push_str(&telemetry::metrics_handle().render());
     (
         [(
@@ -84,7 +84,7 @@ impl Family {
 }
 
 /// Renders the run and window gauges of every current run.
-pub fn render_runs(catalog: &Catalog) -> String {
+pub async fn render_runs(catalog: &Catalog) -> String {
     let now = catalog.clock.now();
     let expiry = catalog.metric_expiry.as_nanos() as u64;
     let mut state = Family::new(
@@ -115,7 +115,7 @@ pub fn render_runs(catalog: &Catalog) -> String {
     let mut passed = Family::new("verdict_window_passed", "1 if the last closed window passed every check, 0 if it failed (absent when it had too few samples).");
     let mut runs: Vec<RunRecord> = Vec::new();
     for c in &catalog.contracts {
-        match catalog.store.current_runs(&c.name) {
+        match catalog.store.current_runs(&c.name).await {
             Ok(r) => runs.extend(r),
             Err(err) => tracing::warn!(error = %err, "Scrape could not read runs."),
         }
@@ -150,6 +150,7 @@ pub fn render_runs(catalog: &Catalog) -> String {
         let last = catalog
             .store
             .windows(&run.run_id, 1)
+            .await
             .ok()
             .and_then(|w| w.into_iter().next());
         let Some(w) = last else { continue };

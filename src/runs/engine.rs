@@ -5,22 +5,37 @@
 //! ("every window whose deadline is ≤ t has been emitted"). The engine buffers
 //! closed windows until the slowest shard's watermark passes a window's
 //! deadline, then judges that window for every run in order — so each run
-//! sees its windows exactly once, in time order, empty ones included — and
-//! commits each result and transition to the store before returning the
-//! events to announce.
+//! sees its windows exactly once, in time order, empty ones included.
+//!
+//! The engine does no I/O. Every call returns the [`Commit`]s it decided —
+//! run states, window results, transitions with their outbox targets — and
+//! its driver (`runs::task`) stores each batch in one transaction before
+//! anything is announced. The engine also keeps the image of the pipeline's
+//! open windows that checkpoints persist: the shards' latest snapshots plus
+//! the closed windows not judged yet (see [`Engine::checkpoint`]).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 
 use crate::aggregator::state::{Accum, ClosedWindow};
 use crate::config::{ContractSpec, WindowSpec};
 use crate::contracts::{evaluate_window, Figures};
 use crate::model::series::BASELINE_SUBJECT;
 use crate::model::{SeriesKey, Subject, UnixNanos, Window};
+use crate::storage::codec::{AccumData, CheckpointData, SeriesCheckpoint, SubjectData};
+use crate::storage::Commit;
 
 use super::machine::{self, Transition};
 use super::record::{RunRecord, RunState, VerdictEvent, WindowRecord};
-use super::store::{RunStore, StoreError};
+
+/// Open windows of some series: series → window start → accumulation.
+pub type OpenWindows = HashMap<SeriesKey, BTreeMap<UnixNanos, Accum>>;
+
+/// The checkpoint slot of the closed windows the engine has not judged yet
+/// (shards use their index as slot).
+pub const PENDING_SLOT: i64 = -1;
+
+/// Checkpoint format version.
+const CHECKPOINT_VERSION: u32 = 1;
 
 /// What the shards tell the engine.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,60 +56,170 @@ pub enum EngineInput {
         /// The shard's close time.
         now: UnixNanos,
     },
+    /// Shard `shard`'s open windows, for the checkpoint.
+    Snapshot {
+        /// Shard index.
+        shard: usize,
+        /// Every open window of the shard.
+        series: OpenWindows,
+    },
+}
+
+/// An exporter that delivers verdict events, and which ones it wants.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Subscriber {
+    /// Full exporter id (`webhook/promote`, `log`).
+    pub exporter: String,
+    /// States whose transitions it delivers.
+    pub on: Vec<RunState>,
+    /// It triggers something (a webhook): `dry_run` events are not for it.
+    pub triggers: bool,
+}
+
+impl Subscriber {
+    fn wants(&self, event: &VerdictEvent) -> bool {
+        self.on.contains(&event.run.state) && !(self.triggers && event.dry_run)
+    }
+}
+
+/// A manual decision (design §7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ManualAction {
+    /// PENDING/VALIDATING → PROMOTED.
+    Promote,
+    /// PENDING/VALIDATING → ROLLED_BACK.
+    Rollback,
+    /// Supersede the current run and start a new PENDING one.
+    Reset,
+}
+
+/// Why a manual decision was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ManualError {
+    /// No such contract in this pipeline, or no run for the subject.
+    #[error("{0}")]
+    NotFound(String),
+    /// The run is final already.
+    #[error("run {run_id} is {} already; reset it to start a new run", state.as_str())]
+    Final {
+        /// The run.
+        run_id: String,
+        /// Its final state.
+        state: RunState,
+    },
+}
+
+/// What a pipeline's engine resumes from.
+#[derive(Debug, Default)]
+pub struct EngineSeed {
+    /// Current runs found in storage (any contract version: others are
+    /// ignored).
+    pub runs: Vec<RunRecord>,
+    /// The last window result of each run, by run id.
+    pub last_windows: HashMap<String, WindowRecord>,
+    /// Checkpointed windows whose deadline has passed: judged at the first
+    /// watermark, in order.
+    pub closed: OpenWindows,
+    /// Checkpointed windows still open, as restored into each shard.
+    pub open: Vec<OpenWindows>,
 }
 
 /// The engine of one pipeline.
 #[derive(Debug)]
 pub struct Engine {
     contracts: Vec<ContractSpec>,
+    subscribers: Vec<Subscriber>,
     size: u64,
     lateness: u64,
-    store: Arc<dyn RunStore>,
     /// Current run of every series that has one (final runs included: their
     /// windows are still recorded for observation).
     runs: HashMap<SeriesKey, RunRecord>,
+    /// Last window result of each run (`observed` of a timeout or a manual
+    /// decision).
+    last_windows: HashMap<String, WindowRecord>,
     /// Closed windows waiting for the watermark, by window start.
     buffered: BTreeMap<UnixNanos, HashMap<SeriesKey, Accum>>,
     watermarks: Vec<UnixNanos>,
     next_window: Window,
+    /// Each shard's open windows as of its last snapshot, minus the windows
+    /// it closed since.
+    images: Vec<OpenWindows>,
+    /// Shards whose image changed since the last checkpoint.
+    dirty: Vec<bool>,
+    ids: EventIds,
+}
+
+/// Monotonic ULIDs for event ids, so the outbox (ordered by id) delivers a
+/// pipeline's events in the order they happened even within a millisecond.
+struct EventIds(ulid::Generator);
+
+impl std::fmt::Debug for EventIds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EventIds")
+    }
+}
+
+impl EventIds {
+    fn next(&mut self) -> String {
+        // The generator only fails when a millisecond's random space is
+        // exhausted; a plain ULID is still unique.
+        self.0
+            .generate()
+            .unwrap_or_else(|_| ulid::Ulid::new())
+            .to_string()
+    }
 }
 
 impl Engine {
-    /// Builds the engine and resumes the current runs found in the store
-    /// (runs of another contract version are left alone: a new version
-    /// starts new runs).
+    /// Builds the engine and resumes the runs of `seed` (runs of another
+    /// contract version are left alone: a new version starts new runs).
     pub fn new(
         contracts: Vec<ContractSpec>,
         window: &WindowSpec,
         shards: usize,
-        store: Arc<dyn RunStore>,
+        subscribers: Vec<Subscriber>,
+        seed: EngineSeed,
         now: UnixNanos,
-    ) -> Result<Engine, StoreError> {
+    ) -> Engine {
         let size = (window.size.as_nanos() as u64).max(1);
         let lateness = window.allowed_lateness.as_nanos() as u64;
+        let shards = shards.max(1);
         let mut runs = HashMap::new();
-        for (i, c) in contracts.iter().enumerate() {
-            for run in store.current_runs(&c.name)? {
-                if run.contract_version == c.version {
-                    let key = SeriesKey {
-                        contract: i as u32,
-                        subject: run.subject.clone(),
-                    };
-                    runs.insert(key, run);
-                }
+        for run in seed.runs {
+            let found = contracts
+                .iter()
+                .position(|c| c.name == run.contract && c.version == run.contract_version);
+            if let Some(i) = found {
+                let key = SeriesKey {
+                    contract: i as u32,
+                    subject: run.subject.clone(),
+                };
+                runs.insert(key, run);
             }
         }
-        Ok(Engine {
+        let mut buffered: BTreeMap<UnixNanos, HashMap<SeriesKey, Accum>> = BTreeMap::new();
+        for (key, windows) in seed.closed {
+            for (start, acc) in windows {
+                buffered.entry(start).or_default().insert(key.clone(), acc);
+            }
+        }
+        let mut images = seed.open;
+        images.resize_with(shards, HashMap::new);
+        Engine {
             contracts,
+            subscribers,
             size,
             lateness,
-            store,
             runs,
-            buffered: BTreeMap::new(),
-            watermarks: vec![0; shards.max(1)],
+            last_windows: seed.last_windows,
+            buffered,
+            watermarks: vec![0; shards],
             // The oldest window that can still be open at start.
             next_window: Window::containing(now.saturating_sub(lateness + size), size),
-        })
+            images,
+            dirty: vec![true; shards],
+            ids: EventIds(ulid::Generator::new()),
+        }
     }
 
     /// The contracts, indexed like `SeriesKey::contract`.
@@ -102,22 +227,30 @@ impl Engine {
         &self.contracts
     }
 
-    /// Handles one input; returns the transitions to announce, already
-    /// committed to the store.
-    pub fn handle(
-        &mut self,
-        input: EngineInput,
-        now: UnixNanos,
-    ) -> Result<Vec<VerdictEvent>, StoreError> {
-        let mut events = Vec::new();
+    /// The current run of a series, if it has one.
+    pub fn run(&self, key: &SeriesKey) -> Option<&RunRecord> {
+        self.runs.get(key)
+    }
+
+    /// Handles one input; returns what to commit (and then announce).
+    pub fn handle(&mut self, input: EngineInput, now: UnixNanos) -> Vec<Commit> {
+        let mut out = Vec::new();
         match input {
             EngineInput::SeriesSeen { series, ts } => {
                 if !series.subject.is_pseudo() && (series.contract as usize) < self.contracts.len()
                 {
-                    self.first_sample(&series, ts, now, &mut events)?;
+                    self.first_sample(&series, ts, now, &mut out);
                 }
             }
             EngineInput::Closed(cw) => {
+                // The closed window supersedes its partial copy in the
+                // shard's last snapshot.
+                let shard = cw.series.shard(self.images.len());
+                if let Some(image) = self.images.get_mut(shard) {
+                    if let Some(windows) = image.get_mut(&cw.series) {
+                        windows.remove(&cw.window.start);
+                    }
+                }
                 let slot = self.buffered.entry(cw.window.start).or_default();
                 match slot.get_mut(&cw.series) {
                     Some(acc) => acc.merge(&cw.accum),
@@ -131,24 +264,183 @@ impl Engine {
                     *w = (*w).max(at);
                 }
                 let watermark = self.watermarks.iter().copied().min().unwrap_or(0);
-                // Windows older than the next one can only come from a shard
-                // that raced its own close; judge them first, in order.
+                // Windows older than the next one come from a checkpoint, or
+                // from a shard that raced its own close; judge them first, in
+                // order.
                 while let Some((&start, _)) = self.buffered.first_key_value() {
                     if start >= self.next_window.start {
                         break;
                     }
                     let w = Window::containing(start, self.size);
-                    self.judge_window(w, now, &mut events)?;
+                    self.judge_window(w, now, &mut out);
                 }
                 while self.next_window.deadline(self.lateness) <= watermark {
                     let w = self.next_window;
                     self.next_window = w.next();
-                    self.judge_window(w, now, &mut events)?;
+                    self.judge_window(w, now, &mut out);
                 }
-                self.timeouts(now, &mut events)?;
+                self.timeouts(now, &mut out);
+            }
+            EngineInput::Snapshot { shard, series } => {
+                if let Some(image) = self.images.get_mut(shard) {
+                    *image = series;
+                    self.dirty[shard] = true;
+                }
             }
         }
-        Ok(events)
+        out
+    }
+
+    /// A manual decision or a reset of `contract`'s run for `subject` (the
+    /// joined subject). Returns what to commit and the run afterwards.
+    pub fn manual(
+        &mut self,
+        action: ManualAction,
+        contract: &str,
+        subject: &str,
+        reason: Option<&str>,
+        now: UnixNanos,
+    ) -> Result<(Vec<Commit>, RunRecord), ManualError> {
+        let Some(index) = self.contracts.iter().position(|c| c.name == contract) else {
+            return Err(ManualError::NotFound(format!(
+                "unknown contract {contract:?}"
+            )));
+        };
+        let key = self
+            .runs
+            .keys()
+            .find(|k| k.contract as usize == index && k.subject.joined() == subject)
+            .cloned()
+            .ok_or_else(|| {
+                ManualError::NotFound(format!("contract {contract:?} has no run for {subject:?}"))
+            })?;
+        let spec = &self.contracts[index];
+        let mut out = Vec::new();
+        let Some(run) = self.runs.get_mut(&key) else {
+            return Err(ManualError::NotFound(format!("no run for {subject:?}")));
+        };
+        match action {
+            ManualAction::Reset => {
+                // The old run is kept as it was, marked superseded, and
+                // nothing is announced.
+                let mut old = run.clone();
+                old.superseded = true;
+                let fresh = RunRecord::new(&spec.name, spec.version, key.subject.clone(), now);
+                *run = fresh.clone();
+                out.push(Commit {
+                    run: old,
+                    window: None,
+                    event: None,
+                    outbox: Vec::new(),
+                });
+                out.push(Commit {
+                    run: fresh.clone(),
+                    window: None,
+                    event: None,
+                    outbox: Vec::new(),
+                });
+                Ok((out, fresh))
+            }
+            ManualAction::Promote | ManualAction::Rollback => {
+                if run.state.is_final() {
+                    return Err(ManualError::Final {
+                        run_id: run.run_id.clone(),
+                        state: run.state,
+                    });
+                }
+                let to = if action == ManualAction::Promote {
+                    RunState::Promoted
+                } else {
+                    RunState::RolledBack
+                };
+                let why = reason.map(str::trim).filter(|r| !r.is_empty());
+                let t = Transition {
+                    to,
+                    reason: format!("manual: {}", why.unwrap_or("decided through the API")),
+                    failures: Vec::new(),
+                };
+                let last = self.last_windows.get(&run.run_id).cloned();
+                let event = transition(&mut self.ids, run, &t, last, now, spec.dry_run);
+                let after = run.clone();
+                out.push(self.commit(after.clone(), None, Some(event)));
+                Ok((out, after))
+            }
+        }
+    }
+
+    /// The checkpoint slots to write: every shard whose image changed since
+    /// the last call (all of them with `full`) and the closed windows not
+    /// judged yet, as stored text.
+    pub fn checkpoint(&mut self, full: bool) -> Vec<(i64, String)> {
+        let mut slots = Vec::new();
+        for shard in 0..self.images.len() {
+            if full || self.dirty[shard] {
+                self.dirty[shard] = false;
+                let data = self.encode(self.images[shard].iter());
+                slots.push((shard as i64, data));
+            }
+        }
+        let mut pending: HashMap<&SeriesKey, BTreeMap<UnixNanos, Accum>> = HashMap::new();
+        for (start, series) in &self.buffered {
+            for (key, acc) in series {
+                pending.entry(key).or_default().insert(*start, acc.clone());
+            }
+        }
+        let pending = self.encode(pending.iter().map(|(k, w)| (*k, w)));
+        slots.push((PENDING_SLOT, pending));
+        slots
+    }
+
+    fn encode<'a>(
+        &self,
+        series: impl Iterator<Item = (&'a SeriesKey, &'a BTreeMap<UnixNanos, Accum>)>,
+    ) -> String {
+        let mut data = CheckpointData {
+            version: CHECKPOINT_VERSION,
+            series: Vec::new(),
+        };
+        for (key, windows) in series {
+            let Some(spec) = self.contracts.get(key.contract as usize) else {
+                continue;
+            };
+            if windows.is_empty() {
+                continue;
+            }
+            data.series.push(SeriesCheckpoint {
+                contract: spec.name.clone(),
+                subject: SubjectData::from(&key.subject),
+                windows: windows
+                    .iter()
+                    .map(|(s, a)| (*s, AccumData::from(a)))
+                    .collect(),
+            });
+        }
+        data.series.sort_by(|a, b| a.contract.cmp(&b.contract));
+        crate::storage::codec::checkpoint_to_text(&data)
+    }
+
+    fn commit(
+        &self,
+        run: RunRecord,
+        window: Option<WindowRecord>,
+        event: Option<VerdictEvent>,
+    ) -> Commit {
+        let outbox = event
+            .as_ref()
+            .map(|e| {
+                self.subscribers
+                    .iter()
+                    .filter(|s| s.wants(e))
+                    .map(|s| s.exporter.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        Commit {
+            run,
+            window,
+            event,
+            outbox,
+        }
     }
 
     /// Creates the run of a new subject, and moves a PENDING run to VALIDATING.
@@ -157,29 +449,22 @@ impl Engine {
         series: &SeriesKey,
         ts: UnixNanos,
         now: UnixNanos,
-        events: &mut Vec<VerdictEvent>,
-    ) -> Result<(), StoreError> {
+        out: &mut Vec<Commit>,
+    ) {
         let spec = &self.contracts[series.contract as usize];
         let run = self.runs.entry(series.clone()).or_insert_with(|| {
             RunRecord::new(&spec.name, spec.version, series.subject.clone(), now)
         });
         if let Some(t) = machine::on_first_sample(run) {
             run.first_sample_at = Some(ts);
-            let dry_run = spec.dry_run;
-            let event = transition(run, &t, None, now, dry_run);
-            self.store.commit(run, None, Some(&event))?;
-            events.push(event);
+            let event = transition(&mut self.ids, run, &t, None, now, spec.dry_run);
+            let run = run.clone();
+            out.push(self.commit(run, None, Some(event)));
         }
-        Ok(())
     }
 
     /// Judges window `w` for every run.
-    fn judge_window(
-        &mut self,
-        w: Window,
-        now: UnixNanos,
-        events: &mut Vec<VerdictEvent>,
-    ) -> Result<(), StoreError> {
+    fn judge_window(&mut self, w: Window, now: UnixNanos, out: &mut Vec<Commit>) {
         let data = self.buffered.remove(&w.start).unwrap_or_default();
         // Subjects with data but no run (e.g. reset while their series
         // stayed open in a shard) start one now.
@@ -194,7 +479,7 @@ impl Engine {
             .collect();
         seen.sort();
         for key in seen {
-            self.first_sample(key, w.start, now, events)?;
+            self.first_sample(key, w.start, now, out);
         }
         let baselines: Vec<Option<Figures>> = (0..self.contracts.len())
             .map(|i| {
@@ -218,9 +503,10 @@ impl Engine {
                 .is_none_or(|t| w.end <= Window::containing(t, self.size).start);
             if run.state == RunState::Pending
                 || (acc.is_none() && (before_first || run.state.is_final()))
+                // Judged already: a checkpoint older than the last commit
+                // restored it (kill -9). Counting it again would double it.
+                || run.last_window_end.is_some_and(|end| w.end <= end)
             {
-                // No windows before a run's first sample, and a final run
-                // records only windows that had data.
                 continue;
             }
             let empty = Accum::default();
@@ -235,29 +521,32 @@ impl Engine {
                 failures: outcome.failures.clone(),
             };
             let mut event = None;
+            run.last_window_end = Some(w.end);
             if !run.state.is_final() {
                 run.cumulative.merge(acc);
                 if acc.samples > 0 {
                     run.latency_bound = run.latency_bound.worst(figures.bound());
                 }
                 run.windows += 1;
-                run.last_window_end = Some(w.end);
                 if let Some(t) = machine::on_window(run, spec, &outcome) {
-                    event = Some(transition(run, &t, Some(record.clone()), now, spec.dry_run));
+                    event = Some(transition(
+                        &mut self.ids,
+                        run,
+                        &t,
+                        Some(record.clone()),
+                        now,
+                        spec.dry_run,
+                    ));
                 }
             }
-            self.store.commit(run, Some(&record), event.as_ref())?;
-            events.extend(event);
+            self.last_windows.insert(run.run_id.clone(), record.clone());
+            let run = run.clone();
+            out.push(self.commit(run, Some(record), event));
         }
-        Ok(())
     }
 
     /// Decides runs that reached `max_duration`.
-    fn timeouts(
-        &mut self,
-        now: UnixNanos,
-        events: &mut Vec<VerdictEvent>,
-    ) -> Result<(), StoreError> {
+    fn timeouts(&mut self, now: UnixNanos, out: &mut Vec<Commit>) {
         let mut keys: Vec<SeriesKey> = self.runs.keys().cloned().collect();
         keys.sort();
         for key in keys {
@@ -267,18 +556,19 @@ impl Engine {
             let spec = &self.contracts[key.contract as usize];
             if let Some(t) = machine::on_timeout(run, spec, now) {
                 // `observed` of a timeout is the last closed window.
-                let last = self.store.windows(&run.run_id, 1)?.into_iter().next();
-                let event = transition(run, &t, last, now, spec.dry_run);
-                self.store.commit(run, None, Some(&event))?;
-                events.push(event);
+                let last = self.last_windows.get(&run.run_id).cloned();
+                let event = transition(&mut self.ids, run, &t, last, now, spec.dry_run);
+                let run = run.clone();
+                out.push(self.commit(run, None, Some(event)));
             }
         }
-        Ok(())
     }
 }
 
-/// Applies a transition and builds its event.
+/// Applies a transition and builds its event. Event ids are monotonic ULIDs,
+/// so the outbox delivers a pipeline's events in the order they happened.
 fn transition(
+    ids: &mut EventIds,
     run: &mut RunRecord,
     t: &Transition,
     window: Option<WindowRecord>,
@@ -288,7 +578,7 @@ fn transition(
     let previous_state = run.state;
     machine::apply(run, t, now);
     VerdictEvent {
-        event_id: ulid::Ulid::new().to_string(),
+        event_id: ids.next(),
         emitted_at: now,
         run: run.clone(),
         previous_state,

@@ -3,7 +3,9 @@
 
 use super::*;
 use crate::config::{BaselineSpec, Decision, OnTimeout, Source, Thresholds};
-use crate::runs::MemoryStore;
+use crate::storage::{MemoryStore, RunStore};
+use futures_util::FutureExt as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 const S: u64 = 1_000_000_000;
@@ -71,32 +73,80 @@ fn closed(k: &SeriesKey, start: u64, n: u64, ms: f64, errors: u64) -> EngineInpu
     })
 }
 
-fn watermark(engine: &mut Engine, now: u64) -> Vec<VerdictEvent> {
-    let mut events = engine
-        .handle(EngineInput::Watermark { shard: 0, now }, now)
-        .expect("memory store");
-    events.extend(
-        engine
-            .handle(EngineInput::Watermark { shard: 1, now }, now)
-            .expect("memory store"),
-    );
+/// A memory store's futures are ready at once.
+fn sync<T>(f: crate::storage::StoreFuture<'_, T>) -> T {
+    f.now_or_never()
+        .expect("memory store is synchronous")
+        .expect("memory store")
+}
+
+/// The test's engine and the store its commits go to.
+struct Harness {
+    engine: Engine,
+    store: Arc<MemoryStore>,
+}
+
+impl Harness {
+    fn handle(&mut self, input: EngineInput, now: u64) -> Vec<VerdictEvent> {
+        let commits = self.engine.handle(input, now);
+        sync(self.store.commit(&commits, now));
+        commits.into_iter().filter_map(|c| c.event).collect()
+    }
+}
+
+fn watermark(h: &mut Harness, now: u64) -> Vec<VerdictEvent> {
+    let mut events = h.handle(EngineInput::Watermark { shard: 0, now }, now);
+    events.extend(h.handle(EngineInput::Watermark { shard: 1, now }, now));
     events
 }
 
-fn engine(spec: ContractSpec, store: Arc<MemoryStore>) -> Engine {
-    Engine::new(vec![spec], &window_spec(), 2, store, 100 * S).expect("memory store")
+fn seed(store: &MemoryStore) -> EngineSeed {
+    let runs = sync(store.current_runs("checkout"));
+    let last_windows = runs
+        .iter()
+        .filter_map(|r| {
+            sync(store.windows(&r.run_id, 1))
+                .into_iter()
+                .next()
+                .map(|w| (r.run_id.clone(), w))
+        })
+        .collect();
+    EngineSeed {
+        runs,
+        last_windows,
+        ..EngineSeed::default()
+    }
 }
 
-fn seen(engine: &mut Engine, k: &SeriesKey, ts: u64) -> Vec<VerdictEvent> {
-    engine
-        .handle(
-            EngineInput::SeriesSeen {
-                series: k.clone(),
-                ts,
-            },
+fn subscribers() -> Vec<Subscriber> {
+    vec![
+        Subscriber {
+            exporter: "log".into(),
+            on: RunState::ALL.to_vec(),
+            triggers: false,
+        },
+        Subscriber {
+            exporter: "webhook/final".into(),
+            on: vec![RunState::Promoted, RunState::RolledBack],
+            triggers: true,
+        },
+    ]
+}
+
+fn engine(spec: ContractSpec, store: Arc<MemoryStore>) -> Harness {
+    let seed = seed(&store);
+    let engine = Engine::new(vec![spec], &window_spec(), 2, subscribers(), seed, 100 * S);
+    Harness { engine, store }
+}
+
+fn seen(h: &mut Harness, k: &SeriesKey, ts: u64) -> Vec<VerdictEvent> {
+    h.handle(
+        EngineInput::SeriesSeen {
+            series: k.clone(),
             ts,
-        )
-        .expect("memory store")
+        },
+        ts,
+    )
 }
 
 #[test]
@@ -111,33 +161,20 @@ fn promotes_after_consecutive_passing_windows() {
         (RunState::Pending, RunState::Validating)
     );
 
-    e.handle(closed(&k, 100 * S, 10, 20.0, 0), 112 * S)
-        .expect("ok");
+    e.handle(closed(&k, 100 * S, 10, 20.0, 0), 112 * S);
     // One shard's watermark is not enough.
-    let ev = e
-        .handle(
-            EngineInput::Watermark {
-                shard: 0,
-                now: 112 * S,
-            },
-            112 * S,
-        )
-        .expect("ok");
+    let ev = e.handle(
+        EngineInput::Watermark {
+            shard: 0,
+            now: 112 * S,
+        },
+        112 * S,
+    );
     assert!(ev.is_empty());
-    assert!(store
-        .windows(
-            &store
-                .current("checkout", "2.0")
-                .expect("ok")
-                .expect("run")
-                .run_id,
-            10
-        )
-        .expect("ok")
-        .is_empty());
+    let run_id = sync(store.current("checkout", "2.0")).expect("run").run_id;
+    assert!(sync(store.windows(&run_id, 10)).is_empty());
     assert!(watermark(&mut e, 112 * S).is_empty());
-    e.handle(closed(&k, 110 * S, 10, 20.0, 0), 122 * S)
-        .expect("ok");
+    e.handle(closed(&k, 110 * S, 10, 20.0, 0), 122 * S);
     let ev = watermark(&mut e, 122 * S);
     assert_eq!(ev.len(), 1);
     let event = &ev[0];
@@ -155,13 +192,12 @@ fn promotes_after_consecutive_passing_windows() {
     assert_eq!(json["subject"]["service.version"], "2.0");
 
     // Final: later failing data is recorded but never flips the run.
-    e.handle(closed(&k, 120 * S, 10, 500.0, 10), 132 * S)
-        .expect("ok");
+    e.handle(closed(&k, 120 * S, 10, 500.0, 10), 132 * S);
     assert!(watermark(&mut e, 132 * S).is_empty());
-    let run = store.current("checkout", "2.0").expect("ok").expect("run");
+    let run = sync(store.current("checkout", "2.0")).expect("run");
     assert_eq!(run.state, RunState::Promoted);
     assert_eq!(run.cumulative.samples, 20);
-    let windows = store.windows(&run.run_id, 10).expect("ok");
+    let windows = sync(store.windows(&run.run_id, 10));
     assert_eq!(windows.len(), 3);
     assert_eq!(windows[0].result, crate::contracts::WindowVerdict::Fail);
 }
@@ -172,19 +208,17 @@ fn rolls_back_with_the_failure_sentence_and_records_empty_windows() {
     let mut e = engine(spec(), store.clone());
     let k = key("3.0");
     seen(&mut e, &k, 101 * S);
-    e.handle(closed(&k, 100 * S, 10, 20.0, 0), 112 * S)
-        .expect("ok");
+    e.handle(closed(&k, 100 * S, 10, 20.0, 0), 112 * S);
     watermark(&mut e, 112 * S);
     // Two windows with no data: recorded as insufficient, no decision.
     assert!(watermark(&mut e, 132 * S).is_empty());
-    let run = store.current("checkout", "3.0").expect("ok").expect("run");
-    let windows = store.windows(&run.run_id, 10).expect("ok");
+    let run = sync(store.current("checkout", "3.0")).expect("run");
+    let windows = sync(store.windows(&run.run_id, 10));
     assert_eq!(windows.len(), 3);
     assert!(windows[..2]
         .iter()
         .all(|w| w.result == crate::contracts::WindowVerdict::Insufficient));
-    e.handle(closed(&k, 130 * S, 10, 20.0, 3), 142 * S)
-        .expect("ok");
+    e.handle(closed(&k, 130 * S, 10, 20.0, 3), 142 * S);
     let ev = watermark(&mut e, 142 * S);
     assert_eq!(ev.len(), 1);
     assert_eq!(ev[0].run.state, RunState::RolledBack);
@@ -203,8 +237,8 @@ fn no_windows_before_the_first_sample() {
     watermark(&mut e, 150 * S);
     seen(&mut e, &k, 151 * S);
     watermark(&mut e, 152 * S);
-    let run = store.current("checkout", "4.0").expect("ok").expect("run");
-    assert!(store.windows(&run.run_id, 10).expect("ok").is_empty());
+    let run = sync(store.current("checkout", "4.0")).expect("run");
+    assert!(sync(store.windows(&run.run_id, 10)).is_empty());
 }
 
 #[test]
@@ -238,10 +272,8 @@ fn baseline_regression_rolls_back() {
         subject: Subject::named(BASELINE_SUBJECT),
     };
     seen(&mut e, &k, 101 * S);
-    e.handle(closed(&base, 100 * S, 50, 40.0, 0), 112 * S)
-        .expect("ok");
-    e.handle(closed(&k, 100 * S, 50, 60.0, 0), 112 * S)
-        .expect("ok");
+    e.handle(closed(&base, 100 * S, 50, 40.0, 0), 112 * S);
+    e.handle(closed(&k, 100 * S, 50, 60.0, 0), 112 * S);
     let ev = watermark(&mut e, 112 * S);
     assert_eq!(ev.len(), 1);
     assert!(
@@ -257,9 +289,173 @@ fn resumes_runs_of_the_same_contract_version_only() {
     let mut e = engine(spec(), store.clone());
     seen(&mut e, &key("7.0"), 101 * S);
     let resumed = engine(spec(), store.clone());
-    assert_eq!(resumed.runs.len(), 1);
+    assert_eq!(resumed.engine.runs.len(), 1);
     let mut v2 = spec();
     v2.version = 2;
     let fresh = engine(v2, store);
-    assert!(fresh.runs.is_empty());
+    assert!(fresh.engine.runs.is_empty());
+}
+
+#[test]
+fn outbox_rows_follow_on_filters_and_dry_run() {
+    let store = Arc::new(MemoryStore::new());
+    let mut e = engine(spec(), store.clone());
+    let k = key("8.0");
+    let commits = e.engine.handle(
+        EngineInput::SeriesSeen {
+            series: k.clone(),
+            ts: 101 * S,
+        },
+        101 * S,
+    );
+    // VALIDATING goes to the log only; the webhook wants final states.
+    assert_eq!(commits[0].outbox, ["log"]);
+    e.engine.handle(closed(&k, 100 * S, 10, 500.0, 0), 112 * S);
+    e.engine.handle(
+        EngineInput::Watermark {
+            shard: 0,
+            now: 112 * S,
+        },
+        112 * S,
+    );
+    let commits = e.engine.handle(
+        EngineInput::Watermark {
+            shard: 1,
+            now: 112 * S,
+        },
+        112 * S,
+    );
+    let event = commits
+        .iter()
+        .find(|c| c.event.is_some())
+        .expect("rollback");
+    assert_eq!(event.outbox, ["log", "webhook/final"]);
+
+    let mut dry = spec();
+    dry.dry_run = true;
+    let mut d = engine(dry, Arc::new(MemoryStore::new()));
+    assert!(matches!(
+        d.engine
+            .manual(ManualAction::Rollback, "checkout", "8.0", None, 101 * S),
+        Err(ManualError::NotFound(_))
+    ));
+    seen(&mut d, &k, 101 * S);
+    let (commits, _) = d
+        .engine
+        .manual(ManualAction::Rollback, "checkout", "8.0", None, 102 * S)
+        .expect("rolls back");
+    // A dry-run contract records the decision but triggers no webhook.
+    let c = &commits[0];
+    assert!(c.event.as_ref().is_some_and(|e| e.dry_run));
+    assert_eq!(c.outbox, ["log"]);
+}
+
+#[test]
+fn manual_decisions_are_transitions_with_manual_reasons() {
+    let store = Arc::new(MemoryStore::new());
+    let mut e = engine(spec(), store.clone());
+    let k = key("9.0");
+    seen(&mut e, &k, 101 * S);
+    e.handle(closed(&k, 100 * S, 10, 20.0, 0), 112 * S);
+    watermark(&mut e, 112 * S);
+    let (commits, run) = e
+        .engine
+        .manual(
+            ManualAction::Promote,
+            "checkout",
+            "9.0",
+            Some(" looks fine "),
+            113 * S,
+        )
+        .expect("promotes");
+    assert_eq!(run.state, RunState::Promoted);
+    assert_eq!(run.reason, "manual: looks fine");
+    let event = commits[0].event.as_ref().expect("event");
+    assert_eq!(event.previous_state, RunState::Validating);
+    // `observed` of a manual decision is the last closed window.
+    assert_eq!(event.window.as_ref().map(|w| w.figures.samples), Some(10));
+    assert!(matches!(
+        e.engine
+            .manual(ManualAction::Rollback, "checkout", "9.0", None, 114 * S),
+        Err(ManualError::Final {
+            state: RunState::Promoted,
+            ..
+        })
+    ));
+    assert!(matches!(
+        e.engine
+            .manual(ManualAction::Promote, "other", "9.0", None, 114 * S),
+        Err(ManualError::NotFound(_))
+    ));
+    let (commits, fresh) = e
+        .engine
+        .manual(ManualAction::Reset, "checkout", "9.0", None, 115 * S)
+        .expect("resets");
+    assert_eq!(fresh.state, RunState::Pending);
+    assert!(commits[0].run.superseded && commits[0].run.state == RunState::Promoted);
+    assert!(
+        commits.iter().all(|c| c.event.is_none()),
+        "a reset announces nothing"
+    );
+    sync(store.commit(&commits, 115 * S));
+    let current = sync(store.current("checkout", "9.0")).expect("current");
+    assert_eq!(current.run_id, fresh.run_id);
+    // Data of the still-open series moves the new run to VALIDATING.
+    e.handle(closed(&k, 110 * S, 10, 20.0, 0), 122 * S);
+    let ev = watermark(&mut e, 122 * S);
+    assert_eq!(ev.len(), 1);
+    assert_eq!(ev[0].run.run_id, fresh.run_id);
+    assert_eq!(ev[0].run.state, RunState::Validating);
+}
+
+/// A checkpoint older than the last commit (kill -9 between the two)
+/// restores windows that were judged already: they are not counted again.
+#[test]
+fn restored_windows_are_judged_once() {
+    let store = Arc::new(MemoryStore::new());
+    let mut e = engine(spec(), store.clone());
+    let k = key("10.0");
+    seen(&mut e, &k, 101 * S);
+    e.handle(closed(&k, 100 * S, 10, 20.0, 0), 112 * S);
+    let slots = e.engine.checkpoint(true);
+    watermark(&mut e, 112 * S);
+    let run = sync(store.current("checkout", "10.0")).expect("run");
+    assert_eq!(run.cumulative.samples, 10);
+
+    // Restart from the stale checkpoint: the pending slot still holds the
+    // window [100, 110).
+    let mut seed = seed(&store);
+    for (slot, text) in slots {
+        let data = crate::storage::codec::checkpoint_from_text(&text).expect("reads");
+        for s in data.series {
+            let key = SeriesKey {
+                contract: 0,
+                subject: Subject::from(s.subject),
+            };
+            for (start, acc) in s.windows {
+                assert_eq!(slot, PENDING_SLOT);
+                seed.closed
+                    .entry(key.clone())
+                    .or_default()
+                    .insert(start, Accum::from(&acc));
+            }
+        }
+    }
+    assert_eq!(seed.closed.len(), 1);
+    let engine = Engine::new(
+        vec![spec()],
+        &window_spec(),
+        2,
+        subscribers(),
+        seed,
+        113 * S,
+    );
+    let mut e = Harness {
+        engine,
+        store: store.clone(),
+    };
+    assert!(watermark(&mut e, 113 * S).is_empty());
+    let run = sync(store.current("checkout", "10.0")).expect("run");
+    assert_eq!(run.cumulative.samples, 10, "counted once");
+    assert_eq!(sync(store.windows(&run.run_id, 10)).len(), 1);
 }

@@ -3,15 +3,16 @@
 //!
 //! - [`machine`]: the pure state machine (streaks, decisions, timeouts);
 //! - [`engine`]: the pure per-pipeline core that orders closed windows,
-//!   judges them and commits transitions to a [`store::RunStore`];
-//! - [`task`]: the async driver around the engine;
+//!   judges them and returns what to commit;
+//! - [`task`]: the async driver: commits each batch through the storage
+//!   seam ([`crate::storage::RunStore`]) before announcing anything, and
+//!   serves manual decisions;
 //! - [`record`]: what is stored and announced (runs, windows, events).
 
 pub mod engine;
 pub mod machine;
 pub mod record;
-pub mod store;
 pub mod task;
 
+pub use crate::storage::{MemoryStore, RunStore, StoreError};
 pub use record::{RunRecord, RunState, VerdictEvent, WindowRecord};
-pub use store::{MemoryStore, RunStore, StoreError};

@@ -1,13 +1,15 @@
 //! What the run engine stores and announces: runs, their window history,
-//! and verdict events (design §5.5). The JSON forms here are the ones the API,
-//! the log exporter and (later) webhooks share.
+//! and verdict events (design §5.5). Their JSON forms are the
+//! `verdict.v1` protobuf messages (`proto/verdict/v1/verdict.proto`)
+//! serialised, the same data for the API, the log exporter and webhooks.
 
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::aggregator::state::Accum;
 use crate::contracts::{Figures, LatencyBound, WindowVerdict};
-use crate::model::{rfc3339_millis, rfc3339_seconds, Subject, UnixNanos, Window};
+use crate::model::{Subject, UnixNanos, Window};
+use crate::proto::{self, v1};
 
 /// The state of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -111,50 +113,24 @@ impl RunRecord {
 
     /// The run's cumulative figures in the §5.5 `run` shape.
     pub fn run_json(&self) -> Value {
-        let f = Figures::of(&self.cumulative);
-        let mut v = json!({
-            "started_at": rfc3339_millis(self.started_at),
-            "samples": self.cumulative.samples,
-            "windows": self.windows,
-            "p95_latency_ms": f.p95_latency_ms,
-            "error_rate_percent": f.error_rate_percent,
-            "conversion_rate_percent": f.conversion_rate_percent,
-        });
-        // The run's bound is the worst of its windows'.
-        if let Value::Object(map) = &mut v {
-            for (k, b) in self.latency_bound.json_fields() {
-                map.insert(k.into(), b);
-            }
+        proto::to_json(&proto::run_figures(self))
+    }
+
+    /// The API's Run object (design §7), without its window history.
+    pub fn to_json(&self) -> Value {
+        let mut v = proto::to_json(&v1::Run::from(self));
+        if let Some(map) = v.as_object_mut() {
+            map.remove("windows");
         }
         v
     }
 
-    /// The API's Run object (design §7).
-    pub fn to_json(&self) -> Value {
-        json!({
-            "contract": self.contract,
-            "contract_version": self.contract_version,
-            "subject": self.subject.joined(),
-            "subject_attributes": subject_map(&self.subject),
-            "run_id": self.run_id,
-            "state": self.state,
-            "reason": self.reason,
-            "started_at": rfc3339_millis(self.started_at),
-            "decided_at": self.decided_at.map(rfc3339_millis),
-            "run": self.run_json(),
-            "superseded": self.superseded,
-        })
+    /// The API's Run object with its window history (newest first).
+    pub fn to_json_with_windows(&self, windows: &[WindowRecord]) -> Value {
+        let mut run = v1::Run::from(self);
+        run.windows = windows.iter().map(v1::Window::from).collect();
+        proto::to_json(&run)
     }
-}
-
-/// A subject's attributes as a JSON object.
-pub fn subject_map(s: &Subject) -> Value {
-    Value::Object(
-        s.attributes()
-            .iter()
-            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-            .collect(),
-    )
 }
 
 /// One window of a run's history.
@@ -173,27 +149,7 @@ pub struct WindowRecord {
 impl WindowRecord {
     /// The API's window object (design §7).
     pub fn to_json(&self) -> Value {
-        let f = &self.figures;
-        let mut v = json!({
-            "start": rfc3339_seconds(self.window.start),
-            "end": rfc3339_seconds(self.window.end),
-            "samples": f.samples,
-            "p50_latency_ms": f.p50_latency_ms,
-            "p95_latency_ms": f.p95_latency_ms,
-            "p99_latency_ms": f.p99_latency_ms,
-            "error_rate_percent": f.error_rate_percent,
-            "conversion_rate_percent": f.conversion_rate_percent,
-            "result": self.result,
-            "failures": self.failures,
-        });
-        // The bound the latency quantiles above are within: the sketch's
-        // relative bound, and for spread explicit buckets the p95's bucket.
-        if let Value::Object(map) = &mut v {
-            for (k, b) in f.bound().json_fields() {
-                map.insert(k.into(), b);
-            }
-        }
-        v
+        proto::to_json(&v1::Window::from(self))
     }
 }
 
@@ -217,36 +173,8 @@ pub struct VerdictEvent {
 }
 
 impl VerdictEvent {
-    /// The §5.5 JSON body.
+    /// The §5.5 JSON body: the `verdict.v1.VerdictEvent` message.
     pub fn to_json(&self) -> Value {
-        json!({
-            "event_id": self.event_id,
-            "emitted_at": rfc3339_millis(self.emitted_at),
-            "contract": self.run.contract,
-            "contract_version": self.run.contract_version,
-            "run_id": self.run.run_id,
-            "subject": subject_map(&self.run.subject),
-            "state": self.run.state,
-            "previous_state": self.previous_state,
-            "reason": self.run.reason,
-            "window": self.window.as_ref().map(|w| json!({
-                "start": rfc3339_seconds(w.window.start),
-                "end": rfc3339_seconds(w.window.end),
-            })),
-            "observed": self.window.as_ref().map(|w| {
-                let f = &w.figures;
-                json!({
-                    "p50_latency_ms": f.p50_latency_ms,
-                    "p95_latency_ms": f.p95_latency_ms,
-                    "p99_latency_ms": f.p99_latency_ms,
-                    "error_rate_percent": f.error_rate_percent,
-                    "conversion_rate_percent": f.conversion_rate_percent,
-                    "samples": f.samples,
-                })
-            }),
-            "run": self.run.run_json(),
-            "failures": self.failures,
-            "dry_run": self.dry_run,
-        })
+        proto::to_json(&v1::VerdictEvent::from(self))
     }
 }

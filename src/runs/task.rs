@@ -1,43 +1,174 @@
 //! The async driver of a pipeline's run engine: feeds it what the shards
-//! send, and hands the committed transitions to the pipeline's exporters.
+//! send and the manual decisions the API asks for, commits every batch the
+//! engine returns, and only then announces it.
+//!
+//! **Commit before announce.** A batch (run states, window results,
+//! transitions and their outbox rows) is stored in one transaction. If the
+//! storage fails, the same batch is retried with backoff until it commits —
+//! the engine waits, the shards' queues fill up and ingest is refused with a
+//! retryable error, and `/readyz` reports the problem — so no transition is
+//! lost and none is announced before it is durable. Announcing is a log line
+//! and a wake-up of the exporters' delivery workers, which read the outbox.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::clock::SharedClock;
+use crate::storage::{Commit, Health, RunStore};
 
-use super::engine::{Engine, EngineInput};
-use super::record::VerdictEvent;
+use super::engine::{Engine, EngineInput, ManualAction, ManualError};
+use super::record::RunRecord;
 
-/// Runs the engine until every shard has hung up.
-pub async fn run_engine(
-    mut engine: Engine,
-    mut input: mpsc::Receiver<EngineInput>,
-    exporters: Vec<mpsc::Sender<Arc<VerdictEvent>>>,
-    clock: SharedClock,
-) {
-    while let Some(msg) = input.recv().await {
-        match engine.handle(msg, clock.now()) {
-            Ok(events) => {
-                for event in events {
-                    let event = Arc::new(event);
-                    tracing::info!(
-                        contract = %event.run.contract,
-                        subject = %event.run.subject,
-                        state = event.run.state.as_str(),
-                        reason = %event.run.reason,
-                        "Run changed state."
-                    );
-                    for tx in &exporters {
-                        // An exporter that has stopped only loses its own
-                        // copy; the transition is committed already.
-                        let _ = tx.send(event.clone()).await;
+/// A manual decision or reset, routed through the engine that owns the run.
+#[derive(Debug)]
+pub struct Command {
+    /// What to do.
+    pub action: ManualAction,
+    /// Contract name.
+    pub contract: String,
+    /// Joined subject (`checkout/2.0.1`).
+    pub subject: String,
+    /// The user's reason (`manual: <reason>`).
+    pub reason: Option<String>,
+    /// The run afterwards, once committed.
+    pub reply: oneshot::Sender<Result<RunRecord, ManualError>>,
+}
+
+/// Everything the engine task needs.
+#[derive(Debug)]
+pub struct EngineTask {
+    /// Pipeline name (logs, checkpoints).
+    pub pipeline: String,
+    /// The engine.
+    pub engine: Engine,
+    /// From the shards.
+    pub input: mpsc::Receiver<EngineInput>,
+    /// From the API.
+    pub commands: mpsc::Receiver<Command>,
+    /// Where batches are committed.
+    pub store: Arc<dyn RunStore>,
+    /// Storage health for `/readyz`.
+    pub health: Arc<Health>,
+    /// Delivery workers to wake, by exporter id.
+    pub workers: HashMap<String, Arc<Notify>>,
+    /// Wall clock.
+    pub clock: SharedClock,
+}
+
+/// Longest wait between two commit attempts while the storage fails.
+const MAX_COMMIT_BACKOFF: Duration = Duration::from_secs(5);
+
+impl EngineTask {
+    /// Runs until every shard has hung up, then writes the final checkpoint.
+    pub async fn run(mut self) {
+        // The restored image, in this process's shard layout.
+        let slots = self.engine.checkpoint(true);
+        self.save_checkpoint(&slots, true).await;
+        loop {
+            tokio::select! {
+                biased;
+                // Manual decisions first: a person is waiting for the answer.
+                Some(cmd) = self.commands.recv() => self.command(cmd).await,
+                msg = self.input.recv() => {
+                    let Some(msg) = msg else { break };
+                    let snapshot = matches!(msg, EngineInput::Snapshot { .. });
+                    let batch = self.engine.handle(msg, self.clock.now());
+                    self.commit(batch).await;
+                    if snapshot {
+                        let slots = self.engine.checkpoint(false);
+                        self.save_checkpoint(&slots, false).await;
                     }
                 }
             }
+        }
+        // Every shard has drained its queue and sent its last snapshot.
+        let slots = self.engine.checkpoint(true);
+        self.save_checkpoint(&slots, true).await;
+        tracing::info!(pipeline = %self.pipeline, "Open windows checkpointed.");
+    }
+
+    async fn command(&mut self, cmd: Command) {
+        let result = self.engine.manual(
+            cmd.action,
+            &cmd.contract,
+            &cmd.subject,
+            cmd.reason.as_deref(),
+            self.clock.now(),
+        );
+        let answer = match result {
+            Ok((batch, run)) => {
+                self.commit(batch).await;
+                Ok(run)
+            }
+            Err(e) => Err(e),
+        };
+        // The caller may have given up; the decision stands either way.
+        let _ = cmd.reply.send(answer);
+    }
+
+    /// Commits `batch` (retrying until it is stored), then announces it.
+    async fn commit(&self, batch: Vec<Commit>) {
+        if batch.is_empty() {
+            return;
+        }
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.store.commit(&batch, self.clock.now()).await {
+                Ok(()) => {
+                    self.health.ok(&self.source());
+                    break;
+                }
+                Err(err) => {
+                    tracing::error!(
+                        pipeline = %self.pipeline,
+                        error = %err,
+                        retry_in = ?backoff,
+                        "Could not commit run changes; retrying. Nothing is announced until they are stored."
+                    );
+                    self.health.failed(&self.source(), err.to_string());
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_COMMIT_BACKOFF);
+                }
+            }
+        }
+        for c in &batch {
+            let Some(event) = &c.event else { continue };
+            tracing::info!(
+                contract = %event.run.contract,
+                subject = %event.run.subject,
+                run_id = %event.run.run_id,
+                event_id = %event.event_id,
+                state = event.run.state.as_str(),
+                reason = %event.run.reason,
+                "Run changed state."
+            );
+            for exporter in &c.outbox {
+                if let Some(n) = self.workers.get(exporter) {
+                    n.notify_one();
+                }
+            }
+        }
+    }
+
+    fn source(&self) -> String {
+        format!("pipeline {}", self.pipeline)
+    }
+
+    async fn save_checkpoint(&self, slots: &[(i64, String)], replace_all: bool) {
+        // A failed checkpoint loses nothing now; it widens what a kill -9
+        // could lose, so it is reported and the next one tries again.
+        match self
+            .store
+            .save_checkpoint(&self.pipeline, slots, replace_all, self.clock.now())
+            .await
+        {
+            Ok(()) => self.health.ok(&self.source()),
             Err(err) => {
-                tracing::error!(error = %err, "Run engine could not commit; window results lost.")
+                tracing::warn!(pipeline = %self.pipeline, error = %err, "Could not write the open-window checkpoint.");
+                self.health.failed(&self.source(), err.to_string());
             }
         }
     }

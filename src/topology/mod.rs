@@ -1,8 +1,14 @@
-//! Wiring: builds the running graph from a validated config — exporters,
-//! then run engines, then shards, then receivers — and stops it in the
-//! opposite order by cancelling only the receivers and the read-only
-//! servers; every downstream stage exits when its input closes.
+//! Wiring: opens the storage, builds the running graph from a validated
+//! config — delivery workers, then run engines (resumed from storage), then
+//! shards (restored from the checkpoint), then receivers — and stops it in
+//! the opposite order by cancelling only the receivers and the read-only
+//! servers: every shard drains its queue and sends its open windows, each
+//! engine commits and checkpoints them, and the delivery workers make a
+//! last pass over the outbox before they exit.
 
+mod restore;
+
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -10,18 +16,21 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::SharedClock;
 use crate::config::{ContractSpec, ExporterKind, ReceiverKind, ValidatedConfig};
 use crate::contracts::CompiledContract;
+use crate::exporters::outbox::{Sink, Worker};
 use crate::receivers::otlp::{grpc, http, Ingest};
 use crate::receivers::PipelineInput;
-use crate::runs::engine::Engine;
-use crate::runs::{MemoryStore, RunStore, VerdictEvent};
-use crate::{aggregator, api, exporters, runs, telemetry};
+use crate::runs::engine::{Engine, Subscriber};
+use crate::runs::task::{Command, EngineTask};
+use crate::runs::{RunState, RunStore};
+use crate::storage::Health;
+use crate::{aggregator, api, exporters, storage, telemetry};
 
 /// What the read side (API, Prometheus) needs: every contract, the store,
 /// and whether the server is ready.
@@ -37,12 +46,26 @@ pub struct Catalog {
     pub metric_expiry: Duration,
     /// Storage open and receivers listening.
     pub ready: AtomicBool,
+    /// Storage problems seen at run time.
+    pub health: Arc<Health>,
+    /// Bearer token of the write endpoints; `None` = open.
+    pub api_token: Option<String>,
+    /// The engine task that owns each contract's runs, by contract name.
+    pub commands: HashMap<String, mpsc::Sender<Command>>,
 }
 
 impl Catalog {
     /// The contract named `name`.
     pub fn contract(&self, name: &str) -> Option<&ContractSpec> {
         self.contracts.iter().find(|c| c.name == name)
+    }
+
+    /// Why the server is not ready, if it is not.
+    pub fn not_ready(&self) -> Option<String> {
+        if !self.ready.load(Ordering::SeqCst) {
+            return Some("not ready".into());
+        }
+        self.health.problem().map(|p| format!("storage: {p}"))
     }
 }
 
@@ -62,6 +85,8 @@ pub struct Server {
     stop: CancellationToken,
     listeners: JoinSet<()>,
     stages: JoinSet<()>,
+    workers_stop: CancellationToken,
+    workers: JoinSet<()>,
 }
 
 async fn bind(endpoint: &str, what: &str) -> anyhow::Result<(TcpListener, SocketAddr)> {
@@ -98,71 +123,121 @@ fn register_metrics() {
     metrics::counter!(telemetry::SERIES_OVERFLOW).increment(0);
 }
 
+/// The event-delivering exporter `id` of `kind`, if it is one.
+fn subscriber(id: &str, kind: &ExporterKind) -> Option<Subscriber> {
+    match kind {
+        ExporterKind::Prometheus { .. } => None,
+        ExporterKind::Log => Some(Subscriber {
+            exporter: id.to_string(),
+            on: RunState::ALL.to_vec(),
+            triggers: false,
+        }),
+        ExporterKind::Webhook(w) => Some(Subscriber {
+            exporter: id.to_string(),
+            on: w.on.clone(),
+            triggers: true,
+        }),
+    }
+}
+
 impl Server {
     /// Builds and starts everything; returns once every listener is bound.
     pub async fn start(config: ValidatedConfig, clock: SharedClock) -> anyhow::Result<Server> {
         telemetry::metrics_handle();
         register_metrics();
-        let store: Arc<dyn RunStore> = Arc::new(MemoryStore::new());
-        let catalog = Arc::new(Catalog {
-            contracts: config
-                .pipelines
-                .iter()
-                .flat_map(|p| p.contracts.clone())
-                .collect(),
-            store: store.clone(),
-            clock: clock.clone(),
-            metric_expiry: config.service.metric_expiry,
-            ready: AtomicBool::new(false),
-        });
+        let store: Arc<dyn RunStore> = storage::open(&config.service.storage).await?;
+        tracing::info!(storage = %config.service.storage, "Storage open.");
+        let health = Arc::new(Health::default());
         let stop = CancellationToken::new();
+        let workers_stop = CancellationToken::new();
         let mut listeners = JoinSet::new();
         let mut stages = JoinSet::new();
+        let mut workers = JoinSet::new();
 
-        // Exporters first, so nothing upstream starts without its outlet.
-        let mut event_senders: Vec<(String, mpsc::Sender<Arc<VerdictEvent>>)> = Vec::new();
-        let mut prometheus = Vec::new();
+        // Delivery workers first, so nothing upstream starts without its
+        // outlet; they read whatever the outbox still holds from before.
+        let mut notifiers: HashMap<String, Arc<Notify>> = HashMap::new();
+        let mut subscribers: Vec<Subscriber> = Vec::new();
+        let mut prometheus_exporters = Vec::new();
         for e in &config.exporters {
-            match &e.kind {
-                ExporterKind::Log => {
-                    let (tx, rx) = mpsc::channel(1024);
-                    event_senders.push((e.id.clone(), tx));
-                    stages.spawn(exporters::log::run(rx));
-                }
+            let sink = match &e.kind {
+                ExporterKind::Log => Sink::Log,
+                ExporterKind::Webhook(w) => Sink::Webhook(
+                    exporters::webhook::Webhook::new(w.clone())
+                        .with_context(|| format!("exporter {}", e.id))?,
+                ),
                 ExporterKind::Prometheus { endpoint } => {
-                    let (listener, addr) = bind(endpoint, "prometheus").await?;
-                    prometheus.push((e.id.clone(), addr));
-                    let router = exporters::prometheus::router(catalog.clone());
-                    serve_axum(&mut listeners, listener, router, stop.clone(), "prometheus");
+                    prometheus_exporters.push((e.id.clone(), endpoint.clone()));
+                    continue;
                 }
-            }
+            };
+            subscribers.extend(subscriber(&e.id, &e.kind));
+            let notify = Arc::new(Notify::new());
+            notifiers.insert(e.id.clone(), notify.clone());
+            workers.spawn(
+                Worker {
+                    exporter: e.id.clone(),
+                    sink,
+                    store: store.clone(),
+                    notify,
+                    clock: clock.clone(),
+                    stop: workers_stop.clone(),
+                    health: health.clone(),
+                }
+                .run(),
+            );
         }
 
-        // Run engines and shards, one set per pipeline.
+        // Run engines (resumed) and shards (restored), one set per pipeline.
+        let mut commands = HashMap::new();
+        let mut engine_tasks = Vec::new();
         let mut inputs: Vec<(Vec<String>, Arc<PipelineInput>)> = Vec::new();
         for p in &config.pipelines {
             let (engine_tx, engine_rx) = mpsc::channel(4096);
+            let (command_tx, command_rx) = mpsc::channel(64);
+            for c in &p.contracts {
+                commands.insert(c.name.clone(), command_tx.clone());
+            }
+            let shards = p.window.shards.max(1);
+            let now = clock.now();
+            let (seed, open) = restore::seed(store.as_ref(), p, shards, now)
+                .await
+                .with_context(|| format!("resuming pipeline {}", p.name))?;
             let engine = Engine::new(
                 p.contracts.clone(),
                 &p.window,
-                p.window.shards,
-                store.clone(),
-                clock.now(),
-            )
-            .with_context(|| format!("resuming the runs of pipeline {}", p.name))?;
-            let outlets = event_senders
-                .iter()
-                .filter(|(id, _)| p.exporters.contains(id))
-                .map(|(_, tx)| tx.clone())
-                .collect();
-            stages.spawn(runs::task::run_engine(
+                shards,
+                subscribers
+                    .iter()
+                    .filter(|s| p.exporters.contains(&s.exporter))
+                    .cloned()
+                    .collect(),
+                seed,
+                now,
+            );
+            engine_tasks.push(EngineTask {
+                pipeline: p.name.clone(),
                 engine,
-                engine_rx,
-                outlets,
+                input: engine_rx,
+                commands: command_rx,
+                store: store.clone(),
+                health: health.clone(),
+                workers: notifiers
+                    .iter()
+                    .filter(|(id, _)| p.exporters.contains(id))
+                    .map(|(id, n)| (id.clone(), n.clone()))
+                    .collect(),
+                clock: clock.clone(),
+            });
+            let router = aggregator::spawn(
+                &p.window,
                 clock.clone(),
-            ));
-            let router =
-                aggregator::spawn(&p.window, clock.clone(), engine_tx, &mut stages, &p.name);
+                engine_tx,
+                &mut stages,
+                &p.name,
+                config.service.checkpoint_interval,
+                open,
+            );
             let input = PipelineInput {
                 name: p.name.clone(),
                 contracts: p
@@ -179,7 +254,31 @@ impl Server {
             };
             inputs.push((p.receivers.clone(), Arc::new(input)));
         }
-        drop(event_senders);
+        for task in engine_tasks {
+            stages.spawn(task.run());
+        }
+
+        let catalog = Arc::new(Catalog {
+            contracts: config
+                .pipelines
+                .iter()
+                .flat_map(|p| p.contracts.clone())
+                .collect(),
+            store: store.clone(),
+            clock: clock.clone(),
+            metric_expiry: config.service.metric_expiry,
+            ready: AtomicBool::new(false),
+            health,
+            api_token: config.service.api_token.clone(),
+            commands,
+        });
+        let mut prometheus = Vec::new();
+        for (id, endpoint) in prometheus_exporters {
+            let (listener, addr) = bind(&endpoint, "prometheus").await?;
+            prometheus.push((id, addr));
+            let router = exporters::prometheus::router(catalog.clone());
+            serve_axum(&mut listeners, listener, router, stop.clone(), "prometheus");
+        }
 
         // Receivers last. One in-flight byte budget for the whole process.
         let budget_total = usize::try_from(config.service.max_inflight_bytes)
@@ -258,6 +357,8 @@ impl Server {
             stop,
             listeners,
             stages,
+            workers_stop,
+            workers,
         })
     }
 
@@ -268,13 +369,17 @@ impl Server {
         self.stop.cancel();
         let drain = async {
             while self.listeners.join_next().await.is_some() {}
+            // Shards drain and checkpoint, engines commit and checkpoint.
             while self.stages.join_next().await.is_some() {}
+            // Then one last delivery pass over the outbox.
+            self.workers_stop.cancel();
+            while self.workers.join_next().await.is_some() {}
         };
         if tokio::time::timeout(grace, drain).await.is_err() {
             anyhow::bail!(
                 "shutdown grace period of {} expired; {} stages still running",
                 humantime::format_duration(grace),
-                self.stages.len() + self.listeners.len()
+                self.stages.len() + self.listeners.len() + self.workers.len()
             );
         }
         tracing::info!("verdict stopped.");
@@ -286,6 +391,7 @@ impl Server {
         tokio::select! {
             Some(_) = self.listeners.join_next() => "a listener stopped",
             Some(_) = self.stages.join_next() => "a pipeline stage stopped",
+            Some(_) = self.workers.join_next() => "a delivery worker stopped",
             else => std::future::pending().await,
         }
     }

@@ -1,6 +1,7 @@
 //! verdict's integration tests: one binary, one module per concern. Servers
 //! bind 127.0.0.1:0 and tests talk only to loopback.
 
+mod durable;
 mod e2e;
 mod metrics_e2e;
 mod otlp_grpc;
@@ -48,6 +49,7 @@ pipelines:
     exporters: [prometheus, log]
 service:
   api: {{ endpoint: "127.0.0.1:0" }}
+  storage: "memory:"
 "#
     )
 }

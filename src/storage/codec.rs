@@ -1,0 +1,398 @@
+//! How structured values are stored: JSON text with explicit, versionable
+//! field names, so the same rows read back on SQLite and PostgreSQL and a
+//! checkpoint written by one build is readable by the next.
+//!
+//! The latency sketch is stored through [`Sketch::to_parts`] /
+//! [`Sketch::from_parts`], which are exact inverses: a resumed run or a
+//! restored window has exactly the sketch it had.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::aggregator::sketch::{Sketch, SketchParts};
+use crate::aggregator::state::{Accum, Spread};
+use crate::contracts::{Figures, LatencyBound, WindowVerdict};
+use crate::model::point::LatencyUnit;
+use crate::model::{Subject, UnixNanos, Window};
+use crate::runs::record::{RunState, WindowRecord};
+
+use super::StoreError;
+
+/// A sketch as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct SketchData {
+    scale: i32,
+    max_buckets: usize,
+    zero_threshold: f64,
+    zero_count: u64,
+    offset: i32,
+    counts: Vec<u64>,
+    sum: f64,
+    min: Option<f64>,
+    max: Option<f64>,
+    rejected: u64,
+}
+
+/// Explicit-bucket spreading as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct SpreadData {
+    bounds: Vec<f64>,
+    open_below: bool,
+    open_above: bool,
+}
+
+/// An accumulation as stored. Fields added after the first schema have
+/// defaults, so older rows still read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AccumData {
+    samples: u64,
+    errors: u64,
+    conversions: u64,
+    latency: SketchData,
+    /// Unit of the sketch's values (`ms`, `s`, `us`).
+    #[serde(default = "default_unit")]
+    unit: String,
+    #[serde(default)]
+    spread: Option<SpreadData>,
+    #[serde(default)]
+    extra_relative_error: f64,
+}
+
+fn default_unit() -> String {
+    "ms".into()
+}
+
+fn unit_name(u: LatencyUnit) -> &'static str {
+    match u {
+        LatencyUnit::Millis => "ms",
+        LatencyUnit::Seconds => "s",
+        LatencyUnit::Micros => "us",
+    }
+}
+
+impl From<&Accum> for AccumData {
+    fn from(a: &Accum) -> Self {
+        let p = a.latency.to_parts();
+        AccumData {
+            samples: a.samples,
+            errors: a.errors,
+            conversions: a.conversions,
+            latency: SketchData {
+                scale: p.scale,
+                max_buckets: p.max_buckets,
+                zero_threshold: p.zero_threshold,
+                zero_count: p.zero_count,
+                offset: p.offset,
+                counts: p.bucket_counts.to_vec(),
+                sum: p.sum,
+                min: p.min,
+                max: p.max,
+                rejected: p.rejected,
+            },
+            unit: unit_name(a.unit).into(),
+            spread: a.spread.as_ref().map(|sp| SpreadData {
+                bounds: sp.bounds.clone(),
+                open_below: sp.open_below,
+                open_above: sp.open_above,
+            }),
+            extra_relative_error: a.extra_relative_error,
+        }
+    }
+}
+
+impl From<&AccumData> for Accum {
+    fn from(d: &AccumData) -> Self {
+        let s = &d.latency;
+        Accum {
+            latency: Sketch::from_parts(SketchParts {
+                scale: s.scale,
+                max_buckets: s.max_buckets,
+                zero_threshold: s.zero_threshold,
+                zero_count: s.zero_count,
+                offset: s.offset,
+                bucket_counts: &s.counts,
+                sum: s.sum,
+                min: s.min,
+                max: s.max,
+                rejected: s.rejected,
+            }),
+            samples: d.samples,
+            errors: d.errors,
+            conversions: d.conversions,
+            unit: LatencyUnit::parse(&d.unit).unwrap_or_default(),
+            spread: d.spread.as_ref().map(|sp| Spread {
+                bounds: sp.bounds.clone(),
+                open_below: sp.open_below,
+                open_above: sp.open_above,
+            }),
+            extra_relative_error: d.extra_relative_error,
+        }
+    }
+}
+
+fn corrupt(what: &str, err: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {err}"))
+}
+
+/// An accumulation as JSON text.
+pub fn accum_to_text(a: &Accum) -> String {
+    serde_json::to_string(&AccumData::from(a)).unwrap_or_default()
+}
+
+/// Reads what [`accum_to_text`] wrote.
+pub fn accum_from_text(text: &str) -> Result<Accum, StoreError> {
+    let d: AccumData = serde_json::from_str(text).map_err(|e| corrupt("accumulation", e))?;
+    Ok(Accum::from(&d))
+}
+
+/// A subject as stored: its `(attribute, value)` pairs, or its name for the
+/// pseudo-subjects (overflow, baseline), which have no attributes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum SubjectData {
+    /// A real subject.
+    Attributes(Vec<(String, String)>),
+    /// A pseudo-subject by name.
+    Named {
+        /// Its name (`__baseline__`).
+        named: String,
+    },
+}
+
+impl From<&Subject> for SubjectData {
+    fn from(s: &Subject) -> Self {
+        if s.attributes().is_empty() {
+            SubjectData::Named {
+                named: s.joined().to_string(),
+            }
+        } else {
+            SubjectData::Attributes(s.attributes().to_vec())
+        }
+    }
+}
+
+impl From<SubjectData> for Subject {
+    fn from(d: SubjectData) -> Self {
+        match d {
+            SubjectData::Attributes(a) => Subject::new(a),
+            SubjectData::Named { named } => Subject::named(&named),
+        }
+    }
+}
+
+/// A subject as JSON text.
+pub fn subject_to_text(s: &Subject) -> String {
+    serde_json::to_string(&SubjectData::from(s)).unwrap_or_default()
+}
+
+/// Reads what [`subject_to_text`] wrote.
+pub fn subject_from_text(text: &str) -> Result<Subject, StoreError> {
+    let d: SubjectData = serde_json::from_str(text).map_err(|e| corrupt("subject", e))?;
+    Ok(d.into())
+}
+
+/// A window result as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct WindowData {
+    start: UnixNanos,
+    end: UnixNanos,
+    samples: u64,
+    p50_latency_ms: Option<f64>,
+    p95_latency_ms: Option<f64>,
+    p99_latency_ms: Option<f64>,
+    error_rate_percent: Option<f64>,
+    conversion_rate_percent: Option<f64>,
+    latency_relative_error: f64,
+    #[serde(default)]
+    latency_approximate: bool,
+    #[serde(default)]
+    p95_latency_error_ms: Option<f64>,
+    #[serde(default)]
+    p95_latency_unbounded: bool,
+    result: String,
+    failures: Vec<String>,
+}
+
+/// The stored name of a window result.
+pub fn verdict_name(v: WindowVerdict) -> &'static str {
+    match v {
+        WindowVerdict::Pass => "pass",
+        WindowVerdict::Fail => "fail",
+        WindowVerdict::Insufficient => "insufficient",
+    }
+}
+
+/// A window result as JSON text.
+pub fn window_to_text(w: &WindowRecord) -> String {
+    let f = &w.figures;
+    serde_json::to_string(&WindowData {
+        start: w.window.start,
+        end: w.window.end,
+        samples: f.samples,
+        p50_latency_ms: f.p50_latency_ms,
+        p95_latency_ms: f.p95_latency_ms,
+        p99_latency_ms: f.p99_latency_ms,
+        error_rate_percent: f.error_rate_percent,
+        conversion_rate_percent: f.conversion_rate_percent,
+        latency_relative_error: f.latency_relative_error,
+        latency_approximate: f.latency_approximate,
+        p95_latency_error_ms: f.p95_latency_error_ms.filter(|v| v.is_finite()),
+        p95_latency_unbounded: f.p95_latency_error_ms.is_some_and(|v| v.is_infinite()),
+        result: verdict_name(w.result).to_string(),
+        failures: w.failures.clone(),
+    })
+    .unwrap_or_default()
+}
+
+/// Reads what [`window_to_text`] wrote.
+pub fn window_from_text(text: &str) -> Result<WindowRecord, StoreError> {
+    let d: WindowData = serde_json::from_str(text).map_err(|e| corrupt("window", e))?;
+    let result = match d.result.as_str() {
+        "pass" => WindowVerdict::Pass,
+        "fail" => WindowVerdict::Fail,
+        "insufficient" => WindowVerdict::Insufficient,
+        other => return Err(corrupt("window", format!("unknown result {other:?}"))),
+    };
+    Ok(WindowRecord {
+        window: Window {
+            start: d.start,
+            end: d.end,
+        },
+        figures: Figures {
+            p50_latency_ms: d.p50_latency_ms,
+            p95_latency_ms: d.p95_latency_ms,
+            p99_latency_ms: d.p99_latency_ms,
+            error_rate_percent: d.error_rate_percent,
+            conversion_rate_percent: d.conversion_rate_percent,
+            samples: d.samples,
+            latency_relative_error: d.latency_relative_error,
+            latency_approximate: d.latency_approximate,
+            p95_latency_error_ms: if d.p95_latency_unbounded {
+                Some(f64::INFINITY)
+            } else {
+                d.p95_latency_error_ms
+            },
+        },
+        result,
+        failures: d.failures,
+    })
+}
+
+/// Reads a stored state name.
+pub fn state_from_name(name: &str) -> Result<RunState, StoreError> {
+    RunState::ALL
+        .into_iter()
+        .find(|s| s.as_str() == name)
+        .ok_or_else(|| corrupt("run", format!("unknown state {name:?}")))
+}
+
+/// One series' open windows in a checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeriesCheckpoint {
+    /// Contract name (indices can change between configurations).
+    pub contract: String,
+    /// The subject.
+    pub subject: SubjectData,
+    /// Window start → what it accumulated.
+    pub windows: BTreeMap<UnixNanos, AccumData>,
+}
+
+/// A checkpoint slot: the open (or closed but not yet judged) windows of
+/// some series.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct CheckpointData {
+    /// Format version.
+    pub version: u32,
+    /// The series.
+    pub series: Vec<SeriesCheckpoint>,
+}
+
+/// A checkpoint as JSON text.
+pub fn checkpoint_to_text(c: &CheckpointData) -> String {
+    serde_json::to_string(c).unwrap_or_default()
+}
+
+/// Reads what [`checkpoint_to_text`] wrote.
+pub fn checkpoint_from_text(text: &str) -> Result<CheckpointData, StoreError> {
+    serde_json::from_str(text).map_err(|e| corrupt("checkpoint", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accum_round_trips_exactly() {
+        let mut a = Accum::default();
+        for v in [0.0, 0.3, 12.5, 99.9, 4000.0] {
+            let _ = a.latency.insert(v);
+        }
+        a.samples = 5;
+        a.errors = 1;
+        a.conversions = 2;
+        assert_eq!(accum_from_text(&accum_to_text(&a)).expect("reads"), a);
+        let empty = Accum::default();
+        assert_eq!(
+            accum_from_text(&accum_to_text(&empty)).expect("reads"),
+            empty
+        );
+    }
+
+    #[test]
+    fn subjects_and_windows_round_trip() {
+        let s = Subject::new(vec![("service.name".into(), "checkout".into())]);
+        assert_eq!(subject_from_text(&subject_to_text(&s)).expect("reads"), s);
+        let b = Subject::named(crate::model::series::BASELINE_SUBJECT);
+        assert_eq!(subject_from_text(&subject_to_text(&b)).expect("reads"), b);
+        let w = WindowRecord {
+            window: Window { start: 10, end: 20 },
+            figures: Figures {
+                p95_latency_ms: Some(130.2),
+                samples: 7,
+                latency_relative_error: 0.0054,
+                ..Figures::default()
+            },
+            result: WindowVerdict::Fail,
+            failures: vec!["p95 latency 130.2ms exceeds threshold 120ms".into()],
+        };
+        assert_eq!(window_from_text(&window_to_text(&w)).expect("reads"), w);
+        assert!(window_from_text("{").is_err());
+    }
+}
+
+/// A run's quantile bound as stored.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct BoundData {
+    relative_error: f64,
+    approximate: bool,
+    p95_error_ms: Option<f64>,
+    #[serde(default)]
+    p95_unbounded: bool,
+}
+
+/// A run's latency bound as JSON text.
+pub fn bound_to_text(b: &LatencyBound) -> String {
+    serde_json::to_string(&BoundData {
+        relative_error: b.relative_error,
+        approximate: b.approximate,
+        p95_error_ms: b.p95_error_ms.filter(|v| v.is_finite()),
+        p95_unbounded: b.p95_error_ms.is_some_and(|v| v.is_infinite()),
+    })
+    .unwrap_or_default()
+}
+
+/// Reads what [`bound_to_text`] wrote; rows from before the column existed
+/// (empty text) read as the default bound.
+pub fn bound_from_text(text: &str) -> LatencyBound {
+    let d: BoundData = serde_json::from_str(text).unwrap_or_default();
+    LatencyBound {
+        relative_error: d.relative_error,
+        approximate: d.approximate,
+        p95_error_ms: if d.p95_unbounded {
+            Some(f64::INFINITY)
+        } else {
+            d.p95_error_ms
+        },
+    }
+}

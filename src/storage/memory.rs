@@ -1,0 +1,278 @@
+//! [`MemoryStore`]: the store in process memory (`service.storage: memory:`),
+//! for tests and throwaway runs. Same contract as the database store — one
+//! lock makes every batch atomic — but everything is lost on exit.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Mutex, MutexGuard};
+
+use indexmap::IndexMap;
+
+use crate::model::UnixNanos;
+use crate::runs::record::{RunRecord, WindowRecord};
+
+use super::{
+    event_body, Attempt, Commit, Delivery, DeliveryState, RunStore, StoreError, StoreFuture,
+    MAX_WINDOWS_PER_RUN,
+};
+
+/// Transitions kept in memory (oldest dropped first, with their deliveries).
+const MAX_TRANSITIONS: usize = 10_000;
+
+#[derive(Debug, Default)]
+struct Inner {
+    /// Runs by id, in creation order.
+    runs: IndexMap<String, RunRecord>,
+    /// `(contract, subject)` → id of the current run.
+    current: HashMap<(String, String), String>,
+    /// Window results by run, oldest first.
+    windows: HashMap<String, BTreeMap<UnixNanos, WindowRecord>>,
+    /// `(run_id, event_id, body)`, oldest first.
+    transitions: VecDeque<(String, String, String)>,
+    /// `(event_id, exporter)` → row, in commit order.
+    outbox: IndexMap<(String, String), Delivery>,
+    /// `(pipeline, slot)` → state.
+    checkpoints: BTreeMap<(String, i64), String>,
+}
+
+/// Runs kept in process memory: lost on restart.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> MemoryStore {
+        MemoryStore::default()
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, Inner>, StoreError> {
+        self.inner
+            .lock()
+            .map_err(|_| StoreError::Unavailable("memory store lock poisoned".into()))
+    }
+
+    /// Runs `f` under the lock as an immediately ready future.
+    fn with<T: Send + 'static>(&self, f: impl FnOnce(&mut Inner) -> T) -> StoreFuture<'_, T> {
+        let out = self.lock().map(|mut inner| f(&mut inner));
+        Box::pin(std::future::ready(out))
+    }
+}
+
+impl Inner {
+    fn commit_one(&mut self, c: &Commit, now: UnixNanos) {
+        let run = &c.run;
+        let key = (run.contract.clone(), run.subject.joined().to_string());
+        if run.superseded {
+            if self.current.get(&key) == Some(&run.run_id) {
+                self.current.remove(&key);
+            }
+        } else {
+            self.current.insert(key, run.run_id.clone());
+        }
+        self.runs.insert(run.run_id.clone(), run.clone());
+        if let Some(w) = &c.window {
+            let list = self.windows.entry(run.run_id.clone()).or_default();
+            list.insert(w.window.start, w.clone());
+            while list.len() > MAX_WINDOWS_PER_RUN {
+                list.pop_first();
+            }
+        }
+        if let Some(e) = &c.event {
+            if self.transitions.iter().any(|(_, id, _)| id == &e.event_id) {
+                return;
+            }
+            if self.transitions.len() >= MAX_TRANSITIONS {
+                if let Some((_, old, _)) = self.transitions.pop_front() {
+                    self.outbox.retain(|(id, _), _| id != &old);
+                }
+            }
+            let body = event_body(e);
+            self.transitions
+                .push_back((run.run_id.clone(), e.event_id.clone(), body.clone()));
+            for exporter in &c.outbox {
+                self.outbox.insert(
+                    (e.event_id.clone(), exporter.clone()),
+                    Delivery {
+                        event_id: e.event_id.clone(),
+                        exporter: exporter.clone(),
+                        state: DeliveryState::Pending,
+                        attempts: 0,
+                        created_at: now,
+                        updated_at: now,
+                        next_attempt_at: now,
+                        last_error: None,
+                        event: body.clone(),
+                    },
+                );
+            }
+        }
+    }
+}
+
+impl RunStore for MemoryStore {
+    fn commit<'a>(&'a self, batch: &'a [Commit], now: UnixNanos) -> StoreFuture<'a, ()> {
+        self.with(|inner| {
+            for c in batch {
+                inner.commit_one(c, now);
+            }
+        })
+    }
+
+    fn runs(&self, limit: usize) -> StoreFuture<'_, Vec<RunRecord>> {
+        self.with(move |inner| {
+            let mut runs: Vec<RunRecord> = inner.runs.values().cloned().collect();
+            runs.sort_by(|a, b| (b.started_at, &b.run_id).cmp(&(a.started_at, &a.run_id)));
+            runs.truncate(limit);
+            runs
+        })
+    }
+
+    fn current<'a>(
+        &'a self,
+        contract: &'a str,
+        subject: &'a str,
+    ) -> StoreFuture<'a, Option<RunRecord>> {
+        self.with(move |inner| {
+            let id = inner
+                .current
+                .get(&(contract.to_string(), subject.to_string()));
+            id.and_then(|id| inner.runs.get(id)).cloned()
+        })
+    }
+
+    fn current_runs<'a>(&'a self, contract: &'a str) -> StoreFuture<'a, Vec<RunRecord>> {
+        self.with(move |inner| {
+            let mut runs: Vec<RunRecord> = inner
+                .current
+                .iter()
+                .filter(|((c, _), _)| c == contract)
+                .filter_map(|(_, id)| inner.runs.get(id).cloned())
+                .collect();
+            runs.sort_by(|a, b| a.subject.cmp(&b.subject));
+            runs
+        })
+    }
+
+    fn windows<'a>(&'a self, run_id: &'a str, limit: usize) -> StoreFuture<'a, Vec<WindowRecord>> {
+        self.with(move |inner| {
+            inner
+                .windows
+                .get(run_id)
+                .map(|l| l.values().rev().take(limit).cloned().collect())
+                .unwrap_or_default()
+        })
+    }
+
+    fn transitions<'a>(&'a self, run_id: &'a str, limit: usize) -> StoreFuture<'a, Vec<String>> {
+        self.with(move |inner| {
+            inner
+                .transitions
+                .iter()
+                .rev()
+                .filter(|(r, _, _)| r == run_id)
+                .take(limit)
+                .map(|(_, _, body)| body.clone())
+                .collect()
+        })
+    }
+
+    fn pending<'a>(&'a self, exporter: &'a str, limit: usize) -> StoreFuture<'a, Vec<Delivery>> {
+        self.with(move |inner| {
+            inner
+                .outbox
+                .values()
+                .filter(|d| d.exporter == exporter && d.state == DeliveryState::Pending)
+                .take(limit)
+                .cloned()
+                .collect()
+        })
+    }
+
+    fn record_attempt<'a>(
+        &'a self,
+        exporter: &'a str,
+        event_id: &'a str,
+        attempt: &'a Attempt,
+        now: UnixNanos,
+    ) -> StoreFuture<'a, ()> {
+        self.with(move |inner| {
+            let key = (event_id.to_string(), exporter.to_string());
+            if let Some(d) = inner.outbox.get_mut(&key) {
+                d.attempts += 1;
+                d.updated_at = now;
+                match attempt {
+                    Attempt::Delivered => {
+                        d.state = DeliveryState::Delivered;
+                        d.last_error = None;
+                    }
+                    Attempt::Retry { next_at, error } => {
+                        d.next_attempt_at = *next_at;
+                        d.last_error = Some(error.clone());
+                    }
+                    Attempt::Failed { error } => {
+                        d.state = DeliveryState::Failed;
+                        d.last_error = Some(error.clone());
+                    }
+                }
+            }
+        })
+    }
+
+    fn deliveries<'a>(
+        &'a self,
+        states: &'a [DeliveryState],
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<Delivery>> {
+        self.with(move |inner| {
+            inner
+                .outbox
+                .values()
+                .rev()
+                .filter(|d| states.contains(&d.state))
+                .take(limit)
+                .cloned()
+                .collect()
+        })
+    }
+
+    fn purge_delivered(&self, before: UnixNanos) -> StoreFuture<'_, u64> {
+        self.with(move |inner| {
+            let n = inner.outbox.len();
+            inner
+                .outbox
+                .retain(|_, d| !(d.state == DeliveryState::Delivered && d.created_at < before));
+            (n - inner.outbox.len()) as u64
+        })
+    }
+
+    fn save_checkpoint<'a>(
+        &'a self,
+        pipeline: &'a str,
+        slots: &'a [(i64, String)],
+        replace_all: bool,
+        _now: UnixNanos,
+    ) -> StoreFuture<'a, ()> {
+        self.with(move |inner| {
+            if replace_all {
+                inner.checkpoints.retain(|(p, _), _| p != pipeline);
+            }
+            for (slot, state) in slots {
+                inner
+                    .checkpoints
+                    .insert((pipeline.to_string(), *slot), state.clone());
+            }
+        })
+    }
+
+    fn load_checkpoint<'a>(&'a self, pipeline: &'a str) -> StoreFuture<'a, Vec<(i64, String)>> {
+        self.with(move |inner| {
+            inner
+                .checkpoints
+                .iter()
+                .filter(|((p, _), _)| p == pipeline)
+                .map(|((_, slot), state)| (*slot, state.clone()))
+                .collect()
+        })
+    }
+}

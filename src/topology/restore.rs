@@ -1,0 +1,100 @@
+//! What a pipeline resumes from at start: its current runs (with their last
+//! window result) and its checkpointed windows, split into those whose
+//! deadline has passed — handed to the engine, judged at the first
+//! watermark — and those still open — put back into the shard that owns
+//! their series in this process's layout (the shard count may have changed).
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::aggregator::state::Accum;
+use crate::config::PipelineSpec;
+use crate::model::{SeriesKey, Subject, UnixNanos, Window};
+use crate::runs::engine::{EngineSeed, OpenWindows, PENDING_SLOT};
+use crate::storage::codec::{self, CheckpointData};
+use crate::storage::{RunStore, StoreError};
+
+/// The engine's seed and the open windows of each shard.
+pub(super) async fn seed(
+    store: &dyn RunStore,
+    pipeline: &PipelineSpec,
+    shards: usize,
+    now: UnixNanos,
+) -> Result<(EngineSeed, Vec<OpenWindows>), StoreError> {
+    let mut seed = EngineSeed::default();
+    for c in &pipeline.contracts {
+        for run in store.current_runs(&c.name).await? {
+            if run.contract_version != c.version {
+                continue;
+            }
+            if let Some(w) = store.windows(&run.run_id, 1).await?.into_iter().next() {
+                seed.last_windows.insert(run.run_id.clone(), w);
+            }
+            seed.runs.push(run);
+        }
+    }
+    if !seed.runs.is_empty() {
+        tracing::info!(pipeline = %pipeline.name, runs = seed.runs.len(), "Runs resumed from storage.");
+    }
+
+    // A closed-but-unjudged window (the pending slot) is complete; a shard
+    // slot may hold an older partial copy of the same window: the closed
+    // one wins.
+    let mut slots = store.load_checkpoint(&pipeline.name).await?;
+    slots.sort_by_key(|(slot, _)| *slot);
+    let mut windows: HashMap<SeriesKey, BTreeMap<UnixNanos, Accum>> = HashMap::new();
+    let mut restored = 0usize;
+    for (slot, text) in slots {
+        let data = match codec::checkpoint_from_text(&text) {
+            Ok(d) => d,
+            Err(err) => {
+                tracing::error!(pipeline = %pipeline.name, slot, error = %err, "Checkpoint slot unreadable; its open windows are lost.");
+                continue;
+            }
+        };
+        for (key, start, acc) in series_of(pipeline, data) {
+            let held = windows.entry(key).or_default();
+            if slot == PENDING_SLOT || !held.contains_key(&start) {
+                held.insert(start, acc);
+                restored += 1;
+            }
+        }
+    }
+    let size = (pipeline.window.size.as_nanos() as u64).max(1);
+    let lateness = pipeline.window.allowed_lateness.as_nanos() as u64;
+    let mut open: Vec<OpenWindows> = vec![HashMap::new(); shards.max(1)];
+    for (key, series) in windows {
+        for (start, acc) in series {
+            let w = Window::containing(start, size);
+            let target = if w.deadline(lateness) <= now {
+                &mut seed.closed
+            } else {
+                &mut open[key.shard(shards.max(1))]
+            };
+            target.entry(key.clone()).or_default().insert(w.start, acc);
+        }
+    }
+    if restored > 0 {
+        tracing::info!(pipeline = %pipeline.name, windows = restored, "Open windows restored from the checkpoint.");
+    }
+    seed.open = open.clone();
+    Ok((seed, open))
+}
+
+/// The windows of a checkpoint slot, keyed for this configuration; series of
+/// contracts that no longer exist in the pipeline are dropped.
+fn series_of(pipeline: &PipelineSpec, data: CheckpointData) -> Vec<(SeriesKey, UnixNanos, Accum)> {
+    let mut out = Vec::new();
+    for s in data.series {
+        let Some(index) = pipeline.contracts.iter().position(|c| c.name == s.contract) else {
+            continue;
+        };
+        let key = SeriesKey {
+            contract: index as u32,
+            subject: Subject::from(s.subject),
+        };
+        for (start, acc) in s.windows {
+            out.push((key.clone(), start, Accum::from(&acc)));
+        }
+    }
+    out
+}

@@ -1,0 +1,896 @@
+//! Durability with the real binary as a child process (issue 5, tests
+//! 8a–8e): SQLite storage survives `kill -9`, the outbox delivers webhooks
+//! at least once with a stable event id, retries follow the status rules,
+//! bodies are signed, and storage failures are loud.
+//!
+//! Every wait is bounded and polls; no assertion depends on how fast the
+//! machine is (the only time checks are lower bounds on backoff).
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, Mac};
+use serde_json::{json, Value};
+use sha2::Sha256;
+
+use crate::{eventually, get_json, now_ns};
+
+const WAIT: Duration = Duration::from_secs(60);
+const SECRET: &str = "s3cret-for-tests";
+const TOKEN: &str = "api-t0ken";
+
+/// A temporary directory removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!(
+            "verdict-{name}-{}-{}",
+            std::process::id(),
+            now_ns()
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The pipeline file of these tests: 1 s windows, one contract, the log
+/// exporter, Prometheus, and the given webhook exporters.
+fn pipeline(storage: &str, webhooks: &[(&str, String)], contract: &str) -> String {
+    let mut exporters = String::from("  log: {}\n  prometheus: { endpoint: \"127.0.0.1:0\" }\n");
+    let mut ids = vec!["log".to_string(), "prometheus".to_string()];
+    for (id, body) in webhooks {
+        exporters.push_str(&format!("  {id}: {body}\n"));
+        ids.push(id.to_string());
+    }
+    format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      http: {{ endpoint: "127.0.0.1:0" }}
+processors:
+  window: {{ size: 1s, allowed_lateness: 200ms, shards: 2 }}
+  contract/checkout:
+    match: {{ service.name: checkout }}
+    subject_by: [service.version]
+    max_p95_latency_ms: 100
+{contract}
+exporters:
+{exporters}
+pipelines:
+  checkout:
+    receivers: [otlp]
+    processors: [window, contract/checkout]
+    exporters: [{ids}]
+service:
+  api: {{ endpoint: "127.0.0.1:0", token: "{TOKEN}" }}
+  storage: "{storage}"
+  checkpoint_interval: 200ms
+"#,
+        ids = ids.join(", ")
+    )
+}
+
+fn webhook(url: &str, extra: &str) -> String {
+    format!(
+        "{{ url: \"{url}\", on: [PROMOTED, ROLLED_BACK], timeout: 2s, retry: {{ initial_interval: 300ms, max_interval: 600ms, max_elapsed: 10m }}{extra} }}"
+    )
+}
+
+/// A running verdict child process.
+struct Verdict {
+    child: Child,
+    api: SocketAddr,
+    http: SocketAddr,
+    prometheus: SocketAddr,
+    stdout: Arc<Mutex<Vec<String>>>,
+}
+
+impl Verdict {
+    /// Starts `verdict run` on `file` and waits until it is ready.
+    fn start(file: &Path) -> Verdict {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_verdict"))
+            .args(["--log-format", "json", "run", "-c"])
+            .arg(file)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("verdict starts");
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let out = child.stdout.take().expect("stdout");
+        let lines = stdout.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                lines.lock().expect("lock").push(line);
+            }
+        });
+        let (tx, rx) = std::sync::mpsc::channel();
+        let err = child.stderr.take().expect("stderr");
+        std::thread::spawn(move || {
+            let mut ready = false;
+            let mut addrs: HashMap<String, SocketAddr> = HashMap::new();
+            let mut seen = Vec::new();
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                if ready {
+                    continue;
+                }
+                let v: Value = serde_json::from_str(&line).unwrap_or_default();
+                if v["fields"]["message"] == "Listening." {
+                    if let (Some(c), Some(a)) = (
+                        v["fields"]["component"].as_str(),
+                        v["fields"]["addr"].as_str().and_then(|a| a.parse().ok()),
+                    ) {
+                        addrs.insert(c.to_string(), a);
+                    }
+                }
+                if v["fields"]["message"] == "verdict is ready." {
+                    ready = true;
+                    let _ = tx.send(Ok(addrs.clone()));
+                }
+                seen.push(line);
+            }
+            if !ready {
+                let _ = tx.send(Err(seen.join("\n")));
+            }
+        });
+        let addrs = match rx.recv_timeout(WAIT) {
+            Ok(Ok(a)) => a,
+            Ok(Err(log)) => panic!("verdict exited before it was ready:\n{log}"),
+            Err(_) => panic!("verdict did not become ready"),
+        };
+        Verdict {
+            child,
+            api: addrs["api"],
+            http: addrs["otlp-http"],
+            prometheus: addrs["prometheus"],
+            stdout,
+        }
+    }
+
+    /// `kill -9`.
+    fn kill(mut self) {
+        self.child.kill().expect("SIGKILL");
+        let _ = self.child.wait();
+    }
+
+    fn api(&self, path: &str) -> String {
+        format!("http://{}{path}", self.api)
+    }
+
+    async fn run(&self, version: &str) -> Value {
+        let (status, body) = get_json(&self.api(&format!("/api/v1/runs/checkout/{version}"))).await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// Waits until the run of `version` satisfies `f`.
+    async fn run_until(&self, version: &str, what: &str, f: impl Fn(&Value) -> bool) -> Value {
+        eventually(WAIT, what, || async {
+            let run = self.run(version).await;
+            f(&run).then_some(run)
+        })
+        .await
+    }
+
+    /// Sends `n` SERVER spans of release `version`, ending now.
+    async fn spans(&self, version: &str, n: usize, latency_ms: u64) {
+        let now = now_ns();
+        let spans: Vec<Value> = (0..n)
+            .map(|i| {
+                let end = now - i as u64 * 1000;
+                json!({"kind": 2, "name": "GET /",
+                       "startTimeUnixNano": (end - latency_ms * 1_000_000).to_string(),
+                       "endTimeUnixNano": end.to_string()})
+            })
+            .collect();
+        let body = json!({"resourceSpans": [{
+            "resource": {"attributes": [
+                {"key": "service.name", "value": {"stringValue": "checkout"}},
+                {"key": "service.version", "value": {"stringValue": version}}]},
+            "scopeSpans": [{"spans": spans}]
+        }]});
+        let resp = reqwest::Client::new()
+            .post(format!("http://{}/v1/traces", self.http))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("POST spans");
+        assert_eq!(resp.status().as_u16(), 200);
+    }
+
+    async fn metrics(&self) -> String {
+        reqwest::get(format!("http://{}/metrics", self.prometheus))
+            .await
+            .expect("scrape")
+            .text()
+            .await
+            .expect("body")
+    }
+}
+
+impl Drop for Verdict {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One request the test receiver got.
+#[derive(Debug, Clone)]
+struct Received {
+    at: Instant,
+    event_id: String,
+    signature: Option<String>,
+    raw: Vec<u8>,
+    body: Value,
+}
+
+/// A webhook target on loopback that answers from a script (then 200) and
+/// records every request.
+#[derive(Clone, Default)]
+struct Receiver {
+    script: Arc<Mutex<VecDeque<u16>>>,
+    always: Option<u16>,
+    got: Arc<Mutex<Vec<Received>>>,
+}
+
+impl Receiver {
+    fn scripted(script: &[u16]) -> Receiver {
+        Receiver {
+            script: Arc::new(Mutex::new(script.iter().copied().collect())),
+            ..Receiver::default()
+        }
+    }
+
+    fn always(status: u16) -> Receiver {
+        Receiver {
+            always: Some(status),
+            ..Receiver::default()
+        }
+    }
+
+    fn got(&self) -> Vec<Received> {
+        self.got.lock().expect("lock").clone()
+    }
+
+    /// Serves on `addr` (port 0 for any) until the test ends; returns the URL.
+    async fn serve(&self, addr: &str) -> String {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .expect("bind receiver");
+        let local = listener.local_addr().expect("addr");
+        let me = self.clone();
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(
+                move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                    let me = me.clone();
+                    async move {
+                        let header = |name: &str| {
+                            headers
+                                .get(name)
+                                .and_then(|v| v.to_str().ok())
+                                .map(str::to_string)
+                        };
+                        me.got.lock().expect("lock").push(Received {
+                            at: Instant::now(),
+                            event_id: header("x-verdict-event-id").unwrap_or_default(),
+                            signature: header("x-verdict-signature"),
+                            raw: body.to_vec(),
+                            body: serde_json::from_slice(&body).unwrap_or_default(),
+                        });
+                        let status = me
+                            .always
+                            .or_else(|| me.script.lock().expect("lock").pop_front())
+                            .unwrap_or(200);
+                        axum::http::StatusCode::from_u16(status)
+                            .unwrap_or(axum::http::StatusCode::OK)
+                    }
+                },
+            ),
+        );
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        format!("http://{local}/hook")
+    }
+}
+
+/// A loopback port that nothing listens on (yet).
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+fn sqlite(dir: &Path) -> String {
+    format!("sqlite://{}", dir.join("verdict.db").display())
+}
+
+/// 8a. SIGKILL during a validation: the run resumes from storage; a final
+/// run stays final whatever arrives later.
+#[tokio::test(flavor = "multi_thread")]
+async fn issue_5_8a_kill_9_resumes_runs_and_final_stays_final() {
+    let dir = TempDir::new("8a");
+    let file = dir.0.join("pipeline.yaml");
+    let contract = "    min_samples: 200\n    pass_windows: 2\n    fail_windows: 1";
+    std::fs::write(&file, pipeline(&sqlite(&dir.0), &[], contract)).expect("write");
+
+    let v = Verdict::start(&file);
+    v.spans("good", 20, 10).await;
+    v.spans("bad", 20, 500).await;
+    let bad = v
+        .run_until("bad", "bad to roll back", |r| r["state"] == "ROLLED_BACK")
+        .await;
+    let good = v
+        .run_until("good", "good to record a window", |r| {
+            r["state"] == "VALIDATING" && r["run"]["samples"].as_u64() >= Some(20)
+        })
+        .await;
+    v.kill();
+
+    let v = Verdict::start(&file);
+    let resumed = v.run("good").await;
+    assert_eq!(resumed["run_id"], good["run_id"], "same run after kill -9");
+    assert_eq!(resumed["state"], "VALIDATING");
+    assert!(resumed["run"]["samples"].as_u64() >= Some(20), "{resumed}");
+    assert!(!resumed["windows"].as_array().expect("windows").is_empty());
+    let still = v.run("bad").await;
+    assert_eq!(still["run_id"], bad["run_id"]);
+    assert_eq!(still["state"], "ROLLED_BACK");
+    assert_eq!(still["decided_at"], bad["decided_at"]);
+
+    // Good data for the rolled-back release is observed, never acted on;
+    // the validating release goes on to a promotion in the same run.
+    let windows_before = still["windows"].as_array().map_or(0, Vec::len);
+    for _ in 0..3 {
+        v.spans("bad", 50, 10).await;
+        v.spans("good", 100, 10).await;
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    let promoted = v
+        .run_until("good", "good to be promoted", |r| r["state"] == "PROMOTED")
+        .await;
+    assert_eq!(promoted["run_id"], good["run_id"]);
+    let observed = v
+        .run_until("bad", "bad to record passing windows", |r| {
+            r["windows"].as_array().map_or(0, Vec::len) > windows_before
+                && r["windows"][0]["result"] == "pass"
+        })
+        .await;
+    assert_eq!(observed["state"], "ROLLED_BACK");
+    assert_eq!(observed["run_id"], bad["run_id"]);
+
+    // A promoted run stays promoted through failing data and another kill.
+    v.spans("good", 50, 500).await;
+    v.run_until("good", "a failing window after the promotion", |r| {
+        r["windows"][0]["result"] == "fail"
+    })
+    .await;
+    v.kill();
+    let v = Verdict::start(&file);
+    let last = v.run("good").await;
+    assert_eq!(last["state"], "PROMOTED");
+    assert_eq!(last["run_id"], good["run_id"]);
+    // Each run was announced once per transition, no contradiction.
+    let transitions = last["transitions"].as_array().expect("transitions");
+    let states: Vec<&str> = transitions
+        .iter()
+        .filter_map(|t| t["state"].as_str())
+        .collect();
+    assert_eq!(states, ["PROMOTED", "VALIDATING"], "{last}");
+}
+
+/// 8b. SIGKILL while the webhook target is down; after the restart the
+/// target comes back and gets the event with its original event_id. The
+/// receiver never sees two states for one run.
+#[tokio::test(flavor = "multi_thread")]
+async fn issue_5_8b_outbox_survives_kill_9_with_the_same_event_id() {
+    let dir = TempDir::new("8b");
+    let file = dir.0.join("pipeline.yaml");
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}/hook");
+    let hooks = [("webhook/ci", webhook(&url, ""))];
+    std::fs::write(
+        &file,
+        pipeline(&sqlite(&dir.0), &hooks, "    fail_windows: 1"),
+    )
+    .expect("write");
+
+    let v = Verdict::start(&file);
+    v.spans("2.0", 30, 500).await;
+    let run = v
+        .run_until("2.0", "a rollback", |r| r["state"] == "ROLLED_BACK")
+        .await;
+    let pending = eventually(WAIT, "a failed attempt on the dead target", || async {
+        let (_, body) = get_json(&v.api("/api/v1/deliveries?state=pending")).await;
+        body["deliveries"].as_array().and_then(|list| {
+            list.iter()
+                .find(|d| d["exporter"] == "webhook/ci" && d["attempts"].as_u64() >= Some(1))
+                .cloned()
+        })
+    })
+    .await;
+    let event_id = pending["event_id"].as_str().expect("event id").to_string();
+    assert_eq!(pending["event"]["run_id"], run["run_id"]);
+    assert!(pending["last_error"].as_str().is_some(), "{pending}");
+    // The backlog is visible to alerting while the target is down.
+    let metrics = v.metrics().await;
+    let age = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(r#"verdict_outbox_oldest_pending_seconds{exporter="webhook/ci"} "#)
+        })
+        .and_then(|v| v.parse::<f64>().ok());
+    assert!(age.is_some_and(|a| a > 0.0), "{metrics}");
+    v.kill();
+
+    let v = Verdict::start(&file);
+    let receiver = Receiver::default();
+    receiver.serve(&format!("127.0.0.1:{port}")).await;
+    let got = eventually(WAIT, "the webhook after the restart", || async {
+        let got = receiver.got();
+        (!got.is_empty()).then_some(got)
+    })
+    .await;
+    assert_eq!(got[0].event_id, event_id, "same event id after kill -9");
+    assert_eq!(got[0].body["event_id"], event_id);
+    assert_eq!(got[0].body["state"], "ROLLED_BACK");
+    // Healthy data afterwards never produces a contradicting event.
+    v.spans("2.0", 30, 10).await;
+    v.run_until("2.0", "an observed passing window", |r| {
+        r["windows"][0]["result"] == "pass"
+    })
+    .await;
+    eventually(WAIT, "the outbox to drain", || async {
+        let (_, body) = get_json(&v.api("/api/v1/deliveries?state=pending")).await;
+        body["deliveries"]
+            .as_array()
+            .is_some_and(Vec::is_empty)
+            .then_some(())
+    })
+    .await;
+    let mut states: HashMap<String, String> = HashMap::new();
+    for r in receiver.got() {
+        let run_id = r.body["run_id"].as_str().unwrap_or_default().to_string();
+        let state = r.body["state"].as_str().unwrap_or_default().to_string();
+        let first = states.entry(run_id.clone()).or_insert(state.clone());
+        assert_eq!(*first, state, "two states for run {run_id}");
+    }
+}
+
+/// 8c. 503, 503, 200: delivered once acknowledged, after backoff; a 400 is
+/// final and not retried.
+#[tokio::test(flavor = "multi_thread")]
+async fn issue_5_8c_retries_5xx_with_backoff_and_never_retries_400() {
+    let dir = TempDir::new("8c");
+    let file = dir.0.join("pipeline.yaml");
+    let flaky = Receiver::scripted(&[503, 503]);
+    let flaky_url = flaky.serve("127.0.0.1:0").await;
+    let bad = Receiver::always(400);
+    let bad_url = bad.serve("127.0.0.1:0").await;
+    let hooks = [
+        ("webhook/flaky", webhook(&flaky_url, "")),
+        ("webhook/bad", webhook(&bad_url, "")),
+    ];
+    std::fs::write(
+        &file,
+        pipeline(&sqlite(&dir.0), &hooks, "    fail_windows: 1"),
+    )
+    .expect("write");
+    let v = Verdict::start(&file);
+    v.spans("3.0", 30, 500).await;
+    let got = eventually(WAIT, "three attempts on the flaky target", || async {
+        let got = flaky.got();
+        (got.len() >= 3).then_some(got)
+    })
+    .await;
+    assert!(got.iter().all(|r| r.event_id == got[0].event_id));
+    // Backoff: the first wait is initial_interval (300ms) with jitter in
+    // [0.5, 1.5), the second twice that: lower bounds only.
+    assert!(got[1].at - got[0].at >= Duration::from_millis(150));
+    assert!(got[2].at - got[1].at >= Duration::from_millis(300));
+    eventually(
+        WAIT,
+        "the flaky delivery to be marked delivered",
+        || async {
+            let (_, body) = get_json(&v.api("/api/v1/deliveries")).await;
+            let list = body["deliveries"].as_array()?.clone();
+            (!list.iter().any(|d| d["exporter"] == "webhook/flaky")).then_some(())
+        },
+    )
+    .await;
+    let failed = eventually(WAIT, "the 400 to be listed as failed", || async {
+        let (_, body) = get_json(&v.api("/api/v1/deliveries?state=failed")).await;
+        body["deliveries"]
+            .as_array()?
+            .iter()
+            .find(|d| d["exporter"] == "webhook/bad")
+            .cloned()
+    })
+    .await;
+    assert_eq!(failed["attempts"], 1, "{failed}");
+    assert!(
+        failed["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("400")),
+        "{failed}"
+    );
+    assert_eq!(failed["event"]["event_id"], got[0].event_id);
+    // Long after the flaky target's two backoffs, still one 400 attempt.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(bad.got().len(), 1);
+    assert_eq!(flaky.got().len(), 3);
+    let metrics = v.metrics().await;
+    for line in [
+        r#"verdict_webhook_deliveries_total{exporter="webhook/flaky",outcome="retry"} 2"#,
+        r#"verdict_webhook_deliveries_total{exporter="webhook/flaky",outcome="delivered"} 1"#,
+        r#"verdict_webhook_deliveries_total{exporter="webhook/bad",outcome="failed"} 1"#,
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line} missing:\n{metrics}"
+        );
+    }
+}
+
+/// 8d. The receiver verifies `X-Verdict-Signature` with the shared secret.
+#[tokio::test(flavor = "multi_thread")]
+async fn issue_5_8d_webhook_bodies_are_signed_with_hmac_sha256() {
+    let dir = TempDir::new("8d");
+    let file = dir.0.join("pipeline.yaml");
+    let receiver = Receiver::default();
+    let url = receiver.serve("127.0.0.1:0").await;
+    let hooks = [(
+        "webhook/signed",
+        webhook(&url, &format!(", secret: \"{SECRET}\"")),
+    )];
+    std::fs::write(
+        &file,
+        pipeline(&sqlite(&dir.0), &hooks, "    fail_windows: 1"),
+    )
+    .expect("write");
+    let v = Verdict::start(&file);
+    v.spans("4.0", 30, 500).await;
+    let got = eventually(WAIT, "a signed webhook", || async {
+        receiver.got().into_iter().next()
+    })
+    .await;
+    let header = got.signature.expect("X-Verdict-Signature is set");
+    let hex = header.strip_prefix("sha256=").expect("sha256= prefix");
+    let verify = |key: &[u8]| {
+        let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("any key length");
+        mac.update(&got.raw);
+        mac.verify_slice(&hex_decode(hex)).is_ok()
+    };
+    assert!(verify(SECRET.as_bytes()), "signature does not verify");
+    assert!(!verify(b"another secret"));
+    assert_eq!(got.body["event_id"], got.event_id);
+    assert_eq!(got.body["state"], "ROLLED_BACK");
+    assert_eq!(got.body["dry_run"], false);
+    drop(v);
+}
+
+fn hex_decode(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+        .collect()
+}
+
+/// Runs `verdict run` expecting it to fail at start; returns its stderr.
+fn start_fails(file: &Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_verdict"))
+        .args(["run", "-c"])
+        .arg(file)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(1), "verdict must exit 1");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// 8e. Storage failures are reported: at start with a clear message and
+/// exit 1, at run time through `/readyz`; nothing is lost meanwhile.
+#[tokio::test(flavor = "multi_thread")]
+async fn issue_5_8e_storage_failures_are_loud() {
+    let dir = TempDir::new("8e");
+    let file = dir.0.join("pipeline.yaml");
+
+    // A directory that cannot be created (its parent is a file).
+    let blocker = dir.0.join("not-a-dir");
+    std::fs::write(&blocker, "x").expect("write");
+    let storage = format!("sqlite://{}/sub/verdict.db", blocker.display());
+    std::fs::write(&file, pipeline(&storage, &[], "")).expect("write");
+    let err = start_fails(&file);
+    assert!(
+        err.contains("cannot open storage") && err.contains("cannot create directory"),
+        "{err}"
+    );
+
+    // A read-only place: a directory without write permission, or, for
+    // root (who ignores permissions), sysfs, which refuses new files.
+    let ro = dir.0.join("read-only");
+    std::fs::create_dir_all(&ro).expect("mkdir");
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o555)).expect("chmod");
+    let root = std::fs::write(ro.join("probe"), "x").is_ok();
+    let ro_db = if root {
+        PathBuf::from("/sys/verdict-test-read-only/verdict.db")
+    } else {
+        ro.join("verdict.db")
+    };
+    std::fs::write(
+        &file,
+        pipeline(&format!("sqlite://{}", ro_db.display()), &[], ""),
+    )
+    .expect("write");
+    let err = start_fails(&file);
+    assert!(err.contains("cannot open storage"), "{err}");
+    std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+
+    // A database another process holds locked.
+    use sqlx::Connection as _;
+    let locked = dir.0.join("locked.db");
+    let mut holder =
+        sqlx::sqlite::SqliteConnection::connect(&format!("sqlite://{}?mode=rwc", locked.display()))
+            .await
+            .expect("open");
+    sqlx::query("PRAGMA locking_mode = EXCLUSIVE")
+        .execute(&mut holder)
+        .await
+        .expect("pragma");
+    sqlx::query("CREATE TABLE held (x INTEGER)")
+        .execute(&mut holder)
+        .await
+        .expect("lock");
+    std::fs::write(
+        &file,
+        pipeline(&format!("sqlite://{}", locked.display()), &[], ""),
+    )
+    .expect("write");
+    let err = start_fails(&file);
+    assert!(
+        err.contains("cannot open storage") && err.contains("locked"),
+        "{err}"
+    );
+    holder.close().await.expect("close");
+
+    // At run time: a writer holds the lock; commits wait, /readyz says why,
+    // and once the lock is gone the transition is committed and announced.
+    let storage = sqlite(&dir.0);
+    std::fs::write(&file, pipeline(&storage, &[], "    fail_windows: 1")).expect("write");
+    let v = Verdict::start(&file);
+    let (status, _) = get_json(&v.api("/readyz")).await;
+    assert_eq!(status, 200);
+    let mut writer = sqlx::sqlite::SqliteConnection::connect(&storage)
+        .await
+        .expect("open");
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut writer)
+        .await
+        .expect("lock");
+    v.spans("5.0", 30, 500).await;
+    let body = eventually(WAIT, "/readyz to report the storage", || async {
+        let (status, body) = get_json(&v.api("/readyz")).await;
+        (status == 503).then_some(body)
+    })
+    .await;
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("storage")),
+        "{body}"
+    );
+    sqlx::query("ROLLBACK")
+        .execute(&mut writer)
+        .await
+        .expect("unlock");
+    writer.close().await.expect("close");
+    eventually(WAIT, "/readyz to recover", || async {
+        let (status, _) = get_json(&v.api("/readyz")).await;
+        (status == 200).then_some(())
+    })
+    .await;
+    v.run_until("5.0", "the rollback", |r| r["state"] == "ROLLED_BACK")
+        .await;
+    eventually(WAIT, "the log line of the rollback", || async {
+        let lines = v.stdout.lock().expect("lock").clone();
+        lines
+            .iter()
+            .any(|l| l.contains("\"ROLLED_BACK\"") && l.contains("\"5.0\""))
+            .then_some(())
+    })
+    .await;
+}
+
+/// SIGTERM mid-window drains and checkpoints the open windows; the restart
+/// restores them: every accepted sample is counted, once.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_mid_window_loses_no_sample_and_counts_none_twice() {
+    let dir = TempDir::new("ckpt");
+    let file = dir.0.join("pipeline.yaml");
+    // 10 s windows: the stop lands inside the window the spans fall in.
+    let yaml = pipeline(&sqlite(&dir.0), &[], "    pass_windows: 100").replace(
+        "size: 1s, allowed_lateness: 200ms",
+        "size: 10s, allowed_lateness: 200ms",
+    );
+    std::fs::write(&file, yaml).expect("write");
+    let v = Verdict::start(&file);
+    v.spans("6.0", 40, 10).await;
+    v.spans("6.0", 60, 10).await;
+    v.run_until("6.0", "the run to start", |r| r["state"] == "VALIDATING")
+        .await;
+    let status = Command::new("kill")
+        .args(["-TERM", &v.child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let mut v = v;
+    let deadline = Instant::now() + WAIT;
+    let code = loop {
+        if let Some(s) = v.child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "no exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(code.code(), Some(0));
+    drop(v);
+
+    let v = Verdict::start(&file);
+    let run = v
+        .run_until("6.0", "the restored window to be judged", |r| {
+            r["run"]["samples"].as_u64() >= Some(100)
+        })
+        .await;
+    assert_eq!(run["run"]["samples"], 100, "{run}");
+    // Later windows close empty: the count stays exact.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(v.run("6.0").await["run"]["samples"], 100);
+}
+
+/// Manual decisions and reset (design §7) through the API of the real
+/// binary: token, 404, 409, `manual: …` reasons, superseded runs.
+#[tokio::test(flavor = "multi_thread")]
+async fn manual_decisions_and_reset_need_the_token_and_are_recorded() {
+    let dir = TempDir::new("manual");
+    let file = dir.0.join("pipeline.yaml");
+    let receiver = Receiver::default();
+    let url = receiver.serve("127.0.0.1:0").await;
+    let hooks = [("webhook/ci", webhook(&url, ""))];
+    std::fs::write(
+        &file,
+        pipeline(&sqlite(&dir.0), &hooks, "    pass_windows: 100"),
+    )
+    .expect("write");
+    let v = Verdict::start(&file);
+    v.spans("7.0", 10, 10).await;
+    let first = v
+        .run_until("7.0", "the run to start", |r| r["state"] == "VALIDATING")
+        .await;
+    let client = reqwest::Client::new();
+    let post = |path: &str, token: Option<&str>, body: Option<Value>| {
+        let mut req = client.post(v.api(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(b.to_string());
+        }
+        req.send()
+    };
+    let code = |r: reqwest::Response| r.status().as_u16();
+    assert_eq!(
+        code(
+            post("/api/v1/promote/checkout/7.0", None, None)
+                .await
+                .expect("post")
+        ),
+        401
+    );
+    assert_eq!(
+        code(
+            post("/api/v1/promote/checkout/7.0", Some("wrong"), None)
+                .await
+                .expect("post")
+        ),
+        401
+    );
+    assert_eq!(
+        code(
+            post("/api/v1/promote/nope/7.0", Some(TOKEN), None)
+                .await
+                .expect("post")
+        ),
+        404
+    );
+    assert_eq!(
+        code(
+            post("/api/v1/promote/checkout/9.9", Some(TOKEN), None)
+                .await
+                .expect("post")
+        ),
+        404
+    );
+    let resp = post(
+        "/api/v1/rollback/checkout/7.0",
+        Some(TOKEN),
+        Some(json!({"reason": "error budget burnt"})),
+    )
+    .await
+    .expect("post");
+    assert_eq!(resp.status().as_u16(), 200);
+    let run: Value = resp.json().await.expect("json");
+    assert_eq!(run["state"], "ROLLED_BACK");
+    assert_eq!(run["reason"], "manual: error budget burnt");
+    assert_eq!(run["run_id"], first["run_id"]);
+    assert_eq!(
+        code(
+            post("/api/v1/promote/checkout/7.0", Some(TOKEN), None)
+                .await
+                .expect("post")
+        ),
+        409
+    );
+    let got = eventually(WAIT, "the manual rollback webhook", || async {
+        receiver.got().into_iter().next()
+    })
+    .await;
+    assert_eq!(got.body["reason"], "manual: error budget burnt");
+    let recorded = v.run("7.0").await;
+    assert_eq!(
+        recorded["transitions"][0]["reason"],
+        "manual: error budget burnt"
+    );
+
+    // Reset: the old run is kept, superseded; a new PENDING run starts.
+    let resp = post("/api/v1/reset/checkout/7.0", Some(TOKEN), None)
+        .await
+        .expect("post");
+    assert_eq!(resp.status().as_u16(), 200);
+    let fresh: Value = resp.json().await.expect("json");
+    assert_eq!(fresh["state"], "PENDING");
+    assert_ne!(fresh["run_id"], first["run_id"]);
+    let (_, all) = get_json(&v.api("/api/v1/runs")).await;
+    let old = all["runs"]
+        .as_array()
+        .expect("runs")
+        .iter()
+        .find(|r| r["run_id"] == first["run_id"])
+        .cloned()
+        .expect("old run kept");
+    assert_eq!(old["superseded"], true);
+    assert_eq!(old["state"], "ROLLED_BACK");
+    assert_eq!(
+        code(
+            post("/api/v1/reset/checkout/8.8", Some(TOKEN), None)
+                .await
+                .expect("post")
+        ),
+        404
+    );
+    // New data drives the new run.
+    v.spans("7.0", 10, 10).await;
+    let again = v
+        .run_until("7.0", "the new run to validate", |r| {
+            r["state"] == "VALIDATING"
+        })
+        .await;
+    assert_eq!(again["run_id"], fresh["run_id"]);
+    // The reset announced nothing: one webhook in all.
+    assert_eq!(receiver.got().len(), 1);
+}

@@ -16,6 +16,7 @@ pub fn main(cli: Cli) -> ExitCode {
     crate::telemetry::init_logging(cli.log_format);
     match cli.command {
         Command::Validate { config } => validate(&config),
+        Command::Probe(args) => probe(&args),
         Command::Run { config, grace } => {
             let cfg = match config::load_file(&config) {
                 Ok(c) => c,
@@ -48,6 +49,29 @@ pub fn main(cli: Cli) -> ExitCode {
                     ExitCode::from(1)
                 }
             }
+        }
+    }
+}
+
+/// `verdict probe`: exit 0 pass, 1 fail, 2 when it could not run.
+fn probe(args: &crate::cli::ProbeArgs) -> ExitCode {
+    const USAGE_OR_CONFIG: u8 = 2;
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(err) => {
+            eprintln!("error: starting the runtime: {err}");
+            return ExitCode::from(USAGE_OR_CONFIG);
+        }
+    };
+    match runtime.block_on(crate::probe::command::execute(args)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::from(USAGE_OR_CONFIG)
         }
     }
 }

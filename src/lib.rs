@@ -7,15 +7,18 @@
 //! ```text
 //! receivers ──> aggregator ──> contracts ──> runs ──> exporters / api
 //! (OTLP gRPC     (shards own    (select,      (state     (log, prometheus,
-//!  and HTTP)      UTC windows    evaluate)     machine,    HTTP API)
+//!  and HTTP,      UTC windows    evaluate)     machine,    HTTP API)
+//!  probe)
 //!                 and sketches)                store)
 //! ```
 //!
-//! - [`receivers`]: OTLP over gRPC and HTTP → samples, enqueued all or nothing;
+//! - [`receivers`]: OTLP over gRPC and HTTP, and synthetic probes → samples,
+//!   enqueued all or nothing;
 //! - [`aggregator`]: sharded tumbling windows with mergeable quantile sketches;
 //! - [`contracts`]: which resources a contract selects, and window judgement;
 //! - [`runs`]: the run state machine, its engine and the storage seam;
 //! - [`exporters`] and [`api`]: where verdicts are announced and read;
+//! - [`probe`]: synthetic traffic, as `verdict probe` and as a receiver;
 //! - [`config`] and [`topology`]: the pipeline file and its wiring;
 //! - [`model`], [`clock`], [`telemetry`]: shared types, injected time, logs
 //!   and self-metric names.
@@ -32,6 +35,7 @@ pub mod config;
 pub mod contracts;
 pub mod exporters;
 pub mod model;
+pub mod probe;
 pub mod receivers;
 pub mod runs;
 pub mod telemetry;

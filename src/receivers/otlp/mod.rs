@@ -189,8 +189,8 @@ impl Ingest {
         self.enqueue(protocol, Signal::Logs, converted, "log records")
     }
 
-    /// Reserves a slot on every shard the request touches, then sends; if any
-    /// shard is full nothing is sent and the request is refused whole.
+    /// Enqueues the request's samples all or nothing ([`super::enqueue`]);
+    /// a full shard queue refuses the whole request.
     fn enqueue(
         &self,
         protocol: &'static str,
@@ -199,31 +199,10 @@ impl Ingest {
         noun: &str,
     ) -> Result<Accepted, IngestError> {
         if !converted.is_empty() {
-            let mut permits = Vec::new();
-            for (pi, shards) in converted.batches.iter().enumerate() {
-                let Some(p) = self.pipelines.get(pi) else {
-                    continue;
-                };
-                for (si, batch) in shards.iter().enumerate() {
-                    if batch.is_empty() {
-                        continue;
-                    }
-                    let Some(tx) = p.router.senders().get(si) else {
-                        continue;
-                    };
-                    match tx.try_reserve() {
-                        Ok(permit) => permits.push((pi, si, permit)),
-                        Err(_) => {
-                            // Dropping the permits taken so far releases them.
-                            let err = IngestError::QueueFull(self.retry_after(tx));
-                            self.refused(protocol, &err);
-                            return Err(err);
-                        }
-                    }
-                }
-            }
-            for (pi, si, permit) in permits {
-                permit.send(std::mem::take(&mut converted.batches[pi][si]));
+            if let Err(full) = super::enqueue(&self.pipelines, &mut converted.batches) {
+                let err = IngestError::QueueFull(full.retry_after);
+                self.refused(protocol, &err);
+                return Err(err);
             }
         }
         let labels = [("protocol", protocol), ("signal", signal.label())];
@@ -240,12 +219,5 @@ impl Ingest {
             rejected: converted.rejected_count() as i64,
             message: converted.message(noun),
         })
-    }
-
-    /// Whole seconds a refused client should wait: grows with how full the
-    /// queue still is (1 s when it has drained a little, up to 5 s).
-    fn retry_after<T>(&self, tx: &tokio::sync::mpsc::Sender<T>) -> u32 {
-        let used = 1.0 - tx.capacity() as f64 / tx.max_capacity().max(1) as f64;
-        (1.0 + used * 4.0).round().clamp(1.0, 5.0) as u32
     }
 }

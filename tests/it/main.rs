@@ -5,6 +5,7 @@ mod e2e;
 mod otlp_grpc;
 mod otlp_http;
 mod pipelines;
+mod probe;
 mod shutdown;
 
 use std::collections::HashMap;

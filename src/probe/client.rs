@@ -1,10 +1,25 @@
-//! The probe's HTTP client: one keep-alive pool sized to the concurrency, so
-//! every worker keeps its connection between requests (a pool of one made the
-//! seed's runner queue behind a single socket until requests timed out), and
-//! one function that sends a request and says what came of it.
+//! The probe's HTTP client: HTTP/1.1 over keep-alive connections, one per
+//! worker, so the pool is exactly as large as the concurrency (a pool of one
+//! made the seed's runner queue behind a single socket until requests timed
+//! out) and a request never waits for a connection another worker holds.
+//!
+//! It is hyper's connection API, not a general-purpose client: everything a
+//! general client does per request (URL → URI conversion, default-header
+//! merging, pool checkout under a lock, boxed timers) is done once per run
+//! here, which is what lets one process keep up with wrk (benches/probe.rs).
+//! Redirects are not followed (a 3xx is an answer, as it is for wrk) and the
+//! target is plain `http://`.
 
-use std::error::Error as _;
-use std::time::Instant;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper::header::{HeaderMap, HeaderValue, HOST, USER_AGENT as USER_AGENT_HEADER};
+use hyper::{Method, Request, Uri};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 use super::plan::ProbePlan;
 use super::tally::{Failure, Observation};
@@ -12,90 +27,187 @@ use super::tally::{Failure, Observation};
 /// The `User-Agent` of every probe request: `verdict-probe/<version>`.
 pub const USER_AGENT: &str = concat!("verdict-probe/", env!("CARGO_PKG_VERSION"));
 
-/// The client could not be built (a TLS backend missing, a resolver failing).
-#[derive(Debug, thiserror::Error)]
-#[error("building the HTTP client: {0}")]
-pub struct ClientError(#[from] reqwest::Error);
-
-/// Builds the client for a plan: idle pool of `concurrency` connections per
-/// host, `timeout` per request (sending to the end of the body), no proxy.
-pub fn build(plan: &ProbePlan) -> Result<reqwest::Client, ClientError> {
-    Ok(reqwest::Client::builder()
-        .user_agent(USER_AGENT)
-        .pool_max_idle_per_host(plan.concurrency)
-        .timeout(plan.timeout)
-        .connect_timeout(plan.timeout)
-        .tcp_nodelay(true)
-        .no_proxy()
-        .build()?)
+/// The plan's URL cannot be probed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot probe {url}: {reason}")]
+pub struct ClientError {
+    /// The URL.
+    pub url: String,
+    /// Why.
+    pub reason: String,
 }
 
-/// Sends one request of the plan and reads the whole response body.
-///
-/// Errors: a timeout, a failed connection, a transport error or a 5xx
-/// status. Conversion: a 2xx response whose conversion header says `true`.
-pub async fn send(client: &reqwest::Client, plan: &ProbePlan) -> Observation {
-    let mut request = client
-        .request(plan.method.clone(), plan.url.clone())
-        .headers(plan.headers.clone());
-    if let Some(body) = &plan.body {
-        request = request.body(body.clone());
+/// Everything about the request that is the same every time, prepared once.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// `host:port` to connect to.
+    addr: String,
+    method: Method,
+    /// Origin-form request target (`/path?query`).
+    path: Uri,
+    /// Host, User-Agent and the plan's headers.
+    headers: HeaderMap,
+    body: Bytes,
+    conversion_header: hyper::header::HeaderName,
+    timeout: Duration,
+}
+
+impl Target {
+    /// Prepares the plan's request.
+    pub fn new(plan: &ProbePlan) -> Result<Target, ClientError> {
+        let url = &plan.url;
+        let error = |reason: &str| ClientError {
+            url: url.to_string(),
+            reason: reason.to_string(),
+        };
+        if url.scheme() != "http" {
+            return Err(error("only http:// targets are supported"));
+        }
+        let host = url.host_str().ok_or_else(|| error("the URL has no host"))?;
+        let port = url.port_or_known_default().unwrap_or(80);
+        let authority = match url.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_string(),
+        };
+        let path = match url.query() {
+            Some(query) => format!("{}?{query}", url.path()),
+            None => url.path().to_string(),
+        };
+        let path: Uri = path
+            .parse()
+            .map_err(|_| error("the path is not a valid request target"))?;
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            HOST,
+            HeaderValue::from_str(&authority).map_err(|_| error("invalid host"))?,
+        );
+        headers.insert(USER_AGENT_HEADER, HeaderValue::from_static(USER_AGENT));
+        for (name, value) in &plan.headers {
+            headers.append(name, value.clone());
+        }
+        Ok(Target {
+            // `[v6]:port` for IPv6 literals, which `host_str` keeps bracketed.
+            addr: format!("{host}:{port}"),
+            method: plan.method.clone(),
+            path,
+            headers,
+            body: plan.body.clone().unwrap_or_default(),
+            conversion_header: plan.conversion_header.clone(),
+            timeout: plan.timeout,
+        })
     }
-    let started = Instant::now();
-    let elapsed_ms = || started.elapsed().as_secs_f64() * 1e3;
-    let mut response = match request.send().await {
-        Ok(response) => response,
-        Err(err) => {
-            let failure = classify(&err);
-            return Observation {
-                latency_ms: (!failure.before_request()).then(elapsed_ms),
-                failure: Some(failure),
-                converted: false,
-            };
-        }
-    };
-    let status = response.status();
-    let converted = status.is_success()
-        && response
-            .headers()
-            .get(&plan.conversion_header)
-            .is_some_and(|v| v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"true"));
-    // Read to the end, discarding: latency covers the whole body, and the
-    // connection goes back to the pool only once it is drained.
-    let failure = loop {
-        match response.chunk().await {
-            Ok(Some(_)) => continue,
-            Ok(None) if status.is_server_error() => break Some(Failure::Status(status.as_u16())),
-            Ok(None) => break None,
-            Err(err) => break Some(classify(&err)),
-        }
-    };
-    Observation {
-        latency_ms: Some(elapsed_ms()),
-        converted: converted && failure.is_none(),
-        failure,
+
+    fn request(&self) -> Request<Full<Bytes>> {
+        let mut request = Request::new(Full::new(self.body.clone()));
+        *request.method_mut() = self.method.clone();
+        *request.uri_mut() = self.path.clone();
+        *request.headers_mut() = self.headers.clone();
+        request
     }
 }
 
-/// Classifies a client error, by its kind and the I/O error underneath.
-fn classify(err: &reqwest::Error) -> Failure {
-    if err.is_timeout() {
-        return Failure::Timeout;
-    }
-    if err.is_connect() {
-        let mut source = err.source();
-        while let Some(e) = source {
-            if let Some(io) = e.downcast_ref::<std::io::Error>() {
-                if io.kind() == std::io::ErrorKind::ConnectionRefused {
-                    return Failure::ConnectionRefused;
-                }
-                if io.kind() == std::io::ErrorKind::TimedOut {
-                    return Failure::Timeout;
+/// One keep-alive connection, opened on first use and again after a failure.
+#[derive(Debug, Default)]
+pub struct Connection {
+    sender: Option<SendRequest<Full<Bytes>>>,
+}
+
+impl Connection {
+    /// Sends one request and reads the whole response body, within the
+    /// target's timeout (connecting included).
+    ///
+    /// Errors: a timeout, a failed connection, a transport error or a 5xx
+    /// status. Conversion: a 2xx whose conversion header says `true`.
+    pub async fn send(&mut self, target: &Target) -> Observation {
+        let started = Instant::now();
+        let outcome = tokio::time::timeout(target.timeout, self.exchange(target)).await;
+        let latency_ms = started.elapsed().as_secs_f64() * 1e3;
+        match outcome {
+            Ok(Ok((failure, converted))) => Observation {
+                latency_ms: Some(latency_ms),
+                failure,
+                converted,
+            },
+            Ok(Err(failure)) => {
+                self.sender = None;
+                Observation {
+                    latency_ms: (!failure.before_request()).then_some(latency_ms),
+                    failure: Some(failure),
+                    converted: false,
                 }
             }
-            source = e.source();
+            Err(_elapsed) => {
+                // The connection is mid-exchange: unusable.
+                self.sender = None;
+                Observation {
+                    latency_ms: Some(latency_ms),
+                    failure: Some(Failure::Timeout),
+                    converted: false,
+                }
+            }
         }
-        return Failure::Connect;
     }
-    Failure::Transport
+
+    /// The exchange itself: `Ok((5xx failure, converted))` once the body is
+    /// read, `Err` when the connection failed.
+    async fn exchange(&mut self, target: &Target) -> Result<(Option<Failure>, bool), Failure> {
+        let sender = self.ready(target).await?;
+        let response = sender
+            .send_request(target.request())
+            .await
+            .map_err(|_| Failure::Transport)?;
+        let status = response.status();
+        let converted = status.is_success()
+            && response
+                .headers()
+                .get(&target.conversion_header)
+                .is_some_and(|v| v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"true"));
+        // Read to the end, discarding: latency covers the whole body, and
+        // the connection is reusable only once it is drained.
+        let mut body = response.into_body();
+        while let Some(frame) = body.frame().await {
+            frame.map_err(|_| Failure::Transport)?;
+        }
+        let failure = status
+            .is_server_error()
+            .then_some(Failure::Status(status.as_u16()));
+        Ok((failure, converted))
+    }
+
+    /// The open connection, ready for a request; (re)connects when there is
+    /// none or the server closed it.
+    async fn ready(&mut self, target: &Target) -> Result<&mut SendRequest<Full<Bytes>>, Failure> {
+        if let Some(sender) = &mut self.sender {
+            if sender.ready().await.is_err() {
+                self.sender = None;
+            }
+        }
+        let sender = match self.sender.take() {
+            Some(sender) => sender,
+            None => connect(target).await?,
+        };
+        Ok(self.sender.insert(sender))
+    }
+}
+
+async fn connect(target: &Target) -> Result<SendRequest<Full<Bytes>>, Failure> {
+    let stream = TcpStream::connect(&target.addr)
+        .await
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::ConnectionRefused => Failure::ConnectionRefused,
+            std::io::ErrorKind::TimedOut => Failure::Timeout,
+            _ => Failure::Connect,
+        })?;
+    // Small requests and answers: don't let Nagle hold them back.
+    let _ = stream.set_nodelay(true);
+    let (mut sender, connection) = http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|_| Failure::Connect)?;
+    // The connection's I/O runs on its own task; it ends when `sender` is
+    // dropped or the peer closes.
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    sender.ready().await.map_err(|_| Failure::Connect)?;
+    Ok(sender)
 }

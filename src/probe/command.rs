@@ -49,9 +49,9 @@ pub enum CommandError {
         /// The names it has, comma-separated.
         available: String,
     },
-    /// The HTTP client could not be built.
+    /// The URL cannot be probed.
     #[error(transparent)]
-    Client(#[from] super::client::ClientError),
+    Target(#[from] super::client::ClientError),
     /// stdout is gone.
     #[error("writing the result: {0}")]
     Output(#[source] std::io::Error),
@@ -133,13 +133,13 @@ pub fn load_contract(path: &Path, name: &str) -> Result<ContractSpec, CommandErr
 pub async fn execute(args: &ProbeArgs) -> Result<bool, CommandError> {
     let plan = plan(args)?;
     let spec = contract(args)?;
-    let client = super::client::build(&plan)?;
+    let target = Arc::new(super::client::Target::new(&plan)?);
     let progress = (!args.json && std::io::stderr().is_terminal()).then(|| Progress::start(&plan));
     let observer: Arc<dyn Observer> = match &progress {
         Some(p) => p.observer(),
         None => Arc::new(()),
     };
-    let result = engine::run_with(client.clone(), &plan, observer).await;
+    let result = engine::run_target(target, &plan, observer).await;
     if let Some(p) = progress {
         p.finish();
     }
@@ -152,7 +152,7 @@ pub async fn execute(args: &ProbeArgs) -> Result<bool, CommandError> {
         &args.on_fail
     };
     if let Some(url) = hook {
-        send_hook(&client, url, &report).await;
+        send_hook(url, &report).await;
     }
     Ok(report.passed)
 }
@@ -172,7 +172,7 @@ fn print(report: &ProbeReport, pretty: bool) -> Result<(), CommandError> {
 
 /// Delivers the hook; a failure is reported on stderr and does not change
 /// the verdict (the result was printed already).
-async fn send_hook(client: &reqwest::Client, url: &reqwest::Url, report: &ProbeReport) {
+async fn send_hook(url: &reqwest::Url, report: &ProbeReport) {
     let body = match serde_json::to_vec(report) {
         Ok(body) => body,
         Err(err) => {
@@ -180,7 +180,11 @@ async fn send_hook(client: &reqwest::Client, url: &reqwest::Url, report: &ProbeR
             return;
         }
     };
-    if let Err(err) = hooks::deliver(client, url, &body, &RetryPolicy::default()).await {
+    let delivered = match hooks::client() {
+        Ok(client) => hooks::deliver(&client, url, &body, &RetryPolicy::default()).await,
+        Err(err) => Err(err),
+    };
+    if let Err(err) = delivered {
         eprintln!("error: hook not delivered: {err}");
     }
 }

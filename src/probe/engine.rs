@@ -1,6 +1,6 @@
-//! The load loop: `concurrency` worker tasks share one request counter and
-//! one client, each keeping its own [`Tally`] (no lock on the hot path) that
-//! are merged at the end. An [`Observer`] hears of every request as it ends,
+//! The load loop: `concurrency` worker tasks share one request counter, each
+//! with its own keep-alive [`Connection`] and its own [`Tally`] (no lock on
+//! the hot path), merged at the end. An [`Observer`] hears of every request as it ends,
 //! which is how the progress bar and the `probe` receiver follow a run live.
 //!
 //! With a rate limit, request `i` is due at `start + i / rate` whichever
@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::client::{self, ClientError};
+use super::client::{ClientError, Connection, Target};
 use super::plan::{Amount, ProbePlan};
 use super::tally::{Observation, Tally};
 
@@ -41,13 +41,13 @@ pub struct RunResult {
 /// Runs a plan to the end and returns what it counted. Dropping the future
 /// aborts the workers (and their requests).
 pub async fn run(plan: &ProbePlan, observer: Arc<dyn Observer>) -> Result<RunResult, ClientError> {
-    let client = client::build(plan)?;
-    Ok(run_with(client, plan, observer).await)
+    let target = Arc::new(Target::new(plan)?);
+    Ok(run_target(target, plan, observer).await)
 }
 
-/// As [`run`], with a client built by the caller (to share its pool).
-pub async fn run_with(
-    client: reqwest::Client,
+/// As [`run`], with the target prepared by the caller (once for many runs).
+pub async fn run_target(
+    target: Arc<Target>,
     plan: &ProbePlan,
     observer: Arc<dyn Observer>,
 ) -> RunResult {
@@ -62,9 +62,9 @@ pub async fn run_with(
     };
     let mut set = JoinSet::new();
     for _ in 0..workers.max(1) {
-        let (client, plan, next, observer) =
-            (client.clone(), plan.clone(), next.clone(), observer.clone());
-        set.spawn(async move { worker(&client, &plan, &next, start, observer.as_ref()).await });
+        let (target, plan, next, observer) =
+            (target.clone(), plan.clone(), next.clone(), observer.clone());
+        set.spawn(async move { worker(&target, &plan, &next, start, observer.as_ref()).await });
     }
     let mut tally = Tally::default();
     while let Some(joined) = set.join_next().await {
@@ -83,13 +83,14 @@ pub async fn run_with(
 
 /// Takes request numbers until the plan is done.
 async fn worker(
-    client: &reqwest::Client,
+    target: &Target,
     plan: &ProbePlan,
     next: &AtomicU64,
     start: Instant,
     observer: &dyn Observer,
 ) -> Tally {
     let mut tally = Tally::default();
+    let mut connection = Connection::default();
     let deadline = match plan.amount {
         Amount::Duration(d) => Some(start + d),
         Amount::Requests(_) => None,
@@ -115,7 +116,7 @@ async fn worker(
         } else if deadline.is_some_and(|d| Instant::now() >= d) {
             break;
         }
-        let observation = client::send(client, plan).await;
+        let observation = connection.send(target).await;
         observer.observe(&observation);
         tally.record(&observation);
     }

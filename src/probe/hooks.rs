@@ -36,6 +36,9 @@ impl Default for RetryPolicy {
 /// A hook that could not be delivered.
 #[derive(Debug, thiserror::Error)]
 pub enum HookError {
+    /// The HTTP client could not be built.
+    #[error("building the HTTP client: {0}")]
+    Client(String),
     /// The receiver answered with a status that retrying cannot change.
     #[error("{url} answered {status} (not retried)")]
     Rejected {
@@ -54,6 +57,15 @@ pub enum HookError {
         /// What the last attempt got.
         last: String,
     },
+}
+
+/// The client hooks are sent with: no proxy, the probe's `User-Agent`.
+pub fn client() -> Result<reqwest::Client, HookError> {
+    reqwest::Client::builder()
+        .user_agent(super::client::USER_AGENT)
+        .no_proxy()
+        .build()
+        .map_err(|e| HookError::Client(e.to_string()))
 }
 
 /// POSTs `body` (JSON) to `url`; returns the number of attempts it took.

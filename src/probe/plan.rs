@@ -32,7 +32,7 @@ pub enum Amount {
 /// Everything the engine needs to run one probe.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProbePlan {
-    /// Target URL (`http://`; `https://` needs a build with TLS).
+    /// Target URL (`http://`).
     pub url: Url,
     /// HTTP method (default GET).
     pub method: Method,
@@ -79,14 +79,18 @@ impl ProbePlan {
     }
 }
 
-/// An `http://` or `https://` URL with a host.
+/// An `http://` URL with a host. `https://` is refused with a reason: this
+/// build has no TLS.
 pub fn parse_url(text: &str) -> Result<Url, String> {
     let url = Url::parse(text.trim()).map_err(|e| format!("invalid URL {text:?}: {e}"))?;
     match url.scheme() {
-        "http" | "https" if url.host_str().is_some_and(|h| !h.is_empty()) => Ok(url),
-        "http" | "https" => Err(format!("invalid URL {text:?}: it has no host")),
+        "http" if url.host_str().is_some_and(|h| !h.is_empty()) => Ok(url),
+        "http" => Err(format!("invalid URL {text:?}: it has no host")),
+        "https" => Err(format!(
+            "invalid URL {text:?}: https is not supported by this build (no TLS); use http://"
+        )),
         other => Err(format!(
-            "invalid URL {text:?}: the scheme must be http or https, got {other:?}"
+            "invalid URL {text:?}: the scheme must be http, got {other:?}"
         )),
     }
 }
@@ -142,10 +146,12 @@ mod tests {
                 .as_deref(),
             Ok("/api/v1/mvp")
         );
-        assert!(parse_url("https://example.test/").is_ok());
+        assert!(parse_url("https://example.test/")
+            .unwrap_err()
+            .contains("no TLS"));
         assert!(parse_url("ftp://example.test/")
             .unwrap_err()
-            .contains("scheme must be http or https"));
+            .contains("scheme must be http"));
         assert!(parse_url("localhost:3000").is_err());
         assert!(parse_url("not a url").is_err());
         assert_eq!(parse_method("post"), Ok(Method::POST));

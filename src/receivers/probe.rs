@@ -23,8 +23,9 @@ use crate::config::{ProbeReceiverSpec, Source};
 use crate::contracts::{CompiledContract, Selection};
 use crate::model::series::BASELINE_SUBJECT;
 use crate::model::{Sample, SeriesKey, Subject, UnixNanos};
+use crate::probe::client;
 use crate::probe::engine::{self, Observer};
-use crate::probe::{client, Observation, ProbePlan};
+use crate::probe::{Observation, ProbePlan};
 use crate::telemetry;
 
 /// The resource attribute that marks synthetic traffic; always `true` on a
@@ -144,8 +145,8 @@ impl ProbeReceiver {
     /// Probes at start and every `interval` until `stop`; then flushes what
     /// it has and returns (dropping its shard senders, so the shards drain).
     pub async fn run(self, stop: CancellationToken) {
-        let client = match client::build(&self.plan) {
-            Ok(client) => client,
+        let target = match client::Target::new(&self.plan) {
+            Ok(target) => Arc::new(target),
             Err(err) => {
                 tracing::error!(receiver = %self.id, error = %err, "Probe cannot run.");
                 stop.cancelled().await;
@@ -154,7 +155,7 @@ impl ProbeReceiver {
         };
         loop {
             let started = Instant::now();
-            if !self.run_once(&client, &stop).await {
+            if !self.run_once(&target, &stop).await {
                 return;
             }
             let Some(interval) = self.interval else {
@@ -170,7 +171,7 @@ impl ProbeReceiver {
     }
 
     /// One run of the plan, flushing as it goes. False when stopped.
-    async fn run_once(&self, client: &reqwest::Client, stop: &CancellationToken) -> bool {
+    async fn run_once(&self, target: &Arc<client::Target>, stop: &CancellationToken) -> bool {
         let pending = Arc::new(Pending {
             clock: self.clock.clone(),
             done: Mutex::new(Vec::new()),
@@ -183,7 +184,7 @@ impl ProbeReceiver {
                 .collect(),
             requests: 0,
         };
-        let run = engine::run_with(client.clone(), &self.plan, pending.clone());
+        let run = engine::run_target(target.clone(), &self.plan, pending.clone());
         tokio::pin!(run);
         let mut flush = tokio::time::interval(FLUSH_EVERY);
         flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

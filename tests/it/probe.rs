@@ -559,6 +559,7 @@ service:
     assert!(String::from_utf8_lossy(&out.stderr).contains("contract/checkout"));
     for usage in [
         vec!["probe", "--url", "ftp://x/"],
+        vec!["probe", "--url", "https://x/"],
         vec![
             "probe",
             "--url",

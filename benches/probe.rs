@@ -11,9 +11,10 @@
 //!
 //! Both tools are separate processes (the real `verdict` binary, built with
 //! the bench profile, and `/usr/bin/wrk -t2`) against one in-process axum
-//! server with two worker threads; each measurement runs twice, alternating,
-//! and every figure is printed. `VERDICT_BENCH_SECONDS` sets the length of
-//! each measurement (default 10). Without wrk (`apt-get install wrk`) the
+//! server with two worker threads; each measurement runs five times,
+//! alternating wrk and the probe so that both see the same background load,
+//! and every figure is printed with the median of the per-round ratios.
+//! `VERDICT_BENCH_SECONDS` sets the length of each measurement (default 5). Without wrk (`apt-get install wrk`) the
 //! bench says so and exits.
 
 use std::net::SocketAddr;
@@ -23,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 const CONCURRENCY: u32 = 64;
-const ROUNDS: usize = 2;
+const ROUNDS: usize = 5;
 
 /// A wrk script that prints what its summary leaves out: the p95.
 const WRK_SCRIPT: &str = r#"
@@ -141,15 +142,9 @@ fn probe(url: &str, seconds: u64) -> Figures {
     }
 }
 
-fn best(runs: &[Figures]) -> Figures {
-    runs.iter()
-        .copied()
-        .max_by(|a, b| a.rps.total_cmp(&b.rps))
-        .expect("at least one run")
-}
-
-fn mean_p95(runs: &[Figures]) -> f64 {
-    runs.iter().map(|f| f.p95_ms).sum::<f64>() / runs.len() as f64
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
 }
 
 fn main() {
@@ -160,7 +155,7 @@ fn main() {
     let seconds: u64 = std::env::var("VERDICT_BENCH_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(10);
+        .unwrap_or(5);
     let script = std::env::temp_dir().join(format!("verdict-bench-{}.lua", std::process::id()));
     std::fs::write(&script, WRK_SCRIPT).expect("write wrk script");
     let addr = serve();
@@ -187,16 +182,17 @@ fn main() {
             w.push(wf);
             p.push(pf);
         }
-        let (bw, bp) = (best(&w), best(&p));
-        let (wp95, pp95) = (mean_p95(&w), mean_p95(&p));
+        let rate = median(w.iter().zip(&p).map(|(w, p)| p.rps / w.rps).collect());
+        let p95 = median(
+            w.iter()
+                .zip(&p)
+                .map(|(w, p)| p.p95_ms / w.p95_ms - 1.0)
+                .collect(),
+        );
         println!(
-            "  {name:<14} best rate: probe {:.0} / wrk {:.0} = {:.1} % | mean p95: probe {:.3} ms / wrk {:.3} ms = {:+.1} %",
-            bp.rps,
-            bw.rps,
-            bp.rps * 100.0 / bw.rps,
-            pp95,
-            wp95,
-            (pp95 - wp95) * 100.0 / wp95
+            "  {name:<14} median of rounds: probe rate = {:.1} % of wrk's, probe p95 {:+.1} % from wrk's",
+            rate * 100.0,
+            p95 * 100.0
         );
     }
     let _ = std::fs::remove_file(&script);

@@ -10,6 +10,7 @@
 //! Redirects are not followed (a 3xx is an answer, as it is for wrk) and the
 //! target is plain `http://`.
 
+use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -106,10 +107,27 @@ impl Target {
     }
 }
 
+/// An open HTTP/1 connection: the handle requests go through, and the
+/// connection's own I/O future, which [`Connection::exchange`] polls in the
+/// worker's task instead of spawning it, so a request and its response never
+/// hop between tasks.
+struct Open {
+    sender: SendRequest<Full<Bytes>>,
+    io: Pin<Box<http1::Connection<TokioIo<TcpStream>, Full<Bytes>>>>,
+}
+
 /// One keep-alive connection, opened on first use and again after a failure.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Connection {
-    sender: Option<SendRequest<Full<Bytes>>>,
+    open: Option<Open>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("open", &self.open.is_some())
+            .finish()
+    }
 }
 
 impl Connection {
@@ -129,7 +147,7 @@ impl Connection {
                 converted,
             },
             Ok(Err(failure)) => {
-                self.sender = None;
+                self.open = None;
                 Observation {
                     latency_ms: (!failure.before_request()).then_some(latency_ms),
                     failure: Some(failure),
@@ -138,7 +156,7 @@ impl Connection {
             }
             Err(_elapsed) => {
                 // The connection is mid-exchange: unusable.
-                self.sender = None;
+                self.open = None;
                 Observation {
                     latency_ms: Some(latency_ms),
                     failure: Some(Failure::Timeout),
@@ -149,48 +167,75 @@ impl Connection {
     }
 
     /// The exchange itself: `Ok((5xx failure, converted))` once the body is
-    /// read, `Err` when the connection failed.
+    /// read, `Err` when the connection failed. The connection's I/O is
+    /// polled alongside. A kept-alive connection that the server closed
+    /// meanwhile is replaced by a new one, once, before anything is sent.
     async fn exchange(&mut self, target: &Target) -> Result<(Option<Failure>, bool), Failure> {
-        let sender = self.ready(target).await?;
-        let response = sender
-            .send_request(target.request())
-            .await
-            .map_err(|_| Failure::Transport)?;
-        let status = response.status();
-        let converted = status.is_success()
-            && response
-                .headers()
-                .get(&target.conversion_header)
-                .is_some_and(|v| v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"true"));
-        // Read to the end, discarding: latency covers the whole body, and
-        // the connection is reusable only once it is drained.
-        let mut body = response.into_body();
-        while let Some(frame) = body.frame().await {
-            frame.map_err(|_| Failure::Transport)?;
-        }
-        let failure = status
-            .is_server_error()
-            .then_some(Failure::Status(status.as_u16()));
-        Ok((failure, converted))
-    }
-
-    /// The open connection, ready for a request; (re)connects when there is
-    /// none or the server closed it.
-    async fn ready(&mut self, target: &Target) -> Result<&mut SendRequest<Full<Bytes>>, Failure> {
-        if let Some(sender) = &mut self.sender {
-            if sender.ready().await.is_err() {
-                self.sender = None;
+        for _ in 0..2 {
+            let reused = self.open.is_some();
+            let open = match self.open.take() {
+                Some(open) => self.open.insert(open),
+                None => self.open.insert(connect(target).await?),
+            };
+            let Open { sender, io } = open;
+            let ready = tokio::select! {
+                biased;
+                ready = sender.ready() => ready.is_ok(),
+                // The connection ended while idle: closed by the server.
+                _ = io.as_mut() => false,
+            };
+            if !ready {
+                self.open = None;
+                if reused {
+                    continue;
+                }
+                return Err(Failure::Connect);
             }
+            let (result, ended) = {
+                let work = async {
+                    let response = sender
+                        .send_request(target.request())
+                        .await
+                        .map_err(|_| Failure::Transport)?;
+                    let status = response.status();
+                    let converted = status.is_success()
+                        && response
+                            .headers()
+                            .get(&target.conversion_header)
+                            .is_some_and(|v| {
+                                v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"true")
+                            });
+                    // Read to the end, discarding: latency covers the whole
+                    // body, and the connection is reusable only once drained.
+                    let mut body = response.into_body();
+                    while let Some(frame) = body.frame().await {
+                        frame.map_err(|_| Failure::Transport)?;
+                    }
+                    let failure = status
+                        .is_server_error()
+                        .then_some(Failure::Status(status.as_u16()));
+                    Ok((failure, converted))
+                };
+                tokio::pin!(work);
+                tokio::select! {
+                    biased;
+                    result = &mut work => (result, false),
+                    // The connection ended mid-exchange: the request either
+                    // completes from what was read, or fails now that
+                    // nothing drives it.
+                    _ = io.as_mut() => (work.await, true),
+                }
+            };
+            if ended {
+                self.open = None;
+            }
+            return result;
         }
-        let sender = match self.sender.take() {
-            Some(sender) => sender,
-            None => connect(target).await?,
-        };
-        Ok(self.sender.insert(sender))
+        Err(Failure::Transport)
     }
 }
 
-async fn connect(target: &Target) -> Result<SendRequest<Full<Bytes>>, Failure> {
+async fn connect(target: &Target) -> Result<Open, Failure> {
     let stream = TcpStream::connect(&target.addr)
         .await
         .map_err(|e| match e.kind() {
@@ -200,14 +245,11 @@ async fn connect(target: &Target) -> Result<SendRequest<Full<Bytes>>, Failure> {
         })?;
     // Small requests and answers: don't let Nagle hold them back.
     let _ = stream.set_nodelay(true);
-    let (mut sender, connection) = http1::handshake(TokioIo::new(stream))
+    let (sender, io) = http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|_| Failure::Connect)?;
-    // The connection's I/O runs on its own task; it ends when `sender` is
-    // dropped or the peer closes.
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    sender.ready().await.map_err(|_| Failure::Connect)?;
-    Ok(sender)
+    Ok(Open {
+        sender,
+        io: Box::pin(io),
+    })
 }

@@ -441,6 +441,47 @@ async fn timeouts_count_as_errors_at_the_timeout() {
     assert_eq!(failures(&json), ["all 1 requests failed: timeout"]);
 }
 
+/// A server that closes every connection after one answer (without saying
+/// so) costs a reconnect, not an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_keep_alive_connections_are_reopened() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let connections = Arc::new(AtomicU64::new(0));
+    let accepted = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            accepted.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = socket
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await;
+                // Dropped: closed with no `Connection: close`.
+            });
+        }
+    });
+    let mut plan = ProbePlan::new(parse_url(&format!("http://{addr}/")).unwrap());
+    plan.amount = Amount::Requests(40);
+    plan.concurrency = 4;
+    let result = engine::run(&plan, Arc::new(()))
+        .await
+        .expect("client builds");
+    assert_eq!(result.tally.requests(), 40);
+    assert_eq!(result.tally.failed(), 0, "{:?}", result.tally.failures);
+    assert_eq!(connections.load(Ordering::SeqCst), 40);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn method_headers_and_body_are_sent() {
     let t = target(Behavior::default()).await;

@@ -422,7 +422,7 @@ fn receivers(section: Option<Value>, errors: &mut Errors) -> Defined<ReceiverSpe
                     .and_then(|raw| probe(raw, &path, errors))
                     .map(|probe| ReceiverSpec {
                         id: id.clone(),
-                        kind: ReceiverKind::Probe(probe),
+                        kind: ReceiverKind::Probe(Box::new(probe)),
                     }),
                 kind => {
                     errors.push(&path, format!("unknown receiver type {kind:?}"));

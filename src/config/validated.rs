@@ -32,7 +32,7 @@ pub enum ReceiverKind {
     /// OTLP over gRPC and/or HTTP.
     Otlp(OtlpReceiverSpec),
     /// Synthetic traffic: the probe engine, its requests fed to contracts.
-    Probe(ProbeReceiverSpec),
+    Probe(Box<ProbeReceiverSpec>),
 }
 
 /// `receivers.otlp`.

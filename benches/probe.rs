@@ -14,7 +14,8 @@
 //! server with two worker threads; each measurement runs five times,
 //! alternating wrk and the probe so that both see the same background load,
 //! and every figure is printed with the median of the per-round ratios.
-//! `VERDICT_BENCH_SECONDS` sets the length of each measurement (default 5). Without wrk (`apt-get install wrk`) the
+//! `VERDICT_BENCH_SECONDS` sets the length of each measurement (default 5),
+//! `VERDICT_BENCH_ROUNDS` the number of rounds (default 5). Without wrk (`apt-get install wrk`) the
 //! bench says so and exits.
 
 use std::net::SocketAddr;
@@ -24,6 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 const CONCURRENCY: u32 = 64;
+/// Rounds by default; `VERDICT_BENCH_ROUNDS` overrides.
 const ROUNDS: usize = 5;
 
 /// A wrk script that prints what its summary leaves out: the p95.
@@ -156,17 +158,22 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(5);
+    let rounds: usize = std::env::var("VERDICT_BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(ROUNDS);
     let script = std::env::temp_dir().join(format!("verdict-bench-{}.lua", std::process::id()));
     std::fs::write(&script, WRK_SCRIPT).expect("write wrk script");
     let addr = serve();
     println!(
-        "probe vs wrk: concurrency {CONCURRENCY}, {seconds}s per run, {ROUNDS} rounds, {} CPUs",
+        "probe vs wrk: concurrency {CONCURRENCY}, {seconds}s per run, {rounds} rounds, {} CPUs",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     for (name, path) in [("trivial", "/"), ("spread 5-25ms", "/spread")] {
         let url = format!("http://{addr}{path}");
         let (mut w, mut p) = (Vec::new(), Vec::new());
-        for round in 0..ROUNDS {
+        for round in 0..rounds {
             let wf = wrk(&url, seconds, &script);
             let pf = probe(&url, seconds);
             println!(

@@ -32,15 +32,9 @@ pub fn main(cli: Cli) -> ExitCode {
                     return ExitCode::from(1);
                 }
             };
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
+            let runtime = match runtime(1) {
                 Ok(r) => r,
-                Err(err) => {
-                    eprintln!("error: starting the runtime: {err}");
-                    return ExitCode::from(1);
-                }
+                Err(code) => return code,
             };
             match runtime.block_on(run(cfg, grace)) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -53,18 +47,24 @@ pub fn main(cli: Cli) -> ExitCode {
     }
 }
 
+/// The multi-threaded runtime, or the exit code `failure` after saying why
+/// it could not start.
+fn runtime(failure: u8) -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| {
+            eprintln!("error: starting the runtime: {err}");
+            ExitCode::from(failure)
+        })
+}
+
 /// `verdict probe`: exit 0 pass, 1 fail, 2 when it could not run.
 fn probe(args: &crate::cli::ProbeArgs) -> ExitCode {
     const USAGE_OR_CONFIG: u8 = 2;
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime(USAGE_OR_CONFIG) {
         Ok(r) => r,
-        Err(err) => {
-            eprintln!("error: starting the runtime: {err}");
-            return ExitCode::from(USAGE_OR_CONFIG);
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(crate::probe::command::execute(args)) {
         Ok(true) => ExitCode::SUCCESS,

@@ -14,6 +14,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::FutureExt as _;
 use http_body_util::{BodyExt as _, Full};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper::header::{HeaderMap, HeaderValue, HOST, USER_AGENT as USER_AGENT_HEADER};
@@ -168,23 +169,34 @@ impl Connection {
 
     /// The exchange itself: `Ok((5xx failure, converted))` once the body is
     /// read, `Err` when the connection failed. The connection's I/O is
-    /// polled alongside. A kept-alive connection that the server closed
-    /// meanwhile is replaced by a new one, once, before anything is sent.
+    /// polled alongside.
+    ///
+    /// A kept-alive connection the server has closed is replaced by a new
+    /// one, once: when the close is already visible before sending, or when
+    /// the request got no answer at all and either was never written or is
+    /// idempotent — the race every keep-alive client has with a server's
+    /// idle timeout, which is not the target failing.
     async fn exchange(&mut self, target: &Target) -> Result<(Option<Failure>, bool), Failure> {
-        for _ in 0..2 {
+        let idempotent = target.method.is_idempotent();
+        for attempt in 0..2 {
             let reused = self.open.is_some();
             let open = match self.open.take() {
                 Some(open) => self.open.insert(open),
                 None => self.open.insert(connect(target).await?),
             };
             let Open { sender, io } = open;
-            let ready = tokio::select! {
-                biased;
-                ready = sender.ready() => ready.is_ok(),
-                // The connection ended while idle: closed by the server.
-                _ = io.as_mut() => false,
+            // Give a close that already arrived a chance to show before
+            // sending on the connection.
+            let closed_idle = reused && io.as_mut().now_or_never().is_some();
+            let closed = closed_idle || {
+                tokio::select! {
+                    biased;
+                    ready = sender.ready() => ready.is_err(),
+                    // The connection ended while idle: closed by the server.
+                    _ = io.as_mut() => true,
+                }
             };
-            if !ready {
+            if closed {
                 self.open = None;
                 if reused {
                     continue;
@@ -193,10 +205,12 @@ impl Connection {
             }
             let (result, ended) = {
                 let work = async {
-                    let response = sender
-                        .send_request(target.request())
-                        .await
-                        .map_err(|_| Failure::Transport)?;
+                    let response = sender.send_request(target.request()).await.map_err(|e| {
+                        // No answer at all: sending again is safe for an
+                        // idempotent request, or one that was never written.
+                        let unanswered = idempotent || e.is_canceled();
+                        (Failure::Transport, reused && unanswered)
+                    })?;
                     let status = response.status();
                     let converted = status.is_success()
                         && response
@@ -209,7 +223,7 @@ impl Connection {
                     // body, and the connection is reusable only once drained.
                     let mut body = response.into_body();
                     while let Some(frame) = body.frame().await {
-                        frame.map_err(|_| Failure::Transport)?;
+                        frame.map_err(|_| (Failure::Transport, false))?;
                     }
                     let failure = status
                         .is_server_error()
@@ -220,16 +234,28 @@ impl Connection {
                 tokio::select! {
                     biased;
                     result = &mut work => (result, false),
-                    // The connection ended mid-exchange: the request either
-                    // completes from what was read, or fails now that
-                    // nothing drives it.
-                    _ = io.as_mut() => (work.await, true),
+                    // The connection ended: the exchange completes from what
+                    // was read, or fails, since nothing drives it any more.
+                    _ = io.as_mut() => {
+                        let result = work
+                            .as_mut()
+                            .now_or_never()
+                            .unwrap_or(Err((Failure::Transport, reused && idempotent)));
+                        (result, true)
+                    }
                 }
             };
             if ended {
                 self.open = None;
             }
-            return result;
+            match result {
+                Ok(done) => return Ok(done),
+                Err((_, true)) if attempt == 0 => {
+                    self.open = None;
+                    continue;
+                }
+                Err((failure, _)) => return Err(failure),
+            }
         }
         Err(Failure::Transport)
     }

@@ -67,6 +67,16 @@ where
     }
 }
 
+/// Polls a run (`/api/v1/runs/{contract}/{subject}` at `url`) until it is
+/// PROMOTED or ROLLED_BACK, and returns it; panics after `timeout`.
+pub async fn final_run(url: &str, timeout: Duration) -> serde_json::Value {
+    eventually(timeout, &format!("{url} to be final"), || async {
+        let (_, body) = get_json(url).await;
+        (body["state"] == "PROMOTED" || body["state"] == "ROLLED_BACK").then_some(body)
+    })
+    .await
+}
+
 /// GET a URL and parse JSON.
 pub async fn get_json(url: &str) -> (u16, serde_json::Value) {
     let resp = reqwest::get(url).await.expect("GET succeeds");

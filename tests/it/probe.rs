@@ -19,7 +19,7 @@ use verdict::probe::engine;
 use verdict::probe::plan::parse_url;
 use verdict::probe::{Amount, Failure, ProbePlan};
 
-use crate::{eventually, get_json, start};
+use crate::{final_run, start};
 
 /// How the target answers request number `n` (0-based, in arrival order).
 #[derive(Debug, Clone, Copy)]
@@ -741,14 +741,7 @@ service:
         ("2.1.0", "ROLLED_BACK", "exceeds threshold 5%"),
     ] {
         let url = format!("http://{api}/api/v1/runs/checkout/checkout/{version}");
-        let body = eventually(Duration::from_secs(20), &format!("{version} final"), || {
-            let url = url.clone();
-            async move {
-                let (_, body) = get_json(&url).await;
-                (body["state"] == "PROMOTED" || body["state"] == "ROLLED_BACK").then_some(body)
-            }
-        })
-        .await;
+        let body = final_run(&url, Duration::from_secs(20)).await;
         assert_eq!(body["state"], state, "{version}: {body}");
         let got = body["reason"].as_str().unwrap_or("");
         assert!(got.contains(reason), "{version}: {got}");

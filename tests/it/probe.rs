@@ -752,3 +752,44 @@ service:
         .await
         .expect("clean shutdown");
 }
+
+/// With an `interval`, the probe receiver runs its plan again and again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_receiver_runs_again_every_interval() {
+    let t = target(Behavior::default()).await;
+    let yaml = format!(
+        r#"
+receivers:
+  probe:
+    url: {url}
+    requests: 5
+    concurrency: 1
+    interval: 100ms
+    resource: {{ service.name: checkout, service.version: "3.0.0" }}
+processors:
+  contract/checkout:
+    match: {{ service.name: checkout }}
+    max_error_rate_percent: 5
+pipelines:
+  checkout: {{ receivers: [probe], processors: [contract/checkout] }}
+service:
+  api: {{ endpoint: "127.0.0.1:0" }}
+"#,
+        url = t.url
+    );
+    let server = start(&yaml).await;
+    let seen = t.seen.clone();
+    crate::eventually(Duration::from_secs(20), "three probe runs", || {
+        let seen = seen.clone();
+        async move { (seen.requests.load(Ordering::SeqCst) >= 15).then_some(()) }
+    })
+    .await;
+    server
+        .shutdown(Duration::from_secs(10))
+        .await
+        .expect("clean shutdown");
+    // Stopped: no run starts after shutdown.
+    let after = t.seen.requests.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(t.seen.requests.load(Ordering::SeqCst), after);
+}

@@ -184,11 +184,11 @@ fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
 }
 
-/// Runs `verdict probe ARGS` and parses stdout, which must be exactly one
-/// JSON document.
-async fn probe(list: &[&str]) -> (Option<i32>, Value, String) {
+/// Runs `verdict probe ARGS` (split on whitespace) and parses stdout, which
+/// must be exactly one JSON document.
+async fn probe(line: &str) -> (Option<i32>, Value, String) {
     let mut all = args(&["probe"]);
-    all.extend(args(list));
+    all.extend(line.split_whitespace().map(String::from));
     let out = verdict(all).await;
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
@@ -216,22 +216,12 @@ async fn passing_probe_exits_0_with_only_the_result_on_stdout() {
         ..Behavior::default()
     })
     .await;
-    let (code, json, stderr) = probe(&[
-        "--url",
-        t.url.as_str(),
-        "--requests",
-        "200",
-        "--concurrency",
-        "8",
-        "--timeout",
-        "5s",
-        "--max-p95-latency-ms",
-        "500",
-        "--max-error-rate-percent",
-        "1",
-        "--min-conversion-rate-percent",
-        "40",
-    ])
+    let (code, json, stderr) = probe(&format!(
+        "--url {} --requests 200 --concurrency 8 --timeout 5s \
+             --max-p95-latency-ms 500 --max-error-rate-percent 1 \
+             --min-conversion-rate-percent 40",
+        t.url
+    ))
     .await;
     assert_eq!(code, Some(0), "{json}\n{stderr}");
     assert_eq!(json["passed"], true);
@@ -268,18 +258,10 @@ async fn slow_p95_fails_with_the_contract_sentence() {
         ..Behavior::default()
     })
     .await;
-    let (code, json, _) = probe(&[
-        "--url",
-        t.url.as_str(),
-        "-n",
-        "200",
-        "-c",
-        "20",
-        "--max-p95-latency-ms",
-        "100",
-        "--max-error-rate-percent",
-        "1",
-    ])
+    let (code, json, _) = probe(&format!(
+        "--url {} -n 200 -c 20 --max-p95-latency-ms 100 --max-error-rate-percent 1",
+        t.url
+    ))
     .await;
     assert_eq!(code, Some(1), "{json}");
     assert_eq!(json["passed"], false);
@@ -298,16 +280,10 @@ async fn server_errors_fail_on_the_error_rate() {
         ..Behavior::default()
     })
     .await;
-    let (code, json, _) = probe(&[
-        "--url",
-        t.url.as_str(),
-        "-n",
-        "200",
-        "-c",
-        "10",
-        "--max-error-rate-percent",
-        "5",
-    ])
+    let (code, json, _) = probe(&format!(
+        "--url {} -n 200 -c 10 --max-error-rate-percent 5",
+        t.url
+    ))
     .await;
     assert_eq!(code, Some(1), "{json}");
     assert_eq!(failures(&json), ["error rate 10.0% exceeds threshold 5%"]);
@@ -325,19 +301,10 @@ async fn low_conversion_fails_and_the_header_name_is_configurable() {
         ..Behavior::default()
     })
     .await;
-    let common = ["--url", t.url.as_str(), "-n", "100", "-c", "10"];
-    let (code, json, _) = probe(
-        &[
-            &common[..],
-            &[
-                "--conversion-header",
-                "x-bought",
-                "--min-conversion-rate-percent",
-                "20",
-            ],
-        ]
-        .concat(),
-    )
+    let common = format!("--url {} -n 100 -c 10", t.url);
+    let (code, json, _) = probe(&format!(
+        "{common} --conversion-header x-bought --min-conversion-rate-percent 20"
+    ))
     .await;
     assert_eq!(code, Some(1), "{json}");
     assert_eq!(json["conversion_rate_percent"], 10.0);
@@ -346,8 +313,7 @@ async fn low_conversion_fails_and_the_header_name_is_configurable() {
         ["conversion rate 10.0% is below threshold 20%"]
     );
     // Under the default header name nothing converts.
-    let (_, json, _) =
-        probe(&[&common[..], &["--min-conversion-rate-percent", "5"]].concat()).await;
+    let (_, json, _) = probe(&format!("{common} --min-conversion-rate-percent 5")).await;
     assert_eq!(json["conversion_rate_percent"], 0.0);
 }
 
@@ -357,20 +323,11 @@ async fn a_down_target_is_a_clear_failure_and_calls_on_fail() {
     let on_fail = Arc::new(Hook::default());
     let on_pass = Arc::new(Hook::default());
     let (fail_url, pass_url) = (hook(on_fail.clone()).await, hook(on_pass.clone()).await);
-    let (code, json, stderr) = probe(&[
-        "--url",
-        &url,
-        "--requests",
-        "50",
-        "--concurrency",
-        "5",
-        "--max-error-rate-percent",
-        "2",
-        "--on-pass",
-        &pass_url,
-        "--on-fail",
-        &fail_url,
-    ])
+    let (code, json, stderr) = probe(&format!(
+        "--url {} --requests 50 --concurrency 5 \
+             --max-error-rate-percent 2 --on-pass {} --on-fail {}",
+        url, pass_url, fail_url
+    ))
     .await;
     assert_eq!(code, Some(1), "{json}\n{stderr}");
     assert_eq!(
@@ -396,16 +353,10 @@ async fn on_pass_is_retried_until_delivered() {
         ..Hook::default()
     });
     let pass_url = hook(on_pass.clone()).await;
-    let (code, json, stderr) = probe(&[
-        "--url",
-        t.url.as_str(),
-        "-n",
-        "20",
-        "--max-error-rate-percent",
-        "0",
-        "--on-pass",
-        &pass_url,
-    ])
+    let (code, json, stderr) = probe(&format!(
+        "--url {} -n 20 --max-error-rate-percent 0 --on-pass {}",
+        t.url, pass_url
+    ))
     .await;
     assert_eq!(code, Some(0), "{json}\n{stderr}");
     assert_eq!(on_pass.attempts.load(Ordering::SeqCst), 3);
@@ -436,7 +387,7 @@ async fn timeouts_count_as_errors_at_the_timeout() {
     assert!(tally.accum.latency.max().is_some_and(|m| m >= 300.0));
 
     // Every request timing out is the same clear failure as a down target.
-    let (code, json, _) = probe(&["--url", t.url.as_str(), "-n", "1", "--timeout", "200ms"]).await;
+    let (code, json, _) = probe(&format!("--url {} -n 1 --timeout 200ms", t.url)).await;
     assert_eq!(code, Some(1));
     assert_eq!(failures(&json), ["all 1 requests failed: timeout"]);
 }
@@ -489,20 +440,12 @@ async fn method_headers_and_body_are_sent() {
     std::fs::create_dir_all(&dir).unwrap();
     let body = dir.join("body.json");
     std::fs::write(&body, "{\"cart\":[1,2]}").unwrap();
-    let (code, _, _) = probe(&[
-        "--url",
-        t.url.as_str(),
-        "-n",
-        "3",
-        "--method",
-        "POST",
-        "--header",
-        "X-Tenant: blue",
-        "-H",
-        "content-type:application/json",
-        "--body",
-        body.to_str().unwrap(),
-    ])
+    let (code, _, _) = probe(&format!(
+        "--url {} -n 3 --method POST --header X-Tenant:blue -H \
+             content-type:application/json --body {}",
+        t.url,
+        body.display()
+    ))
     .await;
     assert_eq!(code, Some(0));
     let (method, headers, sent) = t.seen.last.lock().unwrap().clone().expect("a request");
@@ -557,15 +500,7 @@ service:
     )
     .unwrap();
     let reference = format!("{}:contract/checkout", file.display());
-    let (code, json, _) = probe(&[
-        "--url",
-        t.url.as_str(),
-        "-n",
-        "20",
-        "--contract",
-        &reference,
-    ])
-    .await;
+    let (code, json, _) = probe(&format!("--url {} -n 20 --contract {}", t.url, reference)).await;
     assert_eq!(code, Some(1), "{json}");
     assert_eq!(json["thresholds"]["max_p95_latency_ms"], 5.0);
     assert_eq!(json["thresholds"]["max_error_rate_percent"], 1.0);

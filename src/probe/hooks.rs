@@ -35,6 +35,7 @@ impl Default for RetryPolicy {
 
 /// A hook that could not be delivered.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum HookError {
     /// The HTTP client could not be built.
     #[error("building the HTTP client: {0}")]

@@ -13,7 +13,7 @@ use opentelemetry_otlp::{Protocol, WithExportConfig};
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use opentelemetry_sdk::Resource;
 
-use crate::{config, final_run, get_json, start};
+use crate::{config, eventually, get_json, start};
 
 struct Release {
     version: &'static str,
@@ -170,7 +170,18 @@ async fn four_releases_reach_their_verdicts_over_grpc_and_http() {
     ];
     for (version, state, reason) in expect {
         let url = format!("http://{api}/api/v1/runs/checkout/checkout/{version}");
-        let body = final_run(&url, Duration::from_secs(20)).await;
+        let body = eventually(
+            Duration::from_secs(20),
+            &format!("{version} to be final"),
+            || {
+                let url = url.clone();
+                async move {
+                    let (_, body) = get_json(&url).await;
+                    (body["state"] == "PROMOTED" || body["state"] == "ROLLED_BACK").then_some(body)
+                }
+            },
+        )
+        .await;
         assert_eq!(body["state"], state, "{version}: {body}");
         if state == "PROMOTED" {
             assert!(

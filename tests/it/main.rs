@@ -67,22 +67,30 @@ where
     }
 }
 
-/// Polls a run (`/api/v1/runs/{contract}/{subject}` at `url`) until it is
-/// PROMOTED or ROLLED_BACK, and returns it; panics after `timeout`.
-pub async fn final_run(url: &str, timeout: Duration) -> serde_json::Value {
-    eventually(timeout, &format!("{url} to be final"), || async {
-        let (_, body) = get_json(url).await;
-        (body["state"] == "PROMOTED" || body["state"] == "ROLLED_BACK").then_some(body)
-    })
-    .await
-}
-
 /// GET a URL and parse JSON.
 pub async fn get_json(url: &str) -> (u16, serde_json::Value) {
     let resp = reqwest::get(url).await.expect("GET succeeds");
     let status = resp.status().as_u16();
     let body = resp.json().await.unwrap_or(serde_json::Value::Null);
     (status, body)
+}
+
+/// Waits (up to 20 s) until the run of `subject` of contract `checkout` is
+/// PROMOTED or ROLLED_BACK, and returns its API body.
+pub async fn final_run(api: std::net::SocketAddr, subject: &str) -> serde_json::Value {
+    let url = format!("http://{api}/api/v1/runs/checkout/{subject}");
+    eventually(
+        Duration::from_secs(20),
+        &format!("{subject} to be final"),
+        || {
+            let url = url.clone();
+            async move {
+                let (_, body) = get_json(&url).await;
+                (body["state"] == "PROMOTED" || body["state"] == "ROLLED_BACK").then_some(body)
+            }
+        },
+    )
+    .await
 }
 
 /// Current time in UNIX nanoseconds.

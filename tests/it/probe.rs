@@ -675,8 +675,7 @@ service:
         ("2.0.0", "PROMOTED", "all checks within limits"),
         ("2.1.0", "ROLLED_BACK", "exceeds threshold 5%"),
     ] {
-        let url = format!("http://{api}/api/v1/runs/checkout/checkout/{version}");
-        let body = final_run(&url, Duration::from_secs(20)).await;
+        let body = final_run(api, &format!("checkout/{version}")).await;
         assert_eq!(body["state"], state, "{version}: {body}");
         let got = body["reason"].as_str().unwrap_or("");
         assert!(got.contains(reason), "{version}: {got}");

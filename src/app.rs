@@ -16,6 +16,7 @@ pub fn main(cli: Cli) -> ExitCode {
     crate::telemetry::init_logging(cli.log_format);
     match cli.command {
         Command::Validate { config } => validate(&config),
+        Command::Probe(args) => probe(&args),
         Command::Run { config, grace } => {
             let cfg = match config::load_file(&config) {
                 Ok(c) => c,
@@ -31,15 +32,9 @@ pub fn main(cli: Cli) -> ExitCode {
                     return ExitCode::from(1);
                 }
             };
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
+            let runtime = match runtime(1) {
                 Ok(r) => r,
-                Err(err) => {
-                    eprintln!("error: starting the runtime: {err}");
-                    return ExitCode::from(1);
-                }
+                Err(code) => return code,
             };
             match runtime.block_on(run(cfg, grace)) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -48,6 +43,35 @@ pub fn main(cli: Cli) -> ExitCode {
                     ExitCode::from(1)
                 }
             }
+        }
+    }
+}
+
+/// The multi-threaded runtime, or the exit code `failure` after saying why
+/// it could not start.
+fn runtime(failure: u8) -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| {
+            eprintln!("error: starting the runtime: {err}");
+            ExitCode::from(failure)
+        })
+}
+
+/// `verdict probe`: exit 0 pass, 1 fail, 2 when it could not run.
+fn probe(args: &crate::cli::ProbeArgs) -> ExitCode {
+    const USAGE_OR_CONFIG: u8 = 2;
+    let runtime = match runtime(USAGE_OR_CONFIG) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    match runtime.block_on(crate::probe::command::execute(args)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::from(USAGE_OR_CONFIG)
         }
     }
 }

@@ -1,9 +1,19 @@
-//! The command line (design §1): `verdict run`, `verdict validate`.
+//! The command line (design §1): `verdict run`, `verdict validate`,
+//! `verdict probe`. Values are checked here, so a bad flag is a usage error
+//! (exit 2) before anything runs.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+use reqwest::header::{HeaderName, HeaderValue};
+use reqwest::{Method, Url};
+
+use crate::probe::plan::{
+    parse_header_line, parse_header_name, parse_method, parse_url, DEFAULT_CONVERSION_HEADER,
+    MAX_CONCURRENCY,
+};
 use crate::telemetry::LogFormat;
 
 /// verdict turns live OpenTelemetry telemetry into release decisions:
@@ -37,4 +47,113 @@ pub enum Command {
         #[arg(short, long, default_value = "pipelines/default.yaml")]
         config: PathBuf,
     },
+    /// Send synthetic traffic to a URL and judge it against thresholds:
+    /// prints the result JSON on stdout; exit 0 pass, 1 fail, 2 usage or
+    /// config error.
+    Probe(Box<ProbeArgs>),
+}
+
+/// `verdict probe`.
+#[derive(Debug, clap::Args)]
+pub struct ProbeArgs {
+    /// URL to send requests to (http://…).
+    #[arg(long, value_parser = parse_url)]
+    pub url: Url,
+    /// Number of requests [default: 1000 unless --duration is given].
+    #[arg(long, short = 'n', conflicts_with = "duration", value_parser = clap::value_parser!(u64).range(1..))]
+    pub requests: Option<u64>,
+    /// Send requests for this long instead of a fixed number (`30s`, `5m`).
+    #[arg(long, value_parser = positive_duration)]
+    pub duration: Option<Duration>,
+    /// Requests in flight at once (and keep-alive connections kept).
+    #[arg(long, short = 'c', default_value_t = crate::probe::plan::DEFAULT_CONCURRENCY, value_parser = concurrency)]
+    pub concurrency: usize,
+    /// Per request, from sending to the end of the response body.
+    #[arg(long, default_value = "5s", value_parser = positive_duration)]
+    pub timeout: Duration,
+    /// At most this many requests per second over the run.
+    #[arg(long, value_parser = positive_rate)]
+    pub rate: Option<f64>,
+    /// HTTP method.
+    #[arg(long, short = 'X', default_value = "GET", value_parser = parse_method)]
+    pub method: Method,
+    /// Request header `NAME:VALUE`; repeatable.
+    #[arg(long = "header", short = 'H', value_name = "NAME:VALUE", value_parser = parse_header_line)]
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// File whose contents are sent as the request body.
+    #[arg(long, value_name = "FILE")]
+    pub body: Option<PathBuf>,
+    /// Response header whose value `true` on a 2xx marks a conversion.
+    #[arg(long, default_value = DEFAULT_CONVERSION_HEADER, value_parser = parse_header_name)]
+    pub conversion_header: HeaderName,
+    /// Fail when the p95 latency exceeds this many milliseconds.
+    #[arg(long, value_parser = positive_number)]
+    pub max_p95_latency_ms: Option<f64>,
+    /// Fail when more than this percentage of requests fail.
+    #[arg(long, value_parser = percent)]
+    pub max_error_rate_percent: Option<f64>,
+    /// Fail when fewer than this percentage of requests convert.
+    #[arg(long, value_parser = percent)]
+    pub min_conversion_rate_percent: Option<f64>,
+    /// Take the thresholds of a contract in a pipeline file:
+    /// `FILE:contract/NAME` (e.g. `pipelines/default.yaml:contract/default`).
+    #[arg(long, value_name = "FILE:contract/NAME", conflicts_with_all = ["max_p95_latency_ms", "max_error_rate_percent", "min_conversion_rate_percent"])]
+    pub contract: Option<String>,
+    /// POST the result JSON here when the probe passes (retried on failure).
+    #[arg(long, value_name = "URL", value_parser = parse_url)]
+    pub on_pass: Option<Url>,
+    /// POST the result JSON here when the probe fails (retried on failure).
+    #[arg(long, value_name = "URL", value_parser = parse_url)]
+    pub on_fail: Option<Url>,
+    /// Machine output even on a terminal: no progress bar, the result JSON
+    /// on one line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(d) if d.is_zero() => Err("must be greater than 0".to_string()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(format!("invalid duration {text:?}: {e}")),
+    }
+}
+
+fn concurrency(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if (1..=MAX_CONCURRENCY).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "must be a whole number between 1 and {MAX_CONCURRENCY}, got {text:?}"
+        )),
+    }
+}
+
+fn number(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if v.is_finite() => Ok(v),
+        _ => Err(format!("expected a number, got {text:?}")),
+    }
+}
+
+fn positive_number(text: &str) -> Result<f64, String> {
+    let v = number(text)?;
+    if v > 0.0 {
+        Ok(v)
+    } else {
+        Err(format!("must be greater than 0, got {v}"))
+    }
+}
+
+fn positive_rate(text: &str) -> Result<f64, String> {
+    let v = positive_number(text)?;
+    crate::probe::plan::check_rate(v).map(|()| v)
+}
+
+fn percent(text: &str) -> Result<f64, String> {
+    let v = number(text)?;
+    if (0.0..=100.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("must be between 0 and 100, got {v}"))
+    }
 }

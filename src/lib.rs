@@ -6,14 +6,15 @@
 //!
 //! ```text
 //! receivers ──> aggregator ──> contracts ──> runs ──────> storage ──> exporters / api
-//! (OTLP gRPC     (shards own    (select,      (state       (runs,       (outbox workers:
-//!  and HTTP)      UTC windows,   evaluate)     machine,     transitions, log, webhook;
+//! (OTLP gRPC,    (shards own    (select,      (state       (runs,       (outbox workers:
+//!  HTTP, probe)   UTC windows,   evaluate)     machine,     transitions, log, webhook;
 //!                 sketches,                    pure engine, outbox,      prometheus,
 //!                 checkpoints)                 its task)    checkpoints) HTTP API)
 //! ```
 //!
-//! - [`receivers`]: OTLP over gRPC and HTTP → samples (spans) and point
-//!   samples (metric histograms and counters), enqueued all or nothing;
+//! - [`receivers`]: OTLP over gRPC and HTTP, and synthetic probes → samples
+//!   (spans, probe requests) and point samples (metric histograms and
+//!   counters), enqueued all or nothing;
 //! - [`aggregator`]: sharded tumbling windows with mergeable quantile sketches,
 //!   and the per-shard table that turns cumulative metric streams into deltas;
 //! - [`contracts`]: which resources a contract selects, and window judgement;
@@ -40,6 +41,7 @@ pub mod config;
 pub mod contracts;
 pub mod exporters;
 pub mod model;
+pub mod probe;
 pub mod proto;
 pub mod receivers;
 pub mod runs;

@@ -52,10 +52,13 @@ const MAX_PIECES: u32 = 128;
 impl Accum {
     /// Adds one sample. A latency the sketch refuses still counts as a
     /// request (its error and conversion flags are real); the caller checked
-    /// finiteness already, so this only guards against misuse.
+    /// finiteness already, so this only guards against misuse. NaN means "no
+    /// latency" (see [`Sample::latency_ms`]) and is not offered to the sketch.
     #[inline]
     pub fn record(&mut self, s: &Sample) {
-        let _ = self.latency.insert(s.latency_ms);
+        if !s.latency_ms.is_nan() {
+            let _ = self.latency.insert(s.latency_ms);
+        }
         self.samples += 1;
         self.errors += u64::from(s.error);
         self.conversions += u64::from(s.converted);

@@ -76,6 +76,41 @@ pub(crate) struct RawAuth {
     pub bearer_token: Field<String>,
 }
 
+/// `receivers.probe[/NAME]`: synthetic traffic whose requests count for the
+/// pipeline's contracts like spans of its `resource`.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawProbeReceiver {
+    /// URL to send requests to (`http://…`). Required.
+    pub url: Field<String>,
+    /// HTTP method. Default `GET`.
+    pub method: Field<String>,
+    /// Request headers: name → value.
+    pub headers: Field<StringMap>,
+    /// Request body, sent as written. Default: none.
+    pub body: Field<String>,
+    /// Requests per run; exclusive with `duration`. Default `1000`; ≥ 1.
+    pub requests: Field<Int>,
+    /// Send requests for this long per run instead of a count (`30s`); > 0.
+    pub duration: Field<HumanDuration>,
+    /// Requests in flight at once (and keep-alive connections). Default `10`;
+    /// 1–10000.
+    pub concurrency: Field<Int>,
+    /// Per request, from sending to the end of the body. Default `5s`; > 0.
+    pub timeout: Field<HumanDuration>,
+    /// At most this many requests per second. Default: no limit; > 0.
+    pub rate: Field<Num>,
+    /// Run again this long after each run started (`10m`). Default: once, at
+    /// start; > 0.
+    pub interval: Field<HumanDuration>,
+    /// Response header whose value `true` on a 2xx marks a conversion.
+    /// Default `x-validation-converted`.
+    pub conversion_header: Field<String>,
+    /// Resource attributes of its samples (attribute → value), matched
+    /// against contracts like an OTLP resource. `verdict.synthetic: "true"`
+    /// is added when absent. Required, non-empty.
+    pub resource: Field<StringMap>,
+}
+
 /// `processors.window[/NAME]`: how samples are cut into windows.
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct RawWindow {
@@ -264,6 +299,9 @@ pub(crate) struct RawApi {
 /// `Some(Checked(Ok(v)))` when read; `Some(Checked(Err(why)))` when the value
 /// has the wrong type or format.
 pub(crate) type Field<T> = Option<Checked<T>>;
+
+/// A map of strings (headers, resource attributes), each value read on its own.
+pub(crate) type StringMap = IndexMap<String, Checked<ScalarString>>;
 
 /// A `match:` map: resource attribute key → glob pattern, each read on its own.
 pub(crate) type Matches = IndexMap<String, Checked<MatchValue>>;

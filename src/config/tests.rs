@@ -163,15 +163,83 @@ fn webhook(id: &str, action: &str, on: RunState) -> ExporterSpec {
     }
 }
 
+/// A probe receiver with only what it needs gets every default, and
+/// `verdict.synthetic` is added to its resource.
+#[test]
+fn probe_receiver_defaults() {
+    let config = ok("
+receivers:
+  probe:
+    url: http://127.0.0.1:3000/health
+    resource: { service.name: checkout, service.version: 2 }
+    headers: { X-Tenant: blue }
+    body: '{\"cart\": 1}'
+    method: post
+    duration: 30s
+    rate: 50
+    interval: 10m
+processors:
+  contract/checkout:
+    max_p95_latency_ms: 120
+pipelines:
+  checkout:
+    receivers: [probe]
+    processors: [contract/checkout]
+");
+    let ReceiverKind::Probe(probe) = &config.receivers[0].kind else {
+        panic!("not a probe receiver")
+    };
+    assert_eq!(probe.plan.method, reqwest::Method::POST);
+    assert_eq!(probe.plan.headers["x-tenant"], "blue");
+    assert_eq!(probe.plan.body.as_deref(), Some(&b"{\"cart\": 1}"[..]));
+    assert_eq!(
+        probe.plan.amount,
+        crate::probe::Amount::Duration(Duration::from_secs(30))
+    );
+    assert_eq!(probe.plan.rate, Some(50.0));
+    assert_eq!(probe.plan.concurrency, 10);
+    assert_eq!(probe.plan.timeout, Duration::from_secs(5));
+    assert_eq!(probe.interval, Some(Duration::from_secs(600)));
+    assert_eq!(
+        probe.resource.last(),
+        Some(&("verdict.synthetic".to_string(), "true".to_string()))
+    );
+    assert_eq!(probe.resource[1].1, "2");
+}
+
 #[test]
 fn design_example_loads_with_every_field() {
     let config = ok(&std::fs::read_to_string(fixture_dir().join("valid/full.yaml")).unwrap());
-    let ReceiverKind::Otlp(otlp) = &config.receivers[0].kind;
+    let ReceiverKind::Otlp(otlp) = &config.receivers[0].kind else {
+        panic!("not an OTLP receiver")
+    };
     assert_eq!(otlp.grpc_endpoint.as_deref(), Some("0.0.0.0:4317"));
     assert_eq!(otlp.http_endpoint.as_deref(), Some("0.0.0.0:4318"));
     assert_eq!(otlp.max_request_bytes, 20 * 1024 * 1024);
     assert_eq!(otlp.bearer_token, None);
+    let ReceiverKind::Probe(probe) = &config.receivers[1].kind else {
+        panic!("not a probe receiver")
+    };
+    assert_eq!(config.receivers[1].id, "probe/baseline");
+    assert_eq!(probe.plan.url.as_str(), "http://localhost:3000/api/v1/mvp");
+    assert_eq!(probe.plan.amount, crate::probe::Amount::Requests(5000));
+    assert_eq!(probe.plan.concurrency, 50);
+    assert_eq!(probe.plan.timeout, Duration::from_secs(5));
+    assert_eq!(
+        probe.plan.conversion_header.as_str(),
+        "x-validation-converted"
+    );
+    assert_eq!(probe.interval, None);
+    assert_eq!(
+        probe.resource,
+        [
+            ("service.name".to_string(), "checkout".to_string()),
+            ("service.version".to_string(), "2.0.0".to_string()),
+            ("verdict.synthetic".to_string(), "true".to_string()),
+        ]
+    );
     let pipeline = &config.pipelines[0];
+    assert_eq!(pipeline.receivers, ["otlp", "probe/baseline"]);
     assert_eq!(pipeline.window.size, Duration::from_secs(60));
     assert_eq!(pipeline.window.max_clock_skew, Duration::from_secs(300));
     assert!(pipeline.window.shards >= 1);
@@ -317,7 +385,9 @@ pipelines:
     );
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     assert_eq!(config.pipelines[1].window.shards, cores);
-    let ReceiverKind::Otlp(otlp) = &config.receivers[0].kind;
+    let ReceiverKind::Otlp(otlp) = &config.receivers[0].kind else {
+        panic!("not an OTLP receiver")
+    };
     assert_eq!(otlp.http_endpoint.as_deref(), Some("localhost:4318"));
     assert_eq!(otlp.grpc_endpoint, None);
 }
@@ -508,7 +578,9 @@ pipelines:
     assert_eq!(c.subject_by, ["service.name", "k8s.pod.name"]);
     assert_eq!(c.matches[0].key, "service.name");
     assert_eq!(c.matches[0].pattern, "pay*");
-    let ReceiverKind::Otlp(otlp) = &config.receivers[0].kind;
+    let ReceiverKind::Otlp(otlp) = &config.receivers[0].kind else {
+        panic!("not an OTLP receiver")
+    };
     assert_eq!(otlp.http_endpoint.as_deref(), Some("127.0.0.1:4000"));
     assert_eq!(otlp.bearer_token.as_deref(), Some("t0k"));
     assert_eq!(config.exporters[0].kind, ExporterKind::Log);
@@ -550,7 +622,9 @@ service:
   api: { token: ${env:API:-} }
 ";
     let config = load_str(text, &vars).unwrap();
-    let ReceiverKind::Otlp(otlp) = &config.receivers[0].kind;
+    let ReceiverKind::Otlp(otlp) = &config.receivers[0].kind else {
+        panic!("not an OTLP receiver")
+    };
     assert_eq!(otlp.grpc_endpoint.as_deref(), Some("0.0.0.0:14317"));
     assert_eq!(otlp.bearer_token.as_deref(), Some("abc"));
     let c = &config.pipelines[0].contracts[0];
@@ -568,7 +642,9 @@ pipelines: { p: { receivers: [otlp], processors: [contract] } }
 service: { api: { token: \"\" }, storage: \"\" }
 ";
     let config = ok(text);
-    let ReceiverKind::Otlp(otlp) = &config.receivers[0].kind;
+    let ReceiverKind::Otlp(otlp) = &config.receivers[0].kind else {
+        panic!("not an OTLP receiver")
+    };
     assert_eq!(otlp.bearer_token, None);
     assert_eq!(config.service.api_token, None);
     // Empty storage is the default, an SQLite file.
@@ -631,7 +707,9 @@ fn sizes_accept_units_and_integers() {
              processors: {{ contract: {{ max_p95_latency_ms: 1 }} }}\n\
              pipelines: {{ p: {{ receivers: [otlp], processors: [contract] }} }}\n"
         );
-        let ReceiverKind::Otlp(otlp) = &ok(&text).receivers[0].kind;
+        let ReceiverKind::Otlp(otlp) = &ok(&text).receivers[0].kind else {
+            panic!("not an OTLP receiver")
+        };
         assert_eq!(otlp.max_request_bytes, bytes, "{written}");
     }
 }

@@ -22,14 +22,17 @@ use serde::de::DeserializeOwned;
 use super::error::{ConfigError, ConfigErrors};
 use super::raw::{
     ByteSize, Checked, Field, HumanDuration, Int, MapOnly, Matches, Num, RawBaseline, RawContract,
-    RawListener, RawLog, RawOtlpReceiver, RawPipeline, RawPrometheus, RawRetry, RawService,
-    RawWebhook, RawWindow, StringList,
+    RawListener, RawLog, RawOtlpReceiver, RawPipeline, RawProbeReceiver, RawPrometheus, RawRetry,
+    RawService, RawWebhook, RawWindow, StringList, StringMap,
 };
 use super::validated::{
     AttributeMatch, BaselineSpec, ContractSpec, Decision, ExporterKind, ExporterSpec, OnTimeout,
-    OtlpReceiverSpec, PipelineSpec, ReceiverKind, ReceiverSpec, RetrySpec, ServiceSpec, Source,
-    Thresholds, ValidatedConfig, WebhookSpec, WindowSpec,
+    OtlpReceiverSpec, PipelineSpec, ProbeReceiverSpec, ReceiverKind, ReceiverSpec, RetrySpec,
+    ServiceSpec, Source, Thresholds, ValidatedConfig, WebhookSpec, WindowSpec,
 };
+use crate::contracts::{CompiledContract, Selection};
+use crate::probe::plan::{self as probe_plan, Amount, ProbePlan};
+use crate::receivers::probe::{self as probe_receiver, SYNTHETIC_ATTRIBUTE};
 use crate::runs::RunState;
 use crate::storage::StorageSpec;
 
@@ -105,8 +108,6 @@ pub(crate) const DEFAULT_PASS_WINDOWS: u32 = 3;
 /// Default sequential-test `alpha`.
 pub(crate) const DEFAULT_ALPHA: f64 = 0.05;
 
-/// Receiver types the design names that this build does not have yet.
-const UNAVAILABLE_RECEIVERS: [&str; 1] = ["probe"];
 /// Exporter types the design names that this build does not have yet.
 const UNAVAILABLE_EXPORTERS: [&str; 1] = ["unleash"];
 
@@ -227,6 +228,7 @@ pub(crate) fn validate(root: Map<String, Value>) -> Result<ValidatedConfig, Conf
     if let Some(service) = &service {
         check_request_budget(&used_receivers, service, &mut errors);
     }
+    check_probe_targets(&used_receivers, &wiring.pipelines, &mut errors);
 
     match (errors.0.is_empty(), service) {
         (true, Some(service)) => Ok(ValidatedConfig {
@@ -430,13 +432,12 @@ fn receivers(section: Option<Value>, errors: &mut Errors) -> Defined<ReceiverSpe
                         id: id.clone(),
                         kind: ReceiverKind::Otlp(otlp),
                     }),
-                kind if UNAVAILABLE_RECEIVERS.contains(&kind) => {
-                    errors.push(
-                        &path,
-                        format!("receiver type {kind:?} is not available in this build"),
-                    );
-                    None
-                }
+                "probe" => deserialize::<RawProbeReceiver>(value, &path, errors)
+                    .and_then(|raw| probe(raw, &path, errors))
+                    .map(|probe| ReceiverSpec {
+                        id: id.clone(),
+                        kind: ReceiverKind::Probe(Box::new(probe)),
+                    }),
                 kind => {
                     errors.push(&path, format!("unknown receiver type {kind:?}"));
                     None
@@ -488,6 +489,142 @@ fn otlp_receiver(
         max_request_bytes,
         bearer_token,
     })
+}
+
+fn probe(raw: RawProbeReceiver, path: &str, errors: &mut Errors) -> Option<ProbeReceiverSpec> {
+    let before = errors.len();
+    let at = |key: &str| join(path, key);
+
+    let url = match take(raw.url, &at("url"), errors) {
+        Some(text) => parsed(probe_plan::parse_url(&text), &at("url"), errors),
+        None => {
+            errors.push(at("url"), "required: the URL to send requests to");
+            None
+        }
+    };
+    let method = take(raw.method, &at("method"), errors)
+        .and_then(|m| parsed(probe_plan::parse_method(&m), &at("method"), errors));
+    let mut headers = reqwest::header::HeaderMap::new();
+    for (name, value) in string_map(raw.headers, &at("headers"), errors) {
+        let header_path = join(&at("headers"), &name);
+        if let Some((name, value)) = parsed(probe_plan::header(&name, &value), &header_path, errors)
+        {
+            headers.append(name, value);
+        }
+    }
+    let body = take(raw.body, &at("body"), errors);
+
+    let requests_given = raw.requests.is_some();
+    let requests = int_in(
+        raw.requests,
+        probe_plan::DEFAULT_REQUESTS as i64,
+        1,
+        i64::MAX,
+        &at("requests"),
+        errors,
+    );
+    let duration = take(raw.duration, &at("duration"), errors).map(|HumanDuration(d)| {
+        if d.is_zero() {
+            errors.push(at("duration"), "must be greater than 0");
+        }
+        d
+    });
+    if requests_given && duration.is_some() {
+        errors.push(path, "set requests or duration, not both");
+    }
+    let concurrency = int_in(
+        raw.concurrency,
+        probe_plan::DEFAULT_CONCURRENCY as i64,
+        1,
+        probe_plan::MAX_CONCURRENCY as i64,
+        &at("concurrency"),
+        errors,
+    );
+    let timeout = positive_duration(
+        raw.timeout,
+        probe_plan::DEFAULT_TIMEOUT,
+        &at("timeout"),
+        errors,
+    );
+    let rate = finite(raw.rate, &at("rate"), errors)
+        .and_then(|r| parsed(probe_plan::check_rate(r).map(|()| r), &at("rate"), errors));
+    let interval = take(raw.interval, &at("interval"), errors).map(|HumanDuration(d)| {
+        if d.is_zero() {
+            errors.push(at("interval"), "must be greater than 0");
+        }
+        d
+    });
+    let conversion_header =
+        take(raw.conversion_header, &at("conversion_header"), errors).and_then(|h| {
+            parsed(
+                probe_plan::parse_header_name(&h),
+                &at("conversion_header"),
+                errors,
+            )
+        });
+
+    let resource_given = raw.resource.is_some();
+    let mut resource = string_map(raw.resource, &at("resource"), errors);
+    if resource.is_empty() && !resource_given {
+        errors.push(
+            at("resource"),
+            "required: the resource attributes its requests count for (e.g. service.name, service.version)",
+        );
+    }
+    match resource.iter().find(|(k, _)| k == SYNTHETIC_ATTRIBUTE) {
+        Some((_, v)) if v != "true" => errors.push(
+            join(&at("resource"), SYNTHETIC_ATTRIBUTE),
+            format!("must be \"true\" (probe traffic is synthetic), got {v:?}"),
+        ),
+        Some(_) => {}
+        None => resource.push((SYNTHETIC_ATTRIBUTE.to_string(), "true".to_string())),
+    }
+
+    if errors.len() != before {
+        return None;
+    }
+    let mut plan = ProbePlan::new(url?);
+    if let Some(method) = method {
+        plan.method = method;
+    }
+    plan.headers = headers;
+    plan.body = body.map(bytes::Bytes::from);
+    plan.amount = match duration {
+        Some(d) => Amount::Duration(d),
+        None => Amount::Requests(u64::try_from(requests).unwrap_or(probe_plan::DEFAULT_REQUESTS)),
+    };
+    plan.concurrency = usize::try_from(concurrency).unwrap_or(probe_plan::DEFAULT_CONCURRENCY);
+    plan.timeout = timeout;
+    plan.rate = rate;
+    if let Some(header) = conversion_header {
+        plan.conversion_header = header;
+    }
+    Some(ProbeReceiverSpec {
+        plan,
+        interval,
+        resource,
+    })
+}
+
+/// The value of a parse, or `None` with its message reported at `path`.
+fn parsed<T>(result: Result<T, String>, path: &str, errors: &mut Errors) -> Option<T> {
+    result.map_err(|message| errors.push(path, message)).ok()
+}
+
+/// A map of strings (headers, resource attributes), in file order; a value
+/// that is not a string, or an empty key, is reported and left out.
+fn string_map(raw: Field<StringMap>, path: &str, errors: &mut Errors) -> Vec<(String, String)> {
+    let mut entries = Vec::new();
+    for (key, value) in take(raw, path, errors).unwrap_or_default() {
+        if key.trim().is_empty() {
+            errors.push(path, "keys must not be empty");
+            continue;
+        }
+        if let Some(value) = take(Some(value), &join(path, &key), errors) {
+            entries.push((key, value.0));
+        }
+    }
+    entries
 }
 
 // --------------------------------------------------------------- processors
@@ -1409,7 +1546,9 @@ fn check_listeners(
 ) {
     let mut listeners: Vec<(String, &str)> = Vec::new();
     for receiver in receivers {
-        let ReceiverKind::Otlp(otlp) = &receiver.kind;
+        let ReceiverKind::Otlp(otlp) = &receiver.kind else {
+            continue;
+        };
         let base = format!("receivers.{}.protocols", receiver.id);
         if let Some(endpoint) = &otlp.grpc_endpoint {
             listeners.push((format!("{base}.grpc.endpoint"), endpoint));
@@ -1451,7 +1590,9 @@ fn check_listeners(
 /// clients would retry it forever.
 fn check_request_budget(receivers: &[ReceiverSpec], service: &ServiceSpec, errors: &mut Errors) {
     for receiver in receivers {
-        let ReceiverKind::Otlp(otlp) = &receiver.kind;
+        let ReceiverKind::Otlp(otlp) = &receiver.kind else {
+            continue;
+        };
         if otlp.max_request_bytes > service.max_inflight_bytes {
             errors.push(
                 format!("receivers.{}.max_request_bytes", receiver.id),
@@ -1461,6 +1602,54 @@ fn check_request_budget(receivers: &[ReceiverSpec], service: &ServiceSpec, error
                     human_bytes(otlp.max_request_bytes)
                 ),
             );
+        }
+    }
+}
+
+/// A probe whose resource no contract of its pipeline selects, or that lacks
+/// an attribute a selecting contract names its runs by, would send traffic
+/// that counts for nothing.
+fn check_probe_targets(
+    receivers: &[ReceiverSpec],
+    pipelines: &[PipelineSpec],
+    errors: &mut Errors,
+) {
+    for pipeline in pipelines {
+        let contracts: Vec<CompiledContract> = pipeline
+            .contracts
+            .iter()
+            .cloned()
+            .map(CompiledContract::new)
+            .collect();
+        for receiver in receivers
+            .iter()
+            .filter(|r| pipeline.receivers.contains(&r.id))
+        {
+            let ReceiverKind::Probe(probe) = &receiver.kind else {
+                continue;
+            };
+            let path = format!("receivers.{}.resource", receiver.id);
+            let selections = probe_receiver::select(&probe.resource, &contracts);
+            for (contract, selection) in &selections {
+                if let Selection::MissingAttribute(key) = selection {
+                    errors.push(
+                        &path,
+                        format!(
+                            "lacks {key:?}, which contract {:?} of pipeline {:?} names its runs by (subject_by)",
+                            contracts[*contract as usize].spec.name, pipeline.name
+                        ),
+                    );
+                }
+            }
+            if selections.is_empty() {
+                errors.push(
+                    &path,
+                    format!(
+                        "matches no contract of pipeline {:?}: its requests would count for nothing",
+                        pipeline.name
+                    ),
+                );
+            }
         }
     }
 }

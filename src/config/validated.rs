@@ -31,6 +31,8 @@ pub struct ReceiverSpec {
 pub enum ReceiverKind {
     /// OTLP over gRPC and/or HTTP.
     Otlp(OtlpReceiverSpec),
+    /// Synthetic traffic: the probe engine, its requests fed to contracts.
+    Probe(Box<ProbeReceiverSpec>),
 }
 
 /// `receivers.otlp`.
@@ -44,6 +46,18 @@ pub struct OtlpReceiverSpec {
     pub max_request_bytes: u64,
     /// Bearer token required from clients; `None` (or empty in the file) = no auth.
     pub bearer_token: Option<String>,
+}
+
+/// `receivers.probe[/NAME]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProbeReceiverSpec {
+    /// What to send, how many, how fast.
+    pub plan: crate::probe::ProbePlan,
+    /// Run again this long after each start; `None` = once, at start.
+    pub interval: Option<Duration>,
+    /// Resource attributes of its samples, `verdict.synthetic=true` included
+    /// (added when the file leaves it out), in file order.
+    pub resource: Vec<(String, String)>,
 }
 
 /// A pipeline: receivers → window → contracts → exporters.
@@ -164,6 +178,40 @@ pub struct ContractSpec {
     pub alpha: f64,
     /// Compute and expose everything but trigger nothing (default false).
     pub dry_run: bool,
+}
+
+impl ContractSpec {
+    /// A contract with the given thresholds and every other setting at its
+    /// default, as the file would give it: what `verdict probe` judges with
+    /// when thresholds come from the command line.
+    pub fn with_thresholds(name: &str, thresholds: Thresholds) -> ContractSpec {
+        use super::validate::{
+            DEFAULT_ALPHA, DEFAULT_CONVERSIONS_METRIC, DEFAULT_CONVERSION_ATTRIBUTE,
+            DEFAULT_LATENCY_METRIC, DEFAULT_PASS_WINDOWS, DEFAULT_SPAN_KINDS, DEFAULT_SUBJECT_BY,
+        };
+        ContractSpec {
+            name: name.to_string(),
+            version: 1,
+            matches: Vec::new(),
+            subject_by: DEFAULT_SUBJECT_BY.iter().map(|s| s.to_string()).collect(),
+            source: Source::Spans,
+            span_kinds: DEFAULT_SPAN_KINDS.to_vec(),
+            conversion_attribute: DEFAULT_CONVERSION_ATTRIBUTE.to_string(),
+            latency_metric: DEFAULT_LATENCY_METRIC.to_string(),
+            conversions_metric: DEFAULT_CONVERSIONS_METRIC.to_string(),
+            thresholds,
+            min_samples: 1,
+            min_window_samples: 1,
+            pass_windows: DEFAULT_PASS_WINDOWS,
+            fail_windows: 1,
+            max_duration: None,
+            on_timeout: OnTimeout::Rollback,
+            baseline: None,
+            decision: Decision::Windows,
+            alpha: DEFAULT_ALPHA,
+            dry_run: false,
+        }
+    }
 }
 
 /// The absolute thresholds of a contract; `None` = not checked.

@@ -11,7 +11,10 @@ pub struct Sample {
     pub series: SeriesKey,
     /// When the request ended (UTC UNIX nanoseconds); decides its window.
     pub ts: UnixNanos,
-    /// Request latency in milliseconds; finite and ≥ 0 (checked by the receiver).
+    /// Request latency in milliseconds; finite and ≥ 0 (checked by the
+    /// receiver), or NaN for a request that has none: a synthetic request
+    /// whose connection failed counts as a request and an error, but not in
+    /// the latency sketch.
     pub latency_ms: f64,
     /// The request failed (status ERROR or HTTP status ≥ 500).
     pub error: bool,

@@ -3,8 +3,13 @@
 //! them into the pipelines' shard queues, all or nothing.
 
 pub mod otlp;
+pub mod probe;
 
-use crate::aggregator::Router;
+use std::sync::Arc;
+
+use tokio::sync::OwnedSemaphorePermit;
+
+use crate::aggregator::{Router, ShardBatch, ShardItems};
 use crate::clock::SharedClock;
 use crate::contracts::CompiledContract;
 
@@ -25,4 +30,84 @@ pub struct PipelineInput {
     pub max_clock_skew: u64,
     /// Wall-clock source (shared with the shards).
     pub clock: SharedClock,
+}
+
+/// A shard queue had no room: nothing was enqueued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("ingest queue full, retry after {retry_after}s")]
+pub struct QueueFull {
+    /// Whole seconds a client should wait before retrying (1–5, growing with
+    /// how full the queue is).
+    pub retry_after: u32,
+}
+
+/// Enqueues `batches[pipeline][shard]` all or nothing: a slot is reserved on
+/// every shard that gets a non-empty batch before anything is sent, so when
+/// one queue is full nothing is sent and the batches are left as they were
+/// (for the caller to refuse or retry). Sent batches are left empty.
+///
+/// `budget`, the request's share of the in-flight byte budget for its queued
+/// items, is split over the batches and released as each shard records its
+/// batch.
+pub fn enqueue<T>(
+    pipelines: &[Arc<PipelineInput>],
+    batches: &mut [Vec<Vec<T>>],
+    mut budget: Option<OwnedSemaphorePermit>,
+) -> Result<(), QueueFull>
+where
+    Vec<T>: Into<ShardItems>,
+{
+    let mut permits = Vec::new();
+    for (pi, shards) in batches.iter().enumerate() {
+        let Some(p) = pipelines.get(pi) else {
+            continue;
+        };
+        for (si, batch) in shards.iter().enumerate() {
+            if batch.is_empty() {
+                continue;
+            }
+            let Some(tx) = p.router.senders().get(si) else {
+                continue;
+            };
+            match tx.try_reserve() {
+                Ok(permit) => permits.push((pi, si, permit)),
+                // Dropping the permits taken so far releases them.
+                Err(_) => {
+                    return Err(QueueFull {
+                        retry_after: retry_after(&p.router),
+                    })
+                }
+            }
+        }
+    }
+    let last = permits.len().saturating_sub(1);
+    for (i, (pi, si, permit)) in permits.into_iter().enumerate() {
+        let items = std::mem::take(&mut batches[pi][si]);
+        let share = match budget.as_mut() {
+            Some(b) if i == last => b.split(b.num_permits()),
+            Some(b) => {
+                let units = (items.len() * std::mem::size_of::<T>()).div_ceil(otlp::BUDGET_UNIT);
+                b.split(units.min(b.num_permits()))
+            }
+            None => None,
+        };
+        permit.send(ShardBatch {
+            items: items.into(),
+            budget: share,
+        });
+    }
+    Ok(())
+}
+
+/// Whole seconds a refused client should wait: grows with the pressure on
+/// the pipeline's queues (1 s when they are mostly drained, up to 5 s when
+/// every one is full).
+fn retry_after(router: &Router) -> u32 {
+    let senders = router.senders();
+    let used: f64 = senders
+        .iter()
+        .map(|tx| 1.0 - tx.capacity() as f64 / tx.max_capacity().max(1) as f64)
+        .sum::<f64>()
+        / senders.len().max(1) as f64;
+    (1.0 + used * 4.0).round().clamp(1.0, 5.0) as u32
 }

@@ -25,6 +25,7 @@ use crate::config::{ContractSpec, ExporterKind, ReceiverKind, ValidatedConfig};
 use crate::contracts::CompiledContract;
 use crate::exporters::outbox::{Sink, Worker};
 use crate::receivers::otlp::{grpc, http, Ingest};
+use crate::receivers::probe::ProbeReceiver;
 use crate::receivers::PipelineInput;
 use crate::runs::engine::{Engine, Subscriber};
 use crate::runs::task::{Command, EngineTask};
@@ -288,13 +289,22 @@ impl Server {
         let budget = Arc::new(tokio::sync::Semaphore::new(budget_total));
         let (mut grpc_addrs, mut http_addrs) = (Vec::new(), Vec::new());
         for r in &config.receivers {
-            let ReceiverKind::Otlp(otlp) = &r.kind;
+            let fed: Vec<Arc<PipelineInput>> = inputs
+                .iter()
+                .filter(|(ids, _)| ids.contains(&r.id))
+                .map(|(_, p)| p.clone())
+                .collect();
+            let otlp = match &r.kind {
+                ReceiverKind::Otlp(otlp) => otlp,
+                ReceiverKind::Probe(spec) => {
+                    // Cancelled with the listeners: it is a source of data.
+                    let probe = ProbeReceiver::new(&r.id, spec, fed, clock.clone());
+                    listeners.spawn(probe.run(stop.clone()));
+                    continue;
+                }
+            };
             let ingest = Arc::new(Ingest {
-                pipelines: inputs
-                    .iter()
-                    .filter(|(ids, _)| ids.contains(&r.id))
-                    .map(|(_, p)| p.clone())
-                    .collect(),
+                pipelines: fed,
                 clock: clock.clone(),
                 max_request_bytes: usize::try_from(otlp.max_request_bytes).unwrap_or(usize::MAX),
                 bearer_token: otlp.bearer_token.clone(),

@@ -8,6 +8,7 @@ mod otlp_grpc;
 mod otlp_http;
 mod overload;
 mod pipelines;
+mod probe;
 mod shutdown;
 
 use std::collections::HashMap;

@@ -99,6 +99,7 @@ fn help_on_every_command() {
         vec!["--help"],
         vec!["run", "--help"],
         vec!["validate", "--help"],
+        vec!["probe", "--help"],
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_verdict"))
             .args(&args)

@@ -21,7 +21,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::PipelineInput;
-use crate::aggregator::{ShardBatch, ShardItems};
+use crate::aggregator::ShardItems;
 use crate::clock::SharedClock;
 use crate::telemetry;
 use convert::{Converted, RejectReason};
@@ -236,8 +236,9 @@ impl Ingest {
         self.enqueue(protocol, Signal::Logs, converted, "log records")
     }
 
-    /// Reserves a slot on every shard the request touches, then sends; if any
-    /// shard is full nothing is sent and the request is refused whole.
+    /// Enqueues the request's items all or nothing ([`super::enqueue`]),
+    /// with their share of the in-flight byte budget; a full shard queue or
+    /// a spent budget refuses the whole request.
     fn enqueue<T>(
         &self,
         protocol: &'static str,
@@ -249,46 +250,15 @@ impl Ingest {
         Vec<T>: Into<ShardItems>,
     {
         if !converted.is_empty() {
-            // Queued samples count against the budget until a shard has
+            // Queued items count against the budget until a shard has
             // recorded them.
             let items: usize = converted.batches.iter().flatten().map(Vec::len).sum();
-            let mut budget = self.reserve_bytes(protocol, items * std::mem::size_of::<T>())?;
-            let mut permits = Vec::new();
-            for (pi, shards) in converted.batches.iter().enumerate() {
-                let Some(p) = self.pipelines.get(pi) else {
-                    continue;
-                };
-                for (si, batch) in shards.iter().enumerate() {
-                    if batch.is_empty() {
-                        continue;
-                    }
-                    let Some(tx) = p.router.senders().get(si) else {
-                        continue;
-                    };
-                    match tx.try_reserve() {
-                        Ok(permit) => permits.push((pi, si, permit)),
-                        Err(_) => {
-                            // Dropping the permits taken so far releases them.
-                            let err = IngestError::QueueFull(self.retry_after(&p.router));
-                            self.refused(protocol, &err);
-                            return Err(err);
-                        }
-                    }
-                }
-            }
-            let last = permits.len().saturating_sub(1);
-            for (i, (pi, si, permit)) in permits.into_iter().enumerate() {
-                let items = std::mem::take(&mut converted.batches[pi][si]);
-                let share = if i == last {
-                    budget.split(budget.num_permits())
-                } else {
-                    let units = (items.len() * std::mem::size_of::<T>()).div_ceil(BUDGET_UNIT);
-                    budget.split(units.min(budget.num_permits()))
-                };
-                permit.send(ShardBatch {
-                    items: items.into(),
-                    budget: share,
-                });
+            let budget = self.reserve_bytes(protocol, items * std::mem::size_of::<T>())?;
+            if let Err(full) = super::enqueue(&self.pipelines, &mut converted.batches, Some(budget))
+            {
+                let err = IngestError::QueueFull(full.retry_after);
+                self.refused(protocol, &err);
+                return Err(err);
             }
         }
         let labels = [("protocol", protocol), ("signal", signal.label())];
@@ -305,18 +275,5 @@ impl Ingest {
             rejected: converted.rejected_count() as i64,
             message: converted.message(noun),
         })
-    }
-
-    /// Whole seconds a refused client should wait: grows with the pressure
-    /// on the pipeline's queues (1 s when they are mostly drained, up to 5 s
-    /// when every one is full).
-    fn retry_after(&self, router: &crate::aggregator::Router) -> u32 {
-        let senders = router.senders();
-        let used: f64 = senders
-            .iter()
-            .map(|tx| 1.0 - tx.capacity() as f64 / tx.max_capacity().max(1) as f64)
-            .sum::<f64>()
-            / senders.len().max(1) as f64;
-        (1.0 + used * 4.0).round().clamp(1.0, 5.0) as u32
     }
 }

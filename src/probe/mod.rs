@@ -1,0 +1,33 @@
+//! Synthetic traffic (design §6): before real users reach a new release, a
+//! probe sends it N requests at concurrency C and judges what came back with
+//! a contract's thresholds. The same engine serves `verdict probe` (one shot,
+//! result JSON, exit code) and the `probe` receiver, which feeds its
+//! requests to a pipeline's contracts as if they were spans.
+//!
+//! ```text
+//! plan ──> engine (C workers, one keep-alive pool) ──> tally ──> report (JSON, pass/fail) ──> hooks
+//!              └── observer: progress bar, or the probe receiver's samples
+//! ```
+//!
+//! - [`plan`]: what to send, parsed the same way from flags and from YAML;
+//! - [`client`]: the pooled HTTP client and one request's outcome;
+//! - [`engine`]: the workers, rate limit and duration;
+//! - [`tally`]: outcomes added up in the aggregator's own sketch and counters;
+//! - [`report`]: the verdict and its JSON;
+//! - [`hooks`]: `--on-pass` / `--on-fail` delivery with retries;
+//! - [`progress`]: the terminal progress bar;
+//! - [`command`]: `verdict probe` itself.
+
+pub mod client;
+pub mod command;
+pub mod engine;
+pub mod hooks;
+pub mod plan;
+pub mod progress;
+pub mod report;
+pub mod tally;
+
+pub use engine::{Observer, RunResult};
+pub use plan::{Amount, ProbePlan};
+pub use report::ProbeReport;
+pub use tally::{Failure, Observation, Tally};

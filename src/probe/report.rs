@@ -1,0 +1,215 @@
+//! The verdict of a probe and its JSON (design §6): the figures of every
+//! request sent, judged by the contracts' own [`check_thresholds`], so a
+//! probe and the server word a failure the same way
+//! (`p95 latency 130.2ms exceeds threshold 120ms`). A run in which every
+//! request failed fails whatever the thresholds, with a sentence that names
+//! the causes (`all 5000 requests failed: connection refused`).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::engine::RunResult;
+use crate::config::{ContractSpec, Thresholds};
+use crate::contracts::evaluate::check_thresholds;
+
+/// The thresholds a probe was judged by (`null` = not checked).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct ThresholdsReport {
+    /// Maximum p95 latency in milliseconds.
+    pub max_p95_latency_ms: Option<f64>,
+    /// Maximum error rate in percent.
+    pub max_error_rate_percent: Option<f64>,
+    /// Minimum conversion rate in percent.
+    pub min_conversion_rate_percent: Option<f64>,
+}
+
+impl From<Thresholds> for ThresholdsReport {
+    fn from(t: Thresholds) -> Self {
+        ThresholdsReport {
+            max_p95_latency_ms: t.max_p95_latency_ms,
+            max_error_rate_percent: t.max_error_rate_percent,
+            min_conversion_rate_percent: t.min_conversion_rate_percent,
+        }
+    }
+}
+
+/// The result of `verdict probe`: printed on stdout and POSTed to the hooks.
+/// Rates are over all requests sent; latency quantiles over every request
+/// that reached the target (responses of any status, and timeouts at the
+/// time they were given up).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProbeReport {
+    /// Every check within limits and at least one request answered.
+    pub passed: bool,
+    /// The URL probed.
+    pub url: String,
+    /// Median latency (ms); `null` when no request reached the target.
+    pub p50_latency_ms: Option<f64>,
+    /// 95th percentile latency (ms).
+    pub p95_latency_ms: Option<f64>,
+    /// 99th percentile latency (ms).
+    pub p99_latency_ms: Option<f64>,
+    /// Failed requests over requests sent, in percent.
+    pub error_rate_percent: Option<f64>,
+    /// Converted requests over requests sent, in percent.
+    pub conversion_rate_percent: Option<f64>,
+    /// Requests sent.
+    pub sample_size: u64,
+    /// Requests that failed (timeout, connection error, 5xx).
+    pub requests_failed: u64,
+    /// Failed requests by cause (`timeout`, `connection refused`, `HTTP 503`, …).
+    pub requests_failed_by_cause: BTreeMap<String, u64>,
+    /// Wall time of the run, in seconds.
+    pub duration_seconds: f64,
+    /// Requests sent per second of the run.
+    pub requests_per_second: f64,
+    /// Relative error bound of the latency quantiles (the sketch's).
+    pub latency_relative_error: f64,
+    /// The thresholds judged by.
+    pub thresholds: ThresholdsReport,
+    /// One sentence per failed check.
+    pub failures: Vec<String>,
+}
+
+/// Rounds to three decimals: more digits than that are noise in a report.
+fn round3(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
+}
+
+/// Judges a finished run against a contract's thresholds.
+pub fn judge(spec: &ContractSpec, url: &str, result: &RunResult) -> ProbeReport {
+    let tally = &result.tally;
+    let figures = tally.figures();
+    let mut failures = Vec::new();
+    let sent = tally.requests();
+    if sent == 0 {
+        failures.push("no request was sent".to_string());
+    } else if tally.failed() == sent {
+        failures.push(format!("all {sent} requests failed: {}", tally.causes()));
+    }
+    failures.extend(check_thresholds(spec, &figures));
+    let seconds = result.elapsed.as_secs_f64();
+    ProbeReport {
+        passed: failures.is_empty(),
+        url: url.to_string(),
+        p50_latency_ms: figures.p50_latency_ms.map(round3),
+        p95_latency_ms: figures.p95_latency_ms.map(round3),
+        p99_latency_ms: figures.p99_latency_ms.map(round3),
+        error_rate_percent: figures.error_rate_percent.map(round3),
+        conversion_rate_percent: figures.conversion_rate_percent.map(round3),
+        sample_size: sent,
+        requests_failed: tally.failed(),
+        requests_failed_by_cause: tally
+            .failures
+            .iter()
+            .map(|(f, n)| (f.to_string(), *n))
+            .collect(),
+        duration_seconds: round3(seconds),
+        requests_per_second: round3(if seconds > 0.0 {
+            sent as f64 / seconds
+        } else {
+            0.0
+        }),
+        latency_relative_error: figures.latency_relative_error,
+        thresholds: spec.thresholds.into(),
+        failures,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::probe::tally::{Failure, Observation, Tally};
+
+    fn result(observations: &[Observation]) -> RunResult {
+        let mut tally = Tally::default();
+        for o in observations {
+            tally.record(o);
+        }
+        RunResult {
+            tally,
+            elapsed: Duration::from_secs(2),
+        }
+    }
+
+    fn spec() -> ContractSpec {
+        ContractSpec::with_thresholds(
+            "probe",
+            Thresholds {
+                max_p95_latency_ms: Some(50.0),
+                max_error_rate_percent: Some(10.0),
+                min_conversion_rate_percent: Some(20.0),
+            },
+        )
+    }
+
+    fn answered(ms: f64, converted: bool) -> Observation {
+        Observation {
+            latency_ms: Some(ms),
+            failure: None,
+            converted,
+        }
+    }
+
+    #[test]
+    fn passing_run_reports_figures_over_every_request() {
+        let mut obs: Vec<Observation> = (0..100).map(|i| answered(10.0, i % 4 == 0)).collect();
+        obs.push(Observation {
+            latency_ms: Some(10.0),
+            failure: Some(Failure::Status(503)),
+            converted: false,
+        });
+        let report = judge(&spec(), "http://t/", &result(&obs));
+        assert!(report.passed, "{:?}", report.failures);
+        assert_eq!(report.sample_size, 101);
+        assert_eq!(report.requests_failed, 1);
+        assert_eq!(report.requests_failed_by_cause["HTTP 503"], 1);
+        assert_eq!(report.error_rate_percent, Some(0.99));
+        assert_eq!(report.requests_per_second, 50.5);
+        let json = serde_json::to_value(&report).unwrap();
+        for key in [
+            "passed",
+            "p95_latency_ms",
+            "error_rate_percent",
+            "conversion_rate_percent",
+            "sample_size",
+            "failures",
+        ] {
+            assert!(json.get(key).is_some(), "{key} missing from {json}");
+        }
+    }
+
+    #[test]
+    fn failed_checks_use_the_contract_sentences() {
+        let obs: Vec<Observation> = (0..100).map(|_| answered(200.0, false)).collect();
+        let report = judge(&spec(), "http://t/", &result(&obs));
+        assert!(!report.passed);
+        assert_eq!(report.failures.len(), 2, "{:?}", report.failures);
+        assert!(report.failures[0].ends_with("ms exceeds threshold 50ms"));
+        assert_eq!(
+            report.failures[1],
+            "conversion rate 0.0% is below threshold 20%"
+        );
+    }
+
+    #[test]
+    fn all_failed_fails_even_without_thresholds() {
+        let refused = Observation {
+            latency_ms: None,
+            failure: Some(Failure::ConnectionRefused),
+            converted: false,
+        };
+        let no_limits = ContractSpec::with_thresholds("probe", Thresholds::default());
+        let report = judge(&no_limits, "http://t/", &result(&[refused; 5]));
+        assert!(!report.passed);
+        assert_eq!(
+            report.failures,
+            ["all 5 requests failed: connection refused"]
+        );
+        assert_eq!(report.p95_latency_ms, None);
+        assert_eq!(report.error_rate_percent, Some(100.0));
+    }
+}

@@ -232,34 +232,21 @@ pub fn evaluate_window(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{BaselineSpec, ContractSpec, Decision, OnTimeout, Source, Thresholds};
+    use crate::config::{BaselineSpec, ContractSpec, Thresholds};
 
     pub(crate) fn spec() -> ContractSpec {
         ContractSpec {
-            name: "checkout".into(),
-            version: 1,
-            matches: vec![],
-            subject_by: vec!["service.name".into(), "service.version".into()],
-            source: Source::Spans,
-            span_kinds: vec![2, 5],
-            conversion_attribute: "validation.converted".into(),
-            latency_metric: "http.server.request.duration".into(),
-            conversions_metric: "validation.conversions".into(),
-            thresholds: Thresholds {
-                max_p95_latency_ms: Some(120.0),
-                max_error_rate_percent: Some(2.0),
-                min_conversion_rate_percent: Some(15.0),
-            },
             min_samples: 10,
             min_window_samples: 5,
             pass_windows: 3,
-            fail_windows: 1,
-            max_duration: None,
-            on_timeout: OnTimeout::Rollback,
-            baseline: None,
-            decision: Decision::Windows,
-            alpha: 0.05,
-            dry_run: false,
+            ..ContractSpec::with_thresholds(
+                "checkout",
+                Thresholds {
+                    max_p95_latency_ms: Some(120.0),
+                    max_error_rate_percent: Some(2.0),
+                    min_conversion_rate_percent: Some(15.0),
+                },
+            )
         }
     }
 

@@ -2,7 +2,7 @@
 //! passed their deadline, empty windows, final runs, timeouts, baselines.
 
 use super::*;
-use crate::config::{BaselineSpec, Decision, OnTimeout, Source, Thresholds};
+use crate::config::{BaselineSpec, Thresholds};
 use crate::storage::{MemoryStore, RunStore};
 use futures_util::FutureExt as _;
 use std::sync::Arc;
@@ -12,30 +12,19 @@ const S: u64 = 1_000_000_000;
 
 fn spec() -> ContractSpec {
     ContractSpec {
-        name: "checkout".into(),
-        version: 1,
-        matches: vec![],
         subject_by: vec!["service.version".into()],
-        source: Source::Spans,
         span_kinds: vec![2],
-        conversion_attribute: "validation.converted".into(),
-        latency_metric: "http.server.request.duration".into(),
-        conversions_metric: "validation.conversions".into(),
-        thresholds: Thresholds {
-            max_p95_latency_ms: Some(100.0),
-            max_error_rate_percent: Some(5.0),
-            min_conversion_rate_percent: None,
-        },
         min_samples: 20,
         min_window_samples: 5,
         pass_windows: 2,
-        fail_windows: 1,
-        max_duration: None,
-        on_timeout: OnTimeout::Rollback,
-        baseline: None,
-        decision: Decision::Windows,
-        alpha: 0.05,
-        dry_run: false,
+        ..ContractSpec::with_thresholds(
+            "checkout",
+            Thresholds {
+                max_p95_latency_ms: Some(100.0),
+                max_error_rate_percent: Some(5.0),
+                min_conversion_rate_percent: None,
+            },
+        )
     }
 }
 

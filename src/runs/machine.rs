@@ -124,36 +124,26 @@ pub fn apply(run: &mut RunRecord, t: &Transition, now: UnixNanos) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{ContractSpec, Decision, OnTimeout, Source, Thresholds};
+    use crate::config::{ContractSpec, OnTimeout, Thresholds};
     use crate::model::Subject;
     use proptest::prelude::*;
     use std::time::Duration;
 
     fn spec() -> ContractSpec {
         ContractSpec {
-            name: "c".into(),
-            version: 1,
-            matches: vec![],
             subject_by: vec!["service.version".into()],
-            source: Source::Spans,
             span_kinds: vec![2],
-            conversion_attribute: "validation.converted".into(),
-            latency_metric: "http.server.request.duration".into(),
-            conversions_metric: "validation.conversions".into(),
-            thresholds: Thresholds {
-                max_p95_latency_ms: Some(100.0),
-                ..Thresholds::default()
-            },
             min_samples: 30,
-            min_window_samples: 1,
             pass_windows: 3,
             fail_windows: 2,
             max_duration: Some(Duration::from_secs(60)),
-            on_timeout: OnTimeout::Rollback,
-            baseline: None,
-            decision: Decision::Windows,
-            alpha: 0.05,
-            dry_run: false,
+            ..ContractSpec::with_thresholds(
+                "c",
+                Thresholds {
+                    max_p95_latency_ms: Some(100.0),
+                    ..Thresholds::default()
+                },
+            )
         }
     }
 

@@ -397,7 +397,7 @@ pub(super) mod tests {
     use super::*;
     use crate::aggregator::Router;
     use crate::clock::ManualClock;
-    use crate::config::{AttributeMatch, ContractSpec, Decision, OnTimeout, Thresholds};
+    use crate::config::{AttributeMatch, ContractSpec, Thresholds};
     use crate::contracts::CompiledContract;
     use opentelemetry_proto::tonic::resource::v1::Resource;
     use opentelemetry_proto::tonic::trace::v1::{
@@ -411,32 +411,18 @@ pub(super) mod tests {
     /// metrics conversion tests).
     pub(crate) fn contract(pattern: &str) -> ContractSpec {
         ContractSpec {
-            name: "checkout".into(),
-            version: 1,
             matches: vec![AttributeMatch {
                 key: "service.name".into(),
                 pattern: pattern.into(),
             }],
-            subject_by: vec!["service.name".into(), "service.version".into()],
-            source: Source::Spans,
-            span_kinds: vec![SpanKind::Server as i32, SpanKind::Consumer as i32],
-            conversion_attribute: "validation.converted".into(),
-            latency_metric: String::new(),
-            conversions_metric: String::new(),
-            thresholds: Thresholds {
-                max_p95_latency_ms: Some(1.0),
-                ..Thresholds::default()
-            },
-            min_samples: 1,
-            min_window_samples: 1,
             pass_windows: 1,
-            fail_windows: 1,
-            max_duration: None,
-            on_timeout: OnTimeout::Rollback,
-            baseline: None,
-            decision: Decision::Windows,
-            alpha: 0.05,
-            dry_run: false,
+            ..ContractSpec::with_thresholds(
+                "checkout",
+                Thresholds {
+                    max_p95_latency_ms: Some(1.0),
+                    ..Thresholds::default()
+                },
+            )
         }
     }
 

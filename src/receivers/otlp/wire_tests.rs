@@ -5,7 +5,7 @@
 use super::*;
 use crate::aggregator::Router;
 use crate::clock::ManualClock;
-use crate::config::{AttributeMatch, ContractSpec, Decision, OnTimeout, Source, Thresholds};
+use crate::config::{AttributeMatch, ContractSpec, Thresholds};
 use crate::contracts::CompiledContract;
 use crate::receivers::otlp::convert;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -21,32 +21,18 @@ const NOW: u64 = 1_000_000 * 1_000_000_000;
 
 fn pipeline() -> PipelineInput {
     let spec = ContractSpec {
-        name: "c".into(),
-        version: 1,
         matches: vec![AttributeMatch {
             key: "service.name".into(),
             pattern: "svc-[01]".into(),
         }],
-        subject_by: vec!["service.name".into(), "service.version".into()],
-        source: Source::Spans,
-        span_kinds: vec![2, 5],
-        conversion_attribute: "validation.converted".into(),
-        latency_metric: String::new(),
-        conversions_metric: String::new(),
-        thresholds: Thresholds {
-            max_p95_latency_ms: Some(1.0),
-            ..Thresholds::default()
-        },
-        min_samples: 1,
-        min_window_samples: 1,
         pass_windows: 1,
-        fail_windows: 1,
-        max_duration: None,
-        on_timeout: OnTimeout::Rollback,
-        baseline: None,
-        decision: Decision::Windows,
-        alpha: 0.05,
-        dry_run: false,
+        ..ContractSpec::with_thresholds(
+            "c",
+            Thresholds {
+                max_p95_latency_ms: Some(1.0),
+                ..Thresholds::default()
+            },
+        )
     };
     let senders = (0..3).map(|_| tokio::sync::mpsc::channel(1).0).collect();
     PipelineInput {

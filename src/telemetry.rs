@@ -33,8 +33,6 @@ pub const WEBHOOK_DELIVERIES: &str = "verdict_webhook_deliveries_total";
 /// alert on it to learn that a target has been down for long, before
 /// `retry.max_elapsed` marks events failed.
 pub const OUTBOX_OLDEST_PENDING: &str = "verdict_outbox_oldest_pending_seconds";
-/// Latency values the sketch refused (NaN, infinite, negative).
-pub const REJECTED_VALUES: &str = "verdict_sketch_rejected_values_total";
 
 /// Output format of the logs on stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -104,3 +104,28 @@ pub fn now_ns() -> u64 {
         .expect("clock after 1970")
         .as_nanos() as u64
 }
+
+/// A file in a directory of its own under the system temp dir, removed
+/// (with the directory) when dropped.
+pub struct TempFile {
+    dir: std::path::PathBuf,
+    /// The file.
+    pub path: std::path::PathBuf,
+}
+
+impl TempFile {
+    /// Writes `text` to `name` in a fresh directory tagged `tag`.
+    pub fn new(tag: &str, name: &str, text: &str) -> TempFile {
+        let dir = std::env::temp_dir().join(format!("verdict-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join(name);
+        std::fs::write(&path, text).expect("temp file");
+        TempFile { dir, path }
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

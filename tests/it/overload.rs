@@ -87,15 +87,38 @@ async fn wait_for_exact_count(api: std::net::SocketAddr) {
     assert_eq!(run_samples(api).await, N, "counted {counted} then more");
 }
 
+/// Runs `CLIENTS` clients at once, each given the shared refusal counter,
+/// then checks that refusals happened and every span was counted once.
+async fn counted_exactly_once<F, Fut>(server: verdict::topology::Server, client: F)
+where
+    F: Fn(Arc<AtomicU64>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let refused = Arc::new(AtomicU64::new(0));
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| tokio::spawn(client(refused.clone())))
+        .collect();
+    for c in clients {
+        c.await.expect("client finishes");
+    }
+    assert!(
+        refused.load(Ordering::Relaxed) > 0,
+        "the queues never filled up"
+    );
+    wait_for_exact_count(server.api).await;
+    server
+        .shutdown(Duration::from_secs(10))
+        .await
+        .expect("shutdown");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_clients_retrying_refusals_are_counted_exactly_once() {
     let server = start(&config(CONTRACT, WINDOW).replace("64KiB", "1MiB")).await;
     let url = format!("http://{}/v1/traces", server.http[0].1);
-    let refused = Arc::new(AtomicU64::new(0));
-    let mut clients = Vec::new();
-    for _ in 0..CLIENTS {
-        let (url, refused) = (url.clone(), refused.clone());
-        clients.push(tokio::spawn(async move {
+    counted_exactly_once(server, |refused| {
+        let url = url.clone();
+        async move {
             let http = reqwest::Client::new();
             for _ in 0..REQUESTS {
                 loop {
@@ -122,31 +145,18 @@ async fn http_clients_retrying_refusals_are_counted_exactly_once() {
                     }
                 }
             }
-        }));
-    }
-    for c in clients {
-        c.await.expect("client finishes");
-    }
-    assert!(
-        refused.load(Ordering::Relaxed) > 0,
-        "the queues never filled up"
-    );
-    wait_for_exact_count(server.api).await;
-    server
-        .shutdown(Duration::from_secs(10))
-        .await
-        .expect("shutdown");
+        }
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_clients_retrying_refusals_are_counted_exactly_once() {
     let server = start(&config(CONTRACT, WINDOW).replace("64KiB", "1MiB")).await;
     let endpoint = format!("http://{}", server.grpc[0].1);
-    let refused = Arc::new(AtomicU64::new(0));
-    let mut clients = Vec::new();
-    for _ in 0..CLIENTS {
-        let (endpoint, refused) = (endpoint.clone(), refused.clone());
-        clients.push(tokio::spawn(async move {
+    counted_exactly_once(server, |refused| {
+        let endpoint = endpoint.clone();
+        async move {
             let mut client = TraceServiceClient::connect(endpoint)
                 .await
                 .expect("connects");
@@ -164,20 +174,9 @@ async fn grpc_clients_retrying_refusals_are_counted_exactly_once() {
                     }
                 }
             }
-        }));
-    }
-    for c in clients {
-        c.await.expect("client finishes");
-    }
-    assert!(
-        refused.load(Ordering::Relaxed) > 0,
-        "the queues never filled up"
-    );
-    wait_for_exact_count(server.api).await;
-    server
-        .shutdown(Duration::from_secs(10))
-        .await
-        .expect("shutdown");
+        }
+    })
+    .await;
 }
 
 /// A request that fits `max_request_bytes` but not, together with its queued

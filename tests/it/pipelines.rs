@@ -42,11 +42,9 @@ fn every_pipeline_file_is_valid() {
 
 #[test]
 fn validate_reports_every_problem_and_exits_1() {
-    let dir = std::env::temp_dir().join(format!("verdict-validate-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let file = dir.join("bad.yaml");
-    std::fs::write(
-        &file,
+    let bad = crate::TempFile::new(
+        "validate",
+        "bad.yaml",
         r#"
 receivers:
   otlp: { protocols: { http: { endpoint: "127.0.0.1:0" } } }
@@ -58,11 +56,11 @@ processors:
 pipelines:
   p: { receivers: [otlp], processors: [contract/checkout, contract/nope], exporters: [] }
 "#,
-    )
-    .expect("write");
+    );
+    let file = &bad.path;
     let out = Command::new(env!("CARGO_BIN_EXE_verdict"))
         .args(["validate", "-c"])
-        .arg(&file)
+        .arg(file)
         .output()
         .expect("runs");
     assert_eq!(out.status.code(), Some(1));
@@ -78,7 +76,7 @@ pipelines:
     // `run` with an invalid config prints the problems and exits 1 too.
     let out = Command::new(env!("CARGO_BIN_EXE_verdict"))
         .args(["run", "-c"])
-        .arg(&file)
+        .arg(file)
         .output()
         .expect("runs");
     assert_eq!(out.status.code(), Some(1));
@@ -90,7 +88,6 @@ pipelines:
         .output()
         .expect("runs");
     assert_eq!(out.status.code(), Some(1));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

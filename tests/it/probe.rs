@@ -436,10 +436,8 @@ async fn closed_keep_alive_connections_are_reopened() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn method_headers_and_body_are_sent() {
     let t = target(Behavior::default()).await;
-    let dir = std::env::temp_dir().join(format!("verdict-probe-body-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let body = dir.join("body.json");
-    std::fs::write(&body, "{\"cart\":[1,2]}").unwrap();
+    let body_file = crate::TempFile::new("probe-body", "body.json", "{\"cart\":[1,2]}");
+    let body = &body_file.path;
     let (code, _, _) = probe(&format!(
         "--url {} -n 3 --method POST --header X-Tenant:blue -H \
              content-type:application/json --body {}",
@@ -453,7 +451,6 @@ async fn method_headers_and_body_are_sent() {
     assert_eq!(headers["x-tenant"], "blue");
     assert_eq!(headers["content-type"], "application/json");
     assert_eq!(&sent[..], b"{\"cart\":[1,2]}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -479,11 +476,9 @@ async fn contract_flag_takes_thresholds_from_a_pipeline_file() {
         ..Behavior::default()
     })
     .await;
-    let dir = std::env::temp_dir().join(format!("verdict-probe-contract-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("pipeline.yaml");
-    std::fs::write(
-        &file,
+    let pipeline = crate::TempFile::new(
+        "probe-contract",
+        "pipeline.yaml",
         r#"
 receivers:
   otlp: { protocols: { http: { endpoint: "127.0.0.1:0" } } }
@@ -497,8 +492,8 @@ pipelines:
 service:
   api: { endpoint: "127.0.0.1:0" }
 "#,
-    )
-    .unwrap();
+    );
+    let file = &pipeline.path;
     let reference = format!("{}:contract/checkout", file.display());
     let (code, json, _) = probe(&format!("--url {} -n 20 --contract {}", t.url, reference)).await;
     assert_eq!(code, Some(1), "{json}");
@@ -509,7 +504,7 @@ service:
     // Config and usage errors exit 2, with a message and no JSON.
     for bad in [
         format!("{}:contract/nope", file.display()),
-        format!("{}/missing.yaml:contract/checkout", dir.display()),
+        format!("{}.missing:contract/checkout", file.display()),
         "no-colon".to_string(),
     ] {
         let out = verdict(args(&[
@@ -574,7 +569,6 @@ service:
         assert_eq!(out.status.code(), Some(2), "{usage:?}");
         assert!(out.stdout.is_empty(), "{usage:?}");
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// On a terminal (a pseudo-terminal from `script`), a progress bar with the

@@ -9,20 +9,18 @@ use std::time::{Duration, Instant};
 
 #[test]
 fn sigterm_stops_with_exit_0_and_closes_listeners() {
-    let dir = std::env::temp_dir().join(format!("verdict-sigterm-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let file = dir.join("pipeline.yaml");
-    std::fs::write(
-        &file,
-        crate::config(
+    let pipeline = crate::TempFile::new(
+        "sigterm",
+        "pipeline.yaml",
+        &crate::config(
             "    match: { service.name: x }\n    max_p95_latency_ms: 10\n",
             "size: 1s",
         ),
-    )
-    .expect("write");
+    );
+    let file = &pipeline.path;
     let mut child = Command::new(env!("CARGO_BIN_EXE_verdict"))
         .args(["--log-format", "json", "run", "-c"])
-        .arg(&file)
+        .arg(file)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -101,7 +99,6 @@ fn sigterm_stops_with_exit_0_and_closes_listeners() {
     assert!(event["emitted_at"]
         .as_str()
         .is_some_and(|t| t.ends_with('Z')));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// One OTLP/JSON span over plain HTTP/1.1.

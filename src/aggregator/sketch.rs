@@ -35,8 +35,13 @@
 
 #![forbid(unsafe_code)]
 
+mod buckets;
+
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::OnceLock;
+
+use buckets::{Buckets, Src};
 
 /// Scale a new sketch starts at: relative error ≈ 0.54 %, enough to tell a
 /// 1 % latency regression apart while 2048 buckets still span 32 octaves.
@@ -45,12 +50,13 @@ pub const DEFAULT_SCALE: i32 = 6;
 pub const MIN_SCALE: i32 = -10;
 /// Finest scale (OTel SDKs' maximum): indices of every `f64` still fit in `i32`.
 pub const MAX_SCALE: i32 = 20;
-/// Bucket bound of [`Sketch::new`]: 16 KiB of counts per series and window.
+/// Bucket bound of [`Sketch::new`]: 8 KiB of counts per series and window
+/// (16 KiB once a window holds more than `u32::MAX` values).
 pub const DEFAULT_MAX_BUCKETS: usize = 2048;
 /// Smallest accepted bucket bound: at [`MIN_SCALE`] all positive `f64` values
 /// span 3 buckets, so a bound of 4 always leaves room after downscaling.
 pub const MIN_MAX_BUCKETS: usize = 4;
-/// Largest accepted bucket bound (128 MiB of counts), so that index arithmetic
+/// Largest accepted bucket bound (up to 128 MiB of counts), so that index arithmetic
 /// with the bound can never overflow.
 pub const MAX_MAX_BUCKETS: usize = 1 << 24;
 
@@ -113,7 +119,7 @@ pub struct Quantile {
 /// [`Sketch::to_parts`] and [`Sketch::from_parts`] are inverse of each other,
 /// so a window can be persisted or shipped between processes without this
 /// module choosing a wire format.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct SketchParts<'a> {
     /// Scale of the positive buckets.
     pub scale: i32,
@@ -126,7 +132,7 @@ pub struct SketchParts<'a> {
     /// Index (at `scale`) of `bucket_counts[0]`.
     pub offset: i32,
     /// Counts of the positive buckets, lowest index first.
-    pub bucket_counts: &'a [u64],
+    pub bucket_counts: Cow<'a, [u64]>,
     /// Sum of the accepted values.
     pub sum: f64,
     /// Smallest accepted value, `None` when empty.
@@ -150,8 +156,9 @@ pub struct Sketch {
     /// Lookup table of the current scale, when it has one.
     table: Option<&'static ScaleTable>,
     /// Bucket counts; entry `p` is the bucket of index `offset + p`. Entries
-    /// outside `lo..=hi` are zero. Never longer than `max_buckets`.
-    counts: Box<[u64]>,
+    /// outside `lo..=hi` are zero. Never longer than `max_buckets`. Narrow
+    /// (`u32`) while `count` fits in a `u32`, see [`buckets`].
+    counts: Buckets,
     offset: i64,
     /// Lowest and highest non-empty bucket indices; `lo > hi` when there are
     /// no positive buckets. `counts` of both ends are non-zero otherwise.
@@ -214,7 +221,10 @@ struct Incoming<'a> {
     zero_count: u64,
     zero_threshold: f64,
     offset: i64,
-    counts: &'a [u64],
+    counts: Src<'a>,
+    /// Sum of `counts` when the sender already knows it exactly (a sketch
+    /// does: its count minus its zero count), which spares the merge a pass.
+    bucket_total: Option<u64>,
     sum: Option<f64>,
     min: Option<f64>,
     max: Option<f64>,
@@ -242,7 +252,7 @@ impl Sketch {
             scale,
             max_buckets: max_buckets.clamp(MIN_MAX_BUCKETS, MAX_MAX_BUCKETS),
             table: table_for(scale),
-            counts: Box::default(),
+            counts: Buckets::default(),
             offset: 0,
             lo: 1,
             hi: 0,
@@ -309,10 +319,12 @@ impl Sketch {
             self.zero_count = self.zero_count.saturating_add(n);
         } else {
             let idx = map_index(bits, self.scale, self.table);
-            if idx >= self.lo && idx <= self.hi {
-                let slot = &mut self.counts[(idx - self.offset) as usize];
-                *slot = slot.saturating_add(n);
-            } else {
+            let inside = idx >= self.lo && idx <= self.hi;
+            if !(inside
+                && self
+                    .counts
+                    .try_add((idx - self.offset) as usize, n, self.count))
+            {
                 self.insert_index_slow(idx, n);
             }
         }
@@ -343,16 +355,25 @@ impl Sketch {
         let (counts, offset) = if other.has_buckets() {
             let a = (other.lo - other.offset) as usize;
             let b = (other.hi - other.offset) as usize;
-            (&other.counts[a..=b], other.lo)
+            (other.counts.slice(a..=b), other.lo)
         } else {
-            (&[][..], 0)
+            (Src::Wide(&[]), 0)
         };
+        debug_assert!(
+            other.count == u64::MAX
+                || Some(other.count)
+                    == counts
+                        .exact_total()
+                        .and_then(|t| t.checked_add(other.zero_count)),
+            "a sketch's count is its zero count plus its buckets unless saturated"
+        );
         self.merge_incoming(Incoming {
             scale: other.scale,
             zero_count: other.zero_count,
             zero_threshold: other.zero_threshold,
             offset,
             counts,
+            bucket_total: other.known_bucket_total(),
             sum: Some(other.sum),
             min: other.min(),
             max: other.max(),
@@ -394,7 +415,8 @@ impl Sketch {
             zero_count,
             zero_threshold,
             offset: i64::from(offset),
-            counts: bucket_counts,
+            counts: Src::Wide(bucket_counts),
+            bucket_total: None,
             sum,
             min,
             max,
@@ -407,16 +429,16 @@ impl Sketch {
     ///
     /// The slice runs from the lowest to the highest non-empty bucket; it is
     /// empty (with offset 0) when no positive value was seen.
-    pub fn positive_buckets(&self) -> (i32, i32, &[u64]) {
+    pub fn positive_buckets(&self) -> (i32, i32, Cow<'_, [u64]>) {
         if !self.has_buckets() {
-            return (self.scale, 0, &[]);
+            return (self.scale, 0, Cow::Borrowed(&[]));
         }
         let a = (self.lo - self.offset) as usize;
         let b = (self.hi - self.offset) as usize;
         // `lo` is a real bucket index, and those fit in i32 at every scale.
         let offset =
             i32::try_from(self.lo).unwrap_or(if self.lo < 0 { i32::MIN } else { i32::MAX });
-        (self.scale, offset, &self.counts[a..=b])
+        (self.scale, offset, self.counts.to_wide(a..=b))
     }
 
     /// The whole state as plain data; [`Sketch::from_parts`] rebuilds it.
@@ -450,7 +472,8 @@ impl Sketch {
             zero_count: parts.zero_count,
             zero_threshold: parts.zero_threshold,
             offset: i64::from(parts.offset),
-            counts: parts.bucket_counts,
+            counts: Src::Wide(&parts.bucket_counts),
+            bucket_total: None,
             sum: Some(parts.sum),
             min: parts.min,
             max: parts.max,
@@ -552,26 +575,19 @@ impl Sketch {
                 relative_error,
             });
         }
-        let mut cum = self.zero_count;
+        let cum = self.zero_count;
         if k <= cum {
             return Some(Quantile {
                 value: self.clamp(0.0),
                 relative_error,
             });
         }
-        for (pos, &c) in self.bucket_slice().iter().enumerate() {
-            cum = cum.saturating_add(c);
-            if k <= cum {
-                let value = self.bucket_answer(self.lo + pos as i64);
-                return Some(Quantile {
-                    value,
-                    relative_error,
-                });
-            }
-        }
-        // Only reachable when saturated counts disagree with `count`.
+        let mut found = [None];
+        self.locate(cum, &[k], &mut found);
+        // `None` only when saturated counts disagree with `count`.
+        let value = found[0].map_or(self.max, |pos| self.bucket_answer(self.lo + pos as i64));
         Some(Quantile {
-            value: self.max,
+            value,
             relative_error,
         })
     }
@@ -599,44 +615,27 @@ impl Sketch {
             return out;
         }
         order.sort_unstable();
-        let mut pending = order.iter().peekable();
-        let mut cum = self.zero_count;
+        // Ranks up to the zero bucket's count are answered by it.
+        let cum = self.zero_count;
+        let in_zero = order.partition_point(|&(k, _)| k <= cum);
         let zero = self.clamp(0.0);
-        while let Some(&&(k, i)) = pending.peek() {
-            if k > cum {
-                break;
-            }
+        for &(_, i) in &order[..in_zero] {
             out[i] = Some(Quantile {
                 value: zero,
                 relative_error,
             });
-            pending.next();
         }
-        for (pos, &c) in self.bucket_slice().iter().enumerate() {
-            if pending.peek().is_none() {
-                break;
-            }
-            if c == 0 {
-                continue;
-            }
-            cum = cum.saturating_add(c);
-            let mut answer = None;
-            while let Some(&&(k, i)) = pending.peek() {
-                if k > cum {
-                    break;
-                }
-                let value = *answer.get_or_insert_with(|| self.bucket_answer(self.lo + pos as i64));
-                out[i] = Some(Quantile {
-                    value,
-                    relative_error,
-                });
-                pending.next();
-            }
+        let rest = &order[in_zero..];
+        let ranks: Vec<u64> = rest.iter().map(|&(k, _)| k).collect();
+        let mut found = vec![None; rest.len()];
+        if !rest.is_empty() {
+            self.locate(cum, &ranks, &mut found);
         }
-        // Only reachable when saturated counts disagree with `count`.
-        for &(_, i) in pending {
+        for (&(_, i), pos) in rest.iter().zip(found) {
+            // `None` only when saturated counts disagree with `count`.
+            let value = pos.map_or(self.max, |pos| self.bucket_answer(self.lo + pos as i64));
             out[i] = Some(Quantile {
-                value: self.max,
+                value,
                 relative_error,
             });
         }
@@ -649,8 +648,24 @@ impl Sketch {
         self.lo <= self.hi
     }
 
-    fn bucket_slice(&self) -> &[u64] {
-        self.positive_buckets().2
+    /// Sum of the positive buckets without reading them: every path that
+    /// adds to a bucket adds the same amount to `count` (and moving buckets
+    /// into the zero bucket keeps the sum), so `count - zero_count` is exact
+    /// until `count` saturates.
+    fn known_bucket_total(&self) -> Option<u64> {
+        (self.count < u64::MAX)
+            .then(|| self.count.checked_sub(self.zero_count))
+            .flatten()
+    }
+
+    /// Positions (0 is bucket `lo`) of the buckets holding the ascending
+    /// `ranks`, counting from `cum` (the zero bucket's share).
+    fn locate(&self, cum: u64, ranks: &[u64], out: &mut [Option<usize>]) {
+        if self.has_buckets() {
+            let a = (self.lo - self.offset) as usize;
+            let b = (self.hi - self.offset) as usize;
+            self.counts.locate(a..=b, cum, ranks, out);
+        }
     }
 
     /// 1-based nearest rank for `q`, `None` if the sketch is empty or `q` is
@@ -714,6 +729,7 @@ impl Sketch {
     #[cold]
     #[inline(never)]
     fn insert_index_slow(&mut self, idx: i64, n: u64) {
+        self.counts.reserve(self.count, n);
         let (lo, hi) = if self.has_buckets() {
             (self.lo.min(idx), self.hi.max(idx))
         } else {
@@ -725,8 +741,7 @@ impl Sketch {
         self.ensure_covers(lo, hi);
         self.lo = lo;
         self.hi = hi;
-        let slot = &mut self.counts[(idx - self.offset) as usize];
-        *slot = slot.saturating_add(n);
+        self.counts.add((idx - self.offset) as usize, n);
     }
 
     /// Lowers the scale by `d`, adding each group of `2^d` neighbouring
@@ -739,12 +754,11 @@ impl Sketch {
         if self.has_buckets() {
             // Destinations never lie after their sources, so one ascending
             // pass moves everything without clobbering unread counts.
+            // Sums of buckets never exceed `count`, so narrow adds are safe.
             for i in self.lo..=self.hi {
-                let src = (i - self.offset) as usize;
-                let c = std::mem::take(&mut self.counts[src]);
+                let c = self.counts.take((i - self.offset) as usize);
                 if c != 0 {
-                    let dst = ((i >> d) - new_offset) as usize;
-                    self.counts[dst] = self.counts[dst].saturating_add(c);
+                    self.counts.add(((i >> d) - new_offset) as usize, c);
                 }
             }
             self.lo >>= d;
@@ -780,23 +794,14 @@ impl Sketch {
         };
         if !had {
             if new_len != len {
-                self.counts = vec![0; new_len].into_boxed_slice();
+                self.counts.reset(new_len);
             }
             self.offset = new_offset;
             return;
         }
-        let n = (self.hi - self.lo + 1) as usize;
-        let src = (self.lo - self.offset) as usize;
+        let src = (self.lo - self.offset) as usize..=(self.hi - self.offset) as usize;
         let dst = (self.lo - new_offset) as usize;
-        if new_len == len {
-            self.counts.copy_within(src..src + n, dst);
-            self.counts[..dst].fill(0);
-            self.counts[dst + n..].fill(0);
-        } else {
-            let mut buf = vec![0; new_len].into_boxed_slice();
-            buf[dst..dst + n].copy_from_slice(&self.counts[src..src + n]);
-            self.counts = buf;
-        }
+        self.counts.relocate(new_len, src, dst);
         self.offset = new_offset;
     }
 
@@ -807,10 +812,10 @@ impl Sketch {
             return;
         }
         while self.has_buckets() && upper_bound(self.lo, self.scale) <= self.zero_threshold {
-            let c = std::mem::take(&mut self.counts[(self.lo - self.offset) as usize]);
+            let c = self.counts.take((self.lo - self.offset) as usize);
             self.zero_count = self.zero_count.saturating_add(c);
             self.lo += 1;
-            while self.lo <= self.hi && self.counts[(self.lo - self.offset) as usize] == 0 {
+            while self.lo <= self.hi && self.counts.get((self.lo - self.offset) as usize) == 0 {
                 self.lo += 1;
             }
         }
@@ -825,17 +830,25 @@ impl Sketch {
         if inc.zero_threshold.is_finite() && inc.zero_threshold > self.zero_threshold {
             self.zero_threshold = inc.zero_threshold;
         }
-        let first = inc.counts.iter().position(|&c| c != 0);
-        let last = inc.counts.iter().rposition(|&c| c != 0);
+        let span = inc.counts.non_zero_span();
+        let exact = match span {
+            Some((first, last)) => inc
+                .bucket_total
+                .or_else(|| inc.counts.slice(first..=last).exact_total()),
+            None => Some(0),
+        };
+        let bucket_total = exact.unwrap_or(u64::MAX);
+        let total = inc.zero_count.saturating_add(bucket_total);
+        // Widen narrow counts before anything is added, if they must.
+        self.counts.reserve(self.count, total);
         let src_scale = inc.scale;
         let target0 = self.scale.min(src_scale.clamp(MIN_SCALE, MAX_SCALE));
         // A sum of finite values may legitimately overflow to inf, so only
         // NaN counts as "not given".
         let sum_given = matches!(inc.sum, Some(s) if !s.is_nan());
-        let mut bucket_total: u64 = 0;
         let mut estimated_sum = 0.0;
         let mut in_range = None;
-        if let (Some(first), Some(last)) = (first, last) {
+        if let Some((first, last)) = span {
             let to_target0 = IndexConverter::new(src_scale, target0);
             let ilo = to_target0.convert(inc.offset + first as i64);
             let ihi = to_target0.convert(inc.offset + last as i64);
@@ -852,55 +865,50 @@ impl Sketch {
             self.ensure_covers(lo, hi);
             self.lo = lo;
             self.hi = hi;
-            let src = &inc.counts[first..=last];
+            let src = inc.counts.slice(first..=last);
             let base = inc.offset + first as i64;
+            let end = base + src.len() as i64 - 1;
             let to_target = IndexConverter::new(src_scale, target);
             // Plain right shift when it needs no clamping at either end (and
             // so nowhere in between): every sketch-to-sketch merge.
             let shift = (src_scale >= target)
                 .then(|| src_scale.saturating_sub(target).min(63) as u32)
                 .filter(|&d| {
-                    let end = base + src.len() as i64 - 1;
                     to_target.convert(base) == base >> d && to_target.convert(end) == end >> d
                 });
-            match shift {
+            // A bucket never exceeds its sketch's count, and an incoming
+            // bucket (or group of them) never exceeds the incoming total: when
+            // those two add up without overflow (narrow counts were reserved
+            // for it), so does every bucket, and the loops can use plain
+            // adds, which vectorise.
+            let cannot_overflow = exact.and_then(|t| self.count.checked_add(t)).is_some();
+            match shift.filter(|_| cannot_overflow) {
                 Some(0) => {
-                    let start = (base - self.offset) as usize;
-                    let dst = &mut self.counts[start..start + src.len()];
-                    // Wrapping, not saturating: a bucket cannot reach 2^64
-                    // requests, and the plain add lets the compiler
-                    // vectorise the loop (a window merge is 2048 adds).
-                    for (d, &c) in dst.iter_mut().zip(src) {
-                        *d = d.wrapping_add(c);
-                    }
+                    self.counts
+                        .add_same_scale((base - self.offset) as usize, src);
                 }
                 Some(d) => {
-                    for (j, &c) in src.iter().enumerate() {
-                        let idx = (base + j as i64) >> d;
-                        let slot = &mut self.counts[(idx - self.offset) as usize];
-                        *slot = slot.saturating_add(c);
-                    }
+                    let start = ((base >> d) - self.offset) as usize;
+                    let stop = ((end >> d) - self.offset) as usize;
+                    self.counts.add_downscaled(start..=stop, src, base, d);
                 }
                 None => {
-                    for (j, &c) in src.iter().enumerate() {
+                    for j in 0..src.len() {
                         let idx = to_target.convert(base + j as i64);
-                        let slot = &mut self.counts[(idx - self.offset) as usize];
-                        *slot = slot.saturating_add(c);
+                        self.counts.add((idx - self.offset) as usize, src.get(j));
                     }
                 }
             }
-            bucket_total = src.iter().fold(0, |t: u64, &c| t.wrapping_add(c));
             if !sum_given {
-                for (j, &c) in src.iter().enumerate() {
+                for j in 0..src.len() {
                     let idx = to_target.convert(base + j as i64);
-                    estimated_sum += c as f64 * bucket_midpoint(idx, target);
+                    estimated_sum += src.get(j) as f64 * bucket_midpoint(idx, target);
                 }
             }
             in_range = Some((ilo >> extra, ihi >> extra));
         } else {
             self.downscale((self.scale - target0) as u32);
         }
-        let total = inc.zero_count.saturating_add(bucket_total);
         if total > 0 {
             self.zero_count = self.zero_count.saturating_add(inc.zero_count);
             self.count = self.count.saturating_add(total);
@@ -1363,7 +1371,7 @@ mod tests {
         assert_eq!(s.quantile(0.5), None);
         assert_eq!(s.quantiles(&[0.5, 0.9]), vec![None, None]);
         assert_eq!(s.bucket_count(), 0);
-        assert_eq!(s.positive_buckets(), (6, 0, &[][..]));
+        assert_eq!(s.positive_buckets(), (6, 0, Cow::Borrowed(&[][..])));
         assert_eq!(s.scale(), DEFAULT_SCALE);
         assert_eq!(s, Sketch::default());
     }
@@ -1574,7 +1582,7 @@ mod tests {
             3,
             0.0,
             offset,
-            counts,
+            &counts,
             Some(src.sum()),
             src.min(),
             src.max(),
@@ -1587,7 +1595,7 @@ mod tests {
         assert_eq!(a.zero_count(), 3);
         // Without sum/min/max: estimated, and quantiles stay within bounds.
         let mut c = Sketch::new();
-        c.merge_exponential(scale, 0, 0.0, offset, counts, None, None, None);
+        c.merge_exponential(scale, 0, 0.0, offset, &counts, None, None, None);
         let est = c.sum();
         assert!((est - src.sum()).abs() <= c.relative_error() * src.sum() + 1e-9);
         let sorted = sorted(&vals);
@@ -1604,20 +1612,31 @@ mod tests {
         a.merge_exponential(20, 0, 0.0, i20, &[2], None, None, None);
         assert_eq!(
             a.positive_buckets(),
-            (6, i32::try_from(index_of(3.0, 6)).expect("fits"), &[2][..])
+            (
+                6,
+                i32::try_from(index_of(3.0, 6)).expect("fits"),
+                Cow::Borrowed(&[2][..])
+            )
         );
         // Scale 30 (finer than supported) shifts down exactly.
         let mut a30 = Sketch::new();
         a30.merge_exponential(30, 0, 0.0, i20 << 10, &[1, 1], None, None, None);
         assert_eq!(
             a30.positive_buckets(),
-            (6, i32::try_from(index_of(3.0, 6)).expect("fits"), &[2][..])
+            (
+                6,
+                i32::try_from(index_of(3.0, 6)).expect("fits"),
+                Cow::Borrowed(&[2][..])
+            )
         );
         // Scale -20 (coarser than supported) folds to MIN_SCALE.
         let mut b = Sketch::new();
         b.merge_exponential(-20, 0, 0.0, -1, &[1, 1], None, None, None);
         assert_eq!(b.scale(), MIN_SCALE);
-        assert_eq!(b.positive_buckets(), (MIN_SCALE, -1, &[1, 1][..]));
+        assert_eq!(
+            b.positive_buckets(),
+            (MIN_SCALE, -1, Cow::Borrowed(&[1, 1][..]))
+        );
         // Absurd offsets are clamped, not allowed to blow the bound.
         let mut c = Sketch::with_params(6, 8);
         c.merge_exponential(6, 0, 0.0, i32::MIN, &[1], None, None, None);
@@ -1649,6 +1668,76 @@ mod tests {
         let mut e = sketch_of(&[1.0], 6, 2048);
         e.merge_exponential(20, 0, 0.0, 0, &[], None, None, None);
         assert_eq!(e, sketch_of(&[1.0], 6, 2048));
+    }
+
+    fn is_wide(s: &Sketch) -> bool {
+        matches!(s.counts, Buckets::Wide(_))
+    }
+
+    #[test]
+    fn counts_widen_before_u32_overflow() {
+        let narrow_max = u64::from(u32::MAX);
+        let mut s = Sketch::new();
+        s.insert_n(3.0, narrow_max - 1).expect("valid");
+        s.insert(3.0).expect("valid");
+        assert!(!is_wide(&s), "a total of u32::MAX still fits");
+        s.insert(3.0).expect("valid");
+        assert!(is_wide(&s));
+        assert_eq!(s.count(), narrow_max + 1);
+        assert_eq!(s.positive_buckets().2, &[narrow_max + 1][..]);
+
+        // Same-scale merge of two narrow sketches past u32::MAX.
+        let mut a = Sketch::new();
+        a.insert_n(5.0, 3_000_000_000).expect("valid");
+        a.insert_n(7.0, 10).expect("valid");
+        a.insert_n(0.0, 4).expect("valid");
+        let b = a.clone();
+        assert!(!is_wide(&a));
+        a.merge(&b);
+        assert!(is_wide(&a));
+        assert_eq!(a.count(), 6_000_000_028);
+        assert_eq!(a.zero_count(), 8);
+        let (_, _, counts) = a.positive_buckets();
+        assert_eq!(counts.first(), Some(&6_000_000_000));
+        assert_eq!(counts.last(), Some(&20));
+        assert_eq!(counts.iter().sum::<u64>(), 6_000_000_020);
+        let q = a.quantile(0.5).expect("non-empty");
+        assert!((q.value - 5.0).abs() <= q.relative_error * 5.0);
+
+        // Downscaling merge of narrow into narrow past u32::MAX.
+        let mut fine = Sketch::with_params(8, 2048);
+        fine.insert_n(5.0, 3_000_000_000).expect("valid");
+        let mut coarse = Sketch::with_params(6, 2048);
+        coarse.insert_n(5.0, 3_000_000_000).expect("valid");
+        coarse.merge(&fine);
+        assert_eq!(coarse.positive_buckets().2, &[6_000_000_000][..]);
+
+        // A wide sketch merged into a narrow one widens it first.
+        let mut n = Sketch::new();
+        n.insert(5.0).expect("valid");
+        n.merge(&coarse);
+        assert!(is_wide(&n));
+        assert_eq!(n.positive_buckets().2, &[6_000_000_001][..]);
+
+        // Wide sketches survive the parts round trip.
+        assert_eq!(Sketch::from_parts(n.to_parts()), n);
+    }
+
+    #[test]
+    fn hostile_counts_saturate_instead_of_wrapping() {
+        let mut s = Sketch::new();
+        s.insert(bucket_midpoint(1, 6)).expect("valid");
+        s.merge_exponential(6, 0, 0.0, 0, &[u64::MAX, 1, u64::MAX], None, None, None);
+        assert_eq!(s.count(), u64::MAX);
+        assert_eq!(s.positive_buckets().2, &[u64::MAX, 2, u64::MAX][..]);
+        s.merge_exponential(6, 0, 0.0, 0, &[5, 5, 5], None, None, None);
+        assert_eq!(s.positive_buckets().2, &[u64::MAX, 7, u64::MAX][..]);
+        // Large but summable counts into a narrow sketch: exact.
+        let mut n = Sketch::new();
+        n.insert(bucket_midpoint(1, 6)).expect("valid");
+        n.merge_exponential(6, 0, 0.0, 0, &[1 << 40, 1, 1 << 40], None, None, None);
+        assert_eq!(n.count(), (1 << 41) + 2);
+        assert_eq!(n.positive_buckets().2, &[1 << 40, 2, 1 << 40][..]);
     }
 
     #[test]
@@ -1767,6 +1856,36 @@ mod tests {
                     assert_within(&merged, &sorted, q);
                 }
             }
+        }
+
+        #[test]
+        fn large_counts_merge_exactly(
+            items in prop::collection::vec((value(), 0u64..(1 << 34), 0usize..4), 0..60),
+            scales in prop::collection::vec(2i32..=8, 4),
+            order_keys in prop::collection::vec(any::<u32>(), 4),
+        ) {
+            // Multiplicities up to 2^34 push parts and merges across the
+            // narrow/wide boundary at every point of the merge order.
+            let mut parts: Vec<Sketch> =
+                scales.iter().map(|&s| Sketch::with_params(s, 2048)).collect();
+            for &(v, n, p) in &items {
+                parts[p].insert_n(v, n).expect("valid");
+            }
+            let mut order: Vec<usize> = (0..4).collect();
+            order.sort_by_key(|&i| order_keys[i]);
+            let mut merged = parts[order[0]].clone();
+            for &i in &order[1..] {
+                merged.merge(&parts[i]);
+            }
+            let mut direct = Sketch::with_params(merged.scale(), 2048);
+            for &(v, n, _) in &items {
+                direct.insert_n(v, n).expect("valid");
+            }
+            prop_assert_eq!(direct.scale(), merged.scale());
+            prop_assert_eq!(merged.positive_buckets(), direct.positive_buckets());
+            prop_assert_eq!(merged.count(), direct.count());
+            prop_assert_eq!(merged.zero_count(), direct.zero_count());
+            prop_assert_eq!(is_wide(&merged), merged.count() > u64::from(u32::MAX));
         }
 
         #[test]

@@ -315,7 +315,7 @@ impl Accum {
         } else {
             let factor = other.unit.to_ms() / self.unit.to_ms();
             let (scale, offset, counts) = other.latency.positive_buckets();
-            self.rebucket(scale, offset, counts, other.latency.zero_count(), factor);
+            self.rebucket(scale, offset, &counts, other.latency.zero_count(), factor);
         }
         self.samples += other.samples;
         self.errors += other.errors;
@@ -765,7 +765,7 @@ mod tests {
         }
         let (scale, offset, counts) = direct.positive_buckets();
         let mut acc = Accum::default();
-        acc.record_point(&exp_point(LatencyUnit::Seconds, scale, offset, counts));
+        acc.record_point(&exp_point(LatencyUnit::Seconds, scale, offset, &counts));
         assert_eq!(acc.unit, LatencyUnit::Seconds);
         assert_eq!(acc.latency.positive_buckets(), (scale, offset, counts));
         assert_eq!(acc.samples, 200);

@@ -6,6 +6,7 @@
 //! [`Sketch::from_parts`], which are exact inverses: a resumed run or a
 //! restored window has exactly the sketch it had.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -84,7 +85,7 @@ impl From<&Accum> for AccumData {
                 zero_threshold: p.zero_threshold,
                 zero_count: p.zero_count,
                 offset: p.offset,
-                counts: p.bucket_counts.to_vec(),
+                counts: p.bucket_counts.into_owned(),
                 sum: p.sum,
                 min: p.min,
                 max: p.max,
@@ -111,7 +112,7 @@ impl From<&AccumData> for Accum {
                 zero_threshold: s.zero_threshold,
                 zero_count: s.zero_count,
                 offset: s.offset,
-                bucket_counts: &s.counts,
+                bucket_counts: Cow::Borrowed(&s.counts),
                 sum: s.sum,
                 min: s.min,
                 max: s.max,

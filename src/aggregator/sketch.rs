@@ -157,7 +157,7 @@ pub struct Sketch {
     table: Option<&'static ScaleTable>,
     /// Bucket counts; entry `p` is the bucket of index `offset + p`. Entries
     /// outside `lo..=hi` are zero. Never longer than `max_buckets`. Narrow
-    /// (`u32`) while `count` fits in a `u32`, see [`buckets`].
+    /// (`u32`) only while `count` fits in a `u32`, see [`buckets`].
     counts: Buckets,
     offset: i64,
     /// Lowest and highest non-empty bucket indices; `lo > hi` when there are
@@ -211,7 +211,8 @@ impl PartialEq for Sketch {
             && self.min() == other.min()
             && self.max() == other.max()
             && self.rejected == other.rejected
-            && self.positive_buckets() == other.positive_buckets()
+            && self.bucket_span() == other.bucket_span()
+            && self.span_counts().same_values(&other.span_counts())
     }
 }
 
@@ -316,6 +317,9 @@ impl Sketch {
             return Ok(());
         }
         if v <= self.zero_threshold {
+            // Keeps "narrow only while `count` fits a u32" true (cheap: zero
+            // latencies are rare).
+            self.counts.reserve(self.count, n);
             self.zero_count = self.zero_count.saturating_add(n);
         } else {
             let idx = map_index(bits, self.scale, self.table);
@@ -352,13 +356,8 @@ impl Sketch {
     /// threshold) move into the zero count. Count, sum, min, max and
     /// rejections combine.
     pub fn merge(&mut self, other: &Sketch) {
-        let (counts, offset) = if other.has_buckets() {
-            let a = (other.lo - other.offset) as usize;
-            let b = (other.hi - other.offset) as usize;
-            (other.counts.slice(a..=b), other.lo)
-        } else {
-            (Src::Wide(&[]), 0)
-        };
+        let counts = other.span_counts();
+        let offset = other.bucket_span().map_or(0, |(lo, _)| lo);
         debug_assert!(
             other.count == u64::MAX
                 || Some(other.count)
@@ -583,7 +582,7 @@ impl Sketch {
             });
         }
         let mut found = [None];
-        self.locate(cum, &[k], &mut found);
+        self.locate(&[k - cum], &mut found);
         // `None` only when saturated counts disagree with `count`.
         let value = found[0].map_or(self.max, |pos| self.bucket_answer(self.lo + pos as i64));
         Some(Quantile {
@@ -626,10 +625,10 @@ impl Sketch {
             });
         }
         let rest = &order[in_zero..];
-        let ranks: Vec<u64> = rest.iter().map(|&(k, _)| k).collect();
+        let ranks: Vec<u64> = rest.iter().map(|&(k, _)| k - cum).collect();
         let mut found = vec![None; rest.len()];
         if !rest.is_empty() {
-            self.locate(cum, &ranks, &mut found);
+            self.locate(&ranks, &mut found);
         }
         for (&(_, i), pos) in rest.iter().zip(found) {
             // `None` only when saturated counts disagree with `count`.
@@ -648,6 +647,22 @@ impl Sketch {
         self.lo <= self.hi
     }
 
+    /// Lowest and highest non-empty bucket indices, `None` without any.
+    fn bucket_span(&self) -> Option<(i64, i64)> {
+        self.has_buckets().then_some((self.lo, self.hi))
+    }
+
+    /// The counts of `lo..=hi` (empty without buckets), as they are stored.
+    fn span_counts(&self) -> Src<'_> {
+        if self.has_buckets() {
+            let a = (self.lo - self.offset) as usize;
+            let b = (self.hi - self.offset) as usize;
+            self.counts.slice(a..=b)
+        } else {
+            Src::Wide(&[])
+        }
+    }
+
     /// Sum of the positive buckets without reading them: every path that
     /// adds to a bucket adds the same amount to `count` (and moving buckets
     /// into the zero bucket keeps the sum), so `count - zero_count` is exact
@@ -659,12 +674,13 @@ impl Sketch {
     }
 
     /// Positions (0 is bucket `lo`) of the buckets holding the ascending
-    /// `ranks`, counting from `cum` (the zero bucket's share).
-    fn locate(&self, cum: u64, ranks: &[u64], out: &mut [Option<usize>]) {
+    /// `ranks`, counted after the zero bucket (rank 1 is the first value in
+    /// bucket `lo`).
+    fn locate(&self, ranks: &[u64], out: &mut [Option<usize>]) {
         if self.has_buckets() {
             let a = (self.lo - self.offset) as usize;
             let b = (self.hi - self.offset) as usize;
-            self.counts.locate(a..=b, cum, ranks, out);
+            self.counts.locate(a..=b, ranks, out);
         }
     }
 
@@ -1114,8 +1130,8 @@ impl IndexConverter {
             i >> self.from.saturating_sub(self.to).min(63)
         } else {
             let k = self.to.saturating_sub(self.from).min(62) as u32;
-            match (i + 1).checked_mul(1 << k) {
-                Some(v) => v - 1,
+            match (i + 1).checked_mul(1 << k).and_then(|v| v.checked_sub(1)) {
+                Some(v) => v,
                 None if i < 0 => self.lo,
                 None => self.hi,
             }
@@ -1738,6 +1754,52 @@ mod tests {
         n.merge_exponential(6, 0, 0.0, 0, &[1 << 40, 1, 1 << 40], None, None, None);
         assert_eq!(n.count(), (1 << 41) + 2);
         assert_eq!(n.positive_buckets().2, &[1 << 40, 2, 1 << 40][..]);
+    }
+
+    #[test]
+    fn huge_zero_counts_keep_quantiles_in_their_buckets() {
+        let mut s = Sketch::new();
+        s.insert_n(1.0, 5000).expect("valid");
+        s.insert_n(2.0, 5).expect("valid");
+        s.insert_n(0.0, u64::MAX - 3000).expect("valid");
+        assert!(is_wide(&s), "a count past u32::MAX widens, zeros included");
+        assert_eq!(s.count(), u64::MAX);
+        // Rank u64::MAX - 2047 lies among the 1.0s, past the zero bucket.
+        let q = 1.0 - f64::EPSILON / 2.0;
+        let expected = s.bucket_answer(index_of(1.0, s.scale()));
+        assert_eq!(s.quantile(q).map(|a| a.value), Some(expected));
+        assert_eq!(s.quantiles(&[q])[0].map(|a| a.value), Some(expected));
+        // The same walk over narrow counts with a zero bucket in front.
+        let mut n = Sketch::new();
+        n.insert_n(0.0, 1000).expect("valid");
+        n.insert_n(1.0, 10).expect("valid");
+        n.insert_n(2.0, 10).expect("valid");
+        assert!(!is_wide(&n));
+        let one = n.bucket_answer(index_of(1.0, 6));
+        let two = n.bucket_answer(index_of(2.0, 6));
+        let at = |k: u64| k as f64 / n.count() as f64;
+        assert_eq!(n.quantile(at(1000)).map(|a| a.value), Some(0.0));
+        assert_eq!(n.quantile(at(1001)).map(|a| a.value), Some(one));
+        assert_eq!(n.quantile(at(1010)).map(|a| a.value), Some(one));
+        assert_eq!(n.quantile(at(1011)).map(|a| a.value), Some(two));
+        let many: Vec<f64> = n
+            .quantiles(&[at(1011), at(1000), at(1001)])
+            .into_iter()
+            .map(|a| a.expect("in range").value)
+            .collect();
+        assert_eq!(many, [two, 0.0, one]);
+    }
+
+    #[test]
+    fn far_coarser_scales_clamp_instead_of_overflowing() {
+        // (-1025 + 1) * 2^53 is exactly i64::MIN: one less would overflow.
+        let mut s = Sketch::new();
+        s.merge_exponential(-63, 0, 0.0, -1025, &[1], None, None, None);
+        assert_eq!(s.count(), 1);
+        let (lo, _) = index_range(s.scale());
+        assert_eq!(i64::from(s.positive_buckets().1), lo);
+        let v = s.quantile(0.5).expect("non-empty").value;
+        assert!(v < f64::MIN_POSITIVE, "a tiny bucket stays tiny, got {v:e}");
     }
 
     #[test]

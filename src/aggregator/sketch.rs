@@ -39,6 +39,7 @@ mod buckets;
 
 use std::borrow::Cow;
 use std::fmt;
+use std::ops::RangeInclusive;
 use std::sync::OnceLock;
 
 use buckets::{Buckets, Src};
@@ -429,15 +430,13 @@ impl Sketch {
     /// The slice runs from the lowest to the highest non-empty bucket; it is
     /// empty (with offset 0) when no positive value was seen.
     pub fn positive_buckets(&self) -> (i32, i32, Cow<'_, [u64]>) {
-        if !self.has_buckets() {
+        let Some(span) = self.span_positions() else {
             return (self.scale, 0, Cow::Borrowed(&[]));
-        }
-        let a = (self.lo - self.offset) as usize;
-        let b = (self.hi - self.offset) as usize;
+        };
         // `lo` is a real bucket index, and those fit in i32 at every scale.
         let offset =
             i32::try_from(self.lo).unwrap_or(if self.lo < 0 { i32::MIN } else { i32::MAX });
-        (self.scale, offset, self.counts.to_wide(a..=b))
+        (self.scale, offset, self.counts.slice(span).to_wide())
     }
 
     /// The whole state as plain data; [`Sketch::from_parts`] rebuilds it.
@@ -652,15 +651,16 @@ impl Sketch {
         self.has_buckets().then_some((self.lo, self.hi))
     }
 
+    /// Positions in `counts` of the buckets `lo..=hi`, `None` without any.
+    fn span_positions(&self) -> Option<RangeInclusive<usize>> {
+        self.has_buckets()
+            .then(|| (self.lo - self.offset) as usize..=(self.hi - self.offset) as usize)
+    }
+
     /// The counts of `lo..=hi` (empty without buckets), as they are stored.
     fn span_counts(&self) -> Src<'_> {
-        if self.has_buckets() {
-            let a = (self.lo - self.offset) as usize;
-            let b = (self.hi - self.offset) as usize;
-            self.counts.slice(a..=b)
-        } else {
-            Src::Wide(&[])
-        }
+        self.span_positions()
+            .map_or(Src::Wide(&[]), |span| self.counts.slice(span))
     }
 
     /// Sum of the positive buckets without reading them: every path that
@@ -677,10 +677,8 @@ impl Sketch {
     /// `ranks`, counted after the zero bucket (rank 1 is the first value in
     /// bucket `lo`).
     fn locate(&self, ranks: &[u64], out: &mut [Option<usize>]) {
-        if self.has_buckets() {
-            let a = (self.lo - self.offset) as usize;
-            let b = (self.hi - self.offset) as usize;
-            self.counts.locate(a..=b, ranks, out);
+        if let Some(span) = self.span_positions() {
+            self.counts.locate(span, ranks, out);
         }
     }
 
@@ -802,20 +800,20 @@ impl Sketch {
             .min(self.max_buckets)
             .max(needed);
         let headroom = (new_len - needed) as i64;
-        let had = self.has_buckets();
+        let span = self.span_positions();
+        let had = span.is_some();
         let new_offset = match (had && lo < self.lo, had && hi > self.hi) {
             (true, false) => lo - headroom,
             (false, true) => lo,
             _ => lo - headroom / 2,
         };
-        if !had {
+        let Some(src) = span else {
             if new_len != len {
                 self.counts.reset(new_len);
             }
             self.offset = new_offset;
             return;
-        }
-        let src = (self.lo - self.offset) as usize..=(self.hi - self.offset) as usize;
+        };
         let dst = (self.lo - new_offset) as usize;
         self.counts.relocate(new_len, src, dst);
         self.offset = new_offset;

@@ -199,22 +199,12 @@ impl RunStore for MemoryStore {
         self.with(move |inner| {
             let key = (event_id.to_string(), exporter.to_string());
             if let Some(d) = inner.outbox.get_mut(&key) {
+                let (state, next_at, error) = attempt.outcome();
                 d.attempts += 1;
                 d.updated_at = now;
-                match attempt {
-                    Attempt::Delivered => {
-                        d.state = DeliveryState::Delivered;
-                        d.last_error = None;
-                    }
-                    Attempt::Retry { next_at, error } => {
-                        d.next_attempt_at = *next_at;
-                        d.last_error = Some(error.clone());
-                    }
-                    Attempt::Failed { error } => {
-                        d.state = DeliveryState::Failed;
-                        d.last_error = Some(error.clone());
-                    }
-                }
+                d.state = state;
+                d.next_attempt_at = next_at.unwrap_or(d.next_attempt_at);
+                d.last_error = error.map(str::to_string);
             }
         })
     }

@@ -179,6 +179,20 @@ pub enum Attempt {
     },
 }
 
+impl Attempt {
+    /// What the attempt makes of its outbox row: the new state, the next
+    /// attempt time when it changes, and the error to keep (`None` clears it).
+    pub fn outcome(&self) -> (DeliveryState, Option<UnixNanos>, Option<&str>) {
+        match self {
+            Attempt::Delivered => (DeliveryState::Delivered, None, None),
+            Attempt::Retry { next_at, error } => {
+                (DeliveryState::Pending, Some(*next_at), Some(error.as_str()))
+            }
+            Attempt::Failed { error } => (DeliveryState::Failed, None, Some(error.as_str())),
+        }
+    }
+}
+
 /// Where runs, their window history, transitions, the outbox and the
 /// checkpoints live. See the module documentation for why it is async.
 pub trait RunStore: Send + Sync + std::fmt::Debug {

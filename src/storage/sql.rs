@@ -476,15 +476,8 @@ impl RunStore for SqlStore {
         now: UnixNanos,
     ) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            let (state, next_at, error) = match attempt {
-                Attempt::Delivered => (DeliveryState::Delivered, None, None),
-                Attempt::Retry { next_at, error } => (
-                    DeliveryState::Pending,
-                    Some(int(*next_at)),
-                    Some(error.as_str()),
-                ),
-                Attempt::Failed { error } => (DeliveryState::Failed, None, Some(error.as_str())),
-            };
+            let (state, next_at, error) = attempt.outcome();
+            let next_at = next_at.map(int);
             sqlx::query(
                 "UPDATE outbox SET state = $1, attempts = attempts + 1, updated_at = $2, \
                  next_attempt_at = COALESCE($3, next_attempt_at), last_error = $4 \

@@ -10,7 +10,7 @@ use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -101,13 +101,7 @@ struct Verdict {
 impl Verdict {
     /// Starts `verdict run` on `file` and waits until it is ready.
     fn start(file: &Path) -> Verdict {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_verdict"))
-            .args(["--log-format", "json", "run", "-c"])
-            .arg(file)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("verdict starts");
+        let mut child = crate::spawn_run(file);
         let stdout = Arc::new(Mutex::new(Vec::new()));
         let out = child.stdout.take().expect("stdout");
         let lines = stdout.clone();
@@ -212,12 +206,7 @@ impl Verdict {
     }
 
     async fn metrics(&self) -> String {
-        reqwest::get(format!("http://{}/metrics", self.prometheus))
-            .await
-            .expect("scrape")
-            .text()
-            .await
-            .expect("body")
+        crate::scrape(self.prometheus).await
     }
 }
 

@@ -79,6 +79,28 @@ pub async fn get_json(url: &str) -> (u16, serde_json::Value) {
     (status, body)
 }
 
+/// Starts the real binary as `verdict --log-format json run -c file`, with
+/// stdout (the `log` exporter's events) and stderr piped.
+pub fn spawn_run(file: &std::path::Path) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_verdict"))
+        .args(["--log-format", "json", "run", "-c"])
+        .arg(file)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("verdict starts")
+}
+
+/// The Prometheus text exposition served at `addr`.
+pub async fn scrape(addr: std::net::SocketAddr) -> String {
+    reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("body")
+}
+
 /// Waits (up to 20 s) until the run of `subject` of contract `checkout` is
 /// PROMOTED or ROLLED_BACK, and returns its API body.
 pub async fn final_run(api: std::net::SocketAddr, subject: &str) -> serde_json::Value {
@@ -95,6 +117,24 @@ pub async fn final_run(api: std::net::SocketAddr, subject: &str) -> serde_json::
         },
     )
     .await
+}
+
+/// [`final_run`], asserting its state and that its reason contains
+/// `reason`.
+pub async fn final_run_is(
+    api: std::net::SocketAddr,
+    subject: &str,
+    state: &str,
+    reason: &str,
+) -> serde_json::Value {
+    let body = final_run(api, subject).await;
+    assert_eq!(body["state"], state, "{subject}: {body}");
+    let got = body["reason"].as_str().unwrap_or("");
+    assert!(
+        got.contains(reason),
+        "{subject}: reason {got:?} lacks {reason:?}"
+    );
+    body
 }
 
 /// Current time in UNIX nanoseconds.

@@ -268,12 +268,7 @@ async fn metrics_with_a_wrong_latency_unit_are_rejected_loudly() {
             && msg.contains("http.server.request.duration has unit \"{request}\""),
         "{msg}"
     );
-    let text = reqwest::get(format!("http://{}/metrics", server.prometheus[0].1))
-        .await
-        .expect("scrape")
-        .text()
-        .await
-        .expect("body");
+    let text = crate::scrape(server.prometheus[0].1).await;
     assert!(
         text.lines()
             .any(|l| l.starts_with("verdict_receiver_rejected_items_total")

@@ -255,12 +255,7 @@ async fn series_beyond_max_series_overflow() {
         req.resource_spans.push(rs);
     }
     let scrape = |prom: std::net::SocketAddr| async move {
-        let text = reqwest::get(format!("http://{prom}/metrics"))
-            .await
-            .expect("scrape")
-            .text()
-            .await
-            .expect("body");
+        let text = crate::scrape(prom).await;
         text.lines()
             .find_map(|l| l.strip_prefix("verdict_series_overflow_total "))
             .and_then(|v| v.trim().parse::<f64>().ok())

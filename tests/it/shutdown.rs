@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 #[test]
@@ -18,13 +18,7 @@ fn sigterm_stops_with_exit_0_and_closes_listeners() {
         ),
     );
     let file = &pipeline.path;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_verdict"))
-        .args(["--log-format", "json", "run", "-c"])
-        .arg(file)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starts");
+    let mut child = crate::spawn_run(file);
     let stderr = child.stderr.take().expect("stderr");
     let stdout = child.stdout.take().expect("stdout");
     let events = std::thread::spawn(move || {

@@ -21,6 +21,12 @@ use multiversion::multiversion;
 /// Largest total a sketch may hold while its buckets are narrow.
 const NARROW_MAX: u64 = u32::MAX as u64;
 
+/// Whether a sketch holding `count` values may take `more` with narrow counts.
+#[inline(always)]
+fn fits_narrow(count: u64, more: u64) -> bool {
+    count.checked_add(more).is_some_and(|t| t <= NARROW_MAX)
+}
+
 /// A bucket count type: `u32` or `u64`.
 pub(super) trait Count: Copy + Default + Eq + Into<u64> + Send + Sync + 'static {
     /// `v` truncated to this type; callers only pass values that fit.
@@ -84,7 +90,7 @@ impl Buckets {
     /// take `more`, so that narrow counts never overflow.
     pub(super) fn reserve(&mut self, count: u64, more: u64) {
         if let Buckets::Narrow(c) = self {
-            if count.checked_add(more).is_none_or(|t| t > NARROW_MAX) {
+            if !fits_narrow(count, more) {
                 *self = Buckets::Wide(c.iter().map(|&v| u64::from(v)).collect());
             }
         }
@@ -97,7 +103,7 @@ impl Buckets {
     pub(super) fn try_add(&mut self, p: usize, n: u64, count: u64) -> bool {
         match self {
             Buckets::Narrow(c) => {
-                let fits = count.checked_add(n).is_some_and(|t| t <= NARROW_MAX);
+                let fits = fits_narrow(count, n);
                 if fits {
                     c[p] = c[p].wrapping_add(n as u32);
                 }
@@ -138,14 +144,6 @@ impl Buckets {
         match self {
             Buckets::Narrow(c) => Src::Narrow(&c[range]),
             Buckets::Wide(c) => Src::Wide(&c[range]),
-        }
-    }
-
-    /// Entries `range` as `u64`, borrowed when they already are.
-    pub(super) fn to_wide(&self, range: RangeInclusive<usize>) -> Cow<'_, [u64]> {
-        match self {
-            Buckets::Narrow(c) => Cow::Owned(c[range].iter().map(|&v| u64::from(v)).collect()),
-            Buckets::Wide(c) => Cow::Borrowed(&c[range]),
         }
     }
 
@@ -268,6 +266,14 @@ impl<'a> Src<'a> {
         match self {
             Src::Narrow(c) => u64::from(c[j]),
             Src::Wide(c) => c[j],
+        }
+    }
+
+    /// The entries as `u64`, borrowed when they already are.
+    pub(super) fn to_wide(self) -> Cow<'a, [u64]> {
+        match self {
+            Src::Narrow(c) => Cow::Owned(c.iter().map(|&v| u64::from(v)).collect()),
+            Src::Wide(c) => Cow::Borrowed(c),
         }
     }
 

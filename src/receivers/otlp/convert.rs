@@ -132,6 +132,17 @@ impl<T> Converted<T> {
         }
     }
 
+    /// Settles one item after it was offered to every pipeline: counted if
+    /// any took it, else rejected for the last reason a pipeline gave, else
+    /// ignored (no contract wanted it).
+    pub(super) fn settle(&mut self, accepted: bool, rejected: Option<RejectReason>) {
+        match (accepted, rejected) {
+            (true, _) => {}
+            (false, Some(reason)) => self.reject(reason),
+            (false, None) => self.ignored += 1,
+        }
+    }
+
     /// Items rejected in total.
     pub fn rejected_count(&self) -> u64 {
         self.rejected.iter().map(|(_, n)| n).sum()
@@ -385,11 +396,7 @@ pub(crate) fn convert_span(
         out.batches[t.pipeline][shard].push(sample);
         accepted = true;
     }
-    match (accepted, rejected) {
-        (true, _) => {}
-        (false, Some(reason)) => out.reject(reason),
-        (false, None) => out.ignored += 1,
-    }
+    out.settle(accepted, rejected);
 }
 
 #[cfg(test)]
@@ -445,7 +452,8 @@ pub(super) mod tests {
         (input, vec![rx])
     }
 
-    fn kv(k: &str, v: any_value::Value) -> KeyValue {
+    /// An attribute (shared with the wire reader and metrics tests).
+    pub(crate) fn kv(k: &str, v: any_value::Value) -> KeyValue {
         KeyValue {
             key: k.into(),
             value: Some(AnyValue { value: Some(v) }),
@@ -453,7 +461,8 @@ pub(super) mod tests {
         }
     }
 
-    fn s(v: &str) -> any_value::Value {
+    /// A string attribute value.
+    pub(crate) fn s(v: &str) -> any_value::Value {
         any_value::Value::StringValue(v.into())
     }
 

@@ -308,11 +308,7 @@ fn place(
         out.batches[t.pipeline][shard].push(sample);
         accepted = true;
     }
-    match (accepted, rejected) {
-        (true, _) => {}
-        (false, Some(reason)) => out.reject(reason),
-        (false, None) => out.ignored += 1,
-    }
+    out.settle(accepted, rejected);
 }
 
 /// The requests of a point failed: a server error status or an `error.type`.

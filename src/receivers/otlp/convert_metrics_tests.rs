@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue};
+use opentelemetry_proto::tonic::common::v1::any_value;
 use opentelemetry_proto::tonic::metrics::v1::{
     exponential_histogram_data_point, metric, ExponentialHistogram, Histogram, ResourceMetrics,
     ScopeMetrics, Sum,
@@ -16,6 +16,7 @@ use crate::aggregator::{Router, ShardBatch};
 use crate::clock::ManualClock;
 use crate::config::{ContractSpec, Thresholds};
 use crate::contracts::{CompiledContract, Figures};
+use crate::receivers::otlp::convert::tests::{kv, s};
 use crate::receivers::otlp::json::decode_metrics;
 
 const S: u64 = 1_000_000_000;
@@ -53,18 +54,6 @@ fn default_pipeline() -> (PipelineInput, tokio::sync::mpsc::Receiver<ShardBatch>
         "http.server.request.duration",
         "validation.conversions",
     ))
-}
-
-fn kv(k: &str, v: any_value::Value) -> KeyValue {
-    KeyValue {
-        key: k.into(),
-        value: Some(AnyValue { value: Some(v) }),
-        ..Default::default()
-    }
-}
-
-fn s(v: &str) -> any_value::Value {
-    any_value::Value::StringValue(v.into())
 }
 
 fn request(metrics: Vec<Metric>) -> ExportMetricsServiceRequest {

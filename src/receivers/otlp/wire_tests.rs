@@ -8,8 +8,9 @@ use crate::clock::ManualClock;
 use crate::config::{AttributeMatch, ContractSpec, Thresholds};
 use crate::contracts::CompiledContract;
 use crate::receivers::otlp::convert;
+use crate::receivers::otlp::convert::tests::kv;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::common::v1::{any_value, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::span::Event;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
@@ -43,14 +44,6 @@ fn pipeline() -> PipelineInput {
         allowed_lateness: 10_000_000_000,
         max_clock_skew: 300_000_000_000,
         clock: Arc::new(ManualClock::new(NOW)),
-    }
-}
-
-fn kv(k: &str, v: any_value::Value) -> KeyValue {
-    KeyValue {
-        key: k.into(),
-        value: Some(AnyValue { value: Some(v) }),
-        ..Default::default()
     }
 }
 

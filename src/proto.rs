@@ -6,7 +6,7 @@
 //! with serde (proto field names, enums by their short name, unset optional
 //! fields as null), so the protobuf and JSON forms cannot drift apart.
 
-use serde::Serializer;
+use serde::{Serialize as _, Serializer};
 
 use crate::contracts::{Figures, WindowVerdict};
 use crate::model::{rfc3339_millis, rfc3339_seconds, Subject};
@@ -42,25 +42,29 @@ impl From<WindowVerdict> for v1::WindowResult {
 /// Serialises a `RunState` field (an `i32` in prost) by its JSON name
 /// (`ROLLED_BACK`).
 pub fn run_state_name<S: Serializer>(v: &i32, s: S) -> Result<S::Ok, S::Error> {
-    let name = match v1::RunState::try_from(*v) {
-        Ok(v1::RunState::Pending) => "PENDING",
-        Ok(v1::RunState::Validating) => "VALIDATING",
-        Ok(v1::RunState::Promoted) => "PROMOTED",
-        Ok(v1::RunState::RolledBack) => "ROLLED_BACK",
-        Ok(v1::RunState::Unspecified) | Err(_) => "UNSPECIFIED",
-    };
-    s.serialize_str(name)
+    match RunState::ALL
+        .into_iter()
+        .find(|&st| v1::RunState::from(st) as i32 == *v)
+    {
+        Some(st) => st.serialize(s),
+        None => s.serialize_str("UNSPECIFIED"),
+    }
 }
 
 /// Serialises a `WindowResult` field by its JSON name (`pass`).
 pub fn window_result_name<S: Serializer>(v: &i32, s: S) -> Result<S::Ok, S::Error> {
-    let name = match v1::WindowResult::try_from(*v) {
-        Ok(v1::WindowResult::Pass) => "pass",
-        Ok(v1::WindowResult::Fail) => "fail",
-        Ok(v1::WindowResult::Insufficient) => "insufficient",
-        Ok(v1::WindowResult::Unspecified) | Err(_) => "unspecified",
-    };
-    s.serialize_str(name)
+    let all = [
+        WindowVerdict::Pass,
+        WindowVerdict::Fail,
+        WindowVerdict::Insufficient,
+    ];
+    match all
+        .into_iter()
+        .find(|&w| v1::WindowResult::from(w) as i32 == *v)
+    {
+        Some(w) => w.serialize(s),
+        None => s.serialize_str("unspecified"),
+    }
 }
 
 fn attributes(s: &Subject) -> std::collections::BTreeMap<String, String> {

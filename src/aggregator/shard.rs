@@ -34,6 +34,14 @@ pub struct Shard {
 }
 
 impl Shard {
+    /// A copy of this shard's open windows, for the engine's checkpoint.
+    fn snapshot(&self) -> EngineInput {
+        EngineInput::Snapshot {
+            shard: self.id,
+            series: self.state.snapshot(),
+        }
+    }
+
     /// Runs until the input closes and is drained, then sends its open
     /// windows one last time so that a graceful stop checkpoints them.
     pub async fn run(mut self) {
@@ -83,7 +91,7 @@ impl Shard {
                 // Then the checkpoint: a copy of the open windows, so that a
                 // kill -9 loses at most one interval of accepted samples.
                 _ = checkpoint.tick() => {
-                    let snapshot = EngineInput::Snapshot { shard: self.id, series: self.state.snapshot() };
+                    let snapshot = self.snapshot();
                     if self.output.send(snapshot).await.is_err() {
                         return;
                     }
@@ -92,7 +100,7 @@ impl Shard {
                     let Some(batch) = batch else {
                         // Every receiver is gone and the queue is drained:
                         // the open windows go to the final checkpoint.
-                        let snapshot = EngineInput::Snapshot { shard: self.id, series: self.state.snapshot() };
+                        let snapshot = self.snapshot();
                         let _ = self.output.send(snapshot).await;
                         break;
                     };
@@ -108,7 +116,7 @@ impl Shard {
                         ShardItems::Points(points) => {
                             for point in points {
                                 let (series, ts) = (point.series.clone(), point.ts);
-                                if self.state.record_point(point) == RecordOutcome::NewSeries {
+                                if self.state.record_point_of(&series, point) == RecordOutcome::NewSeries {
                                     seen.push(EngineInput::SeriesSeen { series, ts });
                                 }
                             }

@@ -582,10 +582,8 @@ impl Sketch {
         }
         let mut found = [None];
         self.locate(&[k - cum], &mut found);
-        // `None` only when saturated counts disagree with `count`.
-        let value = found[0].map_or(self.max, |pos| self.bucket_answer(self.lo + pos as i64));
         Some(Quantile {
-            value,
+            value: self.located_answer(found[0]),
             relative_error,
         })
     }
@@ -626,14 +624,10 @@ impl Sketch {
         let rest = &order[in_zero..];
         let ranks: Vec<u64> = rest.iter().map(|&(k, _)| k - cum).collect();
         let mut found = vec![None; rest.len()];
-        if !rest.is_empty() {
-            self.locate(&ranks, &mut found);
-        }
+        self.locate(&ranks, &mut found);
         for (&(_, i), pos) in rest.iter().zip(found) {
-            // `None` only when saturated counts disagree with `count`.
-            let value = pos.map_or(self.max, |pos| self.bucket_answer(self.lo + pos as i64));
             out[i] = Some(Quantile {
-                value,
+                value: self.located_answer(pos),
                 relative_error,
             });
         }
@@ -677,9 +671,13 @@ impl Sketch {
     /// `ranks`, counted after the zero bucket (rank 1 is the first value in
     /// bucket `lo`).
     fn locate(&self, ranks: &[u64], out: &mut [Option<usize>]) {
-        if let Some(span) = self.span_positions() {
-            self.counts.locate(span, ranks, out);
-        }
+        self.span_counts().locate(ranks, out);
+    }
+
+    /// The answer for a bucket position found by [`Sketch::locate`]; `None`
+    /// only when saturated counts disagree with `count`: the maximum.
+    fn located_answer(&self, pos: Option<usize>) -> f64 {
+        pos.map_or(self.max, |pos| self.bucket_answer(self.lo + pos as i64))
     }
 
     /// 1-based nearest rank for `q`, `None` if the sketch is empty or `q` is

@@ -456,9 +456,16 @@ impl ShardState {
     /// sets a baseline, repeats an earlier one or finds the stream table full
     /// changes no window ([`RecordOutcome::Uncounted`]).
     pub fn record_point(&mut self, point: PointSample) -> RecordOutcome {
-        let (series, ts) = (point.series.clone(), point.ts);
+        let series = point.series.clone();
+        self.record_point_of(&series, point)
+    }
+
+    /// [`ShardState::record_point`] for a caller that already holds a copy
+    /// of the point's series key (`series` is `point.series`).
+    pub fn record_point_of(&mut self, series: &SeriesKey, point: PointSample) -> RecordOutcome {
+        let ts = point.ts;
         match self.streams.delta(point) {
-            Delta::Count(kind) => self.record_with(&series, ts, |acc| acc.record_point(&kind)),
+            Delta::Count(kind) => self.record_with(series, ts, |acc| acc.record_point(&kind)),
             Delta::Baseline | Delta::Stale | Delta::Overflow => RecordOutcome::Uncounted,
         }
     }

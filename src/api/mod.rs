@@ -14,13 +14,13 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, MethodRouter};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
 use crate::model::rfc3339_millis;
-use crate::receivers::otlp::constant_time_eq;
+use crate::receivers::otlp::bearer_ok;
 use crate::runs::engine::{ManualAction, ManualError};
 use crate::runs::task::Command;
 use crate::runs::RunState;
@@ -43,9 +43,18 @@ pub fn router(catalog: Arc<Catalog>) -> Router {
         .route("/api/v1/runs/{contract}", get(contract_runs))
         .route("/api/v1/runs/{contract}/{*subject}", get(subject_run))
         .route("/api/v1/deliveries", get(deliveries))
-        .route("/api/v1/promote/{contract}/{*subject}", post(promote))
-        .route("/api/v1/rollback/{contract}/{*subject}", post(rollback))
-        .route("/api/v1/reset/{contract}/{*subject}", post(reset))
+        .route(
+            "/api/v1/promote/{contract}/{*subject}",
+            manual_route(ManualAction::Promote),
+        )
+        .route(
+            "/api/v1/rollback/{contract}/{*subject}",
+            manual_route(ManualAction::Rollback),
+        )
+        .route(
+            "/api/v1/reset/{contract}/{*subject}",
+            manual_route(ManualAction::Reset),
+        )
         .with_state(catalog)
 }
 
@@ -204,44 +213,14 @@ async fn deliveries(
     }
 }
 
-/// Checks `Authorization: Bearer <token>` when a token is configured.
-fn authorized(c: &Catalog, headers: &HeaderMap) -> bool {
-    let Some(token) = &c.api_token else {
-        return true;
-    };
-    let presented = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .map(|h| h.as_bytes())
-        .and_then(|h| h.strip_prefix(b"Bearer "))
-        .unwrap_or(b"");
-    constant_time_eq(presented, token.as_bytes())
-}
-
-async fn promote(
-    State(c): State<Arc<Catalog>>,
-    Path((contract, subject)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    manual(c, ManualAction::Promote, contract, subject, headers, body).await
-}
-
-async fn rollback(
-    State(c): State<Arc<Catalog>>,
-    Path((contract, subject)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    manual(c, ManualAction::Rollback, contract, subject, headers, body).await
-}
-
-async fn reset(
-    State(c): State<Arc<Catalog>>,
-    Path((contract, subject)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    manual(c, ManualAction::Reset, contract, subject, headers, body).await
+/// `POST` of one manual action.
+fn manual_route(action: ManualAction) -> MethodRouter<Arc<Catalog>> {
+    post(
+        move |State(c): State<Arc<Catalog>>,
+              Path((contract, subject)): Path<(String, String)>,
+              headers: HeaderMap,
+              body: Bytes| manual(c, action, contract, subject, headers, body),
+    )
 }
 
 /// Routes a manual decision through the engine that owns the run.
@@ -253,7 +232,10 @@ async fn manual(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if !authorized(&c, &headers) {
+    let header = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .map(|h| h.as_bytes());
+    if !bearer_ok(c.api_token.as_deref(), header) {
         return (
             StatusCode::UNAUTHORIZED,
             [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],

@@ -523,12 +523,7 @@ fn probe(raw: RawProbeReceiver, path: &str, errors: &mut Errors) -> Option<Probe
         &at("requests"),
         errors,
     );
-    let duration = take(raw.duration, &at("duration"), errors).map(|HumanDuration(d)| {
-        if d.is_zero() {
-            errors.push(at("duration"), "must be greater than 0");
-        }
-        d
-    });
+    let duration = optional_positive_duration(raw.duration, &at("duration"), errors);
     if requests_given && duration.is_some() {
         errors.push(path, "set requests or duration, not both");
     }
@@ -548,12 +543,7 @@ fn probe(raw: RawProbeReceiver, path: &str, errors: &mut Errors) -> Option<Probe
     );
     let rate = finite(raw.rate, &at("rate"), errors)
         .and_then(|r| parsed(probe_plan::check_rate(r).map(|()| r), &at("rate"), errors));
-    let interval = take(raw.interval, &at("interval"), errors).map(|HumanDuration(d)| {
-        if d.is_zero() {
-            errors.push(at("interval"), "must be greater than 0");
-        }
-        d
-    });
+    let interval = optional_positive_duration(raw.interval, &at("interval"), errors);
     let conversion_header =
         take(raw.conversion_header, &at("conversion_header"), errors).and_then(|h| {
             parsed(
@@ -823,12 +813,7 @@ fn contract(raw: RawContract, name: &str, path: &str, errors: &mut Errors) -> Op
         &at("fail_windows"),
         errors,
     );
-    let max_duration = take(raw.max_duration, &at("max_duration"), errors).map(|d| {
-        if d.0.is_zero() {
-            errors.push(at("max_duration"), "must be greater than 0");
-        }
-        d.0
-    });
+    let max_duration = optional_positive_duration(raw.max_duration, &at("max_duration"), errors);
     let on_timeout = one_of(
         raw.on_timeout,
         &[
@@ -1830,11 +1815,18 @@ fn positive_duration(
     path: &str,
     errors: &mut Errors,
 ) -> Duration {
-    let Some(HumanDuration(d)) = take(raw, path, errors) else {
-        return default;
-    };
+    optional_positive_duration(raw, path, errors).unwrap_or(default)
+}
+
+/// A duration that must be > 0; `None` when absent.
+fn optional_positive_duration(
+    raw: Field<HumanDuration>,
+    path: &str,
+    errors: &mut Errors,
+) -> Option<Duration> {
+    let HumanDuration(d) = take(raw, path, errors)?;
     if d.is_zero() {
         errors.push(path, "must be greater than 0");
     }
-    d
+    Some(d)
 }

@@ -215,7 +215,7 @@ impl ContractSpec {
 }
 
 /// The absolute thresholds of a contract; `None` = not checked.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize)]
 pub struct Thresholds {
     /// Maximum p95 latency in milliseconds (> 0).
     pub max_p95_latency_ms: Option<f64>,

@@ -58,6 +58,9 @@ pub struct Worker {
     pub store: Arc<dyn RunStore>,
     /// Woken by the run engines after a commit with rows for this exporter.
     pub notify: Arc<Notify>,
+    /// Whether this worker purges old delivered rows. The purge covers every
+    /// exporter's rows, so one worker does it.
+    pub purge: bool,
     /// Wall clock.
     pub clock: SharedClock,
     /// Cancelled once the engines have stopped: one last pass, then exit.
@@ -88,7 +91,7 @@ impl Worker {
                 // left stays pending and is delivered after the restart.
                 return;
             }
-            if last_purge.is_none_or(|t| t.elapsed() >= IDLE_WAKE * 60) {
+            if self.purge && last_purge.is_none_or(|t| t.elapsed() >= IDLE_WAKE * 60) {
                 last_purge = Some(tokio::time::Instant::now());
                 let before = self
                     .clock

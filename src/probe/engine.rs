@@ -51,7 +51,7 @@ pub async fn run_target(
     plan: &ProbePlan,
     observer: Arc<dyn Observer>,
 ) -> RunResult {
-    let plan = Arc::new(plan.clone());
+    let (amount, rate) = (plan.amount, plan.rate);
     let next = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let workers = match plan.amount {
@@ -62,9 +62,10 @@ pub async fn run_target(
     };
     let mut set = JoinSet::new();
     for _ in 0..workers.max(1) {
-        let (target, plan, next, observer) =
-            (target.clone(), plan.clone(), next.clone(), observer.clone());
-        set.spawn(async move { worker(&target, &plan, &next, start, observer.as_ref()).await });
+        let (target, next, observer) = (target.clone(), next.clone(), observer.clone());
+        set.spawn(
+            async move { worker(&target, amount, rate, &next, start, observer.as_ref()).await },
+        );
     }
     let mut tally = Tally::default();
     while let Some(joined) = set.join_next().await {
@@ -84,25 +85,26 @@ pub async fn run_target(
 /// Takes request numbers until the plan is done.
 async fn worker(
     target: &Target,
-    plan: &ProbePlan,
+    amount: Amount,
+    rate: Option<f64>,
     next: &AtomicU64,
     start: Instant,
     observer: &dyn Observer,
 ) -> Tally {
     let mut tally = Tally::default();
     let mut connection = Connection::default();
-    let deadline = match plan.amount {
+    let deadline = match amount {
         Amount::Duration(d) => Some(start + d),
         Amount::Requests(_) => None,
     };
     loop {
         let i = next.fetch_add(1, Ordering::Relaxed);
-        if let Amount::Requests(n) = plan.amount {
+        if let Amount::Requests(n) = amount {
             if i >= n {
                 break;
             }
         }
-        if let Some(rate) = plan.rate {
+        if let Some(rate) = rate {
             // Validation keeps the rate positive and finite; a schedule past
             // what `Instant` can hold simply ends the run.
             let due = Duration::try_from_secs_f64(i as f64 / rate)

@@ -8,6 +8,8 @@ use std::time::Duration;
 use reqwest::header::CONTENT_TYPE;
 use reqwest::StatusCode;
 
+use crate::exporters::webhook::{classify, StatusClass};
+
 /// How often and how patiently a hook is retried.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RetryPolicy {
@@ -88,14 +90,16 @@ pub async fn deliver(
             .send()
             .await;
         match sent {
-            Ok(r) if r.status().is_success() => return Ok(attempt),
-            Ok(r) if r.status().is_client_error() && !retryable(r.status()) => {
-                return Err(HookError::Rejected {
-                    url: url.to_string(),
-                    status: r.status(),
-                })
-            }
-            Ok(r) => last = format!("HTTP {}", r.status()),
+            Ok(r) => match classify(r.status().as_u16()) {
+                StatusClass::Delivered => return Ok(attempt),
+                StatusClass::Final => {
+                    return Err(HookError::Rejected {
+                        url: url.to_string(),
+                        status: r.status(),
+                    })
+                }
+                StatusClass::Retry => last = format!("HTTP {}", r.status()),
+            },
             Err(e) => last = e.to_string(),
         }
         if attempt < attempts {
@@ -109,9 +113,4 @@ pub async fn deliver(
         attempts,
         last,
     })
-}
-
-/// 408 and 429 say "later", not "never".
-fn retryable(status: StatusCode) -> bool {
-    status == StatusCode::REQUEST_TIMEOUT || status == StatusCode::TOO_MANY_REQUESTS
 }

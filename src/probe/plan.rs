@@ -69,14 +69,6 @@ impl ProbePlan {
             conversion_header: HeaderName::from_static(DEFAULT_CONVERSION_HEADER),
         }
     }
-
-    /// The number of requests when it is known in advance.
-    pub fn requests(&self) -> Option<u64> {
-        match self.amount {
-            Amount::Requests(n) => Some(n),
-            Amount::Duration(_) => None,
-        }
-    }
 }
 
 /// An `http://` URL with a host. `https://` is refused with a reason: this

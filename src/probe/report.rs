@@ -13,27 +13,6 @@ use super::engine::RunResult;
 use crate::config::{ContractSpec, Thresholds};
 use crate::contracts::evaluate::check_thresholds;
 
-/// The thresholds a probe was judged by (`null` = not checked).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct ThresholdsReport {
-    /// Maximum p95 latency in milliseconds.
-    pub max_p95_latency_ms: Option<f64>,
-    /// Maximum error rate in percent.
-    pub max_error_rate_percent: Option<f64>,
-    /// Minimum conversion rate in percent.
-    pub min_conversion_rate_percent: Option<f64>,
-}
-
-impl From<Thresholds> for ThresholdsReport {
-    fn from(t: Thresholds) -> Self {
-        ThresholdsReport {
-            max_p95_latency_ms: t.max_p95_latency_ms,
-            max_error_rate_percent: t.max_error_rate_percent,
-            min_conversion_rate_percent: t.min_conversion_rate_percent,
-        }
-    }
-}
-
 /// The result of `verdict probe`: printed on stdout and POSTed to the hooks.
 /// Rates are over all requests sent; latency quantiles over every request
 /// that reached the target (responses of any status, and timeouts at the
@@ -67,7 +46,7 @@ pub struct ProbeReport {
     /// Relative error bound of the latency quantiles (the sketch's).
     pub latency_relative_error: f64,
     /// The thresholds judged by.
-    pub thresholds: ThresholdsReport,
+    pub thresholds: Thresholds,
     /// One sentence per failed check.
     pub failures: Vec<String>,
 }
@@ -112,7 +91,7 @@ pub fn judge(spec: &ContractSpec, url: &str, result: &RunResult) -> ProbeReport 
             0.0
         }),
         latency_relative_error: figures.latency_relative_error,
-        thresholds: spec.thresholds.into(),
+        thresholds: spec.thresholds,
         failures,
     }
 }

@@ -86,7 +86,7 @@ where
         let share = match budget.as_mut() {
             Some(b) if i == last => b.split(b.num_permits()),
             Some(b) => {
-                let units = (items.len() * std::mem::size_of::<T>()).div_ceil(otlp::BUDGET_UNIT);
+                let units = (items.len() * std::mem::size_of::<T>()).div_ceil(BUDGET_UNIT);
                 b.split(units.min(b.num_permits()))
             }
             None => None,
@@ -99,6 +99,9 @@ where
     Ok(())
 }
 
+/// Budget permits are KiB: `service.max_inflight_bytes` fits a semaphore.
+pub const BUDGET_UNIT: usize = 1024;
+
 /// Whole seconds a refused client should wait: grows with the pressure on
 /// the pipeline's queues (1 s when they are mostly drained, up to 5 s when
 /// every one is full).
@@ -109,5 +112,11 @@ fn retry_after(router: &Router) -> u32 {
         .map(|tx| 1.0 - tx.capacity() as f64 / tx.max_capacity().max(1) as f64)
         .sum::<f64>()
         / senders.len().max(1) as f64;
+    backoff_secs(used)
+}
+
+/// Whole seconds to wait when `used` (0–1) of a resource is taken: 1 s
+/// when little is, up to 5 s when all of it is.
+pub(crate) fn backoff_secs(used: f64) -> u32 {
     (1.0 + used * 4.0).round().clamp(1.0, 5.0) as u32
 }

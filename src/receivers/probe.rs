@@ -11,18 +11,19 @@
 //! shard queue is backpressure here, not loss: the samples wait for the next
 //! flush.
 
+use std::borrow::Cow;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::otlp::convert::targets;
 use super::{enqueue, PipelineInput};
 use crate::clock::SharedClock;
 use crate::config::{ProbeReceiverSpec, Source};
 use crate::contracts::{CompiledContract, Selection};
-use crate::model::series::BASELINE_SUBJECT;
-use crate::model::{Sample, SeriesKey, Subject, UnixNanos};
+use crate::model::{Sample, SeriesKey, UnixNanos};
 use crate::probe::client;
 use crate::probe::engine::{self, Observer};
 use crate::probe::{Observation, ProbePlan};
@@ -115,23 +116,24 @@ impl ProbeReceiver {
         pipelines: Vec<Arc<PipelineInput>>,
         clock: SharedClock,
     ) -> ProbeReceiver {
-        let mut targets = Vec::new();
-        for (pi, p) in pipelines.iter().enumerate() {
-            for (contract, selection) in select(&spec.resource, &p.contracts) {
-                let subject = match selection {
-                    Selection::Subject(subject) => subject,
-                    Selection::Baseline => Subject::named(BASELINE_SUBJECT),
-                    Selection::None | Selection::MissingAttribute(_) => continue,
-                };
-                let series = SeriesKey { contract, subject };
-                let shard = p.router.shard_of(&series);
-                targets.push(Target {
-                    pipeline: pi,
+        let attrs: Vec<(&str, Cow<'_, str>)> = spec
+            .resource
+            .iter()
+            .map(|(k, v)| (k.as_str(), Cow::Borrowed(v.as_str())))
+            .collect();
+        let inputs: Vec<&PipelineInput> = pipelines.iter().map(Arc::as_ref).collect();
+        let targets = targets(&attrs, &inputs, Source::Spans, &mut Vec::new())
+            .into_iter()
+            .filter_map(|t| {
+                let series = t.series?;
+                let shard = pipelines[t.pipeline].router.shard_of(&series);
+                Some(Target {
+                    pipeline: t.pipeline,
                     series,
                     shard,
-                });
-            }
-        }
+                })
+            })
+            .collect();
         ProbeReceiver {
             id: id.to_string(),
             plan: spec.plan.clone(),

@@ -227,11 +227,6 @@ impl Engine {
         &self.contracts
     }
 
-    /// The current run of a series, if it has one.
-    pub fn run(&self, key: &SeriesKey) -> Option<&RunRecord> {
-        self.runs.get(key)
-    }
-
     /// Handles one input; returns what to commit (and then announce).
     pub fn handle(&mut self, input: EngineInput, now: UnixNanos) -> Vec<Commit> {
         let mut out = Vec::new();
@@ -306,19 +301,16 @@ impl Engine {
                 "unknown contract {contract:?}"
             )));
         };
-        let key = self
+        let Some((key, run)) = self
             .runs
-            .keys()
-            .find(|k| k.contract as usize == index && k.subject.joined() == subject)
-            .cloned()
-            .ok_or_else(|| {
-                ManualError::NotFound(format!("contract {contract:?} has no run for {subject:?}"))
-            })?;
-        let spec = &self.contracts[index];
-        let mut out = Vec::new();
-        let Some(run) = self.runs.get_mut(&key) else {
-            return Err(ManualError::NotFound(format!("no run for {subject:?}")));
+            .iter_mut()
+            .find(|(k, _)| k.contract as usize == index && k.subject.joined() == subject)
+        else {
+            return Err(ManualError::NotFound(format!(
+                "contract {contract:?} has no run for {subject:?}"
+            )));
         };
+        let spec = &self.contracts[index];
         match action {
             ManualAction::Reset => {
                 // The old run is kept as it was, marked superseded, and
@@ -327,18 +319,11 @@ impl Engine {
                 old.superseded = true;
                 let fresh = RunRecord::new(&spec.name, spec.version, key.subject.clone(), now);
                 *run = fresh.clone();
-                out.push(Commit {
-                    run: old,
-                    window: None,
-                    event: None,
-                    outbox: Vec::new(),
-                });
-                out.push(Commit {
-                    run: fresh.clone(),
-                    window: None,
-                    event: None,
-                    outbox: Vec::new(),
-                });
+                self.last_windows.remove(&old.run_id);
+                let out = vec![
+                    self.commit(old, None, None),
+                    self.commit(fresh.clone(), None, None),
+                ];
                 Ok((out, fresh))
             }
             ManualAction::Promote | ManualAction::Rollback => {
@@ -362,8 +347,7 @@ impl Engine {
                 let last = self.last_windows.get(&run.run_id).cloned();
                 let event = transition(&mut self.ids, run, &t, last, now, spec.dry_run);
                 let after = run.clone();
-                out.push(self.commit(after.clone(), None, Some(event)));
-                Ok((out, after))
+                Ok((vec![self.commit(after.clone(), None, Some(event))], after))
             }
         }
     }
@@ -376,24 +360,30 @@ impl Engine {
         for shard in 0..self.images.len() {
             if full || self.dirty[shard] {
                 self.dirty[shard] = false;
-                let data = self.encode(self.images[shard].iter());
+                let data =
+                    self.encode(self.images[shard].iter().map(|(k, w)| {
+                        (k, w.iter().map(|(s, a)| (*s, AccumData::from(a))).collect())
+                    }));
                 slots.push((shard as i64, data));
             }
         }
-        let mut pending: HashMap<&SeriesKey, BTreeMap<UnixNanos, Accum>> = HashMap::new();
+        let mut pending: HashMap<&SeriesKey, BTreeMap<UnixNanos, AccumData>> = HashMap::new();
         for (start, series) in &self.buffered {
             for (key, acc) in series {
-                pending.entry(key).or_default().insert(*start, acc.clone());
+                pending
+                    .entry(key)
+                    .or_default()
+                    .insert(*start, AccumData::from(acc));
             }
         }
-        let pending = self.encode(pending.iter().map(|(k, w)| (*k, w)));
+        let pending = self.encode(pending.into_iter());
         slots.push((PENDING_SLOT, pending));
         slots
     }
 
     fn encode<'a>(
         &self,
-        series: impl Iterator<Item = (&'a SeriesKey, &'a BTreeMap<UnixNanos, Accum>)>,
+        series: impl Iterator<Item = (&'a SeriesKey, BTreeMap<UnixNanos, AccumData>)>,
     ) -> String {
         let mut data = CheckpointData {
             version: CHECKPOINT_VERSION,
@@ -409,10 +399,7 @@ impl Engine {
             data.series.push(SeriesCheckpoint {
                 contract: spec.name.clone(),
                 subject: SubjectData::from(&key.subject),
-                windows: windows
-                    .iter()
-                    .map(|(s, a)| (*s, AccumData::from(a)))
-                    .collect(),
+                windows,
             });
         }
         data.series.sort_by(|a, b| a.contract.cmp(&b.contract));

@@ -111,11 +111,6 @@ impl RunRecord {
         }
     }
 
-    /// The run's cumulative figures in the §5.5 `run` shape.
-    pub fn run_json(&self) -> Value {
-        proto::to_json(&proto::run_figures(self))
-    }
-
     /// The API's Run object (design §7), without its window history.
     pub fn to_json(&self) -> Value {
         let mut v = proto::to_json(&v1::Run::from(self));
@@ -144,13 +139,6 @@ pub struct WindowRecord {
     pub result: WindowVerdict,
     /// One sentence per failed check.
     pub failures: Vec<String>,
-}
-
-impl WindowRecord {
-    /// The API's window object (design §7).
-    pub fn to_json(&self) -> Value {
-        proto::to_json(&v1::Window::from(self))
-    }
 }
 
 /// One transition, announced once with one `event_id` to every exporter.

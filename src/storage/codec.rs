@@ -238,8 +238,8 @@ pub fn window_to_text(w: &WindowRecord) -> String {
         conversion_rate_percent: f.conversion_rate_percent,
         latency_relative_error: f.latency_relative_error,
         latency_approximate: f.latency_approximate,
-        p95_latency_error_ms: f.p95_latency_error_ms.filter(|v| v.is_finite()),
-        p95_latency_unbounded: f.p95_latency_error_ms.is_some_and(|v| v.is_infinite()),
+        p95_latency_error_ms: finite_p95(f.p95_latency_error_ms),
+        p95_latency_unbounded: unbounded_p95(f.p95_latency_error_ms),
         result: verdict_name(w.result).to_string(),
         failures: w.failures.clone(),
     })
@@ -269,11 +269,7 @@ pub fn window_from_text(text: &str) -> Result<WindowRecord, StoreError> {
             samples: d.samples,
             latency_relative_error: d.latency_relative_error,
             latency_approximate: d.latency_approximate,
-            p95_latency_error_ms: if d.p95_latency_unbounded {
-                Some(f64::INFINITY)
-            } else {
-                d.p95_latency_error_ms
-            },
+            p95_latency_error_ms: join_p95(d.p95_latency_error_ms, d.p95_latency_unbounded),
         },
         result,
         failures: d.failures,
@@ -362,6 +358,26 @@ mod tests {
     }
 }
 
+/// A p95 error bound as stored: JSON has no infinity, so an unbounded p95
+/// is a flag beside the (then absent) finite bound.
+fn finite_p95(bound: Option<f64>) -> Option<f64> {
+    bound.filter(|v| v.is_finite())
+}
+
+/// See [`finite_p95`].
+fn unbounded_p95(bound: Option<f64>) -> bool {
+    bound.is_some_and(|v| v.is_infinite())
+}
+
+/// Reads what [`finite_p95`] and [`unbounded_p95`] wrote.
+fn join_p95(finite: Option<f64>, unbounded: bool) -> Option<f64> {
+    if unbounded {
+        Some(f64::INFINITY)
+    } else {
+        finite
+    }
+}
+
 /// A run's quantile bound as stored.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 struct BoundData {
@@ -377,8 +393,8 @@ pub fn bound_to_text(b: &LatencyBound) -> String {
     serde_json::to_string(&BoundData {
         relative_error: b.relative_error,
         approximate: b.approximate,
-        p95_error_ms: b.p95_error_ms.filter(|v| v.is_finite()),
-        p95_unbounded: b.p95_error_ms.is_some_and(|v| v.is_infinite()),
+        p95_error_ms: finite_p95(b.p95_error_ms),
+        p95_unbounded: unbounded_p95(b.p95_error_ms),
     })
     .unwrap_or_default()
 }
@@ -390,10 +406,6 @@ pub fn bound_from_text(text: &str) -> LatencyBound {
     LatencyBound {
         relative_error: d.relative_error,
         approximate: d.approximate,
-        p95_error_ms: if d.p95_unbounded {
-            Some(f64::INFINITY)
-        } else {
-            d.p95_error_ms
-        },
+        p95_error_ms: join_p95(d.p95_error_ms, d.p95_unbounded),
     }
 }

@@ -124,23 +124,6 @@ fn register_metrics() {
     metrics::counter!(telemetry::SERIES_OVERFLOW).increment(0);
 }
 
-/// The event-delivering exporter `id` of `kind`, if it is one.
-fn subscriber(id: &str, kind: &ExporterKind) -> Option<Subscriber> {
-    match kind {
-        ExporterKind::Prometheus { .. } => None,
-        ExporterKind::Log => Some(Subscriber {
-            exporter: id.to_string(),
-            on: RunState::ALL.to_vec(),
-            triggers: false,
-        }),
-        ExporterKind::Webhook(w) => Some(Subscriber {
-            exporter: id.to_string(),
-            on: w.on.clone(),
-            triggers: true,
-        }),
-    }
-}
-
 impl Server {
     /// Builds and starts everything; returns once every listener is bound.
     pub async fn start(config: ValidatedConfig, clock: SharedClock) -> anyhow::Result<Server> {
@@ -161,18 +144,28 @@ impl Server {
         let mut subscribers: Vec<Subscriber> = Vec::new();
         let mut prometheus_exporters = Vec::new();
         for e in &config.exporters {
-            let sink = match &e.kind {
-                ExporterKind::Log => Sink::Log,
-                ExporterKind::Webhook(w) => Sink::Webhook(
-                    exporters::webhook::Webhook::new(w.clone())
-                        .with_context(|| format!("exporter {}", e.id))?,
+            // Log and webhook exporters deliver events; Prometheus serves
+            // the current state instead.
+            let (sink, on, triggers) = match &e.kind {
+                ExporterKind::Log => (Sink::Log, RunState::ALL.to_vec(), false),
+                ExporterKind::Webhook(w) => (
+                    Sink::Webhook(
+                        exporters::webhook::Webhook::new(w.clone())
+                            .with_context(|| format!("exporter {}", e.id))?,
+                    ),
+                    w.on.clone(),
+                    true,
                 ),
                 ExporterKind::Prometheus { endpoint } => {
                     prometheus_exporters.push((e.id.clone(), endpoint.clone()));
                     continue;
                 }
             };
-            subscribers.extend(subscriber(&e.id, &e.kind));
+            subscribers.push(Subscriber {
+                exporter: e.id.clone(),
+                on,
+                triggers,
+            });
             let notify = Arc::new(Notify::new());
             notifiers.insert(e.id.clone(), notify.clone());
             workers.spawn(
@@ -181,6 +174,7 @@ impl Server {
                     sink,
                     store: store.clone(),
                     notify,
+                    purge: workers.is_empty(),
                     clock: clock.clone(),
                     stop: workers_stop.clone(),
                     health: health.clone(),
@@ -201,9 +195,10 @@ impl Server {
             }
             let shards = p.window.shards.max(1);
             let now = clock.now();
-            let (seed, open) = restore::seed(store.as_ref(), p, shards, now)
+            let seed = restore::seed(store.as_ref(), p, shards, now)
                 .await
                 .with_context(|| format!("resuming pipeline {}", p.name))?;
+            let open = seed.open.clone();
             let engine = Engine::new(
                 p.contracts.clone(),
                 &p.window,
@@ -284,7 +279,7 @@ impl Server {
         // Receivers last. One in-flight byte budget for the whole process.
         let budget_total = usize::try_from(config.service.max_inflight_bytes)
             .unwrap_or(usize::MAX)
-            .div_ceil(crate::receivers::otlp::BUDGET_UNIT)
+            .div_ceil(crate::receivers::BUDGET_UNIT)
             .clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
         let budget = Arc::new(tokio::sync::Semaphore::new(budget_total));
         let (mut grpc_addrs, mut http_addrs) = (Vec::new(), Vec::new());

@@ -13,13 +13,13 @@ use crate::runs::engine::{EngineSeed, OpenWindows, PENDING_SLOT};
 use crate::storage::codec::{self, CheckpointData};
 use crate::storage::{RunStore, StoreError};
 
-/// The engine's seed and the open windows of each shard.
+/// The engine's seed, with the open windows of each shard.
 pub(super) async fn seed(
     store: &dyn RunStore,
     pipeline: &PipelineSpec,
     shards: usize,
     now: UnixNanos,
-) -> Result<(EngineSeed, Vec<OpenWindows>), StoreError> {
+) -> Result<EngineSeed, StoreError> {
     let mut seed = EngineSeed::default();
     for c in &pipeline.contracts {
         for run in store.current_runs(&c.name).await? {
@@ -76,8 +76,8 @@ pub(super) async fn seed(
     if restored > 0 {
         tracing::info!(pipeline = %pipeline.name, windows = restored, "Open windows restored from the checkpoint.");
     }
-    seed.open = open.clone();
-    Ok((seed, open))
+    seed.open = open;
+    Ok(seed)
 }
 
 /// The windows of a checkpoint slot, keyed for this configuration; series of

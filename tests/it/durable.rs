@@ -18,32 +18,11 @@ use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
 
-use crate::{eventually, get_json, now_ns};
+use crate::{eventually, get_json, now_ns, TempDir};
 
 const WAIT: Duration = Duration::from_secs(60);
 const SECRET: &str = "s3cret-for-tests";
 const TOKEN: &str = "api-t0ken";
-
-/// A temporary directory removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!(
-            "verdict-{name}-{}-{}",
-            std::process::id(),
-            now_ns()
-        ));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// The pipeline file of these tests: 1 s windows, one contract, the log
 /// exporter, Prometheus, and the given webhook exporters.
@@ -308,14 +287,20 @@ fn sqlite(dir: &Path) -> String {
     format!("sqlite://{}", dir.join("verdict.db").display())
 }
 
+/// Writes `pipeline.yaml` into `dir`, storing in SQLite there too.
+fn write_pipeline(dir: &TempDir, webhooks: &[(&str, String)], contract: &str) -> PathBuf {
+    let file = dir.0.join("pipeline.yaml");
+    std::fs::write(&file, pipeline(&sqlite(&dir.0), webhooks, contract)).expect("write");
+    file
+}
+
 /// 8a. SIGKILL during a validation: the run resumes from storage; a final
 /// run stays final whatever arrives later.
 #[tokio::test(flavor = "multi_thread")]
 async fn issue_5_8a_kill_9_resumes_runs_and_final_stays_final() {
     let dir = TempDir::new("8a");
-    let file = dir.0.join("pipeline.yaml");
     let contract = "    min_samples: 200\n    pass_windows: 2\n    fail_windows: 1";
-    std::fs::write(&file, pipeline(&sqlite(&dir.0), &[], contract)).expect("write");
+    let file = write_pipeline(&dir, &[], contract);
 
     let v = Verdict::start(&file);
     v.spans("good", 20, 10).await;
@@ -388,15 +373,10 @@ async fn issue_5_8a_kill_9_resumes_runs_and_final_stays_final() {
 #[tokio::test(flavor = "multi_thread")]
 async fn issue_5_8b_outbox_survives_kill_9_with_the_same_event_id() {
     let dir = TempDir::new("8b");
-    let file = dir.0.join("pipeline.yaml");
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}/hook");
     let hooks = [("webhook/ci", webhook(&url, ""))];
-    std::fs::write(
-        &file,
-        pipeline(&sqlite(&dir.0), &hooks, "    fail_windows: 1"),
-    )
-    .expect("write");
+    let file = write_pipeline(&dir, &hooks, "    fail_windows: 1");
 
     let v = Verdict::start(&file);
     v.spans("2.0", 30, 500).await;
@@ -465,7 +445,6 @@ async fn issue_5_8b_outbox_survives_kill_9_with_the_same_event_id() {
 #[tokio::test(flavor = "multi_thread")]
 async fn issue_5_8c_retries_5xx_with_backoff_and_never_retries_400() {
     let dir = TempDir::new("8c");
-    let file = dir.0.join("pipeline.yaml");
     let flaky = Receiver::scripted(&[503, 503]);
     let flaky_url = flaky.serve("127.0.0.1:0").await;
     let bad = Receiver::always(400);
@@ -474,11 +453,7 @@ async fn issue_5_8c_retries_5xx_with_backoff_and_never_retries_400() {
         ("webhook/flaky", webhook(&flaky_url, "")),
         ("webhook/bad", webhook(&bad_url, "")),
     ];
-    std::fs::write(
-        &file,
-        pipeline(&sqlite(&dir.0), &hooks, "    fail_windows: 1"),
-    )
-    .expect("write");
+    let file = write_pipeline(&dir, &hooks, "    fail_windows: 1");
     let v = Verdict::start(&file);
     v.spans("3.0", 30, 500).await;
     let got = eventually(WAIT, "three attempts on the flaky target", || async {
@@ -539,18 +514,13 @@ async fn issue_5_8c_retries_5xx_with_backoff_and_never_retries_400() {
 #[tokio::test(flavor = "multi_thread")]
 async fn issue_5_8d_webhook_bodies_are_signed_with_hmac_sha256() {
     let dir = TempDir::new("8d");
-    let file = dir.0.join("pipeline.yaml");
     let receiver = Receiver::default();
     let url = receiver.serve("127.0.0.1:0").await;
     let hooks = [(
         "webhook/signed",
         webhook(&url, &format!(", secret: \"{SECRET}\"")),
     )];
-    std::fs::write(
-        &file,
-        pipeline(&sqlite(&dir.0), &hooks, "    fail_windows: 1"),
-    )
-    .expect("write");
+    let file = write_pipeline(&dir, &hooks, "    fail_windows: 1");
     let v = Verdict::start(&file);
     v.spans("4.0", 30, 500).await;
     let got = eventually(WAIT, "a signed webhook", || async {
@@ -755,15 +725,10 @@ async fn sigterm_mid_window_loses_no_sample_and_counts_none_twice() {
 #[tokio::test(flavor = "multi_thread")]
 async fn manual_decisions_and_reset_need_the_token_and_are_recorded() {
     let dir = TempDir::new("manual");
-    let file = dir.0.join("pipeline.yaml");
     let receiver = Receiver::default();
     let url = receiver.serve("127.0.0.1:0").await;
     let hooks = [("webhook/ci", webhook(&url, ""))];
-    std::fs::write(
-        &file,
-        pipeline(&sqlite(&dir.0), &hooks, "    pass_windows: 100"),
-    )
-    .expect("write");
+    let file = write_pipeline(&dir, &hooks, "    pass_windows: 100");
     let v = Verdict::start(&file);
     v.spans("7.0", 10, 10).await;
     let first = v

@@ -145,10 +145,29 @@ pub fn now_ns() -> u64 {
         .as_nanos() as u64
 }
 
+/// A fresh directory under the system temp dir, removed when dropped.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    /// Creates a directory tagged `tag`, unique to this process and moment.
+    pub fn new(tag: &str) -> TempDir {
+        let dir =
+            std::env::temp_dir().join(format!("verdict-{tag}-{}-{}", std::process::id(), now_ns()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A file in a directory of its own under the system temp dir, removed
 /// (with the directory) when dropped.
 pub struct TempFile {
-    dir: std::path::PathBuf,
+    _dir: TempDir,
     /// The file.
     pub path: std::path::PathBuf,
 }
@@ -156,16 +175,9 @@ pub struct TempFile {
 impl TempFile {
     /// Writes `text` to `name` in a fresh directory tagged `tag`.
     pub fn new(tag: &str, name: &str, text: &str) -> TempFile {
-        let dir = std::env::temp_dir().join(format!("verdict-{tag}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let path = dir.join(name);
+        let dir = TempDir::new(tag);
+        let path = dir.0.join(name);
         std::fs::write(&path, text).expect("temp file");
-        TempFile { dir, path }
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+        TempFile { _dir: dir, path }
     }
 }

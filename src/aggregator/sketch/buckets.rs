@@ -147,51 +147,6 @@ impl Buckets {
         }
     }
 
-    /// For each of the ascending `ranks` (counted from the first entry of
-    /// `range`), the position within `range` of the entry where the running
-    /// total reaches it; `None` past the end (only when saturated counts
-    /// disagree with the sketch's count). One dispatch for the whole walk.
-    pub(super) fn locate(
-        &self,
-        range: RangeInclusive<usize>,
-        ranks: &[u64],
-        out: &mut [Option<usize>],
-    ) {
-        #[inline(always)]
-        fn walk<C: Count>(counts: &[C], ranks: &[u64], out: &mut [Option<usize>], saturate: bool) {
-            let mut cum: u64 = 0;
-            let mut r = 0;
-            let Some(&first) = ranks.first() else { return };
-            // The next rank to reach, in a local: the loop body stays one
-            // add, one compare, as a walk to a single rank needs.
-            let mut target = first;
-            for (p, &c) in counts.iter().enumerate() {
-                cum = if saturate {
-                    cum.saturating_add(c.into())
-                } else {
-                    cum.wrapping_add(c.into())
-                };
-                if target <= cum {
-                    while let Some(slot) = out.get_mut(r).filter(|_| ranks[r] <= cum) {
-                        *slot = Some(p);
-                        r += 1;
-                    }
-                    match ranks.get(r) {
-                        Some(&next) => target = next,
-                        None => break,
-                    }
-                }
-            }
-        }
-        match self {
-            // Narrow: at most 2^24 counts below 2^32 cannot overflow a u64,
-            // so a plain add (one cycle on the dependency chain, not two) is
-            // exact.
-            Buckets::Narrow(c) => walk(&c[range], ranks, out, false),
-            Buckets::Wide(c) => walk(&c[range], ranks, out, true),
-        }
-    }
-
     /// Replaces the buffer by one of `len` entries (same width) holding the
     /// entries `src` of the old one at position `dst`, zeros elsewhere;
     /// reuses the buffer when the length doesn't change.
@@ -255,6 +210,46 @@ impl Buckets {
 }
 
 impl<'a> Src<'a> {
+    /// For each of the ascending `ranks` (counted from the first entry),
+    /// the position of the entry where the running
+    /// total reaches it; `None` past the end (only when saturated counts
+    /// disagree with the sketch's count). One dispatch for the whole walk.
+    pub(super) fn locate(&self, ranks: &[u64], out: &mut [Option<usize>]) {
+        #[inline(always)]
+        fn walk<C: Count>(counts: &[C], ranks: &[u64], out: &mut [Option<usize>], saturate: bool) {
+            let mut cum: u64 = 0;
+            let mut r = 0;
+            let Some(&first) = ranks.first() else { return };
+            // The next rank to reach, in a local: the loop body stays one
+            // add, one compare, as a walk to a single rank needs.
+            let mut target = first;
+            for (p, &c) in counts.iter().enumerate() {
+                cum = if saturate {
+                    cum.saturating_add(c.into())
+                } else {
+                    cum.wrapping_add(c.into())
+                };
+                if target <= cum {
+                    while let Some(slot) = out.get_mut(r).filter(|_| ranks[r] <= cum) {
+                        *slot = Some(p);
+                        r += 1;
+                    }
+                    match ranks.get(r) {
+                        Some(&next) => target = next,
+                        None => break,
+                    }
+                }
+            }
+        }
+        match self {
+            // Narrow: at most 2^24 counts below 2^32 cannot overflow a u64,
+            // so a plain add (one cycle on the dependency chain, not two) is
+            // exact.
+            Src::Narrow(c) => walk(c, ranks, out, false),
+            Src::Wide(c) => walk(c, ranks, out, true),
+        }
+    }
+
     pub(super) fn len(&self) -> usize {
         match self {
             Src::Narrow(c) => c.len(),
@@ -307,8 +302,8 @@ impl<'a> Src<'a> {
     /// hostile OTLP points get there).
     pub(super) fn exact_total(&self) -> Option<u64> {
         match self {
-            // At most 2^24 entries below 2^32 each.
-            Src::Narrow(c) => u64::try_from(c.iter().map(|&v| u128::from(v)).sum::<u128>()).ok(),
+            // At most 2^24 entries below 2^32 each: no overflow.
+            Src::Narrow(c) => Some(c.iter().map(|&v| u64::from(v)).sum()),
             Src::Wide(c) => exact_total(c),
         }
     }

@@ -218,9 +218,9 @@ pub(crate) fn lookup<'a>(attrs: &'a [(&'a str, Cow<'a, str>)], key: &str) -> Opt
 
 /// One contract target of a resource.
 pub(crate) struct Target {
-    pub(super) pipeline: usize,
-    pub(super) contract: u32,
-    pub(super) series: Option<SeriesKey>,
+    pub(crate) pipeline: usize,
+    pub(crate) contract: u32,
+    pub(crate) series: Option<SeriesKey>,
 }
 
 /// The contracts reading `source` that select a resource with `attrs`; a
@@ -440,16 +440,26 @@ pub(super) mod tests {
         Vec<tokio::sync::mpsc::Receiver<crate::aggregator::ShardBatch>>,
     ) {
         let (tx, rx) = tokio::sync::mpsc::channel(4);
-        let input = PipelineInput {
+        (pipeline_input(spec, vec![tx], NOW), vec![rx])
+    }
+
+    /// A pipeline of one contract with 60 s windows, 10 s lateness and
+    /// 300 s skew, its shards fed by `senders`, its clock stopped at `now`
+    /// (shared with the wire reader and metrics tests).
+    pub(crate) fn pipeline_input(
+        spec: ContractSpec,
+        senders: Vec<tokio::sync::mpsc::Sender<crate::aggregator::ShardBatch>>,
+        now: u64,
+    ) -> PipelineInput {
+        PipelineInput {
             name: "p".into(),
             contracts: vec![CompiledContract::new(spec)],
-            router: Router::from_senders(vec![tx]),
+            router: Router::from_senders(senders),
             window_size: 60_000_000_000,
             allowed_lateness: 10_000_000_000,
             max_clock_skew: 300_000_000_000,
-            clock: Arc::new(ManualClock::new(NOW)),
-        };
-        (input, vec![rx])
+            clock: Arc::new(ManualClock::new(now)),
+        }
     }
 
     /// An attribute (shared with the wire reader and metrics tests).

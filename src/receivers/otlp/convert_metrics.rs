@@ -267,6 +267,8 @@ fn place(
     let mut accepted = false;
     let mut rejected = None;
     let mut point_hash: Option<StreamHasher> = None;
+    // Whether the point is an error, worked out once for all its targets.
+    let mut error = None;
     for t in targets {
         let p = pipelines[t.pipeline];
         let Some(series) = &t.series else {
@@ -291,7 +293,7 @@ fn place(
         h.u64(u64::from(t.contract));
         let mut kind = kind.clone();
         if let PointKind::Latency(l) = &mut kind {
-            l.error = is_error(head.attributes);
+            l.error = *error.get_or_insert_with(|| is_error(head.attributes));
         }
         let fresh = head.start != 0
             && Window::containing(head.start, p.window_size).deadline(p.allowed_lateness) > now;

@@ -1,8 +1,6 @@
 //! Tests of metric point conversion: checks, roles, streams, and OTLP/JSON
 //! payloads (`tests/fixtures/otlp-json/`) all the way to window figures.
 
-use std::sync::Arc;
-
 use opentelemetry_proto::tonic::common::v1::any_value;
 use opentelemetry_proto::tonic::metrics::v1::{
     exponential_histogram_data_point, metric, ExponentialHistogram, Histogram, ResourceMetrics,
@@ -12,11 +10,10 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 
 use super::*;
 use crate::aggregator::state::{ShardState, WindowParams};
-use crate::aggregator::{Router, ShardBatch};
-use crate::clock::ManualClock;
+use crate::aggregator::ShardBatch;
 use crate::config::{ContractSpec, Thresholds};
-use crate::contracts::{CompiledContract, Figures};
-use crate::receivers::otlp::convert::tests::{kv, s};
+use crate::contracts::Figures;
+use crate::receivers::otlp::convert::tests::{kv, pipeline_input, s};
 use crate::receivers::otlp::json::decode_metrics;
 
 const S: u64 = 1_000_000_000;
@@ -37,16 +34,7 @@ fn spec(latency_metric: &str, conversions_metric: &str) -> ContractSpec {
 
 fn pipeline(spec: ContractSpec) -> (PipelineInput, tokio::sync::mpsc::Receiver<ShardBatch>) {
     let (tx, rx) = tokio::sync::mpsc::channel(4);
-    let input = PipelineInput {
-        name: "p".into(),
-        contracts: vec![CompiledContract::new(spec)],
-        router: Router::from_senders(vec![tx]),
-        window_size: 60 * S,
-        allowed_lateness: 10 * S,
-        max_clock_skew: 300 * S,
-        clock: Arc::new(ManualClock::new(NOW)),
-    };
-    (input, rx)
+    (pipeline_input(spec, vec![tx], NOW), rx)
 }
 
 fn default_pipeline() -> (PipelineInput, tokio::sync::mpsc::Receiver<ShardBatch>) {

@@ -117,9 +117,6 @@ pub struct Ingest {
     pub budget_total: usize,
 }
 
-/// Budget permits are KiB: `service.max_inflight_bytes` fits a semaphore.
-pub const BUDGET_UNIT: usize = 1024;
-
 /// A share of the in-flight byte budget, released on drop.
 pub type BudgetPermit = OwnedSemaphorePermit;
 
@@ -132,6 +129,18 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// Whether an `Authorization` header value carries `Bearer <token>`; any
+/// value passes when no token is configured.
+pub fn bearer_ok(token: Option<&str>, header: Option<&[u8]>) -> bool {
+    let Some(token) = token else {
+        return true;
+    };
+    let presented = header
+        .and_then(|h| h.strip_prefix(b"Bearer "))
+        .unwrap_or(b"");
+    constant_time_eq(presented, token.as_bytes())
+}
+
 impl Ingest {
     /// Takes `bytes` of the in-flight budget for a request body being
     /// decoded, or refuses the request (retryable) when it is spent.
@@ -140,7 +149,7 @@ impl Ingest {
         protocol: &'static str,
         bytes: usize,
     ) -> Result<BudgetPermit, IngestError> {
-        let units = u32::try_from(bytes.div_ceil(BUDGET_UNIT).max(1)).unwrap_or(u32::MAX);
+        let units = u32::try_from(bytes.div_ceil(super::BUDGET_UNIT).max(1)).unwrap_or(u32::MAX);
         self.budget
             .clone()
             .try_acquire_many_owned(units)
@@ -155,18 +164,12 @@ impl Ingest {
     fn memory_retry_after(&self) -> u32 {
         let total = self.budget_total.max(1) as f64;
         let used = 1.0 - self.budget.available_permits() as f64 / total;
-        (1.0 + used * 4.0).round().clamp(1.0, 5.0) as u32
+        super::backoff_secs(used)
     }
 
     /// Checks an `Authorization` header value against the configured token.
     pub fn authorize(&self, header: Option<&[u8]>) -> Result<(), IngestError> {
-        let Some(token) = &self.bearer_token else {
-            return Ok(());
-        };
-        let presented = header
-            .and_then(|h| h.strip_prefix(b"Bearer "))
-            .unwrap_or(b"");
-        if constant_time_eq(presented, token.as_bytes()) {
+        if bearer_ok(self.bearer_token.as_deref(), header) {
             Ok(())
         } else {
             Err(IngestError::Unauthenticated)

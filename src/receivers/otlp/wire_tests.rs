@@ -3,10 +3,6 @@
 //! are refused by both.
 
 use super::*;
-use crate::aggregator::Router;
-use crate::clock::ManualClock;
-use crate::config::{AttributeMatch, ContractSpec, Thresholds};
-use crate::contracts::CompiledContract;
 use crate::receivers::otlp::convert;
 use crate::receivers::otlp::convert::tests::kv;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -16,35 +12,12 @@ use opentelemetry_proto::tonic::trace::v1::span::Event;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
 use proptest::prelude::*;
 use prost::Message;
-use std::sync::Arc;
 
 const NOW: u64 = 1_000_000 * 1_000_000_000;
 
 fn pipeline() -> PipelineInput {
-    let spec = ContractSpec {
-        matches: vec![AttributeMatch {
-            key: "service.name".into(),
-            pattern: "svc-[01]".into(),
-        }],
-        pass_windows: 1,
-        ..ContractSpec::with_thresholds(
-            "c",
-            Thresholds {
-                max_p95_latency_ms: Some(1.0),
-                ..Thresholds::default()
-            },
-        )
-    };
     let senders = (0..3).map(|_| tokio::sync::mpsc::channel(1).0).collect();
-    PipelineInput {
-        name: "p".into(),
-        contracts: vec![CompiledContract::new(spec)],
-        router: Router::from_senders(senders),
-        window_size: 60_000_000_000,
-        allowed_lateness: 10_000_000_000,
-        max_clock_skew: 300_000_000_000,
-        clock: Arc::new(ManualClock::new(NOW)),
-    }
+    convert::tests::pipeline_input(convert::tests::contract("svc-[01]"), senders, NOW)
 }
 
 fn attr_value() -> impl Strategy<Value = any_value::Value> {

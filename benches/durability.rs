@@ -17,10 +17,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use verdict::aggregator::state::Accum;
-use verdict::contracts::{Figures, WindowVerdict};
+use verdict::model::Accum;
+use verdict::model::{Figures, WindowVerdict};
+use verdict::model::{RunRecord, RunState, VerdictEvent, WindowRecord};
 use verdict::model::{Subject, Window};
-use verdict::runs::{RunRecord, RunState, VerdictEvent, WindowRecord};
 use verdict::storage::{Commit, RunStore, SqlStore};
 
 fn now_ns() -> u64 {

@@ -1,4 +1,4 @@
-//! Benchmarks of the window sketch (`verdict::aggregator::sketch::Sketch`):
+//! Benchmarks of the window sketch (`verdict::sketch::Sketch`):
 //! the per-value cost shards pay on ingest, the cost of merging shard and
 //! window sketches, and the cost of answering quantile questions.
 //!
@@ -7,7 +7,7 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use verdict::aggregator::sketch::Sketch;
+use verdict::sketch::Sketch;
 
 /// Tiny deterministic PRNG (xorshift64*), so the data is the same on every
 /// run without a `rand` dependency.

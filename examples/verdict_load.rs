@@ -34,7 +34,7 @@ use opentelemetry_proto::tonic::trace::v1::{
 };
 use prost::Message;
 use tonic::transport::Channel;
-use verdict::aggregator::sketch::Sketch;
+use verdict::sketch::Sketch;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Proto {

@@ -45,6 +45,7 @@ pub mod probe;
 pub mod proto;
 pub mod receivers;
 pub mod runs;
+pub mod sketch;
 pub mod storage;
 pub mod telemetry;
 pub mod topology;

@@ -8,9 +8,12 @@
 
 use serde::{Serialize as _, Serializer};
 
-use crate::contracts::{Figures, WindowVerdict};
-use crate::model::{rfc3339_millis, rfc3339_seconds, Subject};
-use crate::runs::record::{RunRecord, RunState, VerdictEvent, WindowRecord};
+use serde_json::Value;
+
+use crate::model::{
+    rfc3339_millis, rfc3339_seconds, Figures, RunRecord, RunState, Subject, VerdictEvent,
+    WindowRecord, WindowVerdict,
+};
 
 /// The generated `verdict.v1` messages.
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
@@ -163,6 +166,27 @@ impl From<&VerdictEvent> for v1::VerdictEvent {
     }
 }
 
+/// The API's Run object (design §7), without its window history.
+pub fn run_json(run: &RunRecord) -> Value {
+    let mut v = to_json(&v1::Run::from(run));
+    if let Some(map) = v.as_object_mut() {
+        map.remove("windows");
+    }
+    v
+}
+
+/// The API's Run object with its window history (newest first).
+pub fn run_json_with_windows(run: &RunRecord, windows: &[WindowRecord]) -> Value {
+    let mut message = v1::Run::from(run);
+    message.windows = windows.iter().map(v1::Window::from).collect();
+    to_json(&message)
+}
+
+/// The §5.5 JSON body of an event: the `verdict.v1.VerdictEvent` message.
+pub fn event_json(event: &VerdictEvent) -> Value {
+    to_json(&v1::VerdictEvent::from(event))
+}
+
 /// A message as the JSON verdict sends (never fails for these messages:
 /// every map key is a string).
 pub fn to_json<T: serde::Serialize>(message: &T) -> serde_json::Value {
@@ -172,8 +196,7 @@ pub fn to_json<T: serde::Serialize>(message: &T) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aggregator::state::Accum;
-    use crate::model::Window;
+    use crate::model::{Accum, Window};
     use prost::Message as _;
     use serde_json::json;
 
@@ -217,7 +240,7 @@ mod tests {
     /// The JSON is the §5.5 shape: exactly its keys, names and value types.
     #[test]
     fn event_json_has_the_design_shape() {
-        let v = event().to_json();
+        let v = event_json(&event());
         let keys: Vec<&str> = v
             .as_object()
             .expect("object")
@@ -265,7 +288,7 @@ mod tests {
         let first = event();
         let mut first = first;
         first.window = None;
-        let v = first.to_json();
+        let v = event_json(&first);
         assert!(v["window"].is_null() && v["observed"].is_null());
     }
 
@@ -278,7 +301,7 @@ mod tests {
         let bytes = message.encode_to_vec();
         let decoded = v1::VerdictEvent::decode(bytes.as_slice()).expect("decodes");
         assert_eq!(decoded, message);
-        assert_eq!(to_json(&decoded), e.to_json());
+        assert_eq!(to_json(&decoded), event_json(&e));
 
         let mut run = v1::Run::from(&e.run);
         run.windows = vec![v1::Window::from(e.window.as_ref().expect("window"))];
@@ -286,8 +309,7 @@ mod tests {
         let json = to_json(&decoded);
         assert_eq!(
             json,
-            e.run
-                .to_json_with_windows(&[e.window.clone().expect("window")])
+            run_json_with_windows(&e.run, &[e.window.clone().expect("window")])
         );
         assert_eq!(json["windows"][0]["result"], "fail");
         assert_eq!(json["state"], "ROLLED_BACK");

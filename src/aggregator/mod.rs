@@ -12,7 +12,6 @@
 //! ```
 
 pub mod shard;
-pub mod sketch;
 pub mod state;
 pub mod streams;
 
@@ -22,8 +21,8 @@ use tokio::sync::mpsc;
 
 use crate::clock::SharedClock;
 use crate::config::WindowSpec;
+use crate::model::{EngineInput, OpenWindows};
 use crate::model::{PointSample, Sample, SeriesKey};
-use crate::runs::engine::{EngineInput, OpenWindows};
 
 /// A batch for one shard, with its share of the global in-flight byte
 /// budget: released when the shard has recorded the batch, so queued data

@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use super::state::{RecordOutcome, ShardState};
 use super::{ShardBatch, ShardItems};
 use crate::clock::SharedClock;
-use crate::runs::engine::EngineInput;
+use crate::model::EngineInput;
 use crate::telemetry;
 
 /// One shard and its channels.

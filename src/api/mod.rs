@@ -20,10 +20,11 @@ use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
 use crate::model::rfc3339_millis;
+use crate::model::RunState;
+use crate::proto;
 use crate::receivers::otlp::bearer_ok;
 use crate::runs::engine::{ManualAction, ManualError};
 use crate::runs::task::Command;
-use crate::runs::RunState;
 use crate::storage::{Delivery, DeliveryState};
 use crate::topology::Catalog;
 
@@ -87,7 +88,7 @@ async fn all_runs(
         Some(Err(_)) => return error(StatusCode::BAD_REQUEST, "limit must be a whole number"),
     };
     match c.store.runs(limit).await {
-        Ok(runs) => Json(json!({"runs": runs.iter().map(|r| r.to_json()).collect::<Vec<_>>()}))
+        Ok(runs) => Json(json!({"runs": runs.iter().map(proto::run_json).collect::<Vec<_>>()}))
             .into_response(),
         Err(e) => store_error(e),
     }
@@ -101,7 +102,7 @@ async fn contract_runs(State(c): State<Arc<Catalog>>, Path(contract): Path<Strin
         );
     }
     match c.store.current_runs(&contract).await {
-        Ok(runs) => Json(json!({"runs": runs.iter().map(|r| r.to_json()).collect::<Vec<_>>()}))
+        Ok(runs) => Json(json!({"runs": runs.iter().map(proto::run_json).collect::<Vec<_>>()}))
             .into_response(),
         Err(e) => store_error(e),
     }
@@ -163,7 +164,7 @@ async fn subject_run(
         Ok(t) => t,
         Err(e) => return store_error(e),
     };
-    let mut body = run.to_json_with_windows(&windows);
+    let mut body = proto::run_json_with_windows(&run, &windows);
     body["transitions"] = Value::Array(
         transitions
             .iter()
@@ -279,7 +280,7 @@ async fn manual(
         return error(StatusCode::SERVICE_UNAVAILABLE, "verdict is stopping");
     }
     match answer.await {
-        Ok(Ok(run)) => Json(run.to_json()).into_response(),
+        Ok(Ok(run)) => Json(proto::run_json(&run)).into_response(),
         Ok(Err(e @ ManualError::NotFound(_))) => error(StatusCode::NOT_FOUND, e.to_string()),
         Ok(Err(e @ ManualError::Final { .. })) => error(StatusCode::CONFLICT, e.to_string()),
         Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "verdict is stopping"),

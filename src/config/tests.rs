@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::*;
-use crate::runs::RunState;
+use crate::model::RunState;
 use crate::storage::StorageSpec;
 
 /// The environment every fixture is loaded with.

@@ -31,9 +31,9 @@ use super::validated::{
     ServiceSpec, Source, Thresholds, ValidatedConfig, WebhookSpec, WindowSpec,
 };
 use crate::contracts::{CompiledContract, Selection};
+use crate::model::RunState;
 use crate::probe::plan::{self as probe_plan, Amount, ProbePlan};
 use crate::receivers::probe::{self as probe_receiver, SYNTHETIC_ATTRIBUTE};
-use crate::runs::RunState;
 use crate::storage::StorageSpec;
 
 /// The top-level keys of a pipeline file, in their conventional order.

@@ -265,7 +265,7 @@ pub struct WebhookSpec {
     /// Target URL (`http://` or `https://`).
     pub url: String,
     /// States whose transitions are sent (default PROMOTED and ROLLED_BACK).
-    pub on: Vec<crate::runs::RunState>,
+    pub on: Vec<crate::model::RunState>,
     /// HMAC-SHA256 key of `X-Verdict-Signature`; `None` = unsigned.
     pub secret: Option<String>,
     /// Time allowed for one attempt (default 5s).

@@ -5,5 +5,5 @@
 pub mod evaluate;
 pub mod select;
 
-pub use evaluate::{evaluate_window, Figures, LatencyBound, WindowOutcome, WindowVerdict};
+pub use evaluate::evaluate_window;
 pub use select::{CompiledContract, Selection};

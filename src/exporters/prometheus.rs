@@ -13,8 +13,8 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 
-use crate::contracts::WindowVerdict;
-use crate::runs::{RunRecord, RunState};
+use crate::model::WindowVerdict;
+use crate::model::{RunRecord, RunState};
 use crate::telemetry;
 use crate::topology::Catalog;
 

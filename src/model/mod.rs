@@ -1,12 +1,23 @@
-//! Internal data types shared by every stage: what a sample is, which series it
-//! belongs to, and how UTC windows are aligned. No async and no I/O here.
+//! Internal data types shared by every stage: what a sample is, which series
+//! it belongs to, how UTC windows are aligned, what a window accumulates and
+//! shows, what travels from the shards to the run engine, and the runs and
+//! events the engine stores and announces. No async and no I/O here; every
+//! stage imports these types and none of them imports a stage.
 
+pub mod accum;
+pub mod figures;
+pub mod flow;
 pub mod point;
+pub mod run;
 pub mod sample;
 pub mod series;
 pub mod window;
 
+pub use accum::{Accum, Spread};
+pub use figures::{Figures, LatencyBound, WindowOutcome, WindowVerdict};
+pub use flow::{ClosedWindow, EngineInput, OpenWindows};
 pub use point::PointSample;
+pub use run::{RunRecord, RunState, VerdictEvent, WindowRecord};
 pub use sample::Sample;
 pub use series::{SeriesKey, Subject};
 pub use window::Window;

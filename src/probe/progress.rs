@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use super::engine::Observer;
 use super::plan::{Amount, ProbePlan};
 use super::tally::{Observation, Tally};
-use crate::contracts::Figures;
+use crate::model::Figures;
 
 /// The tally the bar reads, fed by every worker.
 #[derive(Debug, Default)]

@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::aggregator::state::Accum;
-use crate::contracts::Figures;
+use crate::model::Accum;
+use crate::model::Figures;
 
 /// Why a request counts as an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

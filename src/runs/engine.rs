@@ -16,19 +16,16 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::aggregator::state::{Accum, ClosedWindow};
 use crate::config::{ContractSpec, WindowSpec};
-use crate::contracts::{evaluate_window, Figures};
+use crate::contracts::evaluate_window;
 use crate::model::series::BASELINE_SUBJECT;
+use crate::model::{Accum, EngineInput, Figures, OpenWindows};
 use crate::model::{SeriesKey, Subject, UnixNanos, Window};
 use crate::storage::codec::{AccumData, CheckpointData, SeriesCheckpoint, SubjectData};
 use crate::storage::Commit;
 
 use super::machine::{self, Transition};
-use super::record::{RunRecord, RunState, VerdictEvent, WindowRecord};
-
-/// Open windows of some series: series → window start → accumulation.
-pub type OpenWindows = HashMap<SeriesKey, BTreeMap<UnixNanos, Accum>>;
+use crate::model::{RunRecord, RunState, VerdictEvent, WindowRecord};
 
 /// The checkpoint slot of the closed windows the engine has not judged yet
 /// (shards use their index as slot).
@@ -36,34 +33,6 @@ pub const PENDING_SLOT: i64 = -1;
 
 /// Checkpoint format version.
 const CHECKPOINT_VERSION: u32 = 1;
-
-/// What the shards tell the engine.
-#[derive(Debug, Clone, PartialEq)]
-pub enum EngineInput {
-    /// A series got its first sample in its shard (ts = the sample's time).
-    SeriesSeen {
-        /// The series.
-        series: SeriesKey,
-        /// The sample's timestamp.
-        ts: UnixNanos,
-    },
-    /// A window closed for one series.
-    Closed(ClosedWindow),
-    /// Shard `shard` has emitted every window whose deadline is ≤ `now`.
-    Watermark {
-        /// Shard index.
-        shard: usize,
-        /// The shard's close time.
-        now: UnixNanos,
-    },
-    /// Shard `shard`'s open windows, for the checkpoint.
-    Snapshot {
-        /// Shard index.
-        shard: usize,
-        /// Every open window of the shard.
-        series: OpenWindows,
-    },
-}
 
 /// An exporter that delivers verdict events, and which ones it wants.
 #[derive(Debug, Clone, PartialEq)]

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::config::{BaselineSpec, Thresholds};
+use crate::model::ClosedWindow;
 use crate::storage::{MemoryStore, RunStore};
 use futures_util::FutureExt as _;
 use std::sync::Arc;
@@ -172,7 +173,7 @@ fn promotes_after_consecutive_passing_windows() {
         event.run.reason,
         "passed 2 consecutive windows, 20 samples, all checks within limits"
     );
-    let json = event.to_json();
+    let json = crate::proto::event_json(&event);
     assert_eq!(json["state"], "PROMOTED");
     assert_eq!(json["previous_state"], "VALIDATING");
     assert_eq!(json["window"]["start"], "1970-01-01T00:01:50Z");
@@ -188,7 +189,7 @@ fn promotes_after_consecutive_passing_windows() {
     assert_eq!(run.cumulative.samples, 20);
     let windows = sync(store.windows(&run.run_id, 10));
     assert_eq!(windows.len(), 3);
-    assert_eq!(windows[0].result, crate::contracts::WindowVerdict::Fail);
+    assert_eq!(windows[0].result, crate::model::WindowVerdict::Fail);
 }
 
 #[test]
@@ -206,7 +207,7 @@ fn rolls_back_with_the_failure_sentence_and_records_empty_windows() {
     assert_eq!(windows.len(), 3);
     assert!(windows[..2]
         .iter()
-        .all(|w| w.result == crate::contracts::WindowVerdict::Insufficient));
+        .all(|w| w.result == crate::model::WindowVerdict::Insufficient));
     e.handle(closed(&k, 130 * S, 10, 20.0, 3), 142 * S);
     let ev = watermark(&mut e, 142 * S);
     assert_eq!(ev.len(), 1);

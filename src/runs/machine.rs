@@ -11,10 +11,10 @@
 
 use crate::config::{ContractSpec, OnTimeout};
 use crate::contracts::evaluate::check_thresholds;
-use crate::contracts::{Figures, WindowOutcome, WindowVerdict};
 use crate::model::UnixNanos;
+use crate::model::{Figures, WindowOutcome, WindowVerdict};
 
-use super::record::{RunRecord, RunState};
+use crate::model::{RunRecord, RunState};
 
 /// A transition the machine decided on.
 #[derive(Debug, Clone, PartialEq)]

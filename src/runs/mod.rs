@@ -7,12 +7,9 @@
 //! - [`task`]: the async driver: commits each batch through the storage
 //!   seam ([`crate::storage::RunStore`]) before announcing anything, and
 //!   serves manual decisions;
-//! - [`record`]: what is stored and announced (runs, windows, events).
 
 pub mod engine;
 pub mod machine;
-pub mod record;
 pub mod task;
 
 pub use crate::storage::{MemoryStore, RunStore, StoreError};
-pub use record::{RunRecord, RunState, VerdictEvent, WindowRecord};

@@ -19,8 +19,9 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use crate::clock::SharedClock;
 use crate::storage::{Commit, Health, RunStore};
 
-use super::engine::{Engine, EngineInput, ManualAction, ManualError};
-use super::record::RunRecord;
+use super::engine::{Engine, ManualAction, ManualError};
+use crate::model::EngineInput;
+use crate::model::RunRecord;
 
 /// A manual decision or reset, routed through the engine that owns the run.
 #[derive(Debug)]

@@ -11,12 +11,12 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::aggregator::sketch::{Sketch, SketchParts};
-use crate::aggregator::state::{Accum, Spread};
-use crate::contracts::{Figures, LatencyBound, WindowVerdict};
 use crate::model::point::LatencyUnit;
+use crate::model::{Accum, Spread};
+use crate::model::{Figures, LatencyBound, WindowVerdict};
+use crate::model::{RunState, WindowRecord};
 use crate::model::{Subject, UnixNanos, Window};
-use crate::runs::record::{RunState, WindowRecord};
+use crate::sketch::{Sketch, SketchParts};
 
 use super::StoreError;
 

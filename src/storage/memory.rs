@@ -8,7 +8,7 @@ use std::sync::{Mutex, MutexGuard};
 use indexmap::IndexMap;
 
 use crate::model::UnixNanos;
-use crate::runs::record::{RunRecord, WindowRecord};
+use crate::model::{RunRecord, WindowRecord};
 
 use super::{
     event_body, Attempt, Commit, Delivery, DeliveryState, RunStore, StoreError, StoreFuture,

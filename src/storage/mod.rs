@@ -26,7 +26,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::model::UnixNanos;
-use crate::runs::record::{RunRecord, VerdictEvent, WindowRecord};
+use crate::model::{RunRecord, VerdictEvent, WindowRecord};
 
 pub use memory::MemoryStore;
 pub use sql::SqlStore;
@@ -260,7 +260,7 @@ pub trait RunStore: Send + Sync + std::fmt::Debug {
 
 /// The event JSON stored with a transition and delivered by every exporter.
 pub fn event_body(event: &VerdictEvent) -> String {
-    event.to_json().to_string()
+    crate::proto::event_json(event).to_string()
 }
 
 /// Whether the storage is usable at run time, as last seen by each task

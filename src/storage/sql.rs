@@ -25,7 +25,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
 use crate::model::UnixNanos;
-use crate::runs::record::{RunRecord, WindowRecord};
+use crate::model::{RunRecord, WindowRecord};
 
 use super::codec;
 use super::{
@@ -589,9 +589,9 @@ impl RunStore for SqlStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aggregator::state::Accum;
+    use crate::model::Accum;
+    use crate::model::{RunState, VerdictEvent};
     use crate::model::{Subject, Window};
-    use crate::runs::record::{RunState, VerdictEvent};
 
     struct Db(std::path::PathBuf);
 
@@ -645,8 +645,8 @@ mod tests {
         let mut r = run(RunState::Validating);
         let w = WindowRecord {
             window: Window { start: 0, end: 10 },
-            figures: crate::contracts::Figures::of(&Accum::default()),
-            result: crate::contracts::WindowVerdict::Insufficient,
+            figures: crate::model::Figures::of(&Accum::default()),
+            result: crate::model::WindowVerdict::Insufficient,
             failures: vec![],
         };
         let batch = vec![Commit {

@@ -24,12 +24,13 @@ use crate::clock::SharedClock;
 use crate::config::{ContractSpec, ExporterKind, ReceiverKind, ValidatedConfig};
 use crate::contracts::CompiledContract;
 use crate::exporters::outbox::{Sink, Worker};
+use crate::model::RunState;
 use crate::receivers::otlp::{grpc, http, Ingest};
 use crate::receivers::probe::ProbeReceiver;
 use crate::receivers::PipelineInput;
 use crate::runs::engine::{Engine, Subscriber};
 use crate::runs::task::{Command, EngineTask};
-use crate::runs::{RunState, RunStore};
+use crate::runs::RunStore;
 use crate::storage::Health;
 use crate::{aggregator, api, exporters, storage, telemetry};
 

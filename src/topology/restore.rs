@@ -6,10 +6,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::aggregator::state::Accum;
 use crate::config::PipelineSpec;
+use crate::model::Accum;
+use crate::model::OpenWindows;
 use crate::model::{SeriesKey, Subject, UnixNanos, Window};
-use crate::runs::engine::{EngineSeed, OpenWindows, PENDING_SLOT};
+use crate::runs::engine::{EngineSeed, PENDING_SLOT};
 use crate::storage::codec::{self, CheckpointData};
 use crate::storage::{RunStore, StoreError};
 

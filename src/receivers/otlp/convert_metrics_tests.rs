@@ -12,7 +12,7 @@ use super::*;
 use crate::aggregator::state::{ShardState, WindowParams};
 use crate::aggregator::ShardBatch;
 use crate::config::{ContractSpec, Thresholds};
-use crate::contracts::Figures;
+use crate::model::Figures;
 use crate::receivers::otlp::convert::tests::{kv, pipeline_input, s};
 use crate::receivers::otlp::json::decode_metrics;
 

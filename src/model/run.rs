@@ -1,15 +1,11 @@
 //! What the run engine stores and announces: runs, their window history,
-//! and verdict events (design §5.5). Their JSON forms are the
-//! `verdict.v1` protobuf messages (`proto/verdict/v1/verdict.proto`)
-//! serialised, the same data for the API, the log exporter and webhooks.
+//! and verdict events (design §5.5). Their JSON forms are the `verdict.v1`
+//! protobuf messages (see [`crate::proto`]), the same data for the API, the
+//! log exporter and webhooks.
 
 use serde::Serialize;
-use serde_json::Value;
 
-use crate::aggregator::state::Accum;
-use crate::contracts::{Figures, LatencyBound, WindowVerdict};
-use crate::model::{Subject, UnixNanos, Window};
-use crate::proto::{self, v1};
+use super::{Accum, Figures, LatencyBound, Subject, UnixNanos, Window, WindowVerdict};
 
 /// The state of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -110,22 +106,6 @@ impl RunRecord {
             latency_bound: LatencyBound::default(),
         }
     }
-
-    /// The API's Run object (design §7), without its window history.
-    pub fn to_json(&self) -> Value {
-        let mut v = proto::to_json(&v1::Run::from(self));
-        if let Some(map) = v.as_object_mut() {
-            map.remove("windows");
-        }
-        v
-    }
-
-    /// The API's Run object with its window history (newest first).
-    pub fn to_json_with_windows(&self, windows: &[WindowRecord]) -> Value {
-        let mut run = v1::Run::from(self);
-        run.windows = windows.iter().map(v1::Window::from).collect();
-        proto::to_json(&run)
-    }
 }
 
 /// One window of a run's history.
@@ -158,11 +138,4 @@ pub struct VerdictEvent {
     pub failures: Vec<String>,
     /// The contract is `dry_run`: nothing is triggered.
     pub dry_run: bool,
-}
-
-impl VerdictEvent {
-    /// The §5.5 JSON body: the `verdict.v1.VerdictEvent` message.
-    pub fn to_json(&self) -> Value {
-        proto::to_json(&v1::VerdictEvent::from(self))
-    }
 }

@@ -1,0 +1,518 @@
+//! What one window of one series accumulated: request counts and the
+//! latency sketch, and how OTLP histogram points are added to it. Windows
+//! (shards), runs (cumulative figures) and the probe all accumulate the same
+//! way, so the type lives here, below every stage.
+
+use crate::sketch::Sketch;
+
+use super::point::{Buckets, LatencyUnit, PointKind, PointLatency};
+use super::Sample;
+
+/// What one window of one series accumulated.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Accum {
+    /// Latency sketch, in `unit` (milliseconds for spans; a metric's own
+    /// unit for histogram points, so their buckets merge exactly).
+    pub latency: Sketch,
+    /// Requests seen.
+    pub samples: u64,
+    /// Requests that failed.
+    pub errors: u64,
+    /// Requests that converted.
+    pub conversions: u64,
+    /// Unit of the sketch's values.
+    pub unit: LatencyUnit,
+    /// Set once explicit-bucket histograms were spread into the sketch: the
+    /// quantiles are then approximate, within the width of their bucket.
+    pub spread: Option<Spread>,
+    /// Relative error added by re-bucketing data of another unit (0 when
+    /// every input had the sketch's unit, the normal case).
+    pub extra_relative_error: f64,
+}
+
+/// What is known about explicit buckets spread into a sketch, for the bound
+/// of a quantile answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Spread {
+    /// Bounds present in every spread histogram (in the sketch's unit): a
+    /// bucket between two of them contains the bucket of each point.
+    pub bounds: Vec<f64>,
+    /// Some point had counts below its first bound and no `min`.
+    pub open_below: bool,
+    /// Some point had counts above its last bound and no `max`: answers up
+    /// there have no bound.
+    pub open_above: bool,
+}
+
+/// Most sketch buckets one explicit bucket is spread over; a wider bucket is
+/// spread at a coarser scale (its answer is only good to its width anyway).
+const MAX_PIECES: u32 = 128;
+
+impl Accum {
+    /// Adds one sample. A latency the sketch refuses still counts as a
+    /// request (its error and conversion flags are real); the caller checked
+    /// finiteness already, so this only guards against misuse. NaN means "no
+    /// latency" (see [`Sample::latency_ms`]) and is not offered to the sketch.
+    #[inline]
+    pub fn record(&mut self, s: &Sample) {
+        if !s.latency_ms.is_nan() {
+            let _ = self.latency.insert(s.latency_ms);
+        }
+        self.samples += 1;
+        self.errors += u64::from(s.error);
+        self.conversions += u64::from(s.converted);
+    }
+
+    /// Adds a (delta) metric point: a latency histogram or conversions.
+    pub fn record_point(&mut self, kind: &PointKind) {
+        match kind {
+            // Conversions are whole events; a double-valued counter's
+            // fractions are rounding noise.
+            PointKind::Conversions(v) => self.conversions += v.round().max(0.0) as u64,
+            PointKind::Latency(p) => self.record_latency(p),
+        }
+    }
+
+    fn record_latency(&mut self, p: &PointLatency) {
+        self.samples += p.count;
+        if p.error {
+            self.errors += p.count;
+        }
+        let factor = self.adopt_unit(p.unit);
+        let scaled = |v: Option<f64>| v.map(|v| v * factor);
+        match &p.buckets {
+            Buckets::Exponential {
+                scale,
+                offset,
+                counts,
+                zero_count,
+                zero_threshold,
+            } => {
+                if factor == 1.0 {
+                    self.latency.merge_exponential(
+                        *scale,
+                        *zero_count,
+                        *zero_threshold,
+                        *offset,
+                        counts,
+                        p.sum,
+                        p.min,
+                        p.max,
+                    );
+                } else {
+                    self.rebucket(*scale, *offset, counts, *zero_count, factor);
+                }
+            }
+            Buckets::Explicit { bounds, counts } => {
+                let bounds: Vec<f64> = bounds.iter().map(|b| b * factor).collect();
+                self.spread_explicit(&bounds, counts, scaled(p.min), scaled(p.max));
+            }
+        }
+    }
+
+    /// True when nothing has gone into the sketch yet (its unit is free).
+    fn latency_empty(&self) -> bool {
+        self.latency.is_empty() && self.latency.rejected() == 0 && self.spread.is_none()
+    }
+
+    /// Takes `unit` as the sketch's unit when the sketch is still empty;
+    /// returns the factor from `unit` to the sketch's unit.
+    fn adopt_unit(&mut self, unit: LatencyUnit) -> f64 {
+        if unit == self.unit {
+            return 1.0;
+        }
+        if self.latency_empty() {
+            self.unit = unit;
+            return 1.0;
+        }
+        unit.to_ms() / self.unit.to_ms()
+    }
+
+    /// Adds exponential buckets of another unit: each bucket's count goes to
+    /// its midpoint times `factor`, which adds that scale's bound to the
+    /// answer's error (only when a series mixes units).
+    fn rebucket(&mut self, scale: i32, offset: i32, counts: &[u64], zero_count: u64, factor: f64) {
+        let _ = self.latency.insert_n(0.0, zero_count);
+        let rel = crate::sketch::relative_error_at(scale);
+        for (j, &c) in counts.iter().enumerate() {
+            if c == 0 {
+                continue;
+            }
+            let idx = f64::from(offset) + j as f64;
+            let lower = (idx * (-f64::from(scale)).exp2()).exp2();
+            let _ = self.latency.insert_n(lower * (1.0 + rel) * factor, c);
+        }
+        self.extra_relative_error = self.extra_relative_error.max(rel);
+    }
+
+    /// Spreads explicit-bucket counts uniformly inside each bucket over the
+    /// sketch buckets it covers (design §3). `min` and `max`, when given,
+    /// clamp the outer buckets (and any bucket they fall in); without a
+    /// `max`, the counts above the last bound sit at that bound and the
+    /// answer there has no bound.
+    pub fn spread_explicit(
+        &mut self,
+        bounds: &[f64],
+        counts: &[u64],
+        min: Option<f64>,
+        max: Option<f64>,
+    ) {
+        let n = bounds.len();
+        let mut open_below = false;
+        let mut open_above = false;
+        for (i, &c) in counts.iter().enumerate().take(n + 1) {
+            if c == 0 {
+                continue;
+            }
+            let mut lo = if i == 0 {
+                f64::NEG_INFINITY
+            } else {
+                bounds[i - 1]
+            };
+            let mut hi = if i == n { f64::INFINITY } else { bounds[i] };
+            if let Some(m) = min.filter(|m| m.is_finite()) {
+                lo = lo.max(m);
+            } else if i == 0 {
+                open_below = true;
+            }
+            if let Some(m) = max.filter(|m| m.is_finite()) {
+                hi = hi.min(m);
+            }
+            // Latencies are never negative.
+            lo = lo.max(0.0);
+            if hi.is_infinite() {
+                open_above = true;
+                let _ = self.latency.insert_n(lo, c);
+            } else if hi <= 0.0 {
+                let _ = self.latency.insert_n(0.0, c);
+            } else if lo >= hi {
+                let _ = self.latency.insert_n(hi, c);
+            } else {
+                self.spread_bucket(lo, hi, c);
+            }
+        }
+        match &mut self.spread {
+            Some(s) => {
+                s.bounds.retain(|b| bounds.contains(b));
+                s.open_below |= open_below;
+                s.open_above |= open_above;
+            }
+            None => {
+                self.spread = Some(Spread {
+                    bounds: bounds.to_vec(),
+                    open_below,
+                    open_above,
+                })
+            }
+        }
+    }
+
+    /// Spreads `c` values uniformly over `(lo, hi]`, `0 <= lo < hi`, one
+    /// insert per covered sketch bucket, rounding so the counts add up to `c`.
+    fn spread_bucket(&mut self, lo: f64, hi: f64, c: u64) {
+        // Below hi / 2^10 lies under 0.1 % of a uniform bucket: it goes to
+        // the first piece instead of spanning endless tiny buckets near 0.
+        let from = lo.max(hi / 1024.0);
+        let mut scale = self.latency.scale();
+        let pieces = |scale: i32| {
+            let per = f64::from(scale).exp2();
+            ((hi.log2() * per).ceil() - (from.log2() * per).floor()).max(1.0)
+        };
+        while scale > crate::sketch::MIN_SCALE && pieces(scale) > f64::from(MAX_PIECES) {
+            scale -= 1;
+        }
+        let per = f64::from(scale).exp2();
+        let first = (from.log2() * per).floor() as i64;
+        let last = (hi.log2() * per).ceil() as i64;
+        let width = hi - lo;
+        let mut given = 0u64;
+        for k in first..last {
+            let a = ((k as f64) / per).exp2().max(from);
+            let b = (((k + 1) as f64) / per).exp2().min(hi);
+            if b <= a {
+                continue;
+            }
+            // Cumulative share up to b, rounded: the counts sum to c exactly.
+            let upto = if k + 1 >= last {
+                c
+            } else {
+                ((b - lo) / width * c as f64).round().min(c as f64) as u64
+            };
+            let n = upto.saturating_sub(given);
+            given = given.max(upto);
+            if n > 0 {
+                // Geometric middle of the piece (as a product of roots: no overflow).
+                let _ = self.latency.insert_n(a.sqrt() * b.sqrt(), n);
+            }
+        }
+        if given < c {
+            let _ = self.latency.insert_n(hi, c - given);
+        }
+    }
+
+    /// True when quantiles are approximate beyond the sketch's own bound
+    /// (explicit buckets were spread, or a unit was re-bucketed).
+    pub fn approximate(&self) -> bool {
+        self.spread.is_some() || self.extra_relative_error > 0.0
+    }
+
+    /// Relative error of the sketch's answers as sketch answers: its scale's
+    /// bound plus any re-bucketing.
+    pub fn relative_error(&self) -> f64 {
+        (self.latency.relative_error() + self.extra_relative_error).min(1.0)
+    }
+
+    /// The absolute bound (in the sketch's unit) of a quantile answer `v`:
+    /// the sketch's relative bound, plus, for spread explicit buckets, the
+    /// width of the bucket the answer falls in (`+inf` in an open bucket).
+    pub fn error_bound(&self, v: f64) -> f64 {
+        let rel = self.relative_error();
+        // |v − x| ≤ rel·x with x ≥ v / (1 + rel)… and ≤ v / (1 − rel).
+        let sketch = if rel < 1.0 {
+            rel * v / (1.0 - rel)
+        } else {
+            f64::INFINITY
+        };
+        let Some(s) = &self.spread else {
+            return sketch;
+        };
+        let width = |x: f64| {
+            let i = s.bounds.partition_point(|b| *b < x);
+            let lo = if i == 0 {
+                if s.open_below {
+                    0.0
+                } else {
+                    self.latency.min().unwrap_or(0.0)
+                }
+            } else {
+                s.bounds[i - 1]
+            };
+            let hi = if i == s.bounds.len() {
+                if s.open_above {
+                    f64::INFINITY
+                } else {
+                    self.latency.max().unwrap_or(lo)
+                }
+            } else {
+                s.bounds[i]
+            };
+            (hi - lo).max(0.0)
+        };
+        // The sketch may have put the answer just across a bound.
+        let w = width(v - sketch).max(width(v + sketch));
+        w + sketch
+    }
+
+    /// Adds everything `other` accumulated.
+    pub fn merge(&mut self, other: &Accum) {
+        if other.latency_empty() {
+            // Nothing to merge (an empty window of another unit included).
+        } else if other.unit == self.unit || self.latency_empty() {
+            self.unit = other.unit;
+            self.latency.merge(&other.latency);
+        } else {
+            let factor = other.unit.to_ms() / self.unit.to_ms();
+            let (scale, offset, counts) = other.latency.positive_buckets();
+            self.rebucket(scale, offset, &counts, other.latency.zero_count(), factor);
+        }
+        self.samples += other.samples;
+        self.errors += other.errors;
+        self.conversions += other.conversions;
+        self.extra_relative_error = self.extra_relative_error.max(other.extra_relative_error);
+        if let Some(o) = &other.spread {
+            let factor = other.unit.to_ms() / self.unit.to_ms();
+            let bounds: Vec<f64> = o.bounds.iter().map(|b| b * factor).collect();
+            match &mut self.spread {
+                Some(s) => {
+                    s.bounds.retain(|b| bounds.contains(b));
+                    s.open_below |= o.open_below;
+                    s.open_above |= o.open_above;
+                }
+                None => {
+                    self.spread = Some(Spread {
+                        bounds,
+                        open_below: o.open_below,
+                        open_above: o.open_above,
+                    })
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::SeriesKey;
+
+    fn exp_point(unit: LatencyUnit, scale: i32, offset: i32, counts: &[u64]) -> PointKind {
+        PointKind::Latency(PointLatency {
+            unit,
+            count: counts.iter().sum(),
+            error: false,
+            sum: None,
+            min: None,
+            max: None,
+            buckets: Buckets::Exponential {
+                scale,
+                offset,
+                counts: counts.to_vec(),
+                zero_count: 0,
+                zero_threshold: 0.0,
+            },
+        })
+    }
+
+    fn explicit_point(
+        bounds: &[f64],
+        counts: &[u64],
+        min: Option<f64>,
+        max: Option<f64>,
+    ) -> PointKind {
+        PointKind::Latency(PointLatency {
+            unit: LatencyUnit::Seconds,
+            count: counts.iter().sum(),
+            error: true,
+            sum: None,
+            min,
+            max,
+            buckets: Buckets::Explicit {
+                bounds: std::sync::Arc::from(bounds),
+                counts: counts.to_vec(),
+            },
+        })
+    }
+
+    #[test]
+    fn exponential_points_merge_exactly_in_their_unit() {
+        // Values in seconds at scale 3, as an SDK with 160 buckets sends them.
+        let values: Vec<f64> = (1..=200).map(|i| 0.005 * f64::from(i)).collect();
+        let mut direct = Sketch::with_params(3, 2048);
+        for &v in &values {
+            direct.insert(v).expect("valid");
+        }
+        let (scale, offset, counts) = direct.positive_buckets();
+        let mut acc = Accum::default();
+        acc.record_point(&exp_point(LatencyUnit::Seconds, scale, offset, &counts));
+        assert_eq!(acc.unit, LatencyUnit::Seconds);
+        assert_eq!(acc.latency.positive_buckets(), (scale, offset, counts));
+        assert_eq!(acc.samples, 200);
+        assert!(!acc.approximate());
+        // The reported bound is the coarse scale's, not the default's.
+        let f = crate::model::Figures::of(&acc);
+        assert!(
+            f.latency_relative_error > 0.04,
+            "{}",
+            f.latency_relative_error
+        );
+        let exact = values[189] * 1000.0; // nearest rank 190 of 200
+        let p95 = f.p95_latency_ms.unwrap_or(0.0);
+        let bound = f.p95_latency_error_ms.unwrap_or(0.0);
+        assert!(
+            (p95 - exact).abs() <= bound,
+            "p95 {p95} exact {exact} bound {bound}"
+        );
+        assert!((p95 - exact).abs() <= f.latency_relative_error * exact * 1.000_001);
+        // A second point of another unit is re-bucketed, and says so.
+        acc.record_point(&exp_point(LatencyUnit::Millis, 3, offset + 80, &[5]));
+        assert_eq!(acc.unit, LatencyUnit::Seconds);
+        assert!(acc.approximate());
+        assert_eq!(acc.latency.count(), 205);
+    }
+
+    #[test]
+    fn explicit_buckets_spread_with_a_bucket_width_bound() {
+        let bounds = [0.01, 0.05, 0.1, 0.5];
+        // 10 in (0, 10ms], 60 in (10, 50], 25 in (50, 100], 5 in (100, 500].
+        let mut acc = Accum::default();
+        acc.record_point(&explicit_point(
+            &bounds,
+            &[10, 60, 25, 5, 0],
+            Some(0.002),
+            Some(0.3),
+        ));
+        assert_eq!(
+            (acc.samples, acc.errors, acc.latency.count()),
+            (100, 100, 100)
+        );
+        assert!(acc.approximate());
+        let f = crate::model::Figures::of(&acc);
+        // p95 (rank 95) is in the (50, 100] ms bucket: reported within it,
+        // with that width (plus the sketch's bound) as its bound.
+        let p95 = f.p95_latency_ms.unwrap_or(0.0);
+        assert!(
+            (50.0..=100.0 * (1.0 + f.latency_relative_error)).contains(&p95),
+            "{p95}"
+        );
+        let bound = f.p95_latency_error_ms.unwrap_or(0.0);
+        assert!((50.0..60.0).contains(&bound), "{bound}");
+        // Spreading is uniform: the median of (10, 50] ms lies near 30 ms
+        // (rank 40 of 100 is the middle of the 60 values in that bucket).
+        let mid = acc.latency.quantile(0.40).map_or(0.0, |q| q.value);
+        assert!((0.027..0.033).contains(&mid), "{mid}");
+        // max clamps the last bucket: nothing above 300 ms.
+        assert!(acc.latency.max().unwrap_or(1.0) <= 0.3);
+        // min clamps the first one: nothing below 2 ms.
+        assert!(acc.latency.min().unwrap_or(0.0) >= 0.002);
+    }
+
+    #[test]
+    fn explicit_open_top_bucket_has_no_bound() {
+        let mut acc = Accum::default();
+        acc.record_point(&explicit_point(&[0.1], &[1, 99], None, None));
+        let f = crate::model::Figures::of(&acc);
+        assert_eq!(f.p95_latency_error_ms, Some(f64::INFINITY));
+        let json = f.bound().json_fields();
+        assert_eq!(json[2].1, serde_json::Value::Null);
+        assert_eq!(json[1].1, serde_json::Value::Bool(true));
+    }
+
+    #[test]
+    fn spreading_preserves_counts_for_any_input() {
+        for (counts, min, max) in [
+            (vec![1u64, 0, 7, 3, 2], None, None),
+            (vec![0, 1000, 1, 0, 999], Some(0.0), Some(7.0)),
+            (vec![3, 3, 3, 3, 3], Some(0.2), Some(0.2)),
+            (vec![u64::from(u32::MAX), 1, 1, 1, 1], Some(1e-9), Some(1e9)),
+        ] {
+            let mut acc = Accum::default();
+            let total: u64 = counts.iter().sum();
+            acc.record_point(&explicit_point(&[0.001, 0.01, 0.5, 5.0], &counts, min, max));
+            assert_eq!(acc.latency.count(), total, "{counts:?}");
+            assert_eq!(acc.latency.rejected(), 0);
+        }
+    }
+
+    #[test]
+    fn conversions_and_merge_across_units() {
+        let mut a = Accum::default();
+        a.record_point(&PointKind::Conversions(3.0));
+        a.record_point(&exp_point(LatencyUnit::Seconds, 3, 0, &[4]));
+        let mut run = Accum::default();
+        // An empty millisecond window merges without changing anything.
+        run.merge(&Accum::default());
+        run.merge(&a);
+        run.merge(&Accum::default());
+        assert_eq!(
+            (run.unit, run.conversions, run.samples),
+            (LatencyUnit::Seconds, 3, 4)
+        );
+        assert!(!run.approximate());
+        let mut spans = Accum::default();
+        spans.record(&Sample {
+            series: SeriesKey {
+                contract: 0,
+                subject: crate::model::Subject::named("a"),
+            },
+            ts: 1,
+            latency_ms: 1500.0,
+            error: false,
+            converted: false,
+        });
+        run.merge(&spans);
+        assert!(run.approximate());
+        assert_eq!(run.latency.count(), 5);
+        let top = run.latency.quantile(1.0).map_or(0.0, |q| q.value);
+        assert!((top - 1.5).abs() < 0.1, "{top}");
+    }
+}

@@ -1,0 +1,130 @@
+//! The figures a window or a run shows (quantiles, rates, samples and the
+//! bound of the latency answers) and the result of judging a window. Every
+//! stage after the aggregator reads them: contracts judge them, runs record
+//! them, storage keeps them, exporters and the API show them.
+
+use serde::Serialize;
+
+use super::Accum;
+
+/// Observed figures of a window or a run, in the contract's units.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Default)]
+pub struct Figures {
+    /// Median latency (ms); `None` without samples.
+    pub p50_latency_ms: Option<f64>,
+    /// 95th percentile latency (ms).
+    pub p95_latency_ms: Option<f64>,
+    /// 99th percentile latency (ms).
+    pub p99_latency_ms: Option<f64>,
+    /// Failed requests over all requests, in percent.
+    pub error_rate_percent: Option<f64>,
+    /// Converted requests over all requests, in percent.
+    pub conversion_rate_percent: Option<f64>,
+    /// Requests.
+    pub samples: u64,
+    /// Relative error bound of the latency sketch (e.g. 0.0054 at scale 6,
+    /// 0.043 at scale 3, where SDK exponential histograms often arrive).
+    #[serde(skip)]
+    pub latency_relative_error: f64,
+    /// Quantiles are approximate beyond the sketch's bound: explicit-bucket
+    /// histograms were spread inside their buckets.
+    #[serde(skip)]
+    pub latency_approximate: bool,
+    /// Absolute bound (ms) of the p95 answer: the sketch's relative bound,
+    /// plus the explicit bucket's width when approximate; `+inf` when the
+    /// p95 lies in an open bucket (above the last bound, no `max`).
+    #[serde(skip)]
+    pub p95_latency_error_ms: Option<f64>,
+}
+
+/// The quantile bound of a window or a run, as the API reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct LatencyBound {
+    /// Relative bound of the sketch.
+    pub relative_error: f64,
+    /// Explicit buckets were spread.
+    pub approximate: bool,
+    /// Absolute bound of the p95 (ms); `+inf` = unbounded.
+    pub p95_error_ms: Option<f64>,
+}
+
+impl LatencyBound {
+    /// The worse of two bounds (a run's bound is the worst of its windows).
+    pub fn worst(self, other: LatencyBound) -> LatencyBound {
+        LatencyBound {
+            relative_error: self.relative_error.max(other.relative_error),
+            approximate: self.approximate || other.approximate,
+            p95_error_ms: match (self.p95_error_ms, other.p95_error_ms) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            },
+        }
+    }
+
+    /// JSON fields: `latency_relative_error`, `latency_approximate` and
+    /// `p95_latency_error_ms` (`null` when unbounded or unknown).
+    pub fn json_fields(&self) -> [(&'static str, serde_json::Value); 3] {
+        [
+            ("latency_relative_error", self.relative_error.into()),
+            ("latency_approximate", self.approximate.into()),
+            (
+                "p95_latency_error_ms",
+                self.p95_error_ms
+                    .filter(|v| v.is_finite())
+                    .map_or(serde_json::Value::Null, Into::into),
+            ),
+        ]
+    }
+}
+
+impl Figures {
+    /// Computes the figures of an accumulation.
+    pub fn of(acc: &Accum) -> Figures {
+        let qs = acc.latency.quantiles(&[0.5, 0.95, 0.99]);
+        // The sketch counts in its input's unit (seconds for most metrics).
+        let ms = acc.unit.to_ms();
+        let q = |i: usize| qs.get(i).copied().flatten().map(|q| q.value);
+        let rate = |n: u64| (acc.samples > 0).then(|| n as f64 * 100.0 / acc.samples as f64);
+        Figures {
+            p50_latency_ms: q(0).map(|v| v * ms),
+            p95_latency_ms: q(1).map(|v| v * ms),
+            p99_latency_ms: q(2).map(|v| v * ms),
+            error_rate_percent: rate(acc.errors),
+            conversion_rate_percent: rate(acc.conversions),
+            samples: acc.samples,
+            latency_relative_error: acc.relative_error(),
+            latency_approximate: acc.approximate(),
+            p95_latency_error_ms: q(1).map(|v| acc.error_bound(v) * ms),
+        }
+    }
+
+    /// The quantile bound of these figures.
+    pub fn bound(&self) -> LatencyBound {
+        LatencyBound {
+            relative_error: self.latency_relative_error,
+            approximate: self.latency_approximate,
+            p95_error_ms: self.p95_latency_error_ms,
+        }
+    }
+}
+
+/// The result of a window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WindowVerdict {
+    /// Every check within limits.
+    Pass,
+    /// At least one check failed.
+    Fail,
+    /// Too few samples to judge: neither breaks nor extends a streak.
+    Insufficient,
+}
+
+/// A judged window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowOutcome {
+    /// Pass, fail or insufficient.
+    pub verdict: WindowVerdict,
+    /// One sentence per failed check.
+    pub failures: Vec<String>,
+}

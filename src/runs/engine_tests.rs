@@ -173,7 +173,7 @@ fn promotes_after_consecutive_passing_windows() {
         event.run.reason,
         "passed 2 consecutive windows, 20 samples, all checks within limits"
     );
-    let json = crate::proto::event_json(&event);
+    let json = crate::proto::event_json(event);
     assert_eq!(json["state"], "PROMOTED");
     assert_eq!(json["previous_state"], "VALIDATING");
     assert_eq!(json["window"]["start"], "1970-01-01T00:01:50Z");

@@ -22,7 +22,6 @@ use verdict::aggregator::state::{ShardState, WindowParams};
 use verdict::aggregator::Router;
 use verdict::clock::ManualClock;
 use verdict::config::{ContractSpec, Decision, OnTimeout, Source, Thresholds};
-use verdict::contracts::CompiledContract;
 use verdict::model::PointSample;
 use verdict::receivers::otlp::convert_metrics::convert_metrics;
 use verdict::receivers::PipelineInput;
@@ -35,7 +34,7 @@ fn pipeline() -> PipelineInput {
     let (tx, _rx) = tokio::sync::mpsc::channel(1);
     PipelineInput {
         name: "bench".into(),
-        contracts: vec![CompiledContract::new(ContractSpec {
+        contracts: vec![ContractSpec {
             name: "checkout".into(),
             version: 1,
             matches: vec![],
@@ -59,7 +58,7 @@ fn pipeline() -> PipelineInput {
             decision: Decision::Windows,
             alpha: 0.05,
             dry_run: false,
-        })],
+        }],
         router: Router::from_senders(vec![tx]),
         window_size: 60 * S,
         allowed_lateness: 10 * S,

@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use reqwest::header::{HeaderName, HeaderValue};
 use reqwest::{Method, Url};
 
-use crate::probe::plan::{
+use crate::config::probe_plan::{
     parse_header_line, parse_header_name, parse_method, parse_url, DEFAULT_CONVERSION_HEADER,
     MAX_CONCURRENCY,
 };
@@ -66,7 +66,7 @@ pub struct ProbeArgs {
     #[arg(long, value_parser = positive_duration)]
     pub duration: Option<Duration>,
     /// Requests in flight at once (and keep-alive connections kept).
-    #[arg(long, short = 'c', default_value_t = crate::probe::plan::DEFAULT_CONCURRENCY, value_parser = concurrency)]
+    #[arg(long, short = 'c', default_value_t = crate::config::probe_plan::DEFAULT_CONCURRENCY, value_parser = concurrency)]
     pub concurrency: usize,
     /// Per request, from sending to the end of the response body.
     #[arg(long, default_value = "5s", value_parser = positive_duration)]

@@ -27,8 +27,12 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+pub mod probe_plan;
 pub mod validated;
 
+mod select;
+
+mod defaults;
 mod env;
 mod error;
 mod raw;
@@ -38,6 +42,8 @@ mod validate;
 mod tests;
 
 pub use error::{ConfigError, ConfigErrors};
+pub use probe_plan::{Amount, ProbePlan, SYNTHETIC_ATTRIBUTE};
+pub use select::{select_resource, AttributeMatch, Selection};
 pub use validated::*;
 
 /// Reads, substitutes, layers env overrides, parses and validates a pipeline file.

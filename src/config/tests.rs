@@ -16,7 +16,6 @@ use std::time::Duration;
 
 use super::*;
 use crate::model::RunState;
-use crate::storage::StorageSpec;
 
 /// The environment every fixture is loaded with.
 fn fixture_env() -> HashMap<String, String> {
@@ -194,7 +193,7 @@ pipelines:
     assert_eq!(probe.plan.body.as_deref(), Some(&b"{\"cart\": 1}"[..]));
     assert_eq!(
         probe.plan.amount,
-        crate::probe::Amount::Duration(Duration::from_secs(30))
+        crate::config::Amount::Duration(Duration::from_secs(30))
     );
     assert_eq!(probe.plan.rate, Some(50.0));
     assert_eq!(probe.plan.concurrency, 10);
@@ -222,7 +221,7 @@ fn design_example_loads_with_every_field() {
     };
     assert_eq!(config.receivers[1].id, "probe/baseline");
     assert_eq!(probe.plan.url.as_str(), "http://localhost:3000/api/v1/mvp");
-    assert_eq!(probe.plan.amount, crate::probe::Amount::Requests(5000));
+    assert_eq!(probe.plan.amount, crate::config::Amount::Requests(5000));
     assert_eq!(probe.plan.concurrency, 50);
     assert_eq!(probe.plan.timeout, Duration::from_secs(5));
     assert_eq!(
@@ -249,10 +248,7 @@ fn design_example_loads_with_every_field() {
     assert_eq!(contract.version, 3);
     assert_eq!(
         contract.matches,
-        [AttributeMatch {
-            key: "service.name".into(),
-            pattern: "checkout".into()
-        }]
+        [AttributeMatch::new("service.name", "checkout").unwrap()]
     );
     assert_eq!(
         contract.thresholds,
@@ -268,14 +264,8 @@ fn design_example_loads_with_every_field() {
     assert_eq!(
         baseline.matches,
         [
-            AttributeMatch {
-                key: "service.name".into(),
-                pattern: "checkout".into()
-            },
-            AttributeMatch {
-                key: "service.version".into(),
-                pattern: "1.*".into()
-            }
+            AttributeMatch::new("service.name", "checkout").unwrap(),
+            AttributeMatch::new("service.version", "1.*").unwrap()
         ]
     );
     assert_eq!(baseline.max_p95_latency_increase_percent, Some(10.0));

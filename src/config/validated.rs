@@ -2,7 +2,11 @@
 //! value here has been checked (bounds, references, durations), so building
 //! the topology never re-validates (Vector's "validation is pure" rule).
 
+use std::path::PathBuf;
 use std::time::Duration;
+
+use super::probe_plan::ProbePlan;
+use super::select::AttributeMatch;
 
 /// A fully validated pipeline file.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,7 +56,7 @@ pub struct OtlpReceiverSpec {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProbeReceiverSpec {
     /// What to send, how many, how fast.
-    pub plan: crate::probe::ProbePlan,
+    pub plan: ProbePlan,
     /// Run again this long after each start; `None` = once, at start.
     pub interval: Option<Duration>,
     /// Resource attributes of its samples, `verdict.synthetic=true` included
@@ -124,15 +128,6 @@ pub enum OnTimeout {
     Promote,
 }
 
-/// One `match` entry: a resource attribute and a glob its value must match.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AttributeMatch {
-    /// Resource attribute key (`service.name`).
-    pub key: String,
-    /// Glob pattern (`*`, `?`, `[...]`), already checked to compile.
-    pub pattern: String,
-}
-
 /// `processors.contract/NAME`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ContractSpec {
@@ -185,7 +180,7 @@ impl ContractSpec {
     /// default, as the file would give it: what `verdict probe` judges with
     /// when thresholds come from the command line.
     pub fn with_thresholds(name: &str, thresholds: Thresholds) -> ContractSpec {
-        use super::validate::{
+        use super::defaults::{
             DEFAULT_ALPHA, DEFAULT_CONVERSIONS_METRIC, DEFAULT_CONVERSION_ATTRIBUTE,
             DEFAULT_LATENCY_METRIC, DEFAULT_PASS_WINDOWS, DEFAULT_SPAN_KINDS, DEFAULT_SUBJECT_BY,
         };
@@ -294,11 +289,35 @@ pub struct ServiceSpec {
     pub api_token: Option<String>,
     /// Where runs, transitions, the outbox and checkpoints live (default
     /// `sqlite://data/verdict.db`).
-    pub storage: crate::storage::StorageSpec,
+    pub storage: StorageSpec,
     /// Budget for request bodies being decoded plus queued batches, in bytes (default 256 MiB).
     pub max_inflight_bytes: u64,
     /// How often open windows are persisted (default 10s).
     pub checkpoint_interval: Duration,
     /// Final runs leave `/metrics` this long after their decision (default 1h).
     pub metric_expiry: Duration,
+}
+
+/// Where verdict keeps its state (`service.storage`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StorageSpec {
+    /// In process memory: lost on restart (`memory:`).
+    Memory,
+    /// An SQLite database file (`sqlite://relative/path`, `sqlite:///abs`).
+    Sqlite {
+        /// The URL as configured.
+        url: String,
+        /// The database file; relative paths are relative to the working
+        /// directory.
+        path: PathBuf,
+    },
+}
+
+impl std::fmt::Display for StorageSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StorageSpec::Memory => f.write_str("memory:"),
+            StorageSpec::Sqlite { url, .. } => f.write_str(url),
+        }
+    }
 }

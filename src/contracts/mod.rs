@@ -3,7 +3,5 @@
 //! thresholds ([`evaluate`]).
 
 pub mod evaluate;
-pub mod select;
 
 pub use evaluate::evaluate_window;
-pub use select::{CompiledContract, Selection};

@@ -23,8 +23,8 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::plan::ProbePlan;
 use super::tally::{Failure, Observation};
+use crate::config::probe_plan::ProbePlan;
 
 /// The `User-Agent` of every probe request: `verdict-probe/<version>`.
 pub const USER_AGENT: &str = concat!("verdict-probe/", env!("CARGO_PKG_VERSION"));

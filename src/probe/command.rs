@@ -9,10 +9,10 @@ use std::sync::Arc;
 
 use super::engine::{self, Observer};
 use super::hooks::{self, RetryPolicy};
-use super::plan::{Amount, ProbePlan, DEFAULT_REQUESTS};
 use super::progress::Progress;
 use super::report::{judge, ProbeReport};
 use crate::cli::ProbeArgs;
+use crate::config::probe_plan::{Amount, ProbePlan, DEFAULT_REQUESTS};
 use crate::config::{self, ConfigErrors, ContractSpec, Thresholds};
 
 /// Why `verdict probe` could not run (exit 2). A target that fails every

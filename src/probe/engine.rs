@@ -15,8 +15,8 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::client::{ClientError, Connection, Target};
-use super::plan::{Amount, ProbePlan};
 use super::tally::{Observation, Tally};
+use crate::config::probe_plan::{Amount, ProbePlan};
 
 /// Hears of every request as it ends, from any worker.
 pub trait Observer: Send + Sync {

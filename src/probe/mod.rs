@@ -9,7 +9,6 @@
 //!              └── observer: progress bar, or the probe receiver's samples
 //! ```
 //!
-//! - [`plan`]: what to send, parsed the same way from flags and from YAML;
 //! - [`client`]: the pooled HTTP client and one request's outcome;
 //! - [`engine`]: the workers, rate limit and duration;
 //! - [`tally`]: outcomes added up in the aggregator's own sketch and counters;
@@ -22,12 +21,10 @@ pub mod client;
 pub mod command;
 pub mod engine;
 pub mod hooks;
-pub mod plan;
 pub mod progress;
 pub mod report;
 pub mod tally;
 
 pub use engine::{Observer, RunResult};
-pub use plan::{Amount, ProbePlan};
 pub use report::ProbeReport;
 pub use tally::{Failure, Observation, Tally};

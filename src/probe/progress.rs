@@ -9,8 +9,8 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::engine::Observer;
-use super::plan::{Amount, ProbePlan};
 use super::tally::{Observation, Tally};
+use crate::config::probe_plan::{Amount, ProbePlan};
 use crate::model::Figures;
 
 /// The tally the bar reads, fed by every worker.

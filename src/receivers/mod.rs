@@ -11,7 +11,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use crate::aggregator::{Router, ShardBatch, ShardItems};
 use crate::clock::SharedClock;
-use crate::contracts::CompiledContract;
+use crate::config::ContractSpec;
 
 /// What a receiver needs to know about one pipeline it feeds.
 #[derive(Debug)]
@@ -19,7 +19,7 @@ pub struct PipelineInput {
     /// Pipeline name.
     pub name: String,
     /// The pipeline's contracts, indexed like `SeriesKey::contract`.
-    pub contracts: Vec<CompiledContract>,
+    pub contracts: Vec<ContractSpec>,
     /// The pipeline's shard queues.
     pub router: Router,
     /// Window length in nanoseconds.

@@ -21,41 +21,16 @@ use tokio_util::sync::CancellationToken;
 use super::otlp::convert::targets;
 use super::{enqueue, PipelineInput};
 use crate::clock::SharedClock;
+use crate::config::ProbePlan;
 use crate::config::{ProbeReceiverSpec, Source};
-use crate::contracts::{CompiledContract, Selection};
 use crate::model::{Sample, SeriesKey, UnixNanos};
 use crate::probe::client;
 use crate::probe::engine::{self, Observer};
-use crate::probe::{Observation, ProbePlan};
+use crate::probe::Observation;
 use crate::telemetry;
-
-/// The resource attribute that marks synthetic traffic; always `true` on a
-/// probe's samples.
-pub const SYNTHETIC_ATTRIBUTE: &str = "verdict.synthetic";
 
 /// How often finished requests are pushed to the shards.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(200);
-
-/// What each span-sourced contract makes of a probe's resource, by contract
-/// index; contracts that do not select it are left out.
-pub fn select(
-    resource: &[(String, String)],
-    contracts: &[CompiledContract],
-) -> Vec<(u32, Selection)> {
-    let lookup = |key: &str| {
-        resource
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    };
-    contracts
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| c.spec.source == Source::Spans)
-        .map(|(i, c)| (i as u32, c.select(lookup)))
-        .filter(|(_, selection)| *selection != Selection::None)
-        .collect()
-}
 
 /// One series a request counts for, and the shard that holds it.
 #[derive(Debug)]
@@ -266,10 +241,13 @@ mod tests {
     use super::*;
     use crate::aggregator::Router;
     use crate::clock::ManualClock;
-    use crate::config::{AttributeMatch, ContractSpec, Thresholds};
+    use crate::config::{
+        select_resource as select, AttributeMatch, ContractSpec, Selection, Thresholds,
+        SYNTHETIC_ATTRIBUTE,
+    };
     use crate::probe::Failure;
 
-    fn contract(subject_by: &[&str]) -> CompiledContract {
+    fn contract(subject_by: &[&str]) -> ContractSpec {
         let mut spec = ContractSpec::with_thresholds(
             "checkout",
             Thresholds {
@@ -278,17 +256,11 @@ mod tests {
             },
         );
         spec.matches = vec![
-            AttributeMatch {
-                key: "service.name".into(),
-                pattern: "checkout".into(),
-            },
-            AttributeMatch {
-                key: SYNTHETIC_ATTRIBUTE.into(),
-                pattern: "true".into(),
-            },
+            AttributeMatch::new("service.name", "checkout").expect("glob"),
+            AttributeMatch::new(SYNTHETIC_ATTRIBUTE, "true").expect("glob"),
         ];
         spec.subject_by = subject_by.iter().map(|s| s.to_string()).collect();
-        CompiledContract::new(spec)
+        spec
     }
 
     fn resource() -> Vec<(String, String)> {
@@ -334,7 +306,9 @@ mod tests {
             clock: clock.clone(),
         });
         let spec = ProbeReceiverSpec {
-            plan: ProbePlan::new(crate::probe::plan::parse_url("http://127.0.0.1:9/").unwrap()),
+            plan: ProbePlan::new(
+                crate::config::probe_plan::parse_url("http://127.0.0.1:9/").unwrap(),
+            ),
             interval: None,
             resource: resource(),
         };

@@ -19,12 +19,12 @@ pub mod memory;
 pub mod sql;
 
 use std::future::Future;
-use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 
 use serde::Serialize;
 
+use crate::config::StorageSpec;
 use crate::model::UnixNanos;
 use crate::model::{RunRecord, VerdictEvent, WindowRecord};
 
@@ -55,30 +55,6 @@ pub enum StoreError {
     /// Stored data could not be read back.
     #[error("stored data is unreadable: {0}")]
     Corrupt(String),
-}
-
-/// Where verdict keeps its state (`service.storage`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StorageSpec {
-    /// In process memory: lost on restart (`memory:`).
-    Memory,
-    /// An SQLite database file (`sqlite://relative/path`, `sqlite:///abs`).
-    Sqlite {
-        /// The URL as configured.
-        url: String,
-        /// The database file; relative paths are relative to the working
-        /// directory.
-        path: PathBuf,
-    },
-}
-
-impl std::fmt::Display for StorageSpec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            StorageSpec::Memory => f.write_str("memory:"),
-            StorageSpec::Sqlite { url, .. } => f.write_str(url),
-        }
-    }
 }
 
 /// Opens (and for a database, creates and migrates) the configured store.

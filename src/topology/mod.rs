@@ -22,7 +22,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::SharedClock;
 use crate::config::{ContractSpec, ExporterKind, ReceiverKind, ValidatedConfig};
-use crate::contracts::CompiledContract;
 use crate::exporters::outbox::{Sink, Worker};
 use crate::model::RunState;
 use crate::receivers::otlp::{grpc, http, Ingest};
@@ -237,12 +236,7 @@ impl Server {
             );
             let input = PipelineInput {
                 name: p.name.clone(),
-                contracts: p
-                    .contracts
-                    .iter()
-                    .cloned()
-                    .map(CompiledContract::new)
-                    .collect(),
+                contracts: p.contracts.clone(),
                 router,
                 window_size: (p.window.size.as_nanos() as u64).max(1),
                 allowed_lateness: p.window.allowed_lateness.as_nanos() as u64,

@@ -15,9 +15,10 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
+use verdict::config::probe_plan::parse_url;
+use verdict::config::{Amount, ProbePlan};
 use verdict::probe::engine;
-use verdict::probe::plan::parse_url;
-use verdict::probe::{Amount, Failure, ProbePlan};
+use verdict::probe::Failure;
 
 use crate::{final_run_is, start};
 

@@ -12,8 +12,8 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::trace::v1::{status::StatusCode, Span};
 
+use crate::config::Selection;
 use crate::config::Source;
-use crate::contracts::Selection;
 use crate::model::series::BASELINE_SUBJECT;
 use crate::model::{Sample, SeriesKey, Subject, UnixNanos, Window};
 
@@ -235,7 +235,7 @@ pub(crate) fn targets(
     let mut targets = Vec::new();
     for (pi, p) in pipelines.iter().enumerate() {
         for (ci, c) in p.contracts.iter().enumerate() {
-            if c.spec.source != source {
+            if c.source != source {
                 continue;
             }
             let series = match c.select(|k| lookup(attrs, k)) {
@@ -367,7 +367,7 @@ pub(crate) fn convert_span(
     let mut error = None;
     for t in targets {
         let p = pipelines[t.pipeline];
-        let spec = &p.contracts[t.contract as usize].spec;
+        let spec = &p.contracts[t.contract as usize];
         if !spec.span_kinds.contains(&span.kind()) {
             continue;
         }
@@ -405,7 +405,6 @@ pub(super) mod tests {
     use crate::aggregator::Router;
     use crate::clock::ManualClock;
     use crate::config::{AttributeMatch, ContractSpec, Thresholds};
-    use crate::contracts::CompiledContract;
     use opentelemetry_proto::tonic::resource::v1::Resource;
     use opentelemetry_proto::tonic::trace::v1::{
         span::SpanKind, ResourceSpans, ScopeSpans, Status,
@@ -418,10 +417,7 @@ pub(super) mod tests {
     /// metrics conversion tests).
     pub(crate) fn contract(pattern: &str) -> ContractSpec {
         ContractSpec {
-            matches: vec![AttributeMatch {
-                key: "service.name".into(),
-                pattern: pattern.into(),
-            }],
+            matches: vec![AttributeMatch::new("service.name", pattern).expect("glob")],
             pass_windows: 1,
             ..ContractSpec::with_thresholds(
                 "checkout",
@@ -453,7 +449,7 @@ pub(super) mod tests {
     ) -> PipelineInput {
         PipelineInput {
             name: "p".into(),
-            contracts: vec![CompiledContract::new(spec)],
+            contracts: vec![spec],
             router: Router::from_senders(senders),
             window_size: 60_000_000_000,
             allowed_lateness: 10_000_000_000,

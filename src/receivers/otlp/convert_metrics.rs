@@ -80,7 +80,7 @@ pub fn convert_metrics(
                 let roles: Vec<(&Target, Role)> = targets
                     .iter()
                     .filter_map(|t| {
-                        let spec = &pipelines[t.pipeline].contracts[t.contract as usize].spec;
+                        let spec = &pipelines[t.pipeline].contracts[t.contract as usize];
                         if metric.name == spec.latency_metric {
                             Some((t, Role::Latency))
                         } else if metric.name == spec.conversions_metric {

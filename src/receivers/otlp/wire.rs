@@ -207,7 +207,7 @@ impl<'p> Interest<'p> {
     fn of(pipelines: &[&'p PipelineInput]) -> Interest<'p> {
         let mut conversion: Vec<&str> = Vec::new();
         for c in pipelines.iter().flat_map(|p| &p.contracts) {
-            let a = c.spec.conversion_attribute.as_str();
+            let a = c.conversion_attribute.as_str();
             if !conversion.contains(&a) && conversion.len() < 64 {
                 conversion.push(a);
             }

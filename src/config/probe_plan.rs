@@ -9,6 +9,10 @@ use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, Url};
 
+/// The resource attribute that marks synthetic traffic; always `true` on a
+/// probe's samples.
+pub const SYNTHETIC_ATTRIBUTE: &str = "verdict.synthetic";
+
 /// Default number of requests when neither a count nor a duration is given.
 pub const DEFAULT_REQUESTS: u64 = 1000;
 /// Default number of requests in flight.

@@ -1,0 +1,212 @@
+//! The `exporters` section: Prometheus, log and webhooks; and `service.storage`.
+
+use super::*;
+
+pub(super) fn exporters(section: Option<Value>, errors: &mut Errors) -> Defined<ExporterSpec> {
+    let mut defined = Defined::new();
+    for (id, value) in section_entries("exporters", section, errors) {
+        let path = join("exporters", &id);
+        let (mark, keys) = (errors.len(), table_keys(&value));
+        let kind = match parse_id(&id) {
+            Err(message) => {
+                errors.push(&path, message);
+                None
+            }
+            Ok(cid) => match cid.kind {
+                "prometheus" => {
+                    deserialize::<RawPrometheus>(value, &path, errors).and_then(|raw| {
+                        let before = errors.len();
+                        let endpoint = endpoint(
+                            raw.endpoint,
+                            DEFAULT_PROMETHEUS_ENDPOINT,
+                            &join(&path, "endpoint"),
+                            errors,
+                        );
+                        (errors.len() == before).then_some(ExporterKind::Prometheus { endpoint })
+                    })
+                }
+                "log" => deserialize::<RawLog>(value, &path, errors).map(|_| ExporterKind::Log),
+                "webhook" => deserialize::<RawWebhook>(value, &path, errors)
+                    .and_then(|raw| webhook(raw, &path, errors)),
+                kind if UNAVAILABLE_EXPORTERS.contains(&kind) => {
+                    errors.push(
+                        &path,
+                        format!("exporter type {kind:?} is not available in this build"),
+                    );
+                    None
+                }
+                kind => {
+                    errors.push(&path, format!("unknown exporter type {kind:?}"));
+                    None
+                }
+            },
+        };
+        let spec = kind.map(|kind| ExporterSpec {
+            id: id.clone(),
+            kind,
+        });
+        errors.file_order_since(mark, &path, &keys);
+        defined.insert(id, spec);
+    }
+    defined
+}
+
+/// A webhook exporter; `None` when it has problems (reported).
+pub(super) fn webhook(raw: RawWebhook, path: &str, errors: &mut Errors) -> Option<ExporterKind> {
+    let before = errors.len();
+    let url_path = join(path, "url");
+    let url = match take(raw.url, &url_path, errors) {
+        None => {
+            errors.push(&url_path, "is required");
+            String::new()
+        }
+        Some(url) => {
+            if let Err(why) = check_url(&url) {
+                errors.push(&url_path, why);
+            }
+            url
+        }
+    };
+    let on_path = join(path, "on");
+    let on = match list_items(raw.on, &on_path, errors) {
+        None => vec![RunState::Promoted, RunState::RolledBack],
+        Some(items) if items.is_empty() => {
+            errors.push(&on_path, "must list at least one state");
+            Vec::new()
+        }
+        Some(items) => {
+            let mut states = Vec::new();
+            for (i, item) in items.iter().enumerate() {
+                let found = [
+                    RunState::Validating,
+                    RunState::Promoted,
+                    RunState::RolledBack,
+                ]
+                .into_iter()
+                .find(|s| s.as_str() == item);
+                match found {
+                    Some(s) if !states.contains(&s) => states.push(s),
+                    Some(_) => errors.push(&on_path, format!("lists {item:?} more than once")),
+                    None => errors.push(
+                        format!("{on_path}[{i}]"),
+                        format!("expected VALIDATING, PROMOTED or ROLLED_BACK, got {item:?}"),
+                    ),
+                }
+            }
+            states
+        }
+    };
+    let secret = take(raw.secret, &join(path, "secret"), errors).filter(|s| !s.is_empty());
+    let timeout = positive_duration(
+        raw.timeout,
+        DEFAULT_WEBHOOK_TIMEOUT,
+        &join(path, "timeout"),
+        errors,
+    );
+    let retry_path = join(path, "retry");
+    let MapOnly(retry) = take(raw.retry, &retry_path, errors).unwrap_or_default();
+    let retry = retry_spec(retry, &retry_path, errors);
+    (errors.len() == before).then_some(ExporterKind::Webhook(WebhookSpec {
+        url,
+        on,
+        secret,
+        timeout,
+        retry,
+    }))
+}
+
+pub(super) fn retry_spec(raw: RawRetry, path: &str, errors: &mut Errors) -> RetrySpec {
+    let initial_interval = positive_duration(
+        raw.initial_interval,
+        DEFAULT_RETRY_INITIAL,
+        &join(path, "initial_interval"),
+        errors,
+    );
+    let max_interval = positive_duration(
+        raw.max_interval,
+        DEFAULT_RETRY_MAX_INTERVAL.max(initial_interval),
+        &join(path, "max_interval"),
+        errors,
+    );
+    if max_interval < initial_interval {
+        errors.push(
+            join(path, "max_interval"),
+            format!(
+                "must be at least initial_interval ({}), got {}",
+                humantime::format_duration(initial_interval),
+                humantime::format_duration(max_interval)
+            ),
+        );
+    }
+    let max_elapsed = positive_duration(
+        raw.max_elapsed,
+        DEFAULT_RETRY_MAX_ELAPSED,
+        &join(path, "max_elapsed"),
+        errors,
+    );
+    RetrySpec {
+        initial_interval,
+        max_interval,
+        max_elapsed,
+    }
+}
+
+/// A client URL: `http` or `https` with a host.
+pub(super) fn check_url(url: &str) -> Result<(), String> {
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e| format!("invalid URL {url:?}: {e}"))?;
+    match uri.scheme_str() {
+        Some("http" | "https") => {}
+        _ => return Err(format!("must be an http:// or https:// URL, got {url:?}")),
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(format!("must name a host, got {url:?}"));
+    }
+    Ok(())
+}
+
+/// Reads `service.storage`.
+pub(super) fn storage(raw: Option<String>, errors: &mut Errors) -> StorageSpec {
+    const PATH: &str = "service.storage";
+    let url = raw
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| DEFAULT_STORAGE.to_string());
+    // `memory` and `memory://` too: an unquoted `storage: memory:` is a YAML
+    // syntax error, so the colon is easy to drop.
+    if matches!(url.as_str(), "memory" | "memory:" | "memory://") {
+        return StorageSpec::Memory;
+    }
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        if path.is_empty() {
+            errors.push(PATH, format!("{url:?} names no file; write sqlite://data/verdict.db or sqlite:///var/lib/verdict/verdict.db"));
+        } else if path.contains(['?', '#']) {
+            errors.push(
+                PATH,
+                format!("{url:?}: options (?…) are not supported; verdict sets them itself"),
+            );
+        } else if path.ends_with('/') {
+            errors.push(
+                PATH,
+                format!("{url:?} names a directory, not a database file"),
+            );
+        }
+        return StorageSpec::Sqlite {
+            path: std::path::PathBuf::from(path),
+            url,
+        };
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        errors.push(
+            PATH,
+            format!("{url:?}: PostgreSQL storage is not available in this build; use sqlite://PATH or memory:"),
+        );
+    } else {
+        errors.push(
+            PATH,
+            format!("unsupported storage {url:?}: expected sqlite://PATH (sqlite:///abs/path for an absolute path) or memory:"),
+        );
+    }
+    StorageSpec::Memory
+}

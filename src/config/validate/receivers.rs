@@ -1,0 +1,213 @@
+//! The `receivers` section: OTLP listeners and probes.
+
+use super::*;
+
+pub(super) fn receivers(section: Option<Value>, errors: &mut Errors) -> Defined<ReceiverSpec> {
+    let mut defined = Defined::new();
+    for (id, value) in section_entries("receivers", section, errors) {
+        let path = join("receivers", &id);
+        let (mark, keys) = (errors.len(), table_keys(&value));
+        let spec = match parse_id(&id) {
+            Err(message) => {
+                errors.push(&path, message);
+                None
+            }
+            Ok(cid) => match cid.kind {
+                "otlp" => deserialize::<RawOtlpReceiver>(value, &path, errors)
+                    .and_then(|raw| otlp_receiver(raw, &path, errors))
+                    .map(|otlp| ReceiverSpec {
+                        id: id.clone(),
+                        kind: ReceiverKind::Otlp(otlp),
+                    }),
+                "probe" => deserialize::<RawProbeReceiver>(value, &path, errors)
+                    .and_then(|raw| probe(raw, &path, errors))
+                    .map(|probe| ReceiverSpec {
+                        id: id.clone(),
+                        kind: ReceiverKind::Probe(Box::new(probe)),
+                    }),
+                kind => {
+                    errors.push(&path, format!("unknown receiver type {kind:?}"));
+                    None
+                }
+            },
+        };
+        errors.file_order_since(mark, &path, &keys);
+        defined.insert(id, spec);
+    }
+    defined
+}
+
+pub(super) fn otlp_receiver(
+    raw: RawOtlpReceiver,
+    path: &str,
+    errors: &mut Errors,
+) -> Option<OtlpReceiverSpec> {
+    let before = errors.len();
+    let protocols_path = join(path, "protocols");
+    let (mut grpc_endpoint, mut http_endpoint) = (None, None);
+    let protocols_given = raw.protocols.is_some();
+    if let Some(MapOnly(protocols)) = take(raw.protocols, &protocols_path, errors)
+        .or_else(|| (!protocols_given).then(Default::default))
+    {
+        if protocols.grpc.is_none() && protocols.http.is_none() {
+            errors.push(&protocols_path, "at least one of grpc or http is required");
+        }
+        let mut listener =
+            |listener: Field<MapOnly<RawListener>>, protocol: &str, default: &str| {
+                let at = join(&protocols_path, protocol);
+                take(listener, &at, errors)
+                    .map(|MapOnly(l)| endpoint(l.endpoint, default, &join(&at, "endpoint"), errors))
+            };
+        grpc_endpoint = listener(protocols.grpc, "grpc", DEFAULT_GRPC_ENDPOINT);
+        http_endpoint = listener(protocols.http, "http", DEFAULT_HTTP_ENDPOINT);
+    }
+    let max_request_bytes = byte_size(
+        raw.max_request_bytes,
+        DEFAULT_MAX_REQUEST_BYTES,
+        &join(path, "max_request_bytes"),
+        errors,
+    );
+    let bearer_token = take(raw.auth, &join(path, "auth"), errors).and_then(|MapOnly(auth)| {
+        token(auth.bearer_token, &join(path, "auth.bearer_token"), errors)
+    });
+    (errors.len() == before).then_some(OtlpReceiverSpec {
+        grpc_endpoint,
+        http_endpoint,
+        max_request_bytes,
+        bearer_token,
+    })
+}
+
+pub(super) fn probe(
+    raw: RawProbeReceiver,
+    path: &str,
+    errors: &mut Errors,
+) -> Option<ProbeReceiverSpec> {
+    let before = errors.len();
+    let at = |key: &str| join(path, key);
+
+    let url = match take(raw.url, &at("url"), errors) {
+        Some(text) => parsed(probe_plan::parse_url(&text), &at("url"), errors),
+        None => {
+            errors.push(at("url"), "required: the URL to send requests to");
+            None
+        }
+    };
+    let method = take(raw.method, &at("method"), errors)
+        .and_then(|m| parsed(probe_plan::parse_method(&m), &at("method"), errors));
+    let mut headers = reqwest::header::HeaderMap::new();
+    for (name, value) in string_map(raw.headers, &at("headers"), errors) {
+        let header_path = join(&at("headers"), &name);
+        if let Some((name, value)) = parsed(probe_plan::header(&name, &value), &header_path, errors)
+        {
+            headers.append(name, value);
+        }
+    }
+    let body = take(raw.body, &at("body"), errors);
+
+    let requests_given = raw.requests.is_some();
+    let requests = int_in(
+        raw.requests,
+        probe_plan::DEFAULT_REQUESTS as i64,
+        1,
+        i64::MAX,
+        &at("requests"),
+        errors,
+    );
+    let duration = optional_positive_duration(raw.duration, &at("duration"), errors);
+    if requests_given && duration.is_some() {
+        errors.push(path, "set requests or duration, not both");
+    }
+    let concurrency = int_in(
+        raw.concurrency,
+        probe_plan::DEFAULT_CONCURRENCY as i64,
+        1,
+        probe_plan::MAX_CONCURRENCY as i64,
+        &at("concurrency"),
+        errors,
+    );
+    let timeout = positive_duration(
+        raw.timeout,
+        probe_plan::DEFAULT_TIMEOUT,
+        &at("timeout"),
+        errors,
+    );
+    let rate = finite(raw.rate, &at("rate"), errors)
+        .and_then(|r| parsed(probe_plan::check_rate(r).map(|()| r), &at("rate"), errors));
+    let interval = optional_positive_duration(raw.interval, &at("interval"), errors);
+    let conversion_header =
+        take(raw.conversion_header, &at("conversion_header"), errors).and_then(|h| {
+            parsed(
+                probe_plan::parse_header_name(&h),
+                &at("conversion_header"),
+                errors,
+            )
+        });
+
+    let resource_given = raw.resource.is_some();
+    let mut resource = string_map(raw.resource, &at("resource"), errors);
+    if resource.is_empty() && !resource_given {
+        errors.push(
+            at("resource"),
+            "required: the resource attributes its requests count for (e.g. service.name, service.version)",
+        );
+    }
+    match resource.iter().find(|(k, _)| k == SYNTHETIC_ATTRIBUTE) {
+        Some((_, v)) if v != "true" => errors.push(
+            join(&at("resource"), SYNTHETIC_ATTRIBUTE),
+            format!("must be \"true\" (probe traffic is synthetic), got {v:?}"),
+        ),
+        Some(_) => {}
+        None => resource.push((SYNTHETIC_ATTRIBUTE.to_string(), "true".to_string())),
+    }
+
+    if errors.len() != before {
+        return None;
+    }
+    let mut plan = ProbePlan::new(url?);
+    if let Some(method) = method {
+        plan.method = method;
+    }
+    plan.headers = headers;
+    plan.body = body.map(bytes::Bytes::from);
+    plan.amount = match duration {
+        Some(d) => Amount::Duration(d),
+        None => Amount::Requests(u64::try_from(requests).unwrap_or(probe_plan::DEFAULT_REQUESTS)),
+    };
+    plan.concurrency = usize::try_from(concurrency).unwrap_or(probe_plan::DEFAULT_CONCURRENCY);
+    plan.timeout = timeout;
+    plan.rate = rate;
+    if let Some(header) = conversion_header {
+        plan.conversion_header = header;
+    }
+    Some(ProbeReceiverSpec {
+        plan,
+        interval,
+        resource,
+    })
+}
+
+/// The value of a parse, or `None` with its message reported at `path`.
+pub(super) fn parsed<T>(result: Result<T, String>, path: &str, errors: &mut Errors) -> Option<T> {
+    result.map_err(|message| errors.push(path, message)).ok()
+}
+
+/// A map of strings (headers, resource attributes), in file order; a value
+/// that is not a string, or an empty key, is reported and left out.
+pub(super) fn string_map(
+    raw: Field<StringMap>,
+    path: &str,
+    errors: &mut Errors,
+) -> Vec<(String, String)> {
+    let mut entries = Vec::new();
+    for (key, value) in take(raw, path, errors).unwrap_or_default() {
+        if key.trim().is_empty() {
+            errors.push(path, "keys must not be empty");
+            continue;
+        }
+        if let Some(value) = take(Some(value), &join(path, &key), errors) {
+            entries.push((key, value.0));
+        }
+    }
+    entries
+}

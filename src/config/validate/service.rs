@@ -1,0 +1,51 @@
+//! The `service` section: API, storage, budgets and intervals.
+
+use super::*;
+
+/// The `service` section with its defaults; `None` when it has problems.
+pub(super) fn service(section: Option<Value>, errors: &mut Errors) -> Option<ServiceSpec> {
+    let mark = errors.len();
+    let keys = section.as_ref().map(table_keys).unwrap_or_default();
+    let spec = service_spec(section, errors);
+    errors.file_order_since(mark, "service", &keys);
+    spec
+}
+
+pub(super) fn service_spec(section: Option<Value>, errors: &mut Errors) -> Option<ServiceSpec> {
+    let raw = match section {
+        None => RawService::default(),
+        Some(value) => deserialize::<RawService>(value, "service", errors)?,
+    };
+    let before = errors.len();
+    let MapOnly(api) = take(raw.api, "service.api", errors).unwrap_or_default();
+    let api_endpoint = endpoint(
+        api.endpoint,
+        DEFAULT_API_ENDPOINT,
+        "service.api.endpoint",
+        errors,
+    );
+    let api_token = token(api.token, "service.api.token", errors);
+    let storage = storage(take(raw.storage, "service.storage", errors), errors);
+    let max_inflight_bytes = byte_size(
+        raw.max_inflight_bytes,
+        DEFAULT_MAX_INFLIGHT_BYTES,
+        "service.max_inflight_bytes",
+        errors,
+    );
+    let checkpoint_interval = positive_duration(
+        raw.checkpoint_interval,
+        DEFAULT_CHECKPOINT_INTERVAL,
+        "service.checkpoint_interval",
+        errors,
+    );
+    let metric_expiry = take(raw.metric_expiry, "service.metric_expiry", errors)
+        .map_or(DEFAULT_METRIC_EXPIRY, |d| d.0);
+    (errors.len() == before).then_some(ServiceSpec {
+        api_endpoint,
+        api_token,
+        storage,
+        max_inflight_bytes,
+        checkpoint_interval,
+        metric_expiry,
+    })
+}

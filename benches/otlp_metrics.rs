@@ -60,9 +60,11 @@ fn pipeline() -> PipelineInput {
             dry_run: false,
         }],
         router: Router::from_senders(vec![tx]),
-        window_size: 60 * S,
-        allowed_lateness: 10 * S,
-        max_clock_skew: 300 * S,
+        timing: verdict::model::WindowTiming {
+            size: 60 * S,
+            lateness: 10 * S,
+            max_clock_skew: 300 * S,
+        },
         clock: Arc::new(ManualClock::new(NOW)),
     }
 }
@@ -190,8 +192,11 @@ fn points_of(req: &ExportMetricsServiceRequest, p: &PipelineInput) -> Vec<PointS
 
 fn shard() -> ShardState {
     ShardState::new(WindowParams {
-        size: 60 * S,
-        lateness: 10 * S,
+        timing: verdict::model::WindowTiming {
+            size: 60 * S,
+            lateness: 10 * S,
+            max_clock_skew: 0,
+        },
         max_series: 10_000,
         max_streams: 10_000,
         stream_expiry: 900 * S,

@@ -66,8 +66,11 @@ fn measure(series: usize) -> f64 {
         })
         .collect();
     let mut state = ShardState::new(WindowParams {
-        size: 60_000_000_000,
-        lateness: 10_000_000_000,
+        timing: verdict::model::WindowTiming {
+            size: 60_000_000_000,
+            lateness: 10_000_000_000,
+            max_clock_skew: 0,
+        },
         max_series: series + 1,
         max_streams: 1,
         stream_expiry: 900_000_000_000,

@@ -66,7 +66,11 @@ fn probe(args: &crate::cli::ProbeArgs) -> ExitCode {
         Ok(r) => r,
         Err(code) => return code,
     };
-    match runtime.block_on(crate::probe::command::execute(args)) {
+    let executed = match args.invocation() {
+        Ok(invocation) => runtime.block_on(crate::probe::command::execute(&invocation)),
+        Err(err) => Err(err),
+    };
+    match executed {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(err) => {

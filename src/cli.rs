@@ -11,9 +11,11 @@ use reqwest::header::{HeaderName, HeaderValue};
 use reqwest::{Method, Url};
 
 use crate::config::probe_plan::{
-    parse_header_line, parse_header_name, parse_method, parse_url, DEFAULT_CONVERSION_HEADER,
-    MAX_CONCURRENCY,
+    parse_header_line, parse_header_name, parse_method, parse_url, Amount, ProbePlan,
+    DEFAULT_CONVERSION_HEADER, DEFAULT_REQUESTS, MAX_CONCURRENCY,
 };
+use crate::config::Thresholds;
+use crate::probe::command::{CommandError, Invocation, ThresholdSource};
 use crate::telemetry::LogFormat;
 
 /// verdict turns live OpenTelemetry telemetry into release decisions:
@@ -109,6 +111,65 @@ pub struct ProbeArgs {
     /// on one line.
     #[arg(long)]
     pub json: bool,
+}
+
+impl ProbeArgs {
+    /// The probe these flags describe (reads `--body`).
+    pub fn invocation(&self) -> Result<Invocation, CommandError> {
+        let mut plan = ProbePlan::new(self.url.clone());
+        plan.method = self.method.clone();
+        plan.headers = self.headers.iter().cloned().collect();
+        plan.body = match &self.body {
+            Some(path) => Some(
+                std::fs::read(path)
+                    .map_err(|source| CommandError::Body {
+                        path: path.clone(),
+                        source,
+                    })?
+                    .into(),
+            ),
+            None => None,
+        };
+        plan.amount = match (self.requests, self.duration) {
+            (_, Some(d)) => Amount::Duration(d),
+            (n, None) => Amount::Requests(n.unwrap_or(DEFAULT_REQUESTS)),
+        };
+        plan.concurrency = self.concurrency;
+        plan.timeout = self.timeout;
+        plan.rate = self.rate;
+        plan.conversion_header = self.conversion_header.clone();
+        Ok(Invocation {
+            plan,
+            thresholds: self.thresholds()?,
+            on_pass: self.on_pass.clone(),
+            on_fail: self.on_fail.clone(),
+            json: self.json,
+        })
+    }
+
+    /// `--contract FILE:contract/NAME`, or the threshold flags.
+    fn thresholds(&self) -> Result<ThresholdSource, CommandError> {
+        let Some(reference) = &self.contract else {
+            return Ok(ThresholdSource::Given(Thresholds {
+                max_p95_latency_ms: self.max_p95_latency_ms,
+                max_error_rate_percent: self.max_error_rate_percent,
+                min_conversion_rate_percent: self.min_conversion_rate_percent,
+            }));
+        };
+        let (file, id) = reference
+            .rsplit_once(':')
+            .filter(|(file, id)| !file.is_empty() && !id.is_empty())
+            .ok_or_else(|| CommandError::ContractSyntax(reference.clone()))?;
+        let name = match id.split_once('/') {
+            Some(("contract", name)) => name,
+            Some(_) => return Err(CommandError::ContractSyntax(reference.clone())),
+            None => id,
+        };
+        Ok(ThresholdSource::Contract {
+            file: PathBuf::from(file),
+            name: name.to_string(),
+        })
+    }
 }
 
 fn positive_duration(text: &str) -> Result<Duration, String> {

@@ -35,6 +35,7 @@
 pub mod aggregator;
 pub mod api;
 pub mod app;
+pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -44,6 +45,7 @@ pub mod model;
 pub mod probe;
 pub mod proto;
 pub mod receivers;
+pub mod retry;
 pub mod runs;
 pub mod sketch;
 pub mod storage;

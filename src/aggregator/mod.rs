@@ -109,12 +109,11 @@ pub fn spawn(
 ) -> Router {
     let shards = window.shards.max(1);
     let params = state::WindowParams {
-        size: (window.size.as_nanos() as u64).max(1),
-        lateness: window.allowed_lateness.as_nanos() as u64,
+        timing: window.timing(),
         // Each shard holds its share of the pipeline's series budget.
         max_series: window.max_series.div_ceil(shards).max(1),
         max_streams: window.max_streams.div_ceil(shards).max(1),
-        stream_expiry: window.stream_expiry.as_nanos() as u64,
+        stream_expiry: crate::model::nanos(window.stream_expiry),
     };
     let mut senders = Vec::with_capacity(shards);
     for id in 0..shards {

@@ -6,6 +6,7 @@ use super::streams::{Delta, StreamParams, StreamTable};
 use crate::model::series::SeriesMap;
 use crate::model::{
     Accum, ClosedWindow, OpenWindows, PointSample, Sample, SeriesKey, Subject, UnixNanos, Window,
+    WindowTiming,
 };
 
 /// What became of a recorded sample.
@@ -29,10 +30,8 @@ pub enum RecordOutcome {
 /// Window settings of the shard, in nanoseconds.
 #[derive(Debug, Clone, Copy)]
 pub struct WindowParams {
-    /// Window length.
-    pub size: u64,
-    /// Allowed lateness after a window's end.
-    pub lateness: u64,
+    /// Window length and lateness.
+    pub timing: WindowTiming,
     /// Most series this shard holds at once (its share of `max_series`).
     pub max_series: usize,
     /// Most metric streams this shard holds (its share of `max_streams`).
@@ -129,8 +128,8 @@ impl ShardState {
         ts: UnixNanos,
         f: impl FnOnce(&mut Accum),
     ) -> RecordOutcome {
-        let window = Window::containing(ts, self.params.size);
-        if window.deadline(self.params.lateness) <= self.closed_until {
+        let window = self.params.timing.window_of(ts);
+        if window.deadline(self.params.timing.lateness) <= self.closed_until {
             self.late += 1;
             return RecordOutcome::Late;
         }
@@ -168,8 +167,8 @@ impl ShardState {
         }
         self.closed_until = now;
         self.streams.expire(now);
-        let size = self.params.size;
-        let lateness = self.params.lateness;
+        let size = self.params.timing.size;
+        let lateness = self.params.timing.lateness;
         let mut out = Vec::new();
         self.series.retain(|key, windows| {
             let closed = windows
@@ -263,8 +262,11 @@ mod tests {
 
     fn params() -> WindowParams {
         WindowParams {
-            size: 10 * S,
-            lateness: 2 * S,
+            timing: WindowTiming {
+                size: 10 * S,
+                lateness: 2 * S,
+                max_clock_skew: 0,
+            },
             max_series: 2,
             max_streams: 4,
             stream_expiry: 600 * S,

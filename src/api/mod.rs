@@ -19,14 +19,14 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
+use crate::auth::bearer_ok;
 use crate::model::rfc3339_millis;
 use crate::model::RunState;
 use crate::proto;
-use crate::receivers::otlp::bearer_ok;
 use crate::runs::engine::{ManualAction, ManualError};
 use crate::runs::task::Command;
+use crate::runs::Catalog;
 use crate::storage::{Delivery, DeliveryState};
-use crate::topology::Catalog;
 
 /// Window results returned with one run.
 const WINDOW_HISTORY: usize = 100;

@@ -101,6 +101,13 @@ pub struct WindowSpec {
     pub stream_expiry: Duration,
 }
 
+impl WindowSpec {
+    /// These settings in nanoseconds.
+    pub fn timing(&self) -> crate::model::WindowTiming {
+        crate::model::WindowTiming::new(self.size, self.allowed_lateness, self.max_clock_skew)
+    }
+}
+
 /// Where a contract's samples come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
@@ -278,6 +285,16 @@ pub struct RetrySpec {
     pub max_interval: Duration,
     /// Give up when the event is older than this (default 1h).
     pub max_elapsed: Duration,
+}
+
+impl RetrySpec {
+    /// The waits between attempts.
+    pub fn backoff(&self) -> crate::retry::Backoff {
+        crate::retry::Backoff {
+            initial: self.initial_interval,
+            max: self.max_interval,
+        }
+    }
 }
 
 /// The `service` section.

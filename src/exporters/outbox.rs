@@ -96,7 +96,7 @@ impl Worker {
                 let before = self
                     .clock
                     .now()
-                    .saturating_sub(KEEP_DELIVERED.as_nanos() as u64);
+                    .saturating_sub(crate::model::nanos(KEEP_DELIVERED));
                 if let Err(err) = self.store.purge_delivered(before).await {
                     tracing::warn!(exporter = %self.exporter, error = %err, "Could not purge delivered outbox rows.");
                 }

@@ -15,8 +15,8 @@ use axum::Router;
 
 use crate::model::WindowVerdict;
 use crate::model::{RunRecord, RunState};
+use crate::runs::Catalog;
 use crate::telemetry;
-use crate::topology::Catalog;
 
 /// The `/metrics` route over `catalog`.
 pub fn router(catalog: Arc<Catalog>) -> Router {
@@ -86,7 +86,7 @@ impl Family {
 /// Renders the run and window gauges of every current run.
 pub async fn render_runs(catalog: &Catalog) -> String {
     let now = catalog.clock.now();
-    let expiry = catalog.metric_expiry.as_nanos() as u64;
+    let expiry = crate::model::nanos(catalog.metric_expiry);
     let mut state = Family::new(
         "verdict_run_state",
         "Current state of the run (1 for the current state, 0 for the others).",

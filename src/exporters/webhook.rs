@@ -17,8 +17,9 @@ use std::time::Duration;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::config::{RetrySpec, WebhookSpec};
+use crate::config::WebhookSpec;
 use crate::model::UnixNanos;
+use crate::retry::{classify, StatusClass};
 use crate::storage::{Attempt, Delivery};
 
 /// The signature header value of `body` under `secret`.
@@ -30,41 +31,6 @@ pub fn signature(secret: &[u8], body: &[u8]) -> String {
     };
     mac.update(body);
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-}
-
-/// What an HTTP status means for a delivery.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StatusClass {
-    /// 2xx.
-    Delivered,
-    /// 408, 429, 5xx, anything unexpected: try again later.
-    Retry,
-    /// Other 4xx: final.
-    Final,
-}
-
-/// Classifies an HTTP status.
-pub fn classify(status: u16) -> StatusClass {
-    match status {
-        200..=299 => StatusClass::Delivered,
-        408 | 429 => StatusClass::Retry,
-        400..=499 => StatusClass::Final,
-        _ => StatusClass::Retry,
-    }
-}
-
-/// The wait after the `attempts`-th failed attempt (1 = the first):
-/// `initial_interval · 2^(attempts-1)`, capped at `max_interval`, times a
-/// jitter factor in [0.5, 1.5) (`jitter` in [0, 1)), capped again. Jitter
-/// keeps many pending events from hitting a recovering target at once.
-pub fn backoff(retry: &RetrySpec, attempts: u32, jitter: f64) -> Duration {
-    let exp = attempts.saturating_sub(1).min(31);
-    let base = retry
-        .initial_interval
-        .saturating_mul(1u32 << exp)
-        .min(retry.max_interval);
-    base.mul_f64(0.5 + jitter.clamp(0.0, 1.0))
-        .min(retry.max_interval)
 }
 
 /// A configured webhook target.
@@ -127,12 +93,14 @@ impl Webhook {
             Err(e) => (describe(&e), None),
         };
         let retry = &self.spec.retry;
-        let mut wait = backoff(retry, d.attempts + 1, rand::random::<f64>());
+        let mut wait = retry
+            .backoff()
+            .jittered(d.attempts + 1, rand::random::<f64>());
         if let Some(after) = retry_after {
             // The target asked for a pause: honour it, within max_interval.
             wait = wait.max(after.min(retry.max_interval));
         }
-        let next_at = now.saturating_add(wait.as_nanos() as u64);
+        let next_at = now.saturating_add(crate::model::nanos(wait));
         let age = Duration::from_nanos(next_at.saturating_sub(d.created_at));
         if age > retry.max_elapsed {
             return Attempt::Failed {
@@ -189,24 +157,5 @@ mod tests {
         assert_eq!(classify(500), StatusClass::Retry);
         assert_eq!(classify(503), StatusClass::Retry);
         assert_eq!(classify(301), StatusClass::Retry);
-    }
-
-    #[test]
-    fn backoff_doubles_with_jitter_and_stays_capped() {
-        let r = RetrySpec {
-            initial_interval: Duration::from_secs(1),
-            max_interval: Duration::from_secs(30),
-            max_elapsed: Duration::from_secs(3600),
-        };
-        assert_eq!(backoff(&r, 1, 0.5), Duration::from_secs(1));
-        assert_eq!(backoff(&r, 2, 0.5), Duration::from_secs(2));
-        assert_eq!(backoff(&r, 3, 0.0), Duration::from_secs(2));
-        assert_eq!(backoff(&r, 10, 0.5), Duration::from_secs(30));
-        assert_eq!(backoff(&r, 10, 0.99), Duration::from_secs(30));
-        assert_eq!(backoff(&r, u32::MAX, 0.5), Duration::from_secs(30));
-        for a in 1..20 {
-            let d = backoff(&r, a, 0.0);
-            assert!(d >= Duration::from_millis(500) && d <= Duration::from_secs(30));
-        }
     }
 }

@@ -20,7 +20,7 @@ pub use point::PointSample;
 pub use run::{RunRecord, RunState, VerdictEvent, WindowRecord};
 pub use sample::Sample;
 pub use series::{SeriesKey, Subject};
-pub use window::Window;
+pub use window::{nanos, Window, WindowTiming};
 
 /// Nanoseconds since the UNIX epoch (UTC), as OTLP carries time.
 pub type UnixNanos = u64;

@@ -2,7 +2,49 @@
 //! `[k·size, (k+1)·size)`. Alignment is a pure function of the timestamp and
 //! the window size so that every shard and every restart agrees on it.
 
+use std::time::Duration;
+
 use super::UnixNanos;
+
+/// A duration in nanoseconds, saturating (configured durations are far
+/// below the 584 years a `u64` holds).
+pub fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// A pipeline's window settings in nanoseconds: the one place where the
+/// configured durations become the arithmetic of timestamps, for the
+/// receivers (late and future samples), the shards and the run engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowTiming {
+    /// Window length (≥ 1).
+    pub size: u64,
+    /// How long after its end a window still takes samples.
+    pub lateness: u64,
+    /// Largest accepted distance of a sample into the future.
+    pub max_clock_skew: u64,
+}
+
+impl WindowTiming {
+    /// Settings from durations (a zero size is taken as 1 ns).
+    pub fn new(size: Duration, lateness: Duration, max_clock_skew: Duration) -> WindowTiming {
+        WindowTiming {
+            size: nanos(size).max(1),
+            lateness: nanos(lateness),
+            max_clock_skew: nanos(max_clock_skew),
+        }
+    }
+
+    /// The window that contains `ts`.
+    pub fn window_of(&self, ts: UnixNanos) -> Window {
+        Window::containing(ts, self.size)
+    }
+
+    /// When the window that contains `ts` closes.
+    pub fn deadline_of(&self, ts: UnixNanos) -> UnixNanos {
+        self.window_of(ts).deadline(self.lateness)
+    }
+}
 
 /// One tumbling window, `[start, end)` in UNIX nanoseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

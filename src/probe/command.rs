@@ -1,7 +1,8 @@
-//! `verdict probe`: flags → plan and thresholds, the run (with a progress bar
-//! when stderr is a terminal), the result JSON on stdout, then the
-//! `--on-pass` / `--on-fail` hook. The caller maps the outcome to the exit
-//! code: pass 0, fail 1, [`CommandError`] 2.
+//! `verdict probe` as a library call: an [`Invocation`] (plan, thresholds,
+//! hooks) in; the run (with a progress bar when stderr is a terminal), the
+//! result JSON on stdout, then the `--on-pass` / `--on-fail` hook. The
+//! caller maps the outcome to the exit code: pass 0, fail 1,
+//! [`CommandError`] 2.
 
 use std::io::{IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
@@ -11,8 +12,7 @@ use super::engine::{self, Observer};
 use super::hooks::{self, RetryPolicy};
 use super::progress::Progress;
 use super::report::{judge, ProbeReport};
-use crate::cli::ProbeArgs;
-use crate::config::probe_plan::{Amount, ProbePlan, DEFAULT_REQUESTS};
+use crate::config::probe_plan::ProbePlan;
 use crate::config::{self, ConfigErrors, ContractSpec, Thresholds};
 
 /// Why `verdict probe` could not run (exit 2). A target that fails every
@@ -57,56 +57,44 @@ pub enum CommandError {
     Output(#[source] std::io::Error),
 }
 
-/// The plan the flags describe.
-pub fn plan(args: &ProbeArgs) -> Result<ProbePlan, CommandError> {
-    let mut plan = ProbePlan::new(args.url.clone());
-    plan.method = args.method.clone();
-    plan.headers = args.headers.iter().cloned().collect();
-    plan.body = match &args.body {
-        Some(path) => Some(
-            std::fs::read(path)
-                .map_err(|source| CommandError::Body {
-                    path: path.clone(),
-                    source,
-                })?
-                .into(),
-        ),
-        None => None,
-    };
-    plan.amount = match (args.requests, args.duration) {
-        (_, Some(d)) => Amount::Duration(d),
-        (n, None) => Amount::Requests(n.unwrap_or(DEFAULT_REQUESTS)),
-    };
-    plan.concurrency = args.concurrency;
-    plan.timeout = args.timeout;
-    plan.rate = args.rate;
-    plan.conversion_header = args.conversion_header.clone();
-    Ok(plan)
+/// Everything one `verdict probe` needs, however it was asked for (the
+/// command line builds it from flags).
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    /// What to send.
+    pub plan: ProbePlan,
+    /// What the result is judged by.
+    pub thresholds: ThresholdSource,
+    /// POST the result JSON here when the probe passes.
+    pub on_pass: Option<reqwest::Url>,
+    /// POST the result JSON here when the probe fails.
+    pub on_fail: Option<reqwest::Url>,
+    /// Machine output even on a terminal: no progress bar, one-line JSON.
+    pub json: bool,
 }
 
-/// The contract the probe is judged by: `--contract`'s, or one made of the
-/// threshold flags (none given = only "every request failed" fails).
-pub fn contract(args: &ProbeArgs) -> Result<ContractSpec, CommandError> {
-    let Some(reference) = &args.contract else {
-        return Ok(ContractSpec::with_thresholds(
-            "probe",
-            Thresholds {
-                max_p95_latency_ms: args.max_p95_latency_ms,
-                max_error_rate_percent: args.max_error_rate_percent,
-                min_conversion_rate_percent: args.min_conversion_rate_percent,
-            },
-        ));
-    };
-    let (file, id) = reference
-        .rsplit_once(':')
-        .filter(|(file, id)| !file.is_empty() && !id.is_empty())
-        .ok_or_else(|| CommandError::ContractSyntax(reference.clone()))?;
-    let name = match id.split_once('/') {
-        Some(("contract", name)) => name,
-        Some(_) => return Err(CommandError::ContractSyntax(reference.clone())),
-        None => id,
-    };
-    load_contract(Path::new(file), name)
+/// Where the thresholds come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ThresholdSource {
+    /// Given directly (none given = only "every request failed" fails).
+    Given(Thresholds),
+    /// The contract `name` of the pipeline file `file`.
+    Contract {
+        /// The pipeline file.
+        file: PathBuf,
+        /// The contract's name.
+        name: String,
+    },
+}
+
+impl ThresholdSource {
+    /// The contract the probe is judged by.
+    pub fn contract(&self) -> Result<ContractSpec, CommandError> {
+        match self {
+            ThresholdSource::Given(t) => Ok(ContractSpec::with_thresholds("probe", *t)),
+            ThresholdSource::Contract { file, name } => load_contract(file, name),
+        }
+    }
 }
 
 /// The contract `name` of the pipeline file at `path`.
@@ -130,16 +118,16 @@ pub fn load_contract(path: &Path, name: &str) -> Result<ContractSpec, CommandErr
 }
 
 /// Runs `verdict probe`; `Ok(true)` when it passed.
-pub async fn execute(args: &ProbeArgs) -> Result<bool, CommandError> {
-    let plan = plan(args)?;
-    let spec = contract(args)?;
-    let target = Arc::new(super::client::Target::new(&plan)?);
-    let progress = (!args.json && std::io::stderr().is_terminal()).then(|| Progress::start(&plan));
+pub async fn execute(args: &Invocation) -> Result<bool, CommandError> {
+    let plan = &args.plan;
+    let spec = args.thresholds.contract()?;
+    let target = Arc::new(super::client::Target::new(plan)?);
+    let progress = (!args.json && std::io::stderr().is_terminal()).then(|| Progress::start(plan));
     let observer: Arc<dyn Observer> = match &progress {
         Some(p) => p.observer(),
         None => Arc::new(()),
     };
-    let result = engine::run_target(target, &plan, observer).await;
+    let result = engine::run_target(target, plan, observer).await;
     if let Some(p) = progress {
         p.finish();
     }

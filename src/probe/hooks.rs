@@ -8,17 +8,15 @@ use std::time::Duration;
 use reqwest::header::CONTENT_TYPE;
 use reqwest::StatusCode;
 
-use crate::exporters::webhook::{classify, StatusClass};
+use crate::retry::{classify, Backoff, StatusClass};
 
 /// How often and how patiently a hook is retried.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RetryPolicy {
     /// Attempts in all (≥ 1).
     pub attempts: u32,
-    /// Wait before the first retry; doubles after each.
-    pub initial_backoff: Duration,
-    /// Longest wait between two attempts.
-    pub max_backoff: Duration,
+    /// Waits between attempts: 0.5 s doubling up to 8 s by default.
+    pub backoff: Backoff,
     /// Per attempt.
     pub timeout: Duration,
 }
@@ -28,8 +26,10 @@ impl Default for RetryPolicy {
     fn default() -> Self {
         RetryPolicy {
             attempts: 5,
-            initial_backoff: Duration::from_millis(500),
-            max_backoff: Duration::from_secs(8),
+            backoff: Backoff {
+                initial: Duration::from_millis(500),
+                max: Duration::from_secs(8),
+            },
             timeout: Duration::from_secs(10),
         }
     }
@@ -78,7 +78,6 @@ pub async fn deliver(
     body: &[u8],
     policy: &RetryPolicy,
 ) -> Result<u32, HookError> {
-    let mut backoff = policy.initial_backoff;
     let mut last = String::new();
     let attempts = policy.attempts.max(1);
     for attempt in 1..=attempts {
@@ -104,8 +103,7 @@ pub async fn deliver(
         }
         if attempt < attempts {
             tracing::debug!(%url, attempt, error = %last, "Hook attempt failed; retrying.");
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(policy.max_backoff);
+            tokio::time::sleep(policy.backoff.delay(attempt)).await;
         }
     }
     Err(HookError::GaveUp {

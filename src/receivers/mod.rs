@@ -12,6 +12,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use crate::aggregator::{Router, ShardBatch, ShardItems};
 use crate::clock::SharedClock;
 use crate::config::ContractSpec;
+use crate::model::WindowTiming;
 
 /// What a receiver needs to know about one pipeline it feeds.
 #[derive(Debug)]
@@ -22,12 +23,8 @@ pub struct PipelineInput {
     pub contracts: Vec<ContractSpec>,
     /// The pipeline's shard queues.
     pub router: Router,
-    /// Window length in nanoseconds.
-    pub window_size: u64,
-    /// Allowed lateness in nanoseconds.
-    pub allowed_lateness: u64,
-    /// Largest accepted distance into the future, in nanoseconds.
-    pub max_clock_skew: u64,
+    /// The pipeline's window settings.
+    pub timing: WindowTiming,
     /// Wall-clock source (shared with the shards).
     pub clock: SharedClock,
 }

@@ -300,9 +300,11 @@ mod tests {
             name: "p".into(),
             contracts: vec![contract(&["service.name", "service.version"])],
             router: Router::from_senders(vec![tx.clone()]),
-            window_size: 60_000_000_000,
-            allowed_lateness: 10_000_000_000,
-            max_clock_skew: 300_000_000_000,
+            timing: crate::model::WindowTiming {
+                size: 60_000_000_000,
+                lateness: 10_000_000_000,
+                max_clock_skew: 300_000_000_000,
+            },
             clock: clock.clone(),
         });
         let spec = ProbeReceiverSpec {

@@ -150,8 +150,8 @@ impl Engine {
         seed: EngineSeed,
         now: UnixNanos,
     ) -> Engine {
-        let size = (window.size.as_nanos() as u64).max(1);
-        let lateness = window.allowed_lateness.as_nanos() as u64;
+        let timing = window.timing();
+        let (size, lateness) = (timing.size, timing.lateness);
         let shards = shards.max(1);
         let mut runs = HashMap::new();
         for run in seed.runs {

@@ -95,7 +95,7 @@ pub fn on_window(
 /// Decides a run that has reached `max_duration` without a decision.
 pub fn on_timeout(run: &RunRecord, spec: &ContractSpec, now: UnixNanos) -> Option<Transition> {
     let max = spec.max_duration?;
-    if run.state.is_final() || now < run.started_at.saturating_add(max.as_nanos() as u64) {
+    if run.state.is_final() || now < run.started_at.saturating_add(crate::model::nanos(max)) {
         return None;
     }
     let to = match spec.on_timeout {

@@ -8,8 +8,10 @@
 //!   seam ([`crate::storage::RunStore`]) before announcing anything, and
 //!   serves manual decisions;
 
+pub mod catalog;
 pub mod engine;
 pub mod machine;
 pub mod task;
 
 pub use crate::storage::{MemoryStore, RunStore, StoreError};
+pub use catalog::Catalog;

@@ -17,6 +17,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::clock::SharedClock;
+use crate::retry::Backoff;
 use crate::storage::{Commit, Health, RunStore};
 
 use super::engine::{Engine, ManualAction, ManualError};
@@ -115,8 +116,11 @@ impl EngineTask {
         if batch.is_empty() {
             return;
         }
-        let mut backoff = Duration::from_millis(100);
-        loop {
+        let backoff = Backoff {
+            initial: Duration::from_millis(100),
+            max: MAX_COMMIT_BACKOFF,
+        };
+        for failures in 1u32.. {
             match self.store.commit(&batch, self.clock.now()).await {
                 Ok(()) => {
                     self.health.ok(&self.source());
@@ -126,12 +130,11 @@ impl EngineTask {
                     tracing::error!(
                         pipeline = %self.pipeline,
                         error = %err,
-                        retry_in = ?backoff,
+                        retry_in = ?backoff.delay(failures),
                         "Could not commit run changes; retrying. Nothing is announced until they are stored."
                     );
                     self.health.failed(&self.source(), err.to_string());
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(MAX_COMMIT_BACKOFF);
+                    tokio::time::sleep(backoff.delay(failures)).await;
                 }
             }
         }

@@ -21,54 +21,17 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::SharedClock;
-use crate::config::{ContractSpec, ExporterKind, ReceiverKind, ValidatedConfig};
+use crate::config::{ExporterKind, ReceiverKind, ValidatedConfig};
 use crate::exporters::outbox::{Sink, Worker};
 use crate::model::RunState;
 use crate::receivers::otlp::{grpc, http, Ingest};
 use crate::receivers::probe::ProbeReceiver;
 use crate::receivers::PipelineInput;
 use crate::runs::engine::{Engine, Subscriber};
-use crate::runs::task::{Command, EngineTask};
-use crate::runs::RunStore;
+use crate::runs::task::EngineTask;
+use crate::runs::{Catalog, RunStore};
 use crate::storage::Health;
 use crate::{aggregator, api, exporters, storage, telemetry};
-
-/// What the read side (API, Prometheus) needs: every contract, the store,
-/// and whether the server is ready.
-#[derive(Debug)]
-pub struct Catalog {
-    /// Every contract of every pipeline.
-    pub contracts: Vec<ContractSpec>,
-    /// The run store.
-    pub store: Arc<dyn RunStore>,
-    /// Wall clock.
-    pub clock: SharedClock,
-    /// Final runs leave `/metrics` this long after their decision.
-    pub metric_expiry: Duration,
-    /// Storage open and receivers listening.
-    pub ready: AtomicBool,
-    /// Storage problems seen at run time.
-    pub health: Arc<Health>,
-    /// Bearer token of the write endpoints; `None` = open.
-    pub api_token: Option<String>,
-    /// The engine task that owns each contract's runs, by contract name.
-    pub commands: HashMap<String, mpsc::Sender<Command>>,
-}
-
-impl Catalog {
-    /// The contract named `name`.
-    pub fn contract(&self, name: &str) -> Option<&ContractSpec> {
-        self.contracts.iter().find(|c| c.name == name)
-    }
-
-    /// Why the server is not ready, if it is not.
-    pub fn not_ready(&self) -> Option<String> {
-        if !self.ready.load(Ordering::SeqCst) {
-            return Some("not ready".into());
-        }
-        self.health.problem().map(|p| format!("storage: {p}"))
-    }
-}
 
 /// A running verdict server.
 #[derive(Debug)]
@@ -238,9 +201,7 @@ impl Server {
                 name: p.name.clone(),
                 contracts: p.contracts.clone(),
                 router,
-                window_size: (p.window.size.as_nanos() as u64).max(1),
-                allowed_lateness: p.window.allowed_lateness.as_nanos() as u64,
-                max_clock_skew: p.window.max_clock_skew.as_nanos() as u64,
+                timing: p.window.timing(),
                 clock: clock.clone(),
             };
             inputs.push((p.receivers.clone(), Arc::new(input)));

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use crate::config::PipelineSpec;
 use crate::model::Accum;
 use crate::model::OpenWindows;
-use crate::model::{SeriesKey, Subject, UnixNanos, Window};
+use crate::model::{SeriesKey, Subject, UnixNanos};
 use crate::runs::engine::{EngineSeed, PENDING_SLOT};
 use crate::storage::codec::{self, CheckpointData};
 use crate::storage::{RunStore, StoreError};
@@ -60,13 +60,12 @@ pub(super) async fn seed(
             }
         }
     }
-    let size = (pipeline.window.size.as_nanos() as u64).max(1);
-    let lateness = pipeline.window.allowed_lateness.as_nanos() as u64;
+    let timing = pipeline.window.timing();
     let mut open: Vec<OpenWindows> = vec![HashMap::new(); shards.max(1)];
     for (key, series) in windows {
         for (start, acc) in series {
-            let w = Window::containing(start, size);
-            let target = if w.deadline(lateness) <= now {
+            let w = timing.window_of(start);
+            let target = if w.deadline(timing.lateness) <= now {
                 &mut seed.closed
             } else {
                 &mut open[key.shard(shards.max(1))]

@@ -15,7 +15,7 @@ use opentelemetry_proto::tonic::trace::v1::{status::StatusCode, Span};
 use crate::config::Selection;
 use crate::config::Source;
 use crate::model::series::BASELINE_SUBJECT;
-use crate::model::{Sample, SeriesKey, Subject, UnixNanos, Window};
+use crate::model::{Sample, SeriesKey, Subject, UnixNanos};
 
 use super::super::PipelineInput;
 
@@ -189,9 +189,9 @@ pub(super) fn time_rejection(
     ts: UnixNanos,
     now: UnixNanos,
 ) -> Option<RejectReason> {
-    if ts > now.saturating_add(p.max_clock_skew) {
+    if ts > now.saturating_add(p.timing.max_clock_skew) {
         Some(RejectReason::Future)
-    } else if Window::containing(ts, p.window_size).deadline(p.allowed_lateness) <= now {
+    } else if p.timing.deadline_of(ts) <= now {
         Some(RejectReason::Late)
     } else {
         None
@@ -451,9 +451,11 @@ pub(super) mod tests {
             name: "p".into(),
             contracts: vec![spec],
             router: Router::from_senders(senders),
-            window_size: 60_000_000_000,
-            allowed_lateness: 10_000_000_000,
-            max_clock_skew: 300_000_000_000,
+            timing: crate::model::WindowTiming {
+                size: 60_000_000_000,
+                lateness: 10_000_000_000,
+                max_clock_skew: 300_000_000_000,
+            },
             clock: Arc::new(ManualClock::new(now)),
         }
     }

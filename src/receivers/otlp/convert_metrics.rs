@@ -37,7 +37,7 @@ use crate::config::Source;
 use crate::model::point::{
     Buckets, LatencyUnit, PointKind, PointLatency, PointSample, StreamId, Temporality,
 };
-use crate::model::{UnixNanos, Window};
+use crate::model::UnixNanos;
 
 use super::super::PipelineInput;
 use super::convert::{
@@ -295,8 +295,7 @@ fn place(
         if let PointKind::Latency(l) = &mut kind {
             l.error = *error.get_or_insert_with(|| is_error(head.attributes));
         }
-        let fresh = head.start != 0
-            && Window::containing(head.start, p.window_size).deadline(p.allowed_lateness) > now;
+        let fresh = head.start != 0 && p.timing.deadline_of(head.start) > now;
         let sample = PointSample {
             series: series.clone(),
             ts,

@@ -335,8 +335,7 @@ fn figures_of(req: &ExportMetricsServiceRequest, p: &PipelineInput) -> Vec<(Stri
     let out = convert_metrics(req, &[p], NOW);
     assert_eq!(out.rejected_count(), 0, "{}", out.message("data points"));
     let mut st = ShardState::new(WindowParams {
-        size: p.window_size,
-        lateness: p.allowed_lateness,
+        timing: p.timing,
         max_series: 100,
         max_streams: 100,
         stream_expiry: 3600 * S,

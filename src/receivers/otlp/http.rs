@@ -21,7 +21,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 use serde_json::json;
 
-use super::grpc::{ExportKind, Logs, Metrics, Traces};
+use super::signal::{ExportKind, Logs, Metrics, Traces};
 use super::{json, Accepted, Ingest, IngestError};
 
 /// The body encoding of a request (and of its answer).

@@ -10,6 +10,7 @@ pub mod convert_metrics;
 pub mod grpc;
 pub mod http;
 pub mod json;
+pub mod signal;
 pub mod wire;
 
 use std::sync::Arc;
@@ -120,27 +121,6 @@ pub struct Ingest {
 /// A share of the in-flight byte budget, released on drop.
 pub type BudgetPermit = OwnedSemaphorePermit;
 
-/// Compares two byte strings in time that depends only on their lengths, so
-/// a token cannot be guessed byte by byte from response times.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// Whether an `Authorization` header value carries `Bearer <token>`; any
-/// value passes when no token is configured.
-pub fn bearer_ok(token: Option<&str>, header: Option<&[u8]>) -> bool {
-    let Some(token) = token else {
-        return true;
-    };
-    let presented = header
-        .and_then(|h| h.strip_prefix(b"Bearer "))
-        .unwrap_or(b"");
-    constant_time_eq(presented, token.as_bytes())
-}
-
 impl Ingest {
     /// Takes `bytes` of the in-flight budget for a request body being
     /// decoded, or refuses the request (retryable) when it is spent.
@@ -169,7 +149,7 @@ impl Ingest {
 
     /// Checks an `Authorization` header value against the configured token.
     pub fn authorize(&self, header: Option<&[u8]>) -> Result<(), IngestError> {
-        if bearer_ok(self.bearer_token.as_deref(), header) {
+        if crate::auth::bearer_ok(self.bearer_token.as_deref(), header) {
             Ok(())
         } else {
             Err(IngestError::Unauthenticated)

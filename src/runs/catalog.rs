@@ -1,0 +1,52 @@
+//! The read side of the runs: what the API and the Prometheus exporter need
+//! to answer — every contract, the store, readiness, and the engine task to
+//! send manual decisions to. Built by the topology, shared by the readers.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::task::Command;
+use crate::clock::SharedClock;
+use crate::config::ContractSpec;
+use crate::storage::{Health, RunStore};
+
+/// What the read side (API, Prometheus) needs: every contract, the store,
+/// and whether the server is ready.
+#[derive(Debug)]
+pub struct Catalog {
+    /// Every contract of every pipeline.
+    pub contracts: Vec<ContractSpec>,
+    /// The run store.
+    pub store: Arc<dyn RunStore>,
+    /// Wall clock.
+    pub clock: SharedClock,
+    /// Final runs leave `/metrics` this long after their decision.
+    pub metric_expiry: Duration,
+    /// Storage open and receivers listening.
+    pub ready: AtomicBool,
+    /// Storage problems seen at run time.
+    pub health: Arc<Health>,
+    /// Bearer token of the write endpoints; `None` = open.
+    pub api_token: Option<String>,
+    /// The engine task that owns each contract's runs, by contract name.
+    pub commands: HashMap<String, mpsc::Sender<Command>>,
+}
+
+impl Catalog {
+    /// The contract named `name`.
+    pub fn contract(&self, name: &str) -> Option<&ContractSpec> {
+        self.contracts.iter().find(|c| c.name == name)
+    }
+
+    /// Why the server is not ready, if it is not.
+    pub fn not_ready(&self) -> Option<String> {
+        if !self.ready.load(Ordering::SeqCst) {
+            return Some("not ready".into());
+        }
+        self.health.problem().map(|p| format!("storage: {p}"))
+    }
+}

@@ -50,4 +50,6 @@ pub mod runs;
 pub mod sketch;
 pub mod storage;
 pub mod telemetry;
+#[cfg(test)]
+mod test_util;
 pub mod topology;

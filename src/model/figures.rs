@@ -3,12 +3,16 @@
 //! stage after the aggregator reads them: contracts judge them, runs record
 //! them, storage keeps them, exporters and the API show them.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::Accum;
 
 /// Observed figures of a window or a run, in the contract's units.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Default)]
+///
+/// Its serde form is how storage keeps a window's figures (the API and
+/// events use the `verdict.v1` messages instead): renaming a field here
+/// changes the stored format, which `storage::codec`'s tests pin.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
 pub struct Figures {
     /// Median latency (ms); `None` without samples.
     pub p50_latency_ms: Option<f64>,
@@ -24,27 +28,70 @@ pub struct Figures {
     pub samples: u64,
     /// Relative error bound of the latency sketch (e.g. 0.0054 at scale 6,
     /// 0.043 at scale 3, where SDK exponential histograms often arrive).
-    #[serde(skip)]
     pub latency_relative_error: f64,
     /// Quantiles are approximate beyond the sketch's bound: explicit-bucket
     /// histograms were spread inside their buckets.
-    #[serde(skip)]
+    #[serde(default)]
     pub latency_approximate: bool,
     /// Absolute bound (ms) of the p95 answer: the sketch's relative bound,
     /// plus the explicit bucket's width when approximate; `+inf` when the
     /// p95 lies in an open bucket (above the last bound, no `max`).
-    #[serde(skip)]
+    #[serde(flatten, with = "p95_latency_bound")]
     pub p95_latency_error_ms: Option<f64>,
 }
 
-/// The quantile bound of a window or a run, as the API reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+/// Serde for an absolute bound where `+inf` means "no bound": JSON has no
+/// infinity, so it is written as the finite bound (or null) and a flag.
+macro_rules! unbounded_as_flag {
+    ($module:ident, $finite:ident, $flag:ident) => {
+        mod $module {
+            use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+            #[derive(Serialize, Deserialize)]
+            struct Repr {
+                #[serde(default)]
+                $finite: Option<f64>,
+                #[serde(default)]
+                $flag: bool,
+            }
+
+            pub fn serialize<S: Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+                Repr {
+                    $finite: v.filter(|v| v.is_finite()),
+                    $flag: v.is_some_and(|v| v.is_infinite()),
+                }
+                .serialize(s)
+            }
+
+            pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+                let r = Repr::deserialize(d)?;
+                Ok(if r.$flag {
+                    Some(f64::INFINITY)
+                } else {
+                    r.$finite
+                })
+            }
+        }
+    };
+}
+
+unbounded_as_flag!(
+    p95_latency_bound,
+    p95_latency_error_ms,
+    p95_latency_unbounded
+);
+unbounded_as_flag!(p95_bound, p95_error_ms, p95_unbounded);
+
+/// The quantile bound of a window or a run, as the API reports it. Its
+/// serde form is how storage keeps a run's bound.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 pub struct LatencyBound {
     /// Relative bound of the sketch.
     pub relative_error: f64,
     /// Explicit buckets were spread.
     pub approximate: bool,
     /// Absolute bound of the p95 (ms); `+inf` = unbounded.
+    #[serde(flatten, with = "p95_bound")]
     pub p95_error_ms: Option<f64>,
 }
 

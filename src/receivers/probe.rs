@@ -239,7 +239,6 @@ impl ProbeReceiver {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aggregator::Router;
     use crate::clock::ManualClock;
     use crate::config::{
         select_resource as select, AttributeMatch, ContractSpec, Selection, Thresholds,
@@ -296,17 +295,11 @@ mod tests {
     async fn requests_become_samples_and_wait_out_a_full_queue() {
         let (tx, mut rx) = tokio::sync::mpsc::channel(1);
         let clock = Arc::new(ManualClock::new(42_000_000_000));
-        let input = Arc::new(PipelineInput {
-            name: "p".into(),
-            contracts: vec![contract(&["service.name", "service.version"])],
-            router: Router::from_senders(vec![tx.clone()]),
-            timing: crate::model::WindowTiming {
-                size: 60_000_000_000,
-                lateness: 10_000_000_000,
-                max_clock_skew: 300_000_000_000,
-            },
-            clock: clock.clone(),
-        });
+        let input = Arc::new(crate::test_util::pipeline_input_with_clock(
+            contract(&["service.name", "service.version"]),
+            vec![tx.clone()],
+            clock.clone(),
+        ));
         let spec = ProbeReceiverSpec {
             plan: ProbePlan::new(
                 crate::config::probe_plan::parse_url("http://127.0.0.1:9/").unwrap(),

@@ -21,18 +21,11 @@ use crate::contracts::evaluate_window;
 use crate::model::series::BASELINE_SUBJECT;
 use crate::model::{Accum, EngineInput, Figures, OpenWindows};
 use crate::model::{SeriesKey, Subject, UnixNanos, Window};
-use crate::storage::codec::{AccumData, CheckpointData, SeriesCheckpoint, SubjectData};
+use crate::storage::checkpoint;
 use crate::storage::Commit;
 
 use super::machine::{self, Transition};
 use crate::model::{RunRecord, RunState, VerdictEvent, WindowRecord};
-
-/// The checkpoint slot of the closed windows the engine has not judged yet
-/// (shards use their index as slot).
-pub const PENDING_SLOT: i64 = -1;
-
-/// Checkpoint format version.
-const CHECKPOINT_VERSION: u32 = 1;
 
 /// An exporter that delivers verdict events, and which ones it wants.
 #[derive(Debug, Clone, PartialEq)]
@@ -329,50 +322,34 @@ impl Engine {
         for shard in 0..self.images.len() {
             if full || self.dirty[shard] {
                 self.dirty[shard] = false;
-                let data =
-                    self.encode(self.images[shard].iter().map(|(k, w)| {
-                        (k, w.iter().map(|(s, a)| (*s, AccumData::from(a))).collect())
-                    }));
-                slots.push((shard as i64, data));
+                let series = self.images[shard]
+                    .iter()
+                    .map(|(k, w)| (k, w.iter().map(|(s, a)| (*s, a)).collect()));
+                slots.push((shard as i64, self.encode(series)));
             }
         }
-        let mut pending: HashMap<&SeriesKey, BTreeMap<UnixNanos, AccumData>> = HashMap::new();
+        let mut pending: HashMap<&SeriesKey, Vec<(UnixNanos, &Accum)>> = HashMap::new();
         for (start, series) in &self.buffered {
             for (key, acc) in series {
-                pending
-                    .entry(key)
-                    .or_default()
-                    .insert(*start, AccumData::from(acc));
+                pending.entry(key).or_default().push((*start, acc));
             }
         }
-        let pending = self.encode(pending.into_iter());
-        slots.push((PENDING_SLOT, pending));
+        slots.push((checkpoint::PENDING_SLOT, self.encode(pending)));
         slots
     }
 
     fn encode<'a>(
-        &self,
-        series: impl Iterator<Item = (&'a SeriesKey, BTreeMap<UnixNanos, AccumData>)>,
+        &'a self,
+        series: impl IntoIterator<Item = (&'a SeriesKey, Vec<(UnixNanos, &'a Accum)>)>,
     ) -> String {
-        let mut data = CheckpointData {
-            version: CHECKPOINT_VERSION,
-            series: Vec::new(),
-        };
-        for (key, windows) in series {
-            let Some(spec) = self.contracts.get(key.contract as usize) else {
-                continue;
-            };
-            if windows.is_empty() {
-                continue;
-            }
-            data.series.push(SeriesCheckpoint {
-                contract: spec.name.clone(),
-                subject: SubjectData::from(&key.subject),
+        checkpoint::encode(series.into_iter().filter_map(|(key, windows)| {
+            let spec = self.contracts.get(key.contract as usize)?;
+            Some(checkpoint::SeriesWindows {
+                contract: &spec.name,
+                subject: &key.subject,
                 windows,
-            });
-        }
-        data.series.sort_by(|a, b| a.contract.cmp(&b.contract));
-        crate::storage::codec::checkpoint_to_text(&data)
+            })
+        }))
     }
 
     fn commit(

@@ -416,18 +416,18 @@ fn restored_windows_are_judged_once() {
     // window [100, 110).
     let mut seed = seed(&store);
     for (slot, text) in slots {
-        let data = crate::storage::codec::checkpoint_from_text(&text).expect("reads");
-        for s in data.series {
+        let data = checkpoint::decode(&text).expect("reads");
+        for s in data {
             let key = SeriesKey {
                 contract: 0,
-                subject: Subject::from(s.subject),
+                subject: s.subject,
             };
             for (start, acc) in s.windows {
-                assert_eq!(slot, PENDING_SLOT);
+                assert_eq!(slot, checkpoint::PENDING_SLOT);
                 seed.closed
                     .entry(key.clone())
                     .or_default()
-                    .insert(start, Accum::from(&acc));
+                    .insert(start, acc);
             }
         }
     }

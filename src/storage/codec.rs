@@ -7,7 +7,6 @@
 //! restored window has exactly the sketch it had.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -132,7 +131,7 @@ impl From<&AccumData> for Accum {
     }
 }
 
-fn corrupt(what: &str, err: impl std::fmt::Display) -> StoreError {
+pub(super) fn corrupt(what: &str, err: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("{what}: {err}"))
 }
 
@@ -193,24 +192,14 @@ pub fn subject_from_text(text: &str) -> Result<Subject, StoreError> {
     Ok(d.into())
 }
 
-/// A window result as stored.
+/// A window result as stored: its bounds and result around the figures'
+/// own serde form.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct WindowData {
     start: UnixNanos,
     end: UnixNanos,
-    samples: u64,
-    p50_latency_ms: Option<f64>,
-    p95_latency_ms: Option<f64>,
-    p99_latency_ms: Option<f64>,
-    error_rate_percent: Option<f64>,
-    conversion_rate_percent: Option<f64>,
-    latency_relative_error: f64,
-    #[serde(default)]
-    latency_approximate: bool,
-    #[serde(default)]
-    p95_latency_error_ms: Option<f64>,
-    #[serde(default)]
-    p95_latency_unbounded: bool,
+    #[serde(flatten)]
+    figures: Figures,
     result: String,
     failures: Vec<String>,
 }
@@ -226,20 +215,10 @@ pub fn verdict_name(v: WindowVerdict) -> &'static str {
 
 /// A window result as JSON text.
 pub fn window_to_text(w: &WindowRecord) -> String {
-    let f = &w.figures;
     serde_json::to_string(&WindowData {
         start: w.window.start,
         end: w.window.end,
-        samples: f.samples,
-        p50_latency_ms: f.p50_latency_ms,
-        p95_latency_ms: f.p95_latency_ms,
-        p99_latency_ms: f.p99_latency_ms,
-        error_rate_percent: f.error_rate_percent,
-        conversion_rate_percent: f.conversion_rate_percent,
-        latency_relative_error: f.latency_relative_error,
-        latency_approximate: f.latency_approximate,
-        p95_latency_error_ms: finite_p95(f.p95_latency_error_ms),
-        p95_latency_unbounded: unbounded_p95(f.p95_latency_error_ms),
+        figures: w.figures,
         result: verdict_name(w.result).to_string(),
         failures: w.failures.clone(),
     })
@@ -260,17 +239,7 @@ pub fn window_from_text(text: &str) -> Result<WindowRecord, StoreError> {
             start: d.start,
             end: d.end,
         },
-        figures: Figures {
-            p50_latency_ms: d.p50_latency_ms,
-            p95_latency_ms: d.p95_latency_ms,
-            p99_latency_ms: d.p99_latency_ms,
-            error_rate_percent: d.error_rate_percent,
-            conversion_rate_percent: d.conversion_rate_percent,
-            samples: d.samples,
-            latency_relative_error: d.latency_relative_error,
-            latency_approximate: d.latency_approximate,
-            p95_latency_error_ms: join_p95(d.p95_latency_error_ms, d.p95_latency_unbounded),
-        },
+        figures: d.figures,
         result,
         failures: d.failures,
     })
@@ -284,40 +253,52 @@ pub fn state_from_name(name: &str) -> Result<RunState, StoreError> {
         .ok_or_else(|| corrupt("run", format!("unknown state {name:?}")))
 }
 
-/// One series' open windows in a checkpoint.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SeriesCheckpoint {
-    /// Contract name (indices can change between configurations).
-    pub contract: String,
-    /// The subject.
-    pub subject: SubjectData,
-    /// Window start → what it accumulated.
-    pub windows: BTreeMap<UnixNanos, AccumData>,
+/// A run's latency bound as JSON text.
+pub fn bound_to_text(b: &LatencyBound) -> String {
+    serde_json::to_string(b).unwrap_or_default()
 }
 
-/// A checkpoint slot: the open (or closed but not yet judged) windows of
-/// some series.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-pub struct CheckpointData {
-    /// Format version.
-    pub version: u32,
-    /// The series.
-    pub series: Vec<SeriesCheckpoint>,
-}
-
-/// A checkpoint as JSON text.
-pub fn checkpoint_to_text(c: &CheckpointData) -> String {
-    serde_json::to_string(c).unwrap_or_default()
-}
-
-/// Reads what [`checkpoint_to_text`] wrote.
-pub fn checkpoint_from_text(text: &str) -> Result<CheckpointData, StoreError> {
-    serde_json::from_str(text).map_err(|e| corrupt("checkpoint", e))
+/// Reads what [`bound_to_text`] wrote; rows from before the column existed
+/// (empty text) read as the default bound.
+pub fn bound_from_text(text: &str) -> LatencyBound {
+    serde_json::from_str(text).unwrap_or_default()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The stored forms are a format: rows written by earlier builds (with
+    /// an unbounded p95, and from before the bound columns existed) read.
+    #[test]
+    fn stored_rows_of_earlier_builds_still_read() {
+        let row = r#"{"start":60000000000,"end":120000000000,"samples":40,"p50_latency_ms":12.5,"p95_latency_ms":1864.0,"p99_latency_ms":null,"error_rate_percent":2.5,"conversion_rate_percent":null,"latency_relative_error":0.04,"latency_approximate":true,"p95_latency_error_ms":null,"p95_latency_unbounded":true,"result":"fail","failures":["x"]}"#;
+        let w = window_from_text(row).expect("reads");
+        assert_eq!(w.figures.samples, 40);
+        assert_eq!(w.figures.p95_latency_error_ms, Some(f64::INFINITY));
+        assert!(w.figures.latency_approximate);
+        assert_eq!(w.result, WindowVerdict::Fail);
+        let back: serde_json::Value = serde_json::from_str(&window_to_text(&w)).expect("json");
+        let old: serde_json::Value = serde_json::from_str(row).expect("json");
+        assert_eq!(back, old);
+        let older = r#"{"start":0,"end":1,"samples":0,"p50_latency_ms":null,"p95_latency_ms":null,"p99_latency_ms":null,"error_rate_percent":null,"conversion_rate_percent":null,"latency_relative_error":0.0,"result":"insufficient","failures":[]}"#;
+        assert_eq!(
+            window_from_text(older)
+                .expect("reads")
+                .figures
+                .p95_latency_error_ms,
+            None
+        );
+        let bound =
+            bound_from_text(r#"{"relative_error":0.01,"approximate":false,"p95_error_ms":3.5}"#);
+        assert_eq!(bound.p95_error_ms, Some(3.5));
+        let unbounded = LatencyBound {
+            p95_error_ms: Some(f64::INFINITY),
+            ..LatencyBound::default()
+        };
+        assert_eq!(bound_from_text(&bound_to_text(&unbounded)), unbounded);
+        assert_eq!(bound_from_text(""), LatencyBound::default());
+    }
 
     #[test]
     fn accum_round_trips_exactly() {
@@ -355,57 +336,5 @@ mod tests {
         };
         assert_eq!(window_from_text(&window_to_text(&w)).expect("reads"), w);
         assert!(window_from_text("{").is_err());
-    }
-}
-
-/// A p95 error bound as stored: JSON has no infinity, so an unbounded p95
-/// is a flag beside the (then absent) finite bound.
-fn finite_p95(bound: Option<f64>) -> Option<f64> {
-    bound.filter(|v| v.is_finite())
-}
-
-/// See [`finite_p95`].
-fn unbounded_p95(bound: Option<f64>) -> bool {
-    bound.is_some_and(|v| v.is_infinite())
-}
-
-/// Reads what [`finite_p95`] and [`unbounded_p95`] wrote.
-fn join_p95(finite: Option<f64>, unbounded: bool) -> Option<f64> {
-    if unbounded {
-        Some(f64::INFINITY)
-    } else {
-        finite
-    }
-}
-
-/// A run's quantile bound as stored.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-struct BoundData {
-    relative_error: f64,
-    approximate: bool,
-    p95_error_ms: Option<f64>,
-    #[serde(default)]
-    p95_unbounded: bool,
-}
-
-/// A run's latency bound as JSON text.
-pub fn bound_to_text(b: &LatencyBound) -> String {
-    serde_json::to_string(&BoundData {
-        relative_error: b.relative_error,
-        approximate: b.approximate,
-        p95_error_ms: finite_p95(b.p95_error_ms),
-        p95_unbounded: unbounded_p95(b.p95_error_ms),
-    })
-    .unwrap_or_default()
-}
-
-/// Reads what [`bound_to_text`] wrote; rows from before the column existed
-/// (empty text) read as the default bound.
-pub fn bound_from_text(text: &str) -> LatencyBound {
-    let d: BoundData = serde_json::from_str(text).unwrap_or_default();
-    LatencyBound {
-        relative_error: d.relative_error,
-        approximate: d.approximate,
-        p95_error_ms: join_p95(d.p95_error_ms, d.p95_unbounded),
     }
 }

@@ -14,6 +14,7 @@
 //! boxed futures ([`StoreFuture`]) so the store can be shared as
 //! `Arc<dyn RunStore>` by the engine tasks, the delivery workers and the API.
 
+pub mod checkpoint;
 pub mod codec;
 pub mod memory;
 pub mod sql;

@@ -9,9 +9,9 @@ use std::collections::{BTreeMap, HashMap};
 use crate::config::PipelineSpec;
 use crate::model::Accum;
 use crate::model::OpenWindows;
-use crate::model::{SeriesKey, Subject, UnixNanos};
-use crate::runs::engine::{EngineSeed, PENDING_SLOT};
-use crate::storage::codec::{self, CheckpointData};
+use crate::model::{SeriesKey, UnixNanos};
+use crate::runs::engine::EngineSeed;
+use crate::storage::checkpoint::{self, RestoredSeries, PENDING_SLOT};
 use crate::storage::{RunStore, StoreError};
 
 /// The engine's seed, with the open windows of each shard.
@@ -45,7 +45,7 @@ pub(super) async fn seed(
     let mut windows: HashMap<SeriesKey, BTreeMap<UnixNanos, Accum>> = HashMap::new();
     let mut restored = 0usize;
     for (slot, text) in slots {
-        let data = match codec::checkpoint_from_text(&text) {
+        let data = match checkpoint::decode(&text) {
             Ok(d) => d,
             Err(err) => {
                 tracing::error!(pipeline = %pipeline.name, slot, error = %err, "Checkpoint slot unreadable; its open windows are lost.");
@@ -82,18 +82,21 @@ pub(super) async fn seed(
 
 /// The windows of a checkpoint slot, keyed for this configuration; series of
 /// contracts that no longer exist in the pipeline are dropped.
-fn series_of(pipeline: &PipelineSpec, data: CheckpointData) -> Vec<(SeriesKey, UnixNanos, Accum)> {
+fn series_of(
+    pipeline: &PipelineSpec,
+    data: Vec<RestoredSeries>,
+) -> Vec<(SeriesKey, UnixNanos, Accum)> {
     let mut out = Vec::new();
-    for s in data.series {
+    for s in data {
         let Some(index) = pipeline.contracts.iter().position(|c| c.name == s.contract) else {
             continue;
         };
         let key = SeriesKey {
             contract: index as u32,
-            subject: Subject::from(s.subject),
+            subject: s.subject,
         };
         for (start, acc) in s.windows {
-            out.push((key.clone(), start, Accum::from(&acc)));
+            out.push((key.clone(), start, acc));
         }
     }
     out

@@ -400,34 +400,16 @@ pub(crate) fn convert_span(
 }
 
 #[cfg(test)]
-pub(super) mod tests {
+mod tests {
     use super::*;
-    use crate::aggregator::Router;
-    use crate::clock::ManualClock;
-    use crate::config::{AttributeMatch, ContractSpec, Thresholds};
+    use crate::config::ContractSpec;
+    use crate::test_util::{contract, kv, pipeline_input, s};
     use opentelemetry_proto::tonic::resource::v1::Resource;
     use opentelemetry_proto::tonic::trace::v1::{
         span::SpanKind, ResourceSpans, ScopeSpans, Status,
     };
-    use std::sync::Arc;
 
     const NOW: u64 = 1_000_000 * 1_000_000_000;
-
-    /// A spans contract on `service.name` matching `pattern` (shared with the
-    /// metrics conversion tests).
-    pub(crate) fn contract(pattern: &str) -> ContractSpec {
-        ContractSpec {
-            matches: vec![AttributeMatch::new("service.name", pattern).expect("glob")],
-            pass_windows: 1,
-            ..ContractSpec::with_thresholds(
-                "checkout",
-                Thresholds {
-                    max_p95_latency_ms: Some(1.0),
-                    ..Thresholds::default()
-                },
-            )
-        }
-    }
 
     fn pipeline(
         spec: ContractSpec,
@@ -437,41 +419,6 @@ pub(super) mod tests {
     ) {
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         (pipeline_input(spec, vec![tx], NOW), vec![rx])
-    }
-
-    /// A pipeline of one contract with 60 s windows, 10 s lateness and
-    /// 300 s skew, its shards fed by `senders`, its clock stopped at `now`
-    /// (shared with the wire reader and metrics tests).
-    pub(crate) fn pipeline_input(
-        spec: ContractSpec,
-        senders: Vec<tokio::sync::mpsc::Sender<crate::aggregator::ShardBatch>>,
-        now: u64,
-    ) -> PipelineInput {
-        PipelineInput {
-            name: "p".into(),
-            contracts: vec![spec],
-            router: Router::from_senders(senders),
-            timing: crate::model::WindowTiming {
-                size: 60_000_000_000,
-                lateness: 10_000_000_000,
-                max_clock_skew: 300_000_000_000,
-            },
-            clock: Arc::new(ManualClock::new(now)),
-        }
-    }
-
-    /// An attribute (shared with the wire reader and metrics tests).
-    pub(crate) fn kv(k: &str, v: any_value::Value) -> KeyValue {
-        KeyValue {
-            key: k.into(),
-            value: Some(AnyValue { value: Some(v) }),
-            ..Default::default()
-        }
-    }
-
-    /// A string attribute value.
-    pub(crate) fn s(v: &str) -> any_value::Value {
-        any_value::Value::StringValue(v.into())
     }
 
     fn span(kind: SpanKind, ms: u64, attrs: Vec<KeyValue>, error: bool) -> Span {

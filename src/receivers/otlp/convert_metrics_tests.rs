@@ -13,8 +13,8 @@ use crate::aggregator::state::{ShardState, WindowParams};
 use crate::aggregator::ShardBatch;
 use crate::config::{ContractSpec, Thresholds};
 use crate::model::Figures;
-use crate::receivers::otlp::convert::tests::{kv, pipeline_input, s};
 use crate::receivers::otlp::json::decode_metrics;
+use crate::test_util::{contract, kv, pipeline_input, s};
 
 const S: u64 = 1_000_000_000;
 const NOW: u64 = 1_700_000_011 * S;
@@ -28,7 +28,7 @@ fn spec(latency_metric: &str, conversions_metric: &str) -> ContractSpec {
             max_p95_latency_ms: Some(100.0),
             ..Thresholds::default()
         },
-        ..super::super::convert::tests::contract("*")
+        ..contract("*")
     }
 }
 

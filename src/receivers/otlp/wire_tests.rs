@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::receivers::otlp::convert;
-use crate::receivers::otlp::convert::tests::kv;
+use crate::test_util::{contract, kv, pipeline_input};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
@@ -17,7 +17,7 @@ const NOW: u64 = 1_000_000 * 1_000_000_000;
 
 fn pipeline() -> PipelineInput {
     let senders = (0..3).map(|_| tokio::sync::mpsc::channel(1).0).collect();
-    convert::tests::pipeline_input(convert::tests::contract("svc-[01]"), senders, NOW)
+    pipeline_input(contract("svc-[01]"), senders, NOW)
 }
 
 fn attr_value() -> impl Strategy<Value = any_value::Value> {

@@ -1,6 +1,6 @@
-//! Validation contracts: which resources a contract selects and how a subject
-//! is named ([`select`]), and how a window's figures are judged against the
-//! thresholds ([`evaluate`]).
+//! Validation contracts: how the figures of a window (or a run) are judged
+//! against a contract's thresholds ([`evaluate`]). Which resources a contract
+//! selects is part of its spec ([`crate::config::ContractSpec::select`]).
 
 pub mod evaluate;
 

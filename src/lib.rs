@@ -5,51 +5,92 @@
 //! The modules follow the data:
 //!
 //! ```text
-//! receivers ──> aggregator ──> contracts ──> runs ──────> storage ──> exporters / api
-//! (OTLP gRPC,    (shards own    (select,      (state       (runs,       (outbox workers:
-//!  HTTP, probe)   UTC windows,   evaluate)     machine,     transitions, log, webhook;
-//!                 sketches,                    pure engine, outbox,      prometheus,
-//!                 checkpoints)                 its task)    checkpoints) HTTP API)
+//! receivers ──> aggregator ──> runs ────────────> storage <── exporters / api
+//! (OTLP gRPC,    (shards own    (state machine,    (runs,        (outbox workers:
+//!  HTTP, probe)   UTC windows,   pure engine,       transitions,  log, webhook;
+//!                 sketches)      its task; judges   outbox,       prometheus,
+//!                                with contracts)    checkpoints)  HTTP API)
 //! ```
 //!
 //! - [`receivers`]: OTLP over gRPC and HTTP, and synthetic probes → samples
 //!   (spans, probe requests) and point samples (metric histograms and
-//!   counters), enqueued all or nothing;
-//! - [`aggregator`]: sharded tumbling windows with mergeable quantile sketches,
-//!   and the per-shard table that turns cumulative metric streams into deltas;
-//! - [`contracts`]: which resources a contract selects, and window judgement;
-//! - [`runs`]: the run state machine, its pure engine and its driver;
+//!   counters), enqueued all or nothing into the aggregator's shards;
+//! - [`aggregator`]: sharded tumbling windows with mergeable quantile
+//!   sketches, and the per-shard table that turns cumulative metric streams
+//!   into deltas; closed windows go to the run engine as [`model::EngineInput`];
+//! - `contracts`: how a window's (or a run's) figures are judged;
+//! - `runs`: the run state machine, its pure engine and its driver, which
+//!   commits through the storage seam before anything is announced;
 //! - [`storage`]: the storage seam (SQLite by default, memory for tests):
 //!   runs, transitions with their outbox, window history, checkpoints;
-//! - [`exporters`] and [`api`]: where verdicts are delivered (outbox workers
-//!   for `log` and `webhook`) and read (`prometheus`, HTTP API);
-//! - [`proto`]: the `verdict.v1` messages that define the JSON of events
-//!   and runs;
-//! - [`config`] and [`topology`]: the pipeline file and its wiring;
-//! - [`model`], [`clock`], [`telemetry`]: shared types, injected time, logs
-//!   and self-metric names.
+//! - `exporters` and `api`: where verdicts are delivered (outbox workers for
+//!   `log` and `webhook`) and read (`prometheus`, HTTP API);
+//! - [`probe`]: the synthetic probe library (`verdict probe` and the probe
+//!   receiver);
+//! - [`topology`] and [`app`] wire the stages together; [`cli`] turns flags
+//!   into plans;
+//! - below every stage: [`config`] (the pipeline file and each component's
+//!   settings), [`model`] (the types that travel between stages), `proto`
+//!   (the `verdict.v1` messages that define the JSON of events and runs),
+//!   [`sketch`], [`clock`], `telemetry`, `retry` and `auth`.
+//!
+//! # Layering
+//!
+//! A module may import (`crate::…`) only the modules its row names; `*`
+//! means any. Arrows go from a stage to what it hands data to or reads
+//! from, and down to the shared types, never back: storage knows nothing
+//! of runs, the aggregator nothing of the receivers or the run engine, and
+//! config and model know no stage. `tests/it/layering.rs` reads this table
+//! and every `crate::` path in `src/`, and fails, naming the file and the
+//! rule, on an import the table does not allow (or on a table with a
+//! cycle).
+//!
+//! | module | may import |
+//! |---|---|
+//! | `sketch` | |
+//! | `telemetry` | |
+//! | `retry` | |
+//! | `auth` | |
+//! | `model` | `sketch` |
+//! | `clock` | `model` |
+//! | `proto` | `model` |
+//! | `config` | `model`, `retry` |
+//! | `contracts` | `config`, `model` |
+//! | `aggregator` | `config`, `model`, `sketch`, `clock`, `telemetry` |
+//! | `probe` | `config`, `model`, `contracts`, `clock`, `retry`, `telemetry` |
+//! | `receivers` | `config`, `model`, `aggregator`, `probe`, `clock`, `auth`, `telemetry` |
+//! | `storage` | `config`, `model`, `proto`, `sketch`, `clock` |
+//! | `runs` | `config`, `model`, `contracts`, `storage`, `proto`, `clock`, `retry`, `telemetry` |
+//! | `exporters` | `config`, `model`, `runs`, `storage`, `proto`, `clock`, `retry`, `telemetry` |
+//! | `api` | `config`, `model`, `runs`, `storage`, `proto`, `clock`, `auth` |
+//! | `topology` | * |
+//! | `cli` | `config`, `probe`, `telemetry` |
+//! | `app` | * |
+//! | `test_util` | * |
+//!
+//! Unit tests may also import `test_util` (shared fixtures).
 
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
 pub mod aggregator;
-pub mod api;
+pub(crate) mod api;
 pub mod app;
-pub mod auth;
+pub(crate) mod auth;
 pub mod cli;
 pub mod clock;
 pub mod config;
-pub mod contracts;
-pub mod exporters;
+pub(crate) mod contracts;
+pub(crate) mod exporters;
 pub mod model;
 pub mod probe;
-pub mod proto;
+pub(crate) mod proto;
 pub mod receivers;
-pub mod retry;
-pub mod runs;
+pub(crate) mod retry;
+pub(crate) mod runs;
 pub mod sketch;
 pub mod storage;
-pub mod telemetry;
+pub(crate) mod telemetry;
 #[cfg(test)]
 mod test_util;
 pub mod topology;

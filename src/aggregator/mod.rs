@@ -11,9 +11,9 @@
 //!                                   run engine (SeriesSeen, Closed, Watermark)
 //! ```
 
-pub mod shard;
+pub(crate) mod shard;
 pub mod state;
-pub mod streams;
+pub(crate) mod streams;
 
 use std::time::Duration;
 

@@ -17,13 +17,13 @@
 //! - [`progress`]: the terminal progress bar;
 //! - [`command`]: `verdict probe` itself.
 
-pub mod client;
+pub(crate) mod client;
 pub mod command;
 pub mod engine;
-pub mod hooks;
-pub mod progress;
-pub mod report;
-pub mod tally;
+pub(crate) mod hooks;
+pub(crate) mod progress;
+pub(crate) mod report;
+pub(crate) mod tally;
 
 pub use engine::{Observer, RunResult};
 pub use report::ProbeReport;

@@ -3,7 +3,7 @@
 //! them into the pipelines' shard queues, all or nothing.
 
 pub mod otlp;
-pub mod probe;
+pub(crate) mod probe;
 
 use std::sync::Arc;
 

@@ -184,11 +184,6 @@ impl Engine {
         }
     }
 
-    /// The contracts, indexed like `SeriesKey::contract`.
-    pub fn contracts(&self) -> &[ContractSpec] {
-        &self.contracts
-    }
-
     /// Handles one input; returns what to commit (and then announce).
     pub fn handle(&mut self, input: EngineInput, now: UnixNanos) -> Vec<Commit> {
         let mut out = Vec::new();

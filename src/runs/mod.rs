@@ -13,5 +13,5 @@ pub mod engine;
 pub mod machine;
 pub mod task;
 
-pub use crate::storage::{MemoryStore, RunStore, StoreError};
+pub use crate::storage::RunStore;
 pub use catalog::Catalog;

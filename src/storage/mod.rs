@@ -14,10 +14,10 @@
 //! boxed futures ([`StoreFuture`]) so the store can be shared as
 //! `Arc<dyn RunStore>` by the engine tasks, the delivery workers and the API.
 
-pub mod checkpoint;
-pub mod codec;
-pub mod memory;
-pub mod sql;
+pub(crate) mod checkpoint;
+pub(crate) mod codec;
+pub(crate) mod memory;
+pub(crate) mod sql;
 
 use std::future::Future;
 use std::pin::Pin;

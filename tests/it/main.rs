@@ -3,6 +3,7 @@
 
 mod durable;
 mod e2e;
+mod layering;
 mod metrics_e2e;
 mod otlp_grpc;
 mod otlp_http;

@@ -3,52 +3,41 @@
 use super::*;
 
 pub(super) fn exporters(section: Option<Value>, errors: &mut Errors) -> Defined<ExporterSpec> {
-    let mut defined = Defined::new();
-    for (id, value) in section_entries("exporters", section, errors) {
-        let path = join("exporters", &id);
-        let (mark, keys) = (errors.len(), table_keys(&value));
-        let kind = match parse_id(&id) {
-            Err(message) => {
-                errors.push(&path, message);
-                None
-            }
-            Ok(cid) => match cid.kind {
-                "prometheus" => {
-                    deserialize::<RawPrometheus>(value, &path, errors).and_then(|raw| {
-                        let before = errors.len();
-                        let endpoint = endpoint(
-                            raw.endpoint,
-                            DEFAULT_PROMETHEUS_ENDPOINT,
-                            &join(&path, "endpoint"),
-                            errors,
-                        );
-                        (errors.len() == before).then_some(ExporterKind::Prometheus { endpoint })
-                    })
-                }
-                "log" => deserialize::<RawLog>(value, &path, errors).map(|_| ExporterKind::Log),
-                "webhook" => deserialize::<RawWebhook>(value, &path, errors)
-                    .and_then(|raw| webhook(raw, &path, errors)),
+    components(
+        "exporters",
+        "exporter",
+        section,
+        errors,
+        |id, cid, value, path, errors| {
+            let kind = match cid.kind {
+                "prometheus" => deserialize::<RawPrometheus>(value, path, errors).and_then(|raw| {
+                    let before = errors.len();
+                    let endpoint = endpoint(
+                        raw.endpoint,
+                        DEFAULT_PROMETHEUS_ENDPOINT,
+                        &join(path, "endpoint"),
+                        errors,
+                    );
+                    (errors.len() == before).then_some(ExporterKind::Prometheus { endpoint })
+                }),
+                "log" => deserialize::<RawLog>(value, path, errors).map(|_| ExporterKind::Log),
+                "webhook" => deserialize::<RawWebhook>(value, path, errors)
+                    .and_then(|raw| webhook(raw, path, errors)),
                 kind if UNAVAILABLE_EXPORTERS.contains(&kind) => {
                     errors.push(
-                        &path,
+                        path,
                         format!("exporter type {kind:?} is not available in this build"),
                     );
                     None
                 }
-                kind => {
-                    errors.push(&path, format!("unknown exporter type {kind:?}"));
-                    None
-                }
-            },
-        };
-        let spec = kind.map(|kind| ExporterSpec {
-            id: id.clone(),
-            kind,
-        });
-        errors.file_order_since(mark, &path, &keys);
-        defined.insert(id, spec);
-    }
-    defined
+                _ => return None,
+            };
+            Some(kind.map(|kind| ExporterSpec {
+                id: id.to_string(),
+                kind,
+            }))
+        },
+    )
 }
 
 /// A webhook exporter; `None` when it has problems (reported).

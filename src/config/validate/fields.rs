@@ -213,3 +213,39 @@ pub(super) fn parse_id(id: &str) -> Result<ComponentId<'_>, String> {
     }
     Ok(ComponentId { kind, name })
 }
+
+/// The components of a section (`receivers`, `processors`, `exporters`):
+/// each id parsed, then built by `build` from its type. `build` answers
+/// `None` for a type it does not know (reported here as an unknown
+/// `what` type), else the component (`None` when it had problems, which
+/// `build` reported). Errors about one component are put in the order its
+/// keys appear in the file.
+pub(super) fn components<T>(
+    section_name: &str,
+    what: &str,
+    section: Option<Value>,
+    errors: &mut Errors,
+    mut build: impl FnMut(&str, &ComponentId<'_>, Value, &str, &mut Errors) -> Option<Option<T>>,
+) -> Defined<T> {
+    let mut defined = Defined::new();
+    for (id, value) in section_entries(section_name, section, errors) {
+        let path = join(section_name, &id);
+        let (mark, keys) = (errors.len(), table_keys(&value));
+        let spec = match parse_id(&id) {
+            Err(message) => {
+                errors.push(&path, message);
+                None
+            }
+            Ok(cid) => match build(&id, &cid, value, &path, errors) {
+                Some(spec) => spec,
+                None => {
+                    errors.push(&path, format!("unknown {what} type {:?}", cid.kind));
+                    None
+                }
+            },
+        };
+        errors.file_order_since(mark, &path, &keys);
+        defined.insert(id, spec);
+    }
+    defined
+}

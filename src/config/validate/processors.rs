@@ -3,32 +3,23 @@
 use super::*;
 
 pub(super) fn processors(section: Option<Value>, errors: &mut Errors) -> Defined<Processor> {
-    let mut defined = Defined::new();
-    for (id, value) in section_entries("processors", section, errors) {
-        let path = join("processors", &id);
-        let (mark, keys) = (errors.len(), table_keys(&value));
-        let spec = match parse_id(&id) {
-            Err(message) => {
-                errors.push(&path, message);
-                None
-            }
-            Ok(cid) => match cid.kind {
-                "window" => deserialize::<RawWindow>(value, &path, errors)
-                    .and_then(|raw| window(raw, &path, errors))
+    components(
+        "processors",
+        "processor",
+        section,
+        errors,
+        |_, cid, value, path, errors| {
+            Some(match cid.kind {
+                "window" => deserialize::<RawWindow>(value, path, errors)
+                    .and_then(|raw| window(raw, path, errors))
                     .map(Processor::Window),
-                "contract" => deserialize::<RawContract>(value, &path, errors)
-                    .and_then(|raw| contract(raw, cid.name.unwrap_or("contract"), &path, errors))
+                "contract" => deserialize::<RawContract>(value, path, errors)
+                    .and_then(|raw| contract(raw, cid.name.unwrap_or("contract"), path, errors))
                     .map(|spec| Processor::Contract(Box::new(spec))),
-                kind => {
-                    errors.push(&path, format!("unknown processor type {kind:?}"));
-                    None
-                }
-            },
-        };
-        errors.file_order_since(mark, &path, &keys);
-        defined.insert(id, spec);
-    }
-    defined
+                _ => return None,
+            })
+        },
+    )
 }
 
 /// Number of shards for `shards: 0`: one per core (1 if unknown).

@@ -3,38 +3,27 @@
 use super::*;
 
 pub(super) fn receivers(section: Option<Value>, errors: &mut Errors) -> Defined<ReceiverSpec> {
-    let mut defined = Defined::new();
-    for (id, value) in section_entries("receivers", section, errors) {
-        let path = join("receivers", &id);
-        let (mark, keys) = (errors.len(), table_keys(&value));
-        let spec = match parse_id(&id) {
-            Err(message) => {
-                errors.push(&path, message);
-                None
-            }
-            Ok(cid) => match cid.kind {
-                "otlp" => deserialize::<RawOtlpReceiver>(value, &path, errors)
-                    .and_then(|raw| otlp_receiver(raw, &path, errors))
-                    .map(|otlp| ReceiverSpec {
-                        id: id.clone(),
-                        kind: ReceiverKind::Otlp(otlp),
-                    }),
-                "probe" => deserialize::<RawProbeReceiver>(value, &path, errors)
-                    .and_then(|raw| probe(raw, &path, errors))
-                    .map(|probe| ReceiverSpec {
-                        id: id.clone(),
-                        kind: ReceiverKind::Probe(Box::new(probe)),
-                    }),
-                kind => {
-                    errors.push(&path, format!("unknown receiver type {kind:?}"));
-                    None
-                }
-            },
-        };
-        errors.file_order_since(mark, &path, &keys);
-        defined.insert(id, spec);
-    }
-    defined
+    components(
+        "receivers",
+        "receiver",
+        section,
+        errors,
+        |id, cid, value, path, errors| {
+            let kind = match cid.kind {
+                "otlp" => deserialize::<RawOtlpReceiver>(value, path, errors)
+                    .and_then(|raw| otlp_receiver(raw, path, errors))
+                    .map(ReceiverKind::Otlp),
+                "probe" => deserialize::<RawProbeReceiver>(value, path, errors)
+                    .and_then(|raw| probe(raw, path, errors))
+                    .map(|probe| ReceiverKind::Probe(Box::new(probe))),
+                _ => return None,
+            };
+            Some(kind.map(|kind| ReceiverSpec {
+                id: id.to_string(),
+                kind,
+            }))
+        },
+    )
 }
 
 pub(super) fn otlp_receiver(

@@ -5,13 +5,13 @@
 //! on every target shard before anything is sent, so a request is either
 //! counted whole or refused whole and changes nothing.
 
-pub mod convert;
+pub(crate) mod convert;
 pub mod convert_metrics;
-pub mod grpc;
-pub mod http;
-pub mod json;
-pub mod signal;
-pub mod wire;
+pub(crate) mod grpc;
+pub(crate) mod http;
+pub(crate) mod json;
+pub(crate) mod signal;
+pub(crate) mod wire;
 
 use std::sync::Arc;
 

@@ -49,6 +49,8 @@ fn transition(i: usize, seq: usize) -> Commit {
         figures: Figures::of(&acc),
         result: WindowVerdict::Fail,
         failures: vec!["p95 latency 130.2ms exceeds threshold 120ms".into()],
+        notes: Vec::new(),
+        checks: Vec::new(),
     };
     let event = VerdictEvent {
         event_id: format!("{seq:026}"),

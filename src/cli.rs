@@ -154,6 +154,7 @@ impl ProbeArgs {
                 max_p95_latency_ms: self.max_p95_latency_ms,
                 max_error_rate_percent: self.max_error_rate_percent,
                 min_conversion_rate_percent: self.min_conversion_rate_percent,
+                ..Thresholds::default()
             }));
         };
         let (file, id) = reference

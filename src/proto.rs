@@ -225,6 +225,8 @@ mod tests {
             figures: Figures::of(&acc),
             result: WindowVerdict::Fail,
             failures: vec![run.reason.clone()],
+            notes: Vec::new(),
+            checks: Vec::new(),
         };
         VerdictEvent {
             event_id: "01JDAAAAAAAAAAAAAAAAAAAAAA".into(),

@@ -165,8 +165,12 @@ pub(crate) struct RawContract {
     /// Monotonic sum of conversions read with `source: metrics`.
     /// Default `validation.conversions`.
     pub conversions_metric: Field<String>,
+    /// Maximum median latency, in milliseconds (> 0). Default: not checked.
+    pub max_p50_latency_ms: Field<Num>,
     /// Maximum p95 latency, in milliseconds (> 0). Default: not checked.
     pub max_p95_latency_ms: Field<Num>,
+    /// Maximum p99 latency, in milliseconds (> 0). Default: not checked.
+    pub max_p99_latency_ms: Field<Num>,
     /// Maximum error rate, in percent ([0, 100]). Default: not checked.
     pub max_error_rate_percent: Field<Num>,
     /// Minimum conversion rate, in percent ([0, 100]). Default: not checked.
@@ -188,7 +192,7 @@ pub(crate) struct RawContract {
     pub on_timeout: Field<String>,
     /// Optional comparison with the current release.
     pub baseline: Field<MapOnly<RawBaseline>>,
-    /// Decision procedure: `windows` (default) or `sequential`.
+    /// Decision procedure: `sequential` (default) or `windows`.
     pub decision: Field<String>,
     /// Significance level of the sequential test, in (0, 1). Default `0.05`.
     pub alpha: Field<Num>,

@@ -115,6 +115,7 @@ fn minimal_file_gets_every_default() {
                         max_p95_latency_ms: Some(120.0),
                         max_error_rate_percent: None,
                         min_conversion_rate_percent: None,
+                        ..Thresholds::default()
                     },
                     min_samples: 1,
                     min_window_samples: 1,
@@ -123,7 +124,7 @@ fn minimal_file_gets_every_default() {
                     max_duration: None,
                     on_timeout: OnTimeout::Rollback,
                     baseline: None,
-                    decision: Decision::Windows,
+                    decision: Decision::Sequential,
                     alpha: 0.05,
                     dry_run: false,
                 }],
@@ -256,6 +257,7 @@ fn design_example_loads_with_every_field() {
             max_p95_latency_ms: Some(120.0),
             max_error_rate_percent: Some(2.0),
             min_conversion_rate_percent: Some(15.0),
+            ..Thresholds::default()
         }
     );
     assert_eq!(contract.min_samples, 5000);
@@ -309,7 +311,9 @@ fn every_contract_field_is_read() {
     conversion_attribute: app.converted
     latency_metric: rpc.server.duration
     conversions_metric: app.conversions
+    max_p50_latency_ms: 40
     max_p95_latency_ms: 99.5
+    max_p99_latency_ms: 300
     max_error_rate_percent: 0
     min_conversion_rate_percent: 100
     min_samples: 5000
@@ -318,7 +322,7 @@ fn every_contract_field_is_read() {
     fail_windows: 2
     max_duration: 1h 30m
     on_timeout: promote
-    decision: sequential
+    decision: windows
     alpha: 0.01
     dry_run: true",
     ));
@@ -332,7 +336,9 @@ fn every_contract_field_is_read() {
     assert_eq!(c.conversion_attribute, "app.converted");
     assert_eq!(c.latency_metric, "rpc.server.duration");
     assert_eq!(c.conversions_metric, "app.conversions");
+    assert_eq!(c.thresholds.max_p50_latency_ms, Some(40.0));
     assert_eq!(c.thresholds.max_p95_latency_ms, Some(99.5));
+    assert_eq!(c.thresholds.max_p99_latency_ms, Some(300.0));
     assert_eq!(c.thresholds.max_error_rate_percent, Some(0.0));
     assert_eq!(c.thresholds.min_conversion_rate_percent, Some(100.0));
     assert_eq!(c.min_samples, 5000);
@@ -340,7 +346,7 @@ fn every_contract_field_is_read() {
     assert_eq!((c.pass_windows, c.fail_windows), (5, 2));
     assert_eq!(c.max_duration, Some(Duration::from_secs(5400)));
     assert_eq!(c.on_timeout, OnTimeout::Promote);
-    assert_eq!(c.decision, Decision::Sequential);
+    assert_eq!(c.decision, Decision::Windows);
     assert_eq!(c.alpha, 0.01);
     assert!(c.dry_run);
 }
@@ -843,15 +849,15 @@ fn bounds_of_counts_and_alpha() {
         ),
         (
             "alpha: 0",
-            "alpha: must be between 0 and 1 (exclusive), got 0",
+            "alpha: must be between 0 and 0.5 (exclusive), got 0",
         ),
         (
-            "alpha: 1",
-            "alpha: must be between 0 and 1 (exclusive), got 1",
+            "alpha: 0.5",
+            "alpha: must be between 0 and 0.5 (exclusive), got 0.5",
         ),
         (
             "alpha: \"NaN\"",
-            "alpha: must be between 0 and 1 (exclusive), got NaN",
+            "alpha: must be between 0 and 0.5 (exclusive), got NaN",
         ),
         (
             "min_samples: 2.5",
@@ -861,7 +867,7 @@ fn bounds_of_counts_and_alpha() {
     ];
     for (line, expected) in cases {
         let lines = err_lines(&with_contract(&format!(
-            "    max_p95_latency_ms: 1\n    {line}"
+            "    max_p95_latency_ms: 1\n    decision: windows\n    {line}"
         )));
         assert_eq!(
             lines,
@@ -870,9 +876,37 @@ fn bounds_of_counts_and_alpha() {
         );
     }
     let config = ok(&with_contract(
-        "    max_p95_latency_ms: 1\n    min_samples: 1\n    pass_windows: 1\n    fail_windows: 1\n    version: 4294967295\n    alpha: 0.999",
+        "    max_p95_latency_ms: 1\n    min_samples: 1\n    decision: windows\n    pass_windows: 1\n    fail_windows: 1\n    version: 4294967295\n    alpha: 0.499",
     ));
     assert_eq!(config.pipelines[0].contracts[0].version, u32::MAX);
+}
+
+/// Window-rule settings next to sequential decisions (the default, or
+/// written out) would be silently ignored: they are refused, by path.
+#[test]
+fn window_settings_are_refused_with_sequential_decisions() {
+    for decision in ["", "\n    decision: sequential"] {
+        let lines = err_lines(&with_contract(&format!(
+            "    max_p95_latency_ms: 1{decision}\n    pass_windows: 3\n    min_window_samples: 10"
+        )));
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        // In the order the keys appear in the file.
+        assert!(
+            lines[0].starts_with(
+                "processors.contract/checkout.pass_windows: applies to decision: windows only"
+            ),
+            "{lines:?}"
+        );
+        assert!(lines[1].starts_with("processors.contract/checkout.min_window_samples: applies to decision: windows only"), "{lines:?}");
+        assert!(lines[0].contains("set decision: windows"), "{lines:?}");
+    }
+    let lines = err_lines(&with_contract(
+        "    max_p95_latency_ms: 1\n    decision: bayesian",
+    ));
+    assert_eq!(
+        lines,
+        ["processors.contract/checkout.decision: expected windows or sequential, got \"bayesian\""]
+    );
 }
 
 #[test]
@@ -901,7 +935,7 @@ fn baseline_only_thresholds_still_need_an_absolute_one() {
     ));
     assert_eq!(
         lines,
-        ["processors.contract/checkout: no threshold set; set at least one of max_p95_latency_ms, max_error_rate_percent or min_conversion_rate_percent"]
+        ["processors.contract/checkout: no threshold set; set at least one of max_p50_latency_ms, max_p95_latency_ms, max_p99_latency_ms, max_error_rate_percent or min_conversion_rate_percent"]
     );
 }
 

@@ -120,9 +120,11 @@ pub enum Source {
 /// How a run reaches a decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
-    /// Consecutive passing/failing windows (default).
+    /// Consecutive passing/failing windows, each judged on its own point
+    /// estimates (design §5.2).
     Windows,
-    /// An always-valid sequential test.
+    /// Always-valid sequential tests on the run's cumulative counts
+    /// (design §5.3; default).
     Sequential,
 }
 
@@ -164,7 +166,8 @@ pub struct ContractSpec {
     pub min_samples: u64,
     /// Samples a window needs to count (default 1; ≥ 1); fewer = insufficient.
     pub min_window_samples: u64,
-    /// Consecutive passing windows that promote (default 3; ≥ 1).
+    /// Consecutive passing windows that promote (default 3; ≥ 1;
+    /// `decision: windows` only).
     pub pass_windows: u32,
     /// Consecutive failing windows that roll back (default 1; ≥ 1).
     pub fail_windows: u32,
@@ -174,7 +177,7 @@ pub struct ContractSpec {
     pub on_timeout: OnTimeout,
     /// Optional comparison with the current release.
     pub baseline: Option<BaselineSpec>,
-    /// Decision procedure (default windows).
+    /// Decision procedure (default sequential).
     pub decision: Decision,
     /// Significance level of the sequential test (default 0.05; in (0, 1)).
     pub alpha: f64,
@@ -209,7 +212,7 @@ impl ContractSpec {
             max_duration: None,
             on_timeout: OnTimeout::Rollback,
             baseline: None,
-            decision: Decision::Windows,
+            decision: Decision::Sequential,
             alpha: DEFAULT_ALPHA,
             dry_run: false,
         }
@@ -219,8 +222,14 @@ impl ContractSpec {
 /// The absolute thresholds of a contract; `None` = not checked.
 #[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize)]
 pub struct Thresholds {
+    /// Maximum median latency in milliseconds (> 0).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_p50_latency_ms: Option<f64>,
     /// Maximum p95 latency in milliseconds (> 0).
     pub max_p95_latency_ms: Option<f64>,
+    /// Maximum p99 latency in milliseconds (> 0).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_p99_latency_ms: Option<f64>,
     /// Maximum error rate in percent ([0, 100]).
     pub max_error_rate_percent: Option<f64>,
     /// Minimum conversion rate in percent ([0, 100]).

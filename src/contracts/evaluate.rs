@@ -3,28 +3,74 @@
 //! so they are tested without any runtime.
 
 use crate::config::ContractSpec;
-use crate::model::{Figures, WindowOutcome, WindowVerdict};
+use crate::model::{Figures, Quantile, WindowOutcome, WindowVerdict};
 
 /// Formats a threshold the way the user wrote it (`120`, `2.5`).
-fn limit(v: f64) -> String {
+pub(crate) fn limit(v: f64) -> String {
     format!("{v}")
 }
 
-/// Checks absolute thresholds; returns one sentence per failed check.
-pub fn check_thresholds(spec: &ContractSpec, f: &Figures) -> Vec<String> {
-    let t = &spec.thresholds;
-    let mut failures = Vec::new();
-    if let (Some(max), Some(p95)) = (t.max_p95_latency_ms, f.p95_latency_ms) {
-        if p95 > max {
-            failures.push(format!(
-                "p95 latency {p95:.1}ms exceeds threshold {}ms",
+/// What one window's (or a run's) figures say about a contract's checks:
+/// the checks they surely fail, and the checks they cannot judge because a
+/// figure's bound straddles its limit. A straddling figure is not evidence
+/// either way (an explicit-bucket histogram whose bucket spans the limit
+/// says nothing about which side the p95 is on).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Judgement {
+    /// One sentence per failed check.
+    pub failures: Vec<String>,
+    /// One sentence per check that cannot be judged.
+    pub uncertain: Vec<String>,
+}
+
+impl Judgement {
+    /// No check failed and every check could be judged.
+    pub fn passes(&self) -> bool {
+        self.failures.is_empty() && self.uncertain.is_empty()
+    }
+
+    /// Judges `value ± bound` against an upper `max`: beyond only when the
+    /// whole range is, within only when the whole range is.
+    fn latency(&mut self, name: &str, value: f64, bound: f64, max: f64) {
+        if value - bound > max {
+            self.failures.push(format!(
+                "{name} latency {value:.1}ms exceeds threshold {}ms",
                 limit(max)
             ));
+        } else if value + bound > max {
+            self.uncertain.push(uncertain_sentence(
+                &format!("{name} latency {value:.1}ms"),
+                bound,
+                &format!("threshold {}ms", limit(max)),
+            ));
+        }
+    }
+}
+
+fn uncertain_sentence(what: &str, bound: f64, against: &str) -> String {
+    if bound.is_finite() {
+        format!("{what} is not evidence against {against}: it is only known to ±{bound:.1}ms")
+    } else {
+        format!("{what} is not evidence against {against}: it lies in an open top bucket, with no bound")
+    }
+}
+
+/// Judges the absolute thresholds.
+pub fn judge_thresholds(spec: &ContractSpec, f: &Figures) -> Judgement {
+    let t = &spec.thresholds;
+    let mut j = Judgement::default();
+    for (q, max) in [
+        (Quantile::P50, t.max_p50_latency_ms),
+        (Quantile::P95, t.max_p95_latency_ms),
+        (Quantile::P99, t.max_p99_latency_ms),
+    ] {
+        if let (Some(max), Some((value, bound))) = (max, f.latency(q)) {
+            j.latency(q.name(), value, bound, max);
         }
     }
     if let (Some(max), Some(rate)) = (t.max_error_rate_percent, f.error_rate_percent) {
         if rate > max {
-            failures.push(format!(
+            j.failures.push(format!(
                 "error rate {rate:.1}% exceeds threshold {}%",
                 limit(max)
             ));
@@ -32,33 +78,44 @@ pub fn check_thresholds(spec: &ContractSpec, f: &Figures) -> Vec<String> {
     }
     if let (Some(min), Some(rate)) = (t.min_conversion_rate_percent, f.conversion_rate_percent) {
         if rate < min {
-            failures.push(format!(
+            j.failures.push(format!(
                 "conversion rate {rate:.1}% is below threshold {}%",
                 limit(min)
             ));
         }
     }
-    failures
+    j
 }
 
-/// Checks the baseline comparison; a baseline without samples in the window
+/// Checks absolute thresholds; returns one sentence per failed check.
+pub fn check_thresholds(spec: &ContractSpec, f: &Figures) -> Vec<String> {
+    judge_thresholds(spec, f).failures
+}
+
+/// Judges the baseline comparison into `j`; a baseline without samples
 /// compares nothing (the candidate is judged on absolute thresholds alone).
-pub fn check_baseline(spec: &ContractSpec, f: &Figures, base: &Figures) -> Vec<String> {
+fn judge_baseline(spec: &ContractSpec, f: &Figures, base: &Figures, j: &mut Judgement) {
     let Some(b) = &spec.baseline else {
-        return Vec::new();
+        return;
     };
-    let mut failures = Vec::new();
-    if let (Some(max), Some(p95), Some(bp95)) = (
+    if let (Some(max), Some((p95, e)), Some((bp95, be))) = (
         b.max_p95_latency_increase_percent,
-        f.p95_latency_ms,
-        base.p95_latency_ms,
+        f.latency(Quantile::P95),
+        base.latency(Quantile::P95),
     ) {
         if bp95 > 0.0 {
+            let factor = 1.0 + max / 100.0;
             let increase = (p95 - bp95) * 100.0 / bp95;
-            if increase > max {
-                failures.push(format!(
+            if p95 - e > (bp95 + be) * factor {
+                j.failures.push(format!(
                     "p95 latency {p95:.1}ms is {increase:.1}% above baseline {bp95:.1}ms (max +{}%)",
                     limit(max)
+                ));
+            } else if p95 + e > (bp95 - be).max(0.0) * factor {
+                j.uncertain.push(uncertain_sentence(
+                    &format!("p95 latency {p95:.1}ms"),
+                    e + be * factor,
+                    &format!("baseline {bp95:.1}ms +{}%", limit(max)),
                 ));
             }
         }
@@ -70,16 +127,18 @@ pub fn check_baseline(spec: &ContractSpec, f: &Figures, base: &Figures) -> Vec<S
     ) {
         let points = rate - brate;
         if points > max {
-            failures.push(format!(
+            j.failures.push(format!(
                 "error rate {rate:.1}% is {points:.1} points above baseline {brate:.1}% (max +{})",
                 limit(max)
             ));
         }
     }
-    failures
 }
 
-/// Judges one window of a subject, optionally against the baseline's window.
+/// Judges one window of a subject, optionally against the baseline's window
+/// (design §5.2): fail when a check surely fails; insufficient with fewer
+/// than `min_window_samples` samples or when a check cannot be judged;
+/// pass otherwise.
 pub fn evaluate_window(
     spec: &ContractSpec,
     figures: &Figures,
@@ -89,19 +148,24 @@ pub fn evaluate_window(
         return WindowOutcome {
             verdict: WindowVerdict::Insufficient,
             failures: Vec::new(),
+            notes: Vec::new(),
         };
     }
-    let mut failures = check_thresholds(spec, figures);
+    let mut j = judge_thresholds(spec, figures);
     if let Some(base) = baseline.filter(|b| b.samples > 0) {
-        failures.extend(check_baseline(spec, figures, base));
+        judge_baseline(spec, figures, base, &mut j);
     }
+    let verdict = if !j.failures.is_empty() {
+        WindowVerdict::Fail
+    } else if !j.uncertain.is_empty() {
+        WindowVerdict::Insufficient
+    } else {
+        WindowVerdict::Pass
+    };
     WindowOutcome {
-        verdict: if failures.is_empty() {
-            WindowVerdict::Pass
-        } else {
-            WindowVerdict::Fail
-        },
-        failures,
+        verdict,
+        failures: j.failures,
+        notes: j.uncertain,
     }
 }
 
@@ -122,6 +186,7 @@ mod tests {
                     max_p95_latency_ms: Some(120.0),
                     max_error_rate_percent: Some(2.0),
                     min_conversion_rate_percent: Some(15.0),
+                    ..Thresholds::default()
                 },
             )
         }

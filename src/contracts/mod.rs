@@ -3,5 +3,7 @@
 //! selects is part of its spec ([`crate::config::ContractSpec::select`]).
 
 pub mod evaluate;
+pub mod evidence;
+pub mod sequential;
 
 pub use evaluate::evaluate_window;

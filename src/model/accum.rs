@@ -44,6 +44,17 @@ pub struct Spread {
     pub open_above: bool,
 }
 
+/// Latencies above a threshold, within what an accumulation knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Exceedance {
+    /// Certainly above the threshold.
+    pub surely: u64,
+    /// Possibly above it (`surely ≤ possibly ≤ of`).
+    pub possibly: u64,
+    /// Latencies counted.
+    pub of: u64,
+}
+
 /// Most sketch buckets one explicit bucket is spread over; a wider bucket is
 /// spread at a coarser scale (its answer is only good to its width anyway).
 const MAX_PIECES: u32 = 128;
@@ -248,6 +259,51 @@ impl Accum {
         if given < c {
             let _ = self.latency.insert_n(hi, c - given);
         }
+    }
+
+    /// How many latencies are slower than `threshold_ms`, as far as this
+    /// accumulation can tell: the sketch's buckets (widened by any
+    /// re-bucketing), and for spread explicit buckets the explicit bucket a
+    /// value came from (it lies between two bounds every spread histogram
+    /// shares; above the last shared bound its value is unknown). A
+    /// decision that something is slow uses [`Exceedance::surely`], one that
+    /// it is fast uses [`Exceedance::possibly`], so neither rests on where
+    /// spreading or a coarse bucket happened to put a value.
+    pub fn slower_than(&self, threshold_ms: f64) -> Exceedance {
+        let t = threshold_ms / self.unit.to_ms();
+        let widen = 1.0 + self.extra_relative_error;
+        let mut out = Exceedance {
+            of: self.latency.count(),
+            ..Exceedance::default()
+        };
+        self.latency.for_each_bucket(|lo, hi, c| {
+            let (mut lo, mut hi) = (lo / widen, hi * widen);
+            if let Some(s) = &self.spread {
+                lo = s
+                    .bounds
+                    .iter()
+                    .rev()
+                    .find(|b| **b <= lo)
+                    .copied()
+                    .unwrap_or(0.0);
+                hi = s
+                    .bounds
+                    .iter()
+                    .find(|b| **b >= hi)
+                    .copied()
+                    .unwrap_or(f64::INFINITY);
+                if s.open_above && s.bounds.last().is_none_or(|last| hi >= *last) {
+                    hi = f64::INFINITY;
+                }
+            }
+            if lo >= t {
+                out.surely = out.surely.saturating_add(c);
+            }
+            if hi > t {
+                out.possibly = out.possibly.saturating_add(c);
+            }
+        });
+        out
     }
 
     /// True when quantiles are approximate beyond the sketch's own bound

@@ -38,6 +38,12 @@ pub struct Figures {
     /// p95 lies in an open bucket (above the last bound, no `max`).
     #[serde(flatten, with = "p95_latency_bound")]
     pub p95_latency_error_ms: Option<f64>,
+    /// Absolute bound (ms) of the median, as for the p95.
+    #[serde(flatten, with = "p50_latency_bound")]
+    pub p50_latency_error_ms: Option<f64>,
+    /// Absolute bound (ms) of the p99, as for the p95.
+    #[serde(flatten, with = "p99_latency_bound")]
+    pub p99_latency_error_ms: Option<f64>,
 }
 
 /// Serde for an absolute bound where `+inf` means "no bound": JSON has no
@@ -79,6 +85,16 @@ unbounded_as_flag!(
     p95_latency_bound,
     p95_latency_error_ms,
     p95_latency_unbounded
+);
+unbounded_as_flag!(
+    p50_latency_bound,
+    p50_latency_error_ms,
+    p50_latency_unbounded
+);
+unbounded_as_flag!(
+    p99_latency_bound,
+    p99_latency_error_ms,
+    p99_latency_unbounded
 );
 unbounded_as_flag!(p95_bound, p95_error_ms, p95_unbounded);
 
@@ -142,7 +158,26 @@ impl Figures {
             latency_relative_error: acc.relative_error(),
             latency_approximate: acc.approximate(),
             p95_latency_error_ms: q(1).map(|v| acc.error_bound(v) * ms),
+            p50_latency_error_ms: q(0).map(|v| acc.error_bound(v) * ms),
+            p99_latency_error_ms: q(2).map(|v| acc.error_bound(v) * ms),
         }
+    }
+
+    /// The latency quantile `q` (0.5, 0.95 or 0.99, in ms) with its absolute
+    /// bound (`+inf` when unbounded); `None` without latencies.
+    pub fn latency(&self, q: Quantile) -> Option<(f64, f64)> {
+        let (value, bound) = match q {
+            Quantile::P50 => (self.p50_latency_ms, self.p50_latency_error_ms),
+            Quantile::P95 => (self.p95_latency_ms, self.p95_latency_error_ms),
+            Quantile::P99 => (self.p99_latency_ms, self.p99_latency_error_ms),
+        };
+        // Rows stored before the p50/p99 bounds existed: the sketch's
+        // relative bound is the least that applies.
+        let fallback = |v: f64| {
+            let rel = self.latency_relative_error.min(0.999);
+            rel * v / (1.0 - rel)
+        };
+        value.map(|v| (v, bound.unwrap_or_else(|| fallback(v))))
     }
 
     /// The quantile bound of these figures.
@@ -151,6 +186,40 @@ impl Figures {
             relative_error: self.latency_relative_error,
             approximate: self.latency_approximate,
             p95_error_ms: self.p95_latency_error_ms,
+        }
+    }
+}
+
+/// A latency quantile a contract can limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Quantile {
+    /// The median.
+    P50,
+    /// The 95th percentile.
+    P95,
+    /// The 99th percentile.
+    P99,
+}
+
+impl Quantile {
+    /// All three, in order.
+    pub const ALL: [Quantile; 3] = [Quantile::P50, Quantile::P95, Quantile::P99];
+
+    /// The quantile as a fraction (0.95).
+    pub fn fraction(self) -> f64 {
+        match self {
+            Quantile::P50 => 0.5,
+            Quantile::P95 => 0.95,
+            Quantile::P99 => 0.99,
+        }
+    }
+
+    /// Its name in sentences (`p95`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Quantile::P50 => "p50",
+            Quantile::P95 => "p95",
+            Quantile::P99 => "p99",
         }
     }
 }
@@ -174,4 +243,7 @@ pub struct WindowOutcome {
     pub verdict: WindowVerdict,
     /// One sentence per failed check.
     pub failures: Vec<String>,
+    /// One sentence per check the window could not judge (its figure's
+    /// bound straddles the limit), which makes it insufficient.
+    pub notes: Vec<String>,
 }

@@ -5,6 +5,7 @@
 //! stage imports these types and none of them imports a stage.
 
 pub mod accum;
+pub mod evidence;
 pub mod figures;
 pub mod flow;
 pub mod point;
@@ -13,8 +14,9 @@ pub mod sample;
 pub mod series;
 pub mod window;
 
-pub use accum::{Accum, Spread};
-pub use figures::{Figures, LatencyBound, WindowOutcome, WindowVerdict};
+pub use accum::{Accum, Exceedance, Spread};
+pub use evidence::{BaselineTally, CheckKind, CheckResult, CheckStatus, RunEvidence};
+pub use figures::{Figures, LatencyBound, Quantile, WindowOutcome, WindowVerdict};
 pub use flow::{ClosedWindow, EngineInput, OpenWindows};
 pub use point::PointSample;
 pub use run::{RunRecord, RunState, VerdictEvent, WindowRecord};

@@ -5,7 +5,10 @@
 
 use serde::Serialize;
 
-use super::{Accum, Figures, LatencyBound, Subject, UnixNanos, Window, WindowVerdict};
+use super::{
+    Accum, CheckResult, Figures, LatencyBound, RunEvidence, Subject, UnixNanos, Window,
+    WindowVerdict,
+};
 
 /// The state of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -82,6 +85,8 @@ pub struct RunRecord {
     /// The worst quantile bound of the windows recorded while validating:
     /// a run is only as precise as its least precise window.
     pub latency_bound: LatencyBound,
+    /// Its checks as of the last look, and its baseline tally.
+    pub evidence: RunEvidence,
 }
 
 impl RunRecord {
@@ -104,6 +109,7 @@ impl RunRecord {
             last_window_end: None,
             first_sample_at: None,
             latency_bound: LatencyBound::default(),
+            evidence: RunEvidence::default(),
         }
     }
 }
@@ -119,6 +125,10 @@ pub struct WindowRecord {
     pub result: WindowVerdict,
     /// One sentence per failed check.
     pub failures: Vec<String>,
+    /// One sentence per check the window could not judge.
+    pub notes: Vec<String>,
+    /// The run's checks as of this window's close.
+    pub checks: Vec<CheckResult>,
 }
 
 /// One transition, announced once with one `event_id` to every exporter.

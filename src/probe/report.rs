@@ -121,6 +121,7 @@ mod tests {
                 max_p95_latency_ms: Some(50.0),
                 max_error_rate_percent: Some(10.0),
                 min_conversion_rate_percent: Some(20.0),
+                ..Thresholds::default()
             },
         )
     }

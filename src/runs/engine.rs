@@ -16,8 +16,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use crate::config::Decision;
 use crate::config::{ContractSpec, WindowSpec};
 use crate::contracts::evaluate_window;
+use crate::contracts::evidence::{self, Reference};
 use crate::model::series::BASELINE_SUBJECT;
 use crate::model::{Accum, EngineInput, Figures, OpenWindows};
 use crate::model::{SeriesKey, Subject, UnixNanos, Window};
@@ -108,6 +110,9 @@ pub struct Engine {
     images: Vec<OpenWindows>,
     /// Shards whose image changed since the last checkpoint.
     dirty: Vec<bool>,
+    /// Recent baseline windows of each contract (runs fix their reference
+    /// p95 from them).
+    references: Vec<Reference>,
     ids: EventIds,
 }
 
@@ -165,6 +170,7 @@ impl Engine {
                 buffered.entry(start).or_default().insert(key.clone(), acc);
             }
         }
+        let references = vec![Reference::default(); contracts.len()];
         let mut images = seed.open;
         images.resize_with(shards, HashMap::new);
         Engine {
@@ -180,6 +186,7 @@ impl Engine {
             next_window: Window::containing(now.saturating_sub(lateness + size), size),
             images,
             dirty: vec![true; shards],
+            references,
             ids: EventIds(ulid::Generator::new()),
         }
     }
@@ -409,14 +416,17 @@ impl Engine {
         for key in seen {
             self.first_sample(key, w.start, now, out);
         }
-        let baselines: Vec<Option<Figures>> = (0..self.contracts.len())
+        let baseline_windows: Vec<Option<&Accum>> = (0..self.contracts.len())
             .map(|i| {
-                let key = SeriesKey {
+                data.get(&SeriesKey {
                     contract: i as u32,
                     subject: Subject::named(BASELINE_SUBJECT),
-                };
-                data.get(&key).map(Figures::of)
+                })
             })
+            .collect();
+        let baselines: Vec<Option<Figures>> = baseline_windows
+            .iter()
+            .map(|b| b.map(Figures::of))
             .collect();
         let mut keys: Vec<SeriesKey> = self.runs.keys().cloned().collect();
         keys.sort();
@@ -442,11 +452,13 @@ impl Engine {
             let figures = Figures::of(acc);
             let baseline = baselines.get(key.contract as usize).copied().flatten();
             let outcome = evaluate_window(spec, &figures, baseline.as_ref());
-            let record = WindowRecord {
+            let mut record = WindowRecord {
                 window: w,
                 figures,
                 result: outcome.verdict,
                 failures: outcome.failures.clone(),
+                notes: outcome.notes.clone(),
+                checks: Vec::new(),
             };
             let mut event = None;
             run.last_window_end = Some(w.end);
@@ -456,7 +468,21 @@ impl Engine {
                     run.latency_bound = run.latency_bound.worst(figures.bound());
                 }
                 run.windows += 1;
-                if let Some(t) = machine::on_window(run, spec, &outcome) {
+                // The evidence is kept in both modes; it decides only in
+                // sequential mode.
+                let base = baseline_windows
+                    .get(key.contract as usize)
+                    .copied()
+                    .flatten();
+                let reference = &self.references[key.contract as usize];
+                evidence::tally(spec, &mut run.evidence.baseline, acc, base, reference);
+                let verdict = evidence::look(spec, &mut run.evidence, &run.cumulative);
+                record.checks = run.evidence.checks.clone();
+                let decided = match spec.decision {
+                    Decision::Windows => machine::on_window(run, spec, &outcome),
+                    Decision::Sequential => machine::on_evidence(run, spec, &verdict),
+                };
+                if let Some(t) = decided {
                     event = Some(transition(
                         &mut self.ids,
                         run,
@@ -470,6 +496,13 @@ impl Engine {
             self.last_windows.insert(run.run_id.clone(), record.clone());
             let run = run.clone();
             out.push(self.commit(run, Some(record), event));
+        }
+        // The baseline's window joins the references only now: a run's
+        // reference comes from windows before the one it is judged on.
+        for (reference, window) in self.references.iter_mut().zip(&baseline_windows) {
+            if let Some(w) = window {
+                reference.push(w);
+            }
         }
     }
 

@@ -18,12 +18,16 @@ fn spec() -> ContractSpec {
         min_samples: 20,
         min_window_samples: 5,
         pass_windows: 2,
+        // These tests are about windows and streaks; sequential decisions
+        // have their own below.
+        decision: crate::config::Decision::Windows,
         ..ContractSpec::with_thresholds(
             "checkout",
             Thresholds {
                 max_p95_latency_ms: Some(100.0),
                 max_error_rate_percent: Some(5.0),
                 min_conversion_rate_percent: None,
+                ..Thresholds::default()
             },
         )
     }

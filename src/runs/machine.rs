@@ -10,7 +10,8 @@
 //! never change, whatever arrives later.
 
 use crate::config::{ContractSpec, OnTimeout};
-use crate::contracts::evaluate::check_thresholds;
+use crate::contracts::evaluate::judge_thresholds;
+use crate::contracts::evidence::Verdict;
 use crate::model::UnixNanos;
 use crate::model::{Figures, WindowOutcome, WindowVerdict};
 
@@ -76,9 +77,9 @@ pub fn on_window(
     }
     let samples = run.cumulative.samples;
     if run.pass_streak >= spec.pass_windows && samples >= spec.min_samples {
-        // The whole run must pass too, not only its last windows.
-        let cumulative = check_thresholds(spec, &Figures::of(&run.cumulative));
-        if cumulative.is_empty() {
+        // The whole run must pass too, not only its last windows, and on
+        // figures whose bounds leave no doubt.
+        if judge_thresholds(spec, &Figures::of(&run.cumulative)).passes() {
             return Some(Transition {
                 to: RunState::Promoted,
                 reason: format!(
@@ -90,6 +91,28 @@ pub fn on_window(
         }
     }
     None
+}
+
+/// Decides on a look at the run's evidence (`decision: sequential`): a
+/// check proven failing rolls back; every check proven passing promotes
+/// once the run has `min_samples`.
+pub fn on_evidence(run: &RunRecord, spec: &ContractSpec, verdict: &Verdict) -> Option<Transition> {
+    if run.state.is_final() {
+        return None;
+    }
+    match verdict {
+        Verdict::Fail(failures) => Some(Transition {
+            to: RunState::RolledBack,
+            reason: failures.join("; "),
+            failures: failures.clone(),
+        }),
+        Verdict::Pass(reason) if run.cumulative.samples >= spec.min_samples => Some(Transition {
+            to: RunState::Promoted,
+            reason: format!("{reason}; {} samples", run.cumulative.samples),
+            failures: Vec::new(),
+        }),
+        Verdict::Pass(_) | Verdict::Open => None,
+    }
 }
 
 /// Decides a run that has reached `max_duration` without a decision.
@@ -162,6 +185,7 @@ mod tests {
             } else {
                 vec![]
             },
+            notes: Vec::new(),
         }
     }
 

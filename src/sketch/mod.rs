@@ -436,6 +436,28 @@ impl Sketch {
         (self.scale, offset, self.counts.slice(span).to_wide())
     }
 
+    /// Visits every non-empty bucket as `(lo, hi, count)`: its values lie in
+    /// `(lo, hi]` (the zero bucket is `[0, zero_threshold]`, visited as
+    /// `(0, zero_threshold]`), the upper end narrowed to the sketch's
+    /// `max`. This is what a value is known to be from the sketch alone.
+    pub fn for_each_bucket(&self, mut f: impl FnMut(f64, f64, u64)) {
+        let max = self.max().unwrap_or(f64::INFINITY);
+        if self.zero_count > 0 {
+            f(0.0, self.zero_threshold.min(max).max(0.0), self.zero_count);
+        }
+        let counts = self.span_counts();
+        for j in 0..counts.len() {
+            let c = counts.get(j);
+            if c == 0 {
+                continue;
+            }
+            let idx = self.lo + j as i64;
+            let lo = lower_bound(idx, self.scale);
+            let hi = upper_bound(idx, self.scale).min(max);
+            f(lo.min(hi), hi, c);
+        }
+    }
+
     /// The whole state as plain data; [`Sketch::from_parts`] rebuilds it.
     pub fn to_parts(&self) -> SketchParts<'_> {
         let (scale, offset, bucket_counts) = self.positive_buckets();

@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::point::LatencyUnit;
 use crate::model::{Accum, Spread};
+use crate::model::{CheckResult, RunEvidence, RunState, WindowRecord};
 use crate::model::{Figures, LatencyBound, WindowVerdict};
-use crate::model::{RunState, WindowRecord};
 use crate::model::{Subject, UnixNanos, Window};
 use crate::sketch::{Sketch, SketchParts};
 
@@ -202,6 +202,10 @@ struct WindowData {
     figures: Figures,
     result: String,
     failures: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    notes: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    checks: Vec<CheckResult>,
 }
 
 /// The stored name of a window result.
@@ -221,6 +225,8 @@ pub fn window_to_text(w: &WindowRecord) -> String {
         figures: w.figures,
         result: verdict_name(w.result).to_string(),
         failures: w.failures.clone(),
+        notes: w.notes.clone(),
+        checks: w.checks.clone(),
     })
     .unwrap_or_default()
 }
@@ -242,6 +248,8 @@ pub fn window_from_text(text: &str) -> Result<WindowRecord, StoreError> {
         figures: d.figures,
         result,
         failures: d.failures,
+        notes: d.notes,
+        checks: d.checks,
     })
 }
 
@@ -251,6 +259,19 @@ pub fn state_from_name(name: &str) -> Result<RunState, StoreError> {
         .into_iter()
         .find(|s| s.as_str() == name)
         .ok_or_else(|| corrupt("run", format!("unknown state {name:?}")))
+}
+
+/// A run's evidence as JSON text.
+pub fn evidence_to_text(e: &RunEvidence) -> String {
+    serde_json::to_string(e).unwrap_or_default()
+}
+
+/// Reads what [`evidence_to_text`] wrote. Rows from before the column
+/// existed (empty text), or that this build cannot read, start without
+/// evidence: the checks then begin afresh, which never makes a decision
+/// easier than the data allows.
+pub fn evidence_from_text(text: &str) -> RunEvidence {
+    serde_json::from_str(text).unwrap_or_default()
 }
 
 /// A run's latency bound as JSON text.
@@ -278,9 +299,13 @@ mod tests {
         assert_eq!(w.figures.p95_latency_error_ms, Some(f64::INFINITY));
         assert!(w.figures.latency_approximate);
         assert_eq!(w.result, WindowVerdict::Fail);
+        // Written back, it still says everything the old row said (plus the
+        // p50/p99 bounds, which earlier builds ignore as unknown fields).
         let back: serde_json::Value = serde_json::from_str(&window_to_text(&w)).expect("json");
         let old: serde_json::Value = serde_json::from_str(row).expect("json");
-        assert_eq!(back, old);
+        for (key, value) in old.as_object().expect("object") {
+            assert_eq!(&back[key], value, "{key}");
+        }
         let older = r#"{"start":0,"end":1,"samples":0,"p50_latency_ms":null,"p95_latency_ms":null,"p99_latency_ms":null,"error_rate_percent":null,"conversion_rate_percent":null,"latency_relative_error":0.0,"result":"insufficient","failures":[]}"#;
         assert_eq!(
             window_from_text(older)
@@ -333,6 +358,8 @@ mod tests {
             },
             result: WindowVerdict::Fail,
             failures: vec!["p95 latency 130.2ms exceeds threshold 120ms".into()],
+            notes: Vec::new(),
+            checks: Vec::new(),
         };
         assert_eq!(window_from_text(&window_to_text(&w)).expect("reads"), w);
         assert!(window_from_text("{").is_err());

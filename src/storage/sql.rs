@@ -35,12 +35,13 @@ use super::{
 
 /// The schema, in order. A version is never edited once released: changes
 /// are new files.
-const MIGRATIONS: [(i64, &str); 2] = [
+const MIGRATIONS: [(i64, &str); 3] = [
     (
         1,
         include_str!("migrations/0001_runs_outbox_checkpoints.sql"),
     ),
     (2, include_str!("migrations/0002_run_latency_bound.sql")),
+    (3, include_str!("migrations/0003_run_evidence.sql")),
 ];
 
 /// Connections in the pool: the run engines and delivery workers write, the
@@ -73,7 +74,7 @@ fn uint(v: i64) -> u64 {
 
 const RUN_COLUMNS: &str = "run_id, contract, contract_version, subject_attributes, state, reason, \
     started_at, decided_at, superseded, pass_streak, fail_streak, windows, cumulative, \
-    last_window_end, first_sample_at, latency_bound";
+    last_window_end, first_sample_at, latency_bound, evidence";
 
 fn run_from_row(row: &AnyRow) -> Result<RunRecord, StoreError> {
     let get_i = |name: &str| row.try_get::<i64, _>(name).map_err(unavailable);
@@ -96,6 +97,7 @@ fn run_from_row(row: &AnyRow) -> Result<RunRecord, StoreError> {
         last_window_end: get_oi("last_window_end")?.map(uint),
         first_sample_at: get_oi("first_sample_at")?.map(uint),
         latency_bound: codec::bound_from_text(&get_s("latency_bound")?),
+        evidence: codec::evidence_from_text(&get_s("evidence")?),
     })
 }
 
@@ -236,8 +238,8 @@ impl SqlStore {
             sqlx::query(
                 "INSERT INTO runs (run_id, contract, contract_version, subject, subject_attributes, \
                  state, reason, started_at, decided_at, superseded, pass_streak, fail_streak, \
-                 windows, cumulative, last_window_end, first_sample_at, updated_at, latency_bound) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
+                 windows, cumulative, last_window_end, first_sample_at, updated_at, latency_bound, evidence) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) \
                  ON CONFLICT (run_id) DO UPDATE SET \
                  state = CASE WHEN runs.state IN ('PROMOTED', 'ROLLED_BACK') THEN runs.state ELSE excluded.state END, \
                  reason = CASE WHEN runs.state IN ('PROMOTED', 'ROLLED_BACK') THEN runs.reason ELSE excluded.reason END, \
@@ -246,7 +248,8 @@ impl SqlStore {
                  fail_streak = excluded.fail_streak, windows = excluded.windows, \
                  cumulative = excluded.cumulative, last_window_end = excluded.last_window_end, \
                  first_sample_at = excluded.first_sample_at, updated_at = excluded.updated_at, \
-                 latency_bound = excluded.latency_bound",
+                 latency_bound = excluded.latency_bound, \
+                 evidence = CASE WHEN runs.state IN ('PROMOTED', 'ROLLED_BACK') THEN runs.evidence ELSE excluded.evidence END",
             )
             .bind(r.run_id.as_str())
             .bind(r.contract.as_str())
@@ -266,6 +269,7 @@ impl SqlStore {
             .bind(r.first_sample_at.map(int))
             .bind(now)
             .bind(codec::bound_to_text(&r.latency_bound))
+            .bind(codec::evidence_to_text(&r.evidence))
             .execute(&mut *tx)
             .await?;
             if let Some(w) = &c.window {
@@ -648,6 +652,8 @@ mod tests {
             figures: crate::model::Figures::of(&Accum::default()),
             result: crate::model::WindowVerdict::Insufficient,
             failures: vec![],
+            notes: Vec::new(),
+            checks: Vec::new(),
         };
         let batch = vec![Commit {
             run: r.clone(),

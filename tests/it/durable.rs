@@ -299,7 +299,8 @@ fn write_pipeline(dir: &TempDir, webhooks: &[(&str, String)], contract: &str) ->
 #[tokio::test(flavor = "multi_thread")]
 async fn issue_5_8a_kill_9_resumes_runs_and_final_stays_final() {
     let dir = TempDir::new("8a");
-    let contract = "    min_samples: 200\n    pass_windows: 2\n    fail_windows: 1";
+    let contract =
+        "    min_samples: 200\n    decision: windows\n    pass_windows: 2\n    fail_windows: 1";
     let file = write_pipeline(&dir, &[], contract);
 
     let v = Verdict::start(&file);
@@ -376,7 +377,7 @@ async fn issue_5_8b_outbox_survives_kill_9_with_the_same_event_id() {
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}/hook");
     let hooks = [("webhook/ci", webhook(&url, ""))];
-    let file = write_pipeline(&dir, &hooks, "    fail_windows: 1");
+    let file = write_pipeline(&dir, &hooks, "    decision: windows\n    fail_windows: 1");
 
     let v = Verdict::start(&file);
     v.spans("2.0", 30, 500).await;
@@ -453,7 +454,7 @@ async fn issue_5_8c_retries_5xx_with_backoff_and_never_retries_400() {
         ("webhook/flaky", webhook(&flaky_url, "")),
         ("webhook/bad", webhook(&bad_url, "")),
     ];
-    let file = write_pipeline(&dir, &hooks, "    fail_windows: 1");
+    let file = write_pipeline(&dir, &hooks, "    decision: windows\n    fail_windows: 1");
     let v = Verdict::start(&file);
     v.spans("3.0", 30, 500).await;
     let got = eventually(WAIT, "three attempts on the flaky target", || async {
@@ -520,7 +521,7 @@ async fn issue_5_8d_webhook_bodies_are_signed_with_hmac_sha256() {
         "webhook/signed",
         webhook(&url, &format!(", secret: \"{SECRET}\"")),
     )];
-    let file = write_pipeline(&dir, &hooks, "    fail_windows: 1");
+    let file = write_pipeline(&dir, &hooks, "    decision: windows\n    fail_windows: 1");
     let v = Verdict::start(&file);
     v.spans("4.0", 30, 500).await;
     let got = eventually(WAIT, "a signed webhook", || async {
@@ -629,7 +630,11 @@ async fn issue_5_8e_storage_failures_are_loud() {
     // At run time: a writer holds the lock; commits wait, /readyz says why,
     // and once the lock is gone the transition is committed and announced.
     let storage = sqlite(&dir.0);
-    std::fs::write(&file, pipeline(&storage, &[], "    fail_windows: 1")).expect("write");
+    std::fs::write(
+        &file,
+        pipeline(&storage, &[], "    decision: windows\n    fail_windows: 1"),
+    )
+    .expect("write");
     let v = Verdict::start(&file);
     let (status, _) = get_json(&v.api("/readyz")).await;
     assert_eq!(status, 200);
@@ -681,7 +686,12 @@ async fn sigterm_mid_window_loses_no_sample_and_counts_none_twice() {
     let dir = TempDir::new("ckpt");
     let file = dir.0.join("pipeline.yaml");
     // 10 s windows: the stop lands inside the window the spans fall in.
-    let yaml = pipeline(&sqlite(&dir.0), &[], "    pass_windows: 100").replace(
+    let yaml = pipeline(
+        &sqlite(&dir.0),
+        &[],
+        "    decision: windows\n    pass_windows: 100",
+    )
+    .replace(
         "size: 1s, allowed_lateness: 200ms",
         "size: 10s, allowed_lateness: 200ms",
     );
@@ -728,7 +738,7 @@ async fn manual_decisions_and_reset_need_the_token_and_are_recorded() {
     let receiver = Receiver::default();
     let url = receiver.serve("127.0.0.1:0").await;
     let hooks = [("webhook/ci", webhook(&url, ""))];
-    let file = write_pipeline(&dir, &hooks, "    pass_windows: 100");
+    let file = write_pipeline(&dir, &hooks, "    decision: windows\n    pass_windows: 100");
     let v = Verdict::start(&file);
     v.spans("7.0", 10, 10).await;
     let first = v

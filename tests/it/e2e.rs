@@ -88,6 +88,7 @@ const CONTRACT: &str = r#"
     max_error_rate_percent: 5
     min_conversion_rate_percent: 20
     min_samples: 60
+    decision: windows
     min_window_samples: 10
     pass_windows: 2
     fail_windows: 1

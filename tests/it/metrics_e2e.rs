@@ -197,6 +197,7 @@ const CONTRACT: &str = r#"
     max_error_rate_percent: 5
     min_conversion_rate_percent: 15
     min_samples: 200
+    decision: windows
     min_window_samples: 160
     pass_windows: 2
     fail_windows: 1

@@ -25,6 +25,7 @@ const CONTRACT: &str = r#"
     match: { service.name: overload }
     max_p95_latency_ms: 100000
     min_samples: 1000000000
+    decision: windows
     pass_windows: 1000000
 "#;
 

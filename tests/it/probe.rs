@@ -651,6 +651,7 @@ processors:
     max_error_rate_percent: 5
     min_conversion_rate_percent: 30
     min_samples: 60
+    decision: windows
     min_window_samples: 10
     pass_windows: 2
 pipelines:

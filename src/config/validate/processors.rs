@@ -144,11 +144,15 @@ pub(super) fn contract(
         errors,
     );
 
-    let has_threshold = raw.max_p95_latency_ms.is_some()
+    let has_threshold = raw.max_p50_latency_ms.is_some()
+        || raw.max_p95_latency_ms.is_some()
+        || raw.max_p99_latency_ms.is_some()
         || raw.max_error_rate_percent.is_some()
         || raw.min_conversion_rate_percent.is_some();
     let thresholds = Thresholds {
+        max_p50_latency_ms: positive(raw.max_p50_latency_ms, &at("max_p50_latency_ms"), errors),
         max_p95_latency_ms: positive(raw.max_p95_latency_ms, &at("max_p95_latency_ms"), errors),
+        max_p99_latency_ms: positive(raw.max_p99_latency_ms, &at("max_p99_latency_ms"), errors),
         max_error_rate_percent: percent(
             raw.max_error_rate_percent,
             &at("max_error_rate_percent"),
@@ -163,10 +167,18 @@ pub(super) fn contract(
     if !has_threshold {
         errors.push(
             path,
-            "no threshold set; set at least one of max_p95_latency_ms, max_error_rate_percent or min_conversion_rate_percent",
+            "no threshold set; set at least one of max_p50_latency_ms, max_p95_latency_ms, max_p99_latency_ms, max_error_rate_percent or min_conversion_rate_percent",
         );
     }
 
+    let windows_only: Vec<&str> = [
+        ("min_window_samples", raw.min_window_samples.is_some()),
+        ("pass_windows", raw.pass_windows.is_some()),
+        ("fail_windows", raw.fail_windows.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(key, set)| set.then_some(key))
+    .collect();
     let min_samples = int_in(raw.min_samples, 1, 1, i64::MAX, &at("min_samples"), errors);
     let min_window_samples = int_in(
         raw.min_window_samples,
@@ -211,10 +223,23 @@ pub(super) fn contract(
             ("windows", Decision::Windows),
             ("sequential", Decision::Sequential),
         ],
-        Decision::Windows,
+        Decision::Sequential,
         &at("decision"),
         errors,
     );
+    if decision == Decision::Sequential {
+        // Silently ignoring them would let a user believe a streak decides.
+        for key in windows_only {
+            errors.push(
+                at(key),
+                format!(
+                    "applies to decision: windows only; runs are decided by sequential tests \
+                     (the default) — remove {key}, or set decision: windows to judge \
+                     consecutive windows"
+                ),
+            );
+        }
+    }
     let alpha = alpha(raw.alpha, &at("alpha"), errors);
     let dry_run = take(raw.dry_run, &at("dry_run"), errors).unwrap_or(false);
 
@@ -412,10 +437,11 @@ pub(super) fn alpha(raw: Field<Num>, path: &str, errors: &mut Errors) -> f64 {
     let Some(Num(v)) = take(raw, path, errors) else {
         return DEFAULT_ALPHA;
     };
-    if !(v > 0.0 && v < 1.0) {
+    // One-sided bounds at 0.5 or more say nothing.
+    if !(v > 0.0 && v < 0.5) {
         errors.push(
             path,
-            format!("must be between 0 and 1 (exclusive), got {v}"),
+            format!("must be between 0 and 0.5 (exclusive), got {v}"),
         );
     }
     v

@@ -1,0 +1,188 @@
+//! Evidence tests: sentences, fail-only checks, counts on the conservative
+//! side of a bucket, and the baseline reference.
+
+use super::*;
+use crate::config::{BaselineSpec, Thresholds};
+use crate::model::point::{Buckets, LatencyUnit, PointKind, PointLatency};
+
+fn spec(t: Thresholds) -> ContractSpec {
+    ContractSpec::with_thresholds("checkout", t)
+}
+
+fn accum(latencies_ms: &[(f64, u64)], errors: u64, conversions: u64) -> Accum {
+    let mut a = Accum::default();
+    let mut n = 0;
+    for &(ms, count) in latencies_ms {
+        let _ = a.latency.insert_n(ms, count);
+        n += count;
+    }
+    a.samples = n;
+    a.errors = errors;
+    a.conversions = conversions;
+    a
+}
+
+#[test]
+fn a_clear_regression_fails_with_a_sentence_naming_its_evidence() {
+    let s = spec(Thresholds {
+        max_error_rate_percent: Some(2.0),
+        ..Thresholds::default()
+    });
+    let mut ev = RunEvidence::default();
+    let verdict = look(&s, &mut ev, &accum(&[(10.0, 1832)], 112, 0));
+    let Verdict::Fail(failures) = verdict else {
+        panic!("{verdict:?}");
+    };
+    assert!(
+        failures[0].starts_with("error rate 6.1% exceeds threshold 2% (95% sure it is above "),
+        "{}",
+        failures[0]
+    );
+    assert!(failures[0].ends_with("; 1832 samples)"), "{}", failures[0]);
+    let c = ev.check(CheckKind::ErrorRate).expect("check");
+    assert_eq!(c.status, CheckStatus::Failing);
+    assert!(c.lower > 0.02 && c.lower < 0.061, "{c:?}");
+}
+
+#[test]
+fn a_clean_release_passes_every_check() {
+    let s = spec(Thresholds {
+        max_p95_latency_ms: Some(120.0),
+        max_error_rate_percent: Some(2.0),
+        min_conversion_rate_percent: Some(15.0),
+        ..Thresholds::default()
+    });
+    let mut ev = RunEvidence::default();
+    let v = look(&s, &mut ev, &accum(&[(75.0, 3960), (200.0, 40)], 20, 1200));
+    let Verdict::Pass(reason) = v else {
+        panic!("{v:?}");
+    };
+    assert!(reason.starts_with("proven within limits: p95 latency within 120ms: 1.0% of 4000 requests slower (95% sure below "), "{reason}");
+    assert!(reason.contains("error rate 0.5% within 2%"), "{reason}");
+    assert!(
+        reason.contains("conversion rate 30.0% above 15%"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn proven_checks_stay_proven_and_open_checks_wait() {
+    let s = spec(Thresholds {
+        max_error_rate_percent: Some(2.0),
+        ..Thresholds::default()
+    });
+    let mut ev = RunEvidence::default();
+    assert_eq!(
+        look(&s, &mut ev, &accum(&[(10.0, 20)], 0, 0)),
+        Verdict::Open
+    );
+    assert!(matches!(
+        look(&s, &mut ev, &accum(&[(10.0, 5000)], 5, 0)),
+        Verdict::Pass(_)
+    ));
+    // Later data cannot un-prove it.
+    assert!(matches!(
+        look(&s, &mut ev, &accum(&[(10.0, 6000)], 900, 0)),
+        Verdict::Pass(_)
+    ));
+}
+
+#[test]
+fn a_limit_of_zero_can_only_fail_and_does_not_hold_promotion() {
+    let s = spec(Thresholds {
+        max_error_rate_percent: Some(0.0),
+        ..Thresholds::default()
+    });
+    let mut ev = RunEvidence::default();
+    assert!(matches!(
+        look(&s, &mut ev, &accum(&[(10.0, 100)], 0, 0)),
+        Verdict::Pass(_)
+    ));
+    assert!(ev.checks[0].fail_only);
+    assert_eq!(ev.checks[0].status, CheckStatus::Open);
+    let mut ev = RunEvidence::default();
+    assert!(matches!(
+        look(&s, &mut ev, &accum(&[(10.0, 100)], 1, 0)),
+        Verdict::Fail(_)
+    ));
+}
+
+/// Node.js SDK default boundaries (milliseconds) on a histogram in
+/// seconds: every request lands in the 0–5 s bucket, which straddles a
+/// 300 ms limit, so it is evidence neither way, however many requests.
+#[test]
+fn a_bucket_straddling_the_limit_is_no_evidence() {
+    let s = spec(Thresholds {
+        max_p95_latency_ms: Some(300.0),
+        ..Thresholds::default()
+    });
+    let bounds: std::sync::Arc<[f64]> = [
+        0.0, 5.0, 10.0, 25.0, 50.0, 75.0, 100.0, 250.0, 500.0, 750.0, 1000.0, 2500.0, 5000.0,
+        7500.0, 10000.0,
+    ]
+    .into();
+    let mut counts = vec![0u64; bounds.len() + 1];
+    counts[1] = 100_000;
+    let mut acc = Accum::default();
+    acc.record_point(&PointKind::Latency(PointLatency {
+        unit: LatencyUnit::Seconds,
+        count: 100_000,
+        error: false,
+        sum: Some(3000.0 * 0.04 + 97000.0 * 0.04),
+        min: Some(0.04),
+        max: Some(2.0),
+        buckets: Buckets::Explicit { bounds, counts },
+    }));
+    let e = acc.slower_than(300.0);
+    assert_eq!((e.surely, e.of), (0, 100_000));
+    assert_eq!(e.possibly, 100_000);
+    let mut ev = RunEvidence::default();
+    for _ in 0..50 {
+        assert_eq!(look(&s, &mut ev, &acc), Verdict::Open);
+    }
+}
+
+#[test]
+fn confidence_reads_as_a_percentage() {
+    assert_eq!(confidence(0.05), "95%");
+    assert_eq!(confidence(0.01), "99%");
+    assert_eq!(confidence(0.005), "99.5%");
+}
+
+#[test]
+fn the_reference_needs_enough_baseline_latencies() {
+    let mut r = Reference::default();
+    assert_eq!(r.p95_ms(), None);
+    r.push(&accum(&[(50.0, 60)], 0, 0));
+    assert_eq!(r.p95_ms(), None);
+    r.push(&accum(&[(50.0, 60)], 0, 0));
+    let p95 = r.p95_ms().expect("fixed");
+    assert!((p95 - 50.0).abs() < 0.5, "{p95}");
+}
+
+#[test]
+fn an_identical_canary_is_never_rolled_back_by_a_zero_margin() {
+    let mut s = spec(Thresholds {
+        max_error_rate_percent: Some(50.0),
+        ..Thresholds::default()
+    });
+    s.baseline = Some(BaselineSpec {
+        matches: vec![],
+        max_p95_latency_increase_percent: None,
+        max_error_rate_increase_points: Some(0.0),
+    });
+    let mut ev = RunEvidence::default();
+    let reference = Reference::default();
+    let mut cum = Accum::default();
+    for _ in 0..40 {
+        let w = accum(&[(10.0, 200)], 2, 0);
+        let b = accum(&[(10.0, 2000)], 20, 0);
+        tally(&s, &mut ev.baseline, &w, Some(&b), &reference);
+        cum.merge(&w);
+        let v = look(&s, &mut ev, &cum);
+        assert!(!matches!(v, Verdict::Fail(_)), "{v:?}");
+    }
+    let c = ev.check(CheckKind::BaselineErrorRate).expect("check");
+    assert!(c.fail_only);
+    assert_eq!(c.baseline_samples, Some(80_000));
+}

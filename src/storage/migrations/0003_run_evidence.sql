@@ -1,0 +1,5 @@
+-- The evidence of a run (JSON): each check's running confidence bounds and
+-- status for sequential decisions, and the baseline tally its comparisons
+-- rest on. Empty for rows written before it existed (a run then resumes its
+-- checks from scratch, with bounds no narrower than the data allows).
+ALTER TABLE runs ADD COLUMN evidence TEXT NOT NULL DEFAULT '';

@@ -17,6 +17,7 @@ pub fn main(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Validate { config } => validate(&config),
         Command::Probe(args) => probe(&args),
+        Command::Simulate(args) => simulate(&args),
         Command::Run { config, grace } => {
             let cfg = match config::load_file(&config) {
                 Ok(c) => c,
@@ -76,6 +77,20 @@ fn probe(args: &crate::cli::ProbeArgs) -> ExitCode {
         Err(err) => {
             eprintln!("error: {err}");
             ExitCode::from(USAGE_OR_CONFIG)
+        }
+    }
+}
+
+/// `verdict simulate`: exit 0 with a report, 2 when it could not run.
+fn simulate(args: &crate::cli::SimulateArgs) -> ExitCode {
+    let plan = args.plan();
+    let report = crate::simulate::command::execute(&plan)
+        .and_then(|r| crate::simulate::command::print(&r, plan.json));
+    match report {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::from(2)
         }
     }
 }

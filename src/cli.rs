@@ -16,6 +16,7 @@ use crate::config::probe_plan::{
 };
 use crate::config::Thresholds;
 use crate::probe::command::{CommandError, Invocation, ThresholdSource};
+use crate::simulate::Shape;
 use crate::telemetry::LogFormat;
 
 /// verdict turns live OpenTelemetry telemetry into release decisions:
@@ -53,6 +54,108 @@ pub enum Command {
     /// prints the result JSON on stdout; exit 0 pass, 1 fail, 2 usage or
     /// config error.
     Probe(Box<ProbeArgs>),
+    /// Simulate a contract before a rollout: how often it rolls back a
+    /// healthy release, and how fast it catches one at its limits. Runs
+    /// the server's own decision engine on seeded synthetic traffic.
+    Simulate(Box<SimulateArgs>),
+}
+
+/// `verdict simulate`.
+#[derive(Debug, clap::Args)]
+pub struct SimulateArgs {
+    /// Pipeline file (YAML).
+    #[arg(short, long, default_value = "pipelines/default.yaml")]
+    pub config: PathBuf,
+    /// The contract to simulate (needed when the file has several).
+    #[arg(long, value_name = "NAME")]
+    pub contract: Option<String>,
+    /// Requests the release serves per window.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub requests_per_window: u64,
+    /// The release's true p95 latency [default: 80% of the contract's limit].
+    #[arg(long, value_parser = positive_number)]
+    pub p95_ms: Option<f64>,
+    /// How latencies spread around their p95: `lognormal` (sigma 0.5),
+    /// `lognormal:SIGMA`, `pareto` (tail index 2) or `pareto:INDEX`.
+    #[arg(long, default_value = "lognormal", value_parser = shape)]
+    pub shape: Shape,
+    /// The release's true error rate [default: 80% of the contract's limit].
+    #[arg(long, value_parser = percent)]
+    pub error_rate_percent: Option<f64>,
+    /// The release's true conversion rate [default: the contract's floor / 0.8].
+    #[arg(long, value_parser = percent)]
+    pub conversion_rate_percent: Option<f64>,
+    /// The baseline's share of all traffic [default: 50 when the contract has a baseline].
+    #[arg(long, value_parser = percent)]
+    pub baseline_share_percent: Option<f64>,
+    /// The baseline's true p95 [default: the release's].
+    #[arg(long, value_parser = positive_number)]
+    pub baseline_p95_ms: Option<f64>,
+    /// The baseline's true error rate [default: the release's].
+    #[arg(long, value_parser = percent)]
+    pub baseline_error_rate_percent: Option<f64>,
+    /// Runs per scenario.
+    #[arg(long, default_value_t = crate::simulate::command::DEFAULT_RUNS, value_parser = clap::value_parser!(u64).range(1..))]
+    pub runs: u64,
+    /// Seed of the synthetic traffic.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Windows a run is simulated for when the contract has no max_duration.
+    #[arg(long, default_value_t = crate::simulate::DEFAULT_MAX_WINDOWS, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_windows: u64,
+    /// Threads [default: one per core].
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// JSON on stdout (and no progress bar).
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl SimulateArgs {
+    /// The simulation these flags describe.
+    pub fn plan(&self) -> crate::simulate::command::Plan {
+        crate::simulate::command::Plan {
+            file: self.config.clone(),
+            contract: self.contract.clone(),
+            requests_per_window: self.requests_per_window,
+            p95_ms: self.p95_ms,
+            shape: self.shape,
+            error_rate_percent: self.error_rate_percent,
+            conversion_rate_percent: self.conversion_rate_percent,
+            baseline_share_percent: self.baseline_share_percent,
+            baseline_p95_ms: self.baseline_p95_ms,
+            baseline_error_rate_percent: self.baseline_error_rate_percent,
+            runs: self.runs,
+            seed: self.seed,
+            max_windows: self.max_windows,
+            threads: self.threads,
+            json: self.json,
+        }
+    }
+}
+
+/// `lognormal`, `lognormal:0.8`, `pareto`, `pareto:1.5`.
+fn shape(text: &str) -> Result<Shape, String> {
+    let (kind, parameter) = match text.split_once(':') {
+        Some((k, p)) => (k, Some(p)),
+        None => (text, None),
+    };
+    let value = |default: f64| -> Result<f64, String> {
+        match parameter {
+            None => Ok(default),
+            Some(p) => match p.parse::<f64>() {
+                Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+                _ => Err(format!(
+                    "expected a positive number after {kind}:, got {p:?}"
+                )),
+            },
+        }
+    };
+    match kind {
+        "lognormal" => Ok(Shape::Lognormal(value(0.5)?)),
+        "pareto" => Ok(Shape::Pareto(value(2.0)?)),
+        other => Err(format!("expected lognormal or pareto, got {other:?}")),
+    }
 }
 
 /// `verdict probe`.

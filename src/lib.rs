@@ -63,8 +63,9 @@
 //! | `runs` | `config`, `model`, `contracts`, `storage`, `proto`, `clock`, `retry`, `telemetry` |
 //! | `exporters` | `config`, `model`, `runs`, `storage`, `proto`, `clock`, `retry`, `telemetry` |
 //! | `api` | `config`, `model`, `runs`, `storage`, `proto`, `clock`, `auth` |
+//! | `simulate` | `config`, `model`, `runs`, `contracts`, `sketch` |
 //! | `topology` | * |
-//! | `cli` | `config`, `probe`, `telemetry` |
+//! | `cli` | `config`, `probe`, `simulate`, `telemetry` |
 //! | `app` | * |
 //! | `test_util` | * |
 //!
@@ -88,6 +89,7 @@ pub(crate) mod proto;
 pub mod receivers;
 pub(crate) mod retry;
 pub(crate) mod runs;
+pub mod simulate;
 pub mod sketch;
 pub mod storage;
 pub(crate) mod telemetry;

@@ -11,8 +11,8 @@ use serde::{Serialize as _, Serializer};
 use serde_json::Value;
 
 use crate::model::{
-    rfc3339_millis, rfc3339_seconds, Figures, RunRecord, RunState, Subject, VerdictEvent,
-    WindowRecord, WindowVerdict,
+    rfc3339_millis, rfc3339_seconds, CheckResult, Figures, RunRecord, RunState, Subject,
+    VerdictEvent, WindowRecord, WindowVerdict,
 };
 
 /// The generated `verdict.v1` messages.
@@ -108,8 +108,31 @@ impl From<&WindowRecord> for v1::Window {
             failures: w.failures.clone(),
             latency_approximate: f.latency_approximate,
             p95_latency_error_ms: f.p95_latency_error_ms.filter(|v| v.is_finite()),
+            notes: w.notes.clone(),
+            checks: checks(&w.checks),
         }
     }
+}
+
+/// The API's form of checks: shares in percent.
+fn checks(checks: &[CheckResult]) -> Vec<v1::Check> {
+    let pct = |v: f64| v * 100.0;
+    checks
+        .iter()
+        .map(|c| v1::Check {
+            check: c.check.as_str().to_string(),
+            status: c.status.as_str().to_string(),
+            estimate_percent: c.estimate.map(pct),
+            lower_percent: pct(c.lower),
+            upper_percent: pct(c.upper),
+            limit_percent: pct(c.limit),
+            samples: c.samples,
+            baseline_samples: c.baseline_samples,
+            threshold_ms: c.threshold_ms,
+            reference_ms: c.reference_ms,
+            fail_only: c.fail_only,
+        })
+        .collect()
 }
 
 impl From<&RunRecord> for v1::Run {
@@ -127,6 +150,7 @@ impl From<&RunRecord> for v1::Run {
             run: Some(run_figures(r)),
             superseded: r.superseded,
             windows: Vec::new(),
+            checks: checks(&r.evidence.checks),
         }
     }
 }
@@ -162,6 +186,7 @@ impl From<&VerdictEvent> for v1::VerdictEvent {
             run: Some(run_figures(&e.run)),
             failures: e.failures.clone(),
             dry_run: e.dry_run,
+            checks: checks(&e.run.evidence.checks),
         }
     }
 }
@@ -264,6 +289,8 @@ mod tests {
             "run",
             "failures",
             "dry_run",
+            // The evidence behind the transition (design §5.3).
+            "checks",
         ];
         expected.sort_unstable();
         let mut keys = keys;

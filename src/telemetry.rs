@@ -13,6 +13,9 @@ pub const RECEIVER_IGNORED_ITEMS: &str = "verdict_receiver_ignored_items_total";
 /// Items rejected inside an accepted request (partial_success), by `reason`.
 pub const RECEIVER_REJECTED_ITEMS: &str = "verdict_receiver_rejected_items_total";
 /// Samples whose window had already closed.
+/// Counter: latency histograms in seconds whose explicit bounds look like
+/// milliseconds (label `metric`).
+pub const MILLISECOND_BOUNDS: &str = "verdict_receiver_millisecond_bounds_total";
 pub const LATE_SAMPLES: &str = "verdict_late_samples_total";
 /// Samples put into the overflow series because `max_series` was reached.
 pub const SERIES_OVERFLOW: &str = "verdict_series_overflow_total";

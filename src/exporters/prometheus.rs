@@ -14,7 +14,7 @@ use axum::routing::get;
 use axum::Router;
 
 use crate::model::WindowVerdict;
-use crate::model::{RunRecord, RunState};
+use crate::model::{CheckStatus, RunRecord, RunState};
 use crate::runs::Catalog;
 use crate::telemetry;
 
@@ -113,6 +113,30 @@ pub async fn render_runs(catalog: &Catalog) -> String {
         "Samples in the last closed window.",
     );
     let mut passed = Family::new("verdict_window_passed", "1 if the last closed window passed every check, 0 if it failed (absent when it had too few samples).");
+    let mut check = Family::new(
+        "verdict_run_check",
+        "Where each check of the run stands (1 for its status, 0 for the others): passing and failing are proven, open is not yet decided.",
+    );
+    let mut check_estimate = Family::new(
+        "verdict_run_check_estimate_ratio",
+        "The share a check tests, over the run (0-1; for a comparison with the baseline, the difference).",
+    );
+    let mut check_lower = Family::new(
+        "verdict_run_check_lower_bound_ratio",
+        "Running lower confidence bound of the share a check tests (0-1).",
+    );
+    let mut check_upper = Family::new(
+        "verdict_run_check_upper_bound_ratio",
+        "Running upper confidence bound of the share a check tests (0-1).",
+    );
+    let mut check_limit = Family::new(
+        "verdict_run_check_limit_ratio",
+        "The share a check allows (0-1; 0.05 for a p95 limit).",
+    );
+    let mut check_samples = Family::new(
+        "verdict_run_check_samples",
+        "Samples the evidence of a check rests on.",
+    );
     let mut runs: Vec<RunRecord> = Vec::new();
     for c in &catalog.contracts {
         match catalog.store.current_runs(&c.name).await {
@@ -147,6 +171,22 @@ pub async fn render_runs(catalog: &Catalog) -> String {
             1.0,
         );
         samples.sample(&base, run.cumulative.samples as f64);
+        for c in &run.evidence.checks {
+            let labels = [base[0], base[1], ("check", c.check.as_str())];
+            for s in CheckStatus::ALL {
+                check.sample(
+                    &[labels[0], labels[1], labels[2], ("status", s.as_str())],
+                    if c.status == s { 1.0 } else { 0.0 },
+                );
+            }
+            if let Some(e) = c.estimate {
+                check_estimate.sample(&labels, e);
+            }
+            check_lower.sample(&labels, c.lower);
+            check_upper.sample(&labels, c.upper);
+            check_limit.sample(&labels, c.limit);
+            check_samples.sample(&labels, c.samples as f64);
+        }
         let last = catalog
             .store
             .windows(&run.run_id, 1)
@@ -187,6 +227,12 @@ pub async fn render_runs(catalog: &Catalog) -> String {
         &conversions,
         &window_samples,
         &passed,
+        &check,
+        &check_estimate,
+        &check_lower,
+        &check_upper,
+        &check_limit,
+        &check_samples,
     ] {
         f.write(&mut out);
     }

@@ -22,6 +22,7 @@
 //! when the point's attributes say so (`http.response.status_code` ≥ 500 or
 //! `error.type`), which is how the semantic conventions split a histogram.
 
+use std::borrow::Cow;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
@@ -38,6 +39,7 @@ use crate::model::point::{
     Buckets, LatencyUnit, PointKind, PointLatency, PointSample, StreamId, Temporality,
 };
 use crate::model::UnixNanos;
+use crate::telemetry;
 
 use super::super::PipelineInput;
 use super::convert::{
@@ -94,6 +96,9 @@ pub fn convert_metrics(
                     out.ignored += points;
                     continue;
                 }
+                if roles.iter().any(|(_, r)| *r == Role::Latency) {
+                    warn_millisecond_bounds(metric, &attrs);
+                }
                 let mut metric_hash = scope_hash.clone();
                 metric_hash.str(&metric.name);
                 convert_metric(metric, &roles, &metric_hash, pipelines, now, &mut out);
@@ -101,6 +106,67 @@ pub fn convert_metrics(
         }
     }
     out
+}
+
+/// Explicit bounds this large on a histogram in seconds (100 s and more)
+/// are almost surely milliseconds: SDKs that default to millisecond
+/// boundaries (the Node.js SDK's `[0, 5, 10, …, 10000]`) on a histogram
+/// declared in seconds put every request into one huge bucket.
+const MILLISECOND_LOOKING_BOUND: f64 = 100.0;
+
+/// Streams already warned about (bounded: a flood of new streams stops
+/// the log lines, never the counter).
+static WARNED: std::sync::Mutex<Vec<u64>> = std::sync::Mutex::new(Vec::new());
+const MAX_WARNED: usize = 10_000;
+
+/// The first point of a histogram in seconds whose bounds look like
+/// milliseconds.
+pub(super) fn millisecond_bounds(metric: &Metric) -> Option<&HistogramDataPoint> {
+    let Some(Data::Histogram(h)) = &metric.data else {
+        return None;
+    };
+    if LatencyUnit::parse(&metric.unit) != Some(LatencyUnit::Seconds) {
+        return None;
+    }
+    h.data_points.iter().find(|dp| {
+        dp.explicit_bounds
+            .iter()
+            .any(|b| *b >= MILLISECOND_LOOKING_BOUND)
+    })
+}
+
+/// Warns (once per service, metric and bounds) when a latency histogram in
+/// seconds has bounds that look like milliseconds: its requests then sit
+/// in buckets that straddle any sensible threshold, so they decide
+/// nothing; the log line says why.
+fn warn_millisecond_bounds(metric: &Metric, attrs: &[(&str, Cow<'_, str>)]) {
+    let Some(dp) = millisecond_bounds(metric) else {
+        return;
+    };
+    metrics::counter!(telemetry::MILLISECOND_BOUNDS, "metric" => metric.name.clone()).increment(1);
+    let service = attrs
+        .iter()
+        .find(|(k, _)| *k == "service.name")
+        .map_or("", |(_, v)| v.as_ref());
+    let mut hasher = std::hash::DefaultHasher::new();
+    (service, &metric.name, dp.explicit_bounds.len()).hash(&mut hasher);
+    let key = hasher.finish();
+    let first = match WARNED.lock() {
+        Ok(mut seen) if !seen.contains(&key) && seen.len() < MAX_WARNED => {
+            seen.push(key);
+            true
+        }
+        _ => false,
+    };
+    if first {
+        tracing::warn!(
+            metric = %metric.name,
+            service,
+            unit = %metric.unit,
+            bounds = ?dp.explicit_bounds,
+            "Histogram in seconds with bounds that look like milliseconds: its requests land in buckets far wider than any latency limit and count neither for nor against it. Export the histogram in ms, or set second-based bucket boundaries in the SDK's view."
+        );
+    }
 }
 
 fn point_count(metric: &Metric) -> u64 {

@@ -445,3 +445,35 @@ fn own_exponential_histogram_json_fixture_through_conversion() {
         .message("data points")
         .contains("negative bucket counts"));
 }
+
+/// The Node.js SDK's default boundaries are milliseconds; on a histogram in
+/// seconds they are spotted (and warned about), semantic-convention
+/// second boundaries and millisecond histograms are not.
+#[test]
+fn millisecond_looking_bounds_on_seconds_are_spotted() {
+    use opentelemetry_proto::tonic::metrics::v1::{
+        metric::Data, Histogram, HistogramDataPoint, Metric,
+    };
+    let metric = |unit: &str, bounds: &[f64]| Metric {
+        name: "http.server.request.duration".into(),
+        unit: unit.into(),
+        data: Some(Data::Histogram(Histogram {
+            data_points: vec![HistogramDataPoint {
+                explicit_bounds: bounds.to_vec(),
+                ..Default::default()
+            }],
+            aggregation_temporality: 2,
+        })),
+        ..Default::default()
+    };
+    let node = [
+        0.0, 5.0, 10.0, 25.0, 50.0, 75.0, 100.0, 250.0, 500.0, 750.0, 1000.0, 2500.0, 5000.0,
+        7500.0, 10000.0,
+    ];
+    let semconv = [
+        0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+    ];
+    assert!(millisecond_bounds(&metric("s", &node)).is_some());
+    assert!(millisecond_bounds(&metric("s", &semconv)).is_none());
+    assert!(millisecond_bounds(&metric("ms", &node)).is_none());
+}

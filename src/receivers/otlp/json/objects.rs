@@ -109,7 +109,9 @@ impl<'de, K: de::DeserializeSeed<'de>> Visitor<'de> for CamelKey<K> {
     }
 
     fn visit_str<E: de::Error>(self, key: &str) -> Result<K::Value, E> {
-        if !key.contains('_') {
+        if !is_proto_snake_case(key) {
+            // Anything else (`_comment`, `trace__id`, `spanId_`) is read as
+            // written: an unknown key is ignored, never taken for a field.
             return self
                 .0
                 .deserialize(de::value::StrDeserializer::<E>::new(key));
@@ -118,7 +120,7 @@ impl<'de, K: de::DeserializeSeed<'de>> Visitor<'de> for CamelKey<K> {
         let mut upper = false;
         for c in key.chars() {
             if c == '_' {
-                upper = !camel.is_empty();
+                upper = true;
             } else if upper {
                 camel.push(c.to_ascii_uppercase());
                 upper = false;
@@ -129,4 +131,18 @@ impl<'de, K: de::DeserializeSeed<'de>> Visitor<'de> for CamelKey<K> {
         self.0
             .deserialize(de::value::StringDeserializer::<E>::new(camel))
     }
+}
+
+/// A proto field name in snake_case with at least two words: lower-case
+/// letters and digits in non-empty words joined by single `_`, starting
+/// with a letter (`dropped_attributes_count`). Exactly the spellings the
+/// OTLP protos have, so no other key is rewritten.
+fn is_proto_snake_case(key: &str) -> bool {
+    key.contains('_')
+        && key.as_bytes()[0].is_ascii_lowercase()
+        && key.split('_').all(|w| {
+            !w.is_empty()
+                && w.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        })
 }

@@ -1455,3 +1455,29 @@ fn round_trip_through_protobuf() {
     ));
     check(req);
 }
+
+/// Only a proto field's exact snake_case spelling is read as that field:
+/// keys with stray underscores or capitals are unknown fields, ignored,
+/// as they were before one rule replaced the per-field aliases.
+#[test]
+fn only_proto_snake_case_keys_are_rewritten() {
+    let with = |extra: &str| {
+        traces(&format!(
+            r#"{{"resourceSpans": [{{"scopeSpans": [{{"spans": [{{"traceId": "0af7651916cd43dd8448eb211c80319c", "spanId": "b7ad6b7169203331", "name": "a"{extra}}}]}}]}}]}}"#
+        ))
+    };
+    let plain = with("");
+    for extra in [
+        r#", "_name": "b""#,
+        r#", "name_": "b""#,
+        r#", "trace__id": "1af7651916cd43dd8448eb211c80319c""#,
+        r#", "trace_Id": "1af7651916cd43dd8448eb211c80319c""#,
+        r#", "spanId_": "c7ad6b7169203331""#,
+        r#", "_comment": "x""#,
+    ] {
+        assert_eq!(with(extra), plain, "{extra}");
+    }
+    // The proto spelling is the field.
+    let snake = with(r#", "parent_span_id": "eee19b7ec3c1b174""#);
+    assert_eq!(only_span(&snake).parent_span_id.len(), 8);
+}

@@ -7,6 +7,7 @@
 //! machine is (the only time checks are lower bounds on backoff).
 
 use std::collections::{HashMap, VecDeque};
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -551,9 +552,7 @@ fn hex_decode(s: &str) -> Vec<u8> {
 
 /// Runs `verdict run` expecting it to fail at start; returns its stderr.
 fn start_fails(file: &Path) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_verdict"))
-        .args(["run", "-c"])
-        .arg(file)
+    let out = crate::verdict_command([OsStr::new("run"), OsStr::new("-c"), file.as_os_str()])
         .output()
         .expect("runs");
     assert_eq!(out.status.code(), Some(1), "verdict must exit 1");

@@ -172,8 +172,7 @@ async fn hook(hook: Arc<Hook>) -> String {
 /// Runs the real binary with a pipe for stdout and stderr.
 async fn verdict(args: Vec<String>) -> Output {
     tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_verdict"))
-            .args(&args)
+        crate::verdict_command(&args)
             .output()
             .expect("verdict runs")
     })
@@ -577,12 +576,11 @@ service:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_terminal_gets_a_progress_bar() {
     let t = target(Behavior::default()).await;
-    let command = format!(
-        "{} probe --url {} --duration 1500ms --rate 40",
-        env!("CARGO_BIN_EXE_verdict"),
+    let out = verdict_in_pty(&format!(
+        "probe --url {} --duration 1500ms --rate 40",
         t.url
-    );
-    let out = verdict_in_pty(command).await;
+    ))
+    .await;
     let screen = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{screen}");
     assert!(screen.contains("req/s · p95 "), "{screen}");
@@ -590,9 +588,8 @@ async fn a_terminal_gets_a_progress_bar() {
     assert!(screen.contains("\"passed\": true"), "{screen}");
 
     // `--json` keeps a terminal quiet too.
-    let out = verdict_in_pty(format!(
-        "{} probe --json --url {} --duration 1500ms --rate 40",
-        env!("CARGO_BIN_EXE_verdict"),
+    let out = verdict_in_pty(&format!(
+        "probe --json --url {} --duration 1500ms --rate 40",
         t.url
     ))
     .await;
@@ -601,7 +598,14 @@ async fn a_terminal_gets_a_progress_bar() {
     assert!(screen.contains("\"passed\":true"), "{screen}");
 }
 
-async fn verdict_in_pty(command: String) -> Output {
+/// Runs `verdict ARGS` (split on whitespace) on a pseudo-terminal.
+async fn verdict_in_pty(line: &str) -> Output {
+    let verdict = crate::verdict_command(line.split_whitespace());
+    let command = std::iter::once(verdict.get_program())
+        .chain(verdict.get_args())
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ");
     tokio::task::spawn_blocking(move || {
         Command::new("script")
             .args(["-qefc", &command, "/dev/null"])
@@ -660,6 +664,7 @@ pipelines:
     exporters: []
 service:
   api: {{ endpoint: "127.0.0.1:0" }}
+  storage: "memory:"
 "#,
         good = good.url,
         bad = bad.url
@@ -700,6 +705,7 @@ pipelines:
   checkout: {{ receivers: [probe], processors: [contract/checkout] }}
 service:
   api: {{ endpoint: "127.0.0.1:0" }}
+  storage: "memory:"
 "#,
         url = t.url
     );

@@ -169,6 +169,19 @@ async fn hook(hook: Arc<Hook>) -> String {
     format!("http://{addr}/hook")
 }
 
+/// Serves `app` on 127.0.0.1:0 for the rest of the test; returns its
+/// `/hook` URL.
+async fn serve(app: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}/hook")
+}
+
 /// Runs the real binary with a pipe for stdout and stderr.
 async fn verdict(args: Vec<String>) -> Output {
     tokio::task::spawn_blocking(move || {
@@ -361,6 +374,44 @@ async fn on_pass_is_retried_until_delivered() {
     assert_eq!(code, Some(0), "{json}\n{stderr}");
     assert_eq!(on_pass.attempts.load(Ordering::SeqCst), 3);
     assert_eq!(*on_pass.bodies.lock().unwrap(), [json]);
+}
+
+/// Hooks never follow redirects: a followed 301 turned the POST into a GET
+/// without the result, which the new location answered 200 — reported as
+/// delivered. A 3xx is retried like a 5xx, then reported with the location.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hooks_do_not_follow_redirects() {
+    let t = target(Behavior::default()).await;
+    // The location: counts every request, of any method.
+    let elsewhere = Arc::new(AtomicU64::new(0));
+    let location = serve(axum::Router::new().fallback({
+        let elsewhere = elsewhere.clone();
+        move || async move {
+            elsewhere.fetch_add(1, Ordering::SeqCst);
+            StatusCode::OK
+        }
+    }))
+    .await;
+    let moved = serve(axum::Router::new().fallback({
+        let location = location.clone();
+        move || async move { (StatusCode::MOVED_PERMANENTLY, [("location", location)]) }
+    }))
+    .await;
+    let (code, _, stderr) = probe(&format!(
+        "--url {} -n 5 --max-error-rate-percent 0 --on-pass {moved}",
+        t.url
+    ))
+    .await;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(elsewhere.load(Ordering::SeqCst), 0, "{stderr}");
+    assert!(
+        stderr.contains("hook not delivered")
+            && stderr.contains("gave up after 5 attempts")
+            && stderr.contains(&format!(
+                "HTTP 301 Moved Permanently: redirect to {location} not followed"
+            )),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -170,8 +170,9 @@ pub struct ProbeArgs {
     /// Send requests for this long instead of a fixed number (`30s`, `5m`).
     #[arg(long, value_parser = positive_duration)]
     pub duration: Option<Duration>,
-    /// Requests in flight at once (and keep-alive connections kept).
-    #[arg(long, short = 'c', default_value_t = crate::config::probe_plan::DEFAULT_CONCURRENCY, value_parser = concurrency)]
+    /// Requests in flight at once (and keep-alive connections kept). No
+    /// short flag: `-c` is `--config` in `run` and `validate`.
+    #[arg(long, default_value_t = crate::config::probe_plan::DEFAULT_CONCURRENCY, value_parser = concurrency)]
     pub concurrency: usize,
     /// Per request, from sending to the end of the response body.
     #[arg(long, default_value = "5s", value_parser = positive_duration)]
@@ -191,6 +192,11 @@ pub struct ProbeArgs {
     /// Response header whose value `true` on a 2xx marks a conversion.
     #[arg(long, default_value = DEFAULT_CONVERSION_HEADER, value_parser = parse_header_name)]
     pub conversion_header: HeaderName,
+    /// Count 4xx answers as successes. By default 2xx and 3xx succeed and a
+    /// 4xx is an error, like a 5xx: a probe of a wrong path or without its
+    /// credentials measures nothing.
+    #[arg(long = "allow-4xx")]
+    pub allow_4xx: bool,
     /// Fail when the p95 latency exceeds this many milliseconds.
     #[arg(long, value_parser = positive_number)]
     pub max_p95_latency_ms: Option<f64>,
@@ -200,8 +206,10 @@ pub struct ProbeArgs {
     /// Fail when fewer than this percentage of requests convert.
     #[arg(long, value_parser = percent)]
     pub min_conversion_rate_percent: Option<f64>,
-    /// Take the thresholds of a contract in a pipeline file:
-    /// `FILE:contract/NAME` (e.g. `pipelines/default.yaml:contract/default`).
+    /// Take the thresholds and `min_samples` of a contract in a pipeline
+    /// file: `FILE:contract/NAME` (e.g.
+    /// `pipelines/default.yaml:contract/default`). Without it, at least one
+    /// threshold flag is required.
     #[arg(long, value_name = "FILE:contract/NAME", conflicts_with_all = ["max_p95_latency_ms", "max_error_rate_percent", "min_conversion_rate_percent"])]
     pub contract: Option<String>,
     /// POST the result JSON here when the probe passes (retried on failure).
@@ -241,6 +249,7 @@ impl ProbeArgs {
         plan.timeout = self.timeout;
         plan.rate = self.rate;
         plan.conversion_header = self.conversion_header.clone();
+        plan.allow_4xx = self.allow_4xx;
         Ok(Invocation {
             plan,
             thresholds: self.thresholds()?,

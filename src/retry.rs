@@ -1,6 +1,8 @@
 //! Trying again: how long to wait after a failed attempt, and what an HTTP
 //! status means for a delivery. Webhook deliveries, `verdict probe`'s hooks
-//! and the run engine's storage commits all back off the same way.
+//! and the run engine's storage commits all back off the same way; the two
+//! HTTP deliveries also describe a failed attempt the same way
+//! ([`answer_error`], [`error_chain`]).
 
 use std::time::Duration;
 
@@ -41,7 +43,9 @@ pub enum StatusClass {
     Final,
 }
 
-/// Classifies an HTTP status.
+/// Classifies an HTTP status. A 3xx is not delivered: deliveries never
+/// follow redirects (see [`answer_error`]), so it is retried like any
+/// unexpected answer, in case the move is temporary.
 pub fn classify(status: u16) -> StatusClass {
     match status {
         200..=299 => StatusClass::Delivered,
@@ -49,6 +53,48 @@ pub fn classify(status: u16) -> StatusClass {
         400..=499 => StatusClass::Final,
         _ => StatusClass::Retry,
     }
+}
+
+/// An answer that did not deliver, in one line: `HTTP 503 Service
+/// Unavailable`, or for a redirect, where it pointed: `HTTP 301 Moved
+/// Permanently: redirect to http://new/hook not followed`.
+///
+/// Deliveries never follow redirects (their clients are built with
+/// `redirect::Policy::none()`): on 301, 302 and 303 an HTTP client turns the
+/// POST into a GET without the body — the event would be lost and still
+/// marked delivered — and on any redirect the signature would travel to a
+/// location nobody configured. Naming the location lets the operator fix
+/// the URL.
+pub fn answer_error(status: reqwest::StatusCode, headers: &reqwest::header::HeaderMap) -> String {
+    if !status.is_redirection() {
+        return format!("HTTP {status}");
+    }
+    match headers.get(reqwest::header::LOCATION) {
+        Some(location) => format!(
+            "HTTP {status}: redirect to {} not followed",
+            String::from_utf8_lossy(location.as_bytes())
+        ),
+        None => format!("HTTP {status}: redirect (without Location) not followed"),
+    }
+}
+
+/// An error and every cause under it, in one line:
+/// `error sending request: client error (Connect): dns error: failed to
+/// lookup address information: Name or service not known`. reqwest's own
+/// message stops at the top (`error sending request`), which names no
+/// cause. A cause whose text the line already holds is not repeated.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut line = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        source = cause.source();
+    }
+    line
 }
 
 #[cfg(test)]
@@ -74,6 +120,53 @@ mod tests {
         assert_eq!(r.delay(1), Duration::from_secs(1));
         assert_eq!(r.delay(3), Duration::from_secs(4));
         assert_eq!(r.delay(40), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn a_redirect_names_its_location() {
+        let mut headers = reqwest::header::HeaderMap::new();
+        assert_eq!(
+            answer_error(reqwest::StatusCode::SERVICE_UNAVAILABLE, &headers),
+            "HTTP 503 Service Unavailable"
+        );
+        assert_eq!(
+            answer_error(reqwest::StatusCode::FOUND, &headers),
+            "HTTP 302 Found: redirect (without Location) not followed"
+        );
+        headers.insert(
+            reqwest::header::LOCATION,
+            reqwest::header::HeaderValue::from_static("http://new.test/hook"),
+        );
+        assert_eq!(
+            answer_error(reqwest::StatusCode::MOVED_PERMANENTLY, &headers),
+            "HTTP 301 Moved Permanently: redirect to http://new.test/hook not followed"
+        );
+    }
+
+    #[test]
+    fn an_error_chain_names_every_cause_once() {
+        #[derive(Debug)]
+        struct Layer(&'static str, Option<Box<Layer>>);
+        impl std::fmt::Display for Layer {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.0)
+            }
+        }
+        impl std::error::Error for Layer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                self.1.as_deref().map(|l| l as _)
+            }
+        }
+        let dns = Layer("failed to lookup address information", None);
+        let repeated = Layer("dns error", Some(Box::new(dns)));
+        let top = Layer(
+            "error sending request",
+            Some(Box::new(Layer("dns error", Some(Box::new(repeated))))),
+        );
+        assert_eq!(
+            error_chain(&top),
+            "error sending request: dns error: failed to lookup address information"
+        );
     }
 
     #[test]

@@ -55,11 +55,14 @@ pub struct ProbePlan {
     pub rate: Option<f64>,
     /// Response header whose value `true` on a 2xx marks a conversion.
     pub conversion_header: HeaderName,
+    /// Whether a 4xx answer is a success (default: an error, like a 5xx;
+    /// 2xx and 3xx succeed).
+    pub allow_4xx: bool,
 }
 
 impl ProbePlan {
     /// A plan with the defaults: GET, no headers or body, 1000 requests at
-    /// concurrency 10, 5 s timeout, no rate limit.
+    /// concurrency 10, 5 s timeout, no rate limit, 4xx answers are errors.
     pub fn new(url: Url) -> ProbePlan {
         ProbePlan {
             url,
@@ -71,6 +74,7 @@ impl ProbePlan {
             timeout: DEFAULT_TIMEOUT,
             rate: None,
             conversion_header: HeaderName::from_static(DEFAULT_CONVERSION_HEADER),
+            allow_4xx: false,
         }
     }
 }

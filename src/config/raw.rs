@@ -105,6 +105,9 @@ pub(crate) struct RawProbeReceiver {
     /// Response header whose value `true` on a 2xx marks a conversion.
     /// Default `x-validation-converted`.
     pub conversion_header: Field<String>,
+    /// Whether a 4xx answer is a success. Default `false`: 2xx and 3xx
+    /// succeed, 4xx and 5xx are errors.
+    pub allow_4xx: Field<bool>,
     /// Resource attributes of its samples (attribute → value), matched
     /// against contracts like an OTLP resource. `verdict.synthetic: "true"`
     /// is added when absent. Required, non-empty.

@@ -205,6 +205,40 @@ pipelines:
         Some(&("verdict.synthetic".to_string(), "true".to_string()))
     );
     assert_eq!(probe.resource[1].1, "2");
+    assert!(!probe.plan.allow_4xx, "4xx answers are errors by default");
+}
+
+#[test]
+fn probe_receiver_may_allow_4xx() {
+    let probe = |allow: &str| {
+        format!(
+            "
+receivers:
+  probe:
+    url: http://127.0.0.1:3000/health
+    resource: {{ service.name: checkout, service.version: 2 }}
+    allow_4xx: {allow}
+processors:
+  contract/checkout:
+    max_p95_latency_ms: 120
+pipelines:
+  checkout:
+    receivers: [probe]
+    processors: [contract/checkout]
+"
+        )
+    };
+    let config = ok(&probe("true"));
+    let ReceiverKind::Probe(spec) = &config.receivers[0].kind else {
+        panic!("not a probe receiver")
+    };
+    assert!(spec.plan.allow_4xx);
+    let errors = err_lines(&probe("sometimes"));
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].starts_with("receivers.probe.allow_4xx"),
+        "{errors:?}"
+    );
 }
 
 #[test]

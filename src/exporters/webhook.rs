@@ -10,7 +10,9 @@
 //!   timeouts, refused connections — is retried with exponential backoff and
 //!   jitter until the event is `retry.max_elapsed` old, then marked failed
 //!   (ERROR log, `verdict_webhook_deliveries_total{outcome="failed"}`,
-//!   listed by `GET /api/v1/deliveries?state=failed`).
+//!   listed by `GET /api/v1/deliveries?state=failed`);
+//! - redirects are never followed: a 3xx is a failed attempt, retried like
+//!   a 5xx, its `Location` in the error (why: [`answer_error`]).
 
 use std::time::Duration;
 
@@ -19,7 +21,7 @@ use sha2::Sha256;
 
 use crate::config::WebhookSpec;
 use crate::model::UnixNanos;
-use crate::retry::{classify, StatusClass};
+use crate::retry::{answer_error, classify, error_chain, StatusClass};
 use crate::storage::{Attempt, Delivery};
 
 /// The signature header value of `body` under `secret`.
@@ -46,11 +48,13 @@ pub struct Webhook {
 pub struct BuildError(#[from] reqwest::Error);
 
 impl Webhook {
-    /// A webhook with its own HTTP client (connection pool, timeout).
+    /// A webhook with its own HTTP client (connection pool, timeout, no
+    /// redirects).
     pub fn new(spec: WebhookSpec) -> Result<Webhook, BuildError> {
         let client = reqwest::Client::builder()
             .timeout(spec.timeout)
             .user_agent(concat!("verdict/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::none())
             .build()?;
         Ok(Webhook { spec, client })
     }
@@ -86,7 +90,7 @@ impl Webhook {
                             .and_then(|v| v.to_str().ok())
                             .and_then(|v| v.trim().parse::<u64>().ok())
                             .map(Duration::from_secs);
-                        (format!("HTTP {status}"), after)
+                        (answer_error(status, resp.headers()), after)
                     }
                 }
             }
@@ -115,22 +119,20 @@ impl Webhook {
     }
 }
 
-/// A transport error as one line (reqwest's Display omits the cause).
+/// A transport error as one line, with its causes (reqwest's Display omits
+/// them).
 fn describe(e: &reqwest::Error) -> String {
-    let mut text = if e.is_timeout() {
-        "timed out".to_string()
+    let what = if e.is_timeout() {
+        "timed out"
     } else if e.is_connect() {
-        "connection failed".to_string()
+        "connection failed"
     } else {
-        "request failed".to_string()
+        "request failed"
     };
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
+    match std::error::Error::source(e) {
+        Some(cause) => format!("{what}: {}", error_chain(cause)),
+        None => what.to_string(),
     }
-    text
 }
 
 #[cfg(test)]

@@ -52,6 +52,8 @@ pub struct Target {
     body: Bytes,
     conversion_header: hyper::header::HeaderName,
     timeout: Duration,
+    /// 4xx answers succeed ([`Failure::of_status`]).
+    allow_4xx: bool,
 }
 
 impl Target {
@@ -96,6 +98,7 @@ impl Target {
             body: plan.body.clone().unwrap_or_default(),
             conversion_header: plan.conversion_header.clone(),
             timeout: plan.timeout,
+            allow_4xx: plan.allow_4xx,
         })
     }
 
@@ -135,16 +138,19 @@ impl Connection {
     /// Sends one request and reads the whole response body, within the
     /// target's timeout (connecting included).
     ///
-    /// Errors: a timeout, a failed connection, a transport error or a 5xx
-    /// status. Conversion: a 2xx whose conversion header says `true`.
+    /// Errors: a timeout, a failed connection, a transport error or an
+    /// error status (5xx, and 4xx unless the plan allows them:
+    /// [`Failure::of_status`]). Conversion: a 2xx whose conversion header
+    /// says `true`.
     pub async fn send(&mut self, target: &Target) -> Observation {
         let started = Instant::now();
         let outcome = tokio::time::timeout(target.timeout, self.exchange(target)).await;
         let latency_ms = started.elapsed().as_secs_f64() * 1e3;
         match outcome {
-            Ok(Ok((failure, converted))) => Observation {
+            Ok(Ok((status, converted))) => Observation {
                 latency_ms: Some(latency_ms),
-                failure,
+                failure: Failure::of_status(status, target.allow_4xx),
+                status: Some(status),
                 converted,
             },
             Ok(Err(failure)) => {
@@ -152,6 +158,7 @@ impl Connection {
                 Observation {
                     latency_ms: (!failure.before_request()).then_some(latency_ms),
                     failure: Some(failure),
+                    status: None,
                     converted: false,
                 }
             }
@@ -161,13 +168,14 @@ impl Connection {
                 Observation {
                     latency_ms: Some(latency_ms),
                     failure: Some(Failure::Timeout),
+                    status: None,
                     converted: false,
                 }
             }
         }
     }
 
-    /// The exchange itself: `Ok((5xx failure, converted))` once the body is
+    /// The exchange itself: `Ok((status, converted))` once the body is
     /// read, `Err` when the connection failed. The connection's I/O is
     /// polled alongside.
     ///
@@ -176,7 +184,7 @@ impl Connection {
     /// the request got no answer at all and either was never written or is
     /// idempotent — the race every keep-alive client has with a server's
     /// idle timeout, which is not the target failing.
-    async fn exchange(&mut self, target: &Target) -> Result<(Option<Failure>, bool), Failure> {
+    async fn exchange(&mut self, target: &Target) -> Result<(u16, bool), Failure> {
         let idempotent = target.method.is_idempotent();
         for attempt in 0..2 {
             let reused = self.open.is_some();
@@ -225,10 +233,7 @@ impl Connection {
                     while let Some(frame) = body.frame().await {
                         frame.map_err(|_| (Failure::Transport, false))?;
                     }
-                    let failure = status
-                        .is_server_error()
-                        .then_some(Failure::Status(status.as_u16()));
-                    Ok((failure, converted))
+                    Ok((status.as_u16(), converted))
                 };
                 tokio::pin!(work);
                 tokio::select! {

@@ -31,6 +31,14 @@ pub enum CommandError {
     /// `--contract` is not `FILE:contract/NAME`.
     #[error("--contract {0:?}: expected FILE:contract/NAME")]
     ContractSyntax(String),
+    /// No threshold given, and no contract: refused as the server refuses a
+    /// contract without thresholds, since such a probe passes whatever the
+    /// target answers (short of failing every request).
+    #[error(
+        "no threshold set; set at least one of --max-p95-latency-ms, --max-error-rate-percent \
+         or --min-conversion-rate-percent, or take a contract's with --contract FILE:contract/NAME"
+    )]
+    NoThresholds,
     /// The pipeline file of `--contract` does not load.
     #[error("{}: invalid pipeline file:\n{errors}", path.display())]
     Config {
@@ -76,7 +84,8 @@ pub struct Invocation {
 /// Where the thresholds come from.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ThresholdSource {
-    /// Given directly (none given = only "every request failed" fails).
+    /// Given directly; at least one ([`CommandError::NoThresholds`]
+    /// otherwise). `min_samples` is 1.
     Given(Thresholds),
     /// The contract `name` of the pipeline file `file`.
     Contract {
@@ -88,9 +97,13 @@ pub enum ThresholdSource {
 }
 
 impl ThresholdSource {
-    /// The contract the probe is judged by.
+    /// The contract the probe is judged by: its thresholds and
+    /// `min_samples`.
     pub fn contract(&self) -> Result<ContractSpec, CommandError> {
         match self {
+            ThresholdSource::Given(t) if *t == Thresholds::default() => {
+                Err(CommandError::NoThresholds)
+            }
             ThresholdSource::Given(t) => Ok(ContractSpec::with_thresholds("probe", *t)),
             ThresholdSource::Contract { file, name } => load_contract(file, name),
         }
@@ -131,7 +144,7 @@ pub async fn execute(args: &Invocation) -> Result<bool, CommandError> {
     if let Some(p) = progress {
         p.finish();
     }
-    let report = judge(&spec, plan.url.as_str(), &result);
+    let report = judge(&spec, plan, &result);
     let pretty = !args.json && std::io::stdout().is_terminal();
     print(&report, pretty)?;
     let hook = if report.passed {

@@ -1,14 +1,17 @@
 //! `--on-pass` / `--on-fail`: POST the result JSON to a URL, retrying with
 //! exponential backoff. A 2xx is delivered; a 4xx other than 408 and 429 is
 //! final (the receiver rejected this body and will again); anything else —
-//! 5xx, 408, 429, a timeout, a refused connection — is retried.
+//! 5xx, 408, 429, a 3xx, a timeout, a refused connection — is retried.
+//! Redirects are not followed, as for webhooks (why:
+//! [`answer_error`](crate::retry::answer_error)); the error names the
+//! location, and a transport error its root cause.
 
 use std::time::Duration;
 
 use reqwest::header::CONTENT_TYPE;
 use reqwest::StatusCode;
 
-use crate::retry::{classify, Backoff, StatusClass};
+use crate::retry::{answer_error, classify, error_chain, Backoff, StatusClass};
 
 /// How often and how patiently a hook is retried.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -62,11 +65,13 @@ pub enum HookError {
     },
 }
 
-/// The client hooks are sent with: no proxy, the probe's `User-Agent`.
+/// The client hooks are sent with: no proxy, no redirects, the probe's
+/// `User-Agent`.
 pub fn client() -> Result<reqwest::Client, HookError> {
     reqwest::Client::builder()
         .user_agent(super::client::USER_AGENT)
         .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| HookError::Client(e.to_string()))
 }
@@ -97,9 +102,10 @@ pub async fn deliver(
                         status: r.status(),
                     })
                 }
-                StatusClass::Retry => last = format!("HTTP {}", r.status()),
+                StatusClass::Retry => last = answer_error(r.status(), r.headers()),
             },
-            Err(e) => last = e.to_string(),
+            // The URL is in the error already; the causes are what says why.
+            Err(e) => last = error_chain(&e.without_url()),
         }
         if attempt < attempts {
             tracing::debug!(%url, attempt, error = %last, "Hook attempt failed; retrying.");

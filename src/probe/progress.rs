@@ -117,6 +117,7 @@ mod tests {
             tally.record(&Observation {
                 latency_ms: Some(10.0),
                 failure: (i < 3).then_some(super::super::Failure::Timeout),
+                status: (i >= 3).then_some(200),
                 converted: false,
             });
         }

@@ -18,13 +18,29 @@ pub enum Failure {
     ConnectionRefused,
     /// Any other failure to connect (DNS, unreachable, reset while connecting).
     Connect,
-    /// The response status was 5xx.
+    /// The response status was an error: 5xx, or 4xx unless 4xx answers
+    /// are allowed ([`Failure::of_status`]).
     Status(u16),
     /// The connection failed after the request was sent (reset, bad response).
     Transport,
 }
 
 impl Failure {
+    /// Whether an answer with `status` is an error, by the probe's success
+    /// rule: 2xx and 3xx succeed (redirects are not followed: a 3xx is the
+    /// target's answer, as for wrk); 5xx fail; 4xx fail unless `allow_4xx`.
+    /// A 4xx by default, because a probe of a wrong path (404) or without
+    /// its credentials (401) measures nothing: 5000 answers of 404 used to
+    /// pass as 5000 successes. `allow_4xx` is for targets where a 4xx is a
+    /// correct answer (a probe of "not found" handling).
+    pub fn of_status(status: u16, allow_4xx: bool) -> Option<Failure> {
+        match status {
+            500.. => Some(Failure::Status(status)),
+            400..=499 if !allow_4xx => Some(Failure::Status(status)),
+            _ => None,
+        }
+    }
+
     /// True when the request never reached the target, so it has no latency.
     pub fn before_request(self) -> bool {
         matches!(self, Failure::ConnectionRefused | Failure::Connect)
@@ -51,6 +67,9 @@ pub struct Observation {
     pub latency_ms: Option<f64>,
     /// Why the request is an error, if it is one.
     pub failure: Option<Failure>,
+    /// The HTTP status of the answer; `None` when there was none (timeout,
+    /// connection failure).
+    pub status: Option<u16>,
     /// A 2xx response that carried the conversion header with `true`.
     pub converted: bool,
 }
@@ -63,6 +82,9 @@ pub struct Tally {
     pub accum: Accum,
     /// Failed requests by cause.
     pub failures: BTreeMap<Failure, u64>,
+    /// Answers by HTTP status, errors or not: what the target actually said,
+    /// whatever the success rule made of it.
+    pub statuses: BTreeMap<u16, u64>,
 }
 
 impl Tally {
@@ -78,6 +100,9 @@ impl Tally {
             self.accum.errors += 1;
             *self.failures.entry(failure).or_default() += 1;
         }
+        if let Some(status) = o.status {
+            *self.statuses.entry(status).or_default() += 1;
+        }
     }
 
     /// Adds everything `other` counted.
@@ -85,6 +110,9 @@ impl Tally {
         self.accum.merge(&other.accum);
         for (failure, n) in &other.failures {
             *self.failures.entry(*failure).or_default() += n;
+        }
+        for (status, n) in &other.statuses {
+            *self.statuses.entry(*status).or_default() += n;
         }
     }
 
@@ -127,6 +155,7 @@ mod tests {
         Observation {
             latency_ms: Some(ms),
             failure: None,
+            status: Some(200),
             converted,
         }
     }
@@ -140,11 +169,13 @@ mod tests {
         t.record(&Observation {
             latency_ms: None,
             failure: Some(Failure::ConnectionRefused),
+            status: None,
             converted: false,
         });
         t.record(&Observation {
             latency_ms: Some(5000.0),
             failure: Some(Failure::Timeout),
+            status: None,
             converted: false,
         });
         let f = t.figures();
@@ -159,6 +190,25 @@ mod tests {
         merged.merge(&t);
         assert_eq!((merged.requests(), merged.failed()), (20, 4));
         assert_eq!(merged.failures[&Failure::Timeout], 2);
+        // Only answers have a status.
+        assert_eq!(merged.statuses, BTreeMap::from([(200, 16)]));
+    }
+
+    #[test]
+    fn success_rule_fails_5xx_and_4xx_unless_allowed() {
+        for (status, strict, allowing) in [
+            (200, None, None),
+            (204, None, None),
+            (301, None, None),
+            (304, None, None),
+            (404, Some(Failure::Status(404)), None),
+            (429, Some(Failure::Status(429)), None),
+            (500, Some(Failure::Status(500)), Some(Failure::Status(500))),
+            (503, Some(Failure::Status(503)), Some(Failure::Status(503))),
+        ] {
+            assert_eq!(Failure::of_status(status, false), strict, "{status}");
+            assert_eq!(Failure::of_status(status, true), allowing, "{status}");
+        }
     }
 
     #[test]
@@ -168,6 +218,7 @@ mod tests {
             t.record(&Observation {
                 latency_ms: Some(1.0),
                 failure: Some(Failure::Status(503)),
+                status: Some(503),
                 converted: false,
             });
         }

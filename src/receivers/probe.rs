@@ -4,7 +4,10 @@
 //! exactly as a SERVER span of that resource would count — so a contract can
 //! be validated on synthetic traffic before real traffic exists. Samples
 //! carry `verdict.synthetic=true` in their resource, and go through the same
-//! all-or-nothing [`enqueue`](super::enqueue) as OTLP data.
+//! all-or-nothing [`enqueue`](super::enqueue) as OTLP data. A request is an
+//! error by the same rule as for `verdict probe` (timeouts, connection
+//! errors, 5xx, and 4xx unless `allow_4xx`:
+//! [`Failure::of_status`](crate::probe::Failure::of_status)).
 //!
 //! Requests are stamped with the time they ended and flushed to the shards
 //! every [`FLUSH_EVERY`], so they land in the window they happened in. A full
@@ -319,11 +322,13 @@ mod tests {
         pending.observe(&Observation {
             latency_ms: Some(12.5),
             failure: None,
+            status: Some(200),
             converted: true,
         });
         pending.observe(&Observation {
             latency_ms: None,
             failure: Some(Failure::ConnectionRefused),
+            status: None,
             converted: false,
         });
         // The queue is full: nothing is lost, it waits.

@@ -7,6 +7,7 @@
 //! machine is (the only time checks are lower bounds on backoff).
 
 use std::collections::{HashMap, VecDeque};
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -543,6 +544,103 @@ async fn issue_5_8d_webhook_bodies_are_signed_with_hmac_sha256() {
     drop(v);
 }
 
+/// Serves every request with `status` and `Location: location`, on
+/// 127.0.0.1:0; returns the URL.
+async fn redirector(status: u16, location: &str) -> String {
+    let location = location.to_string();
+    let app = axum::Router::new().fallback(move || {
+        let location = location.clone();
+        async move {
+            (
+                axum::http::StatusCode::from_u16(status).expect("a status"),
+                [(axum::http::header::LOCATION, location)],
+            )
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}/hook")
+}
+
+/// Webhooks never follow redirects. A followed 301 turned the POST into a
+/// GET without the body, which the new location answered 200, and the event
+/// was marked delivered; a followed 308 carried the body and its signature
+/// to a host nobody configured. A 3xx is a failed attempt, retried with
+/// backoff, with the location in the error; the location never hears of it.
+#[tokio::test(flavor = "multi_thread")]
+async fn webhook_redirects_are_not_followed() {
+    let dir = TempDir::new("redirect");
+    // Where the redirects point: records every request, of any method.
+    let elsewhere = Arc::new(Mutex::new(Vec::<String>::new()));
+    let seen = elsewhere.clone();
+    let app = axum::Router::new().fallback(move |method: axum::http::Method| {
+        let seen = seen.clone();
+        async move {
+            seen.lock().expect("lock").push(method.to_string());
+            axum::http::StatusCode::OK
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let location = format!("http://{}/moved", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let hooks = [
+        (
+            "webhook/moved",
+            webhook(
+                &redirector(301, &location).await,
+                &format!(", secret: \"{SECRET}\""),
+            ),
+        ),
+        (
+            "webhook/permanent",
+            webhook(&redirector(308, &location).await, ""),
+        ),
+    ];
+    let file = write_pipeline(&dir, &hooks, "    fail_windows: 1");
+    let v = Verdict::start(&file);
+    v.spans("6.0", 30, 500).await;
+    for (exporter, status) in [("webhook/moved", "301"), ("webhook/permanent", "308")] {
+        let pending = eventually(
+            WAIT,
+            &format!("{exporter} to retry the redirect"),
+            || async {
+                let followed = elsewhere.lock().expect("lock").clone();
+                assert_eq!(followed, Vec::<String>::new(), "a redirect was followed");
+                let (_, body) = get_json(&v.api("/api/v1/deliveries?state=pending")).await;
+                body["deliveries"]
+                    .as_array()?
+                    .iter()
+                    .find(|d| d["exporter"] == exporter && d["attempts"].as_u64() >= Some(2))
+                    .cloned()
+            },
+        )
+        .await;
+        assert_eq!(pending["state"], "pending", "{pending}");
+        assert_eq!(pending["event"]["state"], "ROLLED_BACK", "{pending}");
+        let error = pending["last_error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains(&format!("HTTP {status}"))
+                && error.contains(&format!("redirect to {location} not followed")),
+            "{pending}"
+        );
+    }
+    assert_eq!(*elsewhere.lock().expect("lock"), Vec::<String>::new());
+    let metrics = v.metrics().await;
+    assert!(
+        !metrics.contains(r#"outcome="delivered""#),
+        "nothing is delivered:\n{metrics}"
+    );
+}
+
 fn hex_decode(s: &str) -> Vec<u8> {
     (0..s.len())
         .step_by(2)
@@ -552,9 +650,7 @@ fn hex_decode(s: &str) -> Vec<u8> {
 
 /// Runs `verdict run` expecting it to fail at start; returns its stderr.
 fn start_fails(file: &Path) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_verdict"))
-        .args(["run", "-c"])
-        .arg(file)
+    let out = crate::verdict_command([OsStr::new("run"), OsStr::new("-c"), file.as_os_str()])
         .output()
         .expect("runs");
     assert_eq!(out.status.code(), Some(1), "verdict must exit 1");

@@ -3,6 +3,7 @@
 
 mod durable;
 mod e2e;
+mod isolation;
 mod layering;
 mod metrics_e2e;
 mod otlp_grpc;
@@ -13,18 +14,102 @@ mod probe;
 mod shutdown;
 
 use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::path::Path;
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use verdict::clock::SystemClock;
+use verdict::config::{StorageSpec, ValidatedConfig};
 use verdict::topology::Server;
 
-/// Starts an in-process server from YAML text.
+/// Starts an in-process server from YAML text. The config must give the
+/// server storage of its own ([`foreign_storage`]).
 pub async fn start(yaml: &str) -> Server {
     let cfg = verdict::config::load_str(yaml, &HashMap::new()).expect("test config is valid");
+    if let Some(why) = foreign_storage(&cfg) {
+        panic!("{why}");
+    }
     Server::start(cfg, Arc::new(SystemClock))
         .await
         .expect("server starts")
+}
+
+/// Why a test's server may not use the storage of `cfg`, or `None` when the
+/// storage is the test's own: `memory:`, an SQLite file under the system
+/// temp directory (a [`TempDir`]), or one under `/sys` or `/proc`, where no
+/// database can be created (the storage-failure tests use them).
+///
+/// Without `storage:` a server opens `data/verdict.db` under the working
+/// directory, which for `cargo test` is the repository: the README
+/// walkthrough's database. A test that forgot it wrote its runs there, and
+/// could pass on stale runs left by an earlier test or by the user. Every
+/// server a test starts goes through [`start`] or [`verdict_command`] (see
+/// `isolation.rs`), which refuse such a config.
+pub fn foreign_storage(cfg: &ValidatedConfig) -> Option<String> {
+    let path = match &cfg.service.storage {
+        StorageSpec::Memory => return None,
+        StorageSpec::Sqlite { path, .. } => path,
+    };
+    let own = path.is_absolute()
+        && (path.starts_with(std::env::temp_dir())
+            || path.starts_with("/sys")
+            || path.starts_with("/proc"));
+    (!own).then(|| {
+        format!(
+            "a test server would store in {} ({}): give every test storage of its own, \
+             `storage: \"memory:\"` or an SQLite file in a TempDir, or it shares (and may \
+             pass on) the runs of ./data/verdict.db",
+            cfg.service.storage,
+            path.display()
+        )
+    })
+}
+
+/// The real `verdict` binary with `args`, as a command to run. Every test
+/// runs the binary through here: a `run` is checked first, so that a test
+/// cannot start a server on storage it does not own ([`foreign_storage`];
+/// a config that does not load is left to the binary to refuse).
+pub fn verdict_command<I, S>(args: I) -> Command
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let args: Vec<OsString> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
+    if let Some(file) = run_config(&args) {
+        if let Ok(cfg) = verdict::config::load_file(&file) {
+            if let Some(why) = foreign_storage(&cfg) {
+                panic!("{}: {why}", file.display());
+            }
+        }
+    }
+    let mut command = Command::new(env!("CARGO_BIN_EXE_verdict"));
+    command.args(&args);
+    command
+}
+
+/// The pipeline file a `verdict … run …` command line would load, or
+/// `None` for any other subcommand (or `run --help`).
+fn run_config(args: &[OsString]) -> Option<std::path::PathBuf> {
+    let run = args.iter().position(|a| a == "run")?;
+    if args[run + 1..].iter().any(|a| a == "--help" || a == "-h") {
+        return None;
+    }
+    let mut rest = args[run + 1..].iter();
+    while let Some(arg) = rest.next() {
+        let text = arg.to_string_lossy();
+        if text == "-c" || text == "--config" {
+            return rest.next().map(Into::into);
+        }
+        if let Some(file) = text.strip_prefix("--config=") {
+            return Some(file.into());
+        }
+        if let Some(file) = text.strip_prefix("-c").filter(|f| !f.is_empty()) {
+            return Some(file.into());
+        }
+    }
+    Some("pipelines/default.yaml".into())
 }
 
 /// A minimal config on loopback port 0 with one contract `checkout`.
@@ -82,10 +167,15 @@ pub async fn get_json(url: &str) -> (u16, serde_json::Value) {
 
 /// Starts the real binary as `verdict --log-format json run -c file`, with
 /// stdout (the `log` exporter's events) and stderr piped.
-pub fn spawn_run(file: &std::path::Path) -> std::process::Child {
-    std::process::Command::new(env!("CARGO_BIN_EXE_verdict"))
-        .args(["--log-format", "json", "run", "-c"])
-        .arg(file)
+pub fn spawn_run(file: &Path) -> std::process::Child {
+    let args = [
+        OsStr::new("--log-format"),
+        OsStr::new("json"),
+        OsStr::new("run"),
+        OsStr::new("-c"),
+        file.as_os_str(),
+    ];
+    verdict_command(args)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

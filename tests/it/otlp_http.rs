@@ -280,3 +280,119 @@ async fn metrics_with_a_wrong_latency_unit_are_rejected_loudly() {
         .await
         .expect("clean shutdown");
 }
+
+/// `n` SERVER spans of checkout `version`, all ending at `end`, as protobuf.
+pub fn spans_protobuf(version: &str, n: u64, end: u64) -> Vec<u8> {
+    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, ResourceSpans, ScopeSpans, Span};
+    let kv = |k: &str, v: &str| KeyValue {
+        key: k.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(v.into())),
+        }),
+        ..Default::default()
+    };
+    let spans = (0..n)
+        .map(|i| Span {
+            trace_id: vec![3; 16],
+            span_id: i.to_be_bytes().to_vec(),
+            name: "GET /".into(),
+            kind: SpanKind::Server as i32,
+            start_time_unix_nano: end - 1_000_000,
+            end_time_unix_nano: end,
+            ..Default::default()
+        })
+        .collect();
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![
+                    kv("service.name", "checkout"),
+                    kv("service.version", version),
+                ],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+    .encode_to_vec()
+}
+
+/// `data` as one gzip member.
+pub fn gzip_member(data: &[u8]) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(data).expect("gzip");
+    gz.finish().expect("gzip")
+}
+
+/// 60 spans, then 40 more, as one protobuf body (two encoded requests
+/// concatenated are one request holding both) cut into three gzip members:
+/// the first ends between two fields, the second in the middle of one.
+pub fn spans_in_three_gzip_members(version: &str, end: u64) -> Vec<u8> {
+    let first = spans_protobuf(version, 60, end);
+    let second = spans_protobuf(version, 40, end);
+    let half = second.len() / 2;
+    let mut body = gzip_member(&first);
+    body.extend(gzip_member(&second[..half]));
+    body.extend(gzip_member(&second[half..]));
+    body
+}
+
+/// Waits until the run of checkout `version` has counted its window, and
+/// returns its samples.
+pub async fn counted(api: std::net::SocketAddr, version: &str) -> u64 {
+    let url = format!("http://{api}/api/v1/runs/checkout/checkout/{version}");
+    crate::eventually(
+        std::time::Duration::from_secs(20),
+        &format!("the window of checkout/{version} to be counted"),
+        || {
+            let url = url.clone();
+            async move {
+                let (_, body) = crate::get_json(&url).await;
+                body["run"]["samples"].as_u64().filter(|n| *n > 0)
+            }
+        },
+    )
+    .await
+}
+
+/// A gzip body of several members (`cat a.gz b.gz`, or a compressor that
+/// flushes members) is inflated whole: a decoder that stopped after the
+/// first member accepted the request with only its first 60 spans. The
+/// inflate limit holds over all members together.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gzip_bodies_of_several_members_count_every_span() {
+    let server = start(&config(CONTRACT, "size: 1s, allowed_lateness: 300ms")).await;
+    let url = format!("http://{}/v1/traces", server.http[0].1);
+    let client = reqwest::Client::new();
+    let post = |body: Vec<u8>| {
+        client
+            .post(&url)
+            .header("content-type", "application/x-protobuf")
+            .header("content-encoding", "gzip")
+            .body(body)
+            .send()
+    };
+    let r = post(spans_in_three_gzip_members("5.0", now_ns()))
+        .await
+        .expect("sent");
+    assert_eq!(r.status().as_u16(), 200);
+    let answer = ExportTraceServiceResponse::decode(r.bytes().await.expect("body")).expect("pb");
+    assert_eq!(answer.partial_success, None);
+    assert_eq!(counted(server.api, "5.0").await, 100);
+
+    // Two members of 40 KiB each pass the 64 KiB limit only together.
+    let mut bomb = gzip_member(&[0u8; 40 * 1024]);
+    bomb.extend(gzip_member(&[0u8; 40 * 1024]));
+    let r = post(bomb).await.expect("sent");
+    assert_eq!(r.status().as_u16(), 413);
+    server
+        .shutdown(std::time::Duration::from_secs(10))
+        .await
+        .expect("shutdown");
+}

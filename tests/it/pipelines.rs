@@ -2,7 +2,7 @@
 //! agrees with the library on valid and invalid files.
 
 use std::collections::HashMap;
-use std::process::Command;
+use std::ffi::OsStr;
 
 fn pipeline_files() -> Vec<std::path::PathBuf> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines");
@@ -24,12 +24,11 @@ fn every_pipeline_file_is_valid() {
         if let Err(e) = verdict::config::load_str(&text, &HashMap::new()) {
             panic!("{} is invalid:\n{e}", file.display());
         }
-        let out = Command::new(env!("CARGO_BIN_EXE_verdict"))
-            .args(["validate", "-c"])
-            .arg(&file)
-            .env_remove("VERDICT_INGEST_TOKEN")
-            .output()
-            .expect("runs");
+        let out =
+            crate::verdict_command([OsStr::new("validate"), OsStr::new("-c"), file.as_os_str()])
+                .env_remove("VERDICT_INGEST_TOKEN")
+                .output()
+                .expect("runs");
         assert!(
             out.status.success(),
             "{}: {}",
@@ -58,9 +57,7 @@ pipelines:
 "#,
     );
     let file = &bad.path;
-    let out = Command::new(env!("CARGO_BIN_EXE_verdict"))
-        .args(["validate", "-c"])
-        .arg(file)
+    let out = crate::verdict_command([OsStr::new("validate"), OsStr::new("-c"), file.as_os_str()])
         .output()
         .expect("runs");
     assert_eq!(out.status.code(), Some(1));
@@ -74,17 +71,14 @@ pipelines:
     assert!(String::from_utf8_lossy(&out.stdout).contains("invalid"));
 
     // `run` with an invalid config prints the problems and exits 1 too.
-    let out = Command::new(env!("CARGO_BIN_EXE_verdict"))
-        .args(["run", "-c"])
-        .arg(file)
+    let out = crate::verdict_command([OsStr::new("run"), OsStr::new("-c"), file.as_os_str()])
         .output()
         .expect("runs");
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("must be between 0 and 100"));
 
     // A missing file is invalid, not a crash.
-    let out = Command::new(env!("CARGO_BIN_EXE_verdict"))
-        .args(["validate", "-c", "/nonexistent/verdict.yaml"])
+    let out = crate::verdict_command(["validate", "-c", "/nonexistent/verdict.yaml"])
         .output()
         .expect("runs");
     assert_eq!(out.status.code(), Some(1));
@@ -98,10 +92,7 @@ fn help_on_every_command() {
         vec!["validate", "--help"],
         vec!["probe", "--help"],
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_verdict"))
-            .args(&args)
-            .output()
-            .expect("runs");
+        let out = crate::verdict_command(&args).output().expect("runs");
         assert!(out.status.success(), "{args:?}");
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.contains("--log-format"), "{args:?}: {text}");

@@ -30,8 +30,9 @@ struct Behavior {
     /// Every `slow_every`-th request (0 = none) takes `slow_ms` instead.
     slow_every: u64,
     slow_ms: u64,
-    /// Every `error_every`-th request (0 = none) answers 503.
+    /// Every `error_every`-th request (0 = none) answers `error_status`.
     error_every: u64,
+    error_status: u16,
     /// Every `convert_every`-th request (0 = none) carries the conversion header.
     convert_every: u64,
     /// The conversion header's name.
@@ -45,6 +46,7 @@ impl Default for Behavior {
             slow_every: 0,
             slow_ms: 0,
             error_every: 0,
+            error_status: 503,
             convert_every: 0,
             convert_header: "x-validation-converted",
         }
@@ -85,7 +87,7 @@ async fn answer(
     };
     tokio::time::sleep(Duration::from_millis(ms)).await;
     let status = if every(n, behavior.error_every) {
-        StatusCode::SERVICE_UNAVAILABLE
+        StatusCode::from_u16(behavior.error_status).expect("a status")
     } else {
         StatusCode::OK
     };
@@ -169,11 +171,23 @@ async fn hook(hook: Arc<Hook>) -> String {
     format!("http://{addr}/hook")
 }
 
+/// Serves `app` on 127.0.0.1:0 for the rest of the test; returns its
+/// `/hook` URL.
+async fn serve(app: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}/hook")
+}
+
 /// Runs the real binary with a pipe for stdout and stderr.
 async fn verdict(args: Vec<String>) -> Output {
     tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_verdict"))
-            .args(&args)
+        crate::verdict_command(&args)
             .output()
             .expect("verdict runs")
     })
@@ -260,7 +274,7 @@ async fn slow_p95_fails_with_the_contract_sentence() {
     })
     .await;
     let (code, json, _) = probe(&format!(
-        "--url {} -n 200 -c 20 --max-p95-latency-ms 100 --max-error-rate-percent 1",
+        "--url {} -n 200 --concurrency 20 --max-p95-latency-ms 100 --max-error-rate-percent 1",
         t.url
     ))
     .await;
@@ -282,7 +296,7 @@ async fn server_errors_fail_on_the_error_rate() {
     })
     .await;
     let (code, json, _) = probe(&format!(
-        "--url {} -n 200 -c 10 --max-error-rate-percent 5",
+        "--url {} -n 200 --concurrency 10 --max-error-rate-percent 5",
         t.url
     ))
     .await;
@@ -290,8 +304,136 @@ async fn server_errors_fail_on_the_error_rate() {
     assert_eq!(failures(&json), ["error rate 10.0% exceeds threshold 5%"]);
     assert_eq!(json["requests_failed"], 20);
     assert_eq!(json["requests_failed_by_cause"]["HTTP 503"], 20);
+    assert_eq!(
+        json["status_codes"],
+        serde_json::json!({"200": 180, "503": 20})
+    );
     // A 5xx never converts, even with the header.
     assert_eq!(json["conversion_rate_percent"], 90.0);
+}
+
+/// 5000 answers of 404 used to pass as 5000 successes, with nothing in the
+/// result to say so. A 4xx is an error unless `--allow-4xx`, and
+/// `status_codes` says what the target answered either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_errors_fail_unless_allowed_and_every_status_is_counted() {
+    let t = target(Behavior {
+        error_every: 10,
+        error_status: 404,
+        ..Behavior::default()
+    })
+    .await;
+    let common = format!("--url {} -n 200 --max-error-rate-percent 5", t.url);
+    let (code, json, _) = probe(&common).await;
+    assert_eq!(code, Some(1), "{json}");
+    assert_eq!(failures(&json), ["error rate 10.0% exceeds threshold 5%"]);
+    assert_eq!(json["requests_failed_by_cause"]["HTTP 404"], 20);
+    assert_eq!(
+        json["status_codes"],
+        serde_json::json!({"200": 180, "404": 20})
+    );
+    assert_eq!(json["allow_4xx"], false);
+
+    let (code, json, _) = probe(&format!("{common} --allow-4xx")).await;
+    assert_eq!(code, Some(0), "{json}");
+    assert_eq!(json["error_rate_percent"], 0.0);
+    assert_eq!(json["requests_failed"], 0);
+    assert_eq!(
+        json["status_codes"],
+        serde_json::json!({"200": 180, "404": 20})
+    );
+    assert_eq!(json["allow_4xx"], true);
+
+    // Every request a 404: the same clear failure as a down target.
+    let all = target(Behavior {
+        error_every: 1,
+        error_status: 404,
+        ..Behavior::default()
+    })
+    .await;
+    let (code, json, _) = probe(&format!(
+        "--url {} -n 10 --max-p95-latency-ms 1000",
+        all.url
+    ))
+    .await;
+    assert_eq!(code, Some(1), "{json}");
+    assert_eq!(failures(&json), ["all 10 requests failed: HTTP 404"]);
+}
+
+/// A probe with no threshold passed whatever the target answered; the server
+/// refuses a contract without thresholds, and so does the probe: a usage
+/// error, before any request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_without_thresholds_is_a_usage_error() {
+    let t = target(Behavior::default()).await;
+    let out = verdict(args(&["probe", "--url", t.url.as_str(), "-n", "5"])).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(out.stdout.is_empty());
+    assert!(
+        stderr.contains("no threshold set")
+            && stderr.contains("--max-error-rate-percent")
+            && stderr.contains("--contract"),
+        "{stderr}"
+    );
+    assert_eq!(t.seen.requests.load(Ordering::SeqCst), 0);
+}
+
+/// `-c` is `--config` in `run` and `validate`; in `probe` it meant
+/// `--concurrency`. Now it is nothing in `probe` (a usage error, not a
+/// silently different meaning), and concurrency is `--concurrency` only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dash_c_never_means_concurrency() {
+    let t = target(Behavior::default()).await;
+    let out = verdict(args(&[
+        "probe",
+        "--url",
+        t.url.as_str(),
+        "-c",
+        "5",
+        "--max-error-rate-percent",
+        "5",
+    ]))
+    .await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("'-c'"));
+    assert_eq!(t.seen.requests.load(Ordering::SeqCst), 0);
+    for (command, has_dash_c) in [("run", true), ("validate", true), ("probe", false)] {
+        let out = verdict(args(&[command, "--help"])).await;
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(help.contains("-c, --config"), has_dash_c, "{help}");
+        assert!(!help.contains("-c, --concurrency"), "{help}");
+    }
+}
+
+/// With `--contract`, the contract's `min_samples` applies: the server would
+/// not promote on fewer samples, and neither does the probe.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contracts_min_samples_applies() {
+    let t = target(Behavior::default()).await;
+    let pipeline = crate::TempFile::new(
+        "probe-min-samples",
+        "pipeline.yaml",
+        r#"
+receivers:
+  otlp: { protocols: { http: { endpoint: "127.0.0.1:0" } } }
+processors:
+  contract/checkout:
+    match: { service.name: checkout }
+    max_error_rate_percent: 1
+    min_samples: 50
+pipelines:
+  checkout: { receivers: [otlp], processors: [contract/checkout] }
+"#,
+    );
+    let reference = format!("{}:contract/checkout", pipeline.path.display());
+    let (code, json, _) = probe(&format!("--url {} -n 20 --contract {reference}", t.url)).await;
+    assert_eq!(code, Some(1), "{json}");
+    assert_eq!(failures(&json), ["sample size 20 is below min_samples 50"]);
+    assert_eq!(json["min_samples"], 50);
+    let (code, json, _) = probe(&format!("--url {} -n 50 --contract {reference}", t.url)).await;
+    assert_eq!(code, Some(0), "{json}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -302,7 +444,7 @@ async fn low_conversion_fails_and_the_header_name_is_configurable() {
         ..Behavior::default()
     })
     .await;
-    let common = format!("--url {} -n 100 -c 10", t.url);
+    let common = format!("--url {} -n 100 --concurrency 10", t.url);
     let (code, json, _) = probe(&format!(
         "{common} --conversion-header x-bought --min-conversion-rate-percent 20"
     ))
@@ -364,6 +506,66 @@ async fn on_pass_is_retried_until_delivered() {
     assert_eq!(*on_pass.bodies.lock().unwrap(), [json]);
 }
 
+/// A hook that cannot be delivered says why, down to the root cause:
+/// reqwest's own message was `error sending request for url (…)`, naming no
+/// cause (a refused connection here; a DNS failure reads
+/// `… dns error: failed to lookup address information: …`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undelivered_hook_names_its_root_cause() {
+    let t = target(Behavior::default()).await;
+    let closed = closed_url().await;
+    let (code, _, stderr) = probe(&format!(
+        "--url {} -n 5 --max-error-rate-percent 0 --on-pass {closed}hook",
+        t.url
+    ))
+    .await;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("hook not delivered")
+            && stderr.contains("error sending request: ")
+            && stderr.contains("Connection refused"),
+        "{stderr}"
+    );
+}
+
+/// Hooks never follow redirects: a followed 301 turned the POST into a GET
+/// without the result, which the new location answered 200 — reported as
+/// delivered. A 3xx is retried like a 5xx, then reported with the location.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hooks_do_not_follow_redirects() {
+    let t = target(Behavior::default()).await;
+    // The location: counts every request, of any method.
+    let elsewhere = Arc::new(AtomicU64::new(0));
+    let location = serve(axum::Router::new().fallback({
+        let elsewhere = elsewhere.clone();
+        move || async move {
+            elsewhere.fetch_add(1, Ordering::SeqCst);
+            StatusCode::OK
+        }
+    }))
+    .await;
+    let moved = serve(axum::Router::new().fallback({
+        let location = location.clone();
+        move || async move { (StatusCode::MOVED_PERMANENTLY, [("location", location)]) }
+    }))
+    .await;
+    let (code, _, stderr) = probe(&format!(
+        "--url {} -n 5 --max-error-rate-percent 0 --on-pass {moved}",
+        t.url
+    ))
+    .await;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(elsewhere.load(Ordering::SeqCst), 0, "{stderr}");
+    assert!(
+        stderr.contains("hook not delivered")
+            && stderr.contains("gave up after 5 attempts")
+            && stderr.contains(&format!(
+                "HTTP 301 Moved Permanently: redirect to {location} not followed"
+            )),
+        "{stderr}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timeouts_count_as_errors_at_the_timeout() {
     let t = target(Behavior {
@@ -388,7 +590,11 @@ async fn timeouts_count_as_errors_at_the_timeout() {
     assert!(tally.accum.latency.max().is_some_and(|m| m >= 300.0));
 
     // Every request timing out is the same clear failure as a down target.
-    let (code, json, _) = probe(&format!("--url {} -n 1 --timeout 200ms", t.url)).await;
+    let (code, json, _) = probe(&format!(
+        "--url {} -n 1 --timeout 200ms --max-error-rate-percent 100",
+        t.url
+    ))
+    .await;
     assert_eq!(code, Some(1));
     assert_eq!(failures(&json), ["all 1 requests failed: timeout"]);
 }
@@ -441,7 +647,7 @@ async fn method_headers_and_body_are_sent() {
     let body = &body_file.path;
     let (code, _, _) = probe(&format!(
         "--url {} -n 3 --method POST --header X-Tenant:blue -H \
-             content-type:application/json --body {}",
+             content-type:application/json --body {} --max-error-rate-percent 0",
         t.url,
         body.display()
     ))
@@ -577,12 +783,11 @@ service:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_terminal_gets_a_progress_bar() {
     let t = target(Behavior::default()).await;
-    let command = format!(
-        "{} probe --url {} --duration 1500ms --rate 40",
-        env!("CARGO_BIN_EXE_verdict"),
+    let out = verdict_in_pty(&format!(
+        "probe --url {} --duration 1500ms --rate 40 --max-error-rate-percent 0",
         t.url
-    );
-    let out = verdict_in_pty(command).await;
+    ))
+    .await;
     let screen = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{screen}");
     assert!(screen.contains("req/s · p95 "), "{screen}");
@@ -590,9 +795,8 @@ async fn a_terminal_gets_a_progress_bar() {
     assert!(screen.contains("\"passed\": true"), "{screen}");
 
     // `--json` keeps a terminal quiet too.
-    let out = verdict_in_pty(format!(
-        "{} probe --json --url {} --duration 1500ms --rate 40",
-        env!("CARGO_BIN_EXE_verdict"),
+    let out = verdict_in_pty(&format!(
+        "probe --json --url {} --duration 1500ms --rate 40 --max-error-rate-percent 0",
         t.url
     ))
     .await;
@@ -601,7 +805,14 @@ async fn a_terminal_gets_a_progress_bar() {
     assert!(screen.contains("\"passed\":true"), "{screen}");
 }
 
-async fn verdict_in_pty(command: String) -> Output {
+/// Runs `verdict ARGS` (split on whitespace) on a pseudo-terminal.
+async fn verdict_in_pty(line: &str) -> Output {
+    let verdict = crate::verdict_command(line.split_whitespace());
+    let command = std::iter::once(verdict.get_program())
+        .chain(verdict.get_args())
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ");
     tokio::task::spawn_blocking(move || {
         Command::new("script")
             .args(["-qefc", &command, "/dev/null"])
@@ -661,6 +872,7 @@ pipelines:
     exporters: []
 service:
   api: {{ endpoint: "127.0.0.1:0" }}
+  storage: "memory:"
 "#,
         good = good.url,
         bad = bad.url
@@ -674,6 +886,65 @@ service:
         final_run_is(api, &format!("checkout/{version}"), state, reason).await;
     }
     assert!(good.seen.requests.load(Ordering::SeqCst) > 0);
+    server
+        .shutdown(Duration::from_secs(10))
+        .await
+        .expect("clean shutdown");
+}
+
+/// The probe receiver judges answers by the same rule as `verdict probe`: a
+/// 4xx is an error sample unless the receiver sets `allow_4xx` (it used to
+/// count as a success, so a release answering 404 could be promoted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_receiver_counts_client_errors_as_errors_unless_allowed() {
+    let t = target(Behavior {
+        error_every: 4,
+        error_status: 404,
+        ..Behavior::default()
+    })
+    .await;
+    let yaml = format!(
+        r#"
+receivers:
+  probe/strict:
+    url: {url}
+    duration: 4s
+    rate: 50
+    concurrency: 4
+    resource: {{ service.name: checkout, service.version: "2.2.0" }}
+  probe/lenient:
+    url: {url}
+    duration: 4s
+    rate: 50
+    concurrency: 4
+    allow_4xx: true
+    resource: {{ service.name: checkout, service.version: "2.3.0" }}
+processors:
+  window: {{ size: 1s, allowed_lateness: 300ms }}
+  contract/checkout:
+    match: {{ service.name: checkout, verdict.synthetic: "true" }}
+    max_error_rate_percent: 5
+    min_samples: 60
+    min_window_samples: 10
+    pass_windows: 2
+pipelines:
+  checkout:
+    receivers: [probe/strict, probe/lenient]
+    processors: [window, contract/checkout]
+    exporters: []
+service:
+  api: {{ endpoint: "127.0.0.1:0" }}
+  storage: "memory:"
+"#,
+        url = t.url
+    );
+    let server = start(&yaml).await;
+    for (version, state, reason) in [
+        ("2.2.0", "ROLLED_BACK", "exceeds threshold 5%"),
+        ("2.3.0", "PROMOTED", "all checks within limits"),
+    ] {
+        final_run_is(server.api, &format!("checkout/{version}"), state, reason).await;
+    }
     server
         .shutdown(Duration::from_secs(10))
         .await
@@ -701,6 +972,7 @@ pipelines:
   checkout: {{ receivers: [probe], processors: [contract/checkout] }}
 service:
   api: {{ endpoint: "127.0.0.1:0" }}
+  storage: "memory:"
 "#,
         url = t.url
     );

@@ -133,6 +133,8 @@ pub(super) fn probe(
             )
         });
 
+    let allow_4xx = take(raw.allow_4xx, &at("allow_4xx"), errors);
+
     let resource_given = raw.resource.is_some();
     let mut resource = string_map(raw.resource, &at("resource"), errors);
     if resource.is_empty() && !resource_given {
@@ -169,6 +171,7 @@ pub(super) fn probe(
     if let Some(header) = conversion_header {
         plan.conversion_header = header;
     }
+    plan.allow_4xx = allow_4xx.unwrap_or(false);
     Some(ProbeReceiverSpec {
         plan,
         interval,

@@ -5,23 +5,28 @@
 //!   an undecodable message is `INVALID_ARGUMENT` with prost's message (not
 //!   tonic's default `INTERNAL`);
 //! - an oversized frame is `RESOURCE_EXHAUSTED` (tonic says `OUT_OF_RANGE`,
-//!   which OTLP clients retry forever); a gzip body that inflates beyond the
-//!   limit is stopped while inflating, by tonic, as `RESOURCE_EXHAUSTED`;
+//!   which OTLP clients retry forever);
+//! - a gzip message is inflated here, not by tonic, whose decoder stops after
+//!   the first gzip member and silently drops the rest ([`gzip`](super::gzip));
+//!   one that inflates beyond the limit is stopped while inflating, as
+//!   `RESOURCE_EXHAUSTED`;
 //! - a full queue is `UNAVAILABLE` with a `google.rpc.RetryInfo` detail.
 
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, Bytes};
+use bytes::{Buf, BufMut as _, Bytes, BytesMut};
+use http_body_util::BodyExt as _;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::codegen::{http, BoxFuture, CompressionEncoding, Context, Poll, Service, StdError};
 use tonic::server::{Grpc, NamedService, UnaryService};
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
+use super::gzip::{inflate, too_large};
 pub use super::signal::{ExportKind, Logs, Metrics, Traces};
-use super::{Ingest, IngestError};
+use super::{BudgetPermit, Ingest, IngestError};
 
 /// Maps a refusal to its gRPC status.
 pub fn status_of(err: &IngestError) -> Status {
@@ -157,6 +162,7 @@ impl<K, B> Service<http::Request<B>> for ExportService<K>
 where
     K: ExportKind,
     B: tonic::codegen::Body + Send + 'static,
+    B::Data: Send,
     B::Error: Into<StdError> + Send + 'static,
 {
     type Response = http::Response<tonic::body::Body>;
@@ -173,19 +179,115 @@ where
             if req.uri().path() != format!("/{}/Export", K::NAME) {
                 return Ok(Status::unimplemented("unknown method").into_http());
             }
-            let mut grpc = Grpc::new(RawCodec::<K::Response>::default())
-                .accept_compressed(CompressionEncoding::Gzip)
-                .send_compressed(CompressionEncoding::Gzip)
-                .max_decoding_message_size(ingest.max_request_bytes);
-            let handler = Handler::<K> {
-                ingest: ingest.clone(),
-                _kind: PhantomData,
-            };
-            let mut resp = grpc.unary(handler, req).await;
-            remap_framing_errors(&mut resp, &ingest);
-            Ok(resp)
+            if !is_gzip(req.headers()) {
+                return Ok(unary::<K, B>(&ingest, req).await);
+            }
+            match inflate_messages(req, &ingest).await {
+                Ok((req, _budget)) => Ok(unary::<K, _>(&ingest, req).await),
+                Err(err) => {
+                    if !err.counted_at_source() {
+                        ingest.refused("grpc", &err);
+                    }
+                    Ok(status_of(&err).into_http())
+                }
+            }
         })
     }
+}
+
+/// Serves one Export call with tonic: framing, our codec and [`Handler`].
+async fn unary<K, B>(
+    ingest: &Arc<Ingest>,
+    req: http::Request<B>,
+) -> http::Response<tonic::body::Body>
+where
+    K: ExportKind,
+    B: tonic::codegen::Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    let mut grpc = Grpc::new(RawCodec::<K::Response>::default())
+        .accept_compressed(CompressionEncoding::Gzip)
+        .send_compressed(CompressionEncoding::Gzip)
+        .max_decoding_message_size(ingest.max_request_bytes);
+    let handler = Handler::<K> {
+        ingest: ingest.clone(),
+        _kind: PhantomData,
+    };
+    let mut resp = grpc.unary(handler, req).await;
+    remap_framing_errors(&mut resp, ingest);
+    resp
+}
+
+/// True when the request's messages may be gzip-compressed.
+fn is_gzip(headers: &http::HeaderMap) -> bool {
+    headers
+        .get("grpc-encoding")
+        .is_some_and(|v| v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"gzip"))
+}
+
+/// A gRPC message's frame header: the compressed flag and a 4-byte length.
+const FRAME_HEADER: usize = 5;
+
+/// Reads a `grpc-encoding: gzip` request and inflates every compressed
+/// message itself (every gzip member, within `max_request_bytes`, see
+/// [`gzip`](super::gzip)), handing tonic the same messages uncompressed.
+/// The body read and the inflated messages count against the in-flight
+/// budget until the call ends (the returned permit). A body whose framing
+/// is broken is handed over as it came, for tonic to refuse.
+async fn inflate_messages<B>(
+    req: http::Request<B>,
+    ingest: &Ingest,
+) -> Result<(http::Request<http_body_util::Full<Bytes>>, BudgetPermit), IngestError>
+where
+    B: tonic::codegen::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    let limit = ingest.max_request_bytes;
+    let (parts, body) = req.into_parts();
+    // A unary call is one message: its frame header and at most `limit`
+    // bytes (tonic's own bound on a frame, compressed or not).
+    let raw = http_body_util::Limited::new(body, limit.saturating_add(FRAME_HEADER))
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                too_large(limit)
+            } else {
+                IngestError::Malformed(format!("reading the request: {e}"))
+            }
+        })?
+        .to_bytes();
+    let mut budget = ingest.reserve_bytes("grpc", raw.len())?;
+    let mut out = BytesMut::with_capacity(raw.len());
+    let mut rest = &raw[..];
+    while rest.len() >= FRAME_HEADER {
+        let compressed = rest[0];
+        let len = u32::from_be_bytes([rest[1], rest[2], rest[3], rest[4]]) as usize;
+        let Some(message) = rest.get(FRAME_HEADER..FRAME_HEADER.saturating_add(len)) else {
+            break;
+        };
+        if compressed == 1 {
+            let inflated = inflate(message, limit)?;
+            budget.merge(ingest.reserve_bytes("grpc", inflated.len())?);
+            out.put_u8(0);
+            // `inflate` keeps a message within `limit`, a `usize` that
+            // tonic's frame length (u32) bounds in practice; a longer one
+            // cannot be framed and is too large for any limit.
+            let framed = u32::try_from(inflated.len()).map_err(|_| too_large(limit))?;
+            out.put_u32(framed);
+            out.put_slice(&inflated);
+        } else {
+            out.put_slice(&rest[..FRAME_HEADER + len]);
+        }
+        rest = &rest[FRAME_HEADER + len..];
+    }
+    // Anything left is not a whole frame: tonic says what is wrong with it.
+    out.put_slice(rest);
+    let req = http::Request::from_parts(parts, http_body_util::Full::new(out.freeze()));
+    Ok((req, budget))
 }
 
 /// Our handler never answers OUT_OF_RANGE or INTERNAL, so either code here
@@ -206,7 +308,9 @@ fn remap_framing_errors<T>(resp: &mut http::Response<T>, ingest: &Ingest) {
         ),
         Some(Code::Internal) => (Code::InvalidArgument, IngestError::Malformed(String::new())),
         Some(Code::ResourceExhausted) if !headers.contains_key("grpc-status-details-bin") => {
-            // tonic's decompression limit: count it as too large.
+            // tonic's decompression limit: count it as too large. (gzip,
+            // the one encoding accepted, is inflated before tonic sees it,
+            // by `inflate_messages`, which counts its own refusals.)
             ingest.refused("grpc", &IngestError::TooLarge(String::new()));
             return;
         }

@@ -1,11 +1,11 @@
 //! OTLP/HTTP (design §4) on axum: `POST /v1/traces|metrics|logs` with
 //! `application/x-protobuf` or `application/json` bodies, optionally gzip.
-//! The body is read and inflated with the `max_request_bytes` limit enforced
-//! while reading, so a compressed bomb is refused without being inflated.
+//! The body is read and inflated (every gzip member, [`gzip`](super::gzip))
+//! with the `max_request_bytes` limit enforced while reading, so a
+//! compressed bomb is refused without being inflated.
 //! A JSON request gets a JSON answer, a protobuf request a protobuf one;
 //! errors are a `google.rpc.Status` in the request's encoding.
 
-use std::io::Read;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -14,13 +14,13 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 use serde_json::json;
 
+use super::gzip::{inflate, too_large};
 use super::signal::{ExportKind, Logs, Metrics, Traces};
 use super::{json, Accepted, Ingest, IngestError};
 
@@ -133,25 +133,6 @@ async fn handle<K: HttpKind>(
             K::ingest(ingest, "http", &request)
         }
     }
-}
-
-fn too_large(limit: usize) -> IngestError {
-    IngestError::TooLarge(format!(
-        "request body exceeds max_request_bytes ({limit} bytes) after decompression"
-    ))
-}
-
-/// Inflates a gzip body, stopping one byte past the limit.
-fn inflate(raw: &[u8], limit: usize) -> Result<Bytes, IngestError> {
-    let mut out = Vec::with_capacity(raw.len().saturating_mul(4).min(limit));
-    flate2::read::GzDecoder::new(raw)
-        .take(limit as u64 + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| IngestError::Malformed(format!("malformed gzip body: {e}")))?;
-    if out.len() > limit {
-        return Err(too_large(limit));
-    }
-    Ok(Bytes::from(out))
 }
 
 fn encoding_of(headers: &HeaderMap) -> Result<Encoding, IngestError> {

@@ -8,6 +8,7 @@
 pub(crate) mod convert;
 pub mod convert_metrics;
 pub(crate) mod grpc;
+pub(crate) mod gzip;
 pub(crate) mod http;
 pub(crate) mod json;
 pub(crate) mod signal;

@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
 use super::{windows_for, Scenario, Shape, Side, Simulation, Summary};
-use crate::config::{self, ConfigErrors, ContractSpec, Decision, WindowSpec};
+use crate::config::{self, ConfigErrors, ContractSpec, Decision, OnTimeout, WindowSpec};
 
 /// Runs per scenario by default.
 pub const DEFAULT_RUNS: u64 = 1000;
@@ -119,6 +119,8 @@ pub struct Report {
     pub window_seconds: f64,
     /// Windows a run was simulated for at most.
     pub max_windows: u64,
+    /// What `max_duration` decides (`rollback` or `promote`).
+    pub on_timeout: &'static str,
     /// Latency shape.
     pub shape: String,
     /// Seed.
@@ -128,7 +130,7 @@ pub struct Report {
 }
 
 /// Loads the contract and its pipeline's windows.
-fn contract(plan: &Plan) -> Result<(ContractSpec, WindowSpec), SimulateError> {
+pub fn contract(plan: &Plan) -> Result<(ContractSpec, WindowSpec), SimulateError> {
     let cfg = config::load_file(&plan.file).map_err(|errors| SimulateError::Config {
         path: plan.file.clone(),
         errors,
@@ -176,7 +178,7 @@ fn percent(name: &str, v: f64) -> Result<f64, SimulateError> {
 
 /// The two scenarios of a plan: as given (defaults at 80 % of the limits),
 /// and at the limits.
-fn scenarios(
+pub fn scenarios(
     plan: &Plan,
     spec: &ContractSpec,
 ) -> Result<[(&'static str, Scenario); 2], SimulateError> {
@@ -367,6 +369,10 @@ pub fn execute(plan: &Plan) -> Result<Report, SimulateError> {
         },
         window_seconds: window.size.as_secs_f64(),
         max_windows,
+        on_timeout: match spec.on_timeout {
+            OnTimeout::Rollback => "rollback",
+            OnTimeout::Promote => "promote",
+        },
         shape: plan.shape.describe(),
         seed: plan.seed,
         scenarios: reports,
@@ -376,8 +382,10 @@ pub fn execute(plan: &Plan) -> Result<Report, SimulateError> {
 /// The report as a table.
 pub fn table(r: &Report) -> String {
     let mut out = format!(
-        "contract {} (version {}), decision {}, windows of {}s, up to {} windows a run, latencies {}, seed {}\n\n",
-        r.contract, r.contract_version, r.decision, r.window_seconds, r.max_windows, r.shape, r.seed
+        "contract {} (version {}), decision {}, windows of {}s, up to {} windows a run, latencies {}, seed {}\n\
+         rolled back and promoted include runs that max_duration decided (timed out, then on_timeout: {});\n\
+         windows and samples are to a decision on evidence\n\n",
+        r.contract, r.contract_version, r.decision, r.window_seconds, r.max_windows, r.shape, r.seed, r.on_timeout
     );
     out.push_str(&format!(
         "{:<13} {:>9} {:>8} {:>7} {:>11} {:>6} {:>12} {:>10} {:>10} {:>10}  {:<17} {:<17}\n",
@@ -389,8 +397,8 @@ pub fn table(r: &Report) -> String {
         "runs",
         "rolled back",
         "promoted",
-        "timed out",
         "undecided",
+        "timed out",
         "windows (med/p90)",
         "samples (med/p90)"
     ));
@@ -409,8 +417,8 @@ pub fn table(r: &Report) -> String {
             s.summary.runs,
             pct(s.summary.rolled_back),
             pct(s.summary.promoted),
-            pct(s.summary.timed_out),
             pct(s.summary.undecided),
+            pct(s.summary.timed_out),
             spread(&s.summary.windows_to_decision),
             spread(&s.summary.samples_to_decision),
         ));

@@ -44,8 +44,6 @@ pub enum Ending {
     RolledBack,
     /// PROMOTED.
     Promoted,
-    /// Decided by `max_duration` (`on_timeout`).
-    TimedOut,
     /// Still undecided after the simulated windows (no `max_duration`).
     Undecided,
 }
@@ -55,6 +53,8 @@ pub enum Ending {
 pub struct Outcome {
     /// How it ended.
     pub ending: Ending,
+    /// `max_duration` decided it (`on_timeout`), not the evidence.
+    pub timed_out: bool,
     /// Windows judged until then.
     pub windows: u64,
     /// Samples of the release until then.
@@ -154,15 +154,14 @@ pub fn run_once(
             if !event.run.state.is_final() {
                 continue;
             }
-            let ending = if event.run.reason.starts_with("timeout") {
-                Ending::TimedOut
-            } else if event.run.state == RunState::Promoted {
+            let ending = if event.run.state == RunState::Promoted {
                 Ending::Promoted
             } else {
                 Ending::RolledBack
             };
             return Outcome {
                 ending,
+                timed_out: event.run.reason.starts_with("timeout"),
                 windows: k + 1,
                 samples,
             };
@@ -170,6 +169,7 @@ pub fn run_once(
     }
     Outcome {
         ending: Ending::Undecided,
+        timed_out: false,
         windows: max_windows,
         samples,
     }
@@ -202,17 +202,18 @@ fn spread(mut values: Vec<u64>) -> Option<Spread> {
 pub struct Summary {
     /// Runs simulated.
     pub runs: u64,
-    /// Share rolled back on evidence (0–1).
+    /// Share rolled back, on evidence or by `max_duration` (0–1).
     pub rolled_back: f64,
-    /// Share promoted (0–1).
+    /// Share promoted, on evidence or by `max_duration` (0–1).
     pub promoted: f64,
-    /// Share decided by `max_duration` (0–1).
-    pub timed_out: f64,
     /// Share still undecided after the simulated windows (0–1).
     pub undecided: f64,
-    /// Windows to a decision (rolled back or promoted).
+    /// Share decided by `max_duration` rather than evidence (0–1; part of
+    /// `rolled_back` or `promoted`, as `on_timeout` says).
+    pub timed_out: f64,
+    /// Windows to a decision on evidence.
     pub windows_to_decision: Option<Spread>,
-    /// Release samples to a decision.
+    /// Release samples to a decision on evidence.
     pub samples_to_decision: Option<Spread>,
 }
 
@@ -223,14 +224,14 @@ impl Summary {
         let share = |e: Ending| outcomes.iter().filter(|o| o.ending == e).count() as f64 / n;
         let decided: Vec<&Outcome> = outcomes
             .iter()
-            .filter(|o| matches!(o.ending, Ending::RolledBack | Ending::Promoted))
+            .filter(|o| o.ending != Ending::Undecided && !o.timed_out)
             .collect();
         Summary {
             runs: outcomes.len() as u64,
             rolled_back: share(Ending::RolledBack),
             promoted: share(Ending::Promoted),
-            timed_out: share(Ending::TimedOut),
             undecided: share(Ending::Undecided),
+            timed_out: outcomes.iter().filter(|o| o.timed_out).count() as f64 / n,
             windows_to_decision: spread(decided.iter().map(|o| o.windows).collect()),
             samples_to_decision: spread(decided.iter().map(|o| o.samples).collect()),
         }

@@ -26,6 +26,15 @@ fn contract(t: Thresholds) -> ContractSpec {
     ContractSpec::with_thresholds("sim", t)
 }
 
+/// A contract that never promotes, so every run looks at all its windows:
+/// the rate of wrong rollbacks over all of them is what A/A measures.
+fn never_promotes(t: Thresholds) -> ContractSpec {
+    ContractSpec {
+        min_samples: u64::MAX,
+        ..contract(t)
+    }
+}
+
 fn side(requests: u64, p95_ms: f64, error_rate: f64, conversion_rate: f64) -> Side {
     Side {
         requests,
@@ -61,7 +70,7 @@ const AA_MAX: f64 = 0.072;
 
 #[test]
 fn at_the_error_limit_few_runs_are_rolled_back() {
-    let spec = contract(Thresholds {
+    let spec = never_promotes(Thresholds {
         max_error_rate_percent: Some(2.0),
         ..Thresholds::default()
     });
@@ -79,7 +88,7 @@ fn at_the_error_limit_few_runs_are_rolled_back() {
 
 #[test]
 fn at_the_conversion_floor_few_runs_are_rolled_back() {
-    let spec = contract(Thresholds {
+    let spec = never_promotes(Thresholds {
         min_conversion_rate_percent: Some(15.0),
         ..Thresholds::default()
     });
@@ -89,7 +98,7 @@ fn at_the_conversion_floor_few_runs_are_rolled_back() {
 
 #[test]
 fn at_the_p95_limit_few_runs_are_rolled_back() {
-    let spec = contract(Thresholds {
+    let spec = never_promotes(Thresholds {
         max_p95_latency_ms: Some(120.0),
         ..Thresholds::default()
     });
@@ -99,7 +108,7 @@ fn at_the_p95_limit_few_runs_are_rolled_back() {
 
 #[test]
 fn an_identical_canary_is_rarely_rolled_back_by_the_baseline_comparison() {
-    let mut spec = contract(Thresholds {
+    let mut spec = never_promotes(Thresholds {
         max_error_rate_percent: Some(100.0),
         ..Thresholds::default()
     });
@@ -115,6 +124,41 @@ fn an_identical_canary_is_rarely_rolled_back_by_the_baseline_comparison() {
     };
     let s = summary(&spec, scenario, 1000, 25);
     assert!(s.rolled_back <= AA_MAX, "{s:?}");
+    assert_eq!(s.promoted, 0.0, "{s:?}");
+    // A worse canary is caught.
+    let worse = Scenario {
+        release: side(200, 0.0, 0.05, 0.0),
+        baseline: Some(side(1800, 0.0, 0.01, 0.0)),
+    };
+    let s = summary(&spec, worse, 200, 25);
+    assert_eq!(s.rolled_back, 1.0, "{s:?}");
+}
+
+#[test]
+fn a_canary_as_fast_as_its_baseline_allows_is_rarely_rolled_back_on_latency() {
+    let mut spec = never_promotes(Thresholds {
+        max_error_rate_percent: Some(100.0),
+        ..Thresholds::default()
+    });
+    spec.baseline = Some(BaselineSpec {
+        matches: Vec::new(),
+        max_p95_latency_increase_percent: Some(10.0),
+        max_error_rate_increase_points: None,
+    });
+    // The canary's p95 exactly 10 % above the baseline's: at the limit.
+    let at_limit = Scenario {
+        release: side(300, 110.0, 0.0, 0.0),
+        baseline: Some(side(300, 100.0, 0.0, 0.0)),
+    };
+    let s = summary(&spec, at_limit, 1000, 25);
+    assert!(s.rolled_back <= AA_MAX, "{s:?}");
+    // 40 % slower than the baseline is caught.
+    let slower = Scenario {
+        release: side(300, 140.0, 0.0, 0.0),
+        baseline: Some(side(300, 100.0, 0.0, 0.0)),
+    };
+    let s = summary(&spec, slower, 200, 25);
+    assert!(s.rolled_back >= 0.95, "{s:?}");
 }
 
 #[test]
@@ -152,20 +196,21 @@ fn a_clean_release_promotes_within_two_windows_of_min_samples() {
 
 #[test]
 fn summaries_count_every_ending() {
-    let o = |ending, windows| Outcome {
+    let o = |ending, timed_out, windows| Outcome {
         ending,
+        timed_out,
         windows,
         samples: windows * 10,
     };
     let s = Summary::of(&[
-        o(Ending::RolledBack, 2),
-        o(Ending::Promoted, 4),
-        o(Ending::TimedOut, 9),
-        o(Ending::Undecided, 9),
+        o(Ending::RolledBack, false, 2),
+        o(Ending::Promoted, false, 4),
+        o(Ending::RolledBack, true, 9),
+        o(Ending::Undecided, false, 9),
     ]);
     assert_eq!(
         (s.rolled_back, s.promoted, s.timed_out, s.undecided),
-        (0.25, 0.25, 0.25, 0.25)
+        (0.5, 0.25, 0.25, 0.25)
     );
     assert_eq!(s.windows_to_decision, Some(Spread { median: 2, p90: 4 }));
 }

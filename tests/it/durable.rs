@@ -605,7 +605,7 @@ async fn webhook_redirects_are_not_followed() {
             webhook(&redirector(308, &location).await, ""),
         ),
     ];
-    let file = write_pipeline(&dir, &hooks, "    fail_windows: 1");
+    let file = write_pipeline(&dir, &hooks, "    decision: windows\n    fail_windows: 1");
     let v = Verdict::start(&file);
     v.spans("6.0", 30, 500).await;
     for (exporter, status) in [("webhook/moved", "301"), ("webhook/permanent", "308")] {

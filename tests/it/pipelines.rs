@@ -98,3 +98,66 @@ fn help_on_every_command() {
         assert!(text.contains("--log-format"), "{args:?}: {text}");
     }
 }
+
+/// Defaults that protect: every shipped contract rolls back at most 5 % of
+/// healthy releases (80 % of its limits), counting releases that time out
+/// into ROLLED_BACK, at the traffic its comments assume — as
+/// `verdict simulate` shows. (The same engine in-process, 100 runs per file
+/// to stay quick in a debug build; benches/RESULTS.md has 1000-run figures.)
+#[test]
+fn every_pipeline_protects_a_healthy_release() {
+    use verdict::simulate::command::{contract, scenarios, Plan};
+    use verdict::simulate::{windows_for, Shape, Simulation, DEFAULT_MAX_WINDOWS};
+    // Requests per window each file's comments assume.
+    let traffic = |name: &str| match name {
+        "default.yaml" => 50,
+        "strict-slo.yaml" => 1000,
+        _ => 200,
+    };
+    for file in pipeline_files() {
+        let name = file
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("")
+            .to_string();
+        let text = std::fs::read_to_string(&file).expect("readable");
+        let config = verdict::config::load_str(&text, &HashMap::new()).expect("valid");
+        for c in config.pipelines.iter().flat_map(|p| &p.contracts) {
+            let plan = Plan {
+                file: file.clone(),
+                contract: Some(c.name.clone()),
+                requests_per_window: traffic(&name),
+                p95_ms: None,
+                shape: Shape::Lognormal(0.5),
+                error_rate_percent: None,
+                conversion_rate_percent: None,
+                baseline_share_percent: None,
+                baseline_p95_ms: None,
+                baseline_error_rate_percent: None,
+                runs: 100,
+                seed: 7,
+                max_windows: DEFAULT_MAX_WINDOWS,
+                threads: 2,
+                json: true,
+            };
+            let (spec, window) = contract(&plan).expect("contract");
+            let [(_, healthy), _] = scenarios(&plan, &spec).expect("scenarios");
+            let s = Simulation {
+                spec: &spec,
+                window: &window,
+                runs: plan.runs,
+                seed: plan.seed,
+                max_windows: windows_for(&spec, &window, plan.max_windows),
+                threads: plan.threads,
+            }
+            .summarize(&healthy, &|| {});
+            // At a true rate of 5 %, 11 or more of 100 happen with
+            // probability ~1 %.
+            assert!(
+                s.rolled_back <= 0.10,
+                "{name} contract {}: {s:?} of healthy releases rolled back",
+                c.name
+            );
+        }
+    }
+}

@@ -925,6 +925,7 @@ processors:
     match: {{ service.name: checkout, verdict.synthetic: "true" }}
     max_error_rate_percent: 5
     min_samples: 60
+    decision: windows
     min_window_samples: 10
     pass_windows: 2
 pipelines:

@@ -69,18 +69,19 @@ fn webhook(url: &str, extra: &str) -> String {
     )
 }
 
-/// A running verdict child process.
-struct Verdict {
+/// A running verdict child process (shared with other tests of the real
+/// binary).
+pub(crate) struct Verdict {
     child: Child,
-    api: SocketAddr,
-    http: SocketAddr,
-    prometheus: SocketAddr,
-    stdout: Arc<Mutex<Vec<String>>>,
+    pub(crate) api: SocketAddr,
+    pub(crate) http: SocketAddr,
+    pub(crate) prometheus: SocketAddr,
+    pub(crate) stdout: Arc<Mutex<Vec<String>>>,
 }
 
 impl Verdict {
     /// Starts `verdict run` on `file` and waits until it is ready.
-    fn start(file: &Path) -> Verdict {
+    pub(crate) fn start(file: &Path) -> Verdict {
         let mut child = crate::spawn_run(file);
         let stdout = Arc::new(Mutex::new(Vec::new()));
         let out = child.stdout.take().expect("stdout");
@@ -134,7 +135,7 @@ impl Verdict {
     }
 
     /// `kill -9`.
-    fn kill(mut self) {
+    pub(crate) fn kill(mut self) {
         self.child.kill().expect("SIGKILL");
         let _ = self.child.wait();
     }

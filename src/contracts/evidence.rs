@@ -367,7 +367,8 @@ fn sentence(p: &Planned, c: &CheckResult, b: &BaselineTally, sure: &str) -> Stri
                 _ => "p95",
             };
             let ms = fmt_limit(p.written);
-            let allowed = fmt_limit(p.limit * 100.0);
+            // 5, not 5.000000000000004.
+            let allowed = fmt_limit((p.limit * 100.0 * 1e6).round() / 1e6);
             if failing {
                 format!(
                     "{q} latency exceeds threshold {ms}ms: {}% of {n} requests slower ({sure} sure more than {}%, allowed {allowed}%)",

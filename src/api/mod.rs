@@ -21,6 +21,7 @@ use tokio::sync::oneshot;
 
 use crate::auth::bearer_ok;
 use crate::model::rfc3339_millis;
+use crate::model::series::split_joined;
 use crate::model::RunState;
 use crate::proto;
 use crate::runs::engine::{ManualAction, ManualError};
@@ -101,9 +102,16 @@ async fn contract_runs(State(c): State<Arc<Catalog>>, Path(contract): Path<Strin
             format!("unknown contract {contract:?}"),
         );
     }
+    let version = c.contract(&contract).map_or(0, |s| s.version);
     match c.store.current_runs(&contract).await {
-        Ok(runs) => Json(json!({"runs": runs.iter().map(proto::run_json).collect::<Vec<_>>()}))
-            .into_response(),
+        // The current version's runs: older versions' are history
+        // (`GET /api/v1/runs`), not what a rollout should act on.
+        Ok(runs) => Json(json!({"runs": runs
+            .iter()
+            .filter(|r| r.contract_version == version)
+            .map(proto::run_json)
+            .collect::<Vec<_>>()}))
+        .into_response(),
         Err(e) => store_error(e),
     }
 }
@@ -126,13 +134,26 @@ async fn subject_run(
         Ok(r) => r,
         Err(e) => return store_error(e),
     };
-    let Some(run) = run else {
-        let values: Vec<&str> = subject.split('/').collect();
+    // A run of an earlier contract version is history: after a version bump
+    // the subject is PENDING until data arrives under the new version, so a
+    // rollout never acts on a stale verdict.
+    let earlier = run.as_ref().filter(|r| r.contract_version != spec.version);
+    let reason = match earlier {
+        Some(r) => format!(
+            "no sample received yet under contract version {} (version {}'s run is {})",
+            spec.version,
+            r.contract_version,
+            r.state.as_str()
+        ),
+        None => "no sample received yet".to_string(),
+    };
+    let Some(run) = run.filter(|r| r.contract_version == spec.version) else {
+        let values = split_joined(subject);
         let attributes: serde_json::Map<String, Value> = if values.len() == spec.subject_by.len() {
             spec.subject_by
                 .iter()
                 .zip(values)
-                .map(|(k, v)| (k.clone(), Value::String(v.to_string())))
+                .map(|(k, v)| (k.clone(), Value::String(v)))
                 .collect()
         } else {
             serde_json::Map::new()
@@ -144,7 +165,7 @@ async fn subject_run(
             "subject_attributes": attributes,
             "run_id": null,
             "state": RunState::Pending,
-            "reason": "no sample received yet",
+            "reason": reason,
             "started_at": null,
             "decided_at": null,
             "run": {"started_at": null, "samples": 0, "windows": 0, "p95_latency_ms": null,

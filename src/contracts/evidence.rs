@@ -99,7 +99,7 @@ fn plan(spec: &ContractSpec) -> Vec<Planned> {
     let latency = |kind, q: Quantile, max: Option<f64>| {
         max.map(|ms| Planned {
             kind,
-            limit: 1.0 - q.fraction(),
+            limit: q.tail(),
             direction: Direction::AtMost,
             threshold_ms: Some(ms),
             written: ms,
@@ -367,8 +367,7 @@ fn sentence(p: &Planned, c: &CheckResult, b: &BaselineTally, sure: &str) -> Stri
                 _ => "p95",
             };
             let ms = fmt_limit(p.written);
-            // 5, not 5.000000000000004.
-            let allowed = fmt_limit((p.limit * 100.0 * 1e6).round() / 1e6);
+            let allowed = fmt_limit(p.limit * 100.0);
             if failing {
                 format!(
                     "{q} latency exceeds threshold {ms}ms: {}% of {n} requests slower ({sure} sure more than {}%, allowed {allowed}%)",

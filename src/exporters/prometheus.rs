@@ -140,7 +140,9 @@ pub async fn render_runs(catalog: &Catalog) -> String {
     let mut runs: Vec<RunRecord> = Vec::new();
     for c in &catalog.contracts {
         match catalog.store.current_runs(&c.name).await {
-            Ok(r) => runs.extend(r),
+            // Only the current contract version's runs: after a version bump
+            // an old verdict must not look current.
+            Ok(r) => runs.extend(r.into_iter().filter(|r| r.contract_version == c.version)),
             Err(err) => tracing::warn!(error = %err, "Scrape could not read runs."),
         }
     }

@@ -214,6 +214,15 @@ impl Quantile {
         }
     }
 
+    /// The share of values above it (0.05 for the p95), exactly.
+    pub fn tail(self) -> f64 {
+        match self {
+            Quantile::P50 => 0.5,
+            Quantile::P95 => 0.05,
+            Quantile::P99 => 0.01,
+        }
+    }
+
     /// Its name in sentences (`p95`).
     pub fn name(self) -> &'static str {
         match self {

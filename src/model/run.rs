@@ -87,6 +87,10 @@ pub struct RunRecord {
     pub latency_bound: LatencyBound,
     /// Its checks as of the last look, and its baseline tally.
     pub evidence: RunEvidence,
+    /// Only windows that start at or after this count for the run: set
+    /// when it replaces a run (a reset, a new contract version), so the
+    /// data that decided its predecessor does not decide it again.
+    pub counts_from: Option<UnixNanos>,
 }
 
 impl RunRecord {
@@ -110,6 +114,7 @@ impl RunRecord {
             first_sample_at: None,
             latency_bound: LatencyBound::default(),
             evidence: RunEvidence::default(),
+            counts_from: None,
         }
     }
 }

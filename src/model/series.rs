@@ -75,7 +75,7 @@ impl Subject {
     pub fn new(attributes: Vec<(String, String)>) -> Subject {
         let joined = attributes
             .iter()
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| escape_value(v))
             .collect::<Vec<_>>()
             .join("/");
         let hash = stable_hash(&attributes, &joined);
@@ -96,7 +96,9 @@ impl Subject {
         }))
     }
 
-    /// The values joined with `/`.
+    /// The values joined with `/`, each with `%` written `%25` and `/`
+    /// written `%2F` (see [`escape_value`]): the key of the subject in
+    /// storage, URLs and metric labels.
     pub fn joined(&self) -> &str {
         &self.0.joined
     }
@@ -116,6 +118,49 @@ impl Subject {
         self.0.attributes.is_empty()
             && (self.0.joined == OVERFLOW_SUBJECT || self.0.joined == BASELINE_SUBJECT)
     }
+}
+
+/// A subject value as it is joined: `%` becomes `%25` and `/` becomes
+/// `%2F`, so values that contain `/` cannot run into each other
+/// (`("a/b", "c")` is `a%2Fb/c`, `("a", "b/c")` is `a/b%2Fc`). Values
+/// without either character — nearly all — are unchanged.
+pub fn escape_value(v: &str) -> std::borrow::Cow<'_, str> {
+    if !v.contains(['%', '/']) {
+        return std::borrow::Cow::Borrowed(v);
+    }
+    std::borrow::Cow::Owned(v.replace('%', "%25").replace('/', "%2F"))
+}
+
+/// The values of a joined subject, unescaped: the inverse of joining with
+/// [`escape_value`].
+pub fn split_joined(joined: &str) -> Vec<String> {
+    joined.split('/').map(unescape_value).collect()
+}
+
+/// One value of a joined subject, unescaped in a single pass (`%2F` → `/`,
+/// `%25` → `%`; any other `%` stays as it is).
+fn unescape_value(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    let mut rest = v;
+    while let Some(i) = rest.find('%') {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        if let Some(after) = tail
+            .strip_prefix("%2F")
+            .or_else(|| tail.strip_prefix("%2f"))
+        {
+            out.push('/');
+            rest = after;
+        } else if let Some(after) = tail.strip_prefix("%25") {
+            out.push('%');
+            rest = after;
+        } else {
+            out.push('%');
+            rest = &tail[1..];
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 impl fmt::Debug for Subject {
@@ -191,6 +236,27 @@ pub type SeriesMap<V> =
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Subject values with `/` cannot collide: the key and URL form escape
+    /// them, and splitting it gives the values back.
+    #[test]
+    fn joined_subjects_are_unambiguous() {
+        let s =
+            |a: &str, b: &str| Subject::new(vec![("k1".into(), a.into()), ("k2".into(), b.into())]);
+        let (x, y) = (s("a/b", "c"), s("a", "b/c"));
+        assert_eq!(x.joined(), "a%2Fb/c");
+        assert_eq!(y.joined(), "a/b%2Fc");
+        assert_ne!(x, y);
+        assert_eq!(split_joined(x.joined()), ["a/b", "c"]);
+        assert_eq!(split_joined(y.joined()), ["a", "b/c"]);
+        let odd = s("100%/x", "%2F");
+        assert_eq!(odd.joined(), "100%25%2Fx/%252F");
+        assert_eq!(split_joined(odd.joined()), ["100%/x", "%2F"]);
+        assert_eq!(s("checkout", "2.0.1").joined(), "checkout/2.0.1");
+        for v in ["%", "%%2F", "%2525", "a%2", "/%/"] {
+            assert_eq!(split_joined(s(v, "x").joined())[0], v);
+        }
+    }
 
     #[test]
     fn joined_and_stable_shard() {

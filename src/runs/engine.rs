@@ -76,8 +76,9 @@ pub enum ManualError {
 /// What a pipeline's engine resumes from.
 #[derive(Debug, Default)]
 pub struct EngineSeed {
-    /// Current runs found in storage (any contract version: others are
-    /// ignored).
+    /// Current runs found in storage, of any contract version: the current
+    /// version's resume, an earlier version's only mark their subject as
+    /// replaced (its new run counts from its creation).
     pub runs: Vec<RunRecord>,
     /// The last window result of each run, by run id.
     pub last_windows: HashMap<String, WindowRecord>,
@@ -113,6 +114,11 @@ pub struct Engine {
     /// Recent baseline windows of each contract (runs fix their reference
     /// p95 from them).
     references: Vec<Reference>,
+    /// Series whose stored run belongs to an earlier contract version: their
+    /// new run counts only windows that start after this engine started.
+    earlier_versions: std::collections::HashSet<SeriesKey>,
+    /// When this engine started.
+    started: UnixNanos,
     ids: EventIds,
 }
 
@@ -152,16 +158,19 @@ impl Engine {
         let (size, lateness) = (timing.size, timing.lateness);
         let shards = shards.max(1);
         let mut runs = HashMap::new();
+        let mut earlier_versions = std::collections::HashSet::new();
         for run in seed.runs {
-            let found = contracts
-                .iter()
-                .position(|c| c.name == run.contract && c.version == run.contract_version);
-            if let Some(i) = found {
-                let key = SeriesKey {
-                    contract: i as u32,
-                    subject: run.subject.clone(),
-                };
+            let Some(i) = contracts.iter().position(|c| c.name == run.contract) else {
+                continue;
+            };
+            let key = SeriesKey {
+                contract: i as u32,
+                subject: run.subject.clone(),
+            };
+            if contracts[i].version == run.contract_version {
                 runs.insert(key, run);
+            } else if !run.superseded {
+                earlier_versions.insert(key);
             }
         }
         let mut buffered: BTreeMap<UnixNanos, HashMap<SeriesKey, Accum>> = BTreeMap::new();
@@ -187,6 +196,8 @@ impl Engine {
             images,
             dirty: vec![true; shards],
             references,
+            earlier_versions,
+            started: now,
             ids: EventIds(ulid::Generator::new()),
         }
     }
@@ -281,7 +292,10 @@ impl Engine {
                 // nothing is announced.
                 let mut old = run.clone();
                 old.superseded = true;
-                let fresh = RunRecord::new(&spec.name, spec.version, key.subject.clone(), now);
+                let mut fresh = RunRecord::new(&spec.name, spec.version, key.subject.clone(), now);
+                // Windows open at the reset hold the data that decided the
+                // old run: the new one starts afresh.
+                fresh.counts_from = Some(now);
                 *run = fresh.clone();
                 self.last_windows.remove(&old.run_id);
                 let out = vec![
@@ -387,9 +401,23 @@ impl Engine {
         out: &mut Vec<Commit>,
     ) {
         let spec = &self.contracts[series.contract as usize];
+        let replaces_earlier_version = self.earlier_versions.contains(series);
+        let started = self.started;
         let run = self.runs.entry(series.clone()).or_insert_with(|| {
-            RunRecord::new(&spec.name, spec.version, series.subject.clone(), now)
+            let mut run = RunRecord::new(&spec.name, spec.version, series.subject.clone(), now);
+            if replaces_earlier_version {
+                // Data from before the version bump (restored windows) was
+                // judged under the old contract; it does not count again.
+                run.counts_from = Some(started);
+            }
+            run
         });
+        if run
+            .counts_from
+            .is_some_and(|from| Window::containing(ts, self.size).start < from)
+        {
+            return;
+        }
         if let Some(t) = machine::on_first_sample(run) {
             run.first_sample_at = Some(ts);
             let event = transition(&mut self.ids, run, &t, None, now, spec.dry_run);
@@ -407,9 +435,9 @@ impl Engine {
             .keys()
             .filter(|k| !k.subject.is_pseudo() && (k.contract as usize) < self.contracts.len())
             .filter(|k| {
-                self.runs
-                    .get(k)
-                    .is_none_or(|r| r.state == RunState::Pending)
+                self.runs.get(k).is_none_or(|r| {
+                    r.state == RunState::Pending && r.counts_from.is_none_or(|from| w.start >= from)
+                })
             })
             .collect();
         seen.sort();
@@ -440,6 +468,7 @@ impl Engine {
                 .first_sample_at
                 .is_none_or(|t| w.end <= Window::containing(t, self.size).start);
             if run.state == RunState::Pending
+                || run.counts_from.is_some_and(|from| w.start < from)
                 || (acc.is_none() && (before_first || run.state.is_final()))
                 // Judged already: a checkpoint older than the last commit
                 // restored it (kill -9). Counting it again would double it.

@@ -53,12 +53,17 @@ fn key(v: &str) -> SeriesKey {
     }
 }
 
-fn closed(k: &SeriesKey, start: u64, n: u64, ms: f64, errors: u64) -> EngineInput {
+fn closed_accum(n: u64, ms: f64) -> Accum {
     let mut accum = Accum::default();
     for _ in 0..n {
         let _ = accum.latency.insert(ms);
     }
     accum.samples = n;
+    accum
+}
+
+fn closed(k: &SeriesKey, start: u64, n: u64, ms: f64, errors: u64) -> EngineInput {
+    let mut accum = closed_accum(n, ms);
     accum.errors = errors;
     EngineInput::Closed(ClosedWindow {
         series: k.clone(),
@@ -394,12 +399,75 @@ fn manual_decisions_are_transitions_with_manual_reasons() {
     sync(store.commit(&commits, 115 * S));
     let current = sync(store.current("checkout", "9.0")).expect("current");
     assert_eq!(current.run_id, fresh.run_id);
-    // Data of the still-open series moves the new run to VALIDATING.
+    // The window open at the reset holds data from before it: it does not
+    // count for the new run (it would decide it as it decided the old one).
     e.handle(closed(&k, 110 * S, 10, 20.0, 0), 122 * S);
     let ev = watermark(&mut e, 122 * S);
+    assert!(ev.is_empty(), "{ev:?}");
+    // Data of the next window moves the new run to VALIDATING.
+    e.handle(closed(&k, 120 * S, 10, 20.0, 0), 132 * S);
+    let ev = watermark(&mut e, 132 * S);
     assert_eq!(ev.len(), 1);
     assert_eq!(ev[0].run.run_id, fresh.run_id);
     assert_eq!(ev[0].run.state, RunState::Validating);
+}
+
+/// After a contract version bump, a subject's new run counts only windows
+/// from its creation on: restored windows of the old version do not decide
+/// it.
+#[test]
+fn a_new_contract_version_starts_afresh() {
+    let store = Arc::new(MemoryStore::new());
+    let mut e = engine(spec(), store.clone());
+    let k = key("4.0");
+    seen(&mut e, &k, 101 * S);
+    e.handle(closed(&k, 100 * S, 10, 500.0, 0), 112 * S);
+    watermark(&mut e, 112 * S);
+    let old = sync(store.current("checkout", "4.0")).expect("run");
+    assert_eq!(old.state, RunState::RolledBack);
+    // Restart with version 2 of the contract; a checkpoint restores the
+    // window [110, 120) with the same bad data.
+    let v2 = ContractSpec {
+        version: 2,
+        ..spec()
+    };
+    let mut seed = seed(&store);
+    seed.closed
+        .entry(k.clone())
+        .or_default()
+        .insert(110 * S, closed_accum(10, 500.0));
+    let mut e2 = Engine::new(vec![v2], &window_spec(), 2, subscribers(), seed, 125 * S);
+    let run_until = |e2: &mut Engine, now: u64| {
+        let mut all = Vec::new();
+        for shard in 0..2 {
+            all.extend(e2.handle(EngineInput::Watermark { shard, now }, now));
+        }
+        all
+    };
+    // The shard sees the subject again after the restart, in the window
+    // that also holds the restored data: that window does not count.
+    let commits = e2.handle(
+        EngineInput::SeriesSeen {
+            series: k.clone(),
+            ts: 126 * S,
+        },
+        126 * S,
+    );
+    assert!(commits.is_empty(), "{commits:?}");
+    let all = run_until(&mut e2, 132 * S);
+    assert!(
+        all.iter().all(|c| c.window.is_none() && c.event.is_none()),
+        "{all:?}"
+    );
+    // The next window starts after the restart: the new run begins there.
+    e2.handle(closed(&k, 130 * S, 10, 20.0, 0), 142 * S);
+    let all = run_until(&mut e2, 142 * S);
+    let fresh = &all.last().expect("the new run's window").run;
+    assert_eq!(
+        (fresh.contract_version, fresh.counts_from, fresh.state),
+        (2, Some(125 * S), RunState::Validating)
+    );
+    assert_eq!(fresh.cumulative.samples, 10);
 }
 
 /// A checkpoint older than the last commit (kill -9 between the two)

@@ -74,7 +74,7 @@ fn uint(v: i64) -> u64 {
 
 const RUN_COLUMNS: &str = "run_id, contract, contract_version, subject_attributes, state, reason, \
     started_at, decided_at, superseded, pass_streak, fail_streak, windows, cumulative, \
-    last_window_end, first_sample_at, latency_bound, evidence";
+    last_window_end, first_sample_at, latency_bound, evidence, counts_from";
 
 fn run_from_row(row: &AnyRow) -> Result<RunRecord, StoreError> {
     let get_i = |name: &str| row.try_get::<i64, _>(name).map_err(unavailable);
@@ -98,6 +98,7 @@ fn run_from_row(row: &AnyRow) -> Result<RunRecord, StoreError> {
         first_sample_at: get_oi("first_sample_at")?.map(uint),
         latency_bound: codec::bound_from_text(&get_s("latency_bound")?),
         evidence: codec::evidence_from_text(&get_s("evidence")?),
+        counts_from: get_oi("counts_from")?.map(uint),
     })
 }
 
@@ -238,8 +239,9 @@ impl SqlStore {
             sqlx::query(
                 "INSERT INTO runs (run_id, contract, contract_version, subject, subject_attributes, \
                  state, reason, started_at, decided_at, superseded, pass_streak, fail_streak, \
-                 windows, cumulative, last_window_end, first_sample_at, updated_at, latency_bound, evidence) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) \
+                 windows, cumulative, last_window_end, first_sample_at, updated_at, latency_bound, evidence, \
+                 counts_from) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20) \
                  ON CONFLICT (run_id) DO UPDATE SET \
                  state = CASE WHEN runs.state IN ('PROMOTED', 'ROLLED_BACK') THEN runs.state ELSE excluded.state END, \
                  reason = CASE WHEN runs.state IN ('PROMOTED', 'ROLLED_BACK') THEN runs.reason ELSE excluded.reason END, \
@@ -270,6 +272,7 @@ impl SqlStore {
             .bind(now)
             .bind(codec::bound_to_text(&r.latency_bound))
             .bind(codec::evidence_to_text(&r.evidence))
+            .bind(r.counts_from.map(int))
             .execute(&mut *tx)
             .await?;
             if let Some(w) = &c.window {

@@ -25,6 +25,9 @@ pub(super) async fn seed(
     for c in &pipeline.contracts {
         for run in store.current_runs(&c.name).await? {
             if run.contract_version != c.version {
+                // The engine only notes its subject: a new version's run
+                // for it counts from its creation.
+                seed.runs.push(run);
                 continue;
             }
             if let Some(w) = store.windows(&run.run_id, 1).await?.into_iter().next() {

@@ -955,3 +955,105 @@ async fn manual_decisions_and_reset_need_the_token_and_are_recorded() {
     // The reset announced nothing: one webhook in all.
     assert_eq!(receiver.got().len(), 1);
 }
+
+/// Issue 12.6: a reset starts afresh. The window open at the reset holds
+/// the bad data that rolled the old run back; before the fix it rolled the
+/// new run back too, right after `POST /reset`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reset_is_not_decided_by_the_data_of_the_run_it_replaces() {
+    let dir = TempDir::new("reset");
+    // 3 s windows, so the reset lands inside a window that already holds
+    // bad spans.
+    let yaml = pipeline(
+        &sqlite(&dir.0),
+        &[],
+        "    decision: windows\n    fail_windows: 1",
+    )
+    .replace(
+        "size: 1s, allowed_lateness: 200ms",
+        "size: 3s, allowed_lateness: 200ms",
+    );
+    let file = dir.0.join("pipeline.yaml");
+    std::fs::write(&file, yaml).expect("write");
+    let v = Verdict::start(&file);
+    // Slow spans until the run is rolled back, then more in the next window.
+    let old = loop {
+        v.spans("9.9", 20, 500).await;
+        let run = v.run("9.9").await;
+        if run["state"] == "ROLLED_BACK" {
+            break run;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    v.spans("9.9", 20, 500).await;
+    let reset = reqwest::Client::new()
+        .post(v.api("/api/v1/reset/checkout/9.9"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("reset");
+    assert_eq!(reset.status().as_u16(), 200);
+    let fresh: Value = reset.json().await.expect("json");
+    assert_ne!(fresh["run_id"], old["run_id"]);
+    // Two windows later the window open at the reset has been judged: the
+    // new run was not rolled back by it (it saw no data of its own yet).
+    tokio::time::sleep(Duration::from_millis(6500)).await;
+    let run = v.run("9.9").await;
+    assert_eq!(run["run_id"], fresh["run_id"], "{run}");
+    assert_eq!(run["state"], "PENDING", "{run}");
+    // Fast spans after the reset count for it.
+    v.spans("9.9", 20, 10).await;
+    v.run_until("9.9", "the new run to validate", |r| {
+        r["state"] == "VALIDATING"
+    })
+    .await;
+}
+
+/// Issue 12.7: after a contract version bump the one-run API and /metrics
+/// show the new version's run (PENDING until it has data), not the old
+/// version's final verdict; the old run stays listed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_contract_version_never_shows_the_old_verdict() {
+    let dir = TempDir::new("bump");
+    let file = write_pipeline(&dir, &[], "    version: 1");
+    let v = Verdict::start(&file);
+    v.spans("5.5", 50, 500).await;
+    let old = v
+        .run_until("5.5", "the v1 run to be rolled back", |r| {
+            r["state"] == "ROLLED_BACK"
+        })
+        .await;
+    v.kill();
+    std::fs::write(&file, pipeline(&sqlite(&dir.0), &[], "    version: 2")).expect("write");
+    let v = Verdict::start(&file);
+    let run = v.run("5.5").await;
+    assert_eq!(run["state"], "PENDING", "{run}");
+    assert_eq!(run["contract_version"], 2, "{run}");
+    assert!(
+        run["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("version 1's run is ROLLED_BACK"),
+        "{run}"
+    );
+    let metrics = v.metrics().await;
+    assert!(
+        !metrics
+            .lines()
+            .any(|l| l.starts_with("verdict_run_state") && l.contains("subject=\"5.5\"")),
+        "{metrics}"
+    );
+    let (_, list) = get_json(&v.api("/api/v1/runs/checkout")).await;
+    assert_eq!(list["runs"].as_array().map(Vec::len), Some(0), "{list}");
+    let (_, all) = get_json(&v.api("/api/v1/runs")).await;
+    assert!(all["runs"]
+        .as_array()
+        .is_some_and(|r| r.iter().any(|r| r["run_id"] == old["run_id"])));
+    // Data under version 2 starts its own run.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    v.spans("5.5", 30, 10).await;
+    let fresh = v
+        .run_until("5.5", "the v2 run to start", |r| r["state"] == "VALIDATING")
+        .await;
+    assert_eq!(fresh["contract_version"], 2);
+}

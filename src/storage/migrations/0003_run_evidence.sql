@@ -3,3 +3,7 @@
 -- rest on. Empty for rows written before it existed (a run then resumes its
 -- checks from scratch, with bounds no narrower than the data allows).
 ALTER TABLE runs ADD COLUMN evidence TEXT NOT NULL DEFAULT '';
+
+-- A run that replaced another (a reset, a new contract version) counts only
+-- windows that start at or after this time (UNIX ns); NULL for other runs.
+ALTER TABLE runs ADD COLUMN counts_from BIGINT;

@@ -944,7 +944,9 @@ async fn manual_decisions_and_reset_need_the_token_and_are_recorded() {
         ),
         404
     );
-    // New data drives the new run.
+    // New data drives the new run — from the next window on: the window
+    // open at the reset may still hold the old run's data (issue 12.6).
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     v.spans("7.0", 10, 10).await;
     let again = v
         .run_until("7.0", "the new run to validate", |r| {

@@ -53,6 +53,8 @@ fn pipeline() -> PipelineInput {
             pass_windows: 1,
             fail_windows: 1,
             max_duration: None,
+            run_idle_timeout: std::time::Duration::from_secs(3600),
+            on_idle: verdict::config::OnIdle::Retire,
             on_timeout: OnTimeout::Rollback,
             baseline: None,
             decision: Decision::Windows,
@@ -197,7 +199,8 @@ fn shard() -> ShardState {
             lateness: 10 * S,
             max_clock_skew: 0,
         },
-        max_series: 10_000,
+        slots: verdict::aggregator::state::SubjectSlots::new(10_000),
+        idle: std::sync::Arc::from([3_600_000_000_000u64; 1]),
         max_streams: 10_000,
         stream_expiry: 900 * S,
     })

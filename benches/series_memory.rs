@@ -71,7 +71,8 @@ fn measure(series: usize) -> f64 {
             lateness: 10_000_000_000,
             max_clock_skew: 0,
         },
-        max_series: series + 1,
+        slots: verdict::aggregator::state::SubjectSlots::new(series + 1),
+        idle: std::sync::Arc::from([3_600_000_000_000u64; 1]),
         max_streams: 1,
         stream_expiry: 900_000_000_000,
     });

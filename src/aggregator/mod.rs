@@ -106,12 +106,14 @@ pub fn spawn(
     pipeline: &str,
     checkpoint_interval: Duration,
     mut restored: Vec<OpenWindows>,
+    idle: std::sync::Arc<[u64]>,
 ) -> Router {
     let shards = window.shards.max(1);
     let params = state::WindowParams {
         timing: window.timing(),
-        // Each shard holds its share of the pipeline's series budget.
-        max_series: window.max_series.div_ceil(shards).max(1),
+        // One budget of subjects for the whole pipeline.
+        slots: state::SubjectSlots::new(window.max_series),
+        idle,
         max_streams: window.max_streams.div_ceil(shards).max(1),
         stream_expiry: crate::model::nanos(window.stream_expiry),
     };
@@ -120,7 +122,7 @@ pub fn spawn(
         // Capacity from config: a full queue refuses whole requests upstream.
         let (tx, rx) = mpsc::channel(window.queue_size.max(1));
         senders.push(tx);
-        let mut state = state::ShardState::new(params);
+        let mut state = state::ShardState::new(params.clone());
         if let Some(open) = restored.get_mut(id) {
             for (series, windows) in open.drain() {
                 state.restore(series, windows);

@@ -2,6 +2,9 @@
 //! No async, no clock reads — the driver passes `now` in — so every rule
 //! about lateness, overflow and closing is tested with plain `#[test]`s.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
 use super::streams::{Delta, StreamParams, StreamTable};
 use crate::model::series::SeriesMap;
 use crate::model::{
@@ -27,13 +30,62 @@ pub enum RecordOutcome {
     Uncounted,
 }
 
+/// The subjects a pipeline holds, shared by its shards: `max_series`
+/// bounds them for the whole pipeline, not per shard, so a skewed hash
+/// cannot overflow one shard while another has room.
+#[derive(Debug)]
+pub struct SubjectSlots {
+    held: AtomicUsize,
+    max: usize,
+}
+
+impl SubjectSlots {
+    /// Room for `max` subjects.
+    pub fn new(max: usize) -> Arc<SubjectSlots> {
+        Arc::new(SubjectSlots {
+            held: AtomicUsize::new(0),
+            max: max.max(1),
+        })
+    }
+
+    /// Takes a slot if one is free.
+    fn take(&self) -> bool {
+        self.held
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// Takes a slot whether or not one is free (restored subjects).
+    fn take_anyway(&self) {
+        self.held.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Gives a slot back.
+    fn give(&self) {
+        let _ = self
+            .held
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+    }
+
+    /// Subjects held now.
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::Acquire)
+    }
+}
+
 /// Window settings of the shard, in nanoseconds.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct WindowParams {
     /// Window length and lateness.
     pub timing: WindowTiming,
-    /// Most series this shard holds at once (its share of `max_series`).
-    pub max_series: usize,
+    /// The pipeline's subjects, shared by its shards (`max_series`).
+    pub slots: Arc<SubjectSlots>,
+    /// How long each contract (by index) holds a subject after its last
+    /// sample (`run_idle_timeout`, ns); a contract beyond the list holds
+    /// it for an hour.
+    pub idle: Arc<[u64]>,
     /// Most metric streams this shard holds (its share of `max_streams`).
     pub max_streams: usize,
     /// Metric streams not seen for this long (ns) are forgotten.
@@ -67,6 +119,11 @@ pub struct ShardState {
     series: SeriesMap<Vec<(UnixNanos, Accum)>>,
     /// Every window whose deadline is ≤ this has been emitted.
     closed_until: UnixNanos,
+    /// Subjects holding a slot, with the end of their newest window that
+    /// had data: a subject leaves after its contract's idle timeout.
+    admitted: SeriesMap<UnixNanos>,
+    /// When idle subjects were last looked for.
+    admitted_checked: UnixNanos,
     late: u64,
     overflowed: u64,
     /// Cumulative metric streams of this shard's series.
@@ -76,16 +133,19 @@ pub struct ShardState {
 impl ShardState {
     /// An empty shard.
     pub fn new(params: WindowParams) -> ShardState {
+        let streams = StreamTable::new(StreamParams {
+            max_streams: params.max_streams,
+            expiry: params.stream_expiry,
+        });
         ShardState {
             params,
             series: SeriesMap::default(),
             closed_until: 0,
+            admitted: SeriesMap::default(),
+            admitted_checked: 0,
             late: 0,
             overflowed: 0,
-            streams: StreamTable::new(StreamParams {
-                max_streams: params.max_streams,
-                expiry: params.stream_expiry,
-            }),
+            streams,
         }
     }
 
@@ -138,7 +198,14 @@ impl ShardState {
             f(window_entry(windows, window.start));
             return RecordOutcome::Accepted;
         }
-        let (key, outcome) = if self.series.len() >= self.params.max_series {
+        let (key, outcome) = if series.subject.is_pseudo() {
+            (series.clone(), RecordOutcome::Accepted)
+        } else if self.admitted.contains_key(series) {
+            (series.clone(), RecordOutcome::Accepted)
+        } else if self.params.slots.take() {
+            self.admitted.insert(series.clone(), window.end);
+            (series.clone(), RecordOutcome::NewSeries)
+        } else {
             // Bounded memory: an unbounded set of subjects (user ids as
             // grouping keys) lands in one overflow series per contract.
             self.overflowed += 1;
@@ -147,10 +214,6 @@ impl ShardState {
                 subject: Subject::named(crate::model::series::OVERFLOW_SUBJECT),
             };
             (key, RecordOutcome::Overflow)
-        } else if series.subject.is_pseudo() {
-            (series.clone(), RecordOutcome::Accepted)
-        } else {
-            (series.clone(), RecordOutcome::NewSeries)
         };
         f(window_entry(
             self.series.entry(key).or_default(),
@@ -183,6 +246,9 @@ impl ShardState {
                 })
                 .count();
             for (start, accum) in windows.drain(..closed) {
+                if let Some(last) = self.admitted.get_mut(key) {
+                    *last = (*last).max(start.saturating_add(size));
+                }
                 out.push(ClosedWindow {
                     series: key.clone(),
                     window: Window {
@@ -194,9 +260,32 @@ impl ShardState {
             }
             !windows.is_empty()
         });
+        self.release_idle(now);
         // Deterministic order for the run engine and for tests.
         out.sort_by(|a, b| (a.window, &a.series).cmp(&(b.window, &b.series)));
         out
+    }
+
+    /// Gives back the slots of subjects idle for their contract's timeout
+    /// (and without an open window). Looked for at most once a second:
+    /// the map is bounded by `max_series`.
+    fn release_idle(&mut self, now: UnixNanos) {
+        if now < self.admitted_checked.saturating_add(1_000_000_000) {
+            return;
+        }
+        self.admitted_checked = now;
+        let (series, idle, slots) = (&self.series, &self.params.idle, &self.params.slots);
+        self.admitted.retain(|key, last| {
+            let timeout = idle
+                .get(key.contract as usize)
+                .copied()
+                .unwrap_or(3_600_000_000_000);
+            let keep = series.contains_key(key) || last.saturating_add(timeout) > now;
+            if !keep {
+                slots.give();
+            }
+            keep
+        });
     }
 
     /// Every open window, for a checkpoint.
@@ -215,15 +304,30 @@ impl ShardState {
         series: SeriesKey,
         windows: std::collections::BTreeMap<UnixNanos, Accum>,
     ) {
+        if !series.subject.is_pseudo() && !self.admitted.contains_key(&series) {
+            // What was held before a restart is held again, even past a
+            // lowered max_series: its data is accepted already.
+            self.params.slots.take_anyway();
+            let last = windows
+                .keys()
+                .last()
+                .map_or(0, |s| s.saturating_add(self.params.timing.size));
+            self.admitted.insert(series.clone(), last);
+        }
         let held = self.series.entry(series).or_default();
         for (start, acc) in windows {
             window_entry(held, start).merge(&acc);
         }
     }
 
-    /// Series currently held.
+    /// Series with an open window.
     pub fn series_count(&self) -> usize {
         self.series.len()
+    }
+
+    /// Subjects holding a slot in this shard.
+    pub fn admitted_count(&self) -> usize {
+        self.admitted.len()
     }
 
     /// Samples refused as late so far.
@@ -267,7 +371,8 @@ mod tests {
                 lateness: 2 * S,
                 max_clock_skew: 0,
             },
-            max_series: 2,
+            slots: SubjectSlots::new(2),
+            idle: std::sync::Arc::from([3_600_000_000_000u64; 1]),
             max_streams: 4,
             stream_expiry: 600 * S,
         }
@@ -340,6 +445,37 @@ mod tests {
         assert_eq!(overflow.len(), 1);
         assert_eq!(overflow[0].accum.samples, 2);
         assert_eq!(st.overflowed(), 2);
+    }
+
+    /// `max_series` holds for the pipeline, whatever the shards: two
+    /// shards sharing two slots admit two subjects in all, and a subject
+    /// gives its slot back after its contract's idle timeout.
+    #[test]
+    fn max_series_is_shared_by_the_shards_and_idle_subjects_leave() {
+        let shared = WindowParams {
+            idle: std::sync::Arc::from([30 * S; 1]),
+            ..params()
+        };
+        let mut a = ShardState::new(shared.clone());
+        let mut b = ShardState::new(shared.clone());
+        assert_eq!(a.record(&sample("a", S, 1.0)), RecordOutcome::NewSeries);
+        assert_eq!(b.record(&sample("b", S, 1.0)), RecordOutcome::NewSeries);
+        assert_eq!(a.record(&sample("c", S, 1.0)), RecordOutcome::Overflow);
+        assert_eq!(b.record(&sample("d", S, 1.0)), RecordOutcome::Overflow);
+        assert_eq!(shared.slots.held(), 2);
+        // Held subjects keep their slot between windows.
+        a.close_until(20 * S);
+        assert_eq!(a.record(&sample("a", 25 * S, 1.0)), RecordOutcome::Accepted);
+        assert_eq!(a.record(&sample("c", 25 * S, 1.0)), RecordOutcome::Overflow);
+        // b's subject last had data in [0, 10): idle at 40 s.
+        b.close_until(45 * S);
+        assert_eq!(shared.slots.held(), 1);
+        assert_eq!(b.admitted_count(), 0);
+        assert_eq!(
+            b.record(&sample("d", 46 * S, 1.0)),
+            RecordOutcome::NewSeries
+        );
+        assert_eq!(shared.slots.held(), 2);
     }
 
     #[test]

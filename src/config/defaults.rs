@@ -65,3 +65,10 @@ pub const DEFAULT_CONVERSIONS_METRIC: &str = "validation.conversions";
 pub const DEFAULT_PASS_WINDOWS: u32 = 3;
 /// Default sequential-test `alpha`.
 pub const DEFAULT_ALPHA: f64 = 0.05;
+/// Default contract `max_duration`: a run undecided after two days is
+/// decided by `on_timeout`.
+pub const DEFAULT_MAX_DURATION: Duration = Duration::from_secs(48 * 3600);
+/// Default contract `run_idle_timeout`: a run that has seen no sample for an
+/// hour is idle (long enough for a quiet night-time service to keep its
+/// run, short enough that one-shot subjects do not pile up).
+pub const DEFAULT_RUN_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);

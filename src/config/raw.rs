@@ -188,11 +188,17 @@ pub(crate) struct RawContract {
     pub pass_windows: Field<Int>,
     /// Consecutive failing windows that roll back. Default `1`; ≥ 1.
     pub fail_windows: Field<Int>,
-    /// A run with no decision after this long is decided by `on_timeout`
-    /// (`48h`). Default: no limit; > 0.
+    /// A run with no decision after this long is decided by `on_timeout`.
+    /// Default `48h`; > 0.
     pub max_duration: Field<HumanDuration>,
     /// What `max_duration` decides: `rollback` (default) or `promote`.
     pub on_timeout: Field<String>,
+    /// A run that has seen no sample for this long is idle (`1h`). > 0.
+    pub run_idle_timeout: Field<HumanDuration>,
+    /// What becomes of an idle run: `retire` (default: it leaves without a
+    /// verdict; new data starts a new run) or `timeout` (`on_timeout`
+    /// decides it).
+    pub on_idle: Field<String>,
     /// Optional comparison with the current release.
     pub baseline: Field<MapOnly<RawBaseline>>,
     /// Decision procedure: `sequential` (default) or `windows`.

@@ -121,8 +121,10 @@ fn minimal_file_gets_every_default() {
                     min_window_samples: 1,
                     pass_windows: 3,
                     fail_windows: 1,
-                    max_duration: None,
+                    max_duration: Some(Duration::from_secs(48 * 3600)),
                     on_timeout: OnTimeout::Rollback,
+                    run_idle_timeout: Duration::from_secs(3600),
+                    on_idle: OnIdle::Retire,
                     baseline: None,
                     decision: Decision::Sequential,
                     alpha: 0.05,
@@ -356,6 +358,8 @@ fn every_contract_field_is_read() {
     fail_windows: 2
     max_duration: 1h 30m
     on_timeout: promote
+    run_idle_timeout: 10m
+    on_idle: timeout
     decision: windows
     alpha: 0.01
     dry_run: true",
@@ -380,6 +384,8 @@ fn every_contract_field_is_read() {
     assert_eq!((c.pass_windows, c.fail_windows), (5, 2));
     assert_eq!(c.max_duration, Some(Duration::from_secs(5400)));
     assert_eq!(c.on_timeout, OnTimeout::Promote);
+    assert_eq!(c.run_idle_timeout, Duration::from_secs(600));
+    assert_eq!(c.on_idle, OnIdle::Timeout);
     assert_eq!(c.decision, Decision::Windows);
     assert_eq!(c.alpha, 0.01);
     assert!(c.dry_run);

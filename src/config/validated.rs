@@ -128,6 +128,17 @@ pub enum Decision {
     Sequential,
 }
 
+/// What becomes of a run that has seen no sample for `run_idle_timeout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnIdle {
+    /// It leaves without a verdict (kept as history, announced to no one);
+    /// new data for its subject starts a new run. One-shot subjects (user
+    /// ids, build numbers) cannot pile up.
+    Retire,
+    /// `on_timeout` decides it, as `max_duration` would.
+    Timeout,
+}
+
 /// What `max_duration` does to a run with no decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnTimeout {
@@ -171,10 +182,15 @@ pub struct ContractSpec {
     pub pass_windows: u32,
     /// Consecutive failing windows that roll back (default 1; ≥ 1).
     pub fail_windows: u32,
-    /// No decision by then → `on_timeout` (default none).
+    /// No decision by then → `on_timeout` (default 48h; always set by
+    /// validation).
     pub max_duration: Option<Duration>,
     /// What a timeout decides (default rollback).
     pub on_timeout: OnTimeout,
+    /// A run with no sample for this long is idle (default 1h).
+    pub run_idle_timeout: Duration,
+    /// What becomes of an idle run (default retire).
+    pub on_idle: OnIdle,
     /// Optional comparison with the current release.
     pub baseline: Option<BaselineSpec>,
     /// Decision procedure (default sequential).
@@ -192,7 +208,8 @@ impl ContractSpec {
     pub fn with_thresholds(name: &str, thresholds: Thresholds) -> ContractSpec {
         use super::defaults::{
             DEFAULT_ALPHA, DEFAULT_CONVERSIONS_METRIC, DEFAULT_CONVERSION_ATTRIBUTE,
-            DEFAULT_LATENCY_METRIC, DEFAULT_PASS_WINDOWS, DEFAULT_SPAN_KINDS, DEFAULT_SUBJECT_BY,
+            DEFAULT_LATENCY_METRIC, DEFAULT_MAX_DURATION, DEFAULT_PASS_WINDOWS,
+            DEFAULT_RUN_IDLE_TIMEOUT, DEFAULT_SPAN_KINDS, DEFAULT_SUBJECT_BY,
         };
         ContractSpec {
             name: name.to_string(),
@@ -209,8 +226,10 @@ impl ContractSpec {
             min_window_samples: 1,
             pass_windows: DEFAULT_PASS_WINDOWS,
             fail_windows: 1,
-            max_duration: None,
+            max_duration: Some(DEFAULT_MAX_DURATION),
             on_timeout: OnTimeout::Rollback,
+            run_idle_timeout: DEFAULT_RUN_IDLE_TIMEOUT,
+            on_idle: OnIdle::Retire,
             baseline: None,
             decision: Decision::Sequential,
             alpha: DEFAULT_ALPHA,

@@ -14,7 +14,7 @@ use axum::routing::get;
 use axum::Router;
 
 use crate::model::WindowVerdict;
-use crate::model::{CheckStatus, RunRecord, RunState};
+use crate::model::{CheckStatus, RunRecord, RunState, WindowRecord};
 use crate::runs::Catalog;
 use crate::telemetry;
 
@@ -137,22 +137,21 @@ pub async fn render_runs(catalog: &Catalog) -> String {
         "verdict_run_check_samples",
         "Samples the evidence of a check rests on.",
     );
-    let mut runs: Vec<RunRecord> = Vec::new();
+    let mut runs: Vec<(RunRecord, Option<WindowRecord>)> = Vec::new();
     for c in &catalog.contracts {
-        match catalog.store.current_runs(&c.name).await {
-            // Only the current contract version's runs: after a version bump
-            // an old verdict must not look current.
-            Ok(r) => runs.extend(r.into_iter().filter(|r| r.contract_version == c.version)),
+        // The current contract version's live runs with their last window,
+        // one query each: after a version bump an old verdict must not look
+        // current, and final runs leave after `metric_expiry`.
+        match catalog
+            .store
+            .live_runs(&c.name, c.version, now.saturating_sub(expiry))
+            .await
+        {
+            Ok(r) => runs.extend(r),
             Err(err) => tracing::warn!(error = %err, "Scrape could not read runs."),
         }
     }
-    for run in runs {
-        if run
-            .decided_at
-            .is_some_and(|d| d.saturating_add(expiry) < now)
-        {
-            continue;
-        }
+    for (run, last) in runs {
         let contract = run.contract.as_str();
         let subject = run.subject.joined();
         let base = [("contract", contract), ("subject", subject)];
@@ -189,12 +188,6 @@ pub async fn render_runs(catalog: &Catalog) -> String {
             check_limit.sample(&labels, c.limit);
             check_samples.sample(&labels, c.samples as f64);
         }
-        let last = catalog
-            .store
-            .windows(&run.run_id, 1)
-            .await
-            .ok()
-            .and_then(|w| w.into_iter().next());
         let Some(w) = last else { continue };
         let f = &w.figures;
         for (q, v) in [

@@ -91,6 +91,9 @@ pub struct RunRecord {
     /// when it replaces a run (a reset, a new contract version), so the
     /// data that decided its predecessor does not decide it again.
     pub counts_from: Option<UnixNanos>,
+    /// When it was retired: idle for its contract's `run_idle_timeout`, it
+    /// left without a verdict (and is `superseded`).
+    pub retired_at: Option<UnixNanos>,
 }
 
 impl RunRecord {
@@ -115,6 +118,7 @@ impl RunRecord {
             latency_bound: LatencyBound::default(),
             evidence: RunEvidence::default(),
             counts_from: None,
+            retired_at: None,
         }
     }
 }

@@ -16,8 +16,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::config::Decision;
+use super::deadlines::{self, Deadlines};
 use crate::config::{ContractSpec, WindowSpec};
+use crate::config::{Decision, OnIdle};
 use crate::contracts::evaluate_window;
 use crate::contracts::evidence::{self, Reference};
 use crate::model::series::BASELINE_SUBJECT;
@@ -119,6 +120,8 @@ pub struct Engine {
     earlier_versions: std::collections::HashSet<SeriesKey>,
     /// When this engine started.
     started: UnixNanos,
+    /// When each run next needs attention without data.
+    deadlines: Deadlines,
     ids: EventIds,
 }
 
@@ -180,6 +183,10 @@ impl Engine {
             }
         }
         let references = vec![Reference::default(); contracts.len()];
+        let mut deadlines = Deadlines::default();
+        for (key, run) in &runs {
+            deadlines.schedule(key, run, &contracts[key.contract as usize]);
+        }
         let mut images = seed.open;
         images.resize_with(shards, HashMap::new);
         Engine {
@@ -198,6 +205,7 @@ impl Engine {
             references,
             earlier_versions,
             started: now,
+            deadlines,
             ids: EventIds(ulid::Generator::new()),
         }
     }
@@ -298,6 +306,8 @@ impl Engine {
                 fresh.counts_from = Some(now);
                 *run = fresh.clone();
                 self.last_windows.remove(&old.run_id);
+                let key = key.clone();
+                self.deadlines.schedule(&key, &fresh, spec);
                 let out = vec![
                     self.commit(old, None, None),
                     self.commit(fresh.clone(), None, None),
@@ -416,12 +426,15 @@ impl Engine {
             .counts_from
             .is_some_and(|from| Window::containing(ts, self.size).start < from)
         {
+            let run = run.clone();
+            self.deadlines.schedule(series, &run, spec);
             return;
         }
         if let Some(t) = machine::on_first_sample(run) {
             run.first_sample_at = Some(ts);
             let event = transition(&mut self.ids, run, &t, None, now, spec.dry_run);
             let run = run.clone();
+            self.deadlines.schedule(series, &run, spec);
             out.push(self.commit(run, None, Some(event)));
         }
     }
@@ -456,28 +469,30 @@ impl Engine {
             .iter()
             .map(|b| b.map(Figures::of))
             .collect();
-        let mut keys: Vec<SeriesKey> = self.runs.keys().cloned().collect();
+        // Only runs with data in the window: an empty window changes no
+        // evidence and no streak, and writing a row for every run every
+        // window would grow with every run ever made.
+        let mut keys: Vec<&SeriesKey> = data
+            .keys()
+            .filter(|k| !k.subject.is_pseudo() && self.runs.contains_key(*k))
+            .collect();
         keys.sort();
         for key in keys {
-            let Some(run) = self.runs.get_mut(&key) else {
+            let Some(run) = self.runs.get_mut(key) else {
                 continue;
             };
             let spec = &self.contracts[key.contract as usize];
-            let acc = data.get(&key);
-            let before_first = run
-                .first_sample_at
-                .is_none_or(|t| w.end <= Window::containing(t, self.size).start);
+            let Some(acc) = data.get(key) else {
+                continue;
+            };
             if run.state == RunState::Pending
                 || run.counts_from.is_some_and(|from| w.start < from)
-                || (acc.is_none() && (before_first || run.state.is_final()))
                 // Judged already: a checkpoint older than the last commit
                 // restored it (kill -9). Counting it again would double it.
                 || run.last_window_end.is_some_and(|end| w.end <= end)
             {
                 continue;
             }
-            let empty = Accum::default();
-            let acc = acc.unwrap_or(&empty);
             let figures = Figures::of(acc);
             let baseline = baselines.get(key.contract as usize).copied().flatten();
             let outcome = evaluate_window(spec, &figures, baseline.as_ref());
@@ -524,6 +539,7 @@ impl Engine {
             }
             self.last_windows.insert(run.run_id.clone(), record.clone());
             let run = run.clone();
+            self.deadlines.schedule(key, &run, spec);
             out.push(self.commit(run, Some(record), event));
         }
         // The baseline's window joins the references only now: a run's
@@ -535,23 +551,99 @@ impl Engine {
         }
     }
 
-    /// Decides runs that reached `max_duration`.
+    /// Handles the runs whose deadline has come: `max_duration` decides an
+    /// undecided run (`on_timeout`); a run idle for `run_idle_timeout` is
+    /// retired without a verdict (or decided, with `on_idle: timeout`) and
+    /// leaves memory, as does a final run once idle. Only due runs are
+    /// looked at.
     fn timeouts(&mut self, now: UnixNanos, out: &mut Vec<Commit>) {
-        let mut keys: Vec<SeriesKey> = self.runs.keys().cloned().collect();
-        keys.sort();
-        for key in keys {
+        while let Some(key) = self.deadlines.pop_due(now) {
             let Some(run) = self.runs.get_mut(&key) else {
                 continue;
             };
             let spec = &self.contracts[key.contract as usize];
-            if let Some(t) = machine::on_timeout(run, spec, now) {
+            let idle = deadlines::idle_at(run, spec) <= now;
+            let decided = machine::on_timeout(run, spec, now).or_else(|| {
+                (idle && spec.on_idle == OnIdle::Timeout)
+                    .then(|| machine::on_idle(run, spec))
+                    .flatten()
+            });
+            if let Some(t) = decided {
                 // `observed` of a timeout is the last closed window.
                 let last = self.last_windows.get(&run.run_id).cloned();
                 let event = transition(&mut self.ids, run, &t, last, now, spec.dry_run);
                 let run = run.clone();
                 out.push(self.commit(run, None, Some(event)));
+            } else if idle && !run.state.is_final() {
+                machine::retire(run, spec, now);
+                let run = run.clone();
+                out.push(self.commit(run, None, None));
+            }
+            let Some(run) = self.runs.get(&key) else {
+                continue;
+            };
+            if idle {
+                // Out of memory: a final run is found again in storage if
+                // its subject comes back (see `adopt`); a retired one is
+                // replaced by a new run.
+                self.last_windows.remove(&run.run_id);
+                self.runs.remove(&key);
+            } else {
+                self.deadlines.schedule(&key, run, spec);
             }
         }
+    }
+
+    /// Whether the engine holds the run of `series` (the driver looks a
+    /// run up in storage before data for an unknown series is handled).
+    pub fn knows(&self, series: &SeriesKey) -> bool {
+        series.subject.is_pseudo() || self.runs.contains_key(series)
+    }
+
+    /// The contract `name`'s name and index, if it is one of this engine's.
+    pub fn contract_index(&self, name: &str) -> Option<u32> {
+        self.contracts
+            .iter()
+            .position(|c| c.name == name)
+            .map(|i| i as u32)
+    }
+
+    /// The contract of index `i`'s name.
+    pub fn contract_name(&self, i: u32) -> Option<&str> {
+        self.contracts.get(i as usize).map(|c| c.name.as_str())
+    }
+
+    /// Whether the engine holds a run of contract index `contract` for the
+    /// joined subject `subject`.
+    pub fn knows_joined(&self, contract: u32, subject: &str) -> bool {
+        self.runs
+            .keys()
+            .any(|k| k.contract == contract && k.subject.joined() == subject)
+    }
+
+    /// Takes back a run found in storage for `series` (one that left
+    /// memory when it went idle): a final run stays final, and its new
+    /// data is observed, never judged into a new run.
+    pub fn adopt(&mut self, series: &SeriesKey, run: RunRecord, now: UnixNanos) {
+        let Some(spec) = self.contracts.get(series.contract as usize) else {
+            return;
+        };
+        if run.superseded || self.runs.contains_key(series) {
+            return;
+        }
+        if run.contract != spec.name || run.contract_version != spec.version {
+            self.earlier_versions.insert(series.clone());
+            return;
+        }
+        // Its subject is back: idle counts from now.
+        self.deadlines.schedule_from(series, &run, spec, now);
+        self.runs.insert(series.clone(), run);
+    }
+
+    /// Runs held in memory.
+    #[cfg(test)]
+    pub fn runs_held(&self) -> usize {
+        self.runs.len()
     }
 }
 

@@ -202,21 +202,19 @@ fn promotes_after_consecutive_passing_windows() {
 }
 
 #[test]
-fn rolls_back_with_the_failure_sentence_and_records_empty_windows() {
+fn rolls_back_with_the_failure_sentence_and_writes_no_empty_windows() {
     let store = Arc::new(MemoryStore::new());
     let mut e = engine(spec(), store.clone());
     let k = key("3.0");
     seen(&mut e, &k, 101 * S);
     e.handle(closed(&k, 100 * S, 10, 20.0, 0), 112 * S);
     watermark(&mut e, 112 * S);
-    // Two windows with no data: recorded as insufficient, no decision.
+    // Two windows with no data: nothing written, no decision (issue 12.5:
+    // a row per run per window would grow with every run ever made).
     assert!(watermark(&mut e, 132 * S).is_empty());
     let run = sync(store.current("checkout", "3.0")).expect("run");
     let windows = sync(store.windows(&run.run_id, 10));
-    assert_eq!(windows.len(), 3);
-    assert!(windows[..2]
-        .iter()
-        .all(|w| w.result == crate::model::WindowVerdict::Insufficient));
+    assert_eq!(windows.len(), 1);
     e.handle(closed(&k, 130 * S, 10, 20.0, 3), 142 * S);
     let ev = watermark(&mut e, 142 * S);
     assert_eq!(ev.len(), 1);
@@ -520,4 +518,108 @@ fn restored_windows_are_judged_once() {
     let run = sync(store.current("checkout", "10.0")).expect("run");
     assert_eq!(run.cumulative.samples, 10, "counted once");
     assert_eq!(sync(store.windows(&run.run_id, 10)).len(), 1);
+}
+
+/// Issue 12.5: a run with no sample for `run_idle_timeout` is retired
+/// without a verdict and leaves memory; empty windows write nothing; a
+/// final run leaves memory once idle and, found again in storage, stays
+/// final when its subject comes back.
+#[test]
+fn idle_runs_are_retired_and_final_runs_leave_memory() {
+    let store = Arc::new(MemoryStore::new());
+    let idle = ContractSpec {
+        run_idle_timeout: Duration::from_secs(30),
+        ..spec()
+    };
+    let mut e = engine(idle.clone(), store.clone());
+    let one_shot = key("one-shot");
+    seen(&mut e, &one_shot, 101 * S);
+    e.handle(closed(&one_shot, 100 * S, 2, 20.0, 0), 112 * S);
+    watermark(&mut e, 112 * S);
+    let before = sync(
+        store.windows(
+            &sync(store.current("checkout", "one-shot"))
+                .expect("run")
+                .run_id,
+            100,
+        ),
+    )
+    .len();
+    // Quiet windows: nothing is written for them.
+    watermark(&mut e, 122 * S);
+    watermark(&mut e, 132 * S);
+    let run = sync(store.current("checkout", "one-shot")).expect("run");
+    assert_eq!(sync(store.windows(&run.run_id, 100)).len(), before);
+    assert_eq!(run.state, RunState::Validating);
+    // 30 s after its last window (ending at 110 s): retired, announced to
+    // no one, and gone from memory.
+    let events = watermark(&mut e, 141 * S);
+    assert!(events.is_empty(), "{events:?}");
+    assert_eq!(e.engine.runs_held(), 0);
+    let all = sync(store.runs(10));
+    let retired = all
+        .iter()
+        .find(|r| r.run_id == run.run_id)
+        .expect("kept as history");
+    assert!(
+        retired.superseded && retired.retired_at == Some(141 * S),
+        "{retired:?}"
+    );
+    assert!(
+        retired.reason.starts_with("retired without a verdict"),
+        "{}",
+        retired.reason
+    );
+    assert_eq!(retired.state, RunState::Validating);
+    assert!(sync(store.current("checkout", "one-shot")).is_none());
+
+    // A final run: rolled back, then idle → out of memory.
+    let bad = key("bad");
+    seen(&mut e, &bad, 151 * S);
+    e.handle(closed(&bad, 150 * S, 10, 500.0, 0), 162 * S);
+    let events = watermark(&mut e, 162 * S);
+    assert!(events.iter().any(|ev| ev.run.state == RunState::RolledBack));
+    watermark(&mut e, 200 * S);
+    assert_eq!(e.engine.runs_held(), 0);
+    // Its subject comes back: the driver finds the run in storage, and the
+    // engine adopts it; new data is observed, the run stays final.
+    assert!(!e.engine.knows(&bad));
+    let found = sync(store.current("checkout", "bad")).expect("stored");
+    e.engine.adopt(&bad, found.clone(), 201 * S);
+    seen(&mut e, &bad, 201 * S);
+    e.handle(closed(&bad, 200 * S, 10, 20.0, 0), 212 * S);
+    let events = watermark(&mut e, 212 * S);
+    assert!(events.is_empty(), "{events:?}");
+    let after = sync(store.current("checkout", "bad")).expect("stored");
+    assert_eq!(
+        (after.run_id, after.state),
+        (found.run_id, RunState::RolledBack)
+    );
+}
+
+/// With `on_idle: timeout`, an idle run is decided by `on_timeout`.
+#[test]
+fn idle_runs_can_time_out_instead() {
+    let store = Arc::new(MemoryStore::new());
+    let spec = ContractSpec {
+        run_idle_timeout: Duration::from_secs(30),
+        on_idle: crate::config::OnIdle::Timeout,
+        ..spec()
+    };
+    let mut e = engine(spec, store.clone());
+    let k = key("quiet");
+    seen(&mut e, &k, 101 * S);
+    e.handle(closed(&k, 100 * S, 2, 20.0, 0), 112 * S);
+    watermark(&mut e, 112 * S);
+    let events = watermark(&mut e, 141 * S);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].run.state, RunState::RolledBack);
+    assert!(
+        events[0]
+            .run
+            .reason
+            .starts_with("timeout: no sample for 30s"),
+        "{}",
+        events[0].run.reason
+    );
 }

@@ -135,6 +135,40 @@ pub fn on_timeout(run: &RunRecord, spec: &ContractSpec, now: UnixNanos) -> Optio
     })
 }
 
+/// Decides a run that went idle (`on_idle: timeout`) as `on_timeout` says.
+pub fn on_idle(run: &RunRecord, spec: &ContractSpec) -> Option<Transition> {
+    if run.state.is_final() {
+        return None;
+    }
+    let to = match spec.on_timeout {
+        OnTimeout::Rollback => RunState::RolledBack,
+        OnTimeout::Promote => RunState::Promoted,
+    };
+    Some(Transition {
+        to,
+        reason: format!(
+            "timeout: no sample for {} (run_idle_timeout)",
+            humantime::format_duration(spec.run_idle_timeout)
+        ),
+        failures: Vec::new(),
+    })
+}
+
+/// Retires an idle undecided run (`on_idle: retire`): it leaves without a
+/// verdict — nothing is announced — and new data for its subject starts a
+/// new run.
+pub fn retire(run: &mut RunRecord, spec: &ContractSpec, now: UnixNanos) {
+    if run.state.is_final() {
+        return;
+    }
+    run.superseded = true;
+    run.retired_at = Some(now);
+    run.reason = format!(
+        "retired without a verdict: no sample for {} (run_idle_timeout)",
+        humantime::format_duration(spec.run_idle_timeout)
+    );
+}
+
 /// Applies a transition to the run.
 pub fn apply(run: &mut RunRecord, t: &Transition, now: UnixNanos) {
     run.state = t.to;

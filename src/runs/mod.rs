@@ -9,6 +9,7 @@
 //!   serves manual decisions;
 
 pub mod catalog;
+mod deadlines;
 pub mod engine;
 pub mod machine;
 pub mod task;

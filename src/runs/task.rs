@@ -21,8 +21,7 @@ use crate::retry::Backoff;
 use crate::storage::{Commit, Health, RunStore};
 
 use super::engine::{Engine, ManualAction, ManualError};
-use crate::model::EngineInput;
-use crate::model::RunRecord;
+use crate::model::{EngineInput, RunRecord, SeriesKey};
 
 /// A manual decision or reset, routed through the engine that owns the run.
 #[derive(Debug)]
@@ -63,12 +62,20 @@ pub struct EngineTask {
 /// Longest wait between two commit attempts while the storage fails.
 const MAX_COMMIT_BACKOFF: Duration = Duration::from_secs(5);
 
+/// Retired runs stay listed this long, then go with their windows, so
+/// one-shot subjects (user ids, build numbers) do not pile up in storage.
+pub const RETIRED_RETENTION: Duration = Duration::from_secs(3600);
+
+/// How often the task purges retired runs.
+const PURGE_EVERY: Duration = Duration::from_secs(60);
+
 impl EngineTask {
     /// Runs until every shard has hung up, then writes the final checkpoint.
     pub async fn run(mut self) {
         // The restored image, in this process's shard layout.
         let slots = self.engine.checkpoint(true);
         self.save_checkpoint(&slots, true).await;
+        let mut purged = self.clock.now();
         loop {
             tokio::select! {
                 biased;
@@ -76,7 +83,19 @@ impl EngineTask {
                 Some(cmd) = self.commands.recv() => self.command(cmd).await,
                 msg = self.input.recv() => {
                     let Some(msg) = msg else { break };
+                    match &msg {
+                        EngineInput::SeriesSeen { series, .. } => self.resolve(series).await,
+                        EngineInput::Closed(cw) => self.resolve(&cw.series).await,
+                        _ => {}
+                    }
                     let snapshot = matches!(msg, EngineInput::Snapshot { .. });
+                    let now = self.clock.now();
+                    if matches!(msg, EngineInput::Watermark { .. })
+                        && now >= purged.saturating_add(crate::model::nanos(PURGE_EVERY))
+                    {
+                        purged = now;
+                        self.purge_retired().await;
+                    }
                     let batch = self.engine.handle(msg, self.clock.now());
                     self.commit(batch).await;
                     if snapshot {
@@ -92,7 +111,78 @@ impl EngineTask {
         tracing::info!(pipeline = %self.pipeline, "Open windows checkpointed.");
     }
 
+    /// Deletes runs retired more than [`RETIRED_RETENTION`] ago. A failure
+    /// is only logged: the next round tries again.
+    async fn purge_retired(&self) {
+        let before = self
+            .clock
+            .now()
+            .saturating_sub(crate::model::nanos(RETIRED_RETENTION));
+        match self.store.purge_retired(before).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(pipeline = %self.pipeline, runs = n, "Retired runs purged."),
+            Err(err) => {
+                tracing::warn!(pipeline = %self.pipeline, error = %err, "Could not purge retired runs.")
+            }
+        }
+    }
+
+    /// Before data for a series the engine does not hold is handled, looks
+    /// for its run in storage: a run leaves memory when it goes idle, and a
+    /// final run must stay final when its subject comes back (never a new
+    /// run for it). Retried while the storage fails, like commits.
+    async fn resolve(&mut self, series: &SeriesKey) {
+        if self.engine.knows(series) {
+            return;
+        }
+        let Some(contract) = self
+            .engine
+            .contract_name(series.contract)
+            .map(str::to_string)
+        else {
+            return;
+        };
+        if let Some(run) = self.lookup(&contract, series.subject.joined()).await {
+            self.engine.adopt(series, run, self.clock.now());
+        }
+    }
+
+    /// The current run of `contract` for the joined `subject` in storage,
+    /// retrying while the storage fails.
+    async fn lookup(&self, contract: &str, subject: &str) -> Option<RunRecord> {
+        let backoff = Backoff {
+            initial: Duration::from_millis(100),
+            max: MAX_COMMIT_BACKOFF,
+        };
+        for failures in 1u32.. {
+            match self.store.current(contract, subject).await {
+                Ok(run) => {
+                    self.health.ok(&self.source());
+                    return run;
+                }
+                Err(err) => {
+                    tracing::error!(pipeline = %self.pipeline, error = %err, "Could not look up a run; retrying.");
+                    self.health.failed(&self.source(), err.to_string());
+                    tokio::time::sleep(backoff.delay(failures)).await;
+                }
+            }
+        }
+        None
+    }
+
     async fn command(&mut self, cmd: Command) {
+        // A run that left memory (idle) is still the subject's run.
+        if let Some(index) = self.engine.contract_index(&cmd.contract) {
+            if !self.engine.knows_joined(index, &cmd.subject) {
+                if let Some(run) = self.lookup(&cmd.contract, &cmd.subject).await {
+                    let series = SeriesKey {
+                        contract: index,
+                        subject: run.subject.clone(),
+                    };
+                    self.engine.adopt(&series, run, self.clock.now());
+                }
+            }
+        }
         let result = self.engine.manual(
             cmd.action,
             &cmd.contract,

@@ -154,6 +154,62 @@ impl RunStore for MemoryStore {
         })
     }
 
+    fn live_runs<'a>(
+        &'a self,
+        contract: &'a str,
+        version: u32,
+        decided_after: UnixNanos,
+    ) -> StoreFuture<'a, Vec<(RunRecord, Option<WindowRecord>)>> {
+        self.with(move |inner| {
+            let mut runs: Vec<(RunRecord, Option<WindowRecord>)> = inner
+                .current
+                .iter()
+                .filter(|((c, _), _)| c == contract)
+                .filter_map(|(_, id)| inner.runs.get(id))
+                .filter(|r| r.contract_version == version)
+                .filter(|r| r.decided_at.is_none_or(|d| d >= decided_after))
+                .map(|r| {
+                    let last = inner
+                        .windows
+                        .get(&r.run_id)
+                        .and_then(|l| l.values().next_back().cloned());
+                    (r.clone(), last)
+                })
+                .collect();
+            runs.sort_by(|a, b| a.0.subject.cmp(&b.0.subject));
+            runs
+        })
+    }
+
+    fn purge_retired(&self, before: UnixNanos) -> StoreFuture<'_, u64> {
+        self.with(move |inner| {
+            let gone: Vec<String> = inner
+                .runs
+                .values()
+                .filter(|r| r.retired_at.is_some_and(|t| t < before))
+                .map(|r| r.run_id.clone())
+                .collect();
+            let needed: std::collections::HashSet<String> = inner
+                .outbox
+                .values()
+                .filter(|d| d.state != DeliveryState::Delivered)
+                .map(|d| d.event_id.clone())
+                .collect();
+            let mut purged = 0;
+            for id in gone {
+                inner.windows.remove(&id);
+                inner
+                    .transitions
+                    .retain(|(run, event, _)| run != &id || needed.contains(event));
+                if !inner.transitions.iter().any(|(run, _, _)| run == &id) {
+                    inner.runs.shift_remove(&id);
+                    purged += 1;
+                }
+            }
+            purged
+        })
+    }
+
     fn windows<'a>(&'a self, run_id: &'a str, limit: usize) -> StoreFuture<'a, Vec<WindowRecord>> {
         self.with(move |inner| {
             inner

@@ -191,6 +191,22 @@ pub trait RunStore: Send + Sync + std::fmt::Debug {
     /// The current run of every subject of a contract, by subject.
     fn current_runs<'a>(&'a self, contract: &'a str) -> StoreFuture<'a, Vec<RunRecord>>;
 
+    /// What `/metrics` shows of a contract: the current runs of its version
+    /// `version` that are undecided or were decided at or after
+    /// `decided_after`, each with its newest window result — in one query,
+    /// so a scrape costs the live runs, not every run ever made.
+    fn live_runs<'a>(
+        &'a self,
+        contract: &'a str,
+        version: u32,
+        decided_after: UnixNanos,
+    ) -> StoreFuture<'a, Vec<(RunRecord, Option<WindowRecord>)>>;
+
+    /// Deletes the runs retired before `before` (idle, without a verdict),
+    /// their windows, and their transitions that no undelivered outbox row
+    /// still needs; returns how many runs went.
+    fn purge_retired(&self, before: UnixNanos) -> StoreFuture<'_, u64>;
+
     /// A run's window history, newest first, at most `limit`.
     fn windows<'a>(&'a self, run_id: &'a str, limit: usize) -> StoreFuture<'a, Vec<WindowRecord>>;
 

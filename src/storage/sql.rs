@@ -74,7 +74,7 @@ fn uint(v: i64) -> u64 {
 
 const RUN_COLUMNS: &str = "run_id, contract, contract_version, subject_attributes, state, reason, \
     started_at, decided_at, superseded, pass_streak, fail_streak, windows, cumulative, \
-    last_window_end, first_sample_at, latency_bound, evidence, counts_from";
+    last_window_end, first_sample_at, latency_bound, evidence, counts_from, retired_at";
 
 fn run_from_row(row: &AnyRow) -> Result<RunRecord, StoreError> {
     let get_i = |name: &str| row.try_get::<i64, _>(name).map_err(unavailable);
@@ -99,6 +99,7 @@ fn run_from_row(row: &AnyRow) -> Result<RunRecord, StoreError> {
         latency_bound: codec::bound_from_text(&get_s("latency_bound")?),
         evidence: codec::evidence_from_text(&get_s("evidence")?),
         counts_from: get_oi("counts_from")?.map(uint),
+        retired_at: get_oi("retired_at")?.map(uint),
     })
 }
 
@@ -240,13 +241,13 @@ impl SqlStore {
                 "INSERT INTO runs (run_id, contract, contract_version, subject, subject_attributes, \
                  state, reason, started_at, decided_at, superseded, pass_streak, fail_streak, \
                  windows, cumulative, last_window_end, first_sample_at, updated_at, latency_bound, evidence, \
-                 counts_from) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20) \
+                 counts_from, retired_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21) \
                  ON CONFLICT (run_id) DO UPDATE SET \
                  state = CASE WHEN runs.state IN ('PROMOTED', 'ROLLED_BACK') THEN runs.state ELSE excluded.state END, \
                  reason = CASE WHEN runs.state IN ('PROMOTED', 'ROLLED_BACK') THEN runs.reason ELSE excluded.reason END, \
                  decided_at = CASE WHEN runs.state IN ('PROMOTED', 'ROLLED_BACK') THEN runs.decided_at ELSE excluded.decided_at END, \
-                 superseded = excluded.superseded, pass_streak = excluded.pass_streak, \
+                 superseded = excluded.superseded, retired_at = excluded.retired_at, pass_streak = excluded.pass_streak, \
                  fail_streak = excluded.fail_streak, windows = excluded.windows, \
                  cumulative = excluded.cumulative, last_window_end = excluded.last_window_end, \
                  first_sample_at = excluded.first_sample_at, updated_at = excluded.updated_at, \
@@ -273,6 +274,7 @@ impl SqlStore {
             .bind(codec::bound_to_text(&r.latency_bound))
             .bind(codec::evidence_to_text(&r.evidence))
             .bind(r.counts_from.map(int))
+            .bind(r.retired_at.map(int))
             .execute(&mut *tx)
             .await?;
             if let Some(w) = &c.window {
@@ -446,6 +448,68 @@ impl RunStore for SqlStore {
             runs.dedup_by(|later, first| later.subject.joined() == first.subject.joined());
             runs.sort_by(|a, b| a.subject.cmp(&b.subject));
             Ok(runs)
+        })
+    }
+
+    fn live_runs<'a>(
+        &'a self,
+        contract: &'a str,
+        version: u32,
+        decided_after: UnixNanos,
+    ) -> StoreFuture<'a, Vec<(RunRecord, Option<WindowRecord>)>> {
+        Box::pin(async move {
+            let sql = format!(
+                "SELECT {RUN_COLUMNS}, (SELECT w.record FROM windows w WHERE w.run_id = runs.run_id \
+                 ORDER BY w.window_start DESC LIMIT 1) AS last_window FROM runs \
+                 WHERE contract = $1 AND contract_version = $2 AND superseded = 0 \
+                 AND (decided_at IS NULL OR decided_at >= $3) ORDER BY subject"
+            );
+            let rows = sqlx::query(&sql)
+                .bind(contract)
+                .bind(i64::from(version))
+                .bind(int(decided_after))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(unavailable)?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let run = run_from_row(row)?;
+                let last: Option<String> = row.try_get("last_window").map_err(unavailable)?;
+                let window = last.map(|t| codec::window_from_text(&t)).transpose()?;
+                out.push((run, window));
+            }
+            Ok(out)
+        })
+    }
+
+    fn purge_retired(&self, before: UnixNanos) -> StoreFuture<'_, u64> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await.map_err(unavailable)?;
+            let retired =
+                "SELECT run_id FROM runs WHERE retired_at IS NOT NULL AND retired_at < $1";
+            for sql in [
+                format!("DELETE FROM windows WHERE run_id IN ({retired})"),
+                format!(
+                    "DELETE FROM transitions WHERE run_id IN ({retired}) AND event_id NOT IN \
+                     (SELECT event_id FROM outbox WHERE state <> 'delivered')"
+                ),
+            ] {
+                sqlx::query(&sql)
+                    .bind(int(before))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(unavailable)?;
+            }
+            let done = sqlx::query(
+                "DELETE FROM runs WHERE retired_at IS NOT NULL AND retired_at < $1 \
+                 AND run_id NOT IN (SELECT run_id FROM transitions)",
+            )
+            .bind(int(before))
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+            tx.commit().await.map_err(unavailable)?;
+            Ok(done.rows_affected())
         })
     }
 
@@ -644,6 +708,67 @@ mod tests {
             failures: vec![],
             dry_run: false,
         }
+    }
+
+    /// A scrape reads only live runs, with their last window, in one
+    /// query; retired runs are purged with their windows and transitions.
+    #[tokio::test]
+    async fn live_runs_and_the_purge_of_retired_runs() {
+        let (store, _db) = open("live").await;
+        let subject = |v: &str| Subject::new(vec![("service.version".into(), v.into())]);
+        let window = |start: u64| WindowRecord {
+            window: Window { start, end: start + 10 },
+            figures: crate::model::Figures::of(&Accum::default()),
+            result: crate::model::WindowVerdict::Insufficient,
+            failures: vec![],
+            notes: Vec::new(),
+            checks: Vec::new(),
+        };
+        let mut live = run(RunState::Validating);
+        live.subject = subject("live");
+        let mut old = run(RunState::Promoted);
+        old.subject = subject("old");
+        old.decided_at = Some(100);
+        let mut recent = run(RunState::RolledBack);
+        recent.subject = subject("recent");
+        recent.decided_at = Some(900);
+        let mut retired = run(RunState::Validating);
+        retired.subject = subject("retired");
+        retired.superseded = true;
+        retired.retired_at = Some(500);
+        let mut other = run(RunState::Validating);
+        other.subject = subject("v1");
+        other.contract_version = 1;
+        let mut batch = Vec::new();
+        for r in [&live, &old, &recent, &retired, &other] {
+            for start in [0, 10] {
+                batch.push(Commit {
+                    run: r.clone(),
+                    window: Some(window(start)),
+                    event: None,
+                    outbox: vec![],
+                });
+            }
+        }
+        batch.push(Commit {
+            run: retired.clone(),
+            window: None,
+            event: Some(event(&retired, "01R")),
+            outbox: vec![],
+        });
+        store.commit(&batch, 5).await.expect("commits");
+        let got = store.live_runs("checkout", 2, 800).await.expect("reads");
+        let names: Vec<&str> = got.iter().map(|(r, _)| r.subject.joined()).collect();
+        assert_eq!(names, ["live", "recent"]);
+        assert_eq!(got[0].1.as_ref().map(|w| w.window.start), Some(10));
+        // Not yet old enough; then gone with its windows and transitions.
+        assert_eq!(store.purge_retired(400).await.expect("purges"), 0);
+        assert_eq!(store.purge_retired(600).await.expect("purges"), 1);
+        assert!(store.windows(&retired.run_id, 10).await.expect("reads").is_empty());
+        assert!(store.transitions(&retired.run_id, 10).await.expect("reads").is_empty());
+        let all = store.runs(10).await.expect("reads");
+        assert!(all.iter().all(|r| r.run_id != retired.run_id));
+        assert_eq!(all.len(), 4);
     }
 
     #[tokio::test]

@@ -196,6 +196,10 @@ impl Server {
                 &p.name,
                 config.service.checkpoint_interval,
                 open,
+                p.contracts
+                    .iter()
+                    .map(|c| crate::model::nanos(c.run_idle_timeout))
+                    .collect(),
             );
             let input = PipelineInput {
                 name: p.name.clone(),

@@ -37,9 +37,9 @@ use super::raw::{
 };
 use super::select::{select_resource, AttributeMatch, Selection};
 use super::validated::{
-    BaselineSpec, ContractSpec, Decision, ExporterKind, ExporterSpec, OnTimeout, OtlpReceiverSpec,
-    PipelineSpec, ProbeReceiverSpec, ReceiverKind, ReceiverSpec, RetrySpec, ServiceSpec, Source,
-    StorageSpec, Thresholds, ValidatedConfig, WebhookSpec, WindowSpec,
+    BaselineSpec, ContractSpec, Decision, ExporterKind, ExporterSpec, OnIdle, OnTimeout,
+    OtlpReceiverSpec, PipelineSpec, ProbeReceiverSpec, ReceiverKind, ReceiverSpec, RetrySpec,
+    ServiceSpec, Source, StorageSpec, Thresholds, ValidatedConfig, WebhookSpec, WindowSpec,
 };
 use crate::model::RunState;
 

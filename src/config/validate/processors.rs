@@ -204,7 +204,25 @@ pub(super) fn contract(
         &at("fail_windows"),
         errors,
     );
-    let max_duration = optional_positive_duration(raw.max_duration, &at("max_duration"), errors);
+    let max_duration = positive_duration(
+        raw.max_duration,
+        DEFAULT_MAX_DURATION,
+        &at("max_duration"),
+        errors,
+    );
+    let run_idle_timeout = positive_duration(
+        raw.run_idle_timeout,
+        DEFAULT_RUN_IDLE_TIMEOUT,
+        &at("run_idle_timeout"),
+        errors,
+    );
+    let on_idle = one_of(
+        raw.on_idle,
+        &[("retire", OnIdle::Retire), ("timeout", OnIdle::Timeout)],
+        OnIdle::Retire,
+        &at("on_idle"),
+        errors,
+    );
     let on_timeout = one_of(
         raw.on_timeout,
         &[
@@ -258,8 +276,10 @@ pub(super) fn contract(
         min_window_samples: u64::try_from(min_window_samples).unwrap_or(1),
         pass_windows: u32::try_from(pass_windows).unwrap_or(DEFAULT_PASS_WINDOWS),
         fail_windows: u32::try_from(fail_windows).unwrap_or(1),
-        max_duration,
+        max_duration: Some(max_duration),
         on_timeout,
+        run_idle_timeout,
+        on_idle,
         baseline,
         decision,
         alpha,

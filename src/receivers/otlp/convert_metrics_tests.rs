@@ -336,7 +336,8 @@ fn figures_of(req: &ExportMetricsServiceRequest, p: &PipelineInput) -> Vec<(Stri
     assert_eq!(out.rejected_count(), 0, "{}", out.message("data points"));
     let mut st = ShardState::new(WindowParams {
         timing: p.timing,
-        max_series: 100,
+        slots: crate::aggregator::state::SubjectSlots::new(100),
+        idle: std::sync::Arc::from([3_600_000_000_000u64; 1]),
         max_streams: 100,
         stream_expiry: 3600 * S,
     });

@@ -94,20 +94,38 @@ pub fn tick_interval(window: &WindowSpec) -> Duration {
     (window.size / 10).clamp(Duration::from_millis(10), Duration::from_millis(250))
 }
 
+/// What a pipeline's shards are made of.
+#[derive(Debug)]
+pub struct Setup<'a> {
+    /// Pipeline name (metric labels, logs).
+    pub pipeline: &'a str,
+    /// The pipeline's window settings.
+    pub window: &'a WindowSpec,
+    /// How often the open windows are sent for the checkpoint.
+    pub checkpoint_interval: Duration,
+    /// `restored[i]`: the checkpointed open windows of shard `i` (see
+    /// [`SeriesKey::shard`]).
+    pub restored: Vec<OpenWindows>,
+    /// Each contract's `run_idle_timeout` (ns), by contract index.
+    pub idle: std::sync::Arc<[u64]>,
+}
+
 /// Spawns the shards of a pipeline; they feed `output` until every
 /// [`Router`] clone is dropped, then drain their queues, send their open
-/// windows for the final checkpoint and exit. `restored[i]` are the
-/// checkpointed open windows of shard `i` (see [`SeriesKey::shard`]).
+/// windows for the final checkpoint and exit.
 pub fn spawn(
-    window: &WindowSpec,
+    setup: Setup<'_>,
     clock: SharedClock,
     output: mpsc::Sender<EngineInput>,
     tasks: &mut tokio::task::JoinSet<()>,
-    pipeline: &str,
-    checkpoint_interval: Duration,
-    mut restored: Vec<OpenWindows>,
-    idle: std::sync::Arc<[u64]>,
 ) -> Router {
+    let Setup {
+        pipeline,
+        window,
+        checkpoint_interval,
+        mut restored,
+        idle,
+    } = setup;
     let shards = window.shards.max(1);
     let params = state::WindowParams {
         timing: window.timing(),

@@ -198,9 +198,7 @@ impl ShardState {
             f(window_entry(windows, window.start));
             return RecordOutcome::Accepted;
         }
-        let (key, outcome) = if series.subject.is_pseudo() {
-            (series.clone(), RecordOutcome::Accepted)
-        } else if self.admitted.contains_key(series) {
+        let (key, outcome) = if series.subject.is_pseudo() || self.admitted.contains_key(series) {
             (series.clone(), RecordOutcome::Accepted)
         } else if self.params.slots.take() {
             self.admitted.insert(series.clone(), window.end);

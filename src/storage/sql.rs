@@ -717,7 +717,10 @@ mod tests {
         let (store, _db) = open("live").await;
         let subject = |v: &str| Subject::new(vec![("service.version".into(), v.into())]);
         let window = |start: u64| WindowRecord {
-            window: Window { start, end: start + 10 },
+            window: Window {
+                start,
+                end: start + 10,
+            },
             figures: crate::model::Figures::of(&Accum::default()),
             result: crate::model::WindowVerdict::Insufficient,
             failures: vec![],
@@ -764,8 +767,16 @@ mod tests {
         // Not yet old enough; then gone with its windows and transitions.
         assert_eq!(store.purge_retired(400).await.expect("purges"), 0);
         assert_eq!(store.purge_retired(600).await.expect("purges"), 1);
-        assert!(store.windows(&retired.run_id, 10).await.expect("reads").is_empty());
-        assert!(store.transitions(&retired.run_id, 10).await.expect("reads").is_empty());
+        assert!(store
+            .windows(&retired.run_id, 10)
+            .await
+            .expect("reads")
+            .is_empty());
+        assert!(store
+            .transitions(&retired.run_id, 10)
+            .await
+            .expect("reads")
+            .is_empty());
         let all = store.runs(10).await.expect("reads");
         assert!(all.iter().all(|r| r.run_id != retired.run_id));
         assert_eq!(all.len(), 4);

@@ -189,17 +189,20 @@ impl Server {
                 clock: clock.clone(),
             });
             let router = aggregator::spawn(
-                &p.window,
+                aggregator::Setup {
+                    pipeline: &p.name,
+                    window: &p.window,
+                    checkpoint_interval: config.service.checkpoint_interval,
+                    restored: open,
+                    idle: p
+                        .contracts
+                        .iter()
+                        .map(|c| crate::model::nanos(c.run_idle_timeout))
+                        .collect(),
+                },
                 clock.clone(),
                 engine_tx,
                 &mut stages,
-                &p.name,
-                config.service.checkpoint_interval,
-                open,
-                p.contracts
-                    .iter()
-                    .map(|c| crate::model::nanos(c.run_idle_timeout))
-                    .collect(),
             );
             let input = PipelineInput {
                 name: p.name.clone(),

@@ -69,14 +69,15 @@ pub struct SimulateArgs {
     /// The contract to simulate (needed when the file has several).
     #[arg(long, value_name = "NAME")]
     pub contract: Option<String>,
-    /// Requests the release serves per window.
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    /// Requests the release serves per window (at most 100,000,000).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
     pub requests_per_window: u64,
     /// The release's true p95 latency [default: 80% of the contract's limit].
-    #[arg(long, value_parser = positive_number)]
+    #[arg(long, value_parser = latency_ms)]
     pub p95_ms: Option<f64>,
     /// How latencies spread around their p95: `lognormal` (sigma 0.5),
-    /// `lognormal:SIGMA`, `pareto` (tail index 2) or `pareto:INDEX`.
+    /// `lognormal:SIGMA` (up to 5), `pareto` (tail index 2) or
+    /// `pareto:INDEX` (0.1 to 100).
     #[arg(long, default_value = "lognormal", value_parser = shape)]
     pub shape: Shape,
     /// The release's true error rate [default: 80% of the contract's limit].
@@ -85,23 +86,25 @@ pub struct SimulateArgs {
     /// The release's true conversion rate [default: the contract's floor / 0.8].
     #[arg(long, value_parser = percent)]
     pub conversion_rate_percent: Option<f64>,
-    /// The baseline's share of all traffic [default: 50 when the contract has a baseline].
-    #[arg(long, value_parser = percent)]
+    /// The baseline's share of all traffic, 0 to 99 [default: 50 when the
+    /// contract has a baseline].
+    #[arg(long, value_parser = baseline_share)]
     pub baseline_share_percent: Option<f64>,
     /// The baseline's true p95 [default: the release's].
-    #[arg(long, value_parser = positive_number)]
+    #[arg(long, value_parser = latency_ms)]
     pub baseline_p95_ms: Option<f64>,
     /// The baseline's true error rate [default: the release's].
     #[arg(long, value_parser = percent)]
     pub baseline_error_rate_percent: Option<f64>,
-    /// Runs per scenario.
-    #[arg(long, default_value_t = crate::simulate::command::DEFAULT_RUNS, value_parser = clap::value_parser!(u64).range(1..))]
+    /// Runs per scenario (at most 10,000,000).
+    #[arg(long, default_value_t = crate::simulate::command::DEFAULT_RUNS, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     pub runs: u64,
     /// Seed of the synthetic traffic.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Windows a run is simulated for when the contract has no max_duration.
-    #[arg(long, default_value_t = crate::simulate::DEFAULT_MAX_WINDOWS, value_parser = clap::value_parser!(u64).range(1..))]
+    /// Windows a run is simulated for when the contract has no max_duration
+    /// (at most 10,000).
+    #[arg(long, default_value_t = crate::simulate::DEFAULT_MAX_WINDOWS, value_parser = clap::value_parser!(u64).range(1..=crate::simulate::MAX_SIMULATED_WINDOWS))]
     pub max_windows: u64,
     /// Threads [default: one per core].
     #[arg(long, default_value_t = 0)]
@@ -135,25 +138,30 @@ impl SimulateArgs {
 }
 
 /// `lognormal`, `lognormal:0.8`, `pareto`, `pareto:1.5`.
+/// Beyond these the draws overflow or stop meaning anything: a lognormal
+/// with sigma 5 already has its p99.99 at 10^5 times its p95, and a Pareto
+/// index below 0.1 puts the median at 10^13 times below the p95.
 fn shape(text: &str) -> Result<Shape, String> {
     let (kind, parameter) = match text.split_once(':') {
         Some((k, p)) => (k, Some(p)),
         None => (text, None),
     };
-    let value = |default: f64| -> Result<f64, String> {
+    let value = |default: f64, range: std::ops::RangeInclusive<f64>| -> Result<f64, String> {
         match parameter {
             None => Ok(default),
             Some(p) => match p.parse::<f64>() {
-                Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+                Ok(v) if v > 0.0 && range.contains(&v) => Ok(v),
                 _ => Err(format!(
-                    "expected a positive number after {kind}:, got {p:?}"
+                    "expected a number from {} to {} after {kind}:, got {p:?}",
+                    range.start(),
+                    range.end()
                 )),
             },
         }
     };
     match kind {
-        "lognormal" => Ok(Shape::Lognormal(value(0.5)?)),
-        "pareto" => Ok(Shape::Pareto(value(2.0)?)),
+        "lognormal" => Ok(Shape::Lognormal(value(0.5, 0.0..=5.0)?)),
+        "pareto" => Ok(Shape::Pareto(value(2.0, 0.1..=100.0)?)),
         other => Err(format!("expected lognormal or pareto, got {other:?}")),
     }
 }
@@ -315,6 +323,28 @@ fn positive_number(text: &str) -> Result<f64, String> {
         Ok(v)
     } else {
         Err(format!("must be greater than 0, got {v}"))
+    }
+}
+
+/// A simulated latency: positive, and at most 10^9 ms (11 days), beyond
+/// which nothing a contract limits is meant.
+fn latency_ms(text: &str) -> Result<f64, String> {
+    let v = positive_number(text)?;
+    if v <= 1e9 {
+        Ok(v)
+    } else {
+        Err(format!("must be at most 1000000000 (ms), got {v}"))
+    }
+}
+
+/// The baseline's share of traffic: 0 to 99 %; at 99.99 % the baseline
+/// would send 10,000 requests for each of the release's.
+fn baseline_share(text: &str) -> Result<f64, String> {
+    let v = number(text)?;
+    if (0.0..=99.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("must be between 0 and 99, got {v}"))
     }
 }
 

@@ -114,18 +114,24 @@ impl From<&WindowRecord> for v1::Window {
     }
 }
 
+/// A share in percent with six decimals (`4.9` rather than
+/// `4.8999999999999995`), rounded by `round` (down for a lower bound and up
+/// for an upper one, so rounding never narrows an interval).
+fn percent(share: f64, round: fn(f64) -> f64) -> f64 {
+    round(share * 1e8) / 1e6
+}
+
 /// The API's form of checks: shares in percent.
 fn checks(checks: &[CheckResult]) -> Vec<v1::Check> {
-    let pct = |v: f64| v * 100.0;
     checks
         .iter()
         .map(|c| v1::Check {
             check: c.check.as_str().to_string(),
             status: c.status.as_str().to_string(),
-            estimate_percent: c.estimate.map(pct),
-            lower_percent: pct(c.lower),
-            upper_percent: pct(c.upper),
-            limit_percent: pct(c.limit),
+            estimate_percent: c.estimate.map(|v| percent(v, f64::round)),
+            lower_percent: percent(c.lower, f64::floor),
+            upper_percent: percent(c.upper, f64::ceil),
+            limit_percent: percent(c.limit, f64::round),
             samples: c.samples,
             baseline_samples: c.baseline_samples,
             threshold_ms: c.threshold_ms,

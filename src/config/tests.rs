@@ -889,15 +889,19 @@ fn bounds_of_counts_and_alpha() {
         ),
         (
             "alpha: 0",
-            "alpha: must be between 0 and 0.5 (exclusive), got 0",
+            "alpha: must be at least 0.000001 and below 0.5, got 0",
         ),
         (
             "alpha: 0.5",
-            "alpha: must be between 0 and 0.5 (exclusive), got 0.5",
+            "alpha: must be at least 0.000001 and below 0.5, got 0.5",
+        ),
+        (
+            "alpha: 0.0000001",
+            "alpha: must be at least 0.000001 and below 0.5, got 0.0000001",
         ),
         (
             "alpha: \"NaN\"",
-            "alpha: must be between 0 and 0.5 (exclusive), got NaN",
+            "alpha: must be at least 0.000001 and below 0.5, got NaN",
         ),
         (
             "min_samples: 2.5",
@@ -969,14 +973,44 @@ fn bounds_of_window() {
 }
 
 #[test]
-fn baseline_only_thresholds_still_need_an_absolute_one() {
-    let lines = err_lines(&with_contract(
+fn a_contract_may_only_compare_with_its_baseline() {
+    let cfg = ok(&with_contract(
         "    baseline: { match: { service.version: \"1.*\" }, max_p95_latency_increase_percent: 10 }",
     ));
-    assert_eq!(
-        lines,
-        ["processors.contract/checkout: no threshold set; set at least one of max_p50_latency_ms, max_p95_latency_ms, max_p99_latency_ms, max_error_rate_percent or min_conversion_rate_percent"]
-    );
+    let contract = &cfg.pipelines[0].contracts[0];
+    assert_eq!(contract.thresholds, Thresholds::default());
+    assert!(contract.baseline.is_some());
+}
+
+#[test]
+fn contracts_that_can_only_fail_need_min_samples() {
+    // Nothing proves an error rate below 0 or a rate below 100 %, so only
+    // min_samples could say when such a release is promoted.
+    for body in [
+        "    max_error_rate_percent: 0",
+        "    max_error_rate_percent: 100",
+        "    min_conversion_rate_percent: 100",
+        "    max_error_rate_percent: 0\n    min_conversion_rate_percent: 0",
+        "    baseline: { match: { service.version: \"1.*\" }, max_error_rate_increase_points: 0 }",
+        "    baseline: { match: { service.version: \"1.*\" }, max_p95_latency_increase_percent: 0 }",
+    ] {
+        let lines = err_lines(&with_contract(body));
+        assert_eq!(lines.len(), 1, "{body}: {lines:?}");
+        assert!(
+            lines[0].starts_with("processors.contract/checkout.min_samples: required here"),
+            "{body}: {lines:?}"
+        );
+        ok(&with_contract(&format!("{body}\n    min_samples: 500")));
+        ok(&with_contract(&format!("{body}\n    decision: windows")));
+    }
+    // One check that data can prove passing is enough.
+    for body in [
+        "    max_error_rate_percent: 0\n    max_p95_latency_ms: 200",
+        "    max_error_rate_percent: 0.5",
+        "    baseline: { match: { service.version: \"1.*\" }, max_p95_latency_increase_percent: 5 }",
+    ] {
+        ok(&with_contract(body));
+    }
 }
 
 #[test]

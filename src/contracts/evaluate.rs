@@ -3,7 +3,7 @@
 //! so they are tested without any runtime.
 
 use crate::config::ContractSpec;
-use crate::model::{Figures, Quantile, WindowOutcome, WindowVerdict};
+use crate::model::{Accum, Exceedance, Figures, Quantile, WindowOutcome, WindowVerdict};
 
 /// Formats a threshold the way the user wrote it (`120`, `2.5`).
 pub(crate) fn limit(v: f64) -> String {
@@ -31,20 +31,45 @@ impl Judgement {
 
     /// Judges `value ± bound` against an upper `max`: beyond only when the
     /// whole range is, within only when the whole range is.
-    fn latency(&mut self, name: &str, value: f64, bound: f64, max: f64) {
+    ///
+    /// When the range straddles `max` and the latencies are at hand, the
+    /// counts decide instead: "p95 ≤ L" is "at most 5 % slower than L", and
+    /// a bucket lying wholly on one side of L says which side its requests
+    /// are on even when the p95 itself is only known to a wide bucket (an
+    /// explicit-bucket histogram with L on one of its bounds).
+    fn latency(&mut self, q: Quantile, value: f64, bound: f64, max: f64, acc: Option<&Accum>) {
+        let name = q.name();
         if value - bound > max {
             self.failures.push(format!(
                 "{name} latency {value:.1}ms exceeds threshold {}ms",
                 limit(max)
             ));
-        } else if value + bound > max {
-            self.uncertain.push(uncertain_sentence(
+            return;
+        }
+        if value + bound <= max {
+            return;
+        }
+        let slower = acc.map(|a| a.slower_than(max));
+        match slower.filter(|e| e.of > 0) {
+            Some(e) if share(e.surely, &e) > q.tail() => self.failures.push(format!(
+                "{name} latency exceeds threshold {}ms: {:.1}% of requests are slower (at most {}% may be)",
+                limit(max),
+                share(e.surely, &e) * 100.0,
+                limit(q.tail() * 100.0)
+            )),
+            Some(e) if share(e.possibly, &e) <= q.tail() => {}
+            _ => self.uncertain.push(uncertain_sentence(
                 &format!("{name} latency {value:.1}ms"),
                 bound,
                 &format!("threshold {}ms", limit(max)),
-            ));
+            )),
         }
     }
+}
+
+/// A count as a share of the latencies counted.
+fn share(count: u64, e: &Exceedance) -> f64 {
+    count as f64 / e.of as f64
 }
 
 fn uncertain_sentence(what: &str, bound: f64, against: &str) -> String {
@@ -55,8 +80,10 @@ fn uncertain_sentence(what: &str, bound: f64, against: &str) -> String {
     }
 }
 
-/// Judges the absolute thresholds.
-pub fn judge_thresholds(spec: &ContractSpec, f: &Figures) -> Judgement {
+/// Judges the absolute thresholds on the figures `f` of the accumulation
+/// `acc` (when at hand, its latency counts settle what a coarse bucket
+/// leaves open; see `Judgement::latency`).
+pub fn judge_thresholds(spec: &ContractSpec, f: &Figures, acc: Option<&Accum>) -> Judgement {
     let t = &spec.thresholds;
     let mut j = Judgement::default();
     for (q, max) in [
@@ -65,7 +92,7 @@ pub fn judge_thresholds(spec: &ContractSpec, f: &Figures) -> Judgement {
         (Quantile::P99, t.max_p99_latency_ms),
     ] {
         if let (Some(max), Some((value, bound))) = (max, f.latency(q)) {
-            j.latency(q.name(), value, bound, max);
+            j.latency(q, value, bound, max, acc);
         }
     }
     if let (Some(max), Some(rate)) = (t.max_error_rate_percent, f.error_rate_percent) {
@@ -88,8 +115,8 @@ pub fn judge_thresholds(spec: &ContractSpec, f: &Figures) -> Judgement {
 }
 
 /// Checks absolute thresholds; returns one sentence per failed check.
-pub fn check_thresholds(spec: &ContractSpec, f: &Figures) -> Vec<String> {
-    judge_thresholds(spec, f).failures
+pub fn check_thresholds(spec: &ContractSpec, acc: &Accum) -> Vec<String> {
+    judge_thresholds(spec, &Figures::of(acc), Some(acc)).failures
 }
 
 /// Judges the baseline comparison into `j`; a baseline without samples
@@ -141,6 +168,7 @@ fn judge_baseline(spec: &ContractSpec, f: &Figures, base: &Figures, j: &mut Judg
 /// pass otherwise.
 pub fn evaluate_window(
     spec: &ContractSpec,
+    acc: &Accum,
     figures: &Figures,
     baseline: Option<&Figures>,
 ) -> WindowOutcome {
@@ -151,7 +179,7 @@ pub fn evaluate_window(
             notes: Vec::new(),
         };
     }
-    let mut j = judge_thresholds(spec, figures);
+    let mut j = judge_thresholds(spec, figures, Some(acc));
     if let Some(base) = baseline.filter(|b| b.samples > 0) {
         judge_baseline(spec, figures, base, &mut j);
     }
@@ -205,8 +233,9 @@ mod tests {
 
     #[test]
     fn passing_window() {
-        let f = Figures::of(&accum(&[10.0; 100], 1, 20));
-        let o = evaluate_window(&spec(), &f, None);
+        let f_acc = accum(&[10.0; 100], 1, 20);
+        let f = Figures::of(&f_acc);
+        let o = evaluate_window(&spec(), &f_acc, &f, None);
         assert_eq!(o.verdict, WindowVerdict::Pass, "{:?}", o.failures);
         assert_eq!(f.error_rate_percent, Some(1.0));
         assert_eq!(f.conversion_rate_percent, Some(20.0));
@@ -215,8 +244,9 @@ mod tests {
 
     #[test]
     fn failure_sentences() {
-        let f = Figures::of(&accum(&[200.0; 100], 5, 10));
-        let o = evaluate_window(&spec(), &f, None);
+        let f_acc = accum(&[200.0; 100], 5, 10);
+        let f = Figures::of(&f_acc);
+        let o = evaluate_window(&spec(), &f_acc, &f, None);
         assert_eq!(o.verdict, WindowVerdict::Fail);
         assert_eq!(o.failures.len(), 3);
         assert!(
@@ -234,9 +264,10 @@ mod tests {
 
     #[test]
     fn too_few_samples_is_insufficient() {
-        let f = Figures::of(&accum(&[500.0; 4], 4, 0));
+        let f_acc = accum(&[500.0; 4], 4, 0);
+        let f = Figures::of(&f_acc);
         assert_eq!(
-            evaluate_window(&spec(), &f, None).verdict,
+            evaluate_window(&spec(), &f_acc, &f, None).verdict,
             WindowVerdict::Insufficient
         );
     }
@@ -249,9 +280,11 @@ mod tests {
             max_p95_latency_increase_percent: Some(10.0),
             max_error_rate_increase_points: Some(0.5),
         });
-        let base = Figures::of(&accum(&[50.0; 100], 0, 20));
-        let cand = Figures::of(&accum(&[60.0; 100], 1, 20));
-        let o = evaluate_window(&s, &cand, Some(&base));
+        let base_acc = accum(&[50.0; 100], 0, 20);
+        let base = Figures::of(&base_acc);
+        let cand_acc = accum(&[60.0; 100], 1, 20);
+        let cand = Figures::of(&cand_acc);
+        let o = evaluate_window(&s, &cand_acc, &cand, Some(&base));
         assert_eq!(o.verdict, WindowVerdict::Fail);
         assert_eq!(o.failures.len(), 2, "{:?}", o.failures);
         assert!(
@@ -264,7 +297,62 @@ mod tests {
             "error rate 1.0% is 1.0 points above baseline 0.0% (max +0.5)"
         );
         // An empty baseline window compares nothing.
-        let o = evaluate_window(&s, &cand, Some(&Figures::default()));
+        let o = evaluate_window(&s, &cand_acc, &cand, Some(&Figures::default()));
         assert_eq!(o.verdict, WindowVerdict::Pass);
+    }
+
+    /// Explicit buckets (ms) with the given counts: `(50,100]`, `(100,250]`…
+    fn explicit(counts: [u64; 6]) -> Accum {
+        use crate::model::point::{Buckets, LatencyUnit, PointKind, PointLatency};
+        let bounds: std::sync::Arc<[f64]> = [0.0, 50.0, 100.0, 250.0, 500.0].into();
+        let n = counts.iter().sum();
+        let mut acc = Accum::default();
+        acc.record_point(&PointKind::Latency(PointLatency {
+            unit: LatencyUnit::Millis,
+            count: n,
+            error: false,
+            sum: None,
+            min: None,
+            max: None,
+            buckets: Buckets::Explicit {
+                bounds,
+                counts: counts.to_vec(),
+            },
+        }));
+        acc
+    }
+
+    /// A limit on a bucket bound: the p95 is only known to its bucket's
+    /// width, but the counts on either side of the bound decide.
+    #[test]
+    fn counts_decide_when_the_p95_is_only_known_to_its_bucket() {
+        let mut s = spec();
+        s.thresholds = Thresholds {
+            max_p95_latency_ms: Some(100.0),
+            ..Thresholds::default()
+        };
+        // 3 % slower than 100 ms: passes, though the p95 lies in (50, 100].
+        let acc = explicit([0, 0, 970, 30, 0, 0]);
+        let f = Figures::of(&acc);
+        let (value, bound) = f.latency(Quantile::P95).expect("p95");
+        assert!(
+            value + bound > 100.0,
+            "the figure alone straddles: {value} ± {bound}"
+        );
+        let o = evaluate_window(&s, &acc, &f, None);
+        assert_eq!(o.verdict, WindowVerdict::Pass, "{o:?}");
+        // 10 % slower: fails, with the counts as the reason.
+        let acc = explicit([0, 0, 900, 80, 20, 0]);
+        let o = evaluate_window(&s, &acc, &Figures::of(&acc), None);
+        assert_eq!(o.verdict, WindowVerdict::Fail, "{o:?}");
+        assert_eq!(
+            o.failures,
+            ["p95 latency exceeds threshold 100ms: 10.0% of requests are slower (at most 5% may be)"]
+        );
+        // A limit inside a bucket stays undecided.
+        s.thresholds.max_p95_latency_ms = Some(180.0);
+        let acc = explicit([0, 0, 900, 80, 0, 0]);
+        let o = evaluate_window(&s, &acc, &Figures::of(&acc), None);
+        assert_eq!(o.verdict, WindowVerdict::Insufficient, "{o:?}");
     }
 }

@@ -21,18 +21,24 @@
 //! A run's `alpha` is split evenly over its checks (each check's lower and
 //! upper bounds are one-sided at `alpha / k`), so the chance that a run is
 //! wrongly rolled back, or wrongly promoted, is at most `alpha` however
-//! often it is looked at. A proven check stays proven (the bounds are
-//! running bounds, persisted with the run). ROLLED_BACK as soon as a check
-//! is proven failing; PROMOTED when every check is proven passing and
-//! `min_samples` is reached. A check that can only be proven failing (an
-//! error-rate limit of 0, a conversion floor of 100 %, no allowed increase
-//! over the baseline) guards against regressions and does not hold a
-//! promotion back: no amount of data proves a share below 0.
+//! often it is looked at. Every look starts from the run's cumulative counts
+//! alone: a check proven passing early that later regresses is no longer
+//! passing (the confidence sequence is valid at every look at once, so
+//! nothing is gained by keeping an old pass, and a kept pass would hide the
+//! regression). ROLLED_BACK as soon as a check is proven failing; PROMOTED
+//! when, at one look, every check is proven passing and `min_samples` is
+//! reached. A check that can only be proven failing (an error-rate limit of
+//! 0, a conversion floor of 100 %, no allowed increase over the baseline)
+//! guards against regressions and does not hold a promotion back: no amount
+//! of data proves a share below 0. A contract made only of such checks
+//! promotes once `min_samples` requests showed no proven failure, which is
+//! why configuration requires `min_samples` for it. A limit every share
+//! meets (errors ≤ 100 %, conversion ≥ 0 %) passes without data.
 
 use std::collections::VecDeque;
 
 use super::evaluate::limit as fmt_limit;
-use super::sequential::{Counts, DifferenceCheck, Direction, ProportionCheck, State, Status};
+use super::sequential::{Counts, DifferenceCheck, Direction, Evidence, ProportionCheck, Status};
 use crate::config::ContractSpec;
 use crate::model::{
     Accum, BaselineTally, CheckKind, CheckResult, CheckStatus, Quantile, RunEvidence,
@@ -87,6 +93,15 @@ impl Planned {
             CheckKind::ConversionRate => self.limit >= 1.0,
             CheckKind::BaselineErrorRate => self.limit <= 0.0,
             CheckKind::BaselineP95Latency => self.increase_percent <= 0.0,
+            _ => false,
+        }
+    }
+
+    /// Every share meets the limit: the check cannot fail.
+    fn trivial(&self) -> bool {
+        match self.kind {
+            CheckKind::ErrorRate | CheckKind::BaselineErrorRate => self.limit >= 1.0,
+            CheckKind::ConversionRate => self.limit <= 0.0,
             _ => false,
         }
     }
@@ -166,28 +181,6 @@ fn plan(spec: &ContractSpec) -> Vec<Planned> {
     out
 }
 
-/// The persisted running state of a check, if `evidence` has one for
-/// `kind` (a fresh run has none).
-fn state_of(evidence: &RunEvidence, kind: CheckKind) -> Option<State> {
-    evidence.check(kind).map(|c| State {
-        lower: c.lower,
-        upper: c.upper,
-        status: match c.status {
-            CheckStatus::Open => Status::Open.as_u8(),
-            CheckStatus::Passing => Status::ProvenPassing.as_u8(),
-            CheckStatus::Failing => Status::ProvenFailing.as_u8(),
-        },
-    })
-}
-
-fn status_of(s: Status) -> CheckStatus {
-    match s {
-        Status::Open => CheckStatus::Open,
-        Status::ProvenPassing => CheckStatus::Passing,
-        Status::ProvenFailing => CheckStatus::Failing,
-    }
-}
-
 /// The counts a one-sample check looks at.
 fn counts(p: &Planned, cumulative: &Accum) -> Counts {
     match (p.kind, p.threshold_ms) {
@@ -223,55 +216,65 @@ fn difference_counts(
     }
 }
 
-/// Looks at a run's cumulative counts: updates `evidence.checks` (their
-/// running bounds and status) and says what they decide. `alpha` is the
-/// run's; each of the `k` checks gets `alpha / k`.
+/// Looks at a run's cumulative counts: replaces `evidence.checks` with this
+/// look's and says what they decide. `alpha` is the run's; each of the `k`
+/// checks gets `alpha / k`.
 pub fn look(spec: &ContractSpec, evidence: &mut RunEvidence, cumulative: &Accum) -> Verdict {
     let planned = plan(spec);
     let alpha = spec.alpha / planned.len().max(1) as f64;
-    let mut checks = Vec::with_capacity(planned.len());
-    for p in &planned {
-        let state = state_of(evidence, p.kind);
-        let result = if p.kind.is_baseline() {
-            let mut check = match DifferenceCheck::new(p.limit, alpha, TUNING_SAMPLES) {
-                Ok(c) => c,
-                Err(_) => continue,
-            };
-            if let Some(s) = state {
-                // A state this build cannot read starts afresh (wider,
-                // never narrower, bounds).
-                let _ = check.set_state(s);
-            }
-            match difference_counts(p, cumulative, &evidence.baseline) {
-                Some((canary, base)) => {
-                    let e = check.look(canary, base);
-                    result(p, e.status, Some(e.estimate), e.lower, e.upper, e.samples)
-                        .with_baseline(e.baseline_samples, evidence.baseline.reference_ms)
-                }
-                None => {
-                    let s = check.state();
-                    let status = Status::from_u8(s.status).unwrap_or_default();
-                    result(p, status, None, s.lower, s.upper, cumulative.samples)
-                        .with_baseline(Some(evidence.baseline.samples), None)
-                }
-            }
-        } else {
-            let mut check = match ProportionCheck::new(p.limit, p.direction, alpha) {
-                Ok(c) => c,
-                Err(_) => continue,
-            };
-            if let Some(s) = state {
-                let _ = check.set_state(s);
-            }
-            let c = counts(p, cumulative);
-            let e = check.look(c);
-            let estimate = (e.samples > 0).then_some(e.estimate);
-            result(p, e.status, estimate, e.lower, e.upper, e.samples)
-        };
-        checks.push(result);
-    }
+    let checks = planned
+        .iter()
+        .map(|p| look_at(p, alpha, evidence, cumulative))
+        .collect();
     evidence.checks = checks;
     decide(spec, &planned, evidence)
+}
+
+/// One check at this look. A check the statistics refuse to build (an
+/// alpha so small it is rejected) stays open, never silently dropped.
+fn look_at(p: &Planned, alpha: f64, evidence: &RunEvidence, cumulative: &Accum) -> CheckResult {
+    if p.kind.is_baseline() {
+        let base = &evidence.baseline;
+        let ev = DifferenceCheck::new(p.limit, alpha, TUNING_SAMPLES)
+            .ok()
+            .and_then(|check| {
+                difference_counts(p, cumulative, base).map(|(canary, b)| check.look(canary, b))
+            });
+        match ev {
+            Some(e) => from_evidence(p, &e).with_baseline(e.baseline_samples, base.reference_ms),
+            None => result(
+                p,
+                if p.trivial() {
+                    Status::ProvenPassing
+                } else {
+                    Status::Open
+                },
+                None,
+                -1.0,
+                1.0,
+                cumulative.samples,
+            )
+            .with_baseline(Some(base.samples), None),
+        }
+    } else {
+        match ProportionCheck::new(p.limit, p.direction, alpha) {
+            Ok(check) => from_evidence(p, &check.look(counts(p, cumulative))),
+            Err(_) => result(p, Status::Open, None, 0.0, 1.0, cumulative.samples),
+        }
+    }
+}
+
+fn status_of(s: Status) -> CheckStatus {
+    match s {
+        Status::Open => CheckStatus::Open,
+        Status::ProvenPassing => CheckStatus::Passing,
+        Status::ProvenFailing => CheckStatus::Failing,
+    }
+}
+
+fn from_evidence(p: &Planned, e: &Evidence) -> CheckResult {
+    let estimate = (e.samples > 0).then_some(e.estimate);
+    result(p, e.status, estimate, e.lower, e.upper, e.samples)
 }
 
 /// A check's result before the baseline fields.
@@ -329,22 +332,41 @@ fn decide(spec: &ContractSpec, planned: &[Planned], evidence: &RunEvidence) -> V
         Verdict::Fail(failing)
     } else if open {
         Verdict::Open
-    } else {
+    } else if passing.is_empty() {
+        // Only fail-only checks: nothing is proven, the run simply showed
+        // no failure in its `min_samples`.
+        let guards: Vec<String> = planned.iter().map(guard).collect();
         Verdict::Pass(format!(
-            "proven within limits: {}",
-            if passing.is_empty() {
-                "no check can fail".to_string()
-            } else {
-                passing.join("; ")
-            }
+            "no failure proven, min_samples {} reached: {}",
+            spec.min_samples,
+            guards.join("; ")
         ))
+    } else {
+        Verdict::Pass(format!("proven within limits: {}", passing.join("; ")))
     }
 }
 
-/// `95%` for an alpha of 0.05.
+/// What a fail-only check guards against, for a promotion it did not stop.
+fn guard(p: &Planned) -> String {
+    let written = fmt_limit(p.written);
+    match p.kind {
+        CheckKind::ErrorRate => format!("error rate at most {written}%"),
+        CheckKind::ConversionRate => format!("conversion rate at least {written}%"),
+        CheckKind::BaselineErrorRate => {
+            format!("error rate at most {written} points above baseline")
+        }
+        CheckKind::BaselineP95Latency => format!("p95 latency at most {written}% above baseline"),
+        CheckKind::P50Latency | CheckKind::P95Latency | CheckKind::P99Latency => {
+            format!("latency within {written}ms")
+        }
+    }
+}
+
+/// `95%` for an alpha of 0.05, `99.9999%` for 1e-6: never rounded up to a
+/// certainty of 100 %.
 fn confidence(alpha: f64) -> String {
     let c = (1.0 - alpha) * 100.0;
-    let text = format!("{c:.2}");
+    let text = format!("{c:.6}");
     let text = text.trim_end_matches('0').trim_end_matches('.');
     format!("{text}%")
 }
@@ -354,11 +376,32 @@ fn pct(v: f64) -> String {
     format!("{:.1}", v * 100.0)
 }
 
+/// A bound as percent with the fewest decimals (one to six) that keep it on
+/// its side of the limit: a lower bound of 2.04 % against a 2 % limit reads
+/// `2.04`, not `2.0`, so the sentence never says "sure more than 2.0 %,
+/// allowed 2 %".
+fn bound_pct(bound: f64, limit: f64) -> String {
+    let (b, l) = (bound * 100.0, (limit * 1e11).round() / 1e9);
+    for decimals in 1..=6 {
+        let text = format!("{b:.decimals$}");
+        let shown: f64 = text.parse().unwrap_or(b);
+        if (b > l && shown > l) || (b < l && shown < l) {
+            return text;
+        }
+    }
+    format!("{b:.6}")
+}
+
 /// The sentence a person reads for a proven check.
 fn sentence(p: &Planned, c: &CheckResult, b: &BaselineTally, sure: &str) -> String {
     let est = c.estimate.unwrap_or(0.0);
     let n = c.samples;
     let failing = c.status == CheckStatus::Failing;
+    if p.trivial() {
+        return format!("{} (every rate is)", guard(p));
+    }
+    let lower = bound_pct(c.lower, p.limit);
+    let upper = bound_pct(c.upper, p.limit);
     match p.kind {
         CheckKind::P50Latency | CheckKind::P95Latency | CheckKind::P99Latency => {
             let q = match p.kind {
@@ -372,13 +415,13 @@ fn sentence(p: &Planned, c: &CheckResult, b: &BaselineTally, sure: &str) -> Stri
                 format!(
                     "{q} latency exceeds threshold {ms}ms: {}% of {n} requests slower ({sure} sure more than {}%, allowed {allowed}%)",
                     pct(est),
-                    pct(c.lower)
+                    lower
                 )
             } else {
                 format!(
                     "{q} latency within {ms}ms: {}% of {n} requests slower ({sure} sure below {}%)",
                     pct(est),
-                    pct(c.upper)
+                    upper
                 )
             }
         }
@@ -388,13 +431,13 @@ fn sentence(p: &Planned, c: &CheckResult, b: &BaselineTally, sure: &str) -> Stri
                 format!(
                     "error rate {}% exceeds threshold {limit}% ({sure} sure it is above {}%; {n} samples)",
                     pct(est),
-                    pct(c.lower)
+                    lower
                 )
             } else {
                 format!(
                     "error rate {}% within {limit}% ({sure} sure below {}%)",
                     pct(est),
-                    pct(c.upper)
+                    upper
                 )
             }
         }
@@ -404,13 +447,13 @@ fn sentence(p: &Planned, c: &CheckResult, b: &BaselineTally, sure: &str) -> Stri
                 format!(
                     "conversion rate {}% is below threshold {limit}% ({sure} sure it is below {}%; {n} samples)",
                     pct(est),
-                    pct(c.upper)
+                    upper
                 )
             } else {
                 format!(
                     "conversion rate {}% above {limit}% ({sure} sure above {}%)",
                     pct(est),
-                    pct(c.lower)
+                    lower
                 )
             }
         }
@@ -421,12 +464,11 @@ fn sentence(p: &Planned, c: &CheckResult, b: &BaselineTally, sure: &str) -> Stri
                 format!(
                     "error rate {} points above baseline ({sure} sure more than {} points; max +{max}; {n} and {base} baseline samples)",
                     pct(est),
-                    pct(c.lower)
+                    lower
                 )
             } else {
                 format!(
-                    "error rate at most {} points above baseline ({sure} sure; max +{max})",
-                    pct(c.upper.max(0.0))
+                    "error rate at most {upper} points above baseline ({sure} sure; max +{max})"
                 )
             }
         }
@@ -442,8 +484,7 @@ fn sentence(p: &Planned, c: &CheckResult, b: &BaselineTally, sure: &str) -> Stri
             let lc = r * (1.0 + p.increase_percent / 100.0);
             if failing {
                 format!(
-                    "p95 latency worse than baseline {r:.1}ms +{inc}%: {canary}% of requests slower than {lc:.1}ms against {base}% of baseline requests slower than {r:.1}ms ({sure} sure {} points or more)",
-                    pct(c.lower)
+                    "p95 latency worse than baseline {r:.1}ms +{inc}%: {canary}% of requests slower than {lc:.1}ms against {base}% of baseline requests slower than {r:.1}ms ({sure} sure {lower} points or more)"
                 )
             } else {
                 format!(

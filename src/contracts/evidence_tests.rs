@@ -66,7 +66,7 @@ fn a_clean_release_passes_every_check() {
 }
 
 #[test]
-fn proven_checks_stay_proven_and_open_checks_wait() {
+fn a_pass_lasts_only_as_long_as_the_data_support_it() {
     let s = spec(Thresholds {
         max_error_rate_percent: Some(2.0),
         ..Thresholds::default()
@@ -80,11 +80,24 @@ fn proven_checks_stay_proven_and_open_checks_wait() {
         look(&s, &mut ev, &accum(&[(10.0, 5000)], 5, 0)),
         Verdict::Pass(_)
     ));
-    // Later data cannot un-prove it.
+    // A regression after an early pass takes the pass away (and here
+    // proves failing): an old pass never hides newer data.
     assert!(matches!(
         look(&s, &mut ev, &accum(&[(10.0, 6000)], 900, 0)),
-        Verdict::Pass(_)
+        Verdict::Fail(_)
     ));
+    assert_eq!(ev.checks[0].status, CheckStatus::Failing);
+    // What was persisted from earlier looks does not matter either.
+    let mut stale = ev.clone();
+    stale.checks[0].status = CheckStatus::Passing;
+    assert_eq!(
+        look(&s, &mut stale, &accum(&[(10.0, 6000)], 900, 0)),
+        look(
+            &s,
+            &mut RunEvidence::default(),
+            &accum(&[(10.0, 6000)], 900, 0)
+        )
+    );
 }
 
 #[test]
@@ -94,10 +107,14 @@ fn a_limit_of_zero_can_only_fail_and_does_not_hold_promotion() {
         ..Thresholds::default()
     });
     let mut ev = RunEvidence::default();
-    assert!(matches!(
-        look(&s, &mut ev, &accum(&[(10.0, 100)], 0, 0)),
-        Verdict::Pass(_)
-    ));
+    let Verdict::Pass(reason) = look(&s, &mut ev, &accum(&[(10.0, 100)], 0, 0)) else {
+        panic!("expected a pass");
+    };
+    // Nothing was proven; the sentence says what happened instead.
+    assert_eq!(
+        reason,
+        "no failure proven, min_samples 1 reached: error rate at most 0%"
+    );
     assert!(ev.checks[0].fail_only);
     assert_eq!(ev.checks[0].status, CheckStatus::Open);
     let mut ev = RunEvidence::default();
@@ -147,6 +164,7 @@ fn confidence_reads_as_a_percentage() {
     assert_eq!(confidence(0.05), "95%");
     assert_eq!(confidence(0.01), "99%");
     assert_eq!(confidence(0.005), "99.5%");
+    assert_eq!(confidence(0.000001), "99.9999%");
 }
 
 #[test]
@@ -185,4 +203,48 @@ fn an_identical_canary_is_never_rolled_back_by_a_zero_margin() {
     let c = ev.check(CheckKind::BaselineErrorRate).expect("check");
     assert!(c.fail_only);
     assert_eq!(c.baseline_samples, Some(80_000));
+}
+
+#[test]
+fn limits_every_rate_meets_pass_without_data() {
+    let s = spec(Thresholds {
+        max_error_rate_percent: Some(100.0),
+        min_conversion_rate_percent: Some(0.0),
+        ..Thresholds::default()
+    });
+    let mut ev = RunEvidence::default();
+    let Verdict::Pass(reason) = look(&s, &mut ev, &accum(&[], 0, 0)) else {
+        panic!("expected a pass");
+    };
+    assert_eq!(
+        reason,
+        "proven within limits: error rate at most 100% (every rate is); conversion rate at least 0% (every rate is)"
+    );
+    assert!(ev.checks.iter().all(|c| c.status == CheckStatus::Passing));
+}
+
+#[test]
+fn a_check_the_statistics_refuse_stays_open() {
+    let mut s = spec(Thresholds {
+        max_error_rate_percent: Some(2.0),
+        ..Thresholds::default()
+    });
+    s.alpha = 0.0;
+    let mut ev = RunEvidence::default();
+    assert_eq!(
+        look(&s, &mut ev, &accum(&[(10.0, 5000)], 900, 0)),
+        Verdict::Open
+    );
+    assert_eq!(ev.checks.len(), 1);
+    assert_eq!(ev.checks[0].status, CheckStatus::Open);
+}
+
+#[test]
+fn bounds_are_printed_on_their_side_of_the_limit() {
+    assert_eq!(bound_pct(0.0204, 0.02), "2.04");
+    assert_eq!(bound_pct(0.0196, 0.02), "1.96");
+    assert_eq!(bound_pct(0.025, 0.02), "2.5");
+    assert_eq!(bound_pct(0.02000001, 0.02), "2.000001");
+    assert_eq!(bound_pct(0.0004, 0.0), "0.04");
+    assert_eq!(bound_pct(-0.0004, 0.0), "-0.04");
 }

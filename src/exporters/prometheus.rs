@@ -115,7 +115,7 @@ pub async fn render_runs(catalog: &Catalog) -> String {
     let mut passed = Family::new("verdict_window_passed", "1 if the last closed window passed every check, 0 if it failed (absent when it had too few samples).");
     let mut check = Family::new(
         "verdict_run_check",
-        "Where each check of the run stands (1 for its status, 0 for the others): passing and failing are proven, open is not yet decided.",
+        "Where each check of the run stands at the latest look (1 for its status, 0 for the others): passing and failing are proven, open is not yet decided.",
     );
     let mut check_estimate = Family::new(
         "verdict_run_check_estimate_ratio",
@@ -123,15 +123,15 @@ pub async fn render_runs(catalog: &Catalog) -> String {
     );
     let mut check_lower = Family::new(
         "verdict_run_check_lower_bound_ratio",
-        "Running lower confidence bound of the share a check tests (0-1).",
+        "Lower confidence bound at the latest look of the share a check tests (0-1; -1 to 1 for a difference from the baseline).",
     );
     let mut check_upper = Family::new(
         "verdict_run_check_upper_bound_ratio",
-        "Running upper confidence bound of the share a check tests (0-1).",
+        "Upper confidence bound at the latest look of the share a check tests (0-1; -1 to 1 for a difference from the baseline).",
     );
     let mut check_limit = Family::new(
         "verdict_run_check_limit_ratio",
-        "The share a check allows (0-1; 0.05 for a p95 limit).",
+        "The share a check allows (0-1; 0.05 for a p95 limit; for a difference from the baseline, the allowed increase).",
     );
     let mut check_samples = Family::new(
         "verdict_run_check_samples",

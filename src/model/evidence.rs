@@ -1,9 +1,9 @@
 //! The evidence behind a decision: for every check of a contract, where it
 //! stands (proven passing, proven failing, or still open), its estimate, its
-//! confidence bounds and the samples they rest on. A run keeps its checks'
-//! running state here (so a restart resumes the confidence sequences where
-//! they were), each window records the evidence as of its close, and events,
-//! the API and `/metrics` show it.
+//! confidence bounds and the samples they rest on. A run keeps its latest
+//! look here, each window records the evidence as of its close, and events,
+//! the API and `/metrics` show it. The checks themselves are recomputed from
+//! the run's cumulative counts at every look; nothing here feeds them.
 //!
 //! Shares are stored as fractions (0–1); the API shows percent, Prometheus
 //! ratios.
@@ -72,9 +72,9 @@ pub enum CheckStatus {
     /// Not enough evidence either way yet.
     #[default]
     Open,
-    /// Proven within its limit (final for the run).
+    /// Proven within its limit at the latest look.
     Passing,
-    /// Proven beyond its limit (final for the run).
+    /// Proven beyond its limit (the run is rolled back).
     Failing,
 }
 
@@ -108,9 +108,9 @@ pub struct CheckResult {
     /// The share (or difference) observed over the run; `None` before any
     /// sample.
     pub estimate: Option<f64>,
-    /// Running lower confidence bound.
+    /// Lower confidence bound at this look.
     pub lower: f64,
-    /// Running upper confidence bound.
+    /// Upper confidence bound at this look.
     pub upper: f64,
     /// Samples of the subject the estimate rests on.
     pub samples: u64,

@@ -147,7 +147,10 @@ impl Figures {
         // The sketch counts in its input's unit (seconds for most metrics).
         let ms = acc.unit.to_ms();
         let q = |i: usize| qs.get(i).copied().flatten().map(|q| q.value);
-        let rate = |n: u64| (acc.samples > 0).then(|| n as f64 * 100.0 / acc.samples as f64);
+        // A conversions counter from another metric can outrun the
+        // requests; a rate above 100 % would only confuse.
+        let rate =
+            |n: u64| (acc.samples > 0).then(|| (n as f64 * 100.0 / acc.samples as f64).min(100.0));
         Figures {
             p50_latency_ms: q(0).map(|v| v * ms),
             p95_latency_ms: q(1).map(|v| v * ms),

@@ -39,6 +39,13 @@ pub enum CommandError {
          or --min-conversion-rate-percent, or take a contract's with --contract FILE:contract/NAME"
     )]
     NoThresholds,
+    /// The contract only compares with a baseline, which a probe has not.
+    #[error(
+        "contract/{0} has no absolute threshold (only baseline comparisons, and a probe has no \
+         baseline); give thresholds with --max-p95-latency-ms, --max-error-rate-percent or \
+         --min-conversion-rate-percent instead"
+    )]
+    OnlyBaseline(String),
     /// The pipeline file of `--contract` does not load.
     #[error("{}: invalid pipeline file:\n{errors}", path.display())]
     Config {
@@ -105,7 +112,13 @@ impl ThresholdSource {
                 Err(CommandError::NoThresholds)
             }
             ThresholdSource::Given(t) => Ok(ContractSpec::with_thresholds("probe", *t)),
-            ThresholdSource::Contract { file, name } => load_contract(file, name),
+            ThresholdSource::Contract { file, name } => {
+                let spec = load_contract(file, name)?;
+                if spec.thresholds == Thresholds::default() {
+                    return Err(CommandError::OnlyBaseline(spec.name));
+                }
+                Ok(spec)
+            }
         }
     }
 }

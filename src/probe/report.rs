@@ -87,7 +87,7 @@ pub fn judge(spec: &ContractSpec, plan: &ProbePlan, result: &RunResult) -> Probe
             spec.min_samples
         ));
     }
-    failures.extend(check_thresholds(spec, &figures));
+    failures.extend(check_thresholds(spec, tally.accum()));
     let seconds = result.elapsed.as_secs_f64();
     ProbeReport {
         passed: failures.is_empty(),

@@ -126,6 +126,11 @@ impl Tally {
         self.accum.errors
     }
 
+    /// Everything counted, as a contract's window would hold it.
+    pub fn accum(&self) -> &Accum {
+        &self.accum
+    }
+
     /// p50/p95/p99 latency, error and conversion rates over all requests sent.
     pub fn figures(&self) -> Figures {
         Figures::of(&self.accum)

@@ -123,6 +123,9 @@ pub struct Engine {
     /// When each run next needs attention without data.
     deadlines: Deadlines,
     ids: EventIds,
+    /// Undecided runs of an earlier contract version, superseded at start
+    /// and committed with the first input.
+    replaced: Vec<RunRecord>,
 }
 
 /// Monotonic ULIDs for event ids, so the outbox (ordered by id) delivers a
@@ -162,6 +165,7 @@ impl Engine {
         let shards = shards.max(1);
         let mut runs = HashMap::new();
         let mut earlier_versions = std::collections::HashSet::new();
+        let mut replaced = Vec::new();
         for run in seed.runs {
             let Some(i) = contracts.iter().position(|c| c.name == run.contract) else {
                 continue;
@@ -174,6 +178,13 @@ impl Engine {
                 runs.insert(key, run);
             } else if !run.superseded {
                 earlier_versions.insert(key);
+                if !run.state.is_final() {
+                    // Its contract is gone: it can never be decided, so it
+                    // leaves now rather than showing VALIDATING forever.
+                    let mut run = run;
+                    machine::replace(&mut run, &contracts[i], now);
+                    replaced.push(run);
+                }
             }
         }
         let mut buffered: BTreeMap<UnixNanos, HashMap<SeriesKey, Accum>> = BTreeMap::new();
@@ -207,12 +218,16 @@ impl Engine {
             started: now,
             deadlines,
             ids: EventIds(ulid::Generator::new()),
+            replaced,
         }
     }
 
     /// Handles one input; returns what to commit (and then announce).
     pub fn handle(&mut self, input: EngineInput, now: UnixNanos) -> Vec<Commit> {
-        let mut out = Vec::new();
+        let mut out: Vec<Commit> = std::mem::take(&mut self.replaced)
+            .into_iter()
+            .map(|run| self.commit(run, None, None))
+            .collect();
         match input {
             EngineInput::SeriesSeen { series, ts } => {
                 if !series.subject.is_pseudo() && (series.contract as usize) < self.contracts.len()
@@ -495,7 +510,7 @@ impl Engine {
             }
             let figures = Figures::of(acc);
             let baseline = baselines.get(key.contract as usize).copied().flatten();
-            let outcome = evaluate_window(spec, &figures, baseline.as_ref());
+            let outcome = evaluate_window(spec, acc, &figures, baseline.as_ref());
             let mut record = WindowRecord {
                 window: w,
                 figures,

@@ -289,8 +289,22 @@ fn resumes_runs_of_the_same_contract_version_only() {
     assert_eq!(resumed.engine.runs.len(), 1);
     let mut v2 = spec();
     v2.version = 2;
-    let fresh = engine(v2, store);
+    let mut fresh = engine(v2, store.clone());
     assert!(fresh.engine.runs.is_empty());
+    // The undecided run of version 1 can never be decided now: it is
+    // superseded with the engine's first input, without an event.
+    let events = watermark(&mut fresh, 102 * S);
+    assert!(events.is_empty(), "{events:?}");
+    let runs = sync(store.runs(10));
+    let old = runs
+        .iter()
+        .find(|r| r.contract_version == 1)
+        .expect("the old run is kept");
+    assert!(old.superseded && old.retired_at == Some(100 * S), "{old:?}");
+    assert_eq!(
+        old.reason,
+        "replaced by contract version 2 without a verdict (it was VALIDATING under version 1)"
+    );
 }
 
 #[test]

@@ -79,7 +79,7 @@ pub fn on_window(
     if run.pass_streak >= spec.pass_windows && samples >= spec.min_samples {
         // The whole run must pass too, not only its last windows, and on
         // figures whose bounds leave no doubt.
-        if judge_thresholds(spec, &Figures::of(&run.cumulative)).passes() {
+        if judge_thresholds(spec, &Figures::of(&run.cumulative), Some(&run.cumulative)).passes() {
             return Some(Transition {
                 to: RunState::Promoted,
                 reason: format!(
@@ -166,6 +166,23 @@ pub fn retire(run: &mut RunRecord, spec: &ContractSpec, now: UnixNanos) {
     run.reason = format!(
         "retired without a verdict: no sample for {} (run_idle_timeout)",
         humantime::format_duration(spec.run_idle_timeout)
+    );
+}
+
+/// Supersedes an undecided run whose contract now has another version: it
+/// leaves without a verdict, like a retired run, and its subject's next data
+/// starts a run under `spec`.
+pub fn replace(run: &mut RunRecord, spec: &ContractSpec, now: UnixNanos) {
+    if run.state.is_final() {
+        return;
+    }
+    run.superseded = true;
+    run.retired_at = Some(now);
+    run.reason = format!(
+        "replaced by contract version {} without a verdict (it was {} under version {})",
+        spec.version,
+        run.state.as_str(),
+        run.contract_version
     );
 }
 

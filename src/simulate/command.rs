@@ -119,6 +119,10 @@ pub struct Report {
     pub window_seconds: f64,
     /// Windows a run was simulated for at most.
     pub max_windows: u64,
+    /// The windows `max_duration` spans, when more than could be simulated
+    /// (runs still open after `max_windows` are then undecided).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_duration_windows: Option<u64>,
     /// What `max_duration` decides (`rollback` or `promote`).
     pub on_timeout: &'static str,
     /// Latency shape.
@@ -221,10 +225,10 @@ pub fn scenarios(
         conversion_rate: conversion,
     };
     let share = match plan.baseline_share_percent {
-        Some(v) if (0.0..100.0).contains(&v) => Some(v / 100.0),
+        Some(v) if (0.0..=99.0).contains(&v) => Some(v / 100.0),
         Some(v) => {
             return Err(SimulateError::Traffic(format!(
-                "--baseline-share-percent must be at least 0 and below 100, got {v}"
+                "--baseline-share-percent must be between 0 and 99, got {v}"
             )))
         }
         None => spec.baseline.as_ref().map(|_| 0.5),
@@ -308,7 +312,7 @@ pub fn execute(plan: &Plan) -> Result<Report, SimulateError> {
     }
     let (spec, window) = contract(plan)?;
     let scenarios = scenarios(plan, &spec)?;
-    let max_windows = windows_for(&spec, &window, plan.max_windows);
+    let (max_windows, cut_from) = windows_for(&spec, &window, plan.max_windows);
     let threads = if plan.threads == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     } else {
@@ -369,6 +373,7 @@ pub fn execute(plan: &Plan) -> Result<Report, SimulateError> {
         },
         window_seconds: window.size.as_secs_f64(),
         max_windows,
+        max_duration_windows: cut_from,
         on_timeout: match spec.on_timeout {
             OnTimeout::Rollback => "rollback",
             OnTimeout::Promote => "promote",
@@ -387,6 +392,15 @@ pub fn table(r: &Report) -> String {
          windows and samples are to a decision on evidence\n\n",
         r.contract, r.contract_version, r.decision, r.window_seconds, r.max_windows, r.shape, r.seed, r.on_timeout
     );
+    if let Some(spans) = r.max_duration_windows {
+        out.insert_str(
+            out.len() - 1,
+            &format!(
+                "max_duration spans {spans} windows, more than are simulated: runs still open after {} windows are undecided\n",
+                r.max_windows
+            ),
+        );
+    }
     out.push_str(&format!(
         "{:<13} {:>9} {:>8} {:>7} {:>11} {:>6} {:>12} {:>10} {:>10} {:>10}  {:<17} {:<17}\n",
         "scenario",

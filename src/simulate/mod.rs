@@ -61,16 +61,27 @@ pub struct Outcome {
     pub samples: u64,
 }
 
+/// Windows a run is simulated for at most, whatever `max_duration` spans:
+/// a 48 h `max_duration` over 1 s windows would otherwise mean 172,801
+/// windows per run, hours of simulation.
+pub const MAX_SIMULATED_WINDOWS: u64 = 10_000;
+
 /// Windows a contract's runs are simulated for: up to `max_duration`, or
-/// `cap` without one.
-pub fn windows_for(spec: &ContractSpec, window: &WindowSpec, cap: u64) -> u64 {
+/// `cap` without one, and never more than [`MAX_SIMULATED_WINDOWS`]. The
+/// second value is the windows `max_duration` spans when that was cut.
+pub fn windows_for(spec: &ContractSpec, window: &WindowSpec, cap: u64) -> (u64, Option<u64>) {
     let size = window.size.as_secs_f64().max(1e-9);
-    match spec.max_duration {
+    let wanted = match spec.max_duration {
         // One more than fits, so the timeout itself is reached.
         Some(d) => ((d.as_secs_f64() / size).ceil() as u64).saturating_add(1),
         None => cap,
     }
-    .max(1)
+    .max(1);
+    if wanted > MAX_SIMULATED_WINDOWS {
+        (MAX_SIMULATED_WINDOWS, Some(wanted))
+    } else {
+        (wanted, None)
+    }
 }
 
 /// Runs one release through the engine: one window of traffic at a time,

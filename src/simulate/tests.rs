@@ -214,3 +214,23 @@ fn summaries_count_every_ending() {
     );
     assert_eq!(s.windows_to_decision, Some(Spread { median: 2, p90: 4 }));
 }
+
+#[test]
+fn simulated_windows_are_capped_whatever_max_duration_spans() {
+    let mut spec = contract(Thresholds {
+        max_error_rate_percent: Some(1.0),
+        ..Thresholds::default()
+    });
+    spec.max_duration = Some(Duration::from_secs(3600));
+    // An hour of minute windows: 60, plus the one that reaches the timeout.
+    assert_eq!(windows_for(&spec, &window(), 500), (61, None));
+    spec.max_duration = Some(Duration::from_secs(48 * 3600));
+    let mut seconds = window();
+    seconds.size = Duration::from_secs(1);
+    assert_eq!(
+        windows_for(&spec, &seconds, 500),
+        (MAX_SIMULATED_WINDOWS, Some(172_801))
+    );
+    spec.max_duration = None;
+    assert_eq!(windows_for(&spec, &window(), 500), (500, None));
+}

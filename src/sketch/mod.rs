@@ -438,12 +438,13 @@ impl Sketch {
 
     /// Visits every non-empty bucket as `(lo, hi, count)`: its values lie in
     /// `(lo, hi]` (the zero bucket is `[0, zero_threshold]`, visited as
-    /// `(0, zero_threshold]`), the upper end narrowed to the sketch's
-    /// `max`. This is what a value is known to be from the sketch alone.
+    /// `(0, zero_threshold]`). This is what a value is known to be from the
+    /// sketch alone. The bounds are the buckets' own, never narrowed by
+    /// `max`: after a merge of exponential histograms `max` may be the
+    /// sender's claim or an estimate, and a decision must not rest on it.
     pub fn for_each_bucket(&self, mut f: impl FnMut(f64, f64, u64)) {
-        let max = self.max().unwrap_or(f64::INFINITY);
         if self.zero_count > 0 {
-            f(0.0, self.zero_threshold.min(max).max(0.0), self.zero_count);
+            f(0.0, self.zero_threshold.max(0.0), self.zero_count);
         }
         let counts = self.span_counts();
         for j in 0..counts.len() {
@@ -453,7 +454,7 @@ impl Sketch {
             }
             let idx = self.lo + j as i64;
             let lo = lower_bound(idx, self.scale);
-            let hi = upper_bound(idx, self.scale).min(max);
+            let hi = upper_bound(idx, self.scale);
             f(lo.min(hi), hi, c);
         }
     }

@@ -13,6 +13,7 @@ mod overload;
 mod pipelines;
 mod probe;
 mod shutdown;
+mod simulate;
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};

@@ -147,7 +147,7 @@ fn every_pipeline_protects_a_healthy_release() {
                 window: &window,
                 runs: plan.runs,
                 seed: plan.seed,
-                max_windows: windows_for(&spec, &window, plan.max_windows),
+                max_windows: windows_for(&spec, &window, plan.max_windows).0,
                 threads: plan.threads,
             }
             .summarize(&healthy, &|| {});

@@ -164,12 +164,6 @@ pub(super) fn contract(
             errors,
         ),
     };
-    if !has_threshold {
-        errors.push(
-            path,
-            "no threshold set; set at least one of max_p50_latency_ms, max_p95_latency_ms, max_p99_latency_ms, max_error_rate_percent or min_conversion_rate_percent",
-        );
-    }
 
     let windows_only: Vec<&str> = [
         ("min_window_samples", raw.min_window_samples.is_some()),
@@ -179,6 +173,7 @@ pub(super) fn contract(
     .into_iter()
     .filter_map(|(key, set)| set.then_some(key))
     .collect();
+    let min_samples_given = raw.min_samples.is_some();
     let min_samples = int_in(raw.min_samples, 1, 1, i64::MAX, &at("min_samples"), errors);
     let min_window_samples = int_in(
         raw.min_window_samples,
@@ -233,8 +228,17 @@ pub(super) fn contract(
         &at("on_timeout"),
         errors,
     );
+    let baseline_given = raw.baseline.is_some();
     let baseline = take(raw.baseline, &at("baseline"), errors)
         .and_then(|b| baseline(b.0, &at("baseline"), errors));
+    // A baseline block states its own thresholds (and reports their
+    // absence itself), so a contract that only compares is complete.
+    if !has_threshold && !baseline_given {
+        errors.push(
+            path,
+            "no threshold set; set at least one of max_p50_latency_ms, max_p95_latency_ms, max_p99_latency_ms, max_error_rate_percent or min_conversion_rate_percent, or a baseline: comparison",
+        );
+    }
     let decision = one_of(
         raw.decision,
         &[
@@ -259,6 +263,21 @@ pub(super) fn contract(
         }
     }
     let alpha = alpha(raw.alpha, &at("alpha"), errors);
+    // Only for an otherwise valid contract: a rejected threshold would
+    // look absent here.
+    if errors.len() == before
+        && decision == Decision::Sequential
+        && !min_samples_given
+        && nothing_to_prove(&thresholds, baseline.as_ref())
+    {
+        errors.push(
+            at("min_samples"),
+            "required here: every check of this contract can only be proven failing (a limit of \
+             0 errors, 100 % conversion or no increase over the baseline) or is met by any rate, \
+             so nothing but min_samples decides when a release is promoted; set the requests that \
+             must show no failure first",
+        );
+    }
     let dry_run = take(raw.dry_run, &at("dry_run"), errors).unwrap_or(false);
 
     (errors.len() == before).then(|| ContractSpec {
@@ -285,6 +304,25 @@ pub(super) fn contract(
         alpha,
         dry_run,
     })
+}
+
+/// `true` when no check of a contract can be proven *passing* by data: each
+/// is either fail-only (errors ≤ 0 %, conversion ≥ 100 %, no increase over
+/// the baseline) or met by every rate (errors ≤ 100 %, conversion ≥ 0 %).
+/// Latency checks can always be proven passing.
+fn nothing_to_prove(t: &Thresholds, baseline: Option<&BaselineSpec>) -> bool {
+    let latency = t.max_p50_latency_ms.is_some()
+        || t.max_p95_latency_ms.is_some()
+        || t.max_p99_latency_ms.is_some();
+    let extreme = |v: Option<f64>| v.is_none_or(|v| v <= 0.0 || v >= 100.0);
+    let baseline_extreme = baseline.is_none_or(|b| {
+        b.max_p95_latency_increase_percent.is_none_or(|v| v <= 0.0)
+            && extreme(b.max_error_rate_increase_points)
+    });
+    !latency
+        && extreme(t.max_error_rate_percent)
+        && extreme(t.min_conversion_rate_percent)
+        && baseline_extreme
 }
 
 pub(super) fn baseline(raw: RawBaseline, path: &str, errors: &mut Errors) -> Option<BaselineSpec> {
@@ -453,15 +491,20 @@ pub(super) fn name_or_default(
     }
 }
 
+/// The smallest `alpha` a contract may set.
+const MIN_ALPHA: f64 = 1e-6;
+
 pub(super) fn alpha(raw: Field<Num>, path: &str, errors: &mut Errors) -> f64 {
     let Some(Num(v)) = take(raw, path, errors) else {
         return DEFAULT_ALPHA;
     };
-    // One-sided bounds at 0.5 or more say nothing.
-    if !(v > 0.0 && v < 0.5) {
+    // One-sided bounds at 0.5 or more say nothing; below 1e-6 the budget
+    // split over the checks leaves nothing any realistic traffic can meet
+    // (and tiny values underflow the statistics).
+    if !(MIN_ALPHA..0.5).contains(&v) {
         errors.push(
             path,
-            format!("must be between 0 and 0.5 (exclusive), got {v}"),
+            format!("must be at least {MIN_ALPHA} and below 0.5, got {v}"),
         );
     }
     v

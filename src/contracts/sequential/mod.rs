@@ -16,9 +16,10 @@
 //!   minimum-data guard for sparse canaries.
 //!
 //! Both take the run's *cumulative* [`Counts`] at each look, return
-//! [`Evidence`] (estimate, running bounds, samples, [`Status`]), never
-//! allocate, never panic on any counts, and expose their running state as a
-//! plain [`State`] to persist.
+//! [`Evidence`] (estimate, bounds, samples, [`Status`]), never allocate and
+//! never panic on any counts. They keep no state between looks: the
+//! cumulative counts are all they need, so a restart, a reset or an edited
+//! threshold cannot leave stale evidence behind.
 //!
 //! Guarantee per check with budget α (each direction separately):
 //! `P(ever ProvenFailing | truly passing) ≤ α` and
@@ -35,7 +36,7 @@ mod types;
 
 pub use difference::DifferenceCheck;
 pub use proportion::ProportionCheck;
-pub use types::{Counts, Direction, State, Status};
+pub use types::{Counts, Direction, Evidence, Status};
 
 #[cfg(test)]
 mod tests;

@@ -36,9 +36,7 @@
 //! behind them.
 
 use super::special::{ln_beta, ln_beta_remainder};
-use super::types::{
-    check_alpha, intersect, Counts, Direction, Evidence, ParamError, State, Status,
-};
+use super::types::{check_alpha, Counts, Direction, Evidence, ParamError, Status};
 
 /// Shape of the mixture priors; see the module documentation.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -302,10 +300,10 @@ fn upper_bound(x: u64, n: u64, mix: BetaMixture, c: f64) -> f64 {
 ///   certain, not statistical). It can never be proven passing: no finite
 ///   sample shows a share is `< 0`. Such a contract can only promote by
 ///   another route (timeout policy, manual decision).
-/// * `limit = 1`, `AtMost`: can never fail; proven passing as soon as one
-///   sample is surely not an event. Mirror images hold for `AtLeast` with
-///   limits 1 and 0.
-/// * `n = 0`: no information; bounds stay as they are, estimate 0.
+/// * `limit = 1`, `AtMost` (and `limit = 0`, `AtLeast`): every share
+///   passes, so the check is passing from the start, without data.
+///   `limit = 1`, `AtLeast` is the mirror image of the first case.
+/// * `n = 0`: no information; bounds `[0, 1]`, estimate 0.
 /// * A share exactly at the limit is "passing" for the contract but can
 ///   never be *proven* passing (that needs `upper < limit`); it is proven
 ///   failing with probability ≤ α.
@@ -319,9 +317,6 @@ pub struct ProportionCheck {
     threshold: f64,
     lower_mix: BetaMixture,
     upper_mix: BetaMixture,
-    lower: f64,
-    upper: f64,
-    status: Status,
 }
 
 // Accessors and custom priors are used by the tests and simulations.
@@ -363,56 +358,11 @@ impl ProportionCheck {
             threshold: -alpha.ln(),
             lower_mix: BetaMixture::centred(above, prior.shape, prior.robust_weight),
             upper_mix: BetaMixture::centred(below, prior.shape, prior.robust_weight),
-            lower: 0.0,
-            upper: 1.0,
-            status: Status::Open,
         })
     }
 
-    /// A check resumed from a persisted [`State`] (same parameters as the
-    /// check that produced it, default prior; for a custom prior build the
-    /// check with [`ProportionCheck::with_prior`] and call
-    /// [`ProportionCheck::set_state`]).
-    pub fn restore(
-        limit: f64,
-        direction: Direction,
-        alpha: f64,
-        state: State,
-    ) -> Result<Self, ParamError> {
-        let mut check = Self::new(limit, direction, alpha)?;
-        check.set_state(state)?;
-        Ok(check)
-    }
-
-    /// Replaces the running state, after validating it.
-    pub fn set_state(&mut self, state: State) -> Result<(), ParamError> {
-        let status = Status::from_u8(state.status).ok_or(ParamError::State)?;
-        let ok = state.lower.is_finite()
-            && state.upper.is_finite()
-            && 0.0 <= state.lower
-            && state.lower <= state.upper
-            && state.upper <= 1.0;
-        if !ok {
-            return Err(ParamError::State);
-        }
-        self.lower = state.lower;
-        self.upper = state.upper;
-        self.status = status;
-        Ok(())
-    }
-
-    /// The running state to persist.
-    pub fn state(&self) -> State {
-        State {
-            lower: self.lower,
-            upper: self.upper,
-            status: self.status.as_u8(),
-        }
-    }
-
-    /// This look's own confidence interval `(lower from x_low, upper from
-    /// x_high)`, without intersecting it with earlier looks and without
-    /// changing the check. Exposed for diagnostics and tests.
+    /// This look's confidence interval `(lower from x_low, upper from
+    /// x_high)`.
     pub fn look_bounds(&self, counts: Counts) -> (f64, f64) {
         let (lo, hi, n) = counts.sanitized();
         (
@@ -421,31 +371,40 @@ impl ProportionCheck {
         )
     }
 
-    /// Processes a look at the run's cumulative counts.
+    /// `true` when the limit admits every share (`≤ 100 %`, `≥ 0 %`): such
+    /// a check passes without data.
+    fn trivially_passing(&self) -> bool {
+        match self.direction {
+            Direction::AtMost => self.limit >= 1.0,
+            Direction::AtLeast => self.limit <= 0.0,
+        }
+    }
+
+    /// Looks at the run's cumulative counts. The status is this look's
+    /// (see [`Evidence`]).
     ///
     /// Allocation-free; a few microseconds (two root finds of ~5 steps).
-    pub fn look(&mut self, counts: Counts) -> Evidence {
-        let (look_lower, look_upper) = self.look_bounds(counts);
-        intersect(&mut self.lower, &mut self.upper, look_lower, look_upper);
-        if self.status == Status::Open {
-            let (fails, passes) = match self.direction {
-                Direction::AtMost => (self.lower > self.limit, self.upper < self.limit),
-                Direction::AtLeast => (self.upper < self.limit, self.lower > self.limit),
-            };
-            // Both cannot hold: `intersect` keeps lower ≤ upper.
-            if fails {
-                self.status = Status::ProvenFailing;
-            } else if passes {
-                self.status = Status::ProvenPassing;
-            }
-        }
+    pub fn look(&self, counts: Counts) -> Evidence {
+        let (lower, upper) = self.look_bounds(counts);
+        let (fails, passes) = match self.direction {
+            Direction::AtMost => (lower > self.limit, upper < self.limit),
+            Direction::AtLeast => (upper < self.limit, lower > self.limit),
+        };
+        // Both cannot hold: the interval contains the estimate.
+        let status = if self.trivially_passing() || passes {
+            Status::ProvenPassing
+        } else if fails {
+            Status::ProvenFailing
+        } else {
+            Status::Open
+        };
         Evidence {
             estimate: counts.midpoint_share(),
-            lower: self.lower,
-            upper: self.upper,
+            lower,
+            upper,
             samples: counts.n,
             baseline_samples: None,
-            status: self.status,
+            status,
         }
     }
 }
@@ -571,7 +530,7 @@ mod tests {
             },
         ] {
             for limit in [0.0, 0.3, 1.0] {
-                let mut check =
+                let check =
                     ProportionCheck::with_prior(limit, Direction::AtMost, 0.05, prior).unwrap();
                 let ev = check.look(Counts::exact(30, 100));
                 assert!(
@@ -585,68 +544,57 @@ mod tests {
 
     #[test]
     fn limit_zero_fails_on_first_event_and_never_passes() {
-        let mut check = ProportionCheck::new(0.0, Direction::AtMost, 0.05).unwrap();
+        let check = ProportionCheck::new(0.0, Direction::AtMost, 0.05).unwrap();
         let ev = check.look(Counts::exact(0, 1_000_000));
         assert_eq!(ev.status, Status::Open);
         assert_eq!(ev.lower, 0.0);
         let ev = check.look(Counts::exact(1, 1_000_001));
         assert_eq!(ev.status, Status::ProvenFailing);
         // Surely-observed events only: a range starting at 0 does not fail.
-        let mut check = ProportionCheck::new(0.0, Direction::AtMost, 0.05).unwrap();
+        let check = ProportionCheck::new(0.0, Direction::AtMost, 0.05).unwrap();
         assert_eq!(check.look(Counts::range(0, 5, 1000)).status, Status::Open);
     }
 
     #[test]
-    fn limit_one_passes_on_first_non_event() {
-        let mut check = ProportionCheck::new(1.0, Direction::AtMost, 0.05).unwrap();
-        assert_eq!(check.look(Counts::exact(10, 10)).status, Status::Open);
+    fn limits_that_admit_every_share_pass_without_data() {
+        let check = ProportionCheck::new(1.0, Direction::AtMost, 0.05).unwrap();
         assert_eq!(
-            check.look(Counts::exact(10, 11)).status,
+            check.look(Counts::exact(0, 0)).status,
             Status::ProvenPassing
         );
-        let mut check = ProportionCheck::new(1.0, Direction::AtLeast, 0.05).unwrap();
+        assert_eq!(
+            check.look(Counts::exact(10, 10)).status,
+            Status::ProvenPassing
+        );
+        let check = ProportionCheck::new(0.0, Direction::AtLeast, 0.05).unwrap();
+        assert_eq!(
+            check.look(Counts::exact(0, 10)).status,
+            Status::ProvenPassing
+        );
+        // A conversion floor of 100 % fails on the first surely
+        // unconverted request, and never passes.
+        let check = ProportionCheck::new(1.0, Direction::AtLeast, 0.05).unwrap();
         assert_eq!(check.look(Counts::exact(10, 10)).status, Status::Open);
         assert_eq!(
             check.look(Counts::exact(10, 11)).status,
             Status::ProvenFailing
         );
-        let mut check = ProportionCheck::new(0.0, Direction::AtLeast, 0.05).unwrap();
-        assert_eq!(check.look(Counts::exact(0, 10)).status, Status::Open);
-        assert_eq!(
-            check.look(Counts::exact(1, 11)).status,
-            Status::ProvenPassing
-        );
     }
 
     #[test]
-    fn state_roundtrip_and_validation() {
-        let mut check = ProportionCheck::new(0.02, Direction::AtMost, 0.05).unwrap();
-        check.look(Counts::exact(100, 800));
-        let state = check.state();
-        assert_eq!(state.status, Status::ProvenFailing.as_u8());
-        let restored = ProportionCheck::restore(0.02, Direction::AtMost, 0.05, state).unwrap();
-        assert_eq!(restored, check);
-        let bad = State {
-            lower: 0.5,
-            upper: 0.4,
-            status: 0,
-        };
+    fn status_is_the_current_looks() {
+        // Proven passing early; a regression afterwards takes the pass
+        // away and then proves failing: nothing from the early look sticks.
+        let check = ProportionCheck::new(0.02, Direction::AtMost, 0.05).unwrap();
         assert_eq!(
-            ProportionCheck::restore(0.02, Direction::AtMost, 0.05, bad),
-            Err(ParamError::State)
+            check.look(Counts::exact(20, 5_000)).status,
+            Status::ProvenPassing
         );
-        let bad = State {
-            lower: 0.0,
-            upper: f64::NAN,
-            status: 0,
-        };
-        assert!(ProportionCheck::restore(0.02, Direction::AtMost, 0.05, bad).is_err());
-        let bad = State {
-            lower: 0.0,
-            upper: 1.0,
-            status: 9,
-        };
-        assert!(ProportionCheck::restore(0.02, Direction::AtMost, 0.05, bad).is_err());
+        assert_eq!(check.look(Counts::exact(150, 8_000)).status, Status::Open);
+        assert_eq!(
+            check.look(Counts::exact(520, 12_000)).status,
+            Status::ProvenFailing
+        );
     }
 
     #[test]

@@ -1,15 +1,18 @@
 //! Plain data types shared by the checks: inputs ([`Counts`]), outputs
-//! ([`Evidence`], [`Status`]), configuration ([`Direction`]), persisted
-//! state ([`State`]) and parameter errors ([`ParamError`]).
+//! ([`Evidence`], [`Status`]), configuration ([`Direction`]) and parameter
+//! errors ([`ParamError`]).
 
 use std::fmt;
 
-/// Where a check stands after a look.
+/// Where a check stands at a look.
 ///
-/// `ProvenPassing` / `ProvenFailing` are final: once a check reaches one it
-/// stays there for the rest of the run, whatever later data says (the
-/// guarantee is about the *first* time a bound crosses the limit, and a
-/// verdict that could flip back would be worthless to a rollout controller).
+/// The status is the current look's, computed from the run's cumulative
+/// counts alone: nothing carries over from earlier looks. The confidence
+/// sequence covers the true share at every look at once, so a status read
+/// at any look is as trustworthy as one kept from an earlier look, and a
+/// release that regresses after an early "passing" loses it (a kept pass
+/// would hide the regression until the run was decided on other checks).
+/// Failing is final in practice: the run is rolled back at that look.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum Status {
     /// Not enough evidence either way yet: keep collecting.
@@ -19,36 +22,6 @@ pub enum Status {
     ProvenPassing,
     /// The confidence sequence lies entirely on the failing side of the limit.
     ProvenFailing,
-}
-
-#[cfg_attr(not(test), allow(dead_code))]
-impl Status {
-    /// Stable one-byte encoding for persistence (`0` open, `1` passing,
-    /// `2` failing). These numbers are part of the storage format: never
-    /// renumber them.
-    pub fn as_u8(self) -> u8 {
-        match self {
-            Status::Open => 0,
-            Status::ProvenPassing => 1,
-            Status::ProvenFailing => 2,
-        }
-    }
-
-    /// Inverse of [`Status::as_u8`]; `None` for an unknown byte (a corrupt
-    /// or newer record), so the caller decides instead of us guessing.
-    pub fn from_u8(v: u8) -> Option<Self> {
-        match v {
-            0 => Some(Status::Open),
-            1 => Some(Status::ProvenPassing),
-            2 => Some(Status::ProvenFailing),
-            _ => None,
-        }
-    }
-
-    /// `true` for either proven status.
-    pub fn is_proven(self) -> bool {
-        self != Status::Open
-    }
 }
 
 /// Which side of the limit passes.
@@ -124,8 +97,7 @@ impl Counts {
 
 /// What a check reports at each look.
 ///
-/// `lower` and `upper` are the *running* confidence bounds (the
-/// intersection of the confidence sequence over all looks so far). They
+/// `lower` and `upper` are this look's confidence bounds. They
 /// are what a person reads ("95 % sure the error rate is above 4.9 %") and
 /// exactly what the status is decided on:
 ///
@@ -135,43 +107,25 @@ impl Counts {
 /// | share ≥ limit    | `upper < limit`        | `lower > limit`        |
 /// | B − A ≤ delta    | `lower > delta`        | `upper < delta`        |
 ///
-/// Because the bounds are running, the current `estimate` is inside the
-/// bounds of the current look but can, rarely, lie outside the running
-/// interval (an earlier look already ruled those values out).
+/// The estimate always lies within the bounds.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Evidence {
     /// Share `x/n` (middle of the count range), or the difference of shares
     /// canary − baseline for a [`super::DifferenceCheck`].
     pub estimate: f64,
-    /// Running lower confidence bound.
+    /// Lower confidence bound.
     pub lower: f64,
-    /// Running upper confidence bound.
+    /// Upper confidence bound.
     pub upper: f64,
     /// Samples of the subject (the canary for a difference check).
     pub samples: u64,
     /// Samples of the baseline for a difference check; `None` otherwise.
     pub baseline_samples: Option<u64>,
-    /// Status after this look (sticky once proven).
+    /// Status at this look.
     pub status: Status,
 }
 
-/// The running state of a check, as plain fields so the caller can persist
-/// it next to the run (three columns) and resume after a restart.
-///
-/// The check's parameters (limit, direction, alpha, delta, tuning) are
-/// configuration and are *not* part of the state: restore a state only
-/// into a check built from the same contract version.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct State {
-    /// Running lower bound.
-    pub lower: f64,
-    /// Running upper bound.
-    pub upper: f64,
-    /// [`Status::as_u8`].
-    pub status: u8,
-}
-
-/// A parameter or a persisted state that the checks refuse.
+/// A parameter that the checks refuse.
 ///
 /// Parameters come from contract configuration, so they are validated
 /// (and reported) rather than silently clamped; counts come from telemetry
@@ -192,9 +146,6 @@ pub enum ParamError {
     /// Prior parameters that are not finite, or an odds ratio below 1 or a
     /// shape that is not positive.
     Prior,
-    /// A persisted state with non-finite or out-of-range bounds, crossed
-    /// bounds or an unknown status byte.
-    State,
 }
 
 impl fmt::Display for ParamError {
@@ -208,7 +159,6 @@ impl fmt::Display for ParamError {
                 write!(f, "minimum expected events {v} is not a count >= 0")
             }
             ParamError::Prior => write!(f, "prior needs odds_ratio >= 1 and shape > 0"),
-            ParamError::State => write!(f, "persisted check state is invalid"),
         }
     }
 }
@@ -225,39 +175,9 @@ pub(crate) fn check_alpha(alpha: f64) -> Result<f64, ParamError> {
     }
 }
 
-/// Intersects the running interval `[lower, upper]` with this look's
-/// interval.
-///
-/// If the intersection would be empty the running interval is kept as it
-/// was. That can only happen after the sequence has already missed the
-/// true value at some look (probability ≤ the check's error budget), and
-/// keeping the old interval is still valid: it always contains the plain
-/// intersection whenever that is non-empty. It also guarantees
-/// `lower ≤ upper`, which makes "proven passing" and "proven failing"
-/// mutually exclusive forever.
-pub(crate) fn intersect(lower: &mut f64, upper: &mut f64, look_lower: f64, look_upper: f64) {
-    // `f64::max/min` ignore a NaN operand, so a NaN here could never widen
-    // or poison the running bounds.
-    let lo = lower.max(look_lower);
-    let hi = upper.min(look_upper);
-    if lo <= hi {
-        *lower = lo;
-        *upper = hi;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn status_roundtrip() {
-        for s in [Status::Open, Status::ProvenPassing, Status::ProvenFailing] {
-            assert_eq!(Status::from_u8(s.as_u8()), Some(s));
-        }
-        assert_eq!(Status::from_u8(3), None);
-        assert!(!Status::Open.is_proven());
-    }
 
     #[test]
     fn counts_are_sanitized() {
@@ -273,16 +193,5 @@ mod tests {
             1.0
         );
         assert_eq!(Counts::range(1, 3, 10).midpoint_share(), 0.2);
-    }
-
-    #[test]
-    fn intersect_keeps_interval_when_empty() {
-        let (mut lo, mut hi) = (0.1, 0.3);
-        intersect(&mut lo, &mut hi, 0.2, 0.5);
-        assert_eq!((lo, hi), (0.2, 0.3));
-        intersect(&mut lo, &mut hi, 0.35, 0.6);
-        assert_eq!((lo, hi), (0.2, 0.3));
-        intersect(&mut lo, &mut hi, f64::NAN, f64::NAN);
-        assert_eq!((lo, hi), (0.2, 0.3));
     }
 }

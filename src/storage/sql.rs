@@ -35,13 +35,14 @@ use super::{
 
 /// The schema, in order. A version is never edited once released: changes
 /// are new files.
-const MIGRATIONS: [(i64, &str); 3] = [
+const MIGRATIONS: [(i64, &str); 4] = [
     (
         1,
         include_str!("migrations/0001_runs_outbox_checkpoints.sql"),
     ),
     (2, include_str!("migrations/0002_run_latency_bound.sql")),
     (3, include_str!("migrations/0003_run_evidence.sql")),
+    (4, include_str!("migrations/0004_retired_index.sql")),
 ];
 
 /// Connections in the pool: the run engines and delivery workers write, the

@@ -198,7 +198,7 @@ impl ShardState {
             f(window_entry(windows, window.start));
             return RecordOutcome::Accepted;
         }
-        let (key, outcome) = if series.subject.is_pseudo() || self.admitted.contains_key(series) {
+        let (key, outcome) = if series.subject.is_overflow() || self.admitted.contains_key(series) {
             (series.clone(), RecordOutcome::Accepted)
         } else if self.params.slots.take() {
             self.admitted.insert(series.clone(), window.end);
@@ -302,7 +302,7 @@ impl ShardState {
         series: SeriesKey,
         windows: std::collections::BTreeMap<UnixNanos, Accum>,
     ) {
-        if !series.subject.is_pseudo() && !self.admitted.contains_key(&series) {
+        if !series.subject.is_overflow() && !self.admitted.contains_key(&series) {
             // What was held before a restart is held again, even past a
             // lowered max_series: its data is accepted already.
             self.params.slots.take_anyway();

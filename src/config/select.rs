@@ -53,8 +53,9 @@ pub enum Selection {
     None,
     /// Counts for the run of this subject.
     Subject(Subject),
-    /// The current release the contract compares against.
-    Baseline,
+    /// The current release the contract compares against, keyed by the
+    /// values of [`ContractSpec::baseline_keys`].
+    Baseline(Subject),
     /// Selected, but the resource lacks a `subject_by` attribute: its
     /// requests are rejected (partial_success) rather than guessed at.
     MissingAttribute(String),
@@ -67,10 +68,31 @@ impl ContractSpec {
     /// A resource that matches the baseline is the baseline only, even when
     /// it also matches the contract: the current release is what candidates
     /// are compared with, not a candidate itself.
+    ///
+    /// The baseline is what `baseline.match` selects among what the
+    /// contract's own `match` selects on the attributes `baseline.match`
+    /// does not name: with `match: {service.name: "*"}` and
+    /// `baseline.match: {service.version: "1.*"}`, each service's 1.x is
+    /// its own baseline, compared only with that service's candidates (see
+    /// [`ContractSpec::baseline_keys`]).
     pub fn select<'a>(&self, lookup: impl Fn(&str) -> Option<&'a str>) -> Selection {
         if let Some(baseline) = &self.baseline {
-            if baseline.matches.iter().all(|m| m.matches(&lookup)) {
-                return Selection::Baseline;
+            let named = |key: &str| baseline.matches.iter().any(|m| m.key == key);
+            if baseline.matches.iter().all(|m| m.matches(&lookup))
+                && self
+                    .matches
+                    .iter()
+                    .filter(|m| !named(&m.key))
+                    .all(|m| m.matches(&lookup))
+            {
+                let mut attributes = Vec::new();
+                for key in self.baseline_keys() {
+                    match lookup(key) {
+                        Some(v) => attributes.push((key.to_string(), v.to_string())),
+                        None => return Selection::MissingAttribute(key.to_string()),
+                    }
+                }
+                return Selection::Baseline(Subject::baseline(attributes));
             }
         }
         if !self.matches.iter().all(|m| m.matches(&lookup)) {
@@ -84,6 +106,32 @@ impl ContractSpec {
             }
         }
         Selection::Subject(Subject::new(attributes))
+    }
+
+    /// The `subject_by` attributes that key the baseline: those its
+    /// `baseline.match` does not name. A candidate is compared with the
+    /// baseline that has its values of them — `checkout/2.0` with
+    /// `__baseline__/checkout` when `baseline.match` names only
+    /// `service.version` — so services sharing a contract never pool their
+    /// baselines. When `baseline.match` names every `subject_by` attribute
+    /// there is one baseline per contract.
+    pub fn baseline_keys(&self) -> impl Iterator<Item = &str> {
+        let named = self.baseline.as_ref().map(|b| &b.matches);
+        self.subject_by
+            .iter()
+            .filter(move |key| named.is_some_and(|m| !m.iter().any(|m| &m.key == *key)))
+            .map(String::as_str)
+    }
+
+    /// The baseline series a candidate `subject` is compared with; `None`
+    /// without a baseline.
+    pub fn baseline_of(&self, subject: &Subject) -> Option<Subject> {
+        self.baseline.as_ref()?;
+        let attributes = self
+            .baseline_keys()
+            .filter_map(|key| subject.attributes().iter().find(|(k, _)| k == key).cloned())
+            .collect();
+        Some(Subject::baseline(attributes))
     }
 }
 

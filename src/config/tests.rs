@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::*;
-use crate::model::RunState;
+use crate::model::{RunState, Subject};
 
 /// The environment every fixture is loaded with.
 fn fixture_env() -> HashMap<String, String> {
@@ -1112,4 +1112,57 @@ fn valid_fixtures_load() {
         }
     }
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+/// Services sharing a contract each get their own baseline: the baseline is
+/// keyed by the `subject_by` attributes `baseline.match` leaves open, and it
+/// must also meet the contract's own `match` on the others.
+#[test]
+fn baselines_are_kept_apart_by_the_attributes_they_leave_open() {
+    let cfg = ok(&with_contract(
+        "    match: { service.name: \"*\" }\n    max_p95_latency_ms: 100\n    baseline: { match: { service.version: \"1.*\" }, max_p95_latency_increase_percent: 10 }",
+    ));
+    let c = &cfg.pipelines[0].contracts[0];
+    assert_eq!(c.baseline_keys().collect::<Vec<_>>(), ["service.name"]);
+    let resource = |name: &'static str, version: &'static str| {
+        move |key: &str| match key {
+            "service.name" => Some(name),
+            "service.version" => Some(version),
+            _ => None,
+        }
+    };
+    let payments = Subject::baseline(vec![("service.name".into(), "payments".into())]);
+    assert_eq!(
+        c.select(resource("payments", "1.4")),
+        Selection::Baseline(payments.clone())
+    );
+    let Selection::Subject(canary) = c.select(resource("checkout", "2.0")) else {
+        panic!("a candidate");
+    };
+    assert_eq!(
+        c.baseline_of(&canary),
+        Some(Subject::baseline(vec![(
+            "service.name".into(),
+            "checkout".into()
+        )]))
+    );
+
+    // Naming every subject attribute gives one baseline per contract; the
+    // contract's match still applies to attributes the baseline leaves
+    // open.
+    let cfg = ok(&with_contract(
+        "    match: { service.name: checkout }\n    max_p95_latency_ms: 100\n    baseline: { match: { service.version: \"1.*\" }, max_p95_latency_increase_percent: 10 }",
+    ));
+    let c = &cfg.pipelines[0].contracts[0];
+    assert_eq!(c.select(resource("payments", "1.4")), Selection::None);
+    assert!(matches!(
+        c.select(resource("checkout", "1.4")),
+        Selection::Baseline(_)
+    ));
+    let mut one = c.clone();
+    one.subject_by = vec!["service.version".into()];
+    assert_eq!(
+        one.select(resource("checkout", "1.4")),
+        Selection::Baseline(Subject::baseline(Vec::new()))
+    );
 }

@@ -15,12 +15,26 @@ use std::sync::Arc;
 pub struct Subject(Arc<SubjectInner>);
 
 struct SubjectInner {
+    /// What the subject stands for.
+    kind: Kind,
     /// `(attribute, value)` in `subject_by` order.
     attributes: Vec<(String, String)>,
     /// Values joined with `/`: the label and URL form (`checkout/2.0.1`).
     joined: String,
     /// Stable hash of the two fields above.
     hash: u64,
+}
+
+/// A release, or one of the pseudo-subjects that never get a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Kind {
+    /// A release: its run is judged.
+    Release,
+    /// A contract's baseline (the current release), per its unconstrained
+    /// `subject_by` attributes.
+    Baseline,
+    /// A fixed name without attributes (overflow).
+    Named,
 }
 
 fn stable_hash(attributes: &[(String, String)], joined: &str) -> u64 {
@@ -36,6 +50,7 @@ impl PartialEq for Subject {
         // Samples of one request share the Arc: pointer equality first.
         Arc::ptr_eq(&self.0, &other.0)
             || (self.0.hash == other.0.hash
+                && self.0.kind == other.0.kind
                 && self.0.joined == other.0.joined
                 && self.0.attributes == other.0.attributes)
     }
@@ -58,7 +73,11 @@ impl PartialOrd for Subject {
 impl Ord for Subject {
     /// Alphabetical by values, so listings read naturally.
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (&self.0.attributes, &self.0.joined).cmp(&(&other.0.attributes, &other.0.joined))
+        (self.0.kind, &self.0.attributes, &self.0.joined).cmp(&(
+            other.0.kind,
+            &other.0.attributes,
+            &other.0.joined,
+        ))
     }
 }
 
@@ -66,8 +85,8 @@ impl Ord for Subject {
 /// exposed, never given a run.
 pub const OVERFLOW_SUBJECT: &str = "__overflow__";
 
-/// The subject under which a contract's baseline (the current release) is
-/// aggregated.
+/// The name of a contract's baseline (the current release) series; with
+/// key attributes, their values follow it (`__baseline__/checkout`).
 pub const BASELINE_SUBJECT: &str = "__baseline__";
 
 impl Subject {
@@ -80,16 +99,44 @@ impl Subject {
             .join("/");
         let hash = stable_hash(&attributes, &joined);
         Subject(Arc::new(SubjectInner {
+            kind: Kind::Release,
             attributes,
             joined,
             hash,
         }))
     }
 
-    /// A subject with a fixed name and no attributes (overflow, baseline).
+    /// The baseline series of a contract for the values of its key
+    /// attributes (the `subject_by` attributes its `baseline.match` leaves
+    /// open; none for one baseline per contract). Joined as
+    /// `__baseline__/value/…`.
+    pub fn baseline(attributes: Vec<(String, String)>) -> Subject {
+        let mut joined = BASELINE_SUBJECT.to_string();
+        for (_, v) in &attributes {
+            joined.push('/');
+            joined.push_str(&escape_value(v));
+        }
+        // Salted so a baseline never hashes like a release of the same
+        // values (equality tells them apart anyway).
+        let hash = stable_hash(&attributes, &joined) ^ 0xba5e_11e5;
+        Subject(Arc::new(SubjectInner {
+            kind: Kind::Baseline,
+            attributes,
+            joined,
+            hash,
+        }))
+    }
+
+    /// A subject with a fixed name and no attributes (overflow). The
+    /// baseline's name gives the baseline without key attributes (as
+    /// stored before baselines had keys).
     pub fn named(name: &str) -> Subject {
+        if name == BASELINE_SUBJECT {
+            return Subject::baseline(Vec::new());
+        }
         let joined = name.to_string();
         Subject(Arc::new(SubjectInner {
+            kind: Kind::Named,
             hash: stable_hash(&[], &joined),
             attributes: Vec::new(),
             joined,
@@ -115,8 +162,18 @@ impl Subject {
 
     /// True for the overflow and baseline pseudo-subjects, which never get a run.
     pub fn is_pseudo(&self) -> bool {
-        self.0.attributes.is_empty()
-            && (self.0.joined == OVERFLOW_SUBJECT || self.0.joined == BASELINE_SUBJECT)
+        self.0.kind != Kind::Release
+    }
+
+    /// True for a contract's baseline series.
+    pub fn is_baseline(&self) -> bool {
+        self.0.kind == Kind::Baseline
+    }
+
+    /// True for the overflow series, which holds what `max_series` left
+    /// out and so takes no place itself.
+    pub fn is_overflow(&self) -> bool {
+        self.0.kind == Kind::Named && self.0.joined == OVERFLOW_SUBJECT
     }
 }
 
@@ -276,6 +333,30 @@ mod tests {
         assert_eq!(k.shard(8), k2.shard(8));
         assert!(k.shard(8) < 8);
         assert!(Subject::named(OVERFLOW_SUBJECT).is_pseudo());
+        assert!(Subject::named(OVERFLOW_SUBJECT).is_overflow());
         assert!(!s.is_pseudo());
+    }
+
+    #[test]
+    fn baselines_are_keyed_and_never_a_release() {
+        let attrs = vec![("service.name".to_string(), "checkout".to_string())];
+        let b = Subject::baseline(attrs.clone());
+        assert_eq!(b.joined(), "__baseline__/checkout");
+        assert!(b.is_pseudo() && b.is_baseline() && !b.is_overflow());
+        assert_ne!(b, Subject::new(attrs.clone()));
+        // A release whose values spell a baseline's name is still a release.
+        let spoof = Subject::new(vec![
+            ("a".into(), BASELINE_SUBJECT.into()),
+            ("b".into(), "checkout".into()),
+        ]);
+        assert_eq!(spoof.joined(), b.joined());
+        assert!(!spoof.is_pseudo());
+        assert_ne!(spoof, b);
+        // The legacy name is the baseline without keys.
+        assert_eq!(
+            Subject::named(BASELINE_SUBJECT),
+            Subject::baseline(Vec::new())
+        );
+        assert!(Subject::named(BASELINE_SUBJECT).is_baseline());
     }
 }

@@ -21,9 +21,8 @@ use crate::config::{ContractSpec, WindowSpec};
 use crate::config::{Decision, OnIdle};
 use crate::contracts::evaluate_window;
 use crate::contracts::evidence::{self, Reference};
-use crate::model::series::BASELINE_SUBJECT;
 use crate::model::{Accum, EngineInput, Figures, OpenWindows};
-use crate::model::{SeriesKey, Subject, UnixNanos, Window};
+use crate::model::{SeriesKey, UnixNanos, Window};
 use crate::storage::checkpoint;
 use crate::storage::Commit;
 
@@ -112,9 +111,9 @@ pub struct Engine {
     images: Vec<OpenWindows>,
     /// Shards whose image changed since the last checkpoint.
     dirty: Vec<bool>,
-    /// Recent baseline windows of each contract (runs fix their reference
-    /// p95 from them).
-    references: Vec<Reference>,
+    /// Recent windows of each baseline series (runs fix their reference p95
+    /// from them), with the end of the newest.
+    references: HashMap<SeriesKey, (Reference, UnixNanos)>,
     /// Series whose stored run belongs to an earlier contract version: their
     /// new run counts only windows that start after this engine started.
     earlier_versions: std::collections::HashSet<SeriesKey>,
@@ -193,7 +192,6 @@ impl Engine {
                 buffered.entry(start).or_default().insert(key.clone(), acc);
             }
         }
-        let references = vec![Reference::default(); contracts.len()];
         let mut deadlines = Deadlines::default();
         for (key, run) in &runs {
             deadlines.schedule(key, run, &contracts[key.contract as usize]);
@@ -213,7 +211,7 @@ impl Engine {
             next_window: Window::containing(now.saturating_sub(lateness + size), size),
             images,
             dirty: vec![true; shards],
-            references,
+            references: HashMap::new(),
             earlier_versions,
             started: now,
             deadlines,
@@ -472,18 +470,14 @@ impl Engine {
         for key in seen {
             self.first_sample(key, w.start, now, out);
         }
-        let baseline_windows: Vec<Option<&Accum>> = (0..self.contracts.len())
-            .map(|i| {
-                data.get(&SeriesKey {
-                    contract: i as u32,
-                    subject: Subject::named(BASELINE_SUBJECT),
-                })
-            })
-            .collect();
-        let baselines: Vec<Option<Figures>> = baseline_windows
+        // Each baseline series' figures, once for all the runs compared
+        // with it.
+        let baselines: HashMap<&SeriesKey, Figures> = data
             .iter()
-            .map(|b| b.map(Figures::of))
+            .filter(|(k, _)| k.subject.is_baseline())
+            .map(|(k, acc)| (k, Figures::of(acc)))
             .collect();
+        let no_reference = Reference::default();
         // Only runs with data in the window: an empty window changes no
         // evidence and no streak, and writing a row for every run every
         // window would grow with every run ever made.
@@ -509,8 +503,12 @@ impl Engine {
                 continue;
             }
             let figures = Figures::of(acc);
-            let baseline = baselines.get(key.contract as usize).copied().flatten();
-            let outcome = evaluate_window(spec, acc, &figures, baseline.as_ref());
+            let base_key = spec.baseline_of(&key.subject).map(|subject| SeriesKey {
+                contract: key.contract,
+                subject,
+            });
+            let baseline = base_key.as_ref().and_then(|k| baselines.get(k));
+            let outcome = evaluate_window(spec, acc, &figures, baseline);
             let mut record = WindowRecord {
                 window: w,
                 figures,
@@ -529,11 +527,11 @@ impl Engine {
                 run.windows += 1;
                 // The evidence is kept in both modes; it decides only in
                 // sequential mode.
-                let base = baseline_windows
-                    .get(key.contract as usize)
-                    .copied()
-                    .flatten();
-                let reference = &self.references[key.contract as usize];
+                let base = base_key.as_ref().and_then(|k| data.get(k));
+                let reference = base_key
+                    .as_ref()
+                    .and_then(|k| self.references.get(k))
+                    .map_or(&no_reference, |(r, _)| r);
                 evidence::tally(spec, &mut run.evidence.baseline, acc, base, reference);
                 let verdict = evidence::look(spec, &mut run.evidence, &run.cumulative);
                 record.checks = run.evidence.checks.clone();
@@ -559,11 +557,19 @@ impl Engine {
         }
         // The baseline's window joins the references only now: a run's
         // reference comes from windows before the one it is judged on.
-        for (reference, window) in self.references.iter_mut().zip(&baseline_windows) {
-            if let Some(w) = window {
-                reference.push(w);
-            }
+        for (key, acc) in data.iter().filter(|(k, _)| k.subject.is_baseline()) {
+            let (reference, last) = self.references.entry(key.clone()).or_default();
+            reference.push(acc);
+            *last = w.end;
         }
+        // A baseline gone quiet for its contract's idle timeout is gone:
+        // its reference leaves memory with it.
+        let contracts = &self.contracts;
+        self.references.retain(|key, (_, last)| {
+            contracts.get(key.contract as usize).is_some_and(|spec| {
+                last.saturating_add(crate::model::nanos(spec.run_idle_timeout)) > w.end
+            })
+        });
     }
 
     /// Handles the runs whose deadline has come: `max_duration` decides an

@@ -3,7 +3,8 @@
 
 use super::*;
 use crate::config::{BaselineSpec, Thresholds};
-use crate::model::ClosedWindow;
+use crate::model::series::BASELINE_SUBJECT;
+use crate::model::{ClosedWindow, Subject};
 use crate::storage::{MemoryStore, RunStore};
 use futures_util::FutureExt as _;
 use std::sync::Arc;
@@ -257,7 +258,7 @@ fn timeout_rolls_back_pending_work() {
 fn baseline_regression_rolls_back() {
     let mut s = spec();
     s.baseline = Some(BaselineSpec {
-        matches: vec![],
+        matches: vec![crate::config::AttributeMatch::new("service.version", "5.*").expect("glob")],
         max_p95_latency_increase_percent: Some(10.0),
         max_error_rate_increase_points: None,
     });
@@ -635,5 +636,55 @@ fn idle_runs_can_time_out_instead() {
             .starts_with("timeout: no sample for 30s"),
         "{}",
         events[0].run.reason
+    );
+}
+
+/// Two services share a contract; each canary is compared with its own
+/// service's baseline. Pooled, the slow service's baseline would hide the
+/// fast one's regression.
+#[test]
+fn each_service_is_compared_with_its_own_baseline() {
+    let mut s = spec();
+    s.subject_by = vec!["service.name".into(), "service.version".into()];
+    s.baseline = Some(BaselineSpec {
+        matches: vec![crate::config::AttributeMatch::new("service.version", "1.*").expect("glob")],
+        max_p95_latency_increase_percent: Some(10.0),
+        max_error_rate_increase_points: None,
+    });
+    s.thresholds.max_p95_latency_ms = Some(1000.0);
+    let store = Arc::new(MemoryStore::new());
+    let mut e = engine(s.clone(), store);
+    let release = |name: &str, version: &str| SeriesKey {
+        contract: 0,
+        subject: Subject::new(vec![
+            ("service.name".into(), name.into()),
+            ("service.version".into(), version.into()),
+        ]),
+    };
+    let base = |name: &str| SeriesKey {
+        contract: 0,
+        subject: Subject::baseline(vec![("service.name".into(), name.into())]),
+    };
+    let checkout = release("checkout", "2.0");
+    let payments = release("payments", "2.0");
+    assert_eq!(
+        s.baseline_of(&checkout.subject),
+        Some(base("checkout").subject)
+    );
+    seen(&mut e, &checkout, 101 * S);
+    seen(&mut e, &payments, 101 * S);
+    // Fast checkout, slow payments; both candidates at 60 ms.
+    e.handle(closed(&base("checkout"), 100 * S, 50, 40.0, 0), 112 * S);
+    e.handle(closed(&base("payments"), 100 * S, 500, 400.0, 0), 112 * S);
+    e.handle(closed(&checkout, 100 * S, 50, 60.0, 0), 112 * S);
+    e.handle(closed(&payments, 100 * S, 50, 60.0, 0), 112 * S);
+    let ev = watermark(&mut e, 112 * S);
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert_eq!(ev[0].run.subject, checkout.subject);
+    assert_eq!(ev[0].run.state, RunState::RolledBack);
+    assert!(
+        ev[0].run.reason.contains("above baseline 40"),
+        "{}",
+        ev[0].run.reason
     );
 }

@@ -19,7 +19,6 @@ use std::sync::Mutex;
 use serde::Serialize;
 
 use crate::config::{ContractSpec, WindowSpec};
-use crate::model::series::BASELINE_SUBJECT;
 use crate::model::{ClosedWindow, EngineInput, RunState, SeriesKey, Subject, UnixNanos, Window};
 use crate::runs::engine::{Engine, EngineSeed};
 
@@ -117,7 +116,9 @@ pub fn run_once(
     };
     let baseline = SeriesKey {
         contract: 0,
-        subject: Subject::named(BASELINE_SUBJECT),
+        subject: spec
+            .baseline_of(&series.subject)
+            .unwrap_or_else(|| Subject::baseline(Vec::new())),
     };
     let mut samples = 0u64;
     engine.handle(

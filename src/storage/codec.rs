@@ -155,14 +155,24 @@ pub enum SubjectData {
     Attributes(Vec<(String, String)>),
     /// A pseudo-subject by name.
     Named {
-        /// Its name (`__baseline__`).
+        /// Its name (`__overflow__`; `__baseline__` for a baseline without
+        /// key attributes, as stored before baselines had keys).
         named: String,
+    },
+    /// A contract's baseline series, by its key attributes.
+    Baseline {
+        /// `(attribute, value)` pairs; empty for one baseline per contract.
+        baseline: Vec<(String, String)>,
     },
 }
 
 impl From<&Subject> for SubjectData {
     fn from(s: &Subject) -> Self {
-        if s.attributes().is_empty() {
+        if s.is_baseline() {
+            SubjectData::Baseline {
+                baseline: s.attributes().to_vec(),
+            }
+        } else if s.is_pseudo() {
             SubjectData::Named {
                 named: s.joined().to_string(),
             }
@@ -177,6 +187,7 @@ impl From<SubjectData> for Subject {
         match d {
             SubjectData::Attributes(a) => Subject::new(a),
             SubjectData::Named { named } => Subject::named(&named),
+            SubjectData::Baseline { baseline } => Subject::baseline(baseline),
         }
     }
 }
@@ -348,6 +359,16 @@ mod tests {
         assert_eq!(subject_from_text(&subject_to_text(&s)).expect("reads"), s);
         let b = Subject::named(crate::model::series::BASELINE_SUBJECT);
         assert_eq!(subject_from_text(&subject_to_text(&b)).expect("reads"), b);
+        // As stored before baselines had keys.
+        assert_eq!(
+            subject_from_text(r#"{"named":"__baseline__"}"#).expect("reads"),
+            Subject::baseline(Vec::new())
+        );
+        let keyed = Subject::baseline(vec![("service.name".into(), "checkout".into())]);
+        assert_eq!(
+            subject_from_text(&subject_to_text(&keyed)).expect("reads"),
+            keyed
+        );
         let w = WindowRecord {
             window: Window { start: 10, end: 20 },
             figures: Figures {

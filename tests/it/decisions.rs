@@ -81,6 +81,10 @@ const RELEASES: [Release; 4] = [
 ];
 
 fn provider(version: &str, http: std::net::SocketAddr) -> SdkTracerProvider {
+    service_provider("checkout", version, http)
+}
+
+fn service_provider(service: &str, version: &str, http: std::net::SocketAddr) -> SdkTracerProvider {
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
         .with_protocol(Protocol::HttpBinary)
@@ -89,7 +93,7 @@ fn provider(version: &str, http: std::net::SocketAddr) -> SdkTracerProvider {
         .expect("exporter builds");
     let resource = Resource::builder_empty()
         .with_attributes([
-            KeyValue::new("service.name", "checkout"),
+            KeyValue::new("service.name", service.to_string()),
             KeyValue::new("service.version", version.to_string()),
         ])
         .build();
@@ -290,4 +294,101 @@ async fn noisy_healthy_releases_are_never_rolled_back_and_regressions_are() {
         let _ = tokio::task::spawn_blocking(move || p.shutdown()).await;
     }
     verdict.kill();
+}
+
+const SHARED: &str = r#"
+receivers:
+  otlp:
+    protocols:
+      http: { endpoint: "127.0.0.1:0" }
+processors:
+  window: { size: 1s, allowed_lateness: 300ms }
+  contract/latency:
+    match: { service.name: "*" }
+    subject_by: [service.name, service.version]
+    max_p95_latency_ms: 1000
+    min_samples: 100000
+    baseline:
+      match: { service.version: "1.*" }
+      max_p95_latency_increase_percent: 10
+exporters:
+  prometheus: { endpoint: "127.0.0.1:0" }
+pipelines:
+  shared:
+    receivers: [otlp]
+    processors: [window, contract/latency]
+    exporters: [prometheus]
+service:
+  api: { endpoint: "127.0.0.1:0" }
+  storage: "memory:"
+"#;
+
+/// Two services share a contract and its baseline rule. Each candidate is
+/// compared with its own service's current release: checkout 2.0 at twice
+/// checkout 1.x's latency is rolled back, though it is far faster than
+/// payments 1.x, whose traffic would hide it if the baselines were pooled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_service_is_compared_with_its_own_baseline() {
+    let file = TempFile::new("decisions", "shared.yaml", SHARED);
+    let verdict = Verdict::start(&file.path);
+    let at = |service: &'static str, version: &'static str, p95_ms: f64| {
+        (
+            service_provider(service, version, verdict.http),
+            Release {
+                version,
+                p95_ms,
+                error_rate: 0.0,
+            },
+        )
+    };
+    let baselines = vec![at("checkout", "1.4", 40.0), at("payments", "1.9", 400.0)];
+    let candidates = vec![at("checkout", "2.0", 80.0), at("payments", "2.0", 380.0)];
+    let sender = tokio::task::spawn_blocking(move || {
+        let mut rng = SmallRng::seed_from_u64(5);
+        // Baselines first, so their reference p95 is fixed before the
+        // candidates' first window; then both.
+        for tick in 0..60u64 {
+            for (p, r) in &baselines {
+                for _ in 0..10 {
+                    emit(p, r, &mut rng);
+                }
+            }
+            if tick >= 20 {
+                for (p, r) in &candidates {
+                    for _ in 0..10 {
+                        emit(p, r, &mut rng);
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    sender.await.expect("sender finishes");
+    let api = |path: &str| format!("http://{}{path}", verdict.api);
+    let run = eventually(
+        Duration::from_secs(30),
+        "checkout 2.0 rolled back",
+        || async {
+            let (_, run) = get_json(&api("/api/v1/runs/latency/checkout/2.0")).await;
+            (state(&run) == "ROLLED_BACK").then_some(run)
+        },
+    )
+    .await;
+    let reason = run["reason"].as_str().unwrap_or("");
+    assert!(
+        reason.starts_with("p95 latency worse than baseline "),
+        "{reason}"
+    );
+    let c = check(&run, "baseline_p95_latency");
+    let reference = c["reference_ms"].as_f64().unwrap_or(0.0);
+    assert!(
+        reference > 30.0 && reference < 60.0,
+        "checkout's own p95: {c}"
+    );
+    let (_, payments) = get_json(&api("/api/v1/runs/latency/payments/2.0")).await;
+    assert_eq!(state(&payments), "VALIDATING", "{payments}");
+    let c = check(&payments, "baseline_p95_latency");
+    assert_ne!(c["status"], "failing", "{c}");
+    let reference = c["reference_ms"].as_f64().unwrap_or(0.0);
+    assert!(reference > 300.0, "payments' own p95: {c}");
 }

@@ -14,8 +14,7 @@ use opentelemetry_proto::tonic::trace::v1::{status::StatusCode, Span};
 
 use crate::config::Selection;
 use crate::config::Source;
-use crate::model::series::BASELINE_SUBJECT;
-use crate::model::{Sample, SeriesKey, Subject, UnixNanos};
+use crate::model::{Sample, SeriesKey, UnixNanos};
 
 use super::super::PipelineInput;
 
@@ -241,7 +240,7 @@ pub(crate) fn targets(
             let series = match c.select(|k| lookup(attrs, k)) {
                 Selection::None => continue,
                 Selection::Subject(subject) => Some(subject),
-                Selection::Baseline => Some(Subject::named(BASELINE_SUBJECT)),
+                Selection::Baseline(subject) => Some(subject),
                 Selection::MissingAttribute(key) => {
                     if !missing.contains(&key) {
                         missing.push(key);

@@ -203,6 +203,15 @@ pub fn run_json(run: &RunRecord) -> Value {
     if let Some(map) = v.as_object_mut() {
         map.remove("windows");
     }
+    with_unreadable(v, run)
+}
+
+/// Adds `"unreadable": "<why>"` to a run whose stored data could not all be
+/// read back, so a client sees that its figures are missing, not zero.
+fn with_unreadable(mut v: Value, run: &RunRecord) -> Value {
+    if let (Some(map), Some(why)) = (v.as_object_mut(), &run.unreadable) {
+        map.insert("unreadable".into(), Value::String(why.clone()));
+    }
     v
 }
 
@@ -210,7 +219,7 @@ pub fn run_json(run: &RunRecord) -> Value {
 pub fn run_json_with_windows(run: &RunRecord, windows: &[WindowRecord]) -> Value {
     let mut message = v1::Run::from(run);
     message.windows = windows.iter().map(v1::Window::from).collect();
-    to_json(&message)
+    with_unreadable(to_json(&message), run)
 }
 
 /// The §5.5 JSON body of an event: the `verdict.v1.VerdictEvent` message.

@@ -69,9 +69,9 @@ impl Accum {
         if !s.latency_ms.is_nan() {
             let _ = self.latency.insert(s.latency_ms);
         }
-        self.samples += 1;
-        self.errors += u64::from(s.error);
-        self.conversions += u64::from(s.converted);
+        self.samples = self.samples.saturating_add(1);
+        self.errors = self.errors.saturating_add(u64::from(s.error));
+        self.conversions = self.conversions.saturating_add(u64::from(s.converted));
     }
 
     /// Adds a (delta) metric point: a latency histogram or conversions.
@@ -79,15 +79,17 @@ impl Accum {
         match kind {
             // Conversions are whole events; a double-valued counter's
             // fractions are rounding noise.
-            PointKind::Conversions(v) => self.conversions += v.round().max(0.0) as u64,
+            PointKind::Conversions(v) => {
+                self.conversions = self.conversions.saturating_add(v.round().max(0.0) as u64)
+            }
             PointKind::Latency(p) => self.record_latency(p),
         }
     }
 
     fn record_latency(&mut self, p: &PointLatency) {
-        self.samples += p.count;
+        self.samples = self.samples.saturating_add(p.count);
         if p.error {
-            self.errors += p.count;
+            self.errors = self.errors.saturating_add(p.count);
         }
         let factor = self.adopt_unit(p.unit);
         let scaled = |v: Option<f64>| v.map(|v| v * factor);
@@ -193,7 +195,12 @@ impl Accum {
             lo = lo.max(0.0);
             if hi.is_infinite() {
                 open_above = true;
-                let _ = self.latency.insert_n(lo, c);
+                // Above the last bound: every one of these is slower than
+                // that bound, so they go one and a half sketch buckets above
+                // it, where the bucket holding them starts above the bound
+                // and `slower_than` counts them as surely slower than it.
+                let base = f64::from(-self.latency.scale()).exp2().exp2();
+                let _ = self.latency.insert_n(lo * base * base.sqrt(), c);
             } else if hi <= 0.0 {
                 let _ = self.latency.insert_n(0.0, c);
             } else if lo >= hi {
@@ -224,6 +231,13 @@ impl Accum {
         // Below hi / 2^10 lies under 0.1 % of a uniform bucket: it goes to
         // the first piece instead of spanning endless tiny buckets near 0.
         let from = lo.max(hi / 1024.0);
+        // Near the bottom of the f64 range (subnormal bounds) logarithms
+        // lose all precision, and `from` can even be 0: such a bucket is
+        // below any real latency, so its counts simply sit at `hi`.
+        if !(from.is_normal() && hi.is_normal()) {
+            let _ = self.latency.insert_n(hi, c);
+            return;
+        }
         let mut scale = self.latency.scale();
         let pieces = |scale: i32| {
             let per = f64::from(scale).exp2();
@@ -234,7 +248,9 @@ impl Accum {
         }
         let per = f64::from(scale).exp2();
         let first = (from.log2() * per).floor() as i64;
-        let last = (hi.log2() * per).ceil() as i64;
+        // Never more than MAX_PIECES inserts, whatever the bounds: the work
+        // per bucket is bounded by construction, not by the inputs.
+        let last = ((hi.log2() * per).ceil() as i64).min(first + i64::from(MAX_PIECES));
         let width = hi - lo;
         let mut given = 0u64;
         for k in first..last {
@@ -371,9 +387,9 @@ impl Accum {
             let (scale, offset, counts) = other.latency.positive_buckets();
             self.rebucket(scale, offset, &counts, other.latency.zero_count(), factor);
         }
-        self.samples += other.samples;
-        self.errors += other.errors;
-        self.conversions += other.conversions;
+        self.samples = self.samples.saturating_add(other.samples);
+        self.errors = self.errors.saturating_add(other.errors);
+        self.conversions = self.conversions.saturating_add(other.conversions);
         self.extra_relative_error = self.extra_relative_error.max(other.extra_relative_error);
         if let Some(o) = &other.spread {
             let factor = other.unit.to_ms() / self.unit.to_ms();
@@ -521,6 +537,58 @@ mod tests {
         let json = f.bound().json_fields();
         assert_eq!(json[2].1, serde_json::Value::Null);
         assert_eq!(json[1].1, serde_json::Value::Bool(true));
+    }
+
+    #[test]
+    fn open_top_bucket_counts_are_surely_slower_than_the_last_bound() {
+        let mut acc = Accum::default();
+        acc.record_point(&explicit_point(&[0.1], &[1, 99], None, None));
+        // The one value below the bound sits in a sketch bucket that may
+        // reach past the bound, so it may count as possibly slower.
+        for (t_ms, surely) in [(50.0, 99), (100.0, 99), (200.0, 0)] {
+            let e = acc.slower_than(t_ms);
+            assert_eq!(e.surely, surely, "{t_ms} ms");
+            assert!((99..=100).contains(&e.possibly), "{t_ms} ms: {e:?}");
+        }
+    }
+
+    #[test]
+    fn totals_saturate_instead_of_wrapping() {
+        let mut acc = Accum::default();
+        let mut huge = exp_point(LatencyUnit::Seconds, 3, 0, &[u64::MAX]);
+        if let PointKind::Latency(p) = &mut huge {
+            p.error = true;
+            p.sum = Some(1e308);
+        }
+        acc.record_point(&huge);
+        acc.record_point(&huge);
+        acc.record_point(&exp_point(LatencyUnit::Seconds, 3, 0, &[3]));
+        acc.record_point(&PointKind::Conversions(1e300));
+        acc.record_point(&PointKind::Conversions(1e300));
+        let mut other = acc.clone();
+        other.merge(&acc);
+        for a in [&acc, &other] {
+            assert_eq!(
+                (a.samples, a.errors, a.conversions),
+                (u64::MAX, u64::MAX, u64::MAX)
+            );
+            assert_eq!(a.latency.count(), u64::MAX);
+            assert!(a.latency.sum().is_finite(), "{}", a.latency.sum());
+        }
+    }
+
+    #[test]
+    fn subnormal_bounds_are_spread_in_bounded_time() {
+        for (bounds, counts, max) in [
+            (vec![1e-322], vec![1u64, 0], None),
+            (vec![0.1, 1.0], vec![5, 0, 0], Some(5e-324)),
+            (vec![f64::MIN_POSITIVE, 1e-300, 1.0], vec![3, 4, 5, 6], None),
+        ] {
+            let mut acc = Accum::default();
+            let total: u64 = counts.iter().sum();
+            acc.record_point(&explicit_point(&bounds, &counts, None, max));
+            assert_eq!(acc.latency.count(), total, "{bounds:?}");
+        }
     }
 
     #[test]

@@ -94,6 +94,11 @@ pub struct RunRecord {
     /// When it was retired: idle for its contract's `run_idle_timeout`, it
     /// left without a verdict (and is `superseded`).
     pub retired_at: Option<UnixNanos>,
+    /// Why part of its stored data could not be read back (a database
+    /// edited by hand, a bug of an older version): the run is listed with
+    /// what could be read, so its neighbours and the start-up are unharmed,
+    /// and an undecided one is replaced by a fresh run at start.
+    pub unreadable: Option<String>,
 }
 
 impl RunRecord {
@@ -119,6 +124,7 @@ impl RunRecord {
             evidence: RunEvidence::default(),
             counts_from: None,
             retired_at: None,
+            unreadable: None,
         }
     }
 }

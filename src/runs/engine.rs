@@ -173,7 +173,18 @@ impl Engine {
                 contract: i as u32,
                 subject: run.subject.clone(),
             };
-            if contracts[i].version == run.contract_version {
+            if contracts[i].version == run.contract_version && run.unreadable.is_some() {
+                if !run.state.is_final() {
+                    // Its counts are lost: it cannot be judged on them, so
+                    // it leaves and the subject's next data starts afresh.
+                    let mut run = run;
+                    machine::abandon_unreadable(&mut run, now);
+                    replaced.push(run);
+                    earlier_versions.insert(key);
+                } else {
+                    runs.insert(key, run);
+                }
+            } else if contracts[i].version == run.contract_version {
                 runs.insert(key, run);
             } else if !run.superseded {
                 earlier_versions.insert(key);

@@ -309,6 +309,41 @@ fn resumes_runs_of_the_same_contract_version_only() {
 }
 
 #[test]
+fn an_undecided_run_with_unreadable_counts_starts_afresh() {
+    let store = Arc::new(MemoryStore::new());
+    let mut e = engine(spec(), store.clone());
+    seen(&mut e, &key("7.0"), 101 * S);
+    let mut seed = seed(&store);
+    seed.runs[0].unreadable = Some("accumulation: invalid type: null".into());
+    let mut fresh = Harness {
+        engine: Engine::new(
+            vec![spec()],
+            &window_spec(),
+            2,
+            subscribers(),
+            seed,
+            100 * S,
+        ),
+        store: store.clone(),
+    };
+    assert!(fresh.engine.runs.is_empty());
+    watermark(&mut fresh, 102 * S);
+    let old = sync(store.runs(10)).into_iter().next().expect("kept");
+    assert!(old.superseded && old.retired_at == Some(100 * S), "{old:?}");
+    assert!(
+        old.reason.starts_with("stored counts unreadable"),
+        "{}",
+        old.reason
+    );
+    // The subject's next data starts a new run, counting from then on.
+    seen(&mut fresh, &key("7.0"), 103 * S);
+    let runs = sync(store.runs(10));
+    assert_eq!(runs.len(), 2);
+    let new = sync(store.current("checkout", "7.0")).expect("new run");
+    assert!(new.counts_from.is_some() && !new.superseded, "{new:?}");
+}
+
+#[test]
 fn outbox_rows_follow_on_filters_and_dry_run() {
     let store = Arc::new(MemoryStore::new());
     let mut e = engine(spec(), store.clone());

@@ -186,6 +186,21 @@ pub fn replace(run: &mut RunRecord, spec: &ContractSpec, now: UnixNanos) {
     );
 }
 
+/// Supersedes an undecided run whose stored counts could not be read back:
+/// judging it on what is left would decide on data it never had.
+pub fn abandon_unreadable(run: &mut RunRecord, now: UnixNanos) {
+    if run.state.is_final() {
+        return;
+    }
+    run.superseded = true;
+    run.retired_at = Some(now);
+    run.reason = format!(
+        "stored counts unreadable ({}); a new run starts with the next data (it was {})",
+        run.unreadable.as_deref().unwrap_or("unknown"),
+        run.state.as_str()
+    );
+}
+
 /// Applies a transition to the run.
 pub fn apply(run: &mut RunRecord, t: &Transition, now: UnixNanos) {
     run.state = t.to;

@@ -331,7 +331,7 @@ impl Sketch {
             }
         }
         self.count = self.count.saturating_add(n);
-        self.sum += v * n as f64;
+        self.sum = saturating_sum(self.sum, v * n as f64);
         if v < self.min {
             self.min = v;
         }
@@ -944,10 +944,13 @@ impl Sketch {
         if total > 0 {
             self.zero_count = self.zero_count.saturating_add(inc.zero_count);
             self.count = self.count.saturating_add(total);
-            self.sum += match inc.sum {
-                Some(s) if sum_given => s,
-                _ => estimated_sum,
-            };
+            self.sum = saturating_sum(
+                self.sum,
+                match inc.sum {
+                    Some(s) if sum_given => s,
+                    _ => estimated_sum,
+                },
+            );
             let usable = |v: Option<f64>| v.filter(|v| v.is_finite() && *v >= 0.0);
             // Estimates when min / max are not given: midpoints of the
             // outermost incoming buckets, which are within the relative
@@ -975,3 +978,18 @@ impl Sketch {
 
 #[cfg(test)]
 mod tests;
+
+/// `a + b`, held at `f64::MAX` instead of becoming infinite: huge sums from
+/// the wire (two points of 1e308) must stay finite so every stored sketch
+/// can be read back, and a sum that large is meaningless anyway.
+#[inline]
+fn saturating_sum(a: f64, b: f64) -> f64 {
+    let t = a + b;
+    if t.is_finite() {
+        t
+    } else if t.is_nan() {
+        a
+    } else {
+        f64::MAX.copysign(t)
+    }
+}

@@ -77,10 +77,18 @@ const RUN_COLUMNS: &str = "run_id, contract, contract_version, subject_attribute
     started_at, decided_at, superseded, pass_streak, fail_streak, windows, cumulative, \
     last_window_end, first_sample_at, latency_bound, evidence, counts_from, retired_at";
 
+/// A run as stored. Its counts or evidence may be unreadable (then the run
+/// comes back without them, saying so in `unreadable`); only a row whose
+/// very identity cannot be read is an error, and the listings skip it.
 fn run_from_row(row: &AnyRow) -> Result<RunRecord, StoreError> {
     let get_i = |name: &str| row.try_get::<i64, _>(name).map_err(unavailable);
     let get_oi = |name: &str| row.try_get::<Option<i64>, _>(name).map_err(unavailable);
     let get_s = |name: &str| row.try_get::<String, _>(name).map_err(unavailable);
+    let mut unreadable = None;
+    let cumulative = codec::accum_from_text(&get_s("cumulative")?).unwrap_or_else(|err| {
+        unreadable = Some(err.to_string());
+        crate::model::Accum::default()
+    });
     Ok(RunRecord {
         run_id: get_s("run_id")?,
         contract: get_s("contract")?,
@@ -94,14 +102,39 @@ fn run_from_row(row: &AnyRow) -> Result<RunRecord, StoreError> {
         pass_streak: u32::try_from(get_i("pass_streak")?).unwrap_or(0),
         fail_streak: u32::try_from(get_i("fail_streak")?).unwrap_or(0),
         windows: uint(get_i("windows")?),
-        cumulative: codec::accum_from_text(&get_s("cumulative")?)?,
+        cumulative,
         last_window_end: get_oi("last_window_end")?.map(uint),
         first_sample_at: get_oi("first_sample_at")?.map(uint),
         latency_bound: codec::bound_from_text(&get_s("latency_bound")?),
         evidence: codec::evidence_from_text(&get_s("evidence")?),
         counts_from: get_oi("counts_from")?.map(uint),
         retired_at: get_oi("retired_at")?.map(uint),
+        unreadable,
     })
+}
+
+/// The runs of `rows` that can be read at all; the others are logged and
+/// left out, so one damaged row never hides its neighbours.
+fn runs_from_rows(rows: &[AnyRow]) -> Vec<RunRecord> {
+    rows.iter()
+        .filter_map(|row| match run_from_row(row) {
+            Ok(run) => Some(run),
+            Err(err) => {
+                let id = row.try_get::<String, _>("run_id").unwrap_or_default();
+                tracing::error!(run_id = %id, error = %err, "Stored run unreadable; it is left out.");
+                None
+            }
+        })
+        .collect()
+}
+
+/// A stored window, or `None` (logged) when it cannot be read back.
+fn window_or_log(run_id: &str, text: &str) -> Option<WindowRecord> {
+    codec::window_from_text(text)
+        .map_err(|err| {
+            tracing::error!(run_id, error = %err, "Stored window unreadable; it is left out.");
+        })
+        .ok()
 }
 
 const DELIVERY_COLUMNS: &str = "o.event_id, o.exporter, o.state, o.attempts, o.created_at, \
@@ -392,7 +425,7 @@ impl SqlStore {
             q = q.bind(*b);
         }
         let rows = q.fetch_all(&self.pool).await.map_err(unavailable)?;
-        rows.iter().map(run_from_row).collect()
+        Ok(runs_from_rows(&rows))
     }
 }
 
@@ -415,7 +448,7 @@ impl RunStore for SqlStore {
             .fetch_all(&self.pool)
             .await
             .map_err(unavailable)?;
-            rows.iter().map(run_from_row).collect()
+            Ok(runs_from_rows(&rows))
         })
     }
 
@@ -474,9 +507,11 @@ impl RunStore for SqlStore {
                 .map_err(unavailable)?;
             let mut out = Vec::with_capacity(rows.len());
             for row in &rows {
-                let run = run_from_row(row)?;
+                let Some(run) = runs_from_rows(std::slice::from_ref(row)).pop() else {
+                    continue;
+                };
                 let last: Option<String> = row.try_get("last_window").map_err(unavailable)?;
-                let window = last.map(|t| codec::window_from_text(&t)).transpose()?;
+                let window = last.and_then(|t| window_or_log(&run.run_id, &t));
                 out.push((run, window));
             }
             Ok(out)
@@ -518,11 +553,12 @@ impl RunStore for SqlStore {
         Box::pin(async move {
             let sql =
                 "SELECT record FROM windows WHERE run_id = $1 ORDER BY window_start DESC LIMIT $2";
-            self.texts(sql, run_id, limit)
+            Ok(self
+                .texts(sql, run_id, limit)
                 .await?
                 .iter()
-                .map(|text| codec::window_from_text(text))
-                .collect()
+                .filter_map(|text| window_or_log(run_id, text))
+                .collect())
         })
     }
 
@@ -699,6 +735,21 @@ mod tests {
         r
     }
 
+    /// An insufficient window of 10 ns starting at `start`.
+    fn empty_window(start: u64) -> WindowRecord {
+        WindowRecord {
+            window: Window {
+                start,
+                end: start + 10,
+            },
+            figures: crate::model::Figures::of(&Accum::default()),
+            result: crate::model::WindowVerdict::Insufficient,
+            failures: vec![],
+            notes: Vec::new(),
+            checks: Vec::new(),
+        }
+    }
+
     fn event(r: &RunRecord, id: &str) -> VerdictEvent {
         VerdictEvent {
             event_id: id.into(),
@@ -711,23 +762,81 @@ mod tests {
         }
     }
 
+    /// A row whose counts or windows cannot be read back (a sum stored as
+    /// `null` by an older version, a hand edit) harms only its own run: the
+    /// listings keep its neighbours and show it with `unreadable` set.
+    #[tokio::test]
+    async fn an_unreadable_row_harms_only_its_own_run() {
+        let (store, _db) = open("unreadable").await;
+        let mut good = run(RunState::Validating);
+        good.subject = Subject::new(vec![("service.version".into(), "good".into())]);
+        let bad = run(RunState::Validating);
+        let window = empty_window(0);
+        let batch: Vec<Commit> = [&good, &bad]
+            .into_iter()
+            .map(|r| Commit {
+                run: r.clone(),
+                window: Some(window.clone()),
+                event: None,
+                outbox: vec![],
+            })
+            .collect();
+        store.commit(&batch, 5).await.expect("commits");
+        for sql in [
+            "UPDATE runs SET cumulative = '{\"latency\": {\"sum\": null}}' WHERE run_id = $1",
+            "UPDATE windows SET record = 'not json' WHERE run_id = $1",
+        ] {
+            sqlx::query(sql)
+                .bind(bad.run_id.as_str())
+                .execute(&store.pool)
+                .await
+                .expect("corrupts");
+        }
+        let all = store.runs(10).await.expect("lists");
+        assert_eq!(all.len(), 2);
+        let listed = all
+            .iter()
+            .find(|r| r.run_id == bad.run_id)
+            .expect("bad run");
+        assert!(listed
+            .unreadable
+            .as_deref()
+            .is_some_and(|w| w.contains("accumulation")));
+        assert_eq!(listed.cumulative, Accum::default());
+        let good_back = all
+            .iter()
+            .find(|r| r.run_id == good.run_id)
+            .expect("good run");
+        assert_eq!(
+            (good_back.unreadable.as_ref(), good_back.cumulative.samples),
+            (None, 1)
+        );
+        assert_eq!(
+            store.current_runs("checkout").await.expect("current").len(),
+            2
+        );
+        assert_eq!(
+            store.live_runs("checkout", 2, 0).await.expect("live").len(),
+            2
+        );
+        assert!(store
+            .windows(&bad.run_id, 5)
+            .await
+            .expect("windows")
+            .is_empty());
+        assert_eq!(
+            store.windows(&good.run_id, 5).await.expect("windows").len(),
+            1
+        );
+    }
+
     /// A scrape reads only live runs, with their last window, in one
     /// query; retired runs are purged with their windows and transitions.
     #[tokio::test]
     async fn live_runs_and_the_purge_of_retired_runs() {
         let (store, _db) = open("live").await;
         let subject = |v: &str| Subject::new(vec![("service.version".into(), v.into())]);
-        let window = |start: u64| WindowRecord {
-            window: Window {
-                start,
-                end: start + 10,
-            },
-            figures: crate::model::Figures::of(&Accum::default()),
-            result: crate::model::WindowVerdict::Insufficient,
-            failures: vec![],
-            notes: Vec::new(),
-            checks: Vec::new(),
-        };
+        let window = empty_window;
         let mut live = run(RunState::Validating);
         live.subject = subject("live");
         let mut old = run(RunState::Promoted);
@@ -787,14 +896,7 @@ mod tests {
     async fn commits_read_back_and_final_states_hold() {
         let (store, _db) = open("commit").await;
         let mut r = run(RunState::Validating);
-        let w = WindowRecord {
-            window: Window { start: 0, end: 10 },
-            figures: crate::model::Figures::of(&Accum::default()),
-            result: crate::model::WindowVerdict::Insufficient,
-            failures: vec![],
-            notes: Vec::new(),
-            checks: Vec::new(),
-        };
+        let w = empty_window(0);
         let batch = vec![Commit {
             run: r.clone(),
             window: Some(w.clone()),

@@ -134,6 +134,23 @@ impl Verdict {
         }
     }
 
+    /// SIGTERM, then waits for the exit (bounded); returns its status.
+    pub(crate) fn terminate(mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(s) = self.child.try_wait().expect("wait") {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "no exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// `kill -9`.
     pub(crate) fn kill(mut self) {
         self.child.kill().expect("SIGKILL");
@@ -285,7 +302,7 @@ fn free_port() -> u16 {
     l.local_addr().expect("addr").port()
 }
 
-fn sqlite(dir: &Path) -> String {
+pub(crate) fn sqlite(dir: &Path) -> String {
     format!("sqlite://{}", dir.join("verdict.db").display())
 }
 

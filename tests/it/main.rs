@@ -4,6 +4,7 @@
 mod decisions;
 mod durable;
 mod e2e;
+mod hostile;
 mod isolation;
 mod layering;
 mod metrics_e2e;

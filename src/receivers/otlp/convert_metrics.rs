@@ -411,6 +411,23 @@ fn check_values(values: [Option<f64>; 3]) -> Result<(), (RejectReason, String)> 
     Ok(())
 }
 
+/// The largest count one point may carry: 2^53 (9.007e15) requests is
+/// decades of the busiest service, and every count up to it is exact in
+/// the f64 arithmetic of the decisions. A larger count is a broken or
+/// hostile sender, and adding it would wrap or saturate a window's total.
+pub const MAX_POINT_COUNT: u64 = 1 << 53;
+
+/// Refuses counts no real service produces (see [`MAX_POINT_COUNT`]).
+fn check_count(count: u64) -> Result<(), (RejectReason, String)> {
+    if count > MAX_POINT_COUNT {
+        return Err((
+            RejectReason::InvalidPoint,
+            format!("count {count} cannot be real (the limit is 2^53 per point)"),
+        ));
+    }
+    Ok(())
+}
+
 /// A checked latency point; `[sum, min, max]` as the data point has them.
 fn latency_point(
     unit: LatencyUnit,
@@ -446,6 +463,7 @@ fn exponential(
             "negative bucket counts".into(),
         ));
     }
+    check_count(dp.count)?;
     check_values([dp.sum, dp.min, dp.max])?;
     if !(dp.zero_threshold.is_finite() && dp.zero_threshold >= 0.0) {
         return Err((
@@ -487,6 +505,7 @@ fn explicit(dp: &HistogramDataPoint, unit: LatencyUnit) -> Result<Checked, (Reje
     if no_recorded_value(dp.flags) {
         return Ok(Checked::Skip);
     }
+    check_count(dp.count)?;
     check_values([dp.sum, dp.min, dp.max])?;
     let bounds = &dp.explicit_bounds;
     if bounds.iter().any(|b| !b.is_finite()) || bounds.windows(2).any(|w| w[0] >= w[1]) {
@@ -547,6 +566,12 @@ fn conversions(dp: &NumberDataPoint) -> Result<Checked, (RejectReason, String)> 
         }
         None => return Err((RejectReason::InvalidPoint, "no value".into())),
     };
+    if v > MAX_POINT_COUNT as f64 {
+        return Err((
+            RejectReason::InvalidPoint,
+            format!("value {v} cannot be real (the limit is 2^53 per point)"),
+        ));
+    }
     Ok(Checked::Point(PointKind::Conversions(v)))
 }
 

@@ -236,6 +236,22 @@ fn bad_points_are_rejected_and_say_why() {
 }
 
 #[test]
+fn counts_that_cannot_be_real_are_rejected_not_wrapped() {
+    let (p, _rx) = default_pipeline();
+    // count = zeroCount = 2^64-1, then an honest point of 3: before, the
+    // window's total wrapped to 2.
+    let mut huge = exp_point(vec![], vec![]);
+    huge.count = u64::MAX;
+    huge.zero_count = u64::MAX;
+    let honest = exp_point(vec![], vec![1, 2]);
+    let req = request(vec![exp_metric("s", DELTA, vec![huge, honest])]);
+    let out = convert_metrics(&req, &[&p], NOW);
+    assert_eq!(out.rejected, vec![(RejectReason::InvalidPoint, 1)]);
+    assert!(out.message("data points").contains("cannot be real"));
+    assert_eq!(points(&out).len(), 1, "only the honest point goes on");
+}
+
+#[test]
 fn explicit_histograms_are_checked() {
     let (p, _rx) = default_pipeline();
     let hist = |bounds: Vec<f64>, counts: Vec<u64>| Metric {

@@ -121,18 +121,13 @@ pub fn on_timeout(run: &RunRecord, spec: &ContractSpec, now: UnixNanos) -> Optio
     if run.state.is_final() || now < run.started_at.saturating_add(crate::model::nanos(max)) {
         return None;
     }
-    let to = match spec.on_timeout {
-        OnTimeout::Rollback => RunState::RolledBack,
-        OnTimeout::Promote => RunState::Promoted,
-    };
-    Some(Transition {
-        to,
-        reason: format!(
+    Some(timed_out(
+        spec,
+        format!(
             "timeout: no decision after {}",
             humantime::format_duration(max)
         ),
-        failures: Vec::new(),
-    })
+    ))
 }
 
 /// Decides a run that went idle (`on_idle: timeout`) as `on_timeout` says.
@@ -140,18 +135,26 @@ pub fn on_idle(run: &RunRecord, spec: &ContractSpec) -> Option<Transition> {
     if run.state.is_final() {
         return None;
     }
+    Some(timed_out(
+        spec,
+        format!(
+            "timeout: no sample for {} (run_idle_timeout)",
+            humantime::format_duration(spec.run_idle_timeout)
+        ),
+    ))
+}
+
+/// The transition `on_timeout` asks for, with `reason`.
+fn timed_out(spec: &ContractSpec, reason: String) -> Transition {
     let to = match spec.on_timeout {
         OnTimeout::Rollback => RunState::RolledBack,
         OnTimeout::Promote => RunState::Promoted,
     };
-    Some(Transition {
+    Transition {
         to,
-        reason: format!(
-            "timeout: no sample for {} (run_idle_timeout)",
-            humantime::format_duration(spec.run_idle_timeout)
-        ),
+        reason,
         failures: Vec::new(),
-    })
+    }
 }
 
 /// Retires an idle undecided run (`on_idle: retire`): it leaves without a

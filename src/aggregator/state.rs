@@ -8,8 +8,8 @@ use std::sync::Arc;
 use super::streams::{Delta, StreamParams, StreamTable};
 use crate::model::series::SeriesMap;
 use crate::model::{
-    Accum, ClosedWindow, OpenWindows, PointSample, Sample, SeriesKey, Subject, UnixNanos, Window,
-    WindowTiming,
+    Accum, ClosedWindow, OpenWindows, PointSample, Rejected, RejectionTally, Sample, SeriesKey,
+    Subject, UnixNanos, Window, WindowTiming,
 };
 
 /// What became of a recorded sample.
@@ -128,6 +128,9 @@ pub struct ShardState {
     overflowed: u64,
     /// Cumulative metric streams of this shard's series.
     streams: StreamTable,
+    /// Items rejected at the edge for admitted series since the last tick
+    /// (bounded: only subjects holding a slot, a bounded tally each).
+    rejections: SeriesMap<RejectionTally>,
 }
 
 impl ShardState {
@@ -146,7 +149,45 @@ impl ShardState {
             late: 0,
             overflowed: 0,
             streams,
+            rejections: SeriesMap::default(),
         }
+    }
+
+    /// Tallies items rejected at the edge for `series` at `now`, for its
+    /// run to say why it has no samples. The subject takes a place in
+    /// `max_series` like one with samples (and keeps it while rejections
+    /// keep coming, so its run is not retired as idle meanwhile); when no
+    /// place is free, or for pseudo series, nothing is kept. Returns
+    /// whether the rejection was kept.
+    pub fn record_rejection(
+        &mut self,
+        series: &SeriesKey,
+        rejected: &Rejected,
+        now: UnixNanos,
+    ) -> bool {
+        if series.subject.is_pseudo() {
+            return false;
+        }
+        let end = self.params.timing.window_of(now).end;
+        if let Some(last) = self.admitted.get_mut(series) {
+            *last = (*last).max(end);
+        } else if self.params.slots.take() {
+            self.admitted.insert(series.clone(), end);
+        } else {
+            return false;
+        }
+        self.rejections
+            .entry(series.clone())
+            .or_default()
+            .add(rejected);
+        true
+    }
+
+    /// The rejections tallied since the last call, by series.
+    pub fn take_rejections(&mut self) -> Vec<(SeriesKey, RejectionTally)> {
+        let mut out: Vec<_> = self.rejections.drain().collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
     }
 
     /// Adds a sample to its series' window.

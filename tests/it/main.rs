@@ -12,6 +12,7 @@ mod otlp_http;
 mod overload;
 mod pipelines;
 mod probe;
+mod rejections;
 mod shutdown;
 mod simulate;
 

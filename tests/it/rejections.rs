@@ -122,7 +122,11 @@ async fn rejected_points_are_counted_logged_once_and_explained_by_the_run() {
         for (version, conversions) in [("2.0.0", false), ("2.1.0", true)] {
             let answer = send(&v, &request(version, conversions)).await;
             let partial = &answer["partialSuccess"];
-            assert_eq!(partial["rejectedDataPoints"], POINTS.to_string(), "{answer}");
+            assert_eq!(
+                partial["rejectedDataPoints"],
+                POINTS.to_string(),
+                "{answer}"
+            );
             let message = partial["errorMessage"].as_str().unwrap_or("");
             assert!(
                 message.contains("validation.score has unit \"1\""),

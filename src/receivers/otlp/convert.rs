@@ -688,5 +688,32 @@ mod tests {
             ]
         );
         assert!(out.is_empty());
+        // Each kind is kept for the run of the series and for the log.
+        let blamed: Vec<(&str, &str, u64)> = out
+            .blamed
+            .iter()
+            .map(|(_, series, r)| (series.subject.joined(), r.reason, r.count))
+            .collect();
+        assert_eq!(
+            blamed,
+            vec![
+                ("a/1", "invalid", 2),
+                ("a/1", "future", 1),
+                ("a/1", "late", 1)
+            ]
+        );
+        assert_eq!(
+            out.blamed[0].2.sentence(),
+            "2 spans rejected, zero start/end time or end before start"
+        );
+        let culprits: Vec<(&str, &str, u64)> = out
+            .culprits
+            .iter()
+            .map(|(service, r)| (service.as_str(), r.reason, r.count))
+            .collect();
+        assert_eq!(
+            culprits,
+            vec![("a", "invalid", 2), ("a", "future", 1), ("a", "late", 1)]
+        );
     }
 }

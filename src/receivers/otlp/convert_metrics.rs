@@ -243,7 +243,14 @@ fn reject_points(
     out.reject_from(ctx.origin, reason, || why.to_string(), n);
     for t in targets {
         if let Some(series) = &t.series {
-            out.blame(t.pipeline, series, ctx.origin, reason, || why.to_string(), n);
+            out.blame(
+                t.pipeline,
+                series,
+                ctx.origin,
+                reason,
+                || why.to_string(),
+                n,
+            );
         }
     }
 }

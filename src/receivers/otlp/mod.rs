@@ -258,7 +258,8 @@ impl Ingest {
                         + r.why.len()
                 })
                 .sum();
-            let units = u32::try_from(bytes.div_ceil(super::BUDGET_UNIT).max(1)).unwrap_or(u32::MAX);
+            let units =
+                u32::try_from(bytes.div_ceil(super::BUDGET_UNIT).max(1)).unwrap_or(u32::MAX);
             let Ok(budget) = self.budget.clone().try_acquire_many_owned(units) else {
                 return;
             };

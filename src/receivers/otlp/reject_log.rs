@@ -313,10 +313,7 @@ mod tests {
         }
         // 8 keys, then one catch-all line for the other 9,992.
         assert_eq!(lines, 9);
-        assert_eq!(
-            l.check("another", &unit("m"), 1, 2 * S),
-            Decision::Suppress
-        );
+        assert_eq!(l.check("another", &unit("m"), 1, 2 * S), Decision::Suppress);
         // After the interval the old keys make room for new ones.
         assert_eq!(
             l.check("another", &unit("m"), 1, 70 * S),

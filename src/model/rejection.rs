@@ -7,8 +7,6 @@
 //! [`MAX_KINDS`] kinds (the rest are counted together) and keeps at most
 //! [`MAX_TEXT`] characters of any name or detail that came from the wire.
 
-use std::fmt::Write as _;
-
 /// Most kinds of rejection one tally tells apart; items of further kinds
 /// are counted together as "for other reasons".
 pub const MAX_KINDS: usize = 4;
@@ -42,19 +40,33 @@ pub struct Rejected {
 }
 
 impl Rejected {
-    /// Whether `other` is the same kind of rejection.
+    /// Whether it is the kind `(noun, metric, reason)`.
     pub fn same_kind(&self, noun: &str, metric: &str, reason: &str) -> bool {
         self.noun == noun && self.reason == reason && self.metric == metric
     }
 
+    /// What was rejected, for `count` items: `points of validation.score`,
+    /// `span`.
+    pub fn what(&self, count: u64) -> String {
+        let noun = match count {
+            1 => self.noun.strip_suffix('s').unwrap_or(self.noun),
+            _ => self.noun,
+        };
+        if self.metric.is_empty() {
+            noun.to_string()
+        } else {
+            format!("{noun} of {}", self.metric)
+        }
+    }
+
     /// `412 points of validation.score rejected, unit "1" is not s, ms or us`.
     pub fn sentence(&self) -> String {
-        let mut s = format!("{} {}", self.count, self.noun);
-        if !self.metric.is_empty() {
-            let _ = write!(s, " of {}", self.metric);
-        }
-        let _ = write!(s, " rejected, {}", self.why);
-        s
+        format!(
+            "{} {} rejected, {}",
+            self.count,
+            self.what(self.count),
+            self.why
+        )
     }
 }
 
@@ -109,7 +121,7 @@ impl RejectionTally {
     /// The kinds told apart, most items first.
     pub fn kinds(&self) -> Vec<&Rejected> {
         let mut kinds: Vec<&Rejected> = self.kinds.iter().collect();
-        kinds.sort_by(|a, b| b.count.cmp(&a.count));
+        kinds.sort_by_key(|k| std::cmp::Reverse(k.count));
         kinds
     }
 

@@ -196,11 +196,7 @@ impl RejectLog {
             else {
                 continue;
             };
-            let what = if r.metric.is_empty() {
-                r.noun.to_string()
-            } else {
-                format!("{} of {}", r.noun, r.metric)
-            };
+            let what = r.what(r.count);
             let since = if items > 0 {
                 format!(
                     " Since the last such line, {items} more were rejected the same way in {requests} requests."

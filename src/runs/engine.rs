@@ -173,10 +173,16 @@ fn explain(run: &mut RunRecord, spec: &ContractSpec, tally: Option<&RejectionTal
     }
     let reason = match tally.filter(|t| run.cumulative.samples == 0 && !t.is_empty()) {
         Some(t) => no_samples_reason(spec, t),
-        None if NO_SAMPLES.iter().any(|p| run.reason.starts_with(p)) => match run.state {
-            RunState::Pending => "waiting for the first sample".to_string(),
-            _ => "first sample received".to_string(),
-        },
+        // Samples at last (a reason kept from before a restart, with no
+        // tally, stays until then).
+        None if run.cumulative.samples > 0
+            && NO_SAMPLES.iter().any(|p| run.reason.starts_with(p)) =>
+        {
+            match run.state {
+                RunState::Pending => "waiting for the first sample".to_string(),
+                _ => "first sample received".to_string(),
+            }
+        }
         None => return false,
     };
     if run.reason == reason {

@@ -835,3 +835,47 @@ fn tallies_leave_with_their_runs_and_rejections_keep_a_run_from_idling() {
     assert_eq!((e.engine.runs_held(), e.engine.tallied()), (0, 0));
     assert!(retired("a"));
 }
+
+/// After a restart the tallies are gone but the reason stays, until the
+/// run has samples.
+#[test]
+fn a_stored_no_samples_reason_stays_until_samples_arrive() {
+    let store = Arc::new(MemoryStore::new());
+    let k = key("2.0");
+    {
+        let mut e = engine(metrics_spec(), store.clone());
+        e.handle(rejected(&k, 5), 101 * S);
+        seen(&mut e, &k, 101 * S);
+        e.handle(
+            EngineInput::Closed(ClosedWindow {
+                series: k.clone(),
+                window: Window::containing(100 * S, 10 * S),
+                accum: Accum {
+                    conversions: 1,
+                    ..Accum::default()
+                },
+            }),
+            112 * S,
+        );
+        watermark(&mut e, 112 * S);
+    }
+    let reason = format!("no latency samples: 5 {UNIT}");
+    assert_eq!(stored(&store, "2.0").reason, reason);
+    let mut e = engine(metrics_spec(), store.clone());
+    e.handle(
+        EngineInput::Closed(ClosedWindow {
+            series: k.clone(),
+            window: Window::containing(110 * S, 10 * S),
+            accum: Accum {
+                conversions: 1,
+                ..Accum::default()
+            },
+        }),
+        122 * S,
+    );
+    watermark(&mut e, 122 * S);
+    assert_eq!(stored(&store, "2.0").reason, reason);
+    e.handle(closed(&k, 120 * S, 10, 20.0, 0), 132 * S);
+    watermark(&mut e, 132 * S);
+    assert_eq!(stored(&store, "2.0").reason, "first sample received");
+}

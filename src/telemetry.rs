@@ -10,7 +10,8 @@ pub const RECEIVER_ACCEPTED_ITEMS: &str = "verdict_receiver_accepted_items_total
 pub const RECEIVER_REFUSED_REQUESTS: &str = "verdict_receiver_refused_requests_total";
 /// Items accepted but not turned into samples (other span kinds, unmatched resources, other signals).
 pub const RECEIVER_IGNORED_ITEMS: &str = "verdict_receiver_ignored_items_total";
-/// Items rejected inside an accepted request (partial_success), by `reason`.
+/// Items rejected inside an accepted request (partial_success), by `protocol`,
+/// `signal` and `reason` (a fixed set: no service or metric label).
 pub const RECEIVER_REJECTED_ITEMS: &str = "verdict_receiver_rejected_items_total";
 /// Samples whose window had already closed.
 /// Counter: latency histograms in seconds whose explicit bounds look like

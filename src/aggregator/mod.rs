@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use crate::clock::SharedClock;
 use crate::config::WindowSpec;
 use crate::model::{EngineInput, OpenWindows};
-use crate::model::{PointSample, Sample, SeriesKey};
+use crate::model::{PointSample, Rejected, Sample, SeriesKey};
 
 /// A batch for one shard, with its share of the global in-flight byte
 /// budget: released when the shard has recorded the batch, so queued data
@@ -45,6 +45,10 @@ pub enum ShardItems {
     Samples(Vec<Sample>),
     /// Pre-aggregated metric points.
     Points(Vec<PointSample>),
+    /// Items meant for these series that were rejected at the edge: the
+    /// shard tallies them for the series' runs (see
+    /// [`EngineInput::Rejected`]).
+    Rejections(Vec<(SeriesKey, Rejected)>),
 }
 
 impl From<Vec<Sample>> for ShardItems {

@@ -72,6 +72,11 @@ impl Shard {
                             return;
                         }
                     }
+                    for (series, tally) in self.state.take_rejections() {
+                        if self.output.send(EngineInput::Rejected { series, tally }).await.is_err() {
+                            return;
+                        }
+                    }
                     if self.output.send(EngineInput::Watermark { shard: self.id, now }).await.is_err() {
                         return;
                     }
@@ -119,6 +124,12 @@ impl Shard {
                                 if self.state.record_point_of(&series, point) == RecordOutcome::NewSeries {
                                     seen.push(EngineInput::SeriesSeen { series, ts });
                                 }
+                            }
+                        }
+                        ShardItems::Rejections(rejections) => {
+                            let now = self.clock.now();
+                            for (series, rejected) in rejections {
+                                self.state.record_rejection(&series, &rejected, now);
                             }
                         }
                     }

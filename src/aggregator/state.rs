@@ -8,8 +8,8 @@ use std::sync::Arc;
 use super::streams::{Delta, StreamParams, StreamTable};
 use crate::model::series::SeriesMap;
 use crate::model::{
-    Accum, ClosedWindow, OpenWindows, PointSample, Sample, SeriesKey, Subject, UnixNanos, Window,
-    WindowTiming,
+    Accum, ClosedWindow, OpenWindows, PointSample, Rejected, RejectionTally, Sample, SeriesKey,
+    Subject, UnixNanos, Window, WindowTiming,
 };
 
 /// What became of a recorded sample.
@@ -128,6 +128,13 @@ pub struct ShardState {
     overflowed: u64,
     /// Cumulative metric streams of this shard's series.
     streams: StreamTable,
+    /// Items rejected at the edge for admitted series since the last tick
+    /// (bounded: only subjects holding a slot, a bounded tally each).
+    rejections: SeriesMap<RejectionTally>,
+    /// Subjects holding a slot for their rejected items alone, with the
+    /// end of the window of their last rejection: their first sample is a
+    /// new series for the run engine all the same.
+    rejected_only: SeriesMap<UnixNanos>,
 }
 
 impl ShardState {
@@ -146,7 +153,50 @@ impl ShardState {
             late: 0,
             overflowed: 0,
             streams,
+            rejections: SeriesMap::default(),
+            rejected_only: SeriesMap::default(),
         }
+    }
+
+    /// Tallies items rejected at the edge for `series` at `now`, for its
+    /// run to say why it has no samples. The subject takes a place in
+    /// `max_series` like one with samples (and keeps it while rejections
+    /// keep coming, so its run is not retired as idle meanwhile); when no
+    /// place is free, or for pseudo series, nothing is kept. Returns
+    /// whether the rejection was kept.
+    pub fn record_rejection(
+        &mut self,
+        series: &SeriesKey,
+        rejected: &Rejected,
+        now: UnixNanos,
+    ) -> bool {
+        if series.subject.is_pseudo() {
+            return false;
+        }
+        let end = self.params.timing.window_of(now).end;
+        if let Some(last) = self
+            .admitted
+            .get_mut(series)
+            .or_else(|| self.rejected_only.get_mut(series))
+        {
+            *last = (*last).max(end);
+        } else if self.params.slots.take() {
+            self.rejected_only.insert(series.clone(), end);
+        } else {
+            return false;
+        }
+        self.rejections
+            .entry(series.clone())
+            .or_default()
+            .add(rejected);
+        true
+    }
+
+    /// The rejections tallied since the last call, by series.
+    pub fn take_rejections(&mut self) -> Vec<(SeriesKey, RejectionTally)> {
+        let mut out: Vec<_> = self.rejections.drain().collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
     }
 
     /// Adds a sample to its series' window.
@@ -200,6 +250,10 @@ impl ShardState {
         }
         let (key, outcome) = if series.subject.is_overflow() || self.admitted.contains_key(series) {
             (series.clone(), RecordOutcome::Accepted)
+        } else if self.rejected_only.remove(series).is_some() {
+            // Its place is taken already, by its rejected items.
+            self.admitted.insert(series.clone(), window.end);
+            (series.clone(), RecordOutcome::NewSeries)
         } else if self.params.slots.take() {
             self.admitted.insert(series.clone(), window.end);
             (series.clone(), RecordOutcome::NewSeries)
@@ -273,12 +327,20 @@ impl ShardState {
         }
         self.admitted_checked = now;
         let (series, idle, slots) = (&self.series, &self.params.idle, &self.params.slots);
-        self.admitted.retain(|key, last| {
-            let timeout = idle
-                .get(key.contract as usize)
+        let timeout = |key: &SeriesKey| {
+            idle.get(key.contract as usize)
                 .copied()
-                .unwrap_or(3_600_000_000_000);
-            let keep = series.contains_key(key) || last.saturating_add(timeout) > now;
+                .unwrap_or(3_600_000_000_000)
+        };
+        self.admitted.retain(|key, last| {
+            let keep = series.contains_key(key) || last.saturating_add(timeout(key)) > now;
+            if !keep {
+                slots.give();
+            }
+            keep
+        });
+        self.rejected_only.retain(|key, last| {
+            let keep = last.saturating_add(timeout(key)) > now;
             if !keep {
                 slots.give();
             }
@@ -474,6 +536,57 @@ mod tests {
             RecordOutcome::NewSeries
         );
         assert_eq!(shared.slots.held(), 2);
+    }
+
+    fn unit_rejection() -> Rejected {
+        Rejected {
+            noun: "points",
+            metric: "validation.score".into(),
+            reason: "unit",
+            why: "unit \"1\" is not s, ms or us".into(),
+            count: 3,
+        }
+    }
+
+    /// Rejected items take a place in `max_series` like samples (so they
+    /// cannot make runs without bound), keep it while they keep coming,
+    /// and give it back when they stop; their subject's first sample is
+    /// still a new series for the run engine.
+    #[test]
+    fn rejections_take_a_place_like_samples() {
+        let shared = WindowParams {
+            idle: std::sync::Arc::from([30 * S; 1]),
+            ..params()
+        };
+        let mut st = ShardState::new(shared.clone());
+        let r = unit_rejection();
+        assert!(st.record_rejection(&key("a"), &r, S));
+        assert!(st.record_rejection(&key("a"), &r, 2 * S));
+        assert!(st.record_rejection(&key("b"), &r, S));
+        // Two places: a third subject's rejections are not kept.
+        assert!(!st.record_rejection(&key("c"), &r, S));
+        let overflow = SeriesKey {
+            contract: 0,
+            subject: Subject::named(crate::model::series::OVERFLOW_SUBJECT),
+        };
+        assert!(!st.record_rejection(&overflow, &r, S));
+        assert_eq!(shared.slots.held(), 2);
+        let taken = st.take_rejections();
+        assert_eq!(taken.len(), 2);
+        assert_eq!((taken[0].0.clone(), taken[0].1.total()), (key("a"), 6));
+        assert!(st.take_rejections().is_empty());
+        // a's first sample is news to the run engine, in the place it has.
+        assert_eq!(
+            st.record(&sample("a", 25 * S, 1.0)),
+            RecordOutcome::NewSeries
+        );
+        assert_eq!(shared.slots.held(), 2);
+        // b's rejections stopped at 1 s (window end 10 s): its place is
+        // free 30 s later; a keeps its place with its window.
+        st.close_until(39 * S);
+        assert_eq!(shared.slots.held(), 2);
+        st.close_until(41 * S);
+        assert_eq!(shared.slots.held(), 1);
     }
 
     #[test]

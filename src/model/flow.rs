@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::{Accum, SeriesKey, UnixNanos, Window};
+use super::{Accum, RejectionTally, SeriesKey, UnixNanos, Window};
 
 /// Open windows of some series: series → window start → accumulation.
 pub type OpenWindows = HashMap<SeriesKey, BTreeMap<UnixNanos, Accum>>;
@@ -31,6 +31,15 @@ pub enum EngineInput {
     },
     /// A window closed for one series.
     Closed(ClosedWindow),
+    /// Items meant for a series were rejected at the edge since the shard's
+    /// last tick (sent before its watermark): the series' run, created
+    /// PENDING when it has none, says why it has no samples.
+    Rejected {
+        /// The series.
+        series: SeriesKey,
+        /// What was rejected, why, and how many.
+        tally: RejectionTally,
+    },
     /// Shard `shard` has emitted every window whose deadline is ≤ `now`.
     Watermark {
         /// Shard index.

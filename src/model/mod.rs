@@ -9,6 +9,7 @@ pub mod evidence;
 pub mod figures;
 pub mod flow;
 pub mod point;
+pub mod rejection;
 pub mod run;
 pub mod sample;
 pub mod series;
@@ -19,6 +20,7 @@ pub use evidence::{BaselineTally, CheckKind, CheckResult, CheckStatus, RunEviden
 pub use figures::{Figures, LatencyBound, Quantile, WindowOutcome, WindowVerdict};
 pub use flow::{ClosedWindow, EngineInput, OpenWindows};
 pub use point::PointSample;
+pub use rejection::{Rejected, RejectionTally};
 pub use run::{RunRecord, RunState, VerdictEvent, WindowRecord};
 pub use sample::Sample;
 pub use series::{SeriesKey, Subject};

@@ -18,10 +18,10 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::deadlines::{self, Deadlines};
 use crate::config::{ContractSpec, WindowSpec};
-use crate::config::{Decision, OnIdle};
+use crate::config::{Decision, OnIdle, Source};
 use crate::contracts::evaluate_window;
 use crate::contracts::evidence::{self, Reference};
-use crate::model::{Accum, EngineInput, Figures, OpenWindows};
+use crate::model::{Accum, EngineInput, Figures, OpenWindows, RejectionTally};
 use crate::model::{SeriesKey, UnixNanos, Window};
 use crate::storage::checkpoint;
 use crate::storage::Commit;
@@ -125,6 +125,71 @@ pub struct Engine {
     /// Undecided runs of an earlier contract version, superseded at start
     /// and committed with the first input.
     replaced: Vec<RunRecord>,
+    /// Items rejected at the edge for the series of runs held in memory
+    /// (never more series than [`MAX_TALLIED`], a bounded tally each): a
+    /// run without samples says why in its reason.
+    rejections: HashMap<SeriesKey, Tallied>,
+}
+
+/// Most series whose rejections the engine tallies. Runs are bounded by
+/// `max_series` already (only subjects holding a place get one); this
+/// bounds the tallies even so.
+pub const MAX_TALLIED: usize = 100_000;
+
+/// The reasons of a run that has no samples because what was sent for it
+/// was rejected (see [`explain`]).
+const NO_SAMPLES: [&str; 2] = ["no latency samples: ", "no samples: "];
+
+/// Items rejected for one run's series since this engine started.
+#[derive(Debug, Default)]
+struct Tallied {
+    /// Everything, for the run's reason.
+    total: RejectionTally,
+    /// Since the run's last judged window, for the next one's notes.
+    window: RejectionTally,
+    /// Counted since the run's reason was last refreshed.
+    dirty: bool,
+    /// When the last rejection arrived: a run is not idle while what is
+    /// sent for it keeps being rejected.
+    last: UnixNanos,
+}
+
+/// `no latency samples: 412 points of validation.score rejected, unit "1"
+/// is not s, ms or us` (`no samples: …` for a contract on spans).
+pub fn no_samples_reason(spec: &ContractSpec, tally: &RejectionTally) -> String {
+    let prefix = match spec.source {
+        Source::Metrics => NO_SAMPLES[0],
+        Source::Spans => NO_SAMPLES[1],
+    };
+    format!("{prefix}{}", tally.describe())
+}
+
+/// Sets the reason of an undecided run from its rejections while it has no
+/// samples, and puts the usual reason back once it has some. Returns
+/// whether the reason changed.
+fn explain(run: &mut RunRecord, spec: &ContractSpec, tally: Option<&RejectionTally>) -> bool {
+    if run.state.is_final() || run.superseded {
+        return false;
+    }
+    let reason = match tally.filter(|t| run.cumulative.samples == 0 && !t.is_empty()) {
+        Some(t) => no_samples_reason(spec, t),
+        // Samples at last (a reason kept from before a restart, with no
+        // tally, stays until then).
+        None if run.cumulative.samples > 0
+            && NO_SAMPLES.iter().any(|p| run.reason.starts_with(p)) =>
+        {
+            match run.state {
+                RunState::Pending => "waiting for the first sample".to_string(),
+                _ => "first sample received".to_string(),
+            }
+        }
+        None => return false,
+    };
+    if run.reason == reason {
+        return false;
+    }
+    run.reason = reason;
+    true
 }
 
 /// Monotonic ULIDs for event ids, so the outbox (ordered by id) delivers a
@@ -228,6 +293,7 @@ impl Engine {
             deadlines,
             ids: EventIds(ulid::Generator::new()),
             replaced,
+            rejections: HashMap::new(),
         }
     }
 
@@ -242,6 +308,12 @@ impl Engine {
                 if !series.subject.is_pseudo() && (series.contract as usize) < self.contracts.len()
                 {
                     self.first_sample(&series, ts, now, &mut out);
+                }
+            }
+            EngineInput::Rejected { series, tally } => {
+                if !series.subject.is_pseudo() && (series.contract as usize) < self.contracts.len()
+                {
+                    self.rejected(series, &tally, now, &mut out);
                 }
             }
             EngineInput::Closed(cw) => {
@@ -331,6 +403,8 @@ impl Engine {
                 *run = fresh.clone();
                 self.last_windows.remove(&old.run_id);
                 let key = key.clone();
+                // The new run starts afresh, its reason too.
+                self.rejections.remove(&key);
                 self.deadlines.schedule(&key, &fresh, spec);
                 let out = vec![
                     self.commit(old, None, None),
@@ -423,6 +497,49 @@ impl Engine {
             window,
             event,
             outbox,
+        }
+    }
+
+    /// Tallies items rejected for `series` at the edge. A subject with no
+    /// run gets one, PENDING, whose reason says why it has no samples (so
+    /// a release whose every point is rejected shows it in the API rather
+    /// than nothing); an undecided run with no samples has its reason
+    /// refreshed when a window is judged. A final run is left alone.
+    fn rejected(
+        &mut self,
+        series: SeriesKey,
+        tally: &RejectionTally,
+        now: UnixNanos,
+        out: &mut Vec<Commit>,
+    ) {
+        let spec = &self.contracts[series.contract as usize];
+        let created = !self.runs.contains_key(&series);
+        let run = self.runs.entry(series.clone()).or_insert_with(|| {
+            let mut run = RunRecord::new(&spec.name, spec.version, series.subject.clone(), now);
+            if self.earlier_versions.contains(&series) {
+                run.counts_from = Some(self.started);
+            }
+            run
+        });
+        if run.state.is_final() {
+            return;
+        }
+        let room = self.rejections.len() < MAX_TALLIED || self.rejections.contains_key(&series);
+        if room {
+            let t = self.rejections.entry(series.clone()).or_default();
+            t.total.merge(tally);
+            t.window.merge(tally);
+            t.last = now;
+            t.dirty = !created;
+        }
+        if created {
+            let total = self.rejections.get(&series).map_or(tally, |t| &t.total);
+            explain(run, spec, Some(total));
+            let run = run.clone();
+            self.deadlines.schedule_from(&series, &run, spec, now);
+            out.push(self.commit(run, None, None));
+        } else {
+            self.deadlines.schedule_from(&series, run, spec, now);
         }
     }
 
@@ -528,6 +645,11 @@ impl Engine {
                 notes: outcome.notes.clone(),
                 checks: Vec::new(),
             };
+            let tallied = self.rejections.get_mut(key);
+            if let Some(t) = tallied.as_ref().filter(|t| !t.window.is_empty()) {
+                // What was rejected since the run's previous window.
+                record.notes.push(t.window.describe());
+            }
             let mut event = None;
             run.last_window_end = Some(w.end);
             if !run.state.is_final() {
@@ -561,10 +683,36 @@ impl Engine {
                     ));
                 }
             }
+            let total = tallied.map(|t| {
+                t.window = RejectionTally::default();
+                t.dirty = false;
+                &t.total
+            });
+            explain(run, spec, total);
             self.last_windows.insert(run.run_id.clone(), record.clone());
             let run = run.clone();
             self.deadlines.schedule(key, &run, spec);
             out.push(self.commit(run, Some(record), event));
+        }
+        // Runs whose items were rejected since the last window and that had
+        // no data of their own in it: their reason says how many now (once
+        // a window, not at every rejection).
+        let mut refreshed: Vec<&SeriesKey> = Vec::new();
+        for (key, t) in self.rejections.iter_mut().filter(|(_, t)| t.dirty) {
+            t.dirty = false;
+            if let Some(run) = self.runs.get_mut(key) {
+                if explain(run, &self.contracts[key.contract as usize], Some(&t.total)) {
+                    refreshed.push(key);
+                }
+            }
+        }
+        refreshed.sort();
+        let refreshed: Vec<RunRecord> = refreshed
+            .into_iter()
+            .filter_map(|k| self.runs.get(k).cloned())
+            .collect();
+        for run in refreshed {
+            out.push(self.commit(run, None, None));
         }
         // The baseline's window joins the references only now: a run's
         // reference comes from windows before the one it is judged on.
@@ -594,7 +742,11 @@ impl Engine {
                 continue;
             };
             let spec = &self.contracts[key.contract as usize];
-            let idle = deadlines::idle_at(run, spec) <= now;
+            // Items still being rejected for it keep a run from idling.
+            let rejected_at = self.rejections.get(&key).map_or(0, |t| t.last);
+            let idle = deadlines::idle_at(run, spec)
+                .max(rejected_at.saturating_add(crate::model::nanos(spec.run_idle_timeout)))
+                <= now;
             let decided = machine::on_timeout(run, spec, now).or_else(|| {
                 (idle && spec.on_idle == OnIdle::Timeout)
                     .then(|| machine::on_idle(run, spec))
@@ -620,8 +772,9 @@ impl Engine {
                 // replaced by a new run.
                 self.last_windows.remove(&run.run_id);
                 self.runs.remove(&key);
+                self.rejections.remove(&key);
             } else {
-                self.deadlines.schedule(&key, run, spec);
+                self.deadlines.schedule_from(&key, run, spec, rejected_at);
             }
         }
     }
@@ -676,6 +829,12 @@ impl Engine {
     #[cfg(test)]
     pub fn runs_held(&self) -> usize {
         self.runs.len()
+    }
+
+    /// Series whose rejections are tallied.
+    #[cfg(test)]
+    pub fn tallied(&self) -> usize {
+        self.rejections.len()
     }
 }
 

@@ -723,3 +723,194 @@ fn each_service_is_compared_with_its_own_baseline() {
         ev[0].run.reason
     );
 }
+
+fn rejected(k: &SeriesKey, n: u64) -> EngineInput {
+    let mut tally = RejectionTally::default();
+    tally.add(&crate::model::Rejected {
+        noun: "points",
+        metric: "validation.score".into(),
+        reason: "unit",
+        why: "unit \"1\" is not s, ms or us".into(),
+        count: n,
+    });
+    EngineInput::Rejected {
+        series: k.clone(),
+        tally,
+    }
+}
+
+fn metrics_spec() -> ContractSpec {
+    ContractSpec {
+        source: Source::Metrics,
+        latency_metric: "validation.score".into(),
+        ..spec()
+    }
+}
+
+fn stored(store: &MemoryStore, subject: &str) -> RunRecord {
+    sync(store.current("checkout", subject)).expect("run stored")
+}
+
+const UNIT: &str = "points of validation.score rejected, unit \"1\" is not s, ms or us";
+
+/// A release whose every point is rejected has a run, PENDING, that says
+/// why it has no samples; its count is refreshed once a window, not at
+/// every rejection; a run VALIDATING on its conversions alone says the
+/// same; and once latencies arrive the usual reason is back, while the
+/// window's notes keep what was rejected.
+#[test]
+fn a_run_without_samples_says_what_was_rejected() {
+    let store = Arc::new(MemoryStore::new());
+    let mut e = engine(metrics_spec(), store.clone());
+    let k = key("2.0");
+    assert!(e.handle(rejected(&k, 5), 101 * S).is_empty());
+    let run = stored(&store, "2.0");
+    assert_eq!(run.state, RunState::Pending);
+    assert_eq!(run.reason, format!("no latency samples: 5 {UNIT}"));
+    // Counted now, written with the next judged window.
+    e.handle(rejected(&k, 7), 105 * S);
+    assert_eq!(
+        stored(&store, "2.0").reason,
+        format!("no latency samples: 5 {UNIT}")
+    );
+    watermark(&mut e, 112 * S);
+    assert_eq!(
+        stored(&store, "2.0").reason,
+        format!("no latency samples: 12 {UNIT}")
+    );
+
+    // Conversions alone make it VALIDATING, with no latency sample.
+    let ev = seen(&mut e, &k, 111 * S);
+    assert_eq!(ev[0].run.state, RunState::Validating);
+    let conversions = Accum {
+        conversions: 1,
+        ..Accum::default()
+    };
+    e.handle(
+        EngineInput::Closed(ClosedWindow {
+            series: k.clone(),
+            window: Window::containing(110 * S, 10 * S),
+            accum: conversions,
+        }),
+        122 * S,
+    );
+    watermark(&mut e, 122 * S);
+    let run = stored(&store, "2.0");
+    assert_eq!(
+        (run.state, run.reason.as_str()),
+        (
+            RunState::Validating,
+            format!("no latency samples: 12 {UNIT}").as_str()
+        )
+    );
+    let windows = sync(store.windows(&run.run_id, 10));
+    assert!(
+        windows[0].notes.iter().any(|n| n == &format!("12 {UNIT}")),
+        "{:?}",
+        windows[0].notes
+    );
+
+    // Latencies arrive: the run has samples, and its reason is the usual one.
+    e.handle(closed(&k, 120 * S, 10, 20.0, 0), 132 * S);
+    watermark(&mut e, 132 * S);
+    let run = stored(&store, "2.0");
+    assert_eq!(run.state, RunState::Validating);
+    assert_eq!(run.reason, "first sample received");
+    // Nothing was rejected since the previous window: no note.
+    let windows = sync(store.windows(&run.run_id, 10));
+    assert!(windows[0].notes.iter().all(|n| !n.contains(UNIT)));
+}
+
+/// Rejections for a final run change nothing, and a reset run starts
+/// with no tally.
+#[test]
+fn rejections_leave_final_runs_alone() {
+    let store = Arc::new(MemoryStore::new());
+    let mut e = engine(metrics_spec(), store.clone());
+    let k = key("2.0");
+    seen(&mut e, &k, 101 * S);
+    e.handle(closed(&k, 100 * S, 10, 500.0, 5), 112 * S);
+    watermark(&mut e, 112 * S);
+    let before = stored(&store, "2.0");
+    assert_eq!(before.state, RunState::RolledBack);
+    assert!(e.handle(rejected(&k, 5), 113 * S).is_empty());
+    watermark(&mut e, 122 * S);
+    assert_eq!(stored(&store, "2.0").reason, before.reason);
+    assert_eq!(e.engine.tallied(), 0);
+}
+
+/// Tallies are bounded by the runs held: they leave memory with their
+/// run. A run whose points keep being rejected is not idle meanwhile; one
+/// whose rejections stopped is retired after `run_idle_timeout`.
+#[test]
+fn tallies_leave_with_their_runs_and_rejections_keep_a_run_from_idling() {
+    let store = Arc::new(MemoryStore::new());
+    let spec = ContractSpec {
+        run_idle_timeout: Duration::from_secs(60),
+        ..metrics_spec()
+    };
+    let mut e = engine(spec, store.clone());
+    let (a, b) = (key("a"), key("b"));
+    e.handle(rejected(&a, 1), 101 * S);
+    e.handle(rejected(&b, 1), 101 * S);
+    assert_eq!((e.engine.runs_held(), e.engine.tallied()), (2, 2));
+    e.handle(rejected(&a, 1), 150 * S);
+    watermark(&mut e, 170 * S);
+    // b went quiet at 101 s: retired at 161 s; a is still being sent.
+    assert_eq!((e.engine.runs_held(), e.engine.tallied()), (1, 1));
+    let retired =
+        |subject: &str| sync(store.current("checkout", subject)).is_none_or(|r| r.superseded);
+    assert!(retired("b"));
+    assert!(!retired("a"));
+    assert_eq!(
+        stored(&store, "a").reason,
+        format!("no latency samples: 2 {UNIT}")
+    );
+    watermark(&mut e, 215 * S);
+    assert_eq!((e.engine.runs_held(), e.engine.tallied()), (0, 0));
+    assert!(retired("a"));
+}
+
+/// After a restart the tallies are gone but the reason stays, until the
+/// run has samples.
+#[test]
+fn a_stored_no_samples_reason_stays_until_samples_arrive() {
+    let store = Arc::new(MemoryStore::new());
+    let k = key("2.0");
+    {
+        let mut e = engine(metrics_spec(), store.clone());
+        e.handle(rejected(&k, 5), 101 * S);
+        seen(&mut e, &k, 101 * S);
+        e.handle(
+            EngineInput::Closed(ClosedWindow {
+                series: k.clone(),
+                window: Window::containing(100 * S, 10 * S),
+                accum: Accum {
+                    conversions: 1,
+                    ..Accum::default()
+                },
+            }),
+            112 * S,
+        );
+        watermark(&mut e, 112 * S);
+    }
+    let reason = format!("no latency samples: 5 {UNIT}");
+    assert_eq!(stored(&store, "2.0").reason, reason);
+    let mut e = engine(metrics_spec(), store.clone());
+    e.handle(
+        EngineInput::Closed(ClosedWindow {
+            series: k.clone(),
+            window: Window::containing(110 * S, 10 * S),
+            accum: Accum {
+                conversions: 1,
+                ..Accum::default()
+            },
+        }),
+        122 * S,
+    );
+    watermark(&mut e, 122 * S);
+    assert_eq!(stored(&store, "2.0").reason, reason);
+    e.handle(closed(&k, 120 * S, 10, 20.0, 0), 132 * S);
+    watermark(&mut e, 132 * S);
+    assert_eq!(stored(&store, "2.0").reason, "first sample received");
+}

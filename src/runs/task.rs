@@ -86,6 +86,7 @@ impl EngineTask {
                     match &msg {
                         EngineInput::SeriesSeen { series, .. } => self.resolve(series).await,
                         EngineInput::Closed(cw) => self.resolve(&cw.series).await,
+                        EngineInput::Rejected { series, .. } => self.resolve(series).await,
                         _ => {}
                     }
                     let snapshot = matches!(msg, EngineInput::Snapshot { .. });

@@ -268,6 +268,7 @@ impl Server {
                 bearer_token: otlp.bearer_token.clone(),
                 budget: budget.clone(),
                 budget_total,
+                reject_log: Default::default(),
             });
             if let Some(endpoint) = &otlp.grpc_endpoint {
                 let (listener, addr) = bind(endpoint, "otlp-grpc").await?;

@@ -77,6 +77,8 @@ pub(crate) struct Verdict {
     pub(crate) http: SocketAddr,
     pub(crate) prometheus: SocketAddr,
     pub(crate) stdout: Arc<Mutex<Vec<String>>>,
+    /// Every log line (JSON) the server wrote on stderr.
+    pub(crate) stderr: Arc<Mutex<Vec<String>>>,
 }
 
 impl Verdict {
@@ -93,11 +95,14 @@ impl Verdict {
         });
         let (tx, rx) = std::sync::mpsc::channel();
         let err = child.stderr.take().expect("stderr");
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let logged = stderr.clone();
         std::thread::spawn(move || {
             let mut ready = false;
             let mut addrs: HashMap<String, SocketAddr> = HashMap::new();
             let mut seen = Vec::new();
             for line in BufReader::new(err).lines().map_while(Result::ok) {
+                logged.lock().expect("lock").push(line.clone());
                 if ready {
                     continue;
                 }
@@ -131,6 +136,7 @@ impl Verdict {
             http: addrs["otlp-http"],
             prometheus: addrs["prometheus"],
             stdout,
+            stderr,
         }
     }
 

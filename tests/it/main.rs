@@ -13,6 +13,7 @@ mod otlp_http;
 mod overload;
 mod pipelines;
 mod probe;
+mod rejections;
 mod shutdown;
 mod simulate;
 

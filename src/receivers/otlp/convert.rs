@@ -14,7 +14,7 @@ use opentelemetry_proto::tonic::trace::v1::{status::StatusCode, Span};
 
 use crate::config::Selection;
 use crate::config::Source;
-use crate::model::{Sample, SeriesKey, UnixNanos};
+use crate::model::{Rejected, Sample, SeriesKey, UnixNanos};
 
 use super::super::PipelineInput;
 
@@ -39,7 +39,8 @@ pub enum RejectReason {
 }
 
 impl RejectReason {
-    fn describe(self) -> &'static str {
+    /// The reason in words.
+    pub fn describe(self) -> &'static str {
         match self {
             RejectReason::InvalidTimes => "zero start/end time or end before start",
             RejectReason::Future => "timestamp beyond max_clock_skew in the future",
@@ -70,6 +71,37 @@ impl RejectReason {
 /// Most notes kept per request for the `partial_success` message.
 const MAX_NOTES: usize = 8;
 
+/// Most (pipeline, series, kind) entries of rejected items one request
+/// attributes to runs; items beyond are counted and logged all the same.
+pub(crate) const MAX_BLAMED: usize = 256;
+
+/// Most (service, kind) entries of rejected items one request logs.
+pub(crate) const MAX_CULPRITS: usize = 16;
+
+/// Where rejected items came from: the resource's `service.name` and what
+/// they were (`spans`, or `points` of a metric).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Origin<'a> {
+    /// `service.name` of the resource (empty when it has none).
+    pub(crate) service: &'a str,
+    /// `spans` or `points`.
+    pub(crate) noun: &'static str,
+    /// The metric of the points; empty for spans.
+    pub(crate) metric: &'a str,
+}
+
+impl Origin<'_> {
+    fn rejected(&self, reason: RejectReason, why: String, count: u64) -> Rejected {
+        Rejected {
+            noun: self.noun,
+            metric: crate::model::rejection::clip(self.metric),
+            reason: reason.label(),
+            why: crate::model::rejection::clip(&why),
+            count,
+        }
+    }
+}
+
 /// The samples (or metric points) of one request, per pipeline and shard,
 /// and what was not used.
 #[derive(Debug)]
@@ -86,6 +118,11 @@ pub struct Converted<T = Sample> {
     pub missing: Vec<String>,
     /// What exactly was wrong, per reason (a few, for the message).
     pub notes: Vec<(RejectReason, String)>,
+    /// Rejected items by the series they were meant for (pipeline index,
+    /// series, what and why), for the runs to say why they have no samples.
+    pub blamed: Vec<(usize, SeriesKey, Rejected)>,
+    /// Rejected items by service (`service.name`, what and why), for the log.
+    pub culprits: Vec<(String, Rejected)>,
 }
 
 impl<T> Default for Converted<T> {
@@ -97,6 +134,8 @@ impl<T> Default for Converted<T> {
             rejected: Vec::new(),
             missing: Vec::new(),
             notes: Vec::new(),
+            blamed: Vec::new(),
+            culprits: Vec::new(),
         }
     }
 }
@@ -121,23 +160,86 @@ impl<T> Converted<T> {
         }
     }
 
-    pub(super) fn reject(&mut self, reason: RejectReason) {
+    fn reject_n(&mut self, reason: RejectReason, n: u64) {
         match self.rejected.iter_mut().find(|(r, _)| *r == reason) {
-            Some((_, n)) => *n += 1,
+            Some((_, c)) => *c += n,
             None => {
-                self.rejected.push((reason, 1));
+                self.rejected.push((reason, n));
                 self.rejected.sort();
             }
+        }
+    }
+
+    /// Rejects `n` items of `origin` for `reason` (`why` says it in words):
+    /// counted for `partial_success` and the metric, and kept for the log.
+    pub(super) fn reject_from(
+        &mut self,
+        origin: &Origin<'_>,
+        reason: RejectReason,
+        why: impl FnOnce() -> String,
+        n: u64,
+    ) {
+        if n == 0 {
+            return;
+        }
+        self.reject_n(reason, n);
+        let label = reason.label();
+        let room = self.culprits.len() < MAX_CULPRITS;
+        match self.culprits.iter_mut().find(|(service, r)| {
+            service == origin.service && r.same_kind(origin.noun, origin.metric, label)
+        }) {
+            Some((_, r)) => r.count = r.count.saturating_add(n),
+            None if room => {
+                let service = crate::model::rejection::clip(origin.service);
+                self.culprits
+                    .push((service, origin.rejected(reason, why(), n)));
+            }
+            None => {}
+        }
+    }
+
+    /// Attributes `n` rejected items of `origin` to `series` of pipeline
+    /// `pipeline`, whose run will say why it has no samples.
+    pub(super) fn blame(
+        &mut self,
+        pipeline: usize,
+        series: &SeriesKey,
+        origin: &Origin<'_>,
+        reason: RejectReason,
+        why: impl FnOnce() -> String,
+        n: u64,
+    ) {
+        if n == 0 {
+            return;
+        }
+        let label = reason.label();
+        let room = self.blamed.len() < MAX_BLAMED;
+        match self.blamed.iter_mut().find(|(p, s, r)| {
+            *p == pipeline && s == series && r.same_kind(origin.noun, origin.metric, label)
+        }) {
+            Some((_, _, r)) => r.count = r.count.saturating_add(n),
+            None if room => {
+                self.blamed
+                    .push((pipeline, series.clone(), origin.rejected(reason, why(), n)));
+            }
+            None => {}
         }
     }
 
     /// Settles one item after it was offered to every pipeline: counted if
     /// any took it, else rejected for the last reason a pipeline gave, else
     /// ignored (no contract wanted it).
-    pub(super) fn settle(&mut self, accepted: bool, rejected: Option<RejectReason>) {
+    pub(super) fn settle(
+        &mut self,
+        accepted: bool,
+        rejected: Option<RejectReason>,
+        origin: &Origin<'_>,
+    ) {
         match (accepted, rejected) {
             (true, _) => {}
-            (false, Some(reason)) => self.reject(reason),
+            (false, Some(reason)) => {
+                self.reject_from(origin, reason, || reason.describe().to_string(), 1)
+            }
             (false, None) => self.ignored += 1,
         }
     }
@@ -344,10 +446,11 @@ pub fn convert_traces(
     for rs in &req.resource_spans {
         let attrs = resource_attrs(rs.resource.as_ref());
         let targets = targets(&attrs, pipelines, Source::Spans, &mut out.missing);
+        let origin = Origin::spans(&attrs);
         for ss in &rs.scope_spans {
             for span in &ss.spans {
                 out.items += 1;
-                convert_span(span, &targets, pipelines, now, &mut out);
+                convert_span(span, &targets, pipelines, now, &origin, &mut out);
             }
         }
     }
@@ -359,6 +462,7 @@ pub(crate) fn convert_span(
     targets: &[Target],
     pipelines: &[&PipelineInput],
     now: UnixNanos,
+    origin: &Origin<'_>,
     out: &mut Converted,
 ) {
     let mut accepted = false;
@@ -375,11 +479,20 @@ pub(crate) fn convert_span(
             continue;
         };
         let (start, end) = span.times();
-        if start == 0 || end == 0 || end < start {
-            rejected = Some(RejectReason::InvalidTimes);
-            continue;
-        }
-        if let Some(reason) = time_rejection(p, end, now) {
+        let reason = if start == 0 || end == 0 || end < start {
+            Some(RejectReason::InvalidTimes)
+        } else {
+            time_rejection(p, end, now)
+        };
+        if let Some(reason) = reason {
+            out.blame(
+                t.pipeline,
+                series,
+                origin,
+                reason,
+                || reason.describe().to_string(),
+                1,
+            );
             rejected = Some(reason);
             continue;
         }
@@ -395,7 +508,18 @@ pub(crate) fn convert_span(
         out.batches[t.pipeline][shard].push(sample);
         accepted = true;
     }
-    out.settle(accepted, rejected);
+    out.settle(accepted, rejected, origin);
+}
+
+impl<'a> Origin<'a> {
+    /// The spans of a resource with `attrs`.
+    pub(crate) fn spans(attrs: &'a [(&'a str, Cow<'a, str>)]) -> Origin<'a> {
+        Origin {
+            service: lookup(attrs, "service.name").unwrap_or(""),
+            noun: "spans",
+            metric: "",
+        }
+    }
 }
 
 #[cfg(test)]
@@ -564,5 +688,32 @@ mod tests {
             ]
         );
         assert!(out.is_empty());
+        // Each kind is kept for the run of the series and for the log.
+        let blamed: Vec<(&str, &str, u64)> = out
+            .blamed
+            .iter()
+            .map(|(_, series, r)| (series.subject.joined(), r.reason, r.count))
+            .collect();
+        assert_eq!(
+            blamed,
+            vec![
+                ("a/1", "invalid", 2),
+                ("a/1", "future", 1),
+                ("a/1", "late", 1)
+            ]
+        );
+        assert_eq!(
+            out.blamed[0].2.sentence(),
+            "2 spans rejected, zero start/end time or end before start"
+        );
+        let culprits: Vec<(&str, &str, u64)> = out
+            .culprits
+            .iter()
+            .map(|(service, r)| (service.as_str(), r.reason, r.count))
+            .collect();
+        assert_eq!(
+            culprits,
+            vec![("a", "invalid", 2), ("a", "future", 1), ("a", "late", 1)]
+        );
     }
 }

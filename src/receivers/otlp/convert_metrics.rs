@@ -43,7 +43,8 @@ use crate::telemetry;
 
 use super::super::PipelineInput;
 use super::convert::{
-    http_status, resource_attrs, targets, time_rejection, Converted, RejectReason, Target,
+    http_status, lookup, resource_attrs, targets, time_rejection, Converted, Origin, RejectReason,
+    Target,
 };
 
 /// Which of a contract's metrics a metric is.
@@ -69,6 +70,7 @@ pub fn convert_metrics(
     for rm in &req.resource_metrics {
         let attrs = resource_attrs(rm.resource.as_ref());
         let targets = targets(&attrs, pipelines, Source::Metrics, &mut out.missing);
+        let service = lookup(&attrs, "service.name").unwrap_or("");
         let mut resource_hash = StreamHasher::new();
         if let Some(r) = &rm.resource {
             resource_hash.attributes(&r.attributes);
@@ -101,7 +103,18 @@ pub fn convert_metrics(
                 }
                 let mut metric_hash = scope_hash.clone();
                 metric_hash.str(&metric.name);
-                convert_metric(metric, &roles, &metric_hash, pipelines, now, &mut out);
+                let origin = Origin {
+                    service,
+                    noun: "points",
+                    metric: &metric.name,
+                };
+                let ctx = Context {
+                    hash: &metric_hash,
+                    pipelines,
+                    now,
+                    origin: &origin,
+                };
+                convert_metric(metric, &roles, &ctx, &mut out);
             }
         }
     }
@@ -206,12 +219,46 @@ enum Checked {
     Skip,
 }
 
+/// What every point of one metric shares.
+struct Context<'a> {
+    /// The metric's stream identity so far (resource, scope, name).
+    hash: &'a StreamHasher,
+    pipelines: &'a [&'a PipelineInput],
+    now: UnixNanos,
+    /// Its service and name, for rejections.
+    origin: &'a Origin<'a>,
+}
+
+/// Rejects `n` points of a metric for every target that wanted them: one
+/// count per point for the client, and one tally per target series, whose
+/// run says why it has no samples.
+fn reject_points(
+    out: &mut Converted<PointSample>,
+    ctx: &Context<'_>,
+    targets: &[&Target],
+    reason: RejectReason,
+    why: &str,
+    n: u64,
+) {
+    out.reject_from(ctx.origin, reason, || why.to_string(), n);
+    for t in targets {
+        if let Some(series) = &t.series {
+            out.blame(
+                t.pipeline,
+                series,
+                ctx.origin,
+                reason,
+                || why.to_string(),
+                n,
+            );
+        }
+    }
+}
+
 fn convert_metric(
     metric: &Metric,
     roles: &[(&Target, Role)],
-    hash: &StreamHasher,
-    pipelines: &[&PipelineInput],
-    now: UnixNanos,
+    ctx: &Context<'_>,
     out: &mut Converted<PointSample>,
 ) {
     let temporality = |t: i32| match AggregationTemporality::try_from(t) {
@@ -239,9 +286,9 @@ fn convert_metric(
                         RejectReason::Unit,
                         format!("{} has unit {:?}", metric.name, metric.unit),
                     );
-                    for _ in 0..point_count(metric) {
-                        out.reject(RejectReason::Unit);
-                    }
+                    let why = format!("unit {:?} is not s, ms or us", metric.unit);
+                    let n = point_count(metric);
+                    reject_points(out, ctx, &targets, RejectReason::Unit, &why, n);
                     continue;
                 }
             },
@@ -260,17 +307,18 @@ fn convert_metric(
                         RejectReason::InvalidPoint,
                         format!("{}: aggregation temporality unspecified", metric.name),
                     );
-                    out.reject(RejectReason::InvalidPoint);
+                    let why = "aggregation temporality unspecified";
+                    reject_points(out, ctx, &targets, RejectReason::InvalidPoint, why, 1);
                     return;
                 }
                 (Err((reason, note)), _) => {
                     out.note(reason, format!("{}: {note}", metric.name));
-                    out.reject(reason);
+                    reject_points(out, ctx, &targets, reason, &note, 1);
                     return;
                 }
                 (Ok(Checked::Point(kind)), Some(t)) => (kind, t),
             };
-            place(head, kind, &targets, hash, pipelines, now, out);
+            place(head, kind, &targets, ctx, out);
         };
         match (&metric.data, role) {
             (Some(Data::ExponentialHistogram(h)), Role::Latency) => {
@@ -309,9 +357,9 @@ fn convert_metric(
                     RejectReason::InvalidPoint,
                     format!("{} is not {expected}", metric.name),
                 );
-                for _ in 0..point_count(metric) {
-                    out.reject(RejectReason::InvalidPoint);
-                }
+                let why = format!("the metric is not {expected}");
+                let n = point_count(metric);
+                reject_points(out, ctx, &targets, RejectReason::InvalidPoint, &why, n);
             }
         }
     }
@@ -323,11 +371,10 @@ fn place(
     head: PointHead<'_>,
     (kind, temporality): (PointKind, Temporality),
     targets: &[&Target],
-    hash: &StreamHasher,
-    pipelines: &[&PipelineInput],
-    now: UnixNanos,
+    ctx: &Context<'_>,
     out: &mut Converted<PointSample>,
 ) {
+    let (hash, pipelines, now) = (ctx.hash, ctx.pipelines, ctx.now);
     // Time 0 is "now" for metric points (design §3).
     let ts = if head.time == 0 { now } else { head.time };
     let mut accepted = false;
@@ -341,11 +388,17 @@ fn place(
             rejected = Some(RejectReason::MissingSubject);
             continue;
         };
-        if head.start > ts {
-            rejected = Some(RejectReason::InvalidTimes);
-            continue;
-        }
-        if let Some(reason) = time_rejection(p, ts, now) {
+        let reason = if head.start > ts {
+            Some(RejectReason::InvalidTimes)
+        } else {
+            time_rejection(p, ts, now)
+        };
+        if let Some(reason) = reason {
+            let why = || match reason {
+                RejectReason::InvalidTimes => "start time after its time".to_string(),
+                _ => reason.describe().to_string(),
+            };
+            out.blame(t.pipeline, series, ctx.origin, reason, why, 1);
             rejected = Some(reason);
             continue;
         }
@@ -375,7 +428,7 @@ fn place(
         out.batches[t.pipeline][shard].push(sample);
         accepted = true;
     }
-    out.settle(accepted, rejected);
+    out.settle(accepted, rejected, ctx.origin);
 }
 
 /// The requests of a point failed: a server error status or an `error.type`.

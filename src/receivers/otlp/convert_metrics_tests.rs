@@ -494,3 +494,130 @@ fn millisecond_looking_bounds_on_seconds_are_spotted() {
     assert!(millisecond_bounds(&metric("s", &semconv)).is_none());
     assert!(millisecond_bounds(&metric("ms", &node)).is_none());
 }
+
+/// Rejected points are kept by the series they were meant for (for its
+/// run) and by service (for the log), with what and why in words; late
+/// and future points too, and a point without a subject only by service.
+#[test]
+fn rejected_points_are_told_to_their_series_and_service() {
+    let (p, _rx) = default_pipeline();
+    let metric = |unit: &str, time: u64| {
+        let mut m = exp_metric(unit, DELTA, vec![exp_point(vec![], vec![1]); 3]);
+        if let Some(metric::Data::ExponentialHistogram(h)) = &mut m.data {
+            for dp in &mut h.data_points {
+                dp.time_unix_nano = time;
+                dp.start_time_unix_nano = time - 5 * S;
+            }
+        }
+        m
+    };
+    let req = request(vec![
+        metric("1", NOW),
+        metric("s", NOW + 3600 * S),
+        metric("s", NOW - 3600 * S),
+    ]);
+    let out = convert_metrics(&req, &[&p], NOW);
+    assert_eq!(out.rejected_count(), 9);
+    let blamed: Vec<(usize, &str, &str, u64, &str)> = out
+        .blamed
+        .iter()
+        .map(|(pi, series, r)| {
+            (
+                *pi,
+                series.subject.joined(),
+                r.reason,
+                r.count,
+                r.why.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        blamed,
+        vec![
+            (
+                0,
+                "checkout/2.0.0",
+                "unit",
+                3,
+                "unit \"1\" is not s, ms or us"
+            ),
+            (
+                0,
+                "checkout/2.0.0",
+                "future",
+                3,
+                RejectReason::Future.describe()
+            ),
+            (
+                0,
+                "checkout/2.0.0",
+                "late",
+                3,
+                RejectReason::Late.describe()
+            ),
+        ]
+    );
+    assert!(out.blamed.iter().all(|(_, _, r)| r
+        .sentence()
+        .contains("points of http.server.request.duration")));
+    let culprits: Vec<(&str, &str, u64)> = out
+        .culprits
+        .iter()
+        .map(|(service, r)| (service.as_str(), r.reason, r.count))
+        .collect();
+    assert_eq!(
+        culprits,
+        vec![
+            ("checkout", "unit", 3),
+            ("checkout", "future", 3),
+            ("checkout", "late", 3)
+        ]
+    );
+
+    // No subject: counted and logged, but no series to tell.
+    let mut unversioned = request(vec![metric("1", NOW)]);
+    unversioned.resource_metrics[0]
+        .resource
+        .as_mut()
+        .expect("resource")
+        .attributes
+        .truncate(1);
+    let out = convert_metrics(&unversioned, &[&p], NOW);
+    assert_eq!(out.rejected_count(), 3);
+    assert!(out.blamed.is_empty());
+    assert_eq!(out.culprits.len(), 1);
+}
+
+/// However many series and kinds one request rejects, what it keeps for
+/// the runs and the log is bounded.
+#[test]
+fn what_a_request_keeps_about_rejections_is_bounded() {
+    let (p, _rx) = default_pipeline();
+    let resource = |i: usize| ResourceMetrics {
+        resource: Some(Resource {
+            attributes: vec![
+                kv("service.name", s(&format!("svc-{i}"))),
+                kv("service.version", s(&i.to_string())),
+            ],
+            ..Default::default()
+        }),
+        scope_metrics: vec![ScopeMetrics {
+            metrics: vec![exp_metric("1", DELTA, vec![exp_point(vec![], vec![1])])],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let req = ExportMetricsServiceRequest {
+        resource_metrics: (0..5000).map(resource).collect(),
+    };
+    let out = convert_metrics(&req, &[&p], NOW);
+    assert_eq!(out.rejected_count(), 5000);
+    assert_eq!(
+        out.blamed.len(),
+        crate::receivers::otlp::convert::MAX_BLAMED
+    );
+    assert_eq!(
+        out.culprits.len(),
+        crate::receivers::otlp::convert::MAX_CULPRITS
+    );
+}

@@ -11,6 +11,7 @@ pub(crate) mod grpc;
 pub(crate) mod gzip;
 pub(crate) mod http;
 pub(crate) mod json;
+pub mod reject_log;
 pub(crate) mod signal;
 pub(crate) mod wire;
 
@@ -23,8 +24,9 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::PipelineInput;
-use crate::aggregator::ShardItems;
+use crate::aggregator::{ShardBatch, ShardItems};
 use crate::clock::SharedClock;
+use crate::model::{Rejected, SeriesKey};
 use crate::telemetry;
 use convert::{Converted, RejectReason};
 
@@ -117,6 +119,8 @@ pub struct Ingest {
     pub budget: Arc<Semaphore>,
     /// Size of the whole budget, in permits.
     pub budget_total: usize,
+    /// The WARN lines about rejected items, rate-limited.
+    pub reject_log: reject_log::RejectLog,
 }
 
 /// A share of the in-flight byte budget, released on drop.
@@ -220,6 +224,52 @@ impl Ingest {
         self.enqueue(protocol, Signal::Logs, converted, "log records")
     }
 
+    /// Tells the shards of the series that rejected items were meant for,
+    /// so that their runs say why they have no samples. Best effort, after
+    /// the request was accepted: what a full queue or a spent budget has no
+    /// room for is left out (the items are counted and logged all the
+    /// same), and it is charged to the in-flight budget like samples.
+    fn blame(&self, blamed: Vec<(usize, SeriesKey, Rejected)>) {
+        if blamed.is_empty() {
+            return;
+        }
+        let mut by_shard: std::collections::BTreeMap<(usize, usize), Vec<(SeriesKey, Rejected)>> =
+            std::collections::BTreeMap::new();
+        for (pipeline, series, rejected) in blamed {
+            let Some(p) = self.pipelines.get(pipeline) else {
+                continue;
+            };
+            let shard = p.router.shard_of(&series);
+            by_shard
+                .entry((pipeline, shard))
+                .or_default()
+                .push((series, rejected));
+        }
+        for ((pipeline, shard), items) in by_shard {
+            let Some(tx) = self.pipelines[pipeline].router.senders().get(shard) else {
+                continue;
+            };
+            let bytes: usize = items
+                .iter()
+                .map(|(series, r)| {
+                    std::mem::size_of::<(SeriesKey, Rejected)>()
+                        + 2 * series.subject.joined().len()
+                        + r.metric.len()
+                        + r.why.len()
+                })
+                .sum();
+            let units =
+                u32::try_from(bytes.div_ceil(super::BUDGET_UNIT).max(1)).unwrap_or(u32::MAX);
+            let Ok(budget) = self.budget.clone().try_acquire_many_owned(units) else {
+                return;
+            };
+            let _ = tx.try_send(ShardBatch {
+                items: ShardItems::Rejections(items),
+                budget: Some(budget),
+            });
+        }
+    }
+
     /// Enqueues the request's items all or nothing ([`super::enqueue`]),
     /// with their share of the in-flight byte budget; a full shard queue or
     /// a spent budget refuses the whole request.
@@ -249,12 +299,20 @@ impl Ingest {
         metrics::counter!(telemetry::RECEIVER_ACCEPTED_ITEMS, &labels).increment(converted.items);
         metrics::counter!(telemetry::RECEIVER_IGNORED_ITEMS, &labels).increment(converted.ignored);
         for (reason, n) in &converted.rejected {
-            metrics::counter!(telemetry::RECEIVER_REJECTED_ITEMS, "reason" => reason.label())
-                .increment(*n);
+            metrics::counter!(telemetry::RECEIVER_REJECTED_ITEMS,
+                "protocol" => protocol, "signal" => signal.label(), "reason" => reason.label())
+            .increment(*n);
             if *reason == RejectReason::Late {
                 metrics::counter!(telemetry::LATE_SAMPLES).increment(*n);
             }
         }
+        self.reject_log.log(
+            protocol,
+            signal.label(),
+            &converted.culprits,
+            self.clock.now(),
+        );
+        self.blame(std::mem::take(&mut converted.blamed));
         Ok(Accepted {
             rejected: converted.rejected_count() as i64,
             message: converted.message(noun),

@@ -14,7 +14,7 @@
 
 use std::borrow::Cow;
 
-use super::convert::{convert_span, targets, Converted, SpanView, HTTP_STATUS_KEYS};
+use super::convert::{convert_span, targets, Converted, Origin, SpanView, HTTP_STATUS_KEYS};
 use crate::config::Source;
 use crate::model::UnixNanos;
 use crate::receivers::PipelineInput;
@@ -420,6 +420,7 @@ pub fn convert_traces(
             }
         }
         let targets = targets(&attrs, pipelines, Source::Spans, &mut out.missing);
+        let origin = Origin::spans(&attrs);
         for scope in &scopes {
             let mut r = Reader::new(scope);
             while let Some((field, wt)) = r.key()? {
@@ -432,7 +433,7 @@ pub fn convert_traces(
                             span: &span,
                             interest: &interest,
                         };
-                        convert_span(&view, &targets, pipelines, now, &mut out);
+                        convert_span(&view, &targets, pipelines, now, &origin, &mut out);
                     }
                     3 => drop(utf8(r.expect_len(wt)?)?),
                     _ => r.skip(wt)?,

@@ -21,13 +21,13 @@
 //! A run's `alpha` is split evenly over its checks (each check's lower and
 //! upper bounds are one-sided at `alpha / k`), so the chance that a run is
 //! wrongly rolled back, or wrongly promoted, is at most `alpha` however
-//! often it is looked at. Every look starts from the run's cumulative counts
-//! alone: a check proven passing early that later regresses is no longer
-//! passing (the confidence sequence is valid at every look at once, so
-//! nothing is gained by keeping an old pass, and a kept pass would hide the
-//! regression). ROLLED_BACK as soon as a check is proven failing; PROMOTED
-//! when, at one look, every check is proven passing and `min_samples` is
-//! reached. A check that can only be proven failing (an error-rate limit of
+//! often it is looked at. Each check keeps a running bound, the
+//! intersection of its bounds at every look so far (valid because the
+//! sequence covers the true share at all looks at once), so a proven
+//! result never un-proves; a release that regresses after an early pass
+//! can still be proven failing, and failing wins (see [`running`]).
+//! ROLLED_BACK as soon as a check is proven failing; PROMOTED when every
+//! check is proven passing and `min_samples` is reached. A check that can only be proven failing (an error-rate limit of
 //! 0, a conversion floor of 100 %, no allowed increase over the baseline)
 //! guards against regressions and does not hold a promotion back: no amount
 //! of data proves a share below 0. A contract made only of such checks
@@ -216,18 +216,64 @@ fn difference_counts(
     }
 }
 
-/// Looks at a run's cumulative counts: replaces `evidence.checks` with this
-/// look's and says what they decide. `alpha` is the run's; each of the `k`
-/// checks gets `alpha / k`.
+/// Looks at a run's cumulative counts: replaces `evidence.checks` with the
+/// running bounds after this look and says what they decide. `alpha` is
+/// the run's; each of the `k` checks gets `alpha / k`.
 pub fn look(spec: &ContractSpec, evidence: &mut RunEvidence, cumulative: &Accum) -> Verdict {
     let planned = plan(spec);
     let alpha = spec.alpha / planned.len().max(1) as f64;
     let checks = planned
         .iter()
-        .map(|p| look_at(p, alpha, evidence, cumulative))
+        .map(|p| {
+            let now = look_at(p, alpha, evidence, cumulative);
+            let before = evidence.checks.iter().find(|c| same_check(c, &now));
+            running(p, before, now)
+        })
         .collect();
     evidence.checks = checks;
     decide(spec, &planned, evidence)
+}
+
+/// The earlier look's result is of the same check: same kind, limit and
+/// latency thresholds (a changed contract starts a new run anyway; this
+/// only guards against evidence stored by another version of a check).
+fn same_check(before: &CheckResult, now: &CheckResult) -> bool {
+    before.check == now.check
+        && before.limit == now.limit
+        && before.threshold_ms == now.threshold_ms
+        && before.reference_ms == now.reference_ms
+        && before.fail_only == now.fail_only
+}
+
+/// The running bound: the intersection of every look's confidence bounds.
+///
+/// A confidence sequence covers the true share at all looks at once, so
+/// its running intersection does too, with the same `alpha`; it is never
+/// wider than the current look's, and a proven result never un-proves:
+/// the upper bound only falls and the lower bound only rises. Should a
+/// release regress after an early pass, its lower bound can still rise
+/// over the limit; then both sides are "proven" (the bounds cross, which
+/// under a steady share happens with probability at most `alpha`) and
+/// failing wins, so the run is rolled back rather than promoted on its
+/// earlier data.
+fn running(p: &Planned, before: Option<&CheckResult>, mut now: CheckResult) -> CheckResult {
+    let Some(before) = before else {
+        return now;
+    };
+    now.lower = now.lower.max(before.lower);
+    now.upper = now.upper.min(before.upper);
+    let (fails, passes) = match p.direction {
+        Direction::AtMost => (now.lower > p.limit, now.upper < p.limit),
+        Direction::AtLeast => (now.upper < p.limit, now.lower > p.limit),
+    };
+    now.status = if fails && !p.trivial() {
+        CheckStatus::Failing
+    } else if passes || p.trivial() {
+        CheckStatus::Passing
+    } else {
+        CheckStatus::Open
+    };
+    now
 }
 
 /// One check at this look. A check the statistics refuse to build (an

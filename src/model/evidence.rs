@@ -108,9 +108,11 @@ pub struct CheckResult {
     /// The share (or difference) observed over the run; `None` before any
     /// sample.
     pub estimate: Option<f64>,
-    /// Lower confidence bound at this look.
+    /// Lower confidence bound: in sequential mode the running bound, the
+    /// highest lower bound of any look of the run so far.
     pub lower: f64,
-    /// Upper confidence bound at this look.
+    /// Upper confidence bound: the lowest of any look so far. Only a share
+    /// that changed during the run makes it fall below `lower`.
     pub upper: f64,
     /// Samples of the subject the estimate rests on.
     pub samples: u64,

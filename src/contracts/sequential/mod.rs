@@ -18,8 +18,8 @@
 //! Both take the run's *cumulative* [`Counts`] at each look, return
 //! [`Evidence`] (estimate, bounds, samples, [`Status`]), never allocate and
 //! never panic on any counts. They keep no state between looks: the
-//! cumulative counts are all they need, so a restart, a reset or an edited
-//! threshold cannot leave stale evidence behind.
+//! cumulative counts are all they need. The running bound (intersection
+//! over looks) is kept by the caller with the run's evidence.
 //!
 //! Guarantee per check with budget α (each direction separately):
 //! `P(ever ProvenFailing | truly passing) ≤ α` and

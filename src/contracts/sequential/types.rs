@@ -7,12 +7,10 @@ use std::fmt;
 /// Where a check stands at a look.
 ///
 /// The status is the current look's, computed from the run's cumulative
-/// counts alone: nothing carries over from earlier looks. The confidence
-/// sequence covers the true share at every look at once, so a status read
-/// at any look is as trustworthy as one kept from an earlier look, and a
-/// release that regresses after an early "passing" loses it (a kept pass
-/// would hide the regression until the run was decided on other checks).
-/// Failing is final in practice: the run is rolled back at that look.
+/// counts alone. The confidence sequence covers the true share at every
+/// look at once, so its caller may keep a running bound (the intersection
+/// over looks) without losing validity; the contracts layer does, so that
+/// a proven result never un-proves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum Status {
     /// Not enough evidence either way yet: keep collecting.

@@ -247,6 +247,14 @@ pub(crate) struct RawWebhook {
     pub timeout: Field<HumanDuration>,
     /// Retry policy for failed attempts.
     pub retry: Field<MapOnly<RawRetry>>,
+    /// Shape of the request: `json` (the event as it is), `github` (a
+    /// `repository_dispatch`) or `slack` (an incoming-webhook message).
+    /// Default `json`.
+    pub format: Field<String>,
+    /// Bearer token sent as `Authorization: Bearer <token>`: required with
+    /// `format: github`, optional with `json`, refused with `slack` (whose
+    /// URL is its own secret). Absent or empty = none.
+    pub token: Field<String>,
 }
 
 /// `retry:` of a webhook: exponential backoff with jitter.
@@ -306,6 +314,10 @@ pub(crate) struct RawApi {
     /// Bearer token for the promote, rollback and reset endpoints. Absent or
     /// empty = open.
     pub token: Field<String>,
+    /// The API's address as people reach it (`https://verdict.example.com`,
+    /// behind an ingress): notifications link to runs under it. Absent =
+    /// no links.
+    pub public_url: Field<String>,
 }
 
 /// A field as read: `None` when absent or written with no value (null);

@@ -135,6 +135,7 @@ fn minimal_file_gets_every_default() {
             service: ServiceSpec {
                 api_endpoint: "127.0.0.1:8686".into(),
                 api_token: None,
+                public_url: None,
                 storage: StorageSpec::Sqlite {
                     url: "sqlite://data/verdict.db".into(),
                     path: "data/verdict.db".into(),
@@ -161,6 +162,8 @@ fn webhook(id: &str, action: &str, on: RunState) -> ExporterSpec {
                 max_interval: Duration::from_secs(30),
                 max_elapsed: Duration::from_secs(3600),
             },
+            format: WebhookFormat::Json,
+            token: None,
         }),
     }
 }

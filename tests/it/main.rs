@@ -1,6 +1,7 @@
 //! verdict's integration tests: one binary, one module per concern. Servers
 //! bind 127.0.0.1:0 and tests talk only to loopback.
 
+mod argo;
 mod decisions;
 mod durable;
 mod e2e;

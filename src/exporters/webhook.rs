@@ -157,9 +157,7 @@ impl Webhook {
         }
         Attempt::Retry { next_at, error }
     }
-}
 
-impl Webhook {
     /// GitHub's rate limits answer 403 (or 429) with `Retry-After` or
     /// `x-ratelimit-remaining: 0` (GitHub's "Rate limits for the REST API"):
     /// waiting helps, unlike a 403 for a token that lacks the permission.
@@ -247,6 +245,40 @@ mod tests {
             signature(b"Jefe", b"what do ya want for nothing?"),
             "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
+    }
+
+    #[test]
+    fn waits_asked_for_by_retry_after_or_githubs_rate_limit_reset() {
+        use reqwest::header::{HeaderMap, HeaderValue};
+        let now: UnixNanos = 1_800_000_000 * 1_000_000_000;
+        let headers = |pairs: &[(&'static str, &'static str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.insert(*k, HeaderValue::from_static(v));
+            }
+            h
+        };
+        assert_eq!(retry_after(&headers(&[]), now), None);
+        assert_eq!(
+            retry_after(&headers(&[("retry-after", "7")]), now),
+            Some(Duration::from_secs(7))
+        );
+        let spent = headers(&[
+            ("x-ratelimit-remaining", "0"),
+            ("x-ratelimit-reset", "1800000030"),
+        ]);
+        assert_eq!(retry_after(&spent, now), Some(Duration::from_secs(30)));
+        let left = headers(&[
+            ("x-ratelimit-remaining", "12"),
+            ("x-ratelimit-reset", "1800000030"),
+        ]);
+        assert_eq!(retry_after(&left, now), None);
+        // A reset already past asks for no wait (the backoff still applies).
+        let past = headers(&[
+            ("x-ratelimit-remaining", "0"),
+            ("x-ratelimit-reset", "1700000000"),
+        ]);
+        assert_eq!(retry_after(&past, now), Some(Duration::ZERO));
     }
 
     #[test]

@@ -234,7 +234,8 @@ pub(crate) struct RawPrometheus {
 /// `exporters.webhook[/NAME]`: verdict events POSTed as JSON (design §5.5).
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct RawWebhook {
-    /// Target URL, `http://` or `https://`. Required.
+    /// Target URL, `http://`. Required. `https://` is refused until the
+    /// client has TLS (issue 15).
     pub url: Field<String>,
     /// States whose transitions are sent: any of `VALIDATING`, `PROMOTED`,
     /// `ROLLED_BACK`. Default `[PROMOTED, ROLLED_BACK]`.

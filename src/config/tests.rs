@@ -1182,10 +1182,10 @@ processors:
 exporters:
   webhook/plain: { url: http://ci.internal/hook }
   webhook/github:
-    url: https://api.github.com/repos/acme/shop/dispatches
+    url: http://127.0.0.1:8088/repos/acme/shop/dispatches
     format: github
     token: ${env:GITHUB_DISPATCH_TOKEN}
-  webhook/slack: { url: https://hooks.slack.com/services/T0/B0/X, format: slack }
+  webhook/slack: { url: http://127.0.0.1:8089/services/T0/B0/X, format: slack }
 pipelines:
   checkout:
     receivers: [otlp]

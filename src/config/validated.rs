@@ -292,7 +292,7 @@ pub enum ExporterKind {
 /// `exporters.webhook[/NAME]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WebhookSpec {
-    /// Target URL (`http://` or `https://`).
+    /// Target URL (`http://`: this build has no TLS client).
     pub url: String,
     /// States whose transitions are sent (default PROMOTED and ROLLED_BACK).
     pub on: Vec<crate::model::RunState>,

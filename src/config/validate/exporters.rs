@@ -52,6 +52,14 @@ pub(super) fn webhook(raw: RawWebhook, path: &str, errors: &mut Errors) -> Optio
         Some(url) => {
             if let Err(why) = check_url(&url) {
                 errors.push(&url_path, why);
+            } else if url.trim_start().to_ascii_lowercase().starts_with("https:") {
+                // The HTTP client has no TLS yet: every delivery would fail
+                // with "scheme is not http" and be retried for
+                // `retry.max_elapsed`. Refused here, as the probe refuses it.
+                errors.push(
+                    &url_path,
+                    format!("{url:?}: https is not supported by this build (no TLS); use http:// (for GitHub or Slack, a forwarder on the host that originates TLS)"),
+                );
             }
             url
         }

@@ -1,11 +1,14 @@
 //! The HTTP API (design §7): health, readiness, the run read endpoints that
-//! people, Argo Rollouts' `web` metric provider and scripts call, the
-//! outbox's undelivered events, and the manual decisions.
+//! people, Argo Rollouts' `web` metric provider and scripts call, Flagger's
+//! webhooks (`flagger.rs`), the outbox's undelivered events, and the manual
+//! decisions.
 //!
 //! Manual decisions and resets change run state, which the pipeline's run
 //! engine owns: they are sent to its task as a [`Command`] and answered once
 //! the change is committed, so they are ordered with the engine's own
 //! decisions and can never contradict them.
+
+mod flagger;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -45,6 +48,7 @@ pub fn router(catalog: Arc<Catalog>) -> Router {
         .route("/api/v1/runs/{contract}", get(contract_runs))
         .route("/api/v1/runs/{contract}/{*subject}", get(subject_run))
         .route("/api/v1/deliveries", get(deliveries))
+        .route("/api/v1/flagger/{contract}/{hook}", post(flagger::hook))
         .route(
             "/api/v1/promote/{contract}/{*subject}",
             manual_route(ManualAction::Promote),

@@ -234,7 +234,8 @@ pub(crate) struct RawPrometheus {
 /// `exporters.webhook[/NAME]`: verdict events POSTed as JSON (design §5.5).
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct RawWebhook {
-    /// Target URL, `http://` or `https://`. Required.
+    /// Target URL, `http://`. Required. `https://` is refused until the
+    /// client has TLS (issue 15).
     pub url: Field<String>,
     /// States whose transitions are sent: any of `VALIDATING`, `PROMOTED`,
     /// `ROLLED_BACK`. Default `[PROMOTED, ROLLED_BACK]`.
@@ -247,6 +248,14 @@ pub(crate) struct RawWebhook {
     pub timeout: Field<HumanDuration>,
     /// Retry policy for failed attempts.
     pub retry: Field<MapOnly<RawRetry>>,
+    /// Shape of the request: `json` (the event as it is), `github` (a
+    /// `repository_dispatch`) or `slack` (an incoming-webhook message).
+    /// Default `json`.
+    pub format: Field<String>,
+    /// Bearer token sent as `Authorization: Bearer <token>`: required with
+    /// `format: github`, optional with `json`, refused with `slack` (whose
+    /// URL is its own secret). Absent or empty = none.
+    pub token: Field<String>,
 }
 
 /// `retry:` of a webhook: exponential backoff with jitter.
@@ -306,6 +315,10 @@ pub(crate) struct RawApi {
     /// Bearer token for the promote, rollback and reset endpoints. Absent or
     /// empty = open.
     pub token: Field<String>,
+    /// The API's address as people reach it (`https://verdict.example.com`,
+    /// behind an ingress): notifications link to runs under it. Absent =
+    /// no links.
+    pub public_url: Field<String>,
 }
 
 /// A field as read: `None` when absent or written with no value (null);

@@ -135,6 +135,7 @@ fn minimal_file_gets_every_default() {
             service: ServiceSpec {
                 api_endpoint: "127.0.0.1:8686".into(),
                 api_token: None,
+                public_url: None,
                 storage: StorageSpec::Sqlite {
                     url: "sqlite://data/verdict.db".into(),
                     path: "data/verdict.db".into(),
@@ -161,6 +162,8 @@ fn webhook(id: &str, action: &str, on: RunState) -> ExporterSpec {
                 max_interval: Duration::from_secs(30),
                 max_elapsed: Duration::from_secs(3600),
             },
+            format: WebhookFormat::Json,
+            token: None,
         }),
     }
 }
@@ -1164,5 +1167,52 @@ fn baselines_are_kept_apart_by_the_attributes_they_leave_open() {
     assert_eq!(
         one.select(resource("checkout", "1.4")),
         Selection::Baseline(Subject::baseline(Vec::new()))
+    );
+}
+
+/// `format`, `token` (substituted like any secret) and `public_url` are
+/// read; json stays the default and needs no token.
+#[test]
+fn webhook_formats_tokens_and_the_public_url() {
+    let text = "
+receivers:
+  otlp: { protocols: { grpc: } }
+processors:
+  contract/checkout: { max_p95_latency_ms: 120 }
+exporters:
+  webhook/plain: { url: http://ci.internal/hook }
+  webhook/github:
+    url: http://127.0.0.1:8088/repos/acme/shop/dispatches
+    format: github
+    token: ${env:GITHUB_DISPATCH_TOKEN}
+  webhook/slack: { url: http://127.0.0.1:8089/services/T0/B0/X, format: slack }
+pipelines:
+  checkout:
+    receivers: [otlp]
+    processors: [contract/checkout]
+    exporters: [webhook/plain, webhook/github, webhook/slack]
+service:
+  api: { public_url: \"https://verdict.example.com/ \" }
+";
+    let config = load_str(text, &env(&[("GITHUB_DISPATCH_TOKEN", "ghp_x")])).expect("valid");
+    let webhooks: Vec<(WebhookFormat, Option<&str>)> = config
+        .exporters
+        .iter()
+        .filter_map(|e| match &e.kind {
+            ExporterKind::Webhook(w) => Some((w.format, w.token.as_deref())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        webhooks,
+        [
+            (WebhookFormat::Json, None),
+            (WebhookFormat::Github, Some("ghp_x")),
+            (WebhookFormat::Slack, None),
+        ]
+    );
+    assert_eq!(
+        config.service.public_url.as_deref(),
+        Some("https://verdict.example.com")
     );
 }

@@ -292,7 +292,7 @@ pub enum ExporterKind {
 /// `exporters.webhook[/NAME]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WebhookSpec {
-    /// Target URL (`http://` or `https://`).
+    /// Target URL (`http://`: this build has no TLS client).
     pub url: String,
     /// States whose transitions are sent (default PROMOTED and ROLLED_BACK).
     pub on: Vec<crate::model::RunState>,
@@ -302,6 +302,44 @@ pub struct WebhookSpec {
     pub timeout: Duration,
     /// Backoff between attempts.
     pub retry: RetrySpec,
+    /// Shape of the request (default [`WebhookFormat::Json`]).
+    pub format: WebhookFormat,
+    /// Sent as `Authorization: Bearer <token>`; required by
+    /// [`WebhookFormat::Github`].
+    pub token: Option<String>,
+}
+
+/// What a webhook request looks like. The receivers verdict is most often
+/// wired to cannot take the plain event: GitHub wants a `repository_dispatch`
+/// body, Slack a message; shaping it here saves a relay service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WebhookFormat {
+    /// The §5.5 event as it is.
+    #[default]
+    Json,
+    /// `{"event_type": "verdict-rolled-back", "client_payload": {…}}` for
+    /// `POST /repos/{owner}/{repo}/dispatches`.
+    Github,
+    /// A Slack incoming-webhook message: `text` and `blocks`.
+    Slack,
+}
+
+impl WebhookFormat {
+    /// Every format, in the order error messages list them.
+    pub const ALL: [WebhookFormat; 3] = [
+        WebhookFormat::Json,
+        WebhookFormat::Github,
+        WebhookFormat::Slack,
+    ];
+
+    /// The name written in the pipeline file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WebhookFormat::Json => "json",
+            WebhookFormat::Github => "github",
+            WebhookFormat::Slack => "slack",
+        }
+    }
 }
 
 /// Exponential backoff with jitter.
@@ -332,6 +370,9 @@ pub struct ServiceSpec {
     pub api_endpoint: String,
     /// Bearer token for the API's write endpoints; `None` = open.
     pub api_token: Option<String>,
+    /// The API's address as people reach it, without a trailing `/`;
+    /// notifications link to runs under it. `None` = no links.
+    pub public_url: Option<String>,
     /// Where runs, transitions, the outbox and checkpoints live (default
     /// `sqlite://data/verdict.db`).
     pub storage: StorageSpec,

@@ -106,6 +106,17 @@ impl Server {
         let mut notifiers: HashMap<String, Arc<Notify>> = HashMap::new();
         let mut subscribers: Vec<Subscriber> = Vec::new();
         let mut prometheus_exporters = Vec::new();
+        // What webhook requests link to: the API's public address and how
+        // each contract writes its subjects.
+        let links = Arc::new(exporters::format::Links {
+            public_url: config.service.public_url.clone(),
+            subject_by: config
+                .pipelines
+                .iter()
+                .flat_map(|p| &p.contracts)
+                .map(|c| (c.name.clone(), c.subject_by.clone()))
+                .collect(),
+        });
         for e in &config.exporters {
             // Log and webhook exporters deliver events; Prometheus serves
             // the current state instead.
@@ -113,7 +124,7 @@ impl Server {
                 ExporterKind::Log => (Sink::Log, RunState::ALL.to_vec(), false),
                 ExporterKind::Webhook(w) => (
                     Sink::Webhook(
-                        exporters::webhook::Webhook::new(w.clone())
+                        exporters::webhook::Webhook::new(w.clone(), links.clone())
                             .with_context(|| format!("exporter {}", e.id))?,
                     ),
                     w.on.clone(),

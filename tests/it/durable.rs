@@ -23,11 +23,11 @@ use crate::{eventually, get_json, now_ns, TempDir};
 
 const WAIT: Duration = Duration::from_secs(60);
 const SECRET: &str = "s3cret-for-tests";
-const TOKEN: &str = "api-t0ken";
+pub(crate) const TOKEN: &str = "api-t0ken";
 
 /// The pipeline file of these tests: 1 s windows, one contract, the log
 /// exporter, Prometheus, and the given webhook exporters.
-fn pipeline(storage: &str, webhooks: &[(&str, String)], contract: &str) -> String {
+pub(crate) fn pipeline(storage: &str, webhooks: &[(&str, String)], contract: &str) -> String {
     let mut exporters = String::from("  log: {}\n  prometheus: { endpoint: \"127.0.0.1:0\" }\n");
     let mut ids = vec!["log".to_string(), "prometheus".to_string()];
     for (id, body) in webhooks {
@@ -63,7 +63,7 @@ service:
     )
 }
 
-fn webhook(url: &str, extra: &str) -> String {
+pub(crate) fn webhook(url: &str, extra: &str) -> String {
     format!(
         "{{ url: \"{url}\", on: [PROMOTED, ROLLED_BACK], timeout: 2s, retry: {{ initial_interval: 300ms, max_interval: 600ms, max_elapsed: 10m }}{extra} }}"
     )
@@ -84,7 +84,12 @@ pub(crate) struct Verdict {
 impl Verdict {
     /// Starts `verdict run` on `file` and waits until it is ready.
     pub(crate) fn start(file: &Path) -> Verdict {
-        let mut child = crate::spawn_run(file);
+        Verdict::start_with(file, &[])
+    }
+
+    /// [`Verdict::start`] with `env` added to the server's environment.
+    pub(crate) fn start_with(file: &Path, env: &[(&str, &str)]) -> Verdict {
+        let mut child = crate::spawn_run_with(file, env);
         let stdout = Arc::new(Mutex::new(Vec::new()));
         let out = child.stdout.take().expect("stdout");
         let lines = stdout.clone();
@@ -163,18 +168,23 @@ impl Verdict {
         let _ = self.child.wait();
     }
 
-    fn api(&self, path: &str) -> String {
+    pub(crate) fn api(&self, path: &str) -> String {
         format!("http://{}{path}", self.api)
     }
 
-    async fn run(&self, version: &str) -> Value {
+    pub(crate) async fn run(&self, version: &str) -> Value {
         let (status, body) = get_json(&self.api(&format!("/api/v1/runs/checkout/{version}"))).await;
         assert_eq!(status, 200, "{body}");
         body
     }
 
     /// Waits until the run of `version` satisfies `f`.
-    async fn run_until(&self, version: &str, what: &str, f: impl Fn(&Value) -> bool) -> Value {
+    pub(crate) async fn run_until(
+        &self,
+        version: &str,
+        what: &str,
+        f: impl Fn(&Value) -> bool,
+    ) -> Value {
         eventually(WAIT, what, || async {
             let run = self.run(version).await;
             f(&run).then_some(run)
@@ -183,7 +193,7 @@ impl Verdict {
     }
 
     /// Sends `n` SERVER spans of release `version`, ending now.
-    async fn spans(&self, version: &str, n: usize, latency_ms: u64) {
+    pub(crate) async fn spans(&self, version: &str, n: usize, latency_ms: u64) {
         let now = now_ns();
         let spans: Vec<Value> = (0..n)
             .map(|i| {
@@ -223,44 +233,58 @@ impl Drop for Verdict {
 
 /// One request the test receiver got.
 #[derive(Debug, Clone)]
-struct Received {
+pub(crate) struct Received {
     at: Instant,
-    event_id: String,
+    pub(crate) event_id: String,
     signature: Option<String>,
-    raw: Vec<u8>,
-    body: Value,
+    pub(crate) raw: Vec<u8>,
+    pub(crate) body: Value,
+    /// Every header, by lower-case name.
+    pub(crate) headers: HashMap<String, String>,
 }
 
 /// A webhook target on loopback that answers from a script (then 200) and
 /// records every request.
 #[derive(Clone, Default)]
-struct Receiver {
+pub(crate) struct Receiver {
     script: Arc<Mutex<VecDeque<u16>>>,
     always: Option<u16>,
     got: Arc<Mutex<Vec<Received>>>,
+    /// Body and headers of every answer (empty by default).
+    answer: Arc<(String, Vec<(String, String)>)>,
 }
 
 impl Receiver {
-    fn scripted(script: &[u16]) -> Receiver {
+    pub(crate) fn scripted(script: &[u16]) -> Receiver {
         Receiver {
             script: Arc::new(Mutex::new(script.iter().copied().collect())),
             ..Receiver::default()
         }
     }
 
-    fn always(status: u16) -> Receiver {
+    pub(crate) fn always(status: u16) -> Receiver {
         Receiver {
             always: Some(status),
             ..Receiver::default()
         }
     }
 
-    fn got(&self) -> Vec<Received> {
+    /// Answers with `body` and `headers` as well as the status.
+    pub(crate) fn answering(mut self, body: &str, headers: &[(&str, &str)]) -> Receiver {
+        let headers = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        self.answer = Arc::new((body.to_string(), headers));
+        self
+    }
+
+    pub(crate) fn got(&self) -> Vec<Received> {
         self.got.lock().expect("lock").clone()
     }
 
     /// Serves on `addr` (port 0 for any) until the test ends; returns the URL.
-    async fn serve(&self, addr: &str) -> String {
+    pub(crate) async fn serve(&self, addr: &str) -> String {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .expect("bind receiver");
@@ -284,13 +308,30 @@ impl Receiver {
                             signature: header("x-verdict-signature"),
                             raw: body.to_vec(),
                             body: serde_json::from_slice(&body).unwrap_or_default(),
+                            headers: headers
+                                .iter()
+                                .map(|(k, v)| {
+                                    (
+                                        k.as_str().to_string(),
+                                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                                    )
+                                })
+                                .collect(),
                         });
                         let status = me
                             .always
                             .or_else(|| me.script.lock().expect("lock").pop_front())
                             .unwrap_or(200);
-                        axum::http::StatusCode::from_u16(status)
-                            .unwrap_or(axum::http::StatusCode::OK)
+                        let status = axum::http::StatusCode::from_u16(status)
+                            .unwrap_or(axum::http::StatusCode::OK);
+                        let (body, headers) = &*me.answer;
+                        let mut answer = axum::http::Response::builder().status(status);
+                        for (k, v) in headers {
+                            answer = answer.header(k, v);
+                        }
+                        answer
+                            .body(axum::body::Body::from(body.clone()))
+                            .expect("a valid answer")
                     }
                 },
             ),
@@ -303,7 +344,7 @@ impl Receiver {
 }
 
 /// A loopback port that nothing listens on (yet).
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().expect("addr").port()
 }
@@ -313,7 +354,11 @@ pub(crate) fn sqlite(dir: &Path) -> String {
 }
 
 /// Writes `pipeline.yaml` into `dir`, storing in SQLite there too.
-fn write_pipeline(dir: &TempDir, webhooks: &[(&str, String)], contract: &str) -> PathBuf {
+pub(crate) fn write_pipeline(
+    dir: &TempDir,
+    webhooks: &[(&str, String)],
+    contract: &str,
+) -> PathBuf {
     let file = dir.0.join("pipeline.yaml");
     std::fs::write(&file, pipeline(&sqlite(&dir.0), webhooks, contract)).expect("write");
     file

@@ -1,9 +1,11 @@
 //! verdict's integration tests: one binary, one module per concern. Servers
 //! bind 127.0.0.1:0 and tests talk only to loopback.
 
+mod argo;
 mod decisions;
 mod durable;
 mod e2e;
+mod flagger;
 mod hostile;
 mod isolation;
 mod layering;
@@ -16,6 +18,7 @@ mod probe;
 mod rejections;
 mod shutdown;
 mod simulate;
+mod webhook_formats;
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
@@ -172,6 +175,12 @@ pub async fn get_json(url: &str) -> (u16, serde_json::Value) {
 /// Starts the real binary as `verdict --log-format json run -c file`, with
 /// stdout (the `log` exporter's events) and stderr piped.
 pub fn spawn_run(file: &Path) -> std::process::Child {
+    spawn_run_with(file, &[])
+}
+
+/// [`spawn_run`] with `env` added to the child's environment (secrets that
+/// the pipeline file reads with `${env:…}`).
+pub fn spawn_run_with(file: &Path, env: &[(&str, &str)]) -> std::process::Child {
     let args = [
         OsStr::new("--log-format"),
         OsStr::new("json"),
@@ -180,6 +189,7 @@ pub fn spawn_run(file: &Path) -> std::process::Child {
         file.as_os_str(),
     ];
     verdict_command(args)
+        .envs(env.iter().copied())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

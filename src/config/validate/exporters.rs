@@ -52,6 +52,14 @@ pub(super) fn webhook(raw: RawWebhook, path: &str, errors: &mut Errors) -> Optio
         Some(url) => {
             if let Err(why) = check_url(&url) {
                 errors.push(&url_path, why);
+            } else if url.trim_start().to_ascii_lowercase().starts_with("https:") {
+                // The HTTP client has no TLS yet: every delivery would fail
+                // with "scheme is not http" and be retried for
+                // `retry.max_elapsed`. Refused here, as the probe refuses it.
+                errors.push(
+                    &url_path,
+                    format!("{url:?}: https is not supported by this build (no TLS); use http:// (for GitHub or Slack, a forwarder on the host that originates TLS)"),
+                );
             }
             url
         }
@@ -95,12 +103,46 @@ pub(super) fn webhook(raw: RawWebhook, path: &str, errors: &mut Errors) -> Optio
     let retry_path = join(path, "retry");
     let MapOnly(retry) = take(raw.retry, &retry_path, errors).unwrap_or_default();
     let retry = retry_spec(retry, &retry_path, errors);
+    let format_path = join(path, "format");
+    let format = match take(raw.format, &format_path, errors) {
+        None => WebhookFormat::default(),
+        Some(name) => match WebhookFormat::ALL.into_iter().find(|f| f.as_str() == name) {
+            Some(f) => f,
+            None => {
+                errors.push(
+                    &format_path,
+                    format!("expected json, github or slack, got {name:?}"),
+                );
+                WebhookFormat::default()
+            }
+        },
+    };
+    let token_path = join(path, "token");
+    let token = token(raw.token, &token_path, errors);
+    match (format, &token) {
+        // GitHub answers 401 to a dispatch without a token: every event
+        // would fail, so say it now rather than at the first rollback.
+        (WebhookFormat::Github, None) => errors.push(
+            &token_path,
+            "is required with format: github (sent as Authorization: Bearer <token>; \
+             a token that may create repository dispatches)",
+        ),
+        // Slack's incoming-webhook URL is the credential; a token would
+        // only be sent to Slack for nothing, and suggests a wrong setup.
+        (WebhookFormat::Slack, Some(_)) => errors.push(
+            &token_path,
+            "is not used with format: slack (the incoming-webhook URL is its own secret)",
+        ),
+        _ => {}
+    }
     (errors.len() == before).then_some(ExporterKind::Webhook(WebhookSpec {
         url,
         on,
         secret,
         timeout,
         retry,
+        format,
+        token,
     }))
 }
 

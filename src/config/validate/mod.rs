@@ -39,7 +39,8 @@ use super::select::{select_resource, AttributeMatch, Selection};
 use super::validated::{
     BaselineSpec, ContractSpec, Decision, ExporterKind, ExporterSpec, OnIdle, OnTimeout,
     OtlpReceiverSpec, PipelineSpec, ProbeReceiverSpec, ReceiverKind, ReceiverSpec, RetrySpec,
-    ServiceSpec, Source, StorageSpec, Thresholds, ValidatedConfig, WebhookSpec, WindowSpec,
+    ServiceSpec, Source, StorageSpec, Thresholds, ValidatedConfig, WebhookFormat, WebhookSpec,
+    WindowSpec,
 };
 use crate::model::RunState;
 

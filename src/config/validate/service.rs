@@ -25,6 +25,19 @@ pub(super) fn service_spec(section: Option<Value>, errors: &mut Errors) -> Optio
         errors,
     );
     let api_token = token(api.token, "service.api.token", errors);
+    let public_url = take(api.public_url, "service.api.public_url", errors)
+        .map(|u| u.trim().trim_end_matches('/').to_string())
+        .filter(|u| !u.is_empty());
+    if let Some(url) = &public_url {
+        if let Err(why) = check_url(url) {
+            errors.push("service.api.public_url", why);
+        } else if url.contains(['?', '#']) {
+            errors.push(
+                "service.api.public_url",
+                format!("must be a base URL without ?query or #fragment, got {url:?}"),
+            );
+        }
+    }
     let storage = storage(take(raw.storage, "service.storage", errors), errors);
     let max_inflight_bytes = byte_size(
         raw.max_inflight_bytes,
@@ -43,6 +56,7 @@ pub(super) fn service_spec(section: Option<Value>, errors: &mut Errors) -> Optio
     (errors.len() == before).then_some(ServiceSpec {
         api_endpoint,
         api_token,
+        public_url,
         storage,
         max_inflight_bytes,
         checkpoint_interval,

@@ -10,7 +10,8 @@
 //! - the latency unit must be `s`, `ms` or `us` (anything else would give a
 //!   number off by a factor of a thousand);
 //! - negative buckets, NaN or negative sums and extremes, counts that
-//!   disagree with the buckets, unordered bounds are rejected;
+//!   disagree with the buckets, unordered bounds are rejected, and so are
+//!   points of more than [`MAX_POINT_BUCKETS`] buckets (`too_many_buckets`);
 //! - time, lateness and clock skew are checked as for spans.
 //!
 //! What needs history (cumulative → delta) happens in the shard that owns
@@ -481,6 +482,24 @@ fn check_count(count: u64) -> Result<(), (RejectReason, String)> {
     Ok(())
 }
 
+/// The most buckets one histogram point may have. SDKs default to 160
+/// exponential buckets and a dozen or two explicit ones; 4096 is far above
+/// any real layout, and bounds what one point costs downstream — a
+/// queued point, a stream's remembered counts (`aggregator::streams`), the
+/// spreading of explicit buckets — to 64 KiB of counts and bounds.
+pub const MAX_POINT_BUCKETS: usize = 4096;
+
+/// Refuses a point with more than [`MAX_POINT_BUCKETS`] buckets.
+fn check_buckets(buckets: usize) -> Result<(), (RejectReason, String)> {
+    if buckets > MAX_POINT_BUCKETS {
+        return Err((
+            RejectReason::TooManyBuckets,
+            format!("{buckets} buckets (the limit is {MAX_POINT_BUCKETS} per point)"),
+        ));
+    }
+    Ok(())
+}
+
 /// A checked latency point; `[sum, min, max]` as the data point has them.
 fn latency_point(
     unit: LatencyUnit,
@@ -506,6 +525,7 @@ fn exponential(
     if no_recorded_value(dp.flags) {
         return Ok(Checked::Skip);
     }
+    check_buckets(dp.positive.as_ref().map_or(0, |b| b.bucket_counts.len()))?;
     if dp
         .negative
         .as_ref()
@@ -558,6 +578,7 @@ fn explicit(dp: &HistogramDataPoint, unit: LatencyUnit) -> Result<Checked, (Reje
     if no_recorded_value(dp.flags) {
         return Ok(Checked::Skip);
     }
+    check_buckets(dp.bucket_counts.len().max(dp.explicit_bounds.len() + 1))?;
     check_count(dp.count)?;
     check_values([dp.sum, dp.min, dp.max])?;
     let bounds = &dp.explicit_bounds;

@@ -7,6 +7,7 @@ mod e2e;
 mod hostile;
 mod isolation;
 mod layering;
+mod memory;
 mod metrics_e2e;
 mod otlp_grpc;
 mod otlp_http;

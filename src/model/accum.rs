@@ -229,7 +229,7 @@ impl Accum {
         }
         match &mut self.spread {
             Some(s) => {
-                retain_shared(&mut s.bounds, &bounds);
+                retain_shared(&mut s.bounds, bounds);
                 s.open_below |= open_below;
                 s.open_above |= open_above;
             }

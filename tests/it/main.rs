@@ -15,6 +15,7 @@ mod overload;
 mod pipelines;
 mod probe;
 mod rejections;
+mod responsive;
 mod shutdown;
 mod simulate;
 

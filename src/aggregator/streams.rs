@@ -50,7 +50,7 @@ pub struct StreamParams {
 /// Remembered buckets per stream, on average over a table: SDKs default to
 /// 160 exponential buckets (and a dozen or two explicit ones), so a table
 /// full of default streams fits, while a table of streams at the point
-/// limit ([`MAX_POINT_BUCKETS`](crate::receivers::otlp::convert_metrics::MAX_POINT_BUCKETS))
+/// limit ([`MAX_POINT_BUCKETS`](crate::model::point::MAX_POINT_BUCKETS))
 /// holds a twenty-fifth as many: with the default `max_streams` of 10000,
 /// at most 1.6 million buckets (12.8 MB) in all.
 pub const REMEMBERED_BUCKETS_PER_STREAM: usize = 160;
@@ -60,7 +60,7 @@ impl StreamParams {
     /// [`REMEMBERED_BUCKETS_PER_STREAM`] per stream, and never less than
     /// one point at the limit, so that such a stream can always be followed.
     pub fn max_buckets(&self) -> usize {
-        let one_point = 2 * crate::receivers::otlp::convert_metrics::MAX_POINT_BUCKETS;
+        let one_point = 2 * crate::model::point::MAX_POINT_BUCKETS;
         self.max_streams
             .saturating_mul(REMEMBERED_BUCKETS_PER_STREAM)
             .max(one_point)
@@ -591,7 +591,7 @@ mod tests {
         // 20 streams: room for 3200 buckets, or one point at the limit
         // (8192), whichever is more.
         let mut t = table(20);
-        let cap = 2 * crate::receivers::otlp::convert_metrics::MAX_POINT_BUCKETS;
+        let cap = 2 * crate::model::point::MAX_POINT_BUCKETS;
         assert_eq!(t.params.max_buckets(), cap);
         let wide = |n: u64| {
             let mut counts = vec![0; 3000];

@@ -37,7 +37,7 @@ pub enum RejectReason {
     /// that disagree with the buckets, a wrong metric type…).
     InvalidPoint,
     /// A histogram point with more buckets than
-    /// [`MAX_POINT_BUCKETS`](super::convert_metrics::MAX_POINT_BUCKETS).
+    /// [`MAX_POINT_BUCKETS`](crate::model::point::MAX_POINT_BUCKETS).
     TooManyBuckets,
 }
 

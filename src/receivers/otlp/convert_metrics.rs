@@ -38,6 +38,7 @@ use prost::Message;
 use crate::config::Source;
 use crate::model::point::{
     Buckets, LatencyUnit, PointKind, PointLatency, PointSample, StreamId, Temporality,
+    MAX_POINT_BUCKETS,
 };
 use crate::model::UnixNanos;
 use crate::telemetry;
@@ -481,13 +482,6 @@ fn check_count(count: u64) -> Result<(), (RejectReason, String)> {
     }
     Ok(())
 }
-
-/// The most buckets one histogram point may have. SDKs default to 160
-/// exponential buckets and a dozen or two explicit ones; 4096 is far above
-/// any real layout, and bounds what one point costs downstream — a
-/// queued point, a stream's remembered counts (`aggregator::streams`), the
-/// spreading of explicit buckets — to 64 KiB of counts and bounds.
-pub const MAX_POINT_BUCKETS: usize = 4096;
 
 /// Refuses a point with more than [`MAX_POINT_BUCKETS`] buckets.
 fn check_buckets(buckets: usize) -> Result<(), (RejectReason, String)> {

@@ -24,7 +24,9 @@ pub const SERIES_OVERFLOW: &str = "verdict_series_overflow_total";
 pub const QUEUE_DEPTH: &str = "verdict_queue_depth";
 /// Metric streams held for cumulative → delta, by `pipeline` and `shard`.
 pub const METRIC_STREAMS: &str = "verdict_metric_streams";
-/// Points of new cumulative streams not counted because `max_streams` was reached.
+/// Points of cumulative streams not counted, by `reason`: `streams` (a new
+/// stream while `max_streams` are held) or `buckets` (no room left for the
+/// point's buckets in the streams' remembered bucket counts).
 pub const METRIC_STREAMS_OVERFLOW: &str = "verdict_metric_streams_overflow_total";
 /// Cumulative streams forgotten after `stream_expiry` without a point.
 pub const METRIC_STREAMS_EXPIRED: &str = "verdict_metric_streams_expired_total";

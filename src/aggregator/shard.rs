@@ -55,11 +55,14 @@ impl Shard {
         let late = metrics::counter!(telemetry::LATE_SAMPLES);
         let overflow = metrics::counter!(telemetry::SERIES_OVERFLOW);
         let streams = metrics::gauge!(telemetry::METRIC_STREAMS, "shard" => self.id.to_string(), "pipeline" => self.pipeline.clone());
-        let streams_overflow = metrics::counter!(telemetry::METRIC_STREAMS_OVERFLOW);
+        let streams_overflow =
+            metrics::counter!(telemetry::METRIC_STREAMS_OVERFLOW, "reason" => "streams");
+        let buckets_overflow =
+            metrics::counter!(telemetry::METRIC_STREAMS_OVERFLOW, "reason" => "buckets");
         let streams_expired = metrics::counter!(telemetry::METRIC_STREAMS_EXPIRED);
         let stream_resets = metrics::counter!(telemetry::METRIC_STREAM_RESETS);
         let (mut late_seen, mut overflow_seen) = (0, 0);
-        let mut streams_seen = (0, 0, 0);
+        let mut streams_seen = (0, 0, 0, 0);
         loop {
             tokio::select! {
                 biased;
@@ -91,7 +94,8 @@ impl Shard {
                     streams_overflow.increment(t.overflowed() - streams_seen.0);
                     streams_expired.increment(t.expired() - streams_seen.1);
                     stream_resets.increment(t.resets() - streams_seen.2);
-                    streams_seen = (t.overflowed(), t.expired(), t.resets());
+                    buckets_overflow.increment(t.bucket_overflowed() - streams_seen.3);
+                    streams_seen = (t.overflowed(), t.expired(), t.resets(), t.bucket_overflowed());
                 }
                 // Then the checkpoint: a copy of the open windows, so that a
                 // kill -9 loses at most one interval of accepted samples.

@@ -14,6 +14,13 @@
 //!   find its own values already subtracted and count nothing;
 //! - **bounded like the series**: each shard holds its share of
 //!   `max_streams`, and streams not seen for `stream_expiry` are forgotten.
+//!   What they remember is bounded too: the bucket counts (and explicit
+//!   bounds) of all its streams together stay within
+//!   [`REMEMBERED_BUCKETS_PER_STREAM`] times its share of `max_streams`.
+//!   A point whose stream cannot be remembered within that is not counted
+//!   ([`Delta::Overflow`], `verdict_metric_streams_overflow_total{reason="buckets"}`);
+//!   a known stream then keeps its previous point, so its next point that
+//!   fits counts the requests of both.
 //!
 //! Rules: a stream is keyed by its identity; its start time tells runs of
 //! the same identity apart. A point with a new start time, or whose count
@@ -40,6 +47,26 @@ pub struct StreamParams {
     pub expiry: u64,
 }
 
+/// Remembered buckets per stream, on average over a table: SDKs default to
+/// 160 exponential buckets (and a dozen or two explicit ones), so a table
+/// full of default streams fits, while a table of streams at the point
+/// limit ([`MAX_POINT_BUCKETS`](crate::model::point::MAX_POINT_BUCKETS))
+/// holds a twenty-fifth as many: with the default `max_streams` of 10000,
+/// at most 1.6 million buckets (12.8 MB) in all.
+pub const REMEMBERED_BUCKETS_PER_STREAM: usize = 160;
+
+impl StreamParams {
+    /// Most bucket counts and explicit bounds the table remembers in all:
+    /// [`REMEMBERED_BUCKETS_PER_STREAM`] per stream, and never less than
+    /// one point at the limit, so that such a stream can always be followed.
+    pub fn max_buckets(&self) -> usize {
+        let one_point = 2 * crate::model::point::MAX_POINT_BUCKETS;
+        self.max_streams
+            .saturating_mul(REMEMBERED_BUCKETS_PER_STREAM)
+            .max(one_point)
+    }
+}
+
 /// The last cumulative values of a stream.
 #[derive(Debug, Clone, PartialEq)]
 enum Last {
@@ -60,6 +87,17 @@ enum Last {
     },
 }
 
+impl Last {
+    /// Bucket counts and explicit bounds remembered.
+    fn buckets(&self) -> usize {
+        match self {
+            Last::Conversions(_) => 0,
+            Last::Exponential { counts, .. } => counts.len(),
+            Last::Explicit { bounds, counts, .. } => bounds.len() + counts.len(),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Stream {
     start: UnixNanos,
@@ -77,7 +115,9 @@ pub enum Delta {
     Baseline,
     /// Not newer than the stream's last point: ignored.
     Stale,
-    /// A new stream while the table is full: not counted.
+    /// Not counted: a new stream while the table holds `max_streams`, or
+    /// a point whose buckets the table has no room to remember (a known
+    /// stream keeps its previous point).
     Overflow,
 }
 
@@ -86,7 +126,10 @@ pub enum Delta {
 pub struct StreamTable {
     params: StreamParams,
     streams: HashMap<StreamId, Stream>,
+    /// Buckets remembered by all streams ([`Last::buckets`]).
+    buckets: usize,
     overflowed: u64,
+    bucket_overflowed: u64,
     expired: u64,
     resets: u64,
 }
@@ -97,7 +140,9 @@ impl StreamTable {
         StreamTable {
             params,
             streams: HashMap::new(),
+            buckets: 0,
             overflowed: 0,
+            bucket_overflowed: 0,
             expired: 0,
             resets: 0,
         }
@@ -109,11 +154,17 @@ impl StreamTable {
             return Delta::Count(p.kind);
         }
         let last = last_of(&p.kind);
+        let max_buckets = self.params.max_buckets();
         let Some(prev) = self.streams.get_mut(&p.stream) else {
             if self.streams.len() >= self.params.max_streams {
                 self.overflowed += 1;
                 return Delta::Overflow;
             }
+            if self.buckets.saturating_add(last.buckets()) > max_buckets {
+                self.bucket_overflowed += 1;
+                return Delta::Overflow;
+            }
+            self.buckets += last.buckets();
             self.streams.insert(
                 p.stream,
                 Stream {
@@ -124,6 +175,18 @@ impl StreamTable {
             );
             return first_point(p);
         };
+        if p.ts <= prev.ts && p.start == prev.start {
+            return Delta::Stale;
+        }
+        // Replacing the stream's last point must keep the table within its
+        // buckets; if it cannot, the point is not counted and the previous
+        // one stays, so the next point that fits counts both.
+        let buckets = self.buckets - prev.last.buckets() + last.buckets();
+        if buckets > max_buckets {
+            self.bucket_overflowed += 1;
+            return Delta::Overflow;
+        }
+        self.buckets = buckets;
         if p.start != prev.start {
             // A new start time: the process (or the SDK) restarted.
             self.resets += 1;
@@ -133,9 +196,6 @@ impl StreamTable {
                 last,
             };
             return first_point(p);
-        }
-        if p.ts <= prev.ts {
-            return Delta::Stale;
         }
         let delta = subtract(&p.kind, &prev.last);
         prev.ts = p.ts;
@@ -156,7 +216,15 @@ impl StreamTable {
     pub fn expire(&mut self, now: UnixNanos) {
         let horizon = now.saturating_sub(self.params.expiry);
         let before = self.streams.len();
-        self.streams.retain(|_, s| s.ts > horizon);
+        let mut freed = 0;
+        self.streams.retain(|_, s| {
+            let keep = s.ts > horizon;
+            if !keep {
+                freed += s.last.buckets();
+            }
+            keep
+        });
+        self.buckets -= freed;
         self.expired += (before - self.streams.len()) as u64;
     }
 
@@ -173,6 +241,17 @@ impl StreamTable {
     /// Points of new streams refused because the table was full, so far.
     pub fn overflowed(&self) -> u64 {
         self.overflowed
+    }
+
+    /// Points not counted because the table had no room for their
+    /// buckets, so far.
+    pub fn bucket_overflowed(&self) -> u64 {
+        self.bucket_overflowed
+    }
+
+    /// Bucket counts and explicit bounds remembered by all streams.
+    pub fn buckets(&self) -> usize {
+        self.buckets
     }
 
     /// Streams forgotten after `expiry`, so far.
@@ -501,5 +580,86 @@ mod tests {
             t.delta(point(3, S, 72 * S, true, c(1.0))),
             Delta::Count(c(1.0))
         );
+    }
+
+    /// Remembered buckets are bounded for the whole table: a new stream
+    /// that does not fit is not counted, a known stream whose point does
+    /// not fit keeps its previous point (nothing is lost once it fits
+    /// again), and expiry gives the room back.
+    #[test]
+    fn remembered_buckets_are_bounded() {
+        // 20 streams: room for 3200 buckets, or one point at the limit
+        // (8192), whichever is more.
+        let mut t = table(20);
+        let cap = 2 * crate::model::point::MAX_POINT_BUCKETS;
+        assert_eq!(t.params.max_buckets(), cap);
+        let wide = |n: u64| {
+            let mut counts = vec![0; 3000];
+            counts[0] = n;
+            exp(0, 0, &counts, 0)
+        };
+        assert_eq!(
+            t.delta(point(1, S, 2 * S, true, wide(1))),
+            Delta::Count(wide(1))
+        );
+        assert_eq!(
+            t.delta(point(2, S, 2 * S, true, wide(1))),
+            Delta::Count(wide(1))
+        );
+        assert_eq!(t.buckets(), 6000);
+        // A third stream of 3000 buckets does not fit in 8192.
+        assert!(matches!(
+            t.delta(point(3, S, 2 * S, true, wide(1))),
+            Delta::Overflow
+        ));
+        assert_eq!((t.bucket_overflowed(), t.overflowed(), t.len()), (1, 0, 2));
+        // Stream 1 widens past the room left: not counted, and its last
+        // point stays…
+        let mut counts = vec![0; 5300];
+        counts[0] = 3;
+        let wider = exp(0, 0, &counts, 0);
+        let overflow = |d: Delta| matches!(d, Delta::Overflow);
+        assert!(overflow(t.delta(point(1, S, 3 * S, false, wider))));
+        assert_eq!((t.bucket_overflowed(), t.buckets()), (2, 6000));
+        // …so its next point that fits counts everything since the one
+        // remembered: 5 - 1 requests.
+        let l = latency(t.delta(point(1, S, 4 * S, false, wide(5))));
+        assert_eq!(l.count, 4);
+        // Small streams still fit next to them.
+        assert_eq!(
+            t.delta(point(4, S, 4 * S, true, explicit(&[1, 0, 0]))),
+            Delta::Count(explicit(&[1, 0, 0]))
+        );
+        assert_eq!(t.buckets(), 6000 + 5);
+        // Expiry gives the room back: stream 2 (last seen at 2 s), then
+        // streams 1 and 4 (4 s).
+        t.expire(63 * S);
+        assert_eq!((t.buckets(), t.len()), (3005, 2));
+        t.expire(65 * S);
+        assert_eq!((t.buckets(), t.len()), (0, 0));
+        assert_eq!(
+            t.delta(point(3, S, 70 * S, true, wide(1))),
+            Delta::Count(wide(1))
+        );
+    }
+
+    /// With the default `max_streams`, streams of SDK-default points (160
+    /// exponential buckets) fill the table by count before by buckets.
+    #[test]
+    fn default_points_fit_the_bucket_bound() {
+        let mut t = table(1000);
+        let counts = vec![1; REMEMBERED_BUCKETS_PER_STREAM];
+        for id in 0..1000 {
+            assert!(matches!(
+                t.delta(point(id, S, 2 * S, true, exp(3, 0, &counts, 0))),
+                Delta::Count(_)
+            ));
+        }
+        assert_eq!(t.buckets(), 160_000);
+        assert_eq!(
+            t.delta(point(1000, S, 2 * S, true, exp(3, 0, &counts, 0))),
+            Delta::Overflow
+        );
+        assert_eq!((t.overflowed(), t.bucket_overflowed()), (1, 0));
     }
 }

@@ -44,6 +44,24 @@ pub struct Spread {
     pub open_above: bool,
 }
 
+/// Keeps the bounds of `kept` that `bounds` has too. Both are strictly
+/// increasing (the receiver checks a point's bounds, and a kept list only
+/// loses bounds), so each is looked up by binary search: O(n log m), where
+/// a scan per bound made a point of 4096 bounds cost 16 million
+/// comparisons in its shard. Lists that are not increasing (never from
+/// the receiver) are compared bound by bound.
+fn retain_shared(kept: &mut Vec<f64>, bounds: &[f64]) {
+    if bounds.is_sorted_by(|a, b| a < b) {
+        kept.retain(|b| {
+            bounds
+                .binary_search_by(|x| x.partial_cmp(b).unwrap_or(std::cmp::Ordering::Less))
+                .is_ok()
+        });
+    } else {
+        kept.retain(|b| bounds.contains(b));
+    }
+}
+
 /// Latencies above a threshold, within what an accumulation knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Exceedance {
@@ -211,7 +229,7 @@ impl Accum {
         }
         match &mut self.spread {
             Some(s) => {
-                s.bounds.retain(|b| bounds.contains(b));
+                retain_shared(&mut s.bounds, bounds);
                 s.open_below |= open_below;
                 s.open_above |= open_above;
             }
@@ -295,19 +313,19 @@ impl Accum {
         self.latency.for_each_bucket(|lo, hi, c| {
             let (mut lo, mut hi) = (lo / widen, hi * widen);
             if let Some(s) = &self.spread {
-                lo = s
-                    .bounds
-                    .iter()
-                    .rev()
-                    .find(|b| **b <= lo)
+                // The bounds are increasing: the last one at or below `lo`
+                // and the first at or above `hi`, by binary search (a
+                // histogram of 4096 bounds under a sketch of thousands of
+                // buckets made a scan per bucket cost millions of steps
+                // per check and look).
+                let below = s.bounds.partition_point(|b| *b <= lo);
+                lo = below
+                    .checked_sub(1)
+                    .and_then(|i| s.bounds.get(i))
                     .copied()
                     .unwrap_or(0.0);
-                hi = s
-                    .bounds
-                    .iter()
-                    .find(|b| **b >= hi)
-                    .copied()
-                    .unwrap_or(f64::INFINITY);
+                let above = s.bounds.partition_point(|b| *b < hi);
+                hi = s.bounds.get(above).copied().unwrap_or(f64::INFINITY);
                 if s.open_above && s.bounds.last().is_none_or(|last| hi >= *last) {
                     hi = f64::INFINITY;
                 }
@@ -396,7 +414,7 @@ impl Accum {
             let bounds: Vec<f64> = o.bounds.iter().map(|b| b * factor).collect();
             match &mut self.spread {
                 Some(s) => {
-                    s.bounds.retain(|b| bounds.contains(b));
+                    retain_shared(&mut s.bounds, &bounds);
                     s.open_below |= o.open_below;
                     s.open_above |= o.open_above;
                 }
@@ -638,5 +656,61 @@ mod tests {
         assert_eq!(run.latency.count(), 5);
         let top = run.latency.quantile(1.0).map_or(0.0, |q| q.value);
         assert!((top - 1.5).abs() < 0.1, "{top}");
+    }
+
+    /// The bounds shared by spread histograms are found by binary search:
+    /// the same as comparing every pair, on lists of 4096 bounds as on
+    /// small and unordered ones.
+    #[test]
+    fn shared_bounds_are_kept_as_a_scan_would() {
+        let naive = |kept: &[f64], bounds: &[f64]| -> Vec<f64> {
+            kept.iter()
+                .copied()
+                .filter(|b| bounds.contains(b))
+                .collect()
+        };
+        let evens: Vec<f64> = (0..4096).map(|i| f64::from(2 * i)).collect();
+        let thirds: Vec<f64> = (0..4096).map(|i| f64::from(3 * i)).collect();
+        for (kept, bounds) in [
+            (evens.clone(), thirds.clone()),
+            (thirds.clone(), evens.clone()),
+            (vec![0.0, 0.5, 1.0], vec![-0.0, 1.0]),
+            (vec![1.0, 2.0, 3.0], vec![3.0, 1.0]),
+            (vec![1.0, 2.0], Vec::new()),
+        ] {
+            let mut got = kept.clone();
+            retain_shared(&mut got, &bounds);
+            assert_eq!(
+                got,
+                naive(&kept, &bounds),
+                "{:?}",
+                &bounds[..bounds.len().min(4)]
+            );
+        }
+        // A window of 4096-bound points answers the same counts as before.
+        let bounds: Vec<f64> = (1..4096).map(|b| f64::from(b) / 1000.0).collect();
+        let mut counts = vec![0u64; 4096];
+        counts[5] = 7;
+        counts[4000] = 3;
+        let mut acc = Accum::default();
+        for _ in 0..3 {
+            acc.record_point(&explicit_point(&bounds, &counts, None, None));
+        }
+        assert_eq!(
+            acc.slower_than(100.0),
+            Exceedance {
+                surely: 9,
+                possibly: 9,
+                of: 30
+            }
+        );
+        assert_eq!(
+            acc.slower_than(5.5),
+            Exceedance {
+                surely: 9,
+                possibly: 30,
+                of: 30
+            }
+        );
     }
 }

@@ -62,6 +62,14 @@ impl LatencyUnit {
     }
 }
 
+/// The most buckets one histogram point may have. SDKs default to 160
+/// exponential buckets and a dozen or two explicit ones; 4096 is far above
+/// any real layout, and bounds what one point costs downstream — a queued
+/// point, a stream's remembered counts (`aggregator::streams`), the
+/// spreading of explicit buckets — to 64 KiB of counts and bounds. The
+/// receiver rejects a point with more (`too_many_buckets`).
+pub const MAX_POINT_BUCKETS: usize = 4096;
+
 /// The buckets of a latency histogram point (positive side only: latencies
 /// have no negative buckets, the receiver rejects points that do).
 #[derive(Debug, Clone, PartialEq)]

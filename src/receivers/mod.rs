@@ -12,7 +12,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use crate::aggregator::{Router, ShardBatch, ShardItems};
 use crate::clock::SharedClock;
 use crate::config::ContractSpec;
-use crate::model::WindowTiming;
+use crate::model::{HeldBytes, WindowTiming};
 
 /// What a receiver needs to know about one pipeline it feeds.
 #[derive(Debug)]
@@ -52,6 +52,7 @@ pub fn enqueue<T>(
     mut budget: Option<OwnedSemaphorePermit>,
 ) -> Result<(), QueueFull>
 where
+    T: HeldBytes,
     Vec<T>: Into<ShardItems>,
 {
     let mut permits = Vec::new();
@@ -83,7 +84,8 @@ where
         let share = match budget.as_mut() {
             Some(b) if i == last => b.split(b.num_permits()),
             Some(b) => {
-                let units = (items.len() * std::mem::size_of::<T>()).div_ceil(BUDGET_UNIT);
+                let bytes: usize = items.iter().map(HeldBytes::held_bytes).sum();
+                let units = bytes.div_ceil(BUDGET_UNIT);
                 b.split(units.min(b.num_permits()))
             }
             None => None,

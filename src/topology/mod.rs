@@ -251,11 +251,7 @@ impl Server {
         }
 
         // Receivers last. One in-flight byte budget for the whole process.
-        let budget_total = usize::try_from(config.service.max_inflight_bytes)
-            .unwrap_or(usize::MAX)
-            .div_ceil(crate::receivers::BUDGET_UNIT)
-            .clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
-        let budget = Arc::new(tokio::sync::Semaphore::new(budget_total));
+        let budget = crate::receivers::otlp::budget::Budget::new(config.service.max_inflight_bytes);
         let (mut grpc_addrs, mut http_addrs) = (Vec::new(), Vec::new());
         for r in &config.receivers {
             let fed: Vec<Arc<PipelineInput>> = inputs
@@ -278,7 +274,6 @@ impl Server {
                 max_request_bytes: usize::try_from(otlp.max_request_bytes).unwrap_or(usize::MAX),
                 bearer_token: otlp.bearer_token.clone(),
                 budget: budget.clone(),
-                budget_total,
                 reject_log: Default::default(),
             });
             if let Some(endpoint) = &otlp.grpc_endpoint {

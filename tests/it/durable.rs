@@ -75,6 +75,8 @@ pub(crate) struct Verdict {
     child: Child,
     pub(crate) api: SocketAddr,
     pub(crate) http: SocketAddr,
+    /// The OTLP/gRPC listener, when the pipeline has one.
+    pub(crate) grpc: Option<SocketAddr>,
     pub(crate) prometheus: SocketAddr,
     pub(crate) stdout: Arc<Mutex<Vec<String>>>,
     /// Every log line (JSON) the server wrote on stderr.
@@ -139,10 +141,16 @@ impl Verdict {
             child,
             api: addrs["api"],
             http: addrs["otlp-http"],
+            grpc: addrs.get("otlp-grpc").copied(),
             prometheus: addrs["prometheus"],
             stdout,
             stderr,
         }
+    }
+
+    /// The server's process id (to read its `/proc/<pid>/status`).
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// SIGTERM, then waits for the exit (bounded); returns its status.

@@ -66,7 +66,9 @@ async fn send(v: &Verdict, version: &str, kind: &str, points: Vec<Value>) -> Val
     resp.json().await.expect("json")
 }
 
-fn explicit(now: u64, bounds: &[f64], counts: &[u64], max: Option<f64>) -> Value {
+/// A delta explicit-bucket data point as OTLP/JSON (shared with
+/// `responsive.rs`).
+pub(crate) fn explicit(now: u64, bounds: &[f64], counts: &[u64], max: Option<f64>) -> Value {
     let mut p = json!({
         "startTimeUnixNano": (now - 1_000_000).to_string(),
         "timeUnixNano": now.to_string(),
@@ -80,7 +82,9 @@ fn explicit(now: u64, bounds: &[f64], counts: &[u64], max: Option<f64>) -> Value
     p
 }
 
-fn exponential(now: u64, count: u64, zero_count: u64, sum: f64) -> Value {
+/// An exponential data point as OTLP/JSON, its buckets holding what the
+/// zero bucket does not (shared with `responsive.rs`).
+pub(crate) fn exponential(now: u64, count: u64, zero_count: u64, sum: f64) -> Value {
     json!({
         "startTimeUnixNano": (now - 1_000_000).to_string(),
         "timeUnixNano": now.to_string(),

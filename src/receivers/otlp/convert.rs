@@ -36,6 +36,9 @@ pub enum RejectReason {
     /// A metric point that cannot be read (NaN or negative values, counts
     /// that disagree with the buckets, a wrong metric type…).
     InvalidPoint,
+    /// A histogram point with more buckets than
+    /// [`MAX_POINT_BUCKETS`](crate::model::point::MAX_POINT_BUCKETS).
+    TooManyBuckets,
 }
 
 impl RejectReason {
@@ -51,6 +54,7 @@ impl RejectReason {
                 "latency histogram has negative buckets (a latency is never negative)"
             }
             RejectReason::InvalidPoint => "invalid data point",
+            RejectReason::TooManyBuckets => "histogram point has more than 4096 buckets",
         }
     }
 
@@ -64,6 +68,7 @@ impl RejectReason {
             RejectReason::Unit => "unit",
             RejectReason::NegativeBuckets => "negative_buckets",
             RejectReason::InvalidPoint => "invalid_point",
+            RejectReason::TooManyBuckets => "too_many_buckets",
         }
     }
 }

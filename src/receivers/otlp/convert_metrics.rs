@@ -10,7 +10,8 @@
 //! - the latency unit must be `s`, `ms` or `us` (anything else would give a
 //!   number off by a factor of a thousand);
 //! - negative buckets, NaN or negative sums and extremes, counts that
-//!   disagree with the buckets, unordered bounds are rejected;
+//!   disagree with the buckets, unordered bounds are rejected, and so are
+//!   points of more than [`MAX_POINT_BUCKETS`] buckets (`too_many_buckets`);
 //! - time, lateness and clock skew are checked as for spans.
 //!
 //! What needs history (cumulative → delta) happens in the shard that owns
@@ -37,6 +38,7 @@ use prost::Message;
 use crate::config::Source;
 use crate::model::point::{
     Buckets, LatencyUnit, PointKind, PointLatency, PointSample, StreamId, Temporality,
+    MAX_POINT_BUCKETS,
 };
 use crate::model::UnixNanos;
 use crate::telemetry;
@@ -481,6 +483,17 @@ fn check_count(count: u64) -> Result<(), (RejectReason, String)> {
     Ok(())
 }
 
+/// Refuses a point with more than [`MAX_POINT_BUCKETS`] buckets.
+fn check_buckets(buckets: usize) -> Result<(), (RejectReason, String)> {
+    if buckets > MAX_POINT_BUCKETS {
+        return Err((
+            RejectReason::TooManyBuckets,
+            format!("{buckets} buckets (the limit is {MAX_POINT_BUCKETS} per point)"),
+        ));
+    }
+    Ok(())
+}
+
 /// A checked latency point; `[sum, min, max]` as the data point has them.
 fn latency_point(
     unit: LatencyUnit,
@@ -506,6 +519,7 @@ fn exponential(
     if no_recorded_value(dp.flags) {
         return Ok(Checked::Skip);
     }
+    check_buckets(dp.positive.as_ref().map_or(0, |b| b.bucket_counts.len()))?;
     if dp
         .negative
         .as_ref()
@@ -558,6 +572,7 @@ fn explicit(dp: &HistogramDataPoint, unit: LatencyUnit) -> Result<Checked, (Reje
     if no_recorded_value(dp.flags) {
         return Ok(Checked::Skip);
     }
+    check_buckets(dp.bucket_counts.len().max(dp.explicit_bounds.len() + 1))?;
     check_count(dp.count)?;
     check_values([dp.sum, dp.min, dp.max])?;
     let bounds = &dp.explicit_bounds;

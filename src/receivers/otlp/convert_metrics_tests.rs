@@ -289,6 +289,56 @@ fn explicit_histograms_are_checked() {
     assert_eq!(ps[0].temporality, Temporality::Delta);
 }
 
+/// A point's buckets bound what it costs queued and remembered: more than
+/// [`MAX_POINT_BUCKETS`] is rejected in `partial_success`, with its own
+/// reason, and the point at the limit is accepted.
+#[test]
+fn points_with_too_many_buckets_are_rejected() {
+    let (p, _rx) = default_pipeline();
+    let explicit = |buckets: usize| Metric {
+        name: "http.server.request.duration".into(),
+        unit: "ms".into(),
+        data: Some(metric::Data::Histogram(Histogram {
+            data_points: vec![HistogramDataPoint {
+                time_unix_nano: NOW,
+                count: 1,
+                bucket_counts: std::iter::once(1)
+                    .chain(std::iter::repeat_n(0, buckets - 1))
+                    .collect(),
+                explicit_bounds: (1..buckets).map(|b| b as f64).collect(),
+                ..Default::default()
+            }],
+            aggregation_temporality: DELTA,
+        })),
+        ..Default::default()
+    };
+    let exponential = |buckets: usize| {
+        let mut counts = vec![0; buckets];
+        counts[0] = 1;
+        exp_metric("s", DELTA, vec![exp_point(vec![], counts)])
+    };
+    let out = convert_metrics(
+        &request(vec![
+            explicit(MAX_POINT_BUCKETS),
+            explicit(MAX_POINT_BUCKETS + 1),
+            exponential(MAX_POINT_BUCKETS),
+            exponential(MAX_POINT_BUCKETS + 1),
+            exponential(1_000_000),
+        ]),
+        &[&p],
+        NOW,
+    );
+    assert_eq!(out.rejected, vec![(RejectReason::TooManyBuckets, 3)]);
+    assert_eq!(RejectReason::TooManyBuckets.label(), "too_many_buckets");
+    assert!(
+        out.message("data points")
+            .contains("4097 buckets (the limit is 4096 per point)"),
+        "{}",
+        out.message("data points")
+    );
+    assert_eq!(points(&out).len(), 2, "the points at the limit go on");
+}
+
 #[test]
 fn conversions_come_from_a_monotonic_sum_only() {
     let (p, _rx) = pipeline(spec("latency", "orders.placed"));

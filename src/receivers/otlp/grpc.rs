@@ -10,23 +10,31 @@
 //!   the first gzip member and silently drops the rest ([`gzip`](super::gzip));
 //!   one that inflates beyond the limit is stopped while inflating, as
 //!   `RESOURCE_EXHAUSTED`;
-//! - a full queue is `UNAVAILABLE` with a `google.rpc.RetryInfo` detail.
+//! - a full queue or a spent in-flight budget is `UNAVAILABLE` with a
+//!   `google.rpc.RetryInfo` detail; the budget is charged for each message
+//!   when its length prefix arrives, before tonic buffers it
+//!   ([`BudgetBody`](super::budget::BudgetBody)).
 
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::convert::Infallible;
+use std::sync::Mutex;
+
 use bytes::{Buf, BufMut as _, Bytes, BytesMut};
-use http_body_util::BodyExt as _;
+use http_body_util::StreamBody;
+use hyper::body::Frame;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::codegen::{http, BoxFuture, CompressionEncoding, Context, Poll, Service, StdError};
 use tonic::server::{Grpc, NamedService, UnaryService};
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use super::gzip::{inflate, too_large};
+use super::budget::{read_body, BudgetBody, Charge, HeldCharge, SharedCharge, FRAME_HEADER};
+use super::gzip::{inflate_with, too_large};
 pub use super::signal::{ExportKind, Logs, Metrics, Traces};
-use super::{BudgetPermit, Ingest, IngestError};
+use super::{Ingest, IngestError};
 
 /// Maps a refusal to its gRPC status.
 pub fn status_of(err: &IngestError) -> Status {
@@ -138,13 +146,22 @@ impl<K: ExportKind> UnaryService<Bytes> for Handler<K> {
                 .metadata()
                 .get("authorization")
                 .map(|v| v.as_bytes());
+            // The message was charged to the in-flight budget as it
+            // arrived (`BudgetBody`); holding the charge keeps it counted
+            // until the message has been converted.
+            let held = request.extensions().get::<HeldCharge>().cloned();
             let result = ingest.authorize(auth).and_then(|()| {
                 let body = request.into_inner();
-                // The decoded body counts against the in-flight budget
-                // until it has been converted.
-                let _budget = ingest.reserve_bytes("grpc", body.len())?;
+                // A request that did not come through `ExportService::call`
+                // (none does today) is charged here, after the fact.
+                let _late = if held.is_none() {
+                    Some(ingest.reserve_bytes("grpc", body.len())?)
+                } else {
+                    None
+                };
                 K::ingest_protobuf(&ingest, "grpc", body)
             });
+            drop(held);
             match result {
                 Ok(acc) => Ok(tonic::Response::new(K::response(acc))),
                 Err(err) => {
@@ -179,11 +196,24 @@ where
             if req.uri().path() != format!("/{}/Export", K::NAME) {
                 return Ok(Status::unimplemented("unknown method").into_http());
             }
-            if !is_gzip(req.headers()) {
-                return Ok(unary::<K, B>(&ingest, req).await);
+            // One charge for the whole call, grown by the body as messages
+            // arrive and held by the handler until they are converted.
+            let charge: SharedCharge = Arc::new(Mutex::new(ingest.budget.charge("grpc")));
+            let (mut parts, body) = req.into_parts();
+            parts.extensions.insert(HeldCharge(charge.clone()));
+            let limit = ingest.max_request_bytes;
+            if !is_gzip(&parts.headers) {
+                let body = BudgetBody::new(body, charge, limit);
+                return Ok(unary::<K, _>(&ingest, http::Request::from_parts(parts, body)).await);
             }
-            match inflate_messages(req, &ingest).await {
-                Ok((req, _budget)) => Ok(unary::<K, _>(&ingest, req).await),
+            match inflate_messages(body, &ingest).await {
+                // `_inflated` holds the compressed and inflated bytes
+                // until the call ends; tonic's copy of the messages is
+                // charged to `charge` as it reads them.
+                Ok((messages, _inflated)) => {
+                    let body = BudgetBody::new(messages, charge, limit);
+                    Ok(unary::<K, _>(&ingest, http::Request::from_parts(parts, body)).await)
+                }
                 Err(err) => {
                     if !err.counted_at_source() {
                         ingest.refused("grpc", &err);
@@ -225,69 +255,65 @@ fn is_gzip(headers: &http::HeaderMap) -> bool {
         .is_some_and(|v| v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"gzip"))
 }
 
-/// A gRPC message's frame header: the compressed flag and a 4-byte length.
-const FRAME_HEADER: usize = 5;
+/// The messages of a gzip request, inflated, as body frames for tonic.
+type Inflated =
+    StreamBody<futures_util::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, Infallible>>>>;
 
-/// Reads a `grpc-encoding: gzip` request and inflates every compressed
-/// message itself (every gzip member, within `max_request_bytes`, see
-/// [`gzip`](super::gzip)), handing tonic the same messages uncompressed.
-/// The body read and the inflated messages count against the in-flight
-/// budget until the call ends (the returned permit). A body whose framing
-/// is broken is handed over as it came, for tonic to refuse.
-async fn inflate_messages<B>(
-    req: http::Request<B>,
-    ingest: &Ingest,
-) -> Result<(http::Request<http_body_util::Full<Bytes>>, BudgetPermit), IngestError>
+/// Reads a `grpc-encoding: gzip` request body and inflates every
+/// compressed message itself (every gzip member, within
+/// `max_request_bytes`, see [`gzip`](super::gzip)), handing tonic the same
+/// messages uncompressed, one body frame per header and message (no copy
+/// into one buffer). The body read and the inflated messages are charged
+/// as they grow, to the returned charge, held until the call ends. A body
+/// whose framing is broken is handed over as it came, for tonic to refuse.
+async fn inflate_messages<B>(body: B, ingest: &Ingest) -> Result<(Inflated, Charge), IngestError>
 where
-    B: tonic::codegen::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<StdError> + Send + 'static,
+    B: tonic::codegen::Body,
+    B::Error: Into<StdError>,
 {
     let limit = ingest.max_request_bytes;
-    let (parts, body) = req.into_parts();
+    let mut charge = ingest.budget.charge("grpc");
     // A unary call is one message: its frame header and at most `limit`
     // bytes (tonic's own bound on a frame, compressed or not).
-    let raw = http_body_util::Limited::new(body, limit.saturating_add(FRAME_HEADER))
-        .collect()
+    let raw = read_body(body, None, limit.saturating_add(FRAME_HEADER), &mut charge)
         .await
-        .map_err(|e| {
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                too_large(limit)
-            } else {
-                IngestError::Malformed(format!("reading the request: {e}"))
-            }
-        })?
-        .to_bytes();
-    let mut budget = ingest.reserve_bytes("grpc", raw.len())?;
-    let mut out = BytesMut::with_capacity(raw.len());
-    let mut rest = &raw[..];
+        .map_err(|e| match e {
+            IngestError::TooLarge(_) => too_large(limit),
+            other => other,
+        })?;
+    let mut frames = Vec::new();
+    let mut rest = raw.clone();
     while rest.len() >= FRAME_HEADER {
         let compressed = rest[0];
         let len = u32::from_be_bytes([rest[1], rest[2], rest[3], rest[4]]) as usize;
-        let Some(message) = rest.get(FRAME_HEADER..FRAME_HEADER.saturating_add(len)) else {
+        if rest.len() - FRAME_HEADER < len {
             break;
-        };
+        }
+        let header = rest.split_to(FRAME_HEADER);
+        let message = rest.split_to(len);
         if compressed == 1 {
-            let inflated = inflate(message, limit)?;
-            budget.merge(ingest.reserve_bytes("grpc", inflated.len())?);
-            out.put_u8(0);
-            // `inflate` keeps a message within `limit`, a `usize` that
+            let inflated = inflate_with(&message, limit, &mut charge)?;
+            // `inflate_with` keeps a message within `limit`, a `usize` that
             // tonic's frame length (u32) bounds in practice; a longer one
             // cannot be framed and is too large for any limit.
             let framed = u32::try_from(inflated.len()).map_err(|_| too_large(limit))?;
-            out.put_u32(framed);
-            out.put_slice(&inflated);
+            let mut header = BytesMut::with_capacity(FRAME_HEADER);
+            header.put_u8(0);
+            header.put_u32(framed);
+            frames.push(header.freeze());
+            frames.push(inflated);
         } else {
-            out.put_slice(&rest[..FRAME_HEADER + len]);
+            frames.push(header);
+            frames.push(message);
         }
-        rest = &rest[FRAME_HEADER + len..];
     }
     // Anything left is not a whole frame: tonic says what is wrong with it.
-    out.put_slice(rest);
-    let req = http::Request::from_parts(parts, http_body_util::Full::new(out.freeze()));
-    Ok((req, budget))
+    if !rest.is_empty() {
+        frames.push(rest);
+    }
+    let frames: Vec<Result<Frame<Bytes>, Infallible>> =
+        frames.into_iter().map(|b| Ok(Frame::data(b))).collect();
+    Ok((StreamBody::new(futures_util::stream::iter(frames)), charge))
 }
 
 /// Our handler never answers OUT_OF_RANGE or INTERNAL, so either code here

@@ -2,7 +2,9 @@
 //! `application/x-protobuf` or `application/json` bodies, optionally gzip.
 //! The body is read and inflated (every gzip member, [`gzip`](super::gzip))
 //! with the `max_request_bytes` limit enforced while reading, so a
-//! compressed bomb is refused without being inflated.
+//! compressed bomb is refused without being inflated, and with every byte
+//! held charged to the in-flight budget before it is held
+//! ([`budget`](super::budget)).
 //! A JSON request gets a JSON answer, a protobuf request a protobuf one;
 //! errors are a `google.rpc.Status` in the request's encoding.
 
@@ -20,7 +22,8 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 use serde_json::json;
 
-use super::gzip::{inflate, too_large};
+use super::budget::read_body;
+use super::gzip::inflate_with;
 use super::signal::{ExportKind, Logs, Metrics, Traces};
 use super::{json, Accepted, Ingest, IngestError};
 
@@ -102,24 +105,21 @@ async fn handle<K: HttpKind>(
     ingest.authorize(auth)?;
     let gzip = is_gzip(req.headers())?;
     let limit = ingest.max_request_bytes;
-    // Bodies being read and decoded count against the in-flight budget.
+    // The body counts against the in-flight budget until it has been
+    // converted, charged as it is read (see `budget`): a declared length
+    // up front, a chunked body chunk by chunk.
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(0)
-        .min(limit);
-    let mut budget = ingest.reserve_bytes("http", declared)?;
-    let raw = axum::body::to_bytes(req.into_body(), limit)
-        .await
-        .map_err(|_| too_large(limit))?;
-    if raw.len() > declared {
-        budget.merge(ingest.reserve_bytes("http", raw.len() - declared)?);
-    }
+        .and_then(|v| v.parse::<usize>().ok());
+    let mut charge = ingest.budget.charge("http");
+    let raw = read_body(req.into_body(), declared, limit, &mut charge).await?;
     let body = if gzip {
-        let inflated = inflate(&raw, limit)?;
-        budget.merge(ingest.reserve_bytes("http", inflated.len())?);
+        let inflated = inflate_with(&raw, limit, &mut charge)?;
+        // The compressed body is freed: only the inflated one is held now.
+        drop(raw);
+        charge.shrink_to(inflated.len());
         inflated
     } else {
         raw

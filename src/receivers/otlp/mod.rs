@@ -5,6 +5,7 @@
 //! on every target shard before anything is sent, so a request is either
 //! counted whole or refused whole and changes nothing.
 
+pub mod budget;
 pub(crate) mod convert;
 pub mod convert_metrics;
 pub(crate) mod grpc;
@@ -21,13 +22,14 @@ use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::PipelineInput;
 use crate::aggregator::{ShardBatch, ShardItems};
 use crate::clock::SharedClock;
-use crate::model::{Rejected, SeriesKey};
+use crate::model::{HeldBytes, Rejected, SeriesKey};
 use crate::telemetry;
+use budget::{Budget, Charge};
 use convert::{Converted, RejectReason};
 
 /// Why a whole request was refused.
@@ -115,16 +117,20 @@ pub struct Ingest {
     pub max_request_bytes: usize,
     /// Required bearer token, if any.
     pub bearer_token: Option<String>,
-    /// The process-wide in-flight byte budget, in KiB permits.
-    pub budget: Arc<Semaphore>,
-    /// Size of the whole budget, in permits.
-    pub budget_total: usize,
+    /// The process-wide in-flight byte budget (shared by every receiver).
+    pub budget: Budget,
     /// The WARN lines about rejected items, rate-limited.
     pub reject_log: reject_log::RejectLog,
 }
 
 /// A share of the in-flight byte budget, released on drop.
 pub type BudgetPermit = OwnedSemaphorePermit;
+
+/// Counts a refused request in `verdict_receiver_refused_requests_total`.
+pub(crate) fn count_refused(protocol: &'static str, err: &IngestError) {
+    metrics::counter!(telemetry::RECEIVER_REFUSED_REQUESTS, "protocol" => protocol, "reason" => err.reason())
+        .increment(1);
+}
 
 impl Ingest {
     /// Takes `bytes` of the in-flight budget for a request body being
@@ -133,23 +139,8 @@ impl Ingest {
         &self,
         protocol: &'static str,
         bytes: usize,
-    ) -> Result<BudgetPermit, IngestError> {
-        let units = u32::try_from(bytes.div_ceil(super::BUDGET_UNIT).max(1)).unwrap_or(u32::MAX);
-        self.budget
-            .clone()
-            .try_acquire_many_owned(units)
-            .map_err(|_| {
-                let err = IngestError::Memory(self.memory_retry_after());
-                self.refused(protocol, &err);
-                err
-            })
-    }
-
-    /// Whole seconds to wait for memory: more when more of the budget is used.
-    fn memory_retry_after(&self) -> u32 {
-        let total = self.budget_total.max(1) as f64;
-        let used = 1.0 - self.budget.available_permits() as f64 / total;
-        super::backoff_secs(used)
+    ) -> Result<Charge, IngestError> {
+        self.budget.reserve(protocol, bytes)
     }
 
     /// Checks an `Authorization` header value against the configured token.
@@ -163,8 +154,7 @@ impl Ingest {
 
     /// Counts a refusal.
     pub fn refused(&self, protocol: &'static str, err: &IngestError) {
-        metrics::counter!(telemetry::RECEIVER_REFUSED_REQUESTS, "protocol" => protocol, "reason" => err.reason())
-            .increment(1);
+        count_refused(protocol, err);
     }
 
     /// Converts and enqueues a trace request.
@@ -249,18 +239,8 @@ impl Ingest {
             let Some(tx) = self.pipelines[pipeline].router.senders().get(shard) else {
                 continue;
             };
-            let bytes: usize = items
-                .iter()
-                .map(|(series, r)| {
-                    std::mem::size_of::<(SeriesKey, Rejected)>()
-                        + 2 * series.subject.joined().len()
-                        + r.metric.len()
-                        + r.why.len()
-                })
-                .sum();
-            let units =
-                u32::try_from(bytes.div_ceil(super::BUDGET_UNIT).max(1)).unwrap_or(u32::MAX);
-            let Ok(budget) = self.budget.clone().try_acquire_many_owned(units) else {
+            let bytes: usize = items.iter().map(HeldBytes::held_bytes).sum();
+            let Some(budget) = self.budget.try_take(bytes) else {
                 return;
             };
             let _ = tx.try_send(ShardBatch {
@@ -281,15 +261,21 @@ impl Ingest {
         noun: &str,
     ) -> Result<Accepted, IngestError>
     where
+        T: HeldBytes,
         Vec<T>: Into<ShardItems>,
     {
         if !converted.is_empty() {
             // Queued items count against the budget until a shard has
-            // recorded them.
-            let items: usize = converted.batches.iter().flatten().map(Vec::len).sum();
-            let budget = self.reserve_bytes(protocol, items * std::mem::size_of::<T>())?;
-            if let Err(full) = super::enqueue(&self.pipelines, &mut converted.batches, Some(budget))
-            {
+            // recorded them: their whole size, bucket vectors included.
+            let bytes: usize = converted
+                .batches
+                .iter()
+                .flatten()
+                .flatten()
+                .map(HeldBytes::held_bytes)
+                .sum();
+            let budget = self.reserve_bytes(protocol, bytes)?.into_permit();
+            if let Err(full) = super::enqueue(&self.pipelines, &mut converted.batches, budget) {
                 let err = IngestError::QueueFull(full.retry_after);
                 self.refused(protocol, &err);
                 return Err(err);

@@ -270,6 +270,20 @@ impl Accum {
         // per bucket is bounded by construction, not by the inputs.
         let last = ((hi.log2() * per).ceil() as i64).min(first + i64::from(MAX_PIECES));
         let width = hi - lo;
+        // Pieces lie on sketch bucket edges, but the first and the last can
+        // be cut by the explicit bounds, and the sketch bucket holding such
+        // a piece also holds values of the neighbouring explicit bucket:
+        // once mixed, no count can say on which side of the bound it was,
+        // and a bound at a contract's limit (the advice for histograms)
+        // would be evidence of nothing. Their counts go to the nearest
+        // sketch bucket that lies wholly inside `(lo, hi]` (a shift of at
+        // most one sketch bucket, within the spreading's own error); only
+        // a bucket too narrow to hold a whole sketch bucket is mixed.
+        let inner = {
+            let a = (from.log2() * per).ceil() as i64;
+            let b = (hi.log2() * per).floor() as i64;
+            (a < b).then_some((a, b - 1))
+        };
         let mut given = 0u64;
         for k in first..last {
             let a = ((k as f64) / per).exp2().max(from);
@@ -286,6 +300,13 @@ impl Accum {
             let n = upto.saturating_sub(given);
             given = given.max(upto);
             if n > 0 {
+                let (a, b) = match inner {
+                    Some((first_inner, last_inner)) => {
+                        let j = k.clamp(first_inner, last_inner) as f64;
+                        ((j / per).exp2(), ((j + 1.0) / per).exp2())
+                    }
+                    None => (a, b),
+                };
                 // Geometric middle of the piece (as a product of roots: no overflow).
                 let _ = self.latency.insert_n(a.sqrt() * b.sqrt(), n);
             }
@@ -508,6 +529,47 @@ mod tests {
         assert_eq!(acc.unit, LatencyUnit::Seconds);
         assert!(acc.approximate());
         assert_eq!(acc.latency.count(), 205);
+    }
+
+    #[test]
+    fn a_bound_at_the_limit_tells_which_side_each_request_is_on() {
+        // Bounds in seconds around a 300 ms limit, narrow or wide buckets
+        // below it: requests in the bucket that ends at the limit are
+        // surely not slower, those in the next are surely slower.
+        for bounds in [
+            &[0.29, 0.3, 1.0][..],
+            &[0.25, 0.3, 0.5],
+            &[0.005, 0.3, 0.5],
+            &[0.1, 0.2, 0.3, 0.4],
+        ] {
+            let below = bounds.iter().position(|b| *b == 0.3).unwrap_or(0);
+            let mut counts = vec![0u64; bounds.len() + 1];
+            counts[below] = 60;
+            let mut acc = Accum::default();
+            acc.record_point(&explicit_point(bounds, &counts, None, None));
+            acc.record_point(&explicit_point(bounds, &counts, None, None));
+            let e = acc.slower_than(300.0);
+            assert_eq!((e.surely, e.possibly, e.of), (0, 0, 120), "{bounds:?}");
+            counts[below] = 0;
+            counts[below + 1] = 7;
+            acc.record_point(&explicit_point(bounds, &counts, None, None));
+            let e = acc.slower_than(300.0);
+            assert_eq!((e.surely, e.possibly, e.of), (7, 7, 127), "{bounds:?}");
+        }
+        // Milliseconds and microseconds alike.
+        for (unit, bounds) in [
+            (LatencyUnit::Millis, vec![290.0, 300.0, 1000.0]),
+            (LatencyUnit::Micros, vec![290_000.0, 300_000.0, 1e6]),
+        ] {
+            let mut acc = Accum::default();
+            let mut point = explicit_point(&bounds, &[0, 60, 0, 0], None, None);
+            if let PointKind::Latency(l) = &mut point {
+                l.unit = unit;
+            }
+            acc.record_point(&point);
+            let e = acc.slower_than(300.0);
+            assert_eq!((e.surely, e.possibly), (0, 0), "{unit:?}");
+        }
     }
 
     #[test]

@@ -260,6 +260,7 @@ fn running(p: &Planned, before: Option<&CheckResult>, mut now: CheckResult) -> C
     let Some(before) = before else {
         return now;
     };
+    let this_look = (now.lower, now.upper);
     now.lower = now.lower.max(before.lower);
     now.upper = now.upper.min(before.upper);
     let (fails, passes) = match p.direction {
@@ -273,6 +274,21 @@ fn running(p: &Planned, before: Option<&CheckResult>, mut now: CheckResult) -> C
     } else {
         CheckStatus::Open
     };
+    if now.lower > now.upper {
+        // Crossed bounds: the share changed during the run. Shown as they
+        // are they would read "sure above 2.6 %, sure below 0.4 %"; the
+        // side that decided keeps its running bound and the other side is
+        // this look's, never crossing it.
+        let keep_lower = matches!(
+            (now.status, p.direction),
+            (CheckStatus::Failing, Direction::AtMost) | (CheckStatus::Passing, Direction::AtLeast)
+        );
+        if keep_lower {
+            now.upper = this_look.1.max(now.lower);
+        } else {
+            now.lower = this_look.0.min(now.upper);
+        }
+    }
     now
 }
 
@@ -304,7 +320,15 @@ fn look_at(p: &Planned, alpha: f64, evidence: &RunEvidence, cumulative: &Accum) 
         }
     } else {
         match ProportionCheck::new(p.limit, p.direction, alpha) {
-            Ok(check) => from_evidence(p, &check.look(counts(p, cumulative))),
+            Ok(check) => {
+                let c = counts(p, cumulative);
+                let mut r = from_evidence(p, &check.look(c));
+                let (lo, hi, n) = c.sanitized();
+                if lo != hi && n > 0 {
+                    r.estimate_range = Some([lo as f64 / n as f64, hi as f64 / n as f64]);
+                }
+                r
+            }
             Err(_) => result(p, Status::Open, None, 0.0, 1.0, cumulative.samples),
         }
     }
@@ -344,6 +368,7 @@ fn result(
         threshold_ms: p.threshold_ms,
         reference_ms: None,
         fail_only: p.fail_only(),
+        estimate_range: None,
     }
 }
 
@@ -417,6 +442,15 @@ fn confidence(alpha: f64) -> String {
     format!("{text}%")
 }
 
+/// The observed share, or the range it is known within when buckets
+/// straddle the threshold (`50.0–100.0`).
+fn share_text(estimate: f64, range: Option<[f64; 2]>) -> String {
+    match range {
+        Some([lo, hi]) if pct(lo) != pct(hi) => format!("{}–{}", pct(lo), pct(hi)),
+        _ => pct(estimate),
+    }
+}
+
 /// A share as percent with one decimal (`4.9`).
 fn pct(v: f64) -> String {
     format!("{:.1}", v * 100.0)
@@ -460,13 +494,13 @@ fn sentence(p: &Planned, c: &CheckResult, b: &BaselineTally, sure: &str) -> Stri
             if failing {
                 format!(
                     "{q} latency exceeds threshold {ms}ms: {}% of {n} requests slower ({sure} sure more than {}%, allowed {allowed}%)",
-                    pct(est),
+                    share_text(est, c.estimate_range),
                     lower
                 )
             } else {
                 format!(
                     "{q} latency within {ms}ms: {}% of {n} requests slower ({sure} sure below {}%)",
-                    pct(est),
+                    share_text(est, c.estimate_range),
                     upper
                 )
             }

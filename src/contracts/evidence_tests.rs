@@ -107,6 +107,15 @@ fn a_proven_result_never_unproves_but_a_proven_failure_wins() {
     cum.errors = 900;
     assert!(matches!(look(&s, &mut ev, &cum), Verdict::Fail(_)));
     assert_eq!(error(&ev).status, CheckStatus::Failing);
+    // The bounds never cross as shown: the failing side keeps its running
+    // bound, the other is this look's.
+    let shown = error(&ev);
+    assert!(
+        shown.lower > 0.02 && shown.lower <= shown.upper,
+        "{shown:?}"
+    );
+    let estimate = shown.estimate.unwrap_or(0.0);
+    assert!((shown.lower..=shown.upper).contains(&estimate), "{shown:?}");
     // Evidence of another check (here: another limit) is not carried over.
     let mut other = ev.clone();
     other.checks.iter_mut().for_each(|c| c.limit = 0.5);
@@ -172,6 +181,38 @@ fn a_bucket_straddling_the_limit_is_no_evidence() {
     for _ in 0..50 {
         assert_eq!(look(&s, &mut ev, &acc), Verdict::Open);
     }
+}
+
+#[test]
+fn a_share_only_known_within_a_range_is_named_as_the_range() {
+    let s = spec(Thresholds {
+        max_p95_latency_ms: Some(300.0),
+        ..Thresholds::default()
+    });
+    // Half in (50, 500] ms, half above 500 ms: between 50 % and 100 % of
+    // requests are slower than 300 ms, nothing more precise.
+    let bounds: std::sync::Arc<[f64]> = std::sync::Arc::from(&[0.05, 0.5][..]);
+    let mut acc = Accum::default();
+    acc.record_point(&PointKind::Latency(PointLatency {
+        unit: LatencyUnit::Seconds,
+        count: 60,
+        error: false,
+        sum: None,
+        min: None,
+        max: None,
+        buckets: Buckets::Explicit {
+            bounds,
+            counts: vec![0, 30, 30],
+        },
+    }));
+    let mut ev = RunEvidence::default();
+    let Verdict::Fail(reasons) = look(&s, &mut ev, &acc) else {
+        panic!("{:?}", ev.checks);
+    };
+    assert!(
+        reasons[0].contains(": 50.0–100.0% of 60 requests slower"),
+        "{reasons:?}"
+    );
 }
 
 #[test]

@@ -131,6 +131,12 @@ pub struct CheckResult {
     /// does not hold a promotion back.
     #[serde(default)]
     pub fail_only: bool,
+    /// For latency checks whose counts are only known within a range
+    /// (buckets straddling the threshold): the share surely and possibly
+    /// slower. `estimate` is its middle, which the data do not support on
+    /// its own, so sentences name the range instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimate_range: Option<[f64; 2]>,
 }
 
 /// What a run accumulates for its comparisons with the baseline, over the

@@ -33,6 +33,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
+use crate::model::series::parse_joined;
 use crate::model::{RunRecord, RunState};
 use crate::runs::Catalog;
 
@@ -157,10 +158,18 @@ pub(super) async fn hook(
             format!("unknown contract {contract:?}"),
         );
     };
-    let payload = match payload(&body) {
+    let mut payload = match payload(&body) {
         Ok(p) => p,
         Err(why) => return error(StatusCode::BAD_REQUEST, why),
     };
+    // A subject that cannot exist would read as PENDING forever and let
+    // `check` pass a canary verdict never judged: refused instead.
+    if let Some(subject) = &payload.subject {
+        match parse_joined(subject, spec.subject_by.len()) {
+            Ok(canonical) => payload.subject = Some(canonical),
+            Err(why) => return error(StatusCode::BAD_REQUEST, format!("metadata.{why}")),
+        }
+    }
     // The run asked about: the one named, else the contract's only current
     // run. Older contract versions' runs are history, as in
     // `GET /api/v1/runs/{contract}`.

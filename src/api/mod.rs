@@ -24,7 +24,7 @@ use tokio::sync::oneshot;
 
 use crate::auth::bearer_ok;
 use crate::model::rfc3339_millis;
-use crate::model::series::split_joined;
+use crate::model::series::{parse_joined, split_joined};
 use crate::model::RunState;
 use crate::proto;
 use crate::runs::engine::{ManualAction, ManualError};
@@ -133,7 +133,11 @@ async fn subject_run(
             format!("unknown contract {contract:?}"),
         );
     };
-    let subject = subject.trim_start_matches('/');
+    let subject = match parse_joined(subject.trim_start_matches('/'), spec.subject_by.len()) {
+        Ok(s) => s,
+        Err(why) => return error(StatusCode::BAD_REQUEST, why),
+    };
+    let subject = subject.as_str();
     let run = match c.store.current(&contract, subject).await {
         Ok(r) => r,
         Err(e) => return store_error(e),

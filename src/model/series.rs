@@ -194,6 +194,40 @@ pub fn split_joined(joined: &str) -> Vec<String> {
     joined.split('/').map(unescape_value).collect()
 }
 
+/// Reads a subject written by a person (an API path, a Flagger payload)
+/// for a contract whose `subject_by` has `parts` attributes: its canonical
+/// joined form, or why it cannot be one. A wrong number of values or a `%`
+/// that escapes neither `%` nor `/` is refused rather than looked up, since
+/// such a subject can never have a run and would read as PENDING forever.
+pub fn parse_joined(joined: &str, parts: usize) -> Result<String, String> {
+    let values: Vec<&str> = joined.split('/').collect();
+    if values.len() != parts {
+        return Err(format!(
+            "subject {joined:?} has {} value(s) but the contract's subject_by has {parts}: \
+             values are joined with '/', and a '/' inside a value is written %2F",
+            values.len()
+        ));
+    }
+    for v in &values {
+        let mut rest = *v;
+        while let Some(i) = rest.find('%') {
+            let tail = &rest[i..];
+            let ok = ["%2F", "%2f", "%25"].iter().any(|e| tail.starts_with(e));
+            if !ok {
+                return Err(format!(
+                    "subject {joined:?} has a '%' that is neither %25 ('%') nor %2F ('/')"
+                ));
+            }
+            rest = &tail[3..];
+        }
+    }
+    Ok(split_joined(joined)
+        .iter()
+        .map(|v| escape_value(v).into_owned())
+        .collect::<Vec<_>>()
+        .join("/"))
+}
+
 /// One value of a joined subject, unescaped in a single pass (`%2F` → `/`,
 /// `%25` → `%`; any other `%` stays as it is).
 fn unescape_value(v: &str) -> String {

@@ -251,6 +251,18 @@ async fn flagger_hooks_answer_with_flaggers_status_semantics() {
     assert_eq!(call(&v, "checkout", "check", "[1, 2]").await.0, 400);
     let bad = r#"{"name":"podinfo","metadata":{"subject":7}}"#;
     assert_eq!(call(&v, "checkout", "check", bad).await.0, 400);
+    // A subject that can never have a run (wrong number of values, a stray
+    // '%') is refused, never answered PENDING: `check` would pass forever.
+    for subject in ["checkout", "checkout/2.1.0/x", "checkout/2.1%zz"] {
+        let (status, body) = call(&v, "checkout", "check", &payload("check.json", subject)).await;
+        assert_eq!(status, 400, "{subject}: {body}");
+        let url = v.api(&format!(
+            "/api/v1/runs/checkout/{}",
+            subject.replace('%', "%25")
+        ));
+        let (status, body) = crate::get_json(&url).await;
+        assert_eq!(status, 400, "{subject}: {body}");
+    }
     // The hooks need no token (Flagger cannot send one); the manual
     // decisions still do.
     let resp = reqwest::Client::new()

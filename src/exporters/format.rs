@@ -44,6 +44,9 @@ pub enum RenderError {
 /// one field's text, and fields per section.
 const SLACK_HEADER_CHARS: usize = 150;
 const SLACK_SECTION_CHARS: usize = 3000;
+/// Longest run link given to Slack: it must fit a section block with its
+/// label, and is left out rather than cut.
+const SLACK_URL_CHARS: usize = 2900;
 const SLACK_FIELD_CHARS: usize = 2000;
 /// Failed checks listed in a Slack message; the rest are counted.
 const SLACK_FAILURES: usize = 5;
@@ -208,18 +211,24 @@ fn slack(event: Map<String, Value>, links: &Links) -> Value {
     let state = text(event, "state");
     let previous = text(event, "previous_state");
     let reason = text(event, "reason");
+    // A link is never cut (a cut URL leads nowhere): one too long for a
+    // block is left out, the run is still named in the text.
     let url = links
         .public_url
         .as_deref()
-        .map(|base| run_url(base, contract, &subject));
+        .map(|base| run_url(base, contract, &subject))
+        .filter(|u| u.chars().count() <= SLACK_URL_CHARS);
 
-    let mut line = format!(
-        "{} {}: {} {} — {}",
-        headline(state),
-        slack_escape(contract),
-        slack_escape(&subject),
-        state,
-        slack_escape(reason)
+    let mut line = cut(
+        &format!(
+            "{} {}: {} {} — {}",
+            headline(state),
+            slack_escape(contract),
+            slack_escape(&subject),
+            state,
+            slack_escape(reason)
+        ),
+        SLACK_SECTION_CHARS,
     );
     if let Some(url) = &url {
         let _ = write!(line, " (<{url}|run>)");
@@ -441,6 +450,22 @@ mod tests {
         let reason = body["blocks"][1]["text"]["text"].as_str().expect("reason");
         assert!(reason.chars().count() <= SLACK_SECTION_CHARS);
         assert!(reason.ends_with('…'));
+        // A subject far too long for any block: every text within Slack's
+        // limits, and no cut link.
+        let mut e = event();
+        e["subject"]["service.version"] = Value::String(format!("big-{}", "é<&>".repeat(3000)));
+        let links = links(Some("https://verdict.example.com"));
+        let body: Value = serde_json::from_str(
+            &render(WebhookFormat::Slack, &e.to_string(), &links).expect("renders"),
+        )
+        .expect("JSON");
+        assert!(body["text"].as_str().expect("text").chars().count() <= SLACK_SECTION_CHARS + 10);
+        for block in body["blocks"].as_array().expect("blocks") {
+            if let Some(t) = block["text"]["text"].as_str() {
+                assert!(t.chars().count() <= SLACK_SECTION_CHARS, "{}", &t[..80]);
+            }
+        }
+        assert!(!body.to_string().contains("Open the run"));
     }
 
     #[test]

@@ -225,6 +225,12 @@ pub fn scenarios(
         conversion_rate: conversion,
     };
     let share = match plan.baseline_share_percent {
+        Some(v) if spec.baseline.is_none() && (0.0..=99.0).contains(&v) => {
+            return Err(SimulateError::Traffic(
+                "--baseline-share-percent applies only to a contract with a baseline, and this one has none"
+                    .to_string(),
+            ))
+        }
         Some(v) if (0.0..=99.0).contains(&v) => Some(v / 100.0),
         Some(v) => {
             return Err(SimulateError::Traffic(format!(

@@ -57,6 +57,7 @@ fn figures_it_cannot_simulate_are_refused_before_any_run() {
         ("--shape", "pareto:0.01", "from 0.1 to 100"),
         ("--p95-ms", "1e12", "at most 1000000000"),
         ("--baseline-share-percent", "99.9", "between 0 and 99"),
+        ("--baseline-share-percent", "50", "this one has none"),
         ("--max-windows", "50000", "50000"),
         ("--requests-per-window", "1000000000", "1000000000"),
     ] {

@@ -391,8 +391,14 @@ fn unknown_groups_are_skipped_like_prost() {
         raw::key(99, 4),
     ]
     .concat();
-    let c = both(&[raw::request(&[raw::span(&[group.clone()])]), group.clone()].concat())
-        .expect("accepted");
+    let c = both(
+        &[
+            raw::request(&[raw::span(std::slice::from_ref(&group))]),
+            group,
+        ]
+        .concat(),
+    )
+    .expect("accepted");
     assert_eq!(c.batches.iter().flatten().flatten().count(), 1);
     // Around prost's limit, in the request and in a span (five levels down).
     for depth in 90..=101 {

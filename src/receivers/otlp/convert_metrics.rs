@@ -182,7 +182,9 @@ fn warn_millisecond_bounds(metric: &Metric, attrs: &[(&str, Cow<'_, str>)]) {
     }
 }
 
-fn point_count(metric: &Metric) -> u64 {
+/// The data points of a metric, whatever its type: the items a request
+/// carries for `partial_success`.
+pub fn point_count(metric: &Metric) -> u64 {
     (match &metric.data {
         Some(Data::Gauge(g)) => g.data_points.len(),
         Some(Data::Sum(s)) => s.data_points.len(),

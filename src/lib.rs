@@ -68,8 +68,11 @@
 //! | `cli` | `config`, `probe`, `simulate`, `telemetry` |
 //! | `app` | * |
 //! | `test_util` | * |
+//! | `fuzzing` | `config`, `model`, `aggregator`, `receivers`, `storage`, `clock` |
 //!
-//! Unit tests may also import `test_util` (shared fixtures).
+//! Unit tests may also import `test_util` (shared fixtures). `fuzzing` is
+//! no stage: it only re-exports, for the fuzz targets in `fuzz/`, the
+//! decoders that read untrusted bytes and the stages right behind them.
 
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
@@ -83,6 +86,8 @@ pub mod clock;
 pub mod config;
 pub(crate) mod contracts;
 pub(crate) mod exporters;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod model;
 pub mod probe;
 pub(crate) mod proto;

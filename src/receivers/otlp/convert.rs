@@ -115,6 +115,9 @@ pub struct Converted<T = Sample> {
     pub batches: Vec<Vec<Vec<T>>>,
     /// Items in the request.
     pub items: u64,
+    /// Items taken by at least one pipeline: every item is accepted,
+    /// ignored or rejected once (`items = accepted + ignored + rejected`).
+    pub accepted: u64,
     /// Items that became no sample and were not rejected.
     pub ignored: u64,
     /// Rejected items, by reason (sorted, one entry per reason).
@@ -135,6 +138,7 @@ impl<T> Default for Converted<T> {
         Converted {
             batches: Vec::new(),
             items: 0,
+            accepted: 0,
             ignored: 0,
             rejected: Vec::new(),
             missing: Vec::new(),
@@ -241,7 +245,7 @@ impl<T> Converted<T> {
         origin: &Origin<'_>,
     ) {
         match (accepted, rejected) {
-            (true, _) => {}
+            (true, _) => self.accepted += 1,
             (false, Some(reason)) => {
                 self.reject_from(origin, reason, || reason.describe().to_string(), 1)
             }

@@ -184,7 +184,9 @@ fn warn_millisecond_bounds(metric: &Metric, attrs: &[(&str, Cow<'_, str>)]) {
     }
 }
 
-fn point_count(metric: &Metric) -> u64 {
+/// The data points of a metric, whatever its type: the items a request
+/// carries for `partial_success`.
+pub fn point_count(metric: &Metric) -> u64 {
     (match &metric.data {
         Some(Data::Gauge(g)) => g.data_points.len(),
         Some(Data::Sum(s)) => s.data_points.len(),
@@ -231,10 +233,98 @@ struct Context<'a> {
     origin: &'a Origin<'a>,
 }
 
-/// Rejects `n` points of a metric for every target that wanted them: one
-/// count per point for the client, and one tally per target series, whose
-/// run says why it has no samples.
-fn reject_points(
+/// What became of one data point, over every role and target that wanted
+/// it. A point is counted once, whatever number of contracts read it and
+/// whichever way (one contract's latency histogram may be another's
+/// conversions counter): taken by any is accepted, else refused by any is
+/// rejected (for the last reason given), else it is ignored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum Fate {
+    /// Nothing to count in it (no recorded value).
+    #[default]
+    Ignored,
+    /// Refused by every target that wanted it.
+    Rejected(RejectReason),
+    /// Taken by at least one target.
+    Accepted,
+}
+
+impl Fate {
+    /// The fate of a point after `self`, once it was also offered to
+    /// another role or target that gave `other`.
+    fn and(self, other: Fate) -> Fate {
+        match (self, other) {
+            (Fate::Accepted, _) | (_, Fate::Accepted) => Fate::Accepted,
+            (_, Fate::Rejected(r)) => Fate::Rejected(r),
+            (f, Fate::Ignored) => f,
+        }
+    }
+}
+
+/// The fates of one metric's points, settled once all roles have seen them.
+struct Fates {
+    points: Vec<Fate>,
+    /// The first detailed reason given per reject reason, for the log.
+    whys: Vec<(RejectReason, String)>,
+}
+
+impl Fates {
+    fn new(n: usize) -> Fates {
+        Fates {
+            points: vec![Fate::Ignored; n],
+            whys: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, i: usize, fate: Fate) {
+        if let Some(f) = self.points.get_mut(i) {
+            *f = f.and(fate);
+        }
+    }
+
+    /// Every point is refused for `reason` (`why` in words).
+    fn reject_all(&mut self, reason: RejectReason, why: &str) {
+        for f in &mut self.points {
+            *f = f.and(Fate::Rejected(reason));
+        }
+        self.why(reason, why);
+    }
+
+    fn why(&mut self, reason: RejectReason, why: &str) {
+        if !self.whys.iter().any(|(r, _)| *r == reason) {
+            self.whys.push((reason, why.to_string()));
+        }
+    }
+
+    /// Counts each point once: accepted, ignored or rejected by reason.
+    fn settle(self, origin: &Origin<'_>, out: &mut Converted<PointSample>) {
+        let mut rejected: Vec<(RejectReason, u64)> = Vec::new();
+        for fate in &self.points {
+            match fate {
+                Fate::Accepted => out.accepted += 1,
+                Fate::Ignored => out.ignored += 1,
+                Fate::Rejected(r) => match rejected.iter_mut().find(|(x, _)| x == r) {
+                    Some((_, n)) => *n += 1,
+                    None => rejected.push((*r, 1)),
+                },
+            }
+        }
+        for (reason, n) in rejected {
+            let why = self.whys.iter().find(|(r, _)| *r == reason);
+            out.reject_from(
+                origin,
+                reason,
+                || why.map_or_else(|| reason.describe().to_string(), |(_, w)| w.clone()),
+                n,
+            );
+        }
+    }
+}
+
+/// Tells the series of every target that wanted them that `n` points of a
+/// metric were refused (they are counted for the client when the metric's
+/// points are settled, once).
+fn blame_points(
     out: &mut Converted<PointSample>,
     ctx: &Context<'_>,
     targets: &[&Target],
@@ -242,7 +332,6 @@ fn reject_points(
     why: &str,
     n: u64,
 ) {
-    out.reject_from(ctx.origin, reason, || why.to_string(), n);
     for t in targets {
         if let Some(series) = &t.series {
             out.blame(
@@ -268,9 +357,11 @@ fn convert_metric(
         Ok(AggregationTemporality::Cumulative) => Some(Temporality::Cumulative),
         _ => None,
     };
-    // Every role on one metric is the same role (one name, one meaning per
-    // contract), but different contracts may read it differently; decode
-    // the points once per role that occurs.
+    let n = point_count(metric);
+    let mut fates = Fates::new(usize::try_from(n).unwrap_or(usize::MAX));
+    // One contract reads a metric in one role, but different contracts may
+    // read it differently; decode the points once per role that occurs,
+    // and settle each point once at the end.
     for role in [Role::Latency, Role::Conversions] {
         let targets: Vec<&Target> = roles
             .iter()
@@ -289,43 +380,46 @@ fn convert_metric(
                         format!("{} has unit {:?}", metric.name, metric.unit),
                     );
                     let why = format!("unit {:?} is not s, ms or us", metric.unit);
-                    let n = point_count(metric);
-                    reject_points(out, ctx, &targets, RejectReason::Unit, &why, n);
+                    blame_points(out, ctx, &targets, RejectReason::Unit, &why, n);
+                    fates.reject_all(RejectReason::Unit, &why);
                     continue;
                 }
             },
             Role::Conversions => None,
         };
-        let mut each = |head: PointHead<'_>,
+        let mut each = |i: usize,
+                        head: PointHead<'_>,
                         point: Result<Checked, (RejectReason, String)>,
                         t: Option<Temporality>| {
             let kind = match (point, t) {
-                (Ok(Checked::Skip), _) => {
-                    out.ignored += 1;
-                    return;
-                }
+                (Ok(Checked::Skip), _) => return,
                 (Ok(Checked::Point(_)), None) => {
                     out.note(
                         RejectReason::InvalidPoint,
                         format!("{}: aggregation temporality unspecified", metric.name),
                     );
                     let why = "aggregation temporality unspecified";
-                    reject_points(out, ctx, &targets, RejectReason::InvalidPoint, why, 1);
+                    blame_points(out, ctx, &targets, RejectReason::InvalidPoint, why, 1);
+                    fates.why(RejectReason::InvalidPoint, why);
+                    fates.add(i, Fate::Rejected(RejectReason::InvalidPoint));
                     return;
                 }
                 (Err((reason, note)), _) => {
                     out.note(reason, format!("{}: {note}", metric.name));
-                    reject_points(out, ctx, &targets, reason, &note, 1);
+                    blame_points(out, ctx, &targets, reason, &note, 1);
+                    fates.why(reason, &note);
+                    fates.add(i, Fate::Rejected(reason));
                     return;
                 }
                 (Ok(Checked::Point(kind)), Some(t)) => (kind, t),
             };
-            place(head, kind, &targets, ctx, out);
+            fates.add(i, place(head, kind, &targets, ctx, out));
         };
         match (&metric.data, role) {
             (Some(Data::ExponentialHistogram(h)), Role::Latency) => {
-                for dp in &h.data_points {
+                for (i, dp) in h.data_points.iter().enumerate() {
                     each(
+                        i,
                         head!(dp),
                         exponential(dp, unit.unwrap_or_default()),
                         temporality(h.aggregation_temporality),
@@ -333,8 +427,9 @@ fn convert_metric(
                 }
             }
             (Some(Data::Histogram(h)), Role::Latency) => {
-                for dp in &h.data_points {
+                for (i, dp) in h.data_points.iter().enumerate() {
                     each(
+                        i,
                         head!(dp),
                         explicit(dp, unit.unwrap_or_default()),
                         temporality(h.aggregation_temporality),
@@ -342,8 +437,9 @@ fn convert_metric(
                 }
             }
             (Some(Data::Sum(s)), Role::Conversions) if s.is_monotonic => {
-                for dp in &s.data_points {
+                for (i, dp) in s.data_points.iter().enumerate() {
                     each(
+                        i,
                         head!(dp),
                         conversions(dp),
                         temporality(s.aggregation_temporality),
@@ -360,34 +456,34 @@ fn convert_metric(
                     format!("{} is not {expected}", metric.name),
                 );
                 let why = format!("the metric is not {expected}");
-                let n = point_count(metric);
-                reject_points(out, ctx, &targets, RejectReason::InvalidPoint, &why, n);
+                blame_points(out, ctx, &targets, RejectReason::InvalidPoint, &why, n);
+                fates.reject_all(RejectReason::InvalidPoint, &why);
             }
         }
     }
+    fates.settle(ctx.origin, out);
 }
 
 /// Gives a checked point its series and stream on every target, after the
-/// time checks.
+/// time checks; says whether any target took it.
 fn place(
     head: PointHead<'_>,
     (kind, temporality): (PointKind, Temporality),
     targets: &[&Target],
     ctx: &Context<'_>,
     out: &mut Converted<PointSample>,
-) {
+) -> Fate {
     let (hash, pipelines, now) = (ctx.hash, ctx.pipelines, ctx.now);
     // Time 0 is "now" for metric points (design §3).
     let ts = if head.time == 0 { now } else { head.time };
-    let mut accepted = false;
-    let mut rejected = None;
+    let mut fate = Fate::Ignored;
     let mut point_hash: Option<StreamHasher> = None;
     // Whether the point is an error, worked out once for all its targets.
     let mut error = None;
     for t in targets {
         let p = pipelines[t.pipeline];
         let Some(series) = &t.series else {
-            rejected = Some(RejectReason::MissingSubject);
+            fate = fate.and(Fate::Rejected(RejectReason::MissingSubject));
             continue;
         };
         let reason = if head.start > ts {
@@ -401,7 +497,7 @@ fn place(
                 _ => reason.describe().to_string(),
             };
             out.blame(t.pipeline, series, ctx.origin, reason, why, 1);
-            rejected = Some(reason);
+            fate = fate.and(Fate::Rejected(reason));
             continue;
         }
         let base = point_hash.get_or_insert_with(|| {
@@ -428,9 +524,9 @@ fn place(
         };
         let shard = p.router.shard_of(series);
         out.batches[t.pipeline][shard].push(sample);
-        accepted = true;
+        fate = Fate::Accepted;
     }
-    out.settle(accepted, rejected, ctx.origin);
+    fate
 }
 
 /// The requests of a point failed: a server error status or an `error.type`.

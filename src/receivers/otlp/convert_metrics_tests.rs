@@ -671,3 +671,70 @@ fn what_a_request_keeps_about_rejections_is_bounded() {
         crate::receivers::otlp::convert::MAX_CULPRITS
     );
 }
+
+/// A metric that one contract reads as its latency histogram and another
+/// as its conversions counter is offered to both, and each of its points
+/// is still counted once: accepted when either takes it, rejected once
+/// when neither can (it was counted once per role before).
+#[test]
+fn a_point_read_in_two_roles_is_settled_once() {
+    let (tx, _rx) = tokio::sync::mpsc::channel(4);
+    let mut p = pipeline_input(spec("m", "other"), vec![tx], NOW);
+    p.contracts.push(spec("latency", "m"));
+    let number = |v: i64| NumberDataPoint {
+        start_time_unix_nano: NOW - 5 * S,
+        time_unix_nano: NOW,
+        value: Some(number_data_point::Value::AsInt(v)),
+        ..Default::default()
+    };
+    let sum = |unit: &str, monotonic: bool| Metric {
+        name: "m".into(),
+        unit: unit.into(),
+        data: Some(metric::Data::Sum(Sum {
+            data_points: vec![number(1), number(2), number(3)],
+            aggregation_temporality: DELTA,
+            is_monotonic: monotonic,
+        })),
+        ..Default::default()
+    };
+    let accounting = |out: &Converted<PointSample>| {
+        assert_eq!(
+            out.items,
+            out.accepted + out.ignored + out.rejected_count(),
+            "{out:?}"
+        );
+        (out.items, out.accepted, out.rejected_count())
+    };
+    // Not a latency unit, but a fine counter: accepted, three points.
+    let out = convert_metrics(&request(vec![sum("1", true)]), &[&p], NOW);
+    assert_eq!(accounting(&out), (3, 3, 0));
+    assert_eq!(points(&out).len(), 3);
+    // A non-monotonic sum in ms: neither role can read it, rejected once.
+    let out = convert_metrics(&request(vec![sum("ms", false)]), &[&p], NOW);
+    assert_eq!(accounting(&out), (3, 0, 3));
+    // The latency contract still hears why it has no samples.
+    assert!(out
+        .blamed
+        .iter()
+        .any(|(_, s, r)| s.contract == 0 && r.count == 3));
+    // A histogram in ms: latency takes it, conversions refuses it.
+    let hist = Metric {
+        name: "m".into(),
+        unit: "ms".into(),
+        data: Some(metric::Data::Histogram(Histogram {
+            data_points: vec![HistogramDataPoint {
+                start_time_unix_nano: NOW - 5 * S,
+                time_unix_nano: NOW,
+                count: 2,
+                explicit_bounds: vec![10.0],
+                bucket_counts: vec![1, 1],
+                ..Default::default()
+            }],
+            aggregation_temporality: DELTA,
+        })),
+        ..Default::default()
+    };
+    let out = convert_metrics(&request(vec![hist]), &[&p], NOW);
+    assert_eq!(accounting(&out), (1, 1, 0));
+    assert!(out.message("data points").is_empty());
+}

@@ -10,7 +10,27 @@
 //! its wire type. It checks the framing of everything (lengths, varints,
 //! wire types) and the UTF-8 of the strings it uses, so malformed input is
 //! refused as prost would refuse it; strings it does not use are not UTF-8
-//! checked. A test compares it with the prost path on generated requests.
+//! checked. A test compares it with the prost path on generated requests,
+//! and the `wire_traces` fuzz target on arbitrary bytes.
+//!
+//! It follows prost's reading rules wherever they can change a sample, so
+//! that the same bytes never mean two things depending on the decoder:
+//! - a singular scalar or string field given twice: the last one wins;
+//! - a singular message field given twice (a span's `status`, a
+//!   `KeyValue`'s `value`): the occurrences merge, field by field, as if
+//!   their bytes were concatenated; a oneof member replaces the member set
+//!   before it (`AnyValue`);
+//! - unknown fields of every wire type are skipped, groups (wire types 3
+//!   and 4) included, with prost's nesting limit (100 levels in all, counted
+//!   from the request, as prost's `DecodeContext` does), so a request is
+//!   never refused by one decoder and accepted by the other for them;
+//! - a varint's tenth byte may only carry the 64th bit.
+//!
+//! Where it differs, it is more lenient, and only inside fields it does not
+//! read: their strings are not UTF-8 checked and their nested messages are
+//! framed, not decoded (span names, trace state, events, links, the status
+//! message, the scope, resource entity refs, array and kvlist attribute
+//! values, and span attributes no contract looks at).
 
 use std::borrow::Cow;
 
@@ -27,17 +47,38 @@ pub struct WireError(&'static str);
 const VARINT: u8 = 0;
 const FIXED64: u8 = 1;
 const LEN: u8 = 2;
+const START_GROUP: u8 = 3;
+const END_GROUP: u8 = 4;
 const FIXED32: u8 = 5;
+
+/// prost's nesting limit (`prost::RECURSION_LIMIT`): how many levels of
+/// messages and groups a request may nest, counted from the request.
+const RECURSION_LIMIT: u32 = 100;
 
 /// A cursor over one message's bytes.
 #[derive(Clone, Copy)]
 struct Reader<'a> {
     buf: &'a [u8],
+    /// Levels of nesting left below this message (prost's
+    /// `DecodeContext::recurse_count`): skipping a field needs one.
+    budget: u32,
 }
 
 impl<'a> Reader<'a> {
+    /// The reader of a whole request.
     fn new(buf: &'a [u8]) -> Self {
-        Reader { buf }
+        Reader {
+            buf,
+            budget: RECURSION_LIMIT,
+        }
+    }
+
+    /// The reader of a message nested in this one.
+    fn nested(&self, buf: &'a [u8]) -> Reader<'a> {
+        Reader {
+            buf,
+            budget: self.budget.saturating_sub(1),
+        }
     }
 
     #[inline(always)]
@@ -64,6 +105,11 @@ impl<'a> Reader<'a> {
             self.buf = rest;
             value |= u64::from(b & 0x7f) << (7 * i);
             if b < 0x80 {
+                // The tenth byte holds bit 63 only: anything more would
+                // overflow, and prost refuses it.
+                if i == 9 && b >= 0x02 {
+                    return Err(WireError("varint overflows 64 bits"));
+                }
                 return Ok(value);
             }
         }
@@ -105,15 +151,42 @@ impl<'a> Reader<'a> {
         Ok(u64::from_le_bytes(a))
     }
 
-    /// Skips a field of wire type `wt`.
-    fn skip(&mut self, wt: u8) -> Result<(), WireError> {
+    /// Skips field `field` of wire type `wt`, as prost's `skip_field`
+    /// does: a group (wire type 3) up to its matching end (wire type 4),
+    /// each level of nesting taking one level of the budget.
+    fn skip(&mut self, field: u32, wt: u8) -> Result<(), WireError> {
+        if self.budget == 0 {
+            return Err(WireError("recursion limit reached"));
+        }
         match wt {
             VARINT => self.varint().map(drop),
             FIXED64 => self.take(8).map(drop),
             LEN => self.bytes().map(drop),
             FIXED32 => self.take(4).map(drop),
-            _ => Err(WireError("unsupported wire type")),
+            START_GROUP => self.skip_group(field),
+            END_GROUP => Err(WireError("unexpected end group tag")),
+            _ => Err(WireError("invalid wire type")),
         }
+    }
+
+    /// Skips the rest of group `field`, its end tag included. Recursion is
+    /// bounded by the budget (at most [`RECURSION_LIMIT`] levels).
+    fn skip_group(&mut self, field: u32) -> Result<(), WireError> {
+        let mut inner = self.nested(self.buf);
+        loop {
+            let Some((f, wt)) = inner.key()? else {
+                return Err(WireError("group without its end tag"));
+            };
+            if wt == END_GROUP {
+                if f != field {
+                    return Err(WireError("unexpected end group tag"));
+                }
+                break;
+            }
+            inner.skip(f, wt)?;
+        }
+        self.buf = inner.buf;
+        Ok(())
     }
 
     /// A length-delimited field; anything else under this number is malformed.
@@ -122,6 +195,12 @@ impl<'a> Reader<'a> {
             return Err(WireError("wrong wire type for a message or string field"));
         }
         self.bytes()
+    }
+
+    /// An embedded message field, as a reader one level deeper.
+    fn expect_message(&mut self, wt: u8) -> Result<Reader<'a>, WireError> {
+        let buf = self.expect_len(wt)?;
+        Ok(self.nested(buf))
     }
 
     fn expect_varint(&mut self, wt: u8) -> Result<u64, WireError> {
@@ -159,11 +238,12 @@ enum Scalar<'a> {
     Other,
 }
 
-fn any_value(buf: &[u8]) -> Result<Scalar<'_>, WireError> {
-    let mut r = Reader::new(buf);
-    let mut out = Scalar::Other;
+/// Reads an `AnyValue` into `out`, which holds what earlier occurrences of
+/// the same value field set: its members form a oneof, so each one read
+/// replaces the one before, and a second `AnyValue` merges into the first.
+fn any_value_into<'a>(mut r: Reader<'a>, out: &mut Scalar<'a>) -> Result<(), WireError> {
     while let Some((field, wt)) = r.key()? {
-        out = match field {
+        *out = match field {
             1 => Scalar::Str(utf8(r.expect_len(wt)?)?),
             2 => Scalar::Bool(r.expect_varint(wt)? != 0),
             3 => Scalar::Int(r.expect_varint(wt)? as i64),
@@ -173,24 +253,30 @@ fn any_value(buf: &[u8]) -> Result<Scalar<'_>, WireError> {
                 r.expect_len(wt)?;
                 Scalar::Other
             }
+            // string_value_strindex (profiles only): no text here, but it
+            // is a member of the oneof all the same.
+            8 => {
+                r.expect_varint(wt)?;
+                Scalar::Other
+            }
             _ => {
-                r.skip(wt)?;
+                r.skip(field, wt)?;
                 continue;
             }
         };
     }
-    Ok(out)
+    Ok(())
 }
 
-/// `(key, value)` of a `KeyValue`.
-fn key_value(buf: &[u8]) -> Result<(&str, Scalar<'_>), WireError> {
-    let mut r = Reader::new(buf);
+/// `(key, value)` of a `KeyValue`, both read (resource attributes).
+fn key_value<'a>(mut r: Reader<'a>) -> Result<(&'a str, Scalar<'a>), WireError> {
     let (mut key, mut value) = ("", Scalar::Other);
     while let Some((field, wt)) = r.key()? {
         match field {
             1 => key = utf8(r.expect_len(wt)?)?,
-            2 => value = any_value(r.expect_len(wt)?)?,
-            _ => r.skip(wt)?,
+            2 => any_value_into(r.expect_message(wt)?, &mut value)?,
+            3 => drop(r.expect_varint(wt)?),
+            _ => r.skip(field, wt)?,
         }
     }
     Ok((key, value))
@@ -216,27 +302,43 @@ impl<'p> Interest<'p> {
     }
 }
 
-/// `(key, value)` bytes of a `KeyValue`, neither decoded.
-fn key_value_raw(buf: &[u8]) -> Result<(&[u8], &[u8]), WireError> {
-    let mut r = Reader::new(buf);
-    let (mut key, mut value): (&[u8], &[u8]) = (&[], &[]);
+/// The key of a `KeyValue`, not decoded, after checking the framing of
+/// all its fields; its value is read only when the key matters
+/// ([`kv_value`]).
+fn kv_key<'a>(mut r: Reader<'a>) -> Result<&'a [u8], WireError> {
+    let mut key: &[u8] = &[];
     while let Some((field, wt)) = r.key()? {
         match field {
             1 => key = r.expect_len(wt)?,
-            2 => value = r.expect_len(wt)?,
-            _ => r.skip(wt)?,
+            2 => drop(r.expect_len(wt)?),
+            3 => drop(r.expect_varint(wt)?),
+            _ => r.skip(field, wt)?,
         }
     }
-    Ok((key, value))
+    Ok(key)
+}
+
+/// The value of a `KeyValue`, every occurrence of its value field merged.
+fn kv_value<'a>(mut r: Reader<'a>) -> Result<Scalar<'a>, WireError> {
+    let mut value = Scalar::Other;
+    while let Some((field, wt)) = r.key()? {
+        match field {
+            2 => any_value_into(r.expect_message(wt)?, &mut value)?,
+            _ => r.skip(field, wt)?,
+        }
+    }
+    Ok(value)
 }
 
 /// One span as the wire has it.
 struct WireSpan<'a> {
-    buf: &'a [u8],
+    /// The span's fields, for a second look ([`View::converted`]).
+    fields: Reader<'a>,
     kind: i32,
     start: u64,
     end: u64,
-    status_error: bool,
+    /// The status code, every occurrence of `status` merged.
+    status_code: i32,
     http_error: bool,
     /// Bit i: the i-th conversion attribute of [`Interest`] is true.
     converted: u64,
@@ -264,17 +366,17 @@ impl<'a> WireSpan<'a> {
     /// attributes) are framed but not UTF-8 checked: like unknown fields,
     /// they cannot change a verdict, and checking them was a tenth of the
     /// ingest cost.
-    fn parse(buf: &'a [u8], interest: &Interest<'_>) -> Result<WireSpan<'a>, WireError> {
+    fn parse(fields: Reader<'a>, interest: &Interest<'_>) -> Result<WireSpan<'a>, WireError> {
         let mut s = WireSpan {
-            buf,
+            fields,
             kind: 0,
             start: 0,
             end: 0,
-            status_error: false,
+            status_code: 0,
             http_error: false,
             converted: 0,
         };
-        let mut r = Reader::new(buf);
+        let mut r = fields;
         while let Some((field, wt)) = r.key()? {
             match field {
                 // ids, trace state, name: framed, not read.
@@ -283,12 +385,14 @@ impl<'a> WireSpan<'a> {
                 7 => s.start = r.expect_fixed64(wt)?,
                 8 => s.end = r.expect_fixed64(wt)?,
                 9 => {
-                    let (key, value) = key_value_raw(r.expect_len(wt)?)?;
-                    if HTTP_STATUS_KEYS.iter().any(|k| k.as_bytes() == key) {
-                        s.http_error |= http_status(&any_value(value)?).is_some_and(|c| c >= 500);
-                    }
-                    if let Some(i) = interest.conversion.iter().position(|k| k.as_bytes() == key) {
-                        if is_true(&any_value(value)?) {
+                    let kv = r.expect_message(wt)?;
+                    let key = kv_key(kv)?;
+                    let status = HTTP_STATUS_KEYS.iter().any(|k| k.as_bytes() == key);
+                    let conversion = interest.conversion.iter().position(|k| k.as_bytes() == key);
+                    if status || conversion.is_some() {
+                        let value = kv_value(kv)?;
+                        s.http_error |= status && http_status(&value).is_some_and(|c| c >= 500);
+                        if let Some(i) = conversion.filter(|_| is_true(&value)) {
                             s.converted |= 1 << i;
                         }
                     }
@@ -297,26 +401,27 @@ impl<'a> WireSpan<'a> {
                 10 | 12 | 14 => drop(r.expect_varint(wt)?),
                 // events and links: framed, not read (nothing a contract uses).
                 11 | 13 => drop(r.expect_len(wt)?),
-                15 => s.status_error = status_is_error(r.expect_len(wt)?)?,
+                15 => status_code_into(r.expect_message(wt)?, &mut s.status_code)?,
                 16 => r.expect_fixed32(wt)?,
-                _ => r.skip(wt)?,
+                _ => r.skip(field, wt)?,
             }
         }
         Ok(s)
     }
 }
 
-fn status_is_error(buf: &[u8]) -> Result<bool, WireError> {
-    let mut r = Reader::new(buf);
-    let mut code = 0;
+/// Reads a `Status` into `code`, which holds the code of earlier
+/// occurrences of the field (they merge: a later status without a code
+/// keeps the earlier code).
+fn status_code_into(mut r: Reader<'_>, code: &mut i32) -> Result<(), WireError> {
     while let Some((field, wt)) = r.key()? {
         match field {
             2 => drop(r.expect_len(wt)?),
-            3 => code = r.expect_varint(wt)? as i32,
-            _ => r.skip(wt)?,
+            3 => *code = r.expect_varint(wt)? as i32,
+            _ => r.skip(field, wt)?,
         }
     }
-    Ok(code == 2)
+    Ok(())
 }
 
 /// A span with the request's [`Interest`], as conversion sees it.
@@ -333,7 +438,7 @@ impl SpanView for View<'_, '_, '_> {
         (self.span.start, self.span.end)
     }
     fn status_error(&self) -> bool {
-        self.span.status_error
+        self.span.status_code == 2
     }
     fn http_error(&self) -> bool {
         self.span.http_error
@@ -348,15 +453,18 @@ impl SpanView for View<'_, '_, '_> {
             return self.span.converted & (1 << i) != 0;
         }
         // Not one of the attributes read in the pass (beyond 64): rescan.
-        let mut r = Reader::new(self.span.buf);
+        let mut r = self.span.fields;
         while let Ok(Some((field, wt))) = r.key() {
             if (field, wt) == (9, LEN) {
-                if let Ok((key, value)) = r.bytes().and_then(key_value_raw) {
-                    if key == attribute.as_bytes() && any_value(value).is_ok_and(|v| is_true(&v)) {
-                        return true;
-                    }
+                let Ok(kv) = r.expect_message(wt) else {
+                    break;
+                };
+                if kv_key(kv).is_ok_and(|key| key == attribute.as_bytes())
+                    && kv_value(kv).is_ok_and(|v| is_true(&v))
+                {
+                    return true;
                 }
-            } else if r.skip(wt).is_err() {
+            } else if r.skip(field, wt).is_err() {
                 break;
             }
         }
@@ -383,51 +491,51 @@ pub fn convert_traces(
 ) -> Result<Converted, WireError> {
     let mut out = Converted::new(pipelines);
     let interest = Interest::of(pipelines);
-    let mut scopes: Vec<&[u8]> = Vec::new();
+    let mut scopes: Vec<Reader<'_>> = Vec::new();
     let mut attrs: Vec<(&str, Cow<'_, str>)> = Vec::new();
     let mut req = Reader::new(body);
     while let Some((field, wt)) = req.key()? {
         if field != 1 {
-            req.skip(wt)?;
+            req.skip(field, wt)?;
             continue;
         }
-        let rs = req.expect_len(wt)?;
+        let mut r = req.expect_message(wt)?;
         // Resource and scope spans may come in any order: collect first.
+        // A resource given twice merges: its attributes add up.
         scopes.clear();
         attrs.clear();
-        let mut r = Reader::new(rs);
         while let Some((field, wt)) = r.key()? {
             match field {
                 1 => {
-                    let mut res = Reader::new(r.expect_len(wt)?);
+                    let mut res = r.expect_message(wt)?;
                     while let Some((f, wt)) = res.key()? {
                         match f {
                             1 => {
-                                let (k, v) = key_value(res.expect_len(wt)?)?;
+                                let (k, v) = key_value(res.expect_message(wt)?)?;
                                 if let Some(v) = scalar_text(v) {
                                     attrs.push((k, v));
                                 }
                             }
                             2 => drop(res.expect_varint(wt)?),
                             3 => drop(res.expect_len(wt)?),
-                            _ => res.skip(wt)?,
+                            _ => res.skip(f, wt)?,
                         }
                     }
                 }
-                2 => scopes.push(r.expect_len(wt)?),
+                2 => scopes.push(r.expect_message(wt)?),
                 3 => drop(utf8(r.expect_len(wt)?)?),
-                _ => r.skip(wt)?,
+                _ => r.skip(field, wt)?,
             }
         }
         let targets = targets(&attrs, pipelines, Source::Spans, &mut out.missing);
         let origin = Origin::spans(&attrs);
         for scope in &scopes {
-            let mut r = Reader::new(scope);
+            let mut r = *scope;
             while let Some((field, wt)) = r.key()? {
                 match field {
                     1 => drop(r.expect_len(wt)?),
                     2 => {
-                        let span = WireSpan::parse(r.expect_len(wt)?, &interest)?;
+                        let span = WireSpan::parse(r.expect_message(wt)?, &interest)?;
                         out.items += 1;
                         let view = View {
                             span: &span,
@@ -436,7 +544,7 @@ pub fn convert_traces(
                         convert_span(&view, &targets, pipelines, now, &origin, &mut out);
                     }
                     3 => drop(utf8(r.expect_len(wt)?)?),
-                    _ => r.skip(wt)?,
+                    _ => r.skip(field, wt)?,
                 }
             }
         }

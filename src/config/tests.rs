@@ -523,6 +523,13 @@ fn unknown_key_paths_keep_dots_and_slashes() {
     );
 }
 
+#[test]
+fn an_empty_top_level_key_is_named() {
+    // Found by the `config` fuzz target: the error had no path at all.
+    let lines = err_lines(&format!("\"\": 1\n{MINIMAL}"));
+    assert_eq!(lines, ["\"\": unknown key"]);
+}
+
 /// Documents why `VERDICT__…` overrides are not done by config-rs's
 /// `Environment` source: it cannot address a component id with `/` (the
 /// variable becomes a new top-level key) and `try_parsing` turns string

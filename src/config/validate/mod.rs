@@ -89,6 +89,8 @@ pub(crate) fn validate(root: Map<String, Value>) -> Result<ValidatedConfig, Conf
             Some(section) => {
                 sections.insert(section, value);
             }
+            // An empty key still gets a path a person can find (`""`).
+            None if key.is_empty() => errors.push("\"\"".to_string(), "unknown key"),
             None => errors.push(key, "unknown key"),
         }
     }

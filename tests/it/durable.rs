@@ -1135,3 +1135,69 @@ async fn a_new_contract_version_never_shows_the_old_verdict() {
         .await;
     assert_eq!(fresh["contract_version"], 2);
 }
+
+/// A client that begins a gRPC message and then sends nothing neither
+/// holds the stop past its grace period nor keeps the open windows from
+/// their checkpoint: its message is ended after 10 s without a byte, the
+/// stop exits 0 and the restart counts every accepted sample.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stalled_grpc_client_does_not_keep_sigterm_from_checkpointing() {
+    let dir = TempDir::new("stalled");
+    let file = dir.0.join("pipeline.yaml");
+    let yaml = pipeline(
+        &sqlite(&dir.0),
+        &[],
+        "    decision: windows\n    pass_windows: 100",
+    )
+    .replace(
+        "size: 1s, allowed_lateness: 200ms",
+        "size: 10s, allowed_lateness: 200ms",
+    )
+    .replace(
+        "http: { endpoint: \"127.0.0.1:0\" }",
+        "http: { endpoint: \"127.0.0.1:0\" }\n      grpc: { endpoint: \"127.0.0.1:0\" }",
+    )
+    .replace("checkpoint_interval: 200ms", "checkpoint_interval: 10m");
+    std::fs::write(&file, yaml).expect("write");
+    let v = Verdict::start(&file);
+    v.spans("7.0", 50, 10).await;
+    v.run_until("7.0", "the run to start", |r| r["state"] == "VALIDATING")
+        .await;
+    let grpc = v.grpc.expect("a gRPC listener");
+    let channel = crate::memory::channel(grpc).await;
+    // A prefix claiming 1000 bytes, six of them, then nothing.
+    let mut begun = vec![0u8];
+    begun.extend(1000u32.to_be_bytes());
+    begun.extend([1u8; 6]);
+    let stalled = futures_util::StreamExt::chain(
+        futures_util::stream::iter(vec![Ok::<_, std::io::Error>(hyper::body::Frame::data(
+            bytes::Bytes::from(begun),
+        ))]),
+        futures_util::stream::pending(),
+    );
+    let stalled = tokio::spawn(async move {
+        crate::memory::grpc_raw(
+            &channel,
+            crate::memory::TRACE_EXPORT,
+            http_body_util::StreamBody::new(stalled),
+            false,
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let status = v.terminate();
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "the stop ran out of its grace period"
+    );
+    stalled.abort();
+
+    let v = Verdict::start(&file);
+    let run = v
+        .run_until("7.0", "the checkpointed window to be restored", |r| {
+            r["run"]["samples"].as_u64() >= Some(50)
+        })
+        .await;
+    assert_eq!(run["run"]["samples"], 50, "{run}");
+}

@@ -13,7 +13,8 @@
 //! - a gRPC request body is wrapped in a [`BudgetBody`], which follows the
 //!   5-byte length prefix of each message and charges the message's length
 //!   before tonic sees the prefix: tonic reserves a buffer of that length
-//!   as soon as it has read it, long before the message has arrived;
+//!   as soon as it has read it, long before the message has arrived; a
+//!   begun message that gets no byte for [`MESSAGE_STALL`] ends the body;
 //! - queued items are charged their [`HeldBytes`](crate::model::HeldBytes),
 //!   bucket vectors included, until a shard has recorded them
 //!   ([`Ingest::enqueue`](super::Ingest)).
@@ -25,6 +26,7 @@
 //! flow-control windows (hyper buffers at most 1 MiB per connection) and
 //! HTTP/1 read buffers.
 
+use std::future::Future as _;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
@@ -338,6 +340,12 @@ impl FrameScanner {
         }
         self.declared
     }
+
+    /// A message has begun (part of its header or body arrived) and is not
+    /// complete.
+    pub fn in_message(&self) -> bool {
+        self.have > 0 || self.remaining > 0
+    }
 }
 
 /// A body refused by the budget. Carries the refusal for our own callers
@@ -365,7 +373,15 @@ pub struct BudgetBody<B> {
     frames: FrameScanner,
     /// Set once the body has been refused: nothing more is read.
     refused: bool,
+    /// Runs while a begun message waits for its next bytes.
+    stall: Option<Pin<Box<tokio::time::Sleep>>>,
 }
+
+/// How long a begun gRPC message may go without a byte before its body is
+/// ended (`DEADLINE_EXCEEDED`): a stalled client must neither hold the
+/// budget its message claimed nor keep a graceful stop (30 s by default)
+/// from checkpointing.
+pub const MESSAGE_STALL: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl<B> std::fmt::Debug for BudgetBody<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -386,6 +402,7 @@ impl<B> BudgetBody<B> {
             limit,
             frames: FrameScanner::default(),
             refused: false,
+            stall: None,
         }
     }
 
@@ -419,7 +436,27 @@ where
         if self.refused {
             return Poll::Ready(None);
         }
-        let frame = match ready!(self.inner.as_mut().poll_frame(cx)) {
+        let polled = self.inner.as_mut().poll_frame(cx);
+        if polled.is_pending() {
+            if !self.frames.in_message() {
+                // Between messages the connection's own timeouts apply.
+                self.stall = None;
+                return Poll::Pending;
+            }
+            let stall = self
+                .stall
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(MESSAGE_STALL)));
+            ready!(stall.as_mut().poll(cx));
+            self.refused = true;
+            let refusal = IngestError::Malformed(format!(
+                "gRPC message stalled: no bytes for {}s",
+                MESSAGE_STALL.as_secs()
+            ));
+            let status = tonic::Status::deadline_exceeded(refusal.to_string());
+            return Poll::Ready(Some(Err(Box::new(Refused { refusal, status }))));
+        }
+        self.stall = None;
+        let frame = match ready!(polled) {
             None => return Poll::Ready(None),
             Some(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
             Some(Ok(frame)) => frame,
@@ -447,6 +484,7 @@ where
 mod tests {
     use std::io::Write as _;
 
+    use futures_util::StreamExt as _;
     use http_body_util::{BodyExt as _, Full, StreamBody};
 
     use super::*;
@@ -610,6 +648,34 @@ mod tests {
         assert_eq!(rest.len(), 40 * KIB);
         // The charge lives while any holder does.
         assert_eq!(budget.available_bytes(), 23 * KIB);
+        drop(charge);
+        assert_eq!(budget.available_bytes(), 64 * KIB);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_grpc_message_ends_its_body_and_gives_the_budget_back() {
+        let budget = Budget::new(64 * KIB as u64);
+        let charge = shared(&budget);
+        // A prefix claiming 40 KiB, six bytes, then nothing for ever.
+        let begun = frame(40 * KIB, false)[..FRAME_HEADER + 6].to_vec();
+        let stalled = futures_util::stream::iter(vec![Ok::<_, std::io::Error>(Frame::data(
+            Bytes::from(begun),
+        ))])
+        .chain(futures_util::stream::pending::<
+            Result<Frame<Bytes>, std::io::Error>,
+        >());
+        let mut body = BudgetBody::new(StreamBody::new(stalled), charge.clone(), 1 << 20);
+        body.frame().await.expect("a frame").expect("charged");
+        assert_eq!(budget.available_bytes(), 64 * KIB - 41 * KIB);
+        let started = tokio::time::Instant::now();
+        let err = body.frame().await.expect("an end").expect_err("stalled");
+        assert_eq!(started.elapsed(), MESSAGE_STALL);
+        assert_eq!(
+            tonic::Status::from_error(err).code(),
+            tonic::Code::DeadlineExceeded
+        );
+        assert!(body.frame().await.is_none());
+        drop(body);
         drop(charge);
         assert_eq!(budget.available_bytes(), 64 * KIB);
     }

@@ -45,6 +45,44 @@ fn stable_hash(attributes: &[(String, String)], joined: &str) -> u64 {
     h.finish()
 }
 
+/// Longest subject value kept as sent, in bytes. A subject value becomes a
+/// storage key, a URL, a label of some thirty Prometheus series and a log
+/// field: one sender with a megabyte `service.version` would otherwise make
+/// every scrape hundreds of megabytes. Release names are far shorter.
+pub const MAX_SUBJECT_VALUE_BYTES: usize = 256;
+
+/// A subject value within [`MAX_SUBJECT_VALUE_BYTES`]: a longer one keeps
+/// its start and ends with `…#` and a hash of the whole value, so two long
+/// values that share their start stay two subjects. Bounding a bounded
+/// value changes nothing (restored subjects keep their names).
+pub fn bounded_value(v: String) -> String {
+    if v.len() <= MAX_SUBJECT_VALUE_BYTES {
+        return v;
+    }
+    #[allow(deprecated)]
+    let mut h = std::hash::SipHasher::new_with_keys(0x6c6f_6e67, 0x7661_6c75);
+    v.hash(&mut h);
+    // `…` (3 bytes), `#` and 16 hex digits follow the kept start.
+    let mut keep = MAX_SUBJECT_VALUE_BYTES - 20;
+    while !v.is_char_boundary(keep) {
+        keep -= 1;
+    }
+    format!("{}…#{:016x}", &v[..keep], h.finish())
+}
+
+fn bounded(attributes: Vec<(String, String)>) -> Vec<(String, String)> {
+    if attributes
+        .iter()
+        .all(|(_, v)| v.len() <= MAX_SUBJECT_VALUE_BYTES)
+    {
+        return attributes;
+    }
+    attributes
+        .into_iter()
+        .map(|(k, v)| (k, bounded_value(v)))
+        .collect()
+}
+
 impl PartialEq for Subject {
     fn eq(&self, other: &Self) -> bool {
         // Samples of one request share the Arc: pointer equality first.
@@ -92,6 +130,7 @@ pub const BASELINE_SUBJECT: &str = "__baseline__";
 impl Subject {
     /// Builds a subject from `(attribute, value)` pairs in `subject_by` order.
     pub fn new(attributes: Vec<(String, String)>) -> Subject {
+        let attributes = bounded(attributes);
         let joined = attributes
             .iter()
             .map(|(_, v)| escape_value(v))
@@ -111,6 +150,7 @@ impl Subject {
     /// open; none for one baseline per contract). Joined as
     /// `__baseline__/value/…`.
     pub fn baseline(attributes: Vec<(String, String)>) -> Subject {
+        let attributes = bounded(attributes);
         let mut joined = BASELINE_SUBJECT.to_string();
         for (_, v) in &attributes {
             joined.push('/');
@@ -327,6 +367,26 @@ pub type SeriesMap<V> =
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_subject_values_are_bounded_and_stay_distinct() {
+        let long = |tail: &str| format!("{}{tail}", "é".repeat(2000));
+        let a = Subject::new(vec![("service.version".into(), long("a"))]);
+        let b = Subject::new(vec![("service.version".into(), long("b"))]);
+        assert!(
+            a.joined().len() <= MAX_SUBJECT_VALUE_BYTES,
+            "{}",
+            a.joined().len()
+        );
+        assert!(a.joined().contains("…#"));
+        assert_ne!(a, b);
+        // Idempotent: a restored subject keeps its name.
+        assert_eq!(Subject::new(a.attributes().to_vec()), a);
+        let short = Subject::new(vec![("service.version".into(), "2.0.1".into())]);
+        assert_eq!(short.joined(), "2.0.1");
+        let base = Subject::baseline(vec![("service.name".into(), long("x"))]);
+        assert!(base.joined().len() <= BASELINE_SUBJECT.len() + 1 + MAX_SUBJECT_VALUE_BYTES);
+    }
 
     /// Subject values with `/` cannot collide: the key and URL form escape
     /// them, and splitting it gives the values back.

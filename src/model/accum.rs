@@ -77,6 +77,20 @@ pub struct Exceedance {
 /// spread at a coarser scale (its answer is only good to its width anyway).
 const MAX_PIECES: u32 = 128;
 
+/// `v` (a finite latency) in another unit, by `factor`: a value that
+/// would overflow (1e308 s in microseconds) stays the largest finite one,
+/// never `inf` — stored as JSON `null`, it could not be read back.
+fn in_unit(v: f64, factor: f64) -> f64 {
+    let scaled = v * factor;
+    if scaled.is_finite() {
+        scaled
+    } else if scaled.is_nan() {
+        0.0
+    } else {
+        f64::MAX.copysign(scaled)
+    }
+}
+
 impl Accum {
     /// Adds one sample. A latency the sketch refuses still counts as a
     /// request (its error and conversion flags are real); the caller checked
@@ -110,7 +124,7 @@ impl Accum {
             self.errors = self.errors.saturating_add(p.count);
         }
         let factor = self.adopt_unit(p.unit);
-        let scaled = |v: Option<f64>| v.map(|v| v * factor);
+        let scaled = |v: Option<f64>| v.map(|v| in_unit(v, factor));
         match &p.buckets {
             Buckets::Exponential {
                 scale,
@@ -135,7 +149,7 @@ impl Accum {
                 }
             }
             Buckets::Explicit { bounds, counts } => {
-                let bounds: Vec<f64> = bounds.iter().map(|b| b * factor).collect();
+                let bounds: Vec<f64> = bounds.iter().map(|b| in_unit(*b, factor)).collect();
                 self.spread_explicit(&bounds, counts, scaled(p.min), scaled(p.max));
             }
         }
@@ -171,7 +185,9 @@ impl Accum {
             }
             let idx = f64::from(offset) + j as f64;
             let lower = (idx * (-f64::from(scale)).exp2()).exp2();
-            let _ = self.latency.insert_n(lower * (1.0 + rel) * factor, c);
+            let _ = self
+                .latency
+                .insert_n(in_unit(lower * (1.0 + rel), factor), c);
         }
         self.extra_relative_error = self.extra_relative_error.max(rel);
     }
@@ -432,7 +448,7 @@ impl Accum {
         self.extra_relative_error = self.extra_relative_error.max(other.extra_relative_error);
         if let Some(o) = &other.spread {
             let factor = other.unit.to_ms() / self.unit.to_ms();
-            let bounds: Vec<f64> = o.bounds.iter().map(|b| b * factor).collect();
+            let bounds: Vec<f64> = o.bounds.iter().map(|b| in_unit(*b, factor)).collect();
             match &mut self.spread {
                 Some(s) => {
                     retain_shared(&mut s.bounds, &bounds);
@@ -630,6 +646,37 @@ mod tests {
             assert_eq!(e.surely, surely, "{t_ms} ms");
             assert!((99..=100).contains(&e.possibly), "{t_ms} ms: {e:?}");
         }
+    }
+
+    #[test]
+    fn a_bound_that_overflows_in_another_unit_stays_finite() {
+        // Found by the metrics_convert fuzz target: a series in µs, then a
+        // point in seconds whose bound 1e308 is inf in µs (stored as JSON
+        // null, the window could not be read back).
+        let mut acc = Accum::default();
+        let mut micros = explicit_point(&[0.0, 10.0], &[0, 3, 0], None, None);
+        if let PointKind::Latency(l) = &mut micros {
+            l.unit = LatencyUnit::Micros;
+        }
+        acc.record_point(&micros);
+        acc.record_point(&explicit_point(
+            &[0.0, 1e308],
+            &[0, 4, 0],
+            None,
+            Some(1e308),
+        ));
+        let mut other = Accum::default();
+        other.record_point(&explicit_point(&[0.0, 1e308], &[0, 2, 0], None, None));
+        acc.merge(&other);
+        let spread = acc.spread.as_ref().expect("spread");
+        assert!(
+            spread.bounds.iter().all(|b| b.is_finite()),
+            "{:?}",
+            spread.bounds
+        );
+        assert_eq!(acc.latency.count(), 9);
+        assert!(acc.latency.max().is_none_or(f64::is_finite));
+        assert!(acc.latency.sum().is_finite());
     }
 
     #[test]

@@ -263,10 +263,7 @@ fn running(p: &Planned, before: Option<&CheckResult>, mut now: CheckResult) -> C
     let this_look = (now.lower, now.upper);
     now.lower = now.lower.max(before.lower);
     now.upper = now.upper.min(before.upper);
-    let (fails, passes) = match p.direction {
-        Direction::AtMost => (now.lower > p.limit, now.upper < p.limit),
-        Direction::AtLeast => (now.upper < p.limit, now.lower > p.limit),
-    };
+    let (fails, passes) = p.direction.proves(now.lower, now.upper, p.limit);
     now.status = if fails && !p.trivial() {
         CheckStatus::Failing
     } else if passes || p.trivial() {

@@ -386,10 +386,7 @@ impl ProportionCheck {
     /// Allocation-free; a few microseconds (two root finds of ~5 steps).
     pub fn look(&self, counts: Counts) -> Evidence {
         let (lower, upper) = self.look_bounds(counts);
-        let (fails, passes) = match self.direction {
-            Direction::AtMost => (lower > self.limit, upper < self.limit),
-            Direction::AtLeast => (upper < self.limit, lower > self.limit),
-        };
+        let (fails, passes) = self.direction.proves(lower, upper, self.limit);
         // Both cannot hold: the interval contains the estimate.
         let status = if self.trivially_passing() || passes {
             Status::ProvenPassing

@@ -32,6 +32,17 @@ pub enum Direction {
     AtLeast,
 }
 
+impl Direction {
+    /// Whether bounds `[lower, upper]` prove the share failing or passing
+    /// against `limit`, as `(fails, passes)` (the table on [`Evidence`]).
+    pub fn proves(self, lower: f64, upper: f64, limit: f64) -> (bool, bool) {
+        match self {
+            Direction::AtMost => (lower > limit, upper < limit),
+            Direction::AtLeast => (upper < limit, lower > limit),
+        }
+    }
+}
+
 /// Cumulative counts of one arm at a look: `x` "events" (errors, requests
 /// slower than L, conversions) out of `n` samples.
 ///

@@ -21,6 +21,7 @@ mod rejections;
 mod responsive;
 mod shutdown;
 mod simulate;
+mod status_page;
 mod webhook_formats;
 
 use std::collections::HashMap;

@@ -3,6 +3,7 @@
 
 mod argo;
 mod console;
+mod dashboard;
 mod decisions;
 mod durable;
 mod e2e;

@@ -15,4 +15,4 @@ pub mod machine;
 pub mod task;
 
 pub use crate::storage::RunStore;
-pub use catalog::Catalog;
+pub use catalog::{Catalog, ReloadRequest};

@@ -19,6 +19,7 @@ mod overload;
 mod pipelines;
 mod probe;
 mod rejections;
+mod reload;
 mod responsive;
 mod shutdown;
 mod simulate;

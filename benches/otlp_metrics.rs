@@ -18,13 +18,13 @@ use opentelemetry_proto::tonic::metrics::v1::{
     ScopeMetrics,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
+use prost::Message as _;
 use verdict::aggregator::state::{ShardState, WindowParams};
 use verdict::aggregator::Router;
 use verdict::clock::ManualClock;
 use verdict::config::{ContractSpec, Decision, OnTimeout, Source, Thresholds};
-use verdict::model::PointSample;
-use prost::Message as _;
 use verdict::fuzzing::wire_convert_metrics;
+use verdict::model::PointSample;
 use verdict::receivers::otlp::convert_metrics::convert_metrics;
 use verdict::receivers::PipelineInput;
 

@@ -3,6 +3,7 @@
 
 mod argo;
 mod console;
+mod dashboard;
 mod decisions;
 mod durable;
 mod e2e;
@@ -22,6 +23,7 @@ mod rejections;
 mod responsive;
 mod shutdown;
 mod simulate;
+mod status_page;
 mod webhook_formats;
 
 use std::collections::HashMap;

@@ -13,6 +13,7 @@ mod isolation;
 mod layering;
 mod memory;
 mod metrics_e2e;
+mod metrics_memory;
 mod otlp_grpc;
 mod otlp_http;
 mod overload;

@@ -248,6 +248,12 @@ impl EngineTask {
             }
         }
         for c in &batch {
+            // Flag changes of the run's rollouts: their workers too.
+            for rc in c.rollouts.iter().filter(|rc| rc.change.is_some()) {
+                if let Some(n) = self.workers.get(&rc.rollout.exporter) {
+                    n.notify_one();
+                }
+            }
             let Some(event) = &c.event else { continue };
             tracing::info!(
                 contract = %event.run.contract,

@@ -20,6 +20,7 @@ mod rejections;
 mod responsive;
 mod shutdown;
 mod simulate;
+mod unleash;
 mod webhook_formats;
 
 use std::collections::HashMap;

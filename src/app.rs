@@ -18,6 +18,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Validate { config } => validate(&config),
         Command::Probe(args) => probe(&args),
         Command::Simulate(args) => simulate(&args),
+        Command::Runs(args) => runs(&args),
         Command::Run { config, grace } => {
             let cfg = match config::load_file(&config) {
                 Ok(c) => c,
@@ -134,4 +135,63 @@ async fn run(cfg: config::ValidatedConfig, grace: std::time::Duration) -> anyhow
         what = server.failed() => anyhow::bail!("{what} unexpectedly"),
     }
     server.shutdown(grace).await
+}
+
+/// `verdict runs`: exit 0 shown (or, watching one run, PROMOTED), 1 watched
+/// until ROLLED_BACK, 2 when the API could not be read.
+fn runs(args: &crate::cli::RunsArgs) -> ExitCode {
+    const FAILED: u8 = 2;
+    let api = match &args.api {
+        Some(url) => url.clone(),
+        None => match config::load_file(&args.config) {
+            Ok(cfg) => api_url(&cfg.service.api_endpoint),
+            Err(errors) => {
+                for e in &errors.0 {
+                    eprintln!("{e}");
+                }
+                eprintln!(
+                    "error: cannot read the API's address from {}; give it with --api URL",
+                    args.config.display()
+                );
+                return ExitCode::from(FAILED);
+            }
+        },
+    };
+    let query = crate::console::RunsQuery {
+        api,
+        contract: args.contract.clone(),
+        subject: args.subject.clone(),
+        json: args.json,
+        watch: args.watch,
+        interval: args.interval,
+        all: args.all,
+    };
+    let runtime = match runtime(FAILED) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let stdout = std::io::stdout();
+    let terminal = std::io::IsTerminal::is_terminal(&stdout);
+    match runtime.block_on(crate::console::execute(
+        &query,
+        &mut stdout.lock(),
+        terminal,
+    )) {
+        Ok(crate::console::Outcome::RolledBack) => ExitCode::from(1),
+        Ok(_) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::from(FAILED)
+        }
+    }
+}
+
+/// The URL a client on this machine reaches a listen address at: a
+/// wildcard address (`0.0.0.0:8686`, `[::]:8686`) is reached on loopback.
+fn api_url(endpoint: &str) -> String {
+    let local = match endpoint.rsplit_once(':') {
+        Some(("0.0.0.0" | "" | "[::]", port)) => format!("127.0.0.1:{port}"),
+        _ => endpoint.to_string(),
+    };
+    format!("http://{local}")
 }

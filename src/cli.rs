@@ -54,10 +54,44 @@ pub enum Command {
     /// prints the result JSON on stdout; exit 0 pass, 1 fail, 2 usage or
     /// config error.
     Probe(Box<ProbeArgs>),
+    /// Show runs as the API has them: every run, one contract's current
+    /// runs, or one run with its checks, windows and transitions. With
+    /// `--watch`, follow them; on one run, exit 0 once PROMOTED and 1 once
+    /// ROLLED_BACK.
+    Runs(Box<RunsArgs>),
     /// Simulate a contract before a rollout: how often it rolls back a
     /// healthy release, and how fast it catches one at its limits. Runs
     /// the server's own decision engine on seeded synthetic traffic.
     Simulate(Box<SimulateArgs>),
+}
+
+/// `verdict runs`.
+#[derive(Debug, clap::Args)]
+pub struct RunsArgs {
+    /// A contract: its current runs.
+    pub contract: Option<String>,
+    /// A subject of the contract (its values joined with `/`, e.g.
+    /// `checkout/2.0.1`; a `/` inside a value is written %2F): that run.
+    pub subject: Option<String>,
+    /// The API's URL [default: `service.api.endpoint` of the pipeline file].
+    #[arg(long, env = "VERDICT_API", value_name = "URL")]
+    pub api: Option<String>,
+    /// Pipeline file whose `service.api.endpoint` to read.
+    #[arg(short, long, default_value = "pipelines/default.yaml")]
+    pub config: PathBuf,
+    /// The API's JSON on stdout instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Refresh until stopped, or until the run (with SUBJECT) is decided.
+    #[arg(long)]
+    pub watch: bool,
+    /// How often `--watch` refreshes.
+    #[arg(long, default_value = "2s", value_parser = refresh_interval)]
+    pub interval: Duration,
+    /// Also list runs that were replaced (by a reset or a new contract
+    /// version).
+    #[arg(long)]
+    pub all: bool,
 }
 
 /// `verdict simulate`.
@@ -298,6 +332,13 @@ fn positive_duration(text: &str) -> Result<Duration, String> {
         Ok(d) if d.is_zero() => Err("must be greater than 0".to_string()),
         Ok(d) => Ok(d),
         Err(e) => Err(format!("invalid duration {text:?}: {e}")),
+    }
+}
+
+fn refresh_interval(text: &str) -> Result<Duration, String> {
+    match positive_duration(text)? {
+        d if d < Duration::from_millis(100) => Err("must be at least 100ms".to_string()),
+        d => Ok(d),
     }
 }
 

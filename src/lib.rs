@@ -84,6 +84,7 @@ pub(crate) mod auth;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub(crate) mod contracts;
 pub(crate) mod exporters;
 #[doc(hidden)]

@@ -22,7 +22,7 @@ use crate::config::{Decision, OnIdle, Source};
 use crate::contracts::evaluate_window;
 use crate::contracts::evidence::{self, Reference};
 use crate::model::{Accum, EngineInput, Figures, OpenWindows, RejectionTally};
-use crate::model::{SeriesKey, UnixNanos, Window};
+use crate::model::{SeriesKey, Subject, UnixNanos, Window};
 use crate::storage::checkpoint;
 use crate::storage::{Commit, RolloutCommit};
 
@@ -222,6 +222,26 @@ impl EventIds {
     }
 }
 
+/// Names the attributes of a run whose stored subject came back as bare
+/// values (see the store), after the contract's `subject_by`, so its key is
+/// the one the subject's samples arrive under.
+fn name_attributes(run: &mut RunRecord, spec: &ContractSpec) {
+    let attrs = run.subject.attributes();
+    if attrs.is_empty()
+        || attrs.len() != spec.subject_by.len()
+        || attrs.iter().any(|(name, _)| !name.is_empty())
+    {
+        return;
+    }
+    run.subject = Subject::new(
+        spec.subject_by
+            .iter()
+            .zip(attrs)
+            .map(|(name, (_, value))| (name.clone(), value.clone()))
+            .collect(),
+    );
+}
+
 impl Engine {
     /// Builds the engine and resumes the runs of `seed` (runs of another
     /// contract version are left alone: a new version starts new runs).
@@ -239,10 +259,11 @@ impl Engine {
         let mut runs = HashMap::new();
         let mut earlier_versions = std::collections::HashSet::new();
         let mut replaced = Vec::new();
-        for run in seed.runs {
+        for mut run in seed.runs {
             let Some(i) = contracts.iter().position(|c| c.name == run.contract) else {
                 continue;
             };
+            name_attributes(&mut run, &contracts[i]);
             let key = SeriesKey {
                 contract: i as u32,
                 subject: run.subject.clone(),

@@ -133,6 +133,22 @@ fn subscribers() -> Vec<Subscriber> {
     ]
 }
 
+/// An engine started at 100 s from `seed`, committing to `store`.
+fn resumed(seed: EngineSeed, store: &Arc<MemoryStore>) -> Harness {
+    let engine = Engine::new(
+        vec![spec()],
+        &window_spec(),
+        2,
+        subscribers(),
+        seed,
+        100 * S,
+    );
+    Harness {
+        engine,
+        store: store.clone(),
+    }
+}
+
 fn engine(spec: ContractSpec, store: Arc<MemoryStore>) -> Harness {
     let seed = seed(&store);
     let engine = Engine::new(vec![spec], &window_spec(), 2, subscribers(), seed, 100 * S);
@@ -308,6 +324,38 @@ fn resumes_runs_of_the_same_contract_version_only() {
     );
 }
 
+/// A run whose state and subject attributes could not be read back (the
+/// store holds it as ROLLED_BACK with bare values) keeps its subject: the
+/// subject's next data is observed under it and starts no second run.
+#[test]
+fn a_run_with_an_unreadable_state_holds_its_subject() {
+    let store = Arc::new(MemoryStore::new());
+    let mut e = engine(spec(), store.clone());
+    seen(&mut e, &key("7.0"), 101 * S);
+    let mut seed = seed(&store);
+    let run = &mut seed.runs[0];
+    let run_id = run.run_id.clone();
+    run.state = RunState::RolledBack;
+    run.subject = crate::storage::codec::subject_from_key("7.0");
+    run.unreadable = Some("run: unknown state \"BROKEN\"".into());
+    let mut fresh = resumed(seed, &store);
+    assert_eq!(fresh.engine.runs.len(), 1);
+    assert!(fresh.engine.runs.contains_key(&key("7.0")));
+    seen(&mut fresh, &key("7.0"), 103 * S);
+    watermark(&mut fresh, 110 * S);
+    let runs = sync(store.runs(10));
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(
+        (runs[0].run_id.as_str(), runs[0].superseded),
+        (run_id.as_str(), false)
+    );
+    let held = &fresh.engine.runs[&key("7.0")];
+    assert_eq!(
+        (held.run_id.as_str(), held.state),
+        (run_id.as_str(), RunState::RolledBack)
+    );
+}
+
 #[test]
 fn an_undecided_run_with_unreadable_counts_starts_afresh() {
     let store = Arc::new(MemoryStore::new());
@@ -315,23 +363,13 @@ fn an_undecided_run_with_unreadable_counts_starts_afresh() {
     seen(&mut e, &key("7.0"), 101 * S);
     let mut seed = seed(&store);
     seed.runs[0].unreadable = Some("accumulation: invalid type: null".into());
-    let mut fresh = Harness {
-        engine: Engine::new(
-            vec![spec()],
-            &window_spec(),
-            2,
-            subscribers(),
-            seed,
-            100 * S,
-        ),
-        store: store.clone(),
-    };
+    let mut fresh = resumed(seed, &store);
     assert!(fresh.engine.runs.is_empty());
     watermark(&mut fresh, 102 * S);
     let old = sync(store.runs(10)).into_iter().next().expect("kept");
     assert!(old.superseded && old.retired_at == Some(100 * S), "{old:?}");
     assert!(
-        old.reason.starts_with("stored counts unreadable"),
+        old.reason.starts_with("stored data unreadable"),
         "{}",
         old.reason
     );

@@ -198,7 +198,7 @@ pub fn abandon_unreadable(run: &mut RunRecord, now: UnixNanos) {
     run.superseded = true;
     run.retired_at = Some(now);
     run.reason = format!(
-        "stored counts unreadable ({}); a new run starts with the next data (it was {})",
+        "stored data unreadable ({}); a new run starts with the next data (it was {})",
         run.unreadable.as_deref().unwrap_or("unknown"),
         run.state.as_str()
     );

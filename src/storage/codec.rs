@@ -203,6 +203,18 @@ pub fn subject_from_text(text: &str) -> Result<Subject, StoreError> {
     Ok(d.into())
 }
 
+/// The subject of a run whose stored attributes cannot be read, from its
+/// key (the joined values): the values without their attribute names,
+/// which the engine restores from the contract's `subject_by`.
+pub fn subject_from_key(key: &str) -> Subject {
+    Subject::new(
+        crate::model::series::split_joined(key)
+            .into_iter()
+            .map(|v| (String::new(), v))
+            .collect(),
+    )
+}
+
 /// A window result as stored: its bounds and result around the figures'
 /// own serde form.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

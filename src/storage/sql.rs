@@ -25,7 +25,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
 use crate::model::UnixNanos;
-use crate::model::{Rollout, RunRecord, WindowRecord};
+use crate::model::{Rollout, RunRecord, RunState, WindowRecord};
 
 use super::codec;
 use super::{
@@ -74,29 +74,61 @@ fn uint(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
-const RUN_COLUMNS: &str = "run_id, contract, contract_version, subject_attributes, state, reason, \
-    started_at, decided_at, superseded, pass_streak, fail_streak, windows, cumulative, \
+const RUN_COLUMNS: &str =
+    "run_id, contract, contract_version, subject, subject_attributes, state, \
+    reason, started_at, decided_at, superseded, pass_streak, fail_streak, windows, cumulative, \
     last_window_end, first_sample_at, latency_bound, evidence, counts_from, retired_at";
 
-/// A run as stored. Its counts or evidence may be unreadable (then the run
-/// comes back without them, saying so in `unreadable`); only a row whose
-/// very identity cannot be read is an error, and the listings skip it.
+/// A run as stored. What cannot be read is replaced by the safest value and
+/// named in `unreadable`, so the run stays listed under its own key and no
+/// second run starts for its subject:
+/// - counts: empty (an undecided run is then abandoned, see the engine);
+/// - subject attributes: the values from the subject key, without names
+///   (the engine names them after the contract's `subject_by`);
+/// - state: ROLLED_BACK. A release gate that cannot read its verdict must
+///   not let the release promote, nor start judging it again as if nothing
+///   had been decided; a reset through the API starts a new run.
+///
+/// Only a row whose identity (run id, contract, key) cannot be read is an
+/// error, and the listings skip it.
 fn run_from_row(row: &AnyRow) -> Result<RunRecord, StoreError> {
     let get_i = |name: &str| row.try_get::<i64, _>(name).map_err(unavailable);
     let get_oi = |name: &str| row.try_get::<Option<i64>, _>(name).map_err(unavailable);
     let get_s = |name: &str| row.try_get::<String, _>(name).map_err(unavailable);
-    let mut unreadable = None;
-    let cumulative = codec::accum_from_text(&get_s("cumulative")?).unwrap_or_else(|err| {
-        unreadable = Some(err.to_string());
-        crate::model::Accum::default()
-    });
+    // A column that is NULL or of another type reads as unreadable text.
+    let text = |name: &str| get_s(name).map_err(|e| e.to_string());
+    let mut unreadable: Vec<String> = Vec::new();
+    let cumulative = text("cumulative")
+        .and_then(|t| codec::accum_from_text(&t).map_err(|e| e.to_string()))
+        .unwrap_or_else(|err| {
+            unreadable.push(err);
+            crate::model::Accum::default()
+        });
+    let key = get_s("subject")?;
+    let subject = text("subject_attributes")
+        .and_then(|t| codec::subject_from_text(&t).map_err(|e| e.to_string()))
+        .unwrap_or_else(|err| {
+            unreadable.push(err);
+            codec::subject_from_key(&key)
+        });
+    let mut reason = text("reason").unwrap_or_default();
+    let state = text("state")
+        .and_then(|t| codec::state_from_name(&t).map_err(|e| e.to_string()))
+        .unwrap_or_else(|err| {
+            reason = format!(
+                "stored state unreadable ({err}): held as ROLLED_BACK so the release cannot \
+                 promote on a verdict nobody can read; reset the run to judge it afresh"
+            );
+            unreadable.push(err);
+            RunState::RolledBack
+        });
     Ok(RunRecord {
         run_id: get_s("run_id")?,
         contract: get_s("contract")?,
         contract_version: u32::try_from(get_i("contract_version")?).unwrap_or(0),
-        subject: codec::subject_from_text(&get_s("subject_attributes")?)?,
-        state: codec::state_from_name(&get_s("state")?)?,
-        reason: get_s("reason")?,
+        subject,
+        state,
+        reason,
         started_at: uint(get_i("started_at")?),
         decided_at: get_oi("decided_at")?.map(uint),
         superseded: get_i("superseded")? != 0,
@@ -106,11 +138,11 @@ fn run_from_row(row: &AnyRow) -> Result<RunRecord, StoreError> {
         cumulative,
         last_window_end: get_oi("last_window_end")?.map(uint),
         first_sample_at: get_oi("first_sample_at")?.map(uint),
-        latency_bound: codec::bound_from_text(&get_s("latency_bound")?),
-        evidence: codec::evidence_from_text(&get_s("evidence")?),
+        latency_bound: codec::bound_from_text(&text("latency_bound").unwrap_or_default()),
+        evidence: codec::evidence_from_text(&text("evidence").unwrap_or_default()),
         counts_from: get_oi("counts_from")?.map(uint),
         retired_at: get_oi("retired_at")?.map(uint),
-        unreadable,
+        unreadable: (!unreadable.is_empty()).then(|| unreadable.join("; ")),
     })
 }
 
@@ -874,8 +906,10 @@ mod tests {
         let mut good = run(RunState::Validating);
         good.subject = Subject::new(vec![("service.version".into(), "good".into())]);
         let bad = run(RunState::Validating);
+        let mut lost = run(RunState::Promoted);
+        lost.subject = Subject::new(vec![("service.version".into(), "a/b%".into())]);
         let window = empty_window(0);
-        let batch: Vec<Commit> = [&good, &bad]
+        let batch: Vec<Commit> = [&good, &bad, &lost]
             .into_iter()
             .map(|r| Commit {
                 run: r.clone(),
@@ -896,8 +930,38 @@ mod tests {
                 .await
                 .expect("corrupts");
         }
+        for sql in [
+            "UPDATE runs SET state = 'BROKEN' WHERE run_id = $1",
+            "UPDATE runs SET subject_attributes = '{' WHERE run_id = $1",
+        ] {
+            sqlx::query(sql)
+                .bind(lost.run_id.as_str())
+                .execute(&store.pool)
+                .await
+                .expect("corrupts");
+        }
         let all = store.runs(10).await.expect("lists");
-        assert_eq!(all.len(), 2);
+        assert_eq!(all.len(), 3);
+        // Unknown state and subject: still listed under its key, held as
+        // ROLLED_BACK, with the values read back from the key.
+        let held = store
+            .current("checkout", "a%2Fb%25")
+            .await
+            .expect("current")
+            .expect("the run with the unreadable state");
+        assert_eq!(
+            (held.run_id.as_str(), held.state),
+            (lost.run_id.as_str(), RunState::RolledBack)
+        );
+        assert_eq!(held.subject.joined(), lost.subject.joined());
+        assert_eq!(held.subject.attributes()[0].1, "a/b%");
+        let why = held.unreadable.as_deref().unwrap_or_default();
+        assert!(why.contains("BROKEN") && why.contains("subject"), "{why}");
+        assert!(
+            held.reason.contains("held as ROLLED_BACK"),
+            "{}",
+            held.reason
+        );
         let listed = all
             .iter()
             .find(|r| r.run_id == bad.run_id)
@@ -917,11 +981,11 @@ mod tests {
         );
         assert_eq!(
             store.current_runs("checkout").await.expect("current").len(),
-            2
+            3
         );
         assert_eq!(
             store.live_runs("checkout", 2, 0).await.expect("live").len(),
-            2
+            3
         );
         assert!(store
             .windows(&bad.run_id, 5)

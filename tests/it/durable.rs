@@ -1136,6 +1136,76 @@ async fn a_new_contract_version_never_shows_the_old_verdict() {
     assert_eq!(fresh["contract_version"], 2);
 }
 
+/// A stored run whose state and subject cannot be read back (a damaged
+/// database) stays listed under its subject, held as ROLLED_BACK and marked
+/// unreadable: no second run starts for the release, which could otherwise
+/// promote what had been rolled back. Its neighbour carries on.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_whose_state_cannot_be_read_is_held_not_replaced() {
+    let dir = TempDir::new("unreadable-state");
+    let file = write_pipeline(&dir, &[], "    decision: windows\n    fail_windows: 1");
+    let v = Verdict::start(&file);
+    v.spans("bad", 50, 500).await;
+    let bad = v
+        .run_until("bad", "bad to roll back", |r| r["state"] == "ROLLED_BACK")
+        .await;
+    v.spans("good", 20, 10).await;
+    v.run_until("good", "good to validate", |r| r["state"] == "VALIDATING")
+        .await;
+    assert_eq!(v.terminate().code(), Some(0));
+
+    use sqlx::Connection as _;
+    let mut db = sqlx::sqlite::SqliteConnection::connect(&sqlite(&dir.0))
+        .await
+        .expect("open");
+    let damaged = sqlx::query(
+        "UPDATE runs SET state = 'ROLLED_BAC', subject_attributes = 'not json' \
+         WHERE subject = 'bad'",
+    )
+    .execute(&mut db)
+    .await
+    .expect("damage");
+    assert_eq!(damaged.rows_affected(), 1);
+    db.close().await.expect("close");
+
+    let v = Verdict::start(&file);
+    let held = v.run("bad").await;
+    assert_eq!(held["run_id"], bad["run_id"], "{held}");
+    assert_eq!(held["state"], "ROLLED_BACK", "{held}");
+    assert!(
+        held["unreadable"]
+            .as_str()
+            .is_some_and(|w| w.contains("ROLLED_BAC")),
+        "{held}"
+    );
+    // Good data for it is observed by the held run, never by a new one.
+    for _ in 0..3 {
+        v.spans("bad", 50, 10).await;
+        v.spans("good", 50, 10).await;
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    v.run_until("good", "good to go on counting", |r| {
+        r["run"]["samples"].as_u64() >= Some(170)
+    })
+    .await;
+    let still = v.run("bad").await;
+    assert_eq!(
+        (&still["run_id"], &still["state"]),
+        (&bad["run_id"], &held["state"]),
+        "{still}"
+    );
+    let (_, list) = get_json(&v.api("/api/v1/runs/checkout")).await;
+    assert_eq!(list["runs"].as_array().map(Vec::len), Some(2), "{list}");
+    let metrics = v.metrics().await;
+    assert!(
+        metrics.lines().any(|l| l.starts_with("verdict_run_state{")
+            && l.contains("subject=\"bad\"")
+            && l.contains("ROLLED_BACK")
+            && l.ends_with(" 1")),
+        "{metrics}"
+    );
+}
+
 /// A client that begins a gRPC message and then sends nothing neither
 /// holds the stop past its grace period nor keeps the open windows from
 /// their checkpoint: its message is ended after 10 s without a byte, the
@@ -1144,18 +1214,14 @@ async fn a_new_contract_version_never_shows_the_old_verdict() {
 async fn a_stalled_grpc_client_does_not_keep_sigterm_from_checkpointing() {
     let dir = TempDir::new("stalled");
     let file = dir.0.join("pipeline.yaml");
-    let yaml = pipeline(
+    let yaml = with_grpc(&pipeline(
         &sqlite(&dir.0),
         &[],
         "    decision: windows\n    pass_windows: 100",
-    )
+    ))
     .replace(
         "size: 1s, allowed_lateness: 200ms",
         "size: 10s, allowed_lateness: 200ms",
-    )
-    .replace(
-        "http: { endpoint: \"127.0.0.1:0\" }",
-        "http: { endpoint: \"127.0.0.1:0\" }\n      grpc: { endpoint: \"127.0.0.1:0\" }",
     )
     .replace("checkpoint_interval: 200ms", "checkpoint_interval: 10m");
     std::fs::write(&file, yaml).expect("write");
@@ -1200,4 +1266,54 @@ async fn a_stalled_grpc_client_does_not_keep_sigterm_from_checkpointing() {
         })
         .await;
     assert_eq!(run["run"]["samples"], 50, "{run}");
+}
+
+/// [`pipeline`] with an OTLP gRPC listener too.
+fn with_grpc(yaml: &str) -> String {
+    yaml.replace(
+        "http: { endpoint: \"127.0.0.1:0\" }",
+        "http: { endpoint: \"127.0.0.1:0\" }\n      grpc: { endpoint: \"127.0.0.1:0\" }",
+    )
+}
+
+/// An Export call is unary: a body that carries two messages is refused
+/// whole (INVALID_ARGUMENT, nothing counted), never answered OK with the
+/// second message dropped.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_export_call_with_two_messages_is_refused_whole() {
+    use prost::Message as _;
+    let dir = TempDir::new("two-messages");
+    let file = dir.0.join("pipeline.yaml");
+    std::fs::write(&file, with_grpc(&pipeline(&sqlite(&dir.0), &[], ""))).expect("write");
+    let v = Verdict::start(&file);
+    let channel = crate::memory::channel(v.grpc.expect("a gRPC listener")).await;
+    let (req, n) = crate::memory::traces("2.2", 4096);
+    let message = req.encode_to_vec();
+    let framed = |copies: usize| {
+        let mut body = Vec::new();
+        for _ in 0..copies {
+            body.push(0u8);
+            body.extend(u32::try_from(message.len()).expect("short").to_be_bytes());
+            body.extend_from_slice(&message);
+        }
+        http_body_util::Full::new(bytes::Bytes::from(body))
+    };
+    let send = |copies: usize| {
+        let (channel, body) = (channel.clone(), framed(copies));
+        async move {
+            crate::memory::grpc_raw(&channel, crate::memory::TRACE_EXPORT, body, false)
+                .await
+                .expect("an answer")
+                .0
+        }
+    };
+    assert_eq!(send(2).await, tonic::Code::InvalidArgument);
+    assert_eq!(send(1).await, tonic::Code::Ok);
+    assert_eq!(send(3).await, tonic::Code::InvalidArgument);
+    v.run_until("2.2", "the one accepted message to count", |r| {
+        r["run"]["samples"].as_u64() >= Some(n)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(v.run("2.2").await["run"]["samples"].as_u64(), Some(n));
 }

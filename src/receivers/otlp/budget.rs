@@ -313,6 +313,10 @@ pub struct FrameScanner {
     /// length, counted up to `limit` each (a longer one is refused before
     /// anything is buffered for it).
     declared: usize,
+    /// Messages whose header has passed.
+    messages: usize,
+    /// Length of the last message whose header has passed (as claimed).
+    last_len: usize,
 }
 
 impl FrameScanner {
@@ -336,6 +340,8 @@ impl FrameScanner {
                 let len = u32::from_be_bytes([a, b, c, d]) as usize;
                 self.remaining = len;
                 self.declared = self.declared.saturating_add(FRAME_HEADER + len.min(limit));
+                self.messages += 1;
+                self.last_len = len.min(limit);
             }
         }
         self.declared
@@ -345,6 +351,11 @@ impl FrameScanner {
     /// complete.
     pub fn in_message(&self) -> bool {
         self.have > 0 || self.remaining > 0
+    }
+
+    /// Messages whose header has passed.
+    pub fn messages(&self) -> usize {
+        self.messages
     }
 }
 
@@ -375,6 +386,8 @@ pub struct BudgetBody<B> {
     refused: bool,
     /// Runs while a begun message waits for its next bytes.
     stall: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// When the message being received must be complete.
+    deadline: Option<tokio::time::Instant>,
 }
 
 /// How long a begun gRPC message may go without a byte before its body is
@@ -382,6 +395,22 @@ pub struct BudgetBody<B> {
 /// budget its message claimed nor keep a graceful stop (30 s by default)
 /// from checkpointing.
 pub const MESSAGE_STALL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The slowest a gRPC message may arrive, in bytes per second, after
+/// [`MESSAGE_STALL`] of grace: a message of `n` bytes must be complete
+/// within `MESSAGE_STALL + n / MIN_MESSAGE_RATE`. Its length prefix
+/// charges the budget for all `n` bytes at once, so without this a client
+/// sending one byte every few seconds would hold that share for as long
+/// as it liked. 64 KiB/s is far below any link an exporter uses (a 4 MiB
+/// message gets 74 s).
+pub const MIN_MESSAGE_RATE: u64 = 64 * 1024;
+
+/// When a message of `len` bytes that begins at `now` must be complete.
+fn message_deadline(now: tokio::time::Instant, len: usize) -> tokio::time::Instant {
+    let len = u64::try_from(len).unwrap_or(u64::MAX);
+    now + MESSAGE_STALL
+        + std::time::Duration::from_millis(len.saturating_mul(1000) / MIN_MESSAGE_RATE)
+}
 
 impl<B> std::fmt::Debug for BudgetBody<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -403,12 +432,31 @@ impl<B> BudgetBody<B> {
             frames: FrameScanner::default(),
             refused: false,
             stall: None,
+            deadline: None,
         }
     }
 
-    /// Charges what the messages seen so far may occupy, or refuses.
+    /// Follows the framing of `data` and charges what the messages seen so
+    /// far may occupy, or refuses: past the budget, a second message (an
+    /// Export call is unary: tonic would read the second and drop it while
+    /// answering OK), or a message arriving too slowly.
     fn charge_for(&mut self, data: &[u8]) -> Result<(), Refused> {
+        let before = self.frames.messages();
         let declared = self.frames.feed(data, self.limit);
+        let now = tokio::time::Instant::now();
+        if self.frames.messages() > 1 {
+            return Err(refused(IngestError::Malformed(
+                "an Export call carries one message; this one sent a second".into(),
+            )));
+        }
+        if self.frames.messages() > before {
+            self.deadline = Some(message_deadline(now, self.frames.last_len));
+        }
+        if !self.frames.in_message() {
+            self.deadline = None;
+        } else if self.deadline.is_some_and(|d| now >= d) {
+            return Err(too_slow());
+        }
         let grown = match self.charge.lock() {
             Ok(mut charge) => charge.grow_to(declared),
             // A holder panicked; the permits are still counted correctly.
@@ -418,6 +466,30 @@ impl<B> BudgetBody<B> {
             status: super::grpc::status_of(&refusal),
             refusal,
         })
+    }
+}
+
+/// A refusal of the body itself (counted; the budget counts its own).
+fn refused(refusal: IngestError) -> Refused {
+    super::count_refused("grpc", &refusal);
+    Refused {
+        status: super::grpc::status_of(&refusal),
+        refusal,
+    }
+}
+
+/// The refusal of a message that arrives too slowly (stalled, or under
+/// [`MIN_MESSAGE_RATE`]): `DEADLINE_EXCEEDED`.
+fn too_slow() -> Refused {
+    let refusal = IngestError::Malformed(format!(
+        "gRPC message too slow: it must arrive within {}s plus 1s per {} KiB",
+        MESSAGE_STALL.as_secs(),
+        MIN_MESSAGE_RATE / 1024
+    ));
+    super::count_refused("grpc", &refusal);
+    Refused {
+        status: tonic::Status::deadline_exceeded(refusal.to_string()),
+        refusal,
     }
 }
 
@@ -443,17 +515,16 @@ where
                 self.stall = None;
                 return Poll::Pending;
             }
-            let stall = self
-                .stall
-                .get_or_insert_with(|| Box::pin(tokio::time::sleep(MESSAGE_STALL)));
+            let deadline = self.deadline;
+            let stall = self.stall.get_or_insert_with(|| {
+                let quiet = tokio::time::Instant::now() + MESSAGE_STALL;
+                Box::pin(tokio::time::sleep_until(
+                    deadline.map_or(quiet, |d| d.min(quiet)),
+                ))
+            });
             ready!(stall.as_mut().poll(cx));
             self.refused = true;
-            let refusal = IngestError::Malformed(format!(
-                "gRPC message stalled: no bytes for {}s",
-                MESSAGE_STALL.as_secs()
-            ));
-            let status = tonic::Status::deadline_exceeded(refusal.to_string());
-            return Poll::Ready(Some(Err(Box::new(Refused { refusal, status }))));
+            return Poll::Ready(Some(Err(Box::new(too_slow()))));
         }
         self.stall = None;
         let frame = match ready!(polled) {
@@ -678,6 +749,73 @@ mod tests {
         drop(body);
         drop(charge);
         assert_eq!(budget.available_bytes(), 64 * KIB);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_trickled_grpc_message_is_ended_at_the_minimum_rate() {
+        let budget = Budget::new(4096 * KIB as u64);
+        let charge = shared(&budget);
+        // A 1 MiB message: 10 s of grace plus 16 s at 64 KiB/s. One byte
+        // every 5 s never stalls, but is far slower than that.
+        let header = frame(1024 * KIB, false)[..FRAME_HEADER].to_vec();
+        let trickle = futures_util::stream::iter(vec![header])
+            .chain(
+                futures_util::stream::repeat(vec![7u8]).then(|b| async move {
+                    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                    b
+                }),
+            )
+            .map(|b| Ok::<_, std::io::Error>(Frame::data(Bytes::from(b))));
+        let mut body = BudgetBody::new(StreamBody::new(trickle), charge.clone(), 4 << 20);
+        let started = tokio::time::Instant::now();
+        let err = loop {
+            match body.frame().await.expect("a frame") {
+                Ok(_) => continue,
+                Err(err) => break err,
+            }
+        };
+        let took = started.elapsed();
+        assert!(
+            took >= std::time::Duration::from_secs(26)
+                && took <= std::time::Duration::from_secs(31),
+            "{took:?}"
+        );
+        assert_eq!(
+            tonic::Status::from_error(err).code(),
+            tonic::Code::DeadlineExceeded
+        );
+        drop(body);
+        drop(charge);
+        assert_eq!(budget.available_bytes(), budget.total_bytes());
+        // The same message at the rate arrives whole.
+        let mut whole = frame(1024 * KIB, false);
+        let chunks: Vec<Vec<u8>> = whole.chunks_mut(64 * KIB).map(|c| c.to_vec()).collect();
+        let paced = futures_util::stream::iter(chunks).then(|b| async move {
+            tokio::time::sleep(std::time::Duration::from_millis(900)).await;
+            Ok::<_, std::io::Error>(Frame::data(Bytes::from(b)))
+        });
+        let body = BudgetBody::new(StreamBody::new(paced), shared(&budget), 4 << 20);
+        let got = body.collect().await.expect("whole").to_bytes();
+        assert_eq!(got.len(), FRAME_HEADER + 1024 * KIB);
+    }
+
+    #[tokio::test]
+    async fn a_second_message_in_an_export_call_is_refused() {
+        let budget = Budget::new(64 * KIB as u64);
+        let mut two = frame(100, false);
+        two.extend(frame(100, false));
+        // In one chunk or two, the call is refused, never half-read.
+        for chunks in [
+            vec![two.clone()],
+            vec![two[..105].to_vec(), two[105..].to_vec()],
+        ] {
+            let body = BudgetBody::new(stream_body(chunks), shared(&budget), 1 << 20);
+            let err = body.collect().await.expect_err("refused");
+            let status = tonic::Status::from_error(err);
+            assert_eq!(status.code(), tonic::Code::InvalidArgument);
+            assert!(status.message().contains("one message"), "{status:?}");
+        }
+        assert_eq!(budget.available_bytes(), budget.total_bytes());
     }
 
     #[tokio::test]

@@ -1,0 +1,124 @@
+//! How figures of the API's JSON read to people, shared by `verdict runs`
+//! and the status page: latencies in ms to three significant digits,
+//! percentages to two decimals, ages as `5m30s ago`, absent as `-`.
+
+use serde_json::Value;
+
+/// A latency in ms (`212 ms`, `8.25 ms`, `0.0812 ms`), or `-`.
+pub fn millis(v: &Value) -> String {
+    match v.as_f64() {
+        Some(ms) => format!("{} ms", significant(ms)),
+        None => "-".into(),
+    }
+}
+
+/// A percentage with two decimals (`0.40%`), or `-`.
+pub fn percent(v: &Value) -> String {
+    match v.as_f64() {
+        Some(p) => format!("{p:.2}%"),
+        None => "-".into(),
+    }
+}
+
+/// `x` to three significant digits, without exponent for everyday sizes.
+fn significant(x: f64) -> String {
+    let a = x.abs();
+    if a >= 100.0 || a == 0.0 {
+        format!("{x:.0}")
+    } else if a >= 10.0 {
+        format!("{x:.1}")
+    } else if a >= 1.0 {
+        format!("{x:.2}")
+    } else if a >= 0.001 {
+        let decimals = (-a.log10()).floor() as usize + 3;
+        format!("{x:.decimals$}")
+    } else {
+        format!("{x:.2e}")
+    }
+}
+
+fn parse(t: &str) -> Option<std::time::SystemTime> {
+    humantime::parse_rfc3339_weak(t.trim_end_matches('Z')).ok()
+}
+
+/// How long before `now` the RFC 3339 time `then` was, to the second
+/// (`5m30s ago`), or `-`.
+pub fn ago(then: Option<&str>, now: &str) -> String {
+    let (Some(then), Some(now)) = (then.and_then(parse), parse(now)) else {
+        return "-".into();
+    };
+    match now.duration_since(then) {
+        Ok(d) => format!(
+            "{} ago",
+            humantime::format_duration(std::time::Duration::from_secs(d.as_secs()))
+                .to_string()
+                .replace(' ', "")
+        ),
+        Err(_) => "just now".into(),
+    }
+}
+
+/// A window as `2026-12-03 10:02:00-10:03:00` (the end's date when it is
+/// another day).
+pub fn window_span(start: Option<&str>, end: Option<&str>) -> String {
+    let day_time = |t: &str| {
+        let t = t.trim_end_matches('Z');
+        let t = t.split('.').next().unwrap_or(t);
+        match t.split_once('T') {
+            Some((d, h)) => (d.to_string(), h.to_string()),
+            None => (String::new(), t.to_string()),
+        }
+    };
+    match (start, end) {
+        (Some(s), Some(e)) => {
+            let ((sd, st), (ed, et)) = (day_time(s), day_time(e));
+            if sd == ed {
+                format!("{sd} {st}-{et}")
+            } else {
+                format!("{sd} {st}-{ed} {et}")
+            }
+        }
+        _ => "-".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn figures_read_naturally() {
+        let cases = [
+            (json!(212.345), "212 ms"),
+            (json!(8.254), "8.25 ms"),
+            (json!(42.07), "42.1 ms"),
+            (json!(0.08123), "0.0812 ms"),
+            (json!(0.0), "0 ms"),
+            (json!(null), "-"),
+        ];
+        for (v, want) in cases {
+            assert_eq!(millis(&v), want);
+        }
+        assert_eq!(percent(&json!(6.1)), "6.10%");
+        assert_eq!(percent(&Value::Null), "-");
+    }
+
+    #[test]
+    fn ages_and_windows() {
+        let now = "2026-12-03T10:05:30.250Z";
+        assert_eq!(ago(Some("2026-12-03T10:00:00.000Z"), now), "5m30s ago");
+        assert_eq!(ago(Some("2026-12-03T11:00:00Z"), now), "just now");
+        assert_eq!(ago(None, now), "-");
+        assert_eq!(ago(Some("not a time"), now), "-");
+        assert_eq!(
+            window_span(Some("2026-12-03T10:02:00Z"), Some("2026-12-03T10:03:00Z")),
+            "2026-12-03 10:02:00-10:03:00"
+        );
+        assert_eq!(
+            window_span(Some("2026-12-03T23:59:00Z"), Some("2026-12-04T00:00:00Z")),
+            "2026-12-03 23:59:00-2026-12-04 00:00:00"
+        );
+    }
+}

@@ -76,7 +76,7 @@ pub(crate) struct UnleashServer {
 
 impl UnleashServer {
     /// Starts it on `port` (0: any) over `db`; waits until it serves.
-    fn start(db: &Database, port: u16) -> UnleashServer {
+    fn launch(db: &Database, port: u16) -> UnleashServer {
         node_modules();
         let mut child = Command::new("node")
             .arg("server.mjs")
@@ -358,7 +358,7 @@ fn timeline(seconds: &[Second]) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_good_canary_steps_to_100_and_a_bad_one_back_to_0_on_the_real_unleash() {
     let db = Database::new("steps");
-    let unleash = UnleashServer::start(&db, 0);
+    let unleash = UnleashServer::launch(&db, 0);
     unleash.create_flag("checkout-2.0.0").await;
     unleash.create_flag("checkout-2.1.0").await;
     let dir = TempDir::new("unleash-steps");

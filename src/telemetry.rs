@@ -39,6 +39,10 @@ pub const WEBHOOK_DELIVERIES: &str = "verdict_webhook_deliveries_total";
 /// alert on it to learn that a target has been down for long, before
 /// `retry.max_elapsed` marks events failed.
 pub const OUTBOX_OLDEST_PENDING: &str = "verdict_outbox_oldest_pending_seconds";
+/// Run state changes committed and announced, by `contract` and the new
+/// `state`: `increase(...{state=~"PROMOTED|ROLLED_BACK"}[1h])` is the
+/// decisions per hour.
+pub const RUN_TRANSITIONS: &str = "verdict_run_transitions_total";
 
 /// Flag change attempts of `unleash` exporters, by `exporter` and
 /// `outcome` (`delivered`, `retry`, `superseded`, `failed`).

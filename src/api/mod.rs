@@ -9,6 +9,7 @@
 //! decisions and can never contradict them.
 
 mod flagger;
+mod status;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -42,6 +43,7 @@ const DELIVERIES: usize = 1000;
 /// The API routes over `catalog`.
 pub fn router(catalog: Arc<Catalog>) -> Router {
     Router::new()
+        .merge(status::routes())
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
         .route("/api/v1/runs", get(all_runs))
@@ -133,21 +135,57 @@ async fn subject_run(
     State(c): State<Arc<Catalog>>,
     Path((contract, subject)): Path<(String, String)>,
 ) -> Response {
-    let Some(spec) = c.contract(&contract) else {
-        return error(
-            StatusCode::NOT_FOUND,
-            format!("unknown contract {contract:?}"),
-        );
+    match one_run(&c, &contract, &subject).await {
+        Ok(body) => Json(body).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Why one run cannot be shown.
+#[derive(Debug)]
+pub(crate) enum RunError {
+    /// No such contract.
+    UnknownContract(String),
+    /// A subject that can never have a run.
+    BadSubject(String),
+    /// Storage could not be read.
+    Store(String),
+}
+
+impl RunError {
+    /// The status and the message.
+    pub(crate) fn status(&self) -> (StatusCode, String) {
+        match self {
+            RunError::UnknownContract(c) => {
+                (StatusCode::NOT_FOUND, format!("unknown contract {c:?}"))
+            }
+            RunError::BadSubject(why) => (StatusCode::BAD_REQUEST, why.clone()),
+            RunError::Store(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("storage: {e}")),
+        }
+    }
+}
+
+impl IntoResponse for RunError {
+    fn into_response(self) -> Response {
+        let (status, message) = self.status();
+        error(status, message)
+    }
+}
+
+/// The one-run body: the current contract version's run of `subject` with
+/// its windows and transitions, or PENDING when it has none.
+pub(crate) async fn one_run(c: &Catalog, contract: &str, subject: &str) -> Result<Value, RunError> {
+    let Some(spec) = c.contract(contract) else {
+        return Err(RunError::UnknownContract(contract.to_string()));
     };
-    let subject = match parse_joined(subject.trim_start_matches('/'), spec.subject_by.len()) {
-        Ok(s) => s,
-        Err(why) => return error(StatusCode::BAD_REQUEST, why),
-    };
+    let subject = parse_joined(subject.trim_start_matches('/'), spec.subject_by.len())
+        .map_err(RunError::BadSubject)?;
     let subject = subject.as_str();
-    let run = match c.store.current(&contract, subject).await {
-        Ok(r) => r,
-        Err(e) => return store_error(e),
-    };
+    let run = c
+        .store
+        .current(contract, subject)
+        .await
+        .map_err(|e| RunError::Store(e.to_string()))?;
     // A run of an earlier contract version is history: after a version bump
     // the subject is PENDING until data arrives under the new version, so a
     // rollout never acts on a stale verdict.
@@ -172,7 +210,7 @@ async fn subject_run(
         } else {
             serde_json::Map::new()
         };
-        return Json(json!({
+        return Ok(json!({
             "contract": contract,
             "contract_version": spec.version,
             "subject": subject,
@@ -188,21 +226,20 @@ async fn subject_run(
             "windows": [],
             "transitions": [],
             "as_of": rfc3339_millis(c.clock.now()),
-        }))
-        .into_response();
+        }));
     };
-    let windows = match c.store.windows(&run.run_id, WINDOW_HISTORY).await {
-        Ok(w) => w,
-        Err(e) => return store_error(e),
-    };
-    let transitions = match c.store.transitions(&run.run_id, TRANSITION_HISTORY).await {
-        Ok(t) => t,
-        Err(e) => return store_error(e),
-    };
-    let rollouts = match c.store.rollouts(&run.run_id).await {
-        Ok(r) => r,
-        Err(e) => return store_error(e),
-    };
+    let store = |e: crate::storage::StoreError| RunError::Store(e.to_string());
+    let windows = c
+        .store
+        .windows(&run.run_id, WINDOW_HISTORY)
+        .await
+        .map_err(store)?;
+    let transitions = c
+        .store
+        .transitions(&run.run_id, TRANSITION_HISTORY)
+        .await
+        .map_err(store)?;
+    let rollouts = c.store.rollouts(&run.run_id).await.map_err(store)?;
     let mut body = proto::run_json_with_windows(&run, &windows);
     body["rollouts"] = Value::Array(rollouts.iter().map(rollout_json).collect());
     body["transitions"] = Value::Array(
@@ -211,7 +248,7 @@ async fn subject_run(
             .map(|t| serde_json::from_str(t).unwrap_or(Value::Null))
             .collect(),
     );
-    Json(body).into_response()
+    Ok(body)
 }
 
 /// A flag rollout as the run's API shows it: where it stands and when the
@@ -234,7 +271,7 @@ pub fn rollout_json(r: &Rollout) -> Value {
     })
 }
 
-fn delivery_json(d: &Delivery) -> Value {
+pub(crate) fn delivery_json(d: &Delivery) -> Value {
     json!({
         "event_id": d.event_id,
         "exporter": d.exporter,

@@ -4,6 +4,15 @@
 
 use serde_json::Value;
 
+/// A JSON value as a table cell: strings as they are, null as `-`.
+pub fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
 /// A latency in ms (`212 ms`, `8.25 ms`, `0.0812 ms`), or `-`.
 pub fn millis(v: &Value) -> String {
     match v.as_f64() {
@@ -21,7 +30,7 @@ pub fn percent(v: &Value) -> String {
 }
 
 /// `x` to three significant digits, without exponent for everyday sizes.
-fn significant(x: f64) -> String {
+pub fn significant(x: f64) -> String {
     let a = x.abs();
     if a >= 100.0 || a == 0.0 {
         format!("{x:.0}")

@@ -92,7 +92,7 @@ pub enum Outcome {
 /// everything that cannot stand in a path percent-encoded, `%` included —
 /// the API decodes the path once, so the key `a%2Fb/c` (values `a/b` and
 /// `c`) travels as `a%252Fb/c`.
-fn path_part(s: &str) -> String {
+pub fn path_part(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/".contains(&b) {

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use super::fmt::{ago, millis, percent, window_span};
+use super::fmt::{ago, millis, percent, text, window_span};
 
 /// A table: a header row and rows of cells, printed with columns padded to
 /// their widest cell (counted in characters) and two spaces between them.
@@ -58,14 +58,6 @@ impl Table {
             out.push('\n');
         }
         out
-    }
-}
-
-fn text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => "-".into(),
-        other => other.to_string(),
     }
 }
 

@@ -149,6 +149,39 @@ pub async fn render_runs(catalog: &Catalog) -> String {
         "verdict_rollout_next_step_timestamp_seconds",
         "Earliest time (UNIX seconds) of the flag's next step, or of promotion at the last step; absent while a change is pending and once final.",
     );
+    let mut thresholds = Family::new(
+        "verdict_contract_threshold",
+        "The thresholds of each contract's current version, in base units: latencies in seconds, rates as ratios (0-1); for dashboards' threshold lines.",
+    );
+    for c in &catalog.contracts {
+        let t = &c.thresholds;
+        for (name, v) in [
+            (
+                "max_p50_latency_seconds",
+                t.max_p50_latency_ms.map(|ms| ms / 1000.0),
+            ),
+            (
+                "max_p95_latency_seconds",
+                t.max_p95_latency_ms.map(|ms| ms / 1000.0),
+            ),
+            (
+                "max_p99_latency_seconds",
+                t.max_p99_latency_ms.map(|ms| ms / 1000.0),
+            ),
+            (
+                "max_error_ratio",
+                t.max_error_rate_percent.map(|p| p / 100.0),
+            ),
+            (
+                "min_conversion_ratio",
+                t.min_conversion_rate_percent.map(|p| p / 100.0),
+            ),
+        ] {
+            if let Some(v) = v {
+                thresholds.sample(&[("contract", c.name.as_str()), ("threshold", name)], v);
+            }
+        }
+    }
     let mut runs: Vec<(RunRecord, Option<WindowRecord>)> = Vec::new();
     for c in &catalog.contracts {
         // The current contract version's live runs with their last window,
@@ -245,6 +278,7 @@ pub async fn render_runs(catalog: &Catalog) -> String {
     }
     let mut out = String::new();
     for f in [
+        &thresholds,
         &state,
         &info,
         &samples,

@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use crate::clock::SharedClock;
 use crate::retry::Backoff;
 use crate::storage::{Commit, Health, RunStore};
+use crate::telemetry;
 
 use super::engine::{Engine, ManualAction, ManualError};
 use crate::model::{EngineInput, RunRecord, SeriesKey};
@@ -264,6 +265,9 @@ impl EngineTask {
                 reason = %event.run.reason,
                 "Run changed state."
             );
+            metrics::counter!(telemetry::RUN_TRANSITIONS,
+                "contract" => event.run.contract.clone(), "state" => event.run.state.as_str())
+            .increment(1);
             for exporter in &c.outbox {
                 if let Some(n) = self.workers.get(exporter) {
                     n.notify_one();

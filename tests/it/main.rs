@@ -3,6 +3,7 @@
 
 mod argo;
 mod console;
+mod dashboard;
 mod decisions;
 mod durable;
 mod e2e;
@@ -21,6 +22,7 @@ mod rejections;
 mod responsive;
 mod shutdown;
 mod simulate;
+mod status_page;
 mod unleash;
 mod webhook_formats;
 

@@ -1,0 +1,264 @@
+//! `dashboards/verdict.json` against a real Prometheus (Debian's
+//! `prometheus`) scraping a live verdict: every panel's query must be valid
+//! PromQL, and every metric it names must be one verdict really exposes
+//! (scraped and stored by Prometheus), so the dashboard cannot silently
+//! show "No data" after a metric is renamed.
+
+use std::collections::BTreeSet;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::durable::{free_port, pipeline, sqlite, webhook, Receiver, Verdict};
+use crate::{eventually, TempDir};
+
+const DASHBOARD: &str = include_str!("../../dashboards/verdict.json");
+
+/// A Prometheus server, stopped when dropped.
+struct Prometheus {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Prometheus {
+    /// Starts `prometheus` (or `PROMETHEUS`) scraping `target` every second.
+    fn start(dir: &TempDir, target: &str) -> Prometheus {
+        let port = free_port();
+        let config = dir.0.join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global: {{ scrape_interval: 1s, evaluation_interval: 1s }}\n\
+                 scrape_configs:\n  - job_name: verdict\n    static_configs:\n      - targets: [\"{target}\"]\n"
+            ),
+        )
+        .expect("write prometheus.yml");
+        let binary = std::env::var("PROMETHEUS").unwrap_or_else(|_| "prometheus".into());
+        let child = Command::new(&binary)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.0.join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot run {binary} ({e}): install it with `apt-get install prometheus` \
+                     (.ci/run does), or point PROMETHEUS at a Prometheus binary"
+                )
+            });
+        Prometheus {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// An instant query: Prometheus' whole answer.
+    async fn query(&self, promql: &str) -> Value {
+        let encoded: String = promql
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                    char::from(b).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        let resp = reqwest::get(format!("{}/api/v1/query?query={encoded}", self.url)).await;
+        match resp {
+            Ok(r) => r.json().await.unwrap_or(Value::Null),
+            Err(e) => serde_json::json!({"status": "unreachable", "error": e.to_string()}),
+        }
+    }
+}
+
+/// Every PromQL expression of the dashboard: its panels' targets and its
+/// query variables, with their titles.
+fn expressions(dashboard: &Value) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for panel in dashboard["panels"].as_array().into_iter().flatten() {
+        for t in panel["targets"].as_array().into_iter().flatten() {
+            let title = panel["title"].as_str().unwrap_or("?").to_string();
+            out.push((title, t["expr"].as_str().unwrap_or("").to_string()));
+        }
+    }
+    for v in dashboard["templating"]["list"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        if let Some(q) = v["query"]["query"].as_str() {
+            // label_values(SELECTOR, LABEL): the selector is the query.
+            let selector = q
+                .strip_prefix("label_values(")
+                .and_then(|r| r.rsplit_once(','))
+                .map_or(q, |(s, _)| s);
+            out.push((format!("variable {}", v["name"]), selector.to_string()));
+        }
+    }
+    out
+}
+
+/// The expression as Grafana would send it, with every variable at "All".
+fn substituted(expr: &str) -> String {
+    expr.replace("$__rate_interval", "1m")
+        .replace("$contract", ".*")
+        .replace("$subject", ".*")
+}
+
+/// The metric names an expression reads.
+fn metric_names(expr: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let bytes = expr.as_bytes();
+    let mut i = 0;
+    while let Some(at) = expr[i..].find("verdict_") {
+        let start = i + at;
+        let mut end = start;
+        while end < bytes.len() && (bytes[end].is_ascii_alphanumeric() || bytes[end] == b'_') {
+            end += 1;
+        }
+        names.insert(expr[start..end].to_string());
+        i = end;
+    }
+    names
+}
+
+#[test]
+fn the_dashboard_is_importable() {
+    let d: Value = serde_json::from_str(DASHBOARD).expect("valid JSON");
+    assert_eq!(d["uid"], "verdict");
+    let vars = d["templating"]["list"].as_array().expect("variables");
+    assert!(
+        vars.iter().any(|v| v["type"] == "datasource"
+            && v["query"] == "prometheus"
+            && v["name"] == "datasource"),
+        "a Prometheus data-source variable"
+    );
+    let mut ids = BTreeSet::new();
+    for p in d["panels"].as_array().expect("panels") {
+        assert!(
+            ids.insert(p["id"].as_u64().expect("id")),
+            "duplicate id in {p}"
+        );
+        assert!(p["gridPos"]["w"].as_u64().is_some_and(|w| w <= 24), "{p}");
+        if p["type"] == "row" {
+            continue;
+        }
+        assert!(p["title"].as_str().is_some_and(|t| !t.is_empty()));
+        assert_eq!(p["datasource"]["uid"], "${datasource}", "{}", p["title"]);
+        let targets = p["targets"].as_array().expect("targets");
+        assert!(!targets.is_empty(), "{}", p["title"]);
+        for t in targets {
+            assert_eq!(t["datasource"]["uid"], "${datasource}");
+            assert!(!metric_names(t["expr"].as_str().unwrap_or("")).is_empty());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_panel_query_runs_against_a_real_prometheus_scraping_verdict() {
+    let dir = TempDir::new("dashboard");
+    let receiver = Receiver::always(200);
+    let url = receiver.serve("127.0.0.1:0").await;
+    let contract = "    max_error_rate_percent: 5\n    min_conversion_rate_percent: 0.5\n    \
+                    decision: windows\n    fail_windows: 1\n    pass_windows: 2";
+    let yaml = pipeline(
+        &sqlite(&dir.0),
+        &[("webhook/ci", webhook(&url, ""))],
+        contract,
+    );
+    let file = dir.0.join("pipeline.yaml");
+    std::fs::write(&file, yaml).expect("write");
+    let v = Verdict::start(&file);
+
+    // Data for every family: runs and windows, a decision (and its
+    // webhook), a refused request and a rejected span.
+    for _ in 0..3 {
+        v.spans("1.0", 40, 500).await;
+        v.spans("2.0", 40, 10).await;
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    let refused = reqwest::Client::new()
+        .post(format!("http://{}/v1/traces", v.http))
+        .header("content-type", "application/x-protobuf")
+        .body(vec![0xff_u8; 16])
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(refused.status(), 400);
+    let timeless = serde_json::json!({"resourceSpans": [{
+        "resource": {"attributes": [
+            {"key": "service.name", "value": {"stringValue": "checkout"}},
+            {"key": "service.version", "value": {"stringValue": "3.0"}}]},
+        "scopeSpans": [{"spans": [{"kind": 2, "name": "GET /"}]}]}]});
+    let rejected = reqwest::Client::new()
+        .post(format!("http://{}/v1/traces", v.http))
+        .header("content-type", "application/json")
+        .body(timeless.to_string())
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(rejected.status(), 200);
+    v.run_until("1.0", "1.0 to roll back", |r| r["state"] == "ROLLED_BACK")
+        .await;
+    let got = receiver.clone();
+    eventually(Duration::from_secs(30), "the webhook delivery", || {
+        let n = got.got().len();
+        async move { (n > 0).then_some(()) }
+    })
+    .await;
+
+    let prometheus = Prometheus::start(&dir, &v.prometheus.to_string());
+    let d: Value = serde_json::from_str(DASHBOARD).expect("valid JSON");
+    let exprs = expressions(&d);
+    let names: BTreeSet<String> = exprs.iter().flat_map(|(_, e)| metric_names(e)).collect();
+    // Every metric the dashboard reads has been scraped from verdict.
+    for name in &names {
+        let promql = format!("count({{__name__=\"{name}\"}})");
+        eventually(
+            Duration::from_secs(60),
+            &format!("Prometheus to hold {name} scraped from verdict"),
+            || {
+                let promql = promql.clone();
+                let p = &prometheus;
+                async move {
+                    let answer = p.query(&promql).await;
+                    answer["data"]["result"]
+                        .as_array()
+                        .is_some_and(|r| !r.is_empty())
+                        .then_some(())
+                }
+            },
+        )
+        .await;
+    }
+    // Every query is valid PromQL, as Grafana sends it.
+    for (title, expr) in &exprs {
+        let answer = prometheus.query(&substituted(expr)).await;
+        assert_eq!(
+            answer["status"], "success",
+            "panel {title:?}: {expr}\n{answer}"
+        );
+        assert!(
+            answer.get("warnings").is_none(),
+            "panel {title:?}: {answer}"
+        );
+    }
+    // The thresholds are drawn from verdict's own gauge.
+    let answer = prometheus
+        .query("verdict_contract_threshold{threshold=\"max_p95_latency_seconds\"}")
+        .await;
+    assert_eq!(answer["data"]["result"][0]["value"][1], "0.1", "{answer}");
+}

@@ -1,0 +1,180 @@
+//! The status page of a live server, in a real headless browser (Debian's
+//! `chromium`): the runs by contract, one run's charts and transitions, the
+//! live refresh script allowed by the page's Content Security Policy, and
+//! no write action anywhere.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::durable::{write_pipeline, Verdict};
+
+/// The browser: `CHROMIUM` or `chromium` on the PATH.
+fn chromium() -> String {
+    std::env::var("CHROMIUM").unwrap_or_else(|_| "chromium".into())
+}
+
+/// Runs headless chromium with `args` and `url`; its stdout.
+async fn browse(args: &[&str], url: &str) -> String {
+    let mut cmd = Command::new(chromium());
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--virtual-time-budget=3000",
+    ])
+    .args(args)
+    .arg(url);
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .expect("joined")
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {} ({e}): install it with `apt-get install chromium` \
+                 (.ci/run does), or point CHROMIUM at a Chromium binary",
+                chromium()
+            )
+        });
+    assert!(out.status.success(), "chromium failed: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A server with a rolled-back and a validating release.
+async fn live(dir: &crate::TempDir) -> Verdict {
+    let file = write_pipeline(
+        dir,
+        &[],
+        "    max_error_rate_percent: 5\n    decision: windows\n    pass_windows: 100\n    fail_windows: 2",
+    );
+    let v = Verdict::start(&file);
+    for _ in 0..3 {
+        v.spans("2.0.0", 40, 20).await;
+        v.spans("2.1.0", 40, 400).await;
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+    }
+    v.run_until("2.1.0", "2.1.0 to roll back", |r| {
+        r["state"] == "ROLLED_BACK"
+    })
+    .await;
+    v.run_until("2.0.0", "2.0.0 to have windows", |r| {
+        r["windows"].as_array().is_some_and(|w| w.len() >= 2)
+    })
+    .await;
+    v
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_status_page_shows_live_runs_in_a_real_browser() {
+    let dir = crate::TempDir::new("status");
+    let v = live(&dir).await;
+    let base = format!("http://{}", v.api);
+
+    // Plain HTTP: HTML, never cached, a policy that allows only itself.
+    let resp = reqwest::get(format!("{base}/")).await.expect("page");
+    assert_eq!(resp.status(), 200);
+    let header = |name: &str| {
+        resp.headers()
+            .get(name)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    };
+    assert!(header("content-type").starts_with("text/html"));
+    let csp = header("content-security-policy");
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("script-src 'sha256-"),
+        "{csp}"
+    );
+    let raw = resp.text().await.expect("body");
+    assert!(raw.contains("name=\"viewport\""), "readable on a phone");
+    // Read-only: no form and no link to a write endpoint.
+    for write in [
+        "<form",
+        "/api/v1/promote",
+        "/api/v1/rollback",
+        "/api/v1/reset",
+    ] {
+        assert!(!raw.contains(write), "{write} on the page");
+    }
+
+    // In the browser: the runs by contract, and the refresh script ran
+    // (the policy's hash matches the script).
+    let dom = browse(&["--dump-dom"], &format!("{base}/")).await;
+    assert!(
+        dom.contains("data-live=\"on\""),
+        "the script did not run:\n{dom}"
+    );
+    for want in [
+        "checkout",
+        "2.0.0",
+        "2.1.0",
+        "ROLLED_BACK",
+        "VALIDATING",
+        "p95 ≤ 100 ms",
+    ] {
+        assert!(dom.contains(want), "{want:?} not on the overview:\n{dom}");
+    }
+    assert!(dom.contains("href=\"/runs/checkout/2.1.0\""), "{dom}");
+
+    // One run: charts against the thresholds, windows, the transition.
+    let dom = browse(&["--dump-dom"], &format!("{base}/runs/checkout/2.1.0")).await;
+    assert!(dom.contains("data-live=\"on\""));
+    for want in [
+        "p95 latency per window",
+        "max 100 ms",
+        "error rate per window",
+        "max 5.00%",
+        "class=\"limit\"",
+        "Transitions",
+        "ROLLED_BACK",
+        "fail",
+    ] {
+        assert!(dom.contains(want), "{want:?} not on the run page:\n{dom}");
+    }
+    assert!(dom.matches("<svg class=\"chart\"").count() >= 2, "{dom}");
+
+    // A subject with no data is PENDING; an unknown contract is a 404 page.
+    let dom = browse(&["--dump-dom"], &format!("{base}/runs/checkout/9.9.9")).await;
+    assert!(dom.contains("PENDING"), "{dom}");
+    let missing = reqwest::get(format!("{base}/runs/nope/1"))
+        .await
+        .expect("page");
+    assert_eq!(missing.status(), 404);
+    assert!(missing
+        .text()
+        .await
+        .expect("body")
+        .contains("unknown contract"));
+}
+
+/// Saves a screenshot of a run page for the README:
+/// `cargo test --locked --test it -- --ignored status_page_screenshot`
+/// writes `docs/status-run.png` (or `STATUS_SCREENSHOT`).
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "writes docs/status-run.png; run on demand"]
+async fn status_page_screenshot() {
+    let dir = crate::TempDir::new("status-shot");
+    let v = live(&dir).await;
+    for _ in 0..4 {
+        v.spans("2.0.0", 40, 20).await;
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+    }
+    let out = std::env::var("STATUS_SCREENSHOT").unwrap_or_else(|_| {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("docs/status-run.png")
+            .display()
+            .to_string()
+    });
+    if let Some(parent) = Path::new(&out).parent() {
+        std::fs::create_dir_all(parent).expect("docs dir");
+    }
+    browse(
+        &[&format!("--screenshot={out}"), "--window-size=1000,1500"],
+        &format!("http://{}/runs/checkout/2.1.0", v.api),
+    )
+    .await;
+    assert!(std::fs::metadata(&out).expect("screenshot").len() > 10_000);
+    eprintln!("saved {out}");
+}

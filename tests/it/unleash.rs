@@ -370,8 +370,11 @@ async fn a_good_canary_steps_to_100_and_a_bad_one_back_to_0_on_the_real_unleash(
         (r["state"] == "PROMOTED" || r["state"] == "ROLLED_BACK")
             && r["rollouts"][0]["applied"] == true
     };
-    let (bad_steps, bad_run) = watch(&verdict, "2.1.0", final_applied).await;
-    let (good_steps, good_run) = watch(&verdict, "2.0.0", final_applied).await;
+    // Both watched at once: every step of each is seen.
+    let ((bad_steps, bad_run), (good_steps, good_run)) = tokio::join!(
+        watch(&verdict, "2.1.0", final_applied),
+        watch(&verdict, "2.0.0", final_applied)
+    );
     assert_eq!(good_run["state"], "PROMOTED", "{good_run}");
     let percents: Vec<u64> = good_steps.iter().map(|(_, p)| *p).collect();
     assert_eq!(percents, [5, 10, 25, 50, 100], "{good_run}");

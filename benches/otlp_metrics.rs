@@ -18,10 +18,12 @@ use opentelemetry_proto::tonic::metrics::v1::{
     ScopeMetrics,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
+use prost::Message as _;
 use verdict::aggregator::state::{ShardState, WindowParams};
 use verdict::aggregator::Router;
 use verdict::clock::ManualClock;
 use verdict::config::{ContractSpec, Decision, OnTimeout, Source, Thresholds};
+use verdict::fuzzing::wire_convert_metrics;
 use verdict::model::PointSample;
 use verdict::receivers::otlp::convert_metrics::convert_metrics;
 use verdict::receivers::PipelineInput;
@@ -223,6 +225,21 @@ fn convert(c: &mut Criterion) {
         });
     }
     g.finish();
+    // The protobuf hot path: the same requests read from their bytes.
+    let mut g = c.benchmark_group("verdict::receivers::otlp::wire_metrics");
+    for n in [1usize, 100, 1000] {
+        g.throughput(Throughput::Elements(n as u64));
+        for (name, req) in [
+            ("exponential_160", exponential_request(n, NOW, 1)),
+            ("explicit_15", explicit_request(n, NOW, 1)),
+        ] {
+            let body = req.encode_to_vec();
+            g.bench_function(format!("{name}/{n}_points"), |b| {
+                b.iter(|| black_box(wire_convert_metrics(black_box(&body), &[&p], NOW)))
+            });
+        }
+    }
+    g.finish();
 }
 
 /// Shard side: a cumulative point after its baseline: cumulative → delta,
@@ -240,8 +257,25 @@ fn record(c: &mut Criterion) {
         ),
         ("record_point/explicit_15", explicit_request),
     ] {
-        let first = points_of(&make(n, NOW - 20 * S, 1), &p);
-        let next = points_of(&make(n, NOW - 10 * S, 3), &p);
+        record_case(&mut g, &p, name, make, 1);
+        // Counts in the billions cost what counts of one cost.
+        record_case(&mut g, &p, &format!("{name}_billions"), make, 1_000_000_000);
+    }
+    g.finish();
+}
+
+/// One `record` case: `n` points whose counts are `scale` times small ones.
+fn record_case(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    p: &PipelineInput,
+    name: &str,
+    make: fn(usize, u64, u64) -> ExportMetricsServiceRequest,
+    scale: u64,
+) {
+    let n = 100usize;
+    {
+        let first = points_of(&make(n, NOW - 20 * S, scale), p);
+        let next = points_of(&make(n, NOW - 10 * S, 3 * scale), p);
         g.bench_function(format!("{name}/{n}_points"), |b| {
             b.iter_batched(
                 || {
@@ -261,7 +295,6 @@ fn record(c: &mut Criterion) {
             )
         });
     }
-    g.finish();
 }
 
 criterion_group!(benches, convert, record);

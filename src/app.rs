@@ -4,12 +4,9 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::Context as _;
-
 use crate::cli::{Cli, Command};
 use crate::clock::SystemClock;
 use crate::config;
-use crate::topology::Server;
 
 /// Runs the parsed command line.
 pub fn main(cli: Cli) -> ExitCode {
@@ -38,7 +35,9 @@ pub fn main(cli: Cli) -> ExitCode {
                 Ok(r) => r,
                 Err(code) => return code,
             };
-            match runtime.block_on(run(cfg, grace)) {
+            let supervised =
+                crate::topology::supervisor::supervise(config, cfg, Arc::new(SystemClock), grace);
+            match runtime.block_on(supervised) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {
                     eprintln!("error: {err:#}");
@@ -116,25 +115,6 @@ fn validate(path: &std::path::Path) -> ExitCode {
             ExitCode::from(1)
         }
     }
-}
-
-async fn run(cfg: config::ValidatedConfig, grace: std::time::Duration) -> anyhow::Result<()> {
-    // Handlers first: a SIGTERM that arrives while starting must still stop
-    // the server cleanly, not kill it.
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("installing the SIGTERM handler")?;
-    let mut server = Server::start(cfg, Arc::new(SystemClock))
-        .await
-        .context("starting verdict")?;
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received; stopping."),
-        r = tokio::signal::ctrl_c() => {
-            r.context("listening for SIGINT")?;
-            tracing::info!("SIGINT received; stopping.");
-        }
-        what = server.failed() => anyhow::bail!("{what} unexpectedly"),
-    }
-    server.shutdown(grace).await
 }
 
 /// `verdict runs`: exit 0 shown (or, watching one run, PROMOTED), 1 watched

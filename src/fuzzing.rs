@@ -24,6 +24,22 @@ pub use crate::receivers::otlp::json::{
     decode_logs, decode_metrics, decode_traces, JsonDecodeError,
 };
 pub use crate::receivers::otlp::wire::{convert_traces as wire_convert_traces, WireError};
+
+/// The protobuf metrics reader (`receivers/otlp/wire_metrics.rs`) with a
+/// budget nothing can exhaust.
+pub fn wire_convert_metrics(
+    body: &[u8],
+    pipelines: &[&PipelineInput],
+    now: UnixNanos,
+) -> Result<Converted<crate::model::PointSample>, IngestError> {
+    let budget = crate::receivers::otlp::budget::Budget::new(1 << 50);
+    crate::receivers::otlp::wire_metrics::convert_metrics(
+        body,
+        pipelines,
+        now,
+        &mut budget.charge("fuzz"),
+    )
+}
 pub use crate::receivers::otlp::IngestError;
 pub use crate::storage::codec::{accum_from_text, accum_to_text};
 

@@ -27,8 +27,11 @@
 //!   `log` and `webhook`) and read (`prometheus`, HTTP API);
 //! - [`probe`]: the synthetic probe library (`verdict probe` and the probe
 //!   receiver);
-//! - [`topology`] and [`app`] wire the stages together; [`cli`] turns flags
-//!   into plans;
+//! - `api` also serves the status page (HTML from the same run JSON), and
+//!   [`console`] shows that JSON in a terminal (`verdict runs`); both read
+//!   figures the same way;
+//! - [`topology`] and [`app`] wire the stages together (and swap them on a
+//!   reload, keeping the listening sockets); [`cli`] turns flags into plans;
 //! - below every stage: [`config`] (the pipeline file and each component's
 //!   settings), [`model`] (the types that travel between stages), `proto`
 //!   (the `verdict.v1` messages that define the JSON of events and runs),
@@ -62,7 +65,8 @@
 //! | `storage` | `config`, `model`, `proto`, `sketch`, `clock` |
 //! | `runs` | `config`, `model`, `contracts`, `storage`, `proto`, `clock`, `retry`, `telemetry` |
 //! | `exporters` | `config`, `model`, `runs`, `storage`, `proto`, `clock`, `retry`, `telemetry` |
-//! | `api` | `config`, `model`, `runs`, `storage`, `proto`, `clock`, `auth` |
+//! | `console` | `retry` |
+//! | `api` | `config`, `model`, `runs`, `storage`, `proto`, `clock`, `auth`, `console` |
 //! | `simulate` | `config`, `model`, `runs`, `contracts`, `sketch` |
 //! | `topology` | * |
 //! | `cli` | `config`, `probe`, `simulate`, `telemetry` |

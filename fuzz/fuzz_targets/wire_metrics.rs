@@ -1,42 +1,103 @@
-//! The protobuf metrics path: verdict has no hand-written reader for
-//! metrics, so the request is decoded by prost (as `signal.rs` does) and
-//! converted by `convert_metrics`. On any bytes prost accepts:
+//! The hand-written protobuf metrics reader (`receivers/otlp/wire_metrics.rs`)
+//! against prost followed by the reference conversion (`convert_metrics`),
+//! on the same bytes:
 //!
-//! - every data point is accepted, ignored or rejected exactly once, also
-//!   when two contracts read one metric in two roles;
-//! - every point handed to a shard is consistent (finite non-negative
-//!   values, counts within the limit that the buckets add up to);
-//! - the request re-encoded reads back to the same bytes, and converts to
-//!   the same points (stream identities are stable);
-//! - the points go into windows (cumulative → delta, bucket spreading)
-//!   that count exactly what the streams let through and read back from
-//!   storage unchanged (`verdict_fuzz::check_windows`).
+//! - when prost accepts, the wire reader accepts and converts to the same
+//!   samples, rejections, notes, culprits and blame, in the same order;
+//!   stream identities are equal on prost's own encoding of the request
+//!   (the wire reader hashes attributes by their bytes, the reference by
+//!   their canonical encoding) and, on the original bytes, only they may
+//!   differ;
+//! - when the wire reader accepts and prost refuses, prost's error lies in
+//!   a field the wire reader frames but does not read (the tolerated
+//!   differences listed in `wire_metrics.rs`);
+//! - on any bytes prost accepts, the reference conversion keeps its own
+//!   invariants (`check_metrics_request`: every point accepted, ignored or
+//!   rejected once, consistent points, windows that count what the streams
+//!   let through).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use prost::Message;
 use verdict::fuzzing;
+use verdict::model::point::StreamId;
 use verdict::receivers::PipelineInput;
 use verdict_fuzz::{check_metrics_request, metric_pipelines, NOW};
 
+/// Where prost may refuse what the wire reader accepts: fields framed and
+/// not read. Matched against prost's error, which names the innermost
+/// `Message.field` of the failure first.
+const UNREAD: &[&str] = &[
+    "Metric.description:",
+    "Metric.metadata:",
+    "Resource.entity_refs:",
+    "InstrumentationScope.attributes:",
+    "Exemplar.",
+    "HistogramDataPoint.exemplars:",
+    "ExponentialHistogramDataPoint.exemplars:",
+    "NumberDataPoint.exemplars:",
+    // Point attributes are hashed by their bytes; only the error keys'
+    // values are decoded.
+    "HistogramDataPoint.attributes:",
+    "ExponentialHistogramDataPoint.attributes:",
+    "NumberDataPoint.attributes:",
+    "ArrayValue.",
+    "KeyValueList.",
+    // Points of metrics no contract reads (or reads as another type) are
+    // counted, not decoded.
+    "SummaryDataPoint.",
+    "Summary.data_points:",
+    "Gauge.data_points:",
+    "Sum.data_points:",
+    "Histogram.data_points:",
+    "ExponentialHistogram.data_points:",
+];
+
+/// The conversion with every stream identity blanked.
+fn without_streams(mut c: fuzzing::Converted<verdict::model::PointSample>) -> String {
+    for p in c.batches.iter_mut().flatten().flatten() {
+        p.stream = StreamId(0, 0);
+    }
+    format!("{c:?}")
+}
+
 fuzz_target!(|body: &[u8]| {
-    let Ok(req) = ExportMetricsServiceRequest::decode(body) else {
-        return;
-    };
-    check_metrics_request(&req);
-    // Bytes, not messages, are compared: a NaN is never equal to itself.
-    let bytes = req.encode_to_vec();
-    let again = ExportMetricsServiceRequest::decode(bytes.as_slice())
-        .expect("a decoded request re-encodes to one prost reads");
-    assert_eq!(again.encode_to_vec(), bytes, "protobuf round trip");
     let pipelines = metric_pipelines();
     let refs: Vec<&PipelineInput> = pipelines.iter().collect();
-    let a = fuzzing::convert_metrics(&req, &refs, NOW);
-    let b = fuzzing::convert_metrics(&again, &refs, NOW);
-    assert_eq!(
-        format!("{a:?}"),
-        format!("{b:?}"),
-        "conversion is deterministic"
-    );
+    let wire = fuzzing::wire_convert_metrics(body, &refs, NOW);
+    match ExportMetricsServiceRequest::decode(body) {
+        Ok(req) => {
+            check_metrics_request(&req);
+            let reference = fuzzing::convert_metrics(&req, &refs, NOW);
+            let wire =
+                wire.unwrap_or_else(|e| panic!("prost accepts, the wire reader refuses: {e}"));
+            let canonical = fuzzing::wire_convert_metrics(&req.encode_to_vec(), &refs, NOW)
+                .expect("prost's encoding reads");
+            assert_eq!(
+                format!("{canonical:?}"),
+                format!("{reference:?}"),
+                "the wire reader converts prost's encoding differently"
+            );
+            assert_eq!(
+                without_streams(wire),
+                without_streams(reference),
+                "the wire reader converts differently"
+            );
+        }
+        Err(err) => {
+            if let Ok(wire) = wire {
+                let why = err.to_string();
+                assert!(
+                    UNREAD.iter().any(|f| why.contains(f)),
+                    "the wire reader accepts what prost refuses outside the unread fields: {why}"
+                );
+                assert_eq!(
+                    wire.items,
+                    wire.accepted + wire.ignored + wire.rejected_count(),
+                    "every point counted once"
+                );
+            }
+        }
+    }
 });

@@ -63,6 +63,7 @@ pub fn router(catalog: Arc<Catalog>) -> Router {
             "/api/v1/reset/{contract}/{*subject}",
             manual_route(ManualAction::Reset),
         )
+        .route("/api/v1/reload", post(reload))
         .with_state(catalog)
 }
 
@@ -321,6 +322,56 @@ fn manual_route(action: ManualAction) -> MethodRouter<Arc<Catalog>> {
     )
 }
 
+/// The 401 of a write endpoint called without the API token, if it was.
+fn unauthorized(c: &Catalog, headers: &HeaderMap) -> Option<Response> {
+    let header = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .map(|h| h.as_bytes());
+    (!bearer_ok(c.api_token.as_deref(), header)).then(|| {
+        (
+            StatusCode::UNAUTHORIZED,
+            [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
+            Json(json!({"error": "missing or wrong bearer token"})),
+        )
+            .into_response()
+    })
+}
+
+/// `POST /api/v1/reload`: re-reads the pipeline file. 200 with what
+/// changes once the file is known to apply (the switch follows the
+/// answer); 400 with every problem (the running configuration stays).
+async fn reload(State(c): State<Arc<Catalog>>, headers: HeaderMap) -> Response {
+    if let Some(refused) = unauthorized(&c, &headers) {
+        return refused;
+    }
+    let Some(supervisor) = &c.reload else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "reload is only available under `verdict run`",
+        );
+    };
+    let (reply, answer) = oneshot::channel();
+    if supervisor
+        .send(crate::runs::ReloadRequest { reply })
+        .await
+        .is_err()
+    {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "verdict is stopping");
+    }
+    match answer.await {
+        Ok(Ok(changes)) => Json(json!({"status": "reloading", "changes": changes})).into_response(),
+        Ok(Err(problems)) => (
+            StatusCode::BAD_REQUEST,
+            Json(json!({
+                "error": "the pipeline file was not applied; the running configuration stays",
+                "problems": problems,
+            })),
+        )
+            .into_response(),
+        Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "verdict is stopping"),
+    }
+}
+
 /// Routes a manual decision through the engine that owns the run.
 async fn manual(
     c: Arc<Catalog>,
@@ -330,16 +381,8 @@ async fn manual(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let header = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .map(|h| h.as_bytes());
-    if !bearer_ok(c.api_token.as_deref(), header) {
-        return (
-            StatusCode::UNAUTHORIZED,
-            [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
-            Json(json!({"error": "missing or wrong bearer token"})),
-        )
-            .into_response();
+    if let Some(refused) = unauthorized(&c, &headers) {
+        return refused;
     }
     // The body is optional: `{"reason": "..."}`.
     let reason = if body.iter().all(u8::is_ascii_whitespace) {

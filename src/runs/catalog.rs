@@ -37,6 +37,18 @@ pub struct Catalog {
     pub api_token: Option<String>,
     /// The engine task that owns each contract's runs, by contract name.
     pub commands: HashMap<String, mpsc::Sender<Command>>,
+    /// Where `POST /api/v1/reload` asks for the pipeline file to be read
+    /// again; `None` when nothing supervises the server (embedded, tests).
+    pub reload: Option<mpsc::Sender<ReloadRequest>>,
+}
+
+/// A request to re-read the pipeline file and apply it.
+#[derive(Debug)]
+pub struct ReloadRequest {
+    /// Answered once the new file is known to be applicable (`Ok` with what
+    /// changes) or not (`Err` with every problem, each with its path);
+    /// the switch itself happens after the answer.
+    pub reply: tokio::sync::oneshot::Sender<Result<Vec<String>, Vec<String>>>,
 }
 
 impl Catalog {

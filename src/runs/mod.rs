@@ -16,4 +16,4 @@ pub mod rollout;
 pub mod task;
 
 pub use crate::storage::RunStore;
-pub use catalog::Catalog;
+pub use catalog::{Catalog, ReloadRequest};

@@ -6,7 +6,11 @@
 //! engine commits and checkpoints them, and the delivery workers make a
 //! last pass over the outbox before they exit.
 
+mod endpoints;
 mod restore;
+pub mod supervisor;
+
+pub use endpoints::{Connections, EndpointKey, Endpoints};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -15,7 +19,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use tokio::net::TcpListener;
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -30,7 +33,7 @@ use crate::receivers::PipelineInput;
 use crate::runs::engine::{Engine, Subscriber};
 use crate::runs::rollout::Stepper;
 use crate::runs::task::{EngineTask, FlagAck};
-use crate::runs::{Catalog, RunStore};
+use crate::runs::{Catalog, ReloadRequest, RunStore};
 use crate::storage::Health;
 use crate::{aggregator, api, exporters, storage, telemetry};
 
@@ -52,22 +55,16 @@ pub struct Server {
     stages: JoinSet<()>,
     workers_stop: CancellationToken,
     workers: JoinSet<()>,
-}
-
-async fn bind(endpoint: &str, what: &str) -> anyhow::Result<(TcpListener, SocketAddr)> {
-    let listener = TcpListener::bind(endpoint)
-        .await
-        .with_context(|| format!("binding {what} to {endpoint}"))?;
-    let addr = listener
-        .local_addr()
-        .with_context(|| format!("reading the address of {what}"))?;
-    tracing::info!(component = what, %addr, "Listening.");
-    Ok((listener, addr))
+    /// The endpoints this server serves.
+    pub endpoints: Vec<EndpointKey>,
+    /// The endpoints of a server started alone ([`Server::start`]); a
+    /// server started by a supervisor serves the supervisor's.
+    owned: Option<Endpoints>,
 }
 
 fn serve_axum(
     set: &mut JoinSet<()>,
-    listener: TcpListener,
+    listener: Connections,
     router: axum::Router,
     stop: CancellationToken,
     what: &'static str,
@@ -91,6 +88,47 @@ fn register_metrics() {
 impl Server {
     /// Builds and starts everything; returns once every listener is bound.
     pub async fn start(config: ValidatedConfig, clock: SharedClock) -> anyhow::Result<Server> {
+        let mut endpoints = Endpoints::default();
+        let mut server = Server::start_on(config, clock, &mut endpoints, None).await?;
+        server.owned = Some(endpoints);
+        Ok(server)
+    }
+
+    /// The endpoints `config` serves, in the order they are bound.
+    pub fn endpoint_keys(config: &ValidatedConfig) -> Vec<EndpointKey> {
+        let mut keys = Vec::new();
+        for e in &config.exporters {
+            if let ExporterKind::Prometheus { endpoint } = &e.kind {
+                keys.push(EndpointKey::new("prometheus", &e.id, endpoint));
+            }
+        }
+        for r in &config.receivers {
+            if let ReceiverKind::Otlp(otlp) = &r.kind {
+                if let Some(endpoint) = &otlp.grpc_endpoint {
+                    keys.push(EndpointKey::new("otlp-grpc", &r.id, endpoint));
+                }
+                if let Some(endpoint) = &otlp.http_endpoint {
+                    keys.push(EndpointKey::new("otlp-http", &r.id, endpoint));
+                }
+            }
+        }
+        keys.push(EndpointKey::new(
+            "api",
+            "service",
+            &config.service.api_endpoint,
+        ));
+        keys
+    }
+
+    /// [`Server::start`] on `endpoints`, which outlive it (a reload starts
+    /// the next server on the same sockets); `reload` is where the API's
+    /// `POST /api/v1/reload` goes (none: the endpoint answers 404).
+    pub async fn start_on(
+        config: ValidatedConfig,
+        clock: SharedClock,
+        endpoints: &mut Endpoints,
+        reload: Option<mpsc::Sender<ReloadRequest>>,
+    ) -> anyhow::Result<Server> {
         telemetry::metrics_handle();
         register_metrics();
         let store: Arc<dyn RunStore> = storage::open(&config.service.storage).await?;
@@ -293,11 +331,14 @@ impl Server {
             targets,
             api_token: config.service.api_token.clone(),
             commands,
+            reload,
         });
         let mut prometheus = Vec::new();
         for (id, endpoint) in prometheus_exporters {
-            let (listener, addr) = bind(&endpoint, "prometheus").await?;
-            prometheus.push((id, addr));
+            let listener = endpoints
+                .take(&EndpointKey::new("prometheus", &id, &endpoint))
+                .await?;
+            prometheus.push((id, listener.addr()));
             let router = exporters::prometheus::router(catalog.clone());
             serve_axum(&mut listeners, listener, router, stop.clone(), "prometheus");
         }
@@ -329,8 +370,10 @@ impl Server {
                 reject_log: Default::default(),
             });
             if let Some(endpoint) = &otlp.grpc_endpoint {
-                let (listener, addr) = bind(endpoint, "otlp-grpc").await?;
-                grpc_addrs.push((r.id.clone(), addr));
+                let listener = endpoints
+                    .take(&EndpointKey::new("otlp-grpc", &r.id, endpoint))
+                    .await?;
+                grpc_addrs.push((r.id.clone(), listener.addr()));
                 let router = tonic::service::Routes::new(grpc::ExportService::<grpc::Traces>::new(
                     ingest.clone(),
                 ))
@@ -340,11 +383,7 @@ impl Server {
                 listeners.spawn(async move {
                     let served = tonic::transport::Server::builder()
                         .add_routes(router)
-                        .serve_with_incoming_shutdown(
-                            tonic::transport::server::TcpIncoming::from(listener)
-                                .with_nodelay(Some(true)),
-                            stop.cancelled_owned(),
-                        )
+                        .serve_with_incoming_shutdown(listener.incoming(), stop.cancelled_owned())
                         .await;
                     if let Err(err) = served {
                         tracing::error!(component = "otlp-grpc", error = %err, "Server failed.");
@@ -352,8 +391,10 @@ impl Server {
                 });
             }
             if let Some(endpoint) = &otlp.http_endpoint {
-                let (listener, addr) = bind(endpoint, "otlp-http").await?;
-                http_addrs.push((r.id.clone(), addr));
+                let listener = endpoints
+                    .take(&EndpointKey::new("otlp-http", &r.id, endpoint))
+                    .await?;
+                http_addrs.push((r.id.clone(), listener.addr()));
                 serve_axum(
                     &mut listeners,
                     listener,
@@ -365,7 +406,14 @@ impl Server {
         }
         drop(inputs);
 
-        let (listener, api_addr) = bind(&config.service.api_endpoint, "api").await?;
+        let listener = endpoints
+            .take(&EndpointKey::new(
+                "api",
+                "service",
+                &config.service.api_endpoint,
+            ))
+            .await?;
+        let api_addr = listener.addr();
         serve_axum(
             &mut listeners,
             listener,
@@ -386,6 +434,8 @@ impl Server {
             stages,
             workers_stop,
             workers,
+            endpoints: Server::endpoint_keys(&config),
+            owned: None,
         })
     }
 
@@ -408,6 +458,9 @@ impl Server {
                 humantime::format_duration(grace),
                 self.stages.len() + self.listeners.len() + self.workers.len()
             );
+        }
+        if let Some(mut endpoints) = self.owned.take() {
+            endpoints.close();
         }
         tracing::info!("verdict stopped.");
         Ok(())

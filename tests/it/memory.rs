@@ -120,7 +120,7 @@ pub(crate) fn status_kib(pid: u32, field: &str) -> u64 {
 
 /// Resets the peak RSS (`VmHWM`) of `pid` to its current RSS, when the
 /// kernel lets us (`/proc/<pid>/clear_refs`, value 5).
-fn reset_peak(pid: u32) -> bool {
+pub(crate) fn reset_peak(pid: u32) -> bool {
     std::fs::OpenOptions::new()
         .write(true)
         .open(format!("/proc/{pid}/clear_refs"))
@@ -130,13 +130,13 @@ fn reset_peak(pid: u32) -> bool {
 
 /// Samples `VmRSS` every 10 ms on a thread of its own until stopped; keeps
 /// the largest.
-struct RssSampler {
+pub(crate) struct RssSampler {
     stop: Arc<AtomicBool>,
     thread: std::thread::JoinHandle<u64>,
 }
 
 impl RssSampler {
-    fn start(pid: u32) -> RssSampler {
+    pub(crate) fn start(pid: u32) -> RssSampler {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::spawn(move || {
@@ -150,7 +150,7 @@ impl RssSampler {
         RssSampler { stop, thread }
     }
 
-    fn stop(self) -> u64 {
+    pub(crate) fn stop(self) -> u64 {
         self.stop.store(true, Ordering::Relaxed);
         self.thread.join().expect("sampler")
     }

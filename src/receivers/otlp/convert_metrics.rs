@@ -40,7 +40,7 @@ use crate::model::point::{
     Buckets, LatencyUnit, PointKind, PointLatency, PointSample, StreamId, Temporality,
     MAX_POINT_BUCKETS,
 };
-use crate::model::UnixNanos;
+use crate::model::{HeldBytes, UnixNanos};
 use crate::telemetry;
 
 use super::super::PipelineInput;
@@ -51,7 +51,7 @@ use super::convert::{
 
 /// Which of a contract's metrics a metric is.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Role {
+pub(super) enum Role {
     Latency,
     Conversions,
 }
@@ -60,7 +60,7 @@ enum Role {
 /// so a stream id is 128 bits and stable across processes.
 #[derive(Clone)]
 #[allow(deprecated)] // SipHasher: fixed keys, stable output; nothing else in std offers that
-struct StreamHasher(std::hash::SipHasher, std::hash::SipHasher);
+pub(super) struct StreamHasher(std::hash::SipHasher, std::hash::SipHasher);
 
 /// Converts a metrics export request into point samples for `pipelines`.
 pub fn convert_metrics(
@@ -158,13 +158,25 @@ fn warn_millisecond_bounds(metric: &Metric, attrs: &[(&str, Cow<'_, str>)]) {
     let Some(dp) = millisecond_bounds(metric) else {
         return;
     };
-    metrics::counter!(telemetry::MILLISECOND_BOUNDS, "metric" => metric.name.clone()).increment(1);
     let service = attrs
         .iter()
         .find(|(k, _)| *k == "service.name")
         .map_or("", |(_, v)| v.as_ref());
+    warn_bounds(&metric.name, &metric.unit, &dp.explicit_bounds, service);
+}
+
+/// True when a histogram point of a metric in `unit` has bounds that look
+/// like milliseconds in a histogram declared in seconds.
+pub(super) fn looks_like_millis(unit: &str, bounds: &[f64]) -> bool {
+    LatencyUnit::parse(unit) == Some(LatencyUnit::Seconds)
+        && bounds.iter().any(|b| *b >= MILLISECOND_LOOKING_BOUND)
+}
+
+/// The warning of [`warn_millisecond_bounds`], for a point with `bounds`.
+pub(super) fn warn_bounds(name: &str, unit: &str, bounds: &[f64], service: &str) {
+    metrics::counter!(telemetry::MILLISECOND_BOUNDS, "metric" => name.to_string()).increment(1);
     let mut hasher = std::hash::DefaultHasher::new();
-    (service, &metric.name, dp.explicit_bounds.len()).hash(&mut hasher);
+    (service, name, bounds.len()).hash(&mut hasher);
     let key = hasher.finish();
     let first = match WARNED.lock() {
         Ok(mut seen) if !seen.contains(&key) && seen.len() < MAX_WARNED => {
@@ -175,10 +187,10 @@ fn warn_millisecond_bounds(metric: &Metric, attrs: &[(&str, Cow<'_, str>)]) {
     };
     if first {
         tracing::warn!(
-            metric = %metric.name,
+            metric = %name,
             service,
-            unit = %metric.unit,
-            bounds = ?dp.explicit_bounds,
+            unit = %unit,
+            bounds = ?bounds,
             "Histogram in seconds with bounds that look like milliseconds: its requests land in buckets far wider than any latency limit and count neither for nor against it. Export the histogram in ms, or set second-based bucket boundaries in the SDK's view."
         );
     }
@@ -198,10 +210,10 @@ pub fn point_count(metric: &Metric) -> u64 {
 }
 
 /// The common fields of a data point.
-struct PointHead<'a> {
-    attributes: &'a [KeyValue],
-    start: UnixNanos,
-    time: UnixNanos,
+pub(super) struct PointHead<'a> {
+    pub(super) attributes: &'a dyn PointAttrs,
+    pub(super) start: UnixNanos,
+    pub(super) time: UnixNanos,
 }
 
 /// The [`PointHead`] of any OTLP data point type.
@@ -215,8 +227,30 @@ macro_rules! head {
     };
 }
 
+/// What placing a point needs of its attributes, whichever decoder read
+/// them: the prost types, or the borrowing wire reader
+/// ([`super::wire_metrics`]).
+pub(super) trait PointAttrs {
+    /// The stream identity of the point: `metric` (resource, scope, name)
+    /// followed by the point's attributes.
+    fn stream(&self, metric: &StreamHasher) -> StreamHasher;
+    /// The requests of the point failed (see [`is_error`]).
+    fn is_error(&self) -> bool;
+}
+
+impl PointAttrs for Vec<KeyValue> {
+    fn stream(&self, metric: &StreamHasher) -> StreamHasher {
+        let mut h = metric.clone();
+        h.attributes(self);
+        h
+    }
+    fn is_error(&self) -> bool {
+        is_error(self)
+    }
+}
+
 /// One checked point, before it is given a series and a stream.
-enum Checked {
+pub(super) enum Checked {
     /// Count it.
     Point(PointKind),
     /// Nothing to count (no recorded value): ignored, not rejected.
@@ -224,13 +258,13 @@ enum Checked {
 }
 
 /// What every point of one metric shares.
-struct Context<'a> {
+pub(super) struct Context<'a> {
     /// The metric's stream identity so far (resource, scope, name).
-    hash: &'a StreamHasher,
-    pipelines: &'a [&'a PipelineInput],
-    now: UnixNanos,
+    pub(super) hash: &'a StreamHasher,
+    pub(super) pipelines: &'a [&'a PipelineInput],
+    pub(super) now: UnixNanos,
     /// Its service and name, for rejections.
-    origin: &'a Origin<'a>,
+    pub(super) origin: &'a Origin<'a>,
 }
 
 /// What became of one data point, over every role and target that wanted
@@ -239,7 +273,7 @@ struct Context<'a> {
 /// conversions counter): taken by any is accepted, else refused by any is
 /// rejected (for the last reason given), else it is ignored.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-enum Fate {
+pub(super) enum Fate {
     /// Nothing to count in it (no recorded value).
     #[default]
     Ignored,
@@ -252,7 +286,7 @@ enum Fate {
 impl Fate {
     /// The fate of a point after `self`, once it was also offered to
     /// another role or target that gave `other`.
-    fn and(self, other: Fate) -> Fate {
+    pub(super) fn and(self, other: Fate) -> Fate {
         match (self, other) {
             (Fate::Accepted, _) | (_, Fate::Accepted) => Fate::Accepted,
             (_, Fate::Rejected(r)) => Fate::Rejected(r),
@@ -324,7 +358,7 @@ impl Fates {
 /// Tells the series of every target that wanted them that `n` points of a
 /// metric were refused (they are counted for the client when the metric's
 /// points are settled, once).
-fn blame_points(
+pub(super) fn blame_points(
     out: &mut Converted<PointSample>,
     ctx: &Context<'_>,
     targets: &[&Target],
@@ -346,28 +380,39 @@ fn blame_points(
     }
 }
 
+/// The targets that read a metric in `role`.
+pub(super) fn role_targets<'t>(roles: &[(&'t Target, Role)], role: Role) -> Vec<&'t Target> {
+    roles
+        .iter()
+        .filter(|(_, r)| *r == role)
+        .map(|(t, _)| *t)
+        .collect()
+}
+
+/// The temporality of an OTLP `aggregation_temporality` number; `None`
+/// when unspecified (or unknown).
+pub(super) fn temporality(t: i32) -> Option<Temporality> {
+    match AggregationTemporality::try_from(t) {
+        Ok(AggregationTemporality::Delta) => Some(Temporality::Delta),
+        Ok(AggregationTemporality::Cumulative) => Some(Temporality::Cumulative),
+        _ => None,
+    }
+}
+
 fn convert_metric(
     metric: &Metric,
     roles: &[(&Target, Role)],
     ctx: &Context<'_>,
     out: &mut Converted<PointSample>,
 ) {
-    let temporality = |t: i32| match AggregationTemporality::try_from(t) {
-        Ok(AggregationTemporality::Delta) => Some(Temporality::Delta),
-        Ok(AggregationTemporality::Cumulative) => Some(Temporality::Cumulative),
-        _ => None,
-    };
     let n = point_count(metric);
     let mut fates = Fates::new(usize::try_from(n).unwrap_or(usize::MAX));
+    let mut bounds = BoundsCache::default();
     // One contract reads a metric in one role, but different contracts may
     // read it differently; decode the points once per role that occurs,
     // and settle each point once at the end.
     for role in [Role::Latency, Role::Conversions] {
-        let targets: Vec<&Target> = roles
-            .iter()
-            .filter(|(_, r)| *r == role)
-            .map(|(t, _)| *t)
-            .collect();
+        let targets = role_targets(roles, role);
         if targets.is_empty() {
             continue;
         }
@@ -413,7 +458,7 @@ fn convert_metric(
                 }
                 (Ok(Checked::Point(kind)), Some(t)) => (kind, t),
             };
-            fates.add(i, place(head, kind, &targets, ctx, out));
+            fates.add(i, place(head, kind, &targets, ctx, out, &mut 0));
         };
         match (&metric.data, role) {
             (Some(Data::ExponentialHistogram(h)), Role::Latency) => {
@@ -421,7 +466,7 @@ fn convert_metric(
                     each(
                         i,
                         head!(dp),
-                        exponential(dp, unit.unwrap_or_default()),
+                        exponential(&ExponentialIn::of(dp), unit.unwrap_or_default()),
                         temporality(h.aggregation_temporality),
                     );
                 }
@@ -431,7 +476,7 @@ fn convert_metric(
                     each(
                         i,
                         head!(dp),
-                        explicit(dp, unit.unwrap_or_default()),
+                        explicit(&ExplicitIn::of(dp), unit.unwrap_or_default(), &mut bounds),
                         temporality(h.aggregation_temporality),
                     );
                 }
@@ -441,7 +486,7 @@ fn convert_metric(
                     each(
                         i,
                         head!(dp),
-                        conversions(dp),
+                        conversions(&NumberIn::of(dp)),
                         temporality(s.aggregation_temporality),
                     );
                 }
@@ -466,12 +511,13 @@ fn convert_metric(
 
 /// Gives a checked point its series and stream on every target, after the
 /// time checks; says whether any target took it.
-fn place(
+pub(super) fn place(
     head: PointHead<'_>,
     (kind, temporality): (PointKind, Temporality),
     targets: &[&Target],
     ctx: &Context<'_>,
     out: &mut Converted<PointSample>,
+    held: &mut usize,
 ) -> Fate {
     let (hash, pipelines, now) = (ctx.hash, ctx.pipelines, ctx.now);
     // Time 0 is "now" for metric points (design §3).
@@ -500,17 +546,13 @@ fn place(
             fate = fate.and(Fate::Rejected(reason));
             continue;
         }
-        let base = point_hash.get_or_insert_with(|| {
-            let mut h = hash.clone();
-            h.attributes(head.attributes);
-            h
-        });
+        let base = point_hash.get_or_insert_with(|| head.attributes.stream(hash));
         let mut h = base.clone();
         h.u64(t.pipeline as u64);
         h.u64(u64::from(t.contract));
         let mut kind = kind.clone();
         if let PointKind::Latency(l) = &mut kind {
-            l.error = *error.get_or_insert_with(|| is_error(head.attributes));
+            l.error = *error.get_or_insert_with(|| head.attributes.is_error());
         }
         let fresh = head.start != 0 && p.timing.deadline_of(head.start) > now;
         let sample = PointSample {
@@ -523,14 +565,20 @@ fn place(
             kind,
         };
         let shard = p.router.shard_of(series);
-        out.batches[t.pipeline][shard].push(sample);
+        let batch = &mut out.batches[t.pipeline][shard];
+        let (capacity, heap) = (
+            batch.capacity(),
+            sample.held_bytes() - std::mem::size_of::<PointSample>(),
+        );
+        batch.push(sample);
+        *held += heap + (batch.capacity() - capacity) * std::mem::size_of::<PointSample>();
         fate = Fate::Accepted;
     }
     fate
 }
 
 /// The requests of a point failed: a server error status or an `error.type`.
-fn is_error(attributes: &[KeyValue]) -> bool {
+pub(super) fn is_error(attributes: &[KeyValue]) -> bool {
     attributes.iter().any(|kv| match kv.key.as_str() {
         "http.response.status_code" | "http.status_code" => {
             http_status(kv).is_some_and(|c| c >= 500)
@@ -544,7 +592,7 @@ fn is_error(attributes: &[KeyValue]) -> bool {
     })
 }
 
-fn no_recorded_value(flags: u32) -> bool {
+pub(super) fn no_recorded_value(flags: u32) -> bool {
     flags & DataPointFlags::NoRecordedValueMask as u32 != 0
 }
 
@@ -608,19 +656,62 @@ fn latency_point(
     }))
 }
 
-fn exponential(
-    dp: &ExponentialHistogramDataPoint,
+/// The fields of an exponential histogram point that conversion reads.
+pub(super) struct ExponentialIn<'a> {
+    pub(super) flags: u32,
+    pub(super) count: u64,
+    pub(super) sum: Option<f64>,
+    pub(super) min: Option<f64>,
+    pub(super) max: Option<f64>,
+    pub(super) scale: i32,
+    pub(super) zero_count: u64,
+    pub(super) zero_threshold: f64,
+    /// The positive buckets' offset (0 without positive buckets).
+    pub(super) offset: i32,
+    /// The positive bucket counts: all of them when there are at most
+    /// [`MAX_POINT_BUCKETS`] (a reader may stop keeping them beyond).
+    pub(super) counts: &'a [u64],
+    /// How many positive bucket counts the point has.
+    pub(super) counts_len: usize,
+    /// Some negative bucket holds a count.
+    pub(super) negative: bool,
+}
+
+impl ExponentialIn<'_> {
+    fn of(dp: &ExponentialHistogramDataPoint) -> ExponentialIn<'_> {
+        let (offset, counts) = dp
+            .positive
+            .as_ref()
+            .map_or((0, &[][..]), |b| (b.offset, &b.bucket_counts[..]));
+        ExponentialIn {
+            flags: dp.flags,
+            count: dp.count,
+            sum: dp.sum,
+            min: dp.min,
+            max: dp.max,
+            scale: dp.scale,
+            zero_count: dp.zero_count,
+            zero_threshold: dp.zero_threshold,
+            offset,
+            counts,
+            counts_len: counts.len(),
+            negative: dp
+                .negative
+                .as_ref()
+                .is_some_and(|n| n.bucket_counts.iter().any(|&c| c > 0)),
+        }
+    }
+}
+
+pub(super) fn exponential(
+    dp: &ExponentialIn<'_>,
     unit: LatencyUnit,
 ) -> Result<Checked, (RejectReason, String)> {
     if no_recorded_value(dp.flags) {
         return Ok(Checked::Skip);
     }
-    check_buckets(dp.positive.as_ref().map_or(0, |b| b.bucket_counts.len()))?;
-    if dp
-        .negative
-        .as_ref()
-        .is_some_and(|n| n.bucket_counts.iter().any(|&c| c > 0))
-    {
+    check_buckets(dp.counts_len)?;
+    if dp.negative {
         return Err((
             RejectReason::NegativeBuckets,
             "negative bucket counts".into(),
@@ -634,10 +725,7 @@ fn exponential(
             format!("zero threshold is {}", dp.zero_threshold),
         ));
     }
-    let (offset, counts) = dp
-        .positive
-        .as_ref()
-        .map_or((0, &[][..]), |b| (b.offset, &b.bucket_counts[..]));
+    let (offset, counts) = (dp.offset, dp.counts);
     let total = counts
         .iter()
         .try_fold(dp.zero_count, |t, &c| t.checked_add(c));
@@ -664,14 +752,75 @@ fn exponential(
     ))
 }
 
-fn explicit(dp: &HistogramDataPoint, unit: LatencyUnit) -> Result<Checked, (RejectReason, String)> {
+/// The fields of an explicit-bucket histogram point that conversion reads.
+pub(super) struct ExplicitIn<'a> {
+    pub(super) flags: u32,
+    pub(super) count: u64,
+    pub(super) sum: Option<f64>,
+    pub(super) min: Option<f64>,
+    pub(super) max: Option<f64>,
+    /// The bucket counts and bounds: all of them when the point is within
+    /// [`MAX_POINT_BUCKETS`] (a reader may stop keeping them beyond).
+    pub(super) bucket_counts: &'a [u64],
+    pub(super) explicit_bounds: &'a [f64],
+    /// How many bucket counts and bounds the point has.
+    pub(super) counts_len: usize,
+    pub(super) bounds_len: usize,
+}
+
+impl ExplicitIn<'_> {
+    fn of(dp: &HistogramDataPoint) -> ExplicitIn<'_> {
+        ExplicitIn {
+            flags: dp.flags,
+            count: dp.count,
+            sum: dp.sum,
+            min: dp.min,
+            max: dp.max,
+            bucket_counts: &dp.bucket_counts,
+            explicit_bounds: &dp.explicit_bounds,
+            counts_len: dp.bucket_counts.len(),
+            bounds_len: dp.explicit_bounds.len(),
+        }
+    }
+}
+
+/// The explicit bounds of the last point, shared with the next point when
+/// it has the same ones (the points of one metric almost always do): one
+/// allocation per layout, not per point.
+#[derive(Default)]
+pub(super) struct BoundsCache(Option<Arc<[f64]>>);
+
+impl BoundsCache {
+    fn get(&mut self, bounds: &[f64]) -> Arc<[f64]> {
+        let same = |a: &[f64]| {
+            a.len() == bounds.len()
+                && a.iter()
+                    .zip(bounds)
+                    .all(|(x, y)| x.to_bits() == y.to_bits())
+        };
+        match &self.0 {
+            Some(a) if same(a) => a.clone(),
+            _ => {
+                let a: Arc<[f64]> = Arc::from(bounds);
+                self.0 = Some(a.clone());
+                a
+            }
+        }
+    }
+}
+
+pub(super) fn explicit(
+    dp: &ExplicitIn<'_>,
+    unit: LatencyUnit,
+    cache: &mut BoundsCache,
+) -> Result<Checked, (RejectReason, String)> {
     if no_recorded_value(dp.flags) {
         return Ok(Checked::Skip);
     }
-    check_buckets(dp.bucket_counts.len().max(dp.explicit_bounds.len() + 1))?;
+    check_buckets(dp.counts_len.max(dp.bounds_len + 1))?;
     check_count(dp.count)?;
     check_values([dp.sum, dp.min, dp.max])?;
-    let bounds = &dp.explicit_bounds;
+    let bounds = dp.explicit_bounds;
     if bounds.iter().any(|b| !b.is_finite()) || bounds.windows(2).any(|w| w[0] >= w[1]) {
         return Err((
             RejectReason::InvalidPoint,
@@ -705,17 +854,32 @@ fn explicit(dp: &HistogramDataPoint, unit: LatencyUnit) -> Result<Checked, (Reje
         dp.count,
         [dp.sum, dp.min, dp.max],
         Buckets::Explicit {
-            bounds: Arc::from(&bounds[..]),
+            bounds: cache.get(bounds),
             counts: if empty {
                 vec![0; bounds.len() + 1]
             } else {
-                dp.bucket_counts.clone()
+                dp.bucket_counts.to_vec()
             },
         },
     ))
 }
 
-fn conversions(dp: &NumberDataPoint) -> Result<Checked, (RejectReason, String)> {
+/// The fields of a number point that conversion reads.
+pub(super) struct NumberIn {
+    pub(super) flags: u32,
+    pub(super) value: Option<number_data_point::Value>,
+}
+
+impl NumberIn {
+    fn of(dp: &NumberDataPoint) -> NumberIn {
+        NumberIn {
+            flags: dp.flags,
+            value: dp.value,
+        }
+    }
+}
+
+pub(super) fn conversions(dp: &NumberIn) -> Result<Checked, (RejectReason, String)> {
     if no_recorded_value(dp.flags) {
         return Ok(Checked::Skip);
     }
@@ -741,7 +905,7 @@ fn conversions(dp: &NumberDataPoint) -> Result<Checked, (RejectReason, String)> 
 
 impl StreamHasher {
     #[allow(deprecated)]
-    fn new() -> StreamHasher {
+    pub(super) fn new() -> StreamHasher {
         StreamHasher(
             std::hash::SipHasher::new_with_keys(0x7374_7265, 0x616d_3031),
             std::hash::SipHasher::new_with_keys(0x7665_7264, 0x6963_7432),
@@ -753,23 +917,37 @@ impl StreamHasher {
         b.hash(&mut self.1);
     }
 
-    fn str(&mut self, s: &str) {
+    pub(super) fn str(&mut self, s: &str) {
         self.bytes(s.as_bytes());
     }
 
-    fn u64(&mut self, v: u64) {
+    pub(super) fn u64(&mut self, v: u64) {
         v.hash(&mut self.0);
         v.hash(&mut self.1);
     }
 
-    /// Attributes by their encoded form: any value type, nested ones too.
+    /// Attributes by their encoded form (any value type, nested ones
+    /// too), then their number: what the wire reader hashes as it reads
+    /// them ([`StreamHasher::attribute`], [`StreamHasher::attributes_end`]).
     fn attributes(&mut self, attributes: &[KeyValue]) {
-        self.u64(attributes.len() as u64);
         for kv in attributes {
-            self.bytes(&kv.encode_to_vec());
+            self.attribute(&kv.encode_to_vec());
         }
+        self.attributes_end(attributes.len() as u64);
     }
 
+    /// One attribute, by its encoded `KeyValue`.
+    pub(super) fn attribute(&mut self, encoded: &[u8]) {
+        self.bytes(encoded);
+    }
+
+    /// The end of a list of `n` attributes.
+    pub(super) fn attributes_end(&mut self, n: u64) {
+        self.u64(n);
+    }
+
+    /// An instrumentation scope: name, version and attributes, or a mark
+    /// for none.
     fn scope(&mut self, scope: Option<&InstrumentationScope>) {
         match scope {
             Some(s) => {
@@ -781,7 +959,7 @@ impl StreamHasher {
         }
     }
 
-    fn finish(&self) -> StreamId {
+    pub(super) fn finish(&self) -> StreamId {
         StreamId(self.0.finish(), self.1.finish())
     }
 }

@@ -19,6 +19,30 @@ use crate::test_util::{contract, kv, pipeline_input, s};
 const S: u64 = 1_000_000_000;
 const NOW: u64 = 1_700_000_011 * S;
 
+/// The prost path's conversion, checked against the wire reader on the
+/// request's encoding: every test here holds for both.
+fn convert_metrics(
+    req: &ExportMetricsServiceRequest,
+    pipelines: &[&PipelineInput],
+    now: UnixNanos,
+) -> Converted<PointSample> {
+    let reference = super::convert_metrics(req, pipelines, now);
+    let budget = super::super::budget::Budget::new(1 << 40);
+    let wire = super::super::wire_metrics::convert_metrics(
+        &req.encode_to_vec(),
+        pipelines,
+        now,
+        &mut budget.charge("test"),
+    )
+    .expect("the wire reader reads what prost encoded");
+    assert_eq!(
+        format!("{wire:?}"),
+        format!("{reference:?}"),
+        "the wire reader converts differently"
+    );
+    reference
+}
+
 fn spec(latency_metric: &str, conversions_metric: &str) -> ContractSpec {
     ContractSpec {
         source: Source::Metrics,

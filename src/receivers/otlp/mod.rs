@@ -1,6 +1,7 @@
 //! The OTLP receiver: gRPC ([`grpc`]) and HTTP ([`http`]) front ends over one
 //! [`Ingest`] core that decodes nothing itself but converts decoded requests
-//! (spans in [`convert`], metric points in [`convert_metrics`]) and enqueues
+//! (spans in [`convert`], metric points in [`convert_metrics`]; protobuf
+//! bodies straight from the wire in [`wire`] and [`wire_metrics`]) and enqueues
 //! them atomically: capacity is reserved
 //! on every target shard before anything is sent, so a request is either
 //! counted whole or refused whole and changes nothing.
@@ -15,6 +16,7 @@ pub(crate) mod json;
 pub mod reject_log;
 pub(crate) mod signal;
 pub(crate) mod wire;
+pub(crate) mod wire_metrics;
 
 use std::sync::Arc;
 
@@ -165,7 +167,8 @@ impl Ingest {
     ) -> Result<Accepted, IngestError> {
         let pipelines: Vec<&PipelineInput> = self.pipelines.iter().map(Arc::as_ref).collect();
         let converted = convert::convert_traces(req, &pipelines, self.clock.now());
-        self.enqueue(protocol, Signal::Traces, converted, "spans")
+        let charge = self.budget.charge(protocol);
+        self.enqueue(protocol, Signal::Traces, converted, "spans", charge)
     }
 
     /// Converts and enqueues a protobuf trace request straight from its bytes
@@ -178,7 +181,8 @@ impl Ingest {
         let pipelines: Vec<&PipelineInput> = self.pipelines.iter().map(Arc::as_ref).collect();
         let converted = wire::convert_traces(body, &pipelines, self.clock.now())
             .map_err(|e| IngestError::Malformed(e.to_string()))?;
-        self.enqueue(protocol, Signal::Traces, converted, "spans")
+        let charge = self.budget.charge(protocol);
+        self.enqueue(protocol, Signal::Traces, converted, "spans", charge)
     }
 
     /// Converts and enqueues a metrics request: the latency histograms and
@@ -191,7 +195,23 @@ impl Ingest {
     ) -> Result<Accepted, IngestError> {
         let pipelines: Vec<&PipelineInput> = self.pipelines.iter().map(Arc::as_ref).collect();
         let converted = convert_metrics::convert_metrics(req, &pipelines, self.clock.now());
-        self.enqueue(protocol, Signal::Metrics, converted, "data points")
+        let charge = self.budget.charge(protocol);
+        self.enqueue(protocol, Signal::Metrics, converted, "data points", charge)
+    }
+
+    /// Converts and enqueues a protobuf metrics request straight from its
+    /// bytes (the hot path: see [`wire_metrics`]); its samples are charged
+    /// to the in-flight budget as they are made.
+    pub fn metrics_protobuf(
+        &self,
+        protocol: &'static str,
+        body: &[u8],
+    ) -> Result<Accepted, IngestError> {
+        let pipelines: Vec<&PipelineInput> = self.pipelines.iter().map(Arc::as_ref).collect();
+        let mut charge = self.budget.charge(protocol);
+        let converted =
+            wire_metrics::convert_metrics(body, &pipelines, self.clock.now(), &mut charge)?;
+        self.enqueue(protocol, Signal::Metrics, converted, "data points", charge)
     }
 
     /// Accepts a logs request: logs are accepted and ignored.
@@ -211,7 +231,8 @@ impl Ingest {
             ignored: records,
             ..Converted::default()
         };
-        self.enqueue(protocol, Signal::Logs, converted, "log records")
+        let charge = self.budget.charge(protocol);
+        self.enqueue(protocol, Signal::Logs, converted, "log records", charge)
     }
 
     /// Tells the shards of the series that rejected items were meant for,
@@ -251,14 +272,16 @@ impl Ingest {
     }
 
     /// Enqueues the request's items all or nothing ([`super::enqueue`]),
-    /// with their share of the in-flight byte budget; a full shard queue or
-    /// a spent budget refuses the whole request.
+    /// with their share of the in-flight byte budget (`charge`, which may
+    /// cover them already, is made to cover exactly them); a full shard
+    /// queue or a spent budget refuses the whole request.
     fn enqueue<T>(
         &self,
         protocol: &'static str,
         signal: Signal,
         mut converted: Converted<T>,
         noun: &str,
+        mut charge: Charge,
     ) -> Result<Accepted, IngestError>
     where
         T: HeldBytes,
@@ -274,7 +297,9 @@ impl Ingest {
                 .flatten()
                 .map(HeldBytes::held_bytes)
                 .sum();
-            let budget = self.reserve_bytes(protocol, bytes)?.into_permit();
+            charge.grow_to(bytes)?;
+            charge.shrink_to(bytes);
+            let budget = charge.into_permit();
             if let Err(full) = super::enqueue(&self.pipelines, &mut converted.batches, budget) {
                 let err = IngestError::QueueFull(full.retry_after);
                 self.refused(protocol, &err);

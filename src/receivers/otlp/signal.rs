@@ -93,6 +93,13 @@ impl ExportKind for Metrics {
     ) -> Result<Accepted, IngestError> {
         ingest.metrics(protocol, req)
     }
+    fn ingest_protobuf(
+        ingest: &Ingest,
+        protocol: &'static str,
+        body: Bytes,
+    ) -> Result<Accepted, IngestError> {
+        ingest.metrics_protobuf(protocol, &body)
+    }
     fn response(acc: Accepted) -> Self::Response {
         ExportMetricsServiceResponse {
             partial_success: (acc.rejected > 0).then_some(ExportMetricsPartialSuccess {

@@ -42,14 +42,14 @@ use crate::receivers::PipelineInput;
 /// Malformed protobuf.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("malformed protobuf: {0}")]
-pub struct WireError(&'static str);
+pub struct WireError(pub(super) &'static str);
 
-const VARINT: u8 = 0;
-const FIXED64: u8 = 1;
-const LEN: u8 = 2;
+pub(super) const VARINT: u8 = 0;
+pub(super) const FIXED64: u8 = 1;
+pub(super) const LEN: u8 = 2;
 const START_GROUP: u8 = 3;
 const END_GROUP: u8 = 4;
-const FIXED32: u8 = 5;
+pub(super) const FIXED32: u8 = 5;
 
 /// prost's nesting limit (`prost::RECURSION_LIMIT`): how many levels of
 /// messages and groups a request may nest, counted from the request.
@@ -57,7 +57,7 @@ const RECURSION_LIMIT: u32 = 100;
 
 /// A cursor over one message's bytes.
 #[derive(Clone, Copy)]
-struct Reader<'a> {
+pub(super) struct Reader<'a> {
     buf: &'a [u8],
     /// Levels of nesting left below this message (prost's
     /// `DecodeContext::recurse_count`): skipping a field needs one.
@@ -66,7 +66,7 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     /// The reader of a whole request.
-    fn new(buf: &'a [u8]) -> Self {
+    pub(super) fn new(buf: &'a [u8]) -> Self {
         Reader {
             buf,
             budget: RECURSION_LIMIT,
@@ -74,15 +74,20 @@ impl<'a> Reader<'a> {
     }
 
     /// The reader of a message nested in this one.
-    fn nested(&self, buf: &'a [u8]) -> Reader<'a> {
+    pub(super) fn nested(&self, buf: &'a [u8]) -> Reader<'a> {
         Reader {
             buf,
             budget: self.budget.saturating_sub(1),
         }
     }
 
+    /// True when every byte was read.
+    pub(super) fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
     #[inline(always)]
-    fn varint(&mut self) -> Result<u64, WireError> {
+    pub(super) fn varint(&mut self) -> Result<u64, WireError> {
         // Tags and short lengths are one byte: the common case inline.
         if let Some((&b, rest)) = self.buf.split_first() {
             if b < 0x80 {
@@ -118,7 +123,7 @@ impl<'a> Reader<'a> {
 
     /// The next field number and wire type, `None` at the end.
     #[inline(always)]
-    fn key(&mut self) -> Result<Option<(u32, u8)>, WireError> {
+    pub(super) fn key(&mut self) -> Result<Option<(u32, u8)>, WireError> {
         if self.buf.is_empty() {
             return Ok(None);
         }
@@ -130,7 +135,7 @@ impl<'a> Reader<'a> {
         Ok(Some((field, (key & 7) as u8)))
     }
 
-    fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
+    pub(super) fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
         if n > self.buf.len() {
             return Err(WireError("length beyond the end of the message"));
         }
@@ -139,12 +144,12 @@ impl<'a> Reader<'a> {
         Ok(head)
     }
 
-    fn bytes(&mut self) -> Result<&'a [u8], WireError> {
+    pub(super) fn bytes(&mut self) -> Result<&'a [u8], WireError> {
         let n = self.varint()?;
         self.take(usize::try_from(n).map_err(|_| WireError("length too large"))?)
     }
 
-    fn fixed64(&mut self) -> Result<u64, WireError> {
+    pub(super) fn fixed64(&mut self) -> Result<u64, WireError> {
         let b = self.take(8)?;
         let mut a = [0u8; 8];
         a.copy_from_slice(b);
@@ -154,7 +159,7 @@ impl<'a> Reader<'a> {
     /// Skips field `field` of wire type `wt`, as prost's `skip_field`
     /// does: a group (wire type 3) up to its matching end (wire type 4),
     /// each level of nesting taking one level of the budget.
-    fn skip(&mut self, field: u32, wt: u8) -> Result<(), WireError> {
+    pub(super) fn skip(&mut self, field: u32, wt: u8) -> Result<(), WireError> {
         if self.budget == 0 {
             return Err(WireError("recursion limit reached"));
         }
@@ -190,7 +195,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A length-delimited field; anything else under this number is malformed.
-    fn expect_len(&mut self, wt: u8) -> Result<&'a [u8], WireError> {
+    pub(super) fn expect_len(&mut self, wt: u8) -> Result<&'a [u8], WireError> {
         if wt != LEN {
             return Err(WireError("wrong wire type for a message or string field"));
         }
@@ -198,19 +203,19 @@ impl<'a> Reader<'a> {
     }
 
     /// An embedded message field, as a reader one level deeper.
-    fn expect_message(&mut self, wt: u8) -> Result<Reader<'a>, WireError> {
+    pub(super) fn expect_message(&mut self, wt: u8) -> Result<Reader<'a>, WireError> {
         let buf = self.expect_len(wt)?;
         Ok(self.nested(buf))
     }
 
-    fn expect_varint(&mut self, wt: u8) -> Result<u64, WireError> {
+    pub(super) fn expect_varint(&mut self, wt: u8) -> Result<u64, WireError> {
         if wt != VARINT {
             return Err(WireError("wrong wire type for an integer field"));
         }
         self.varint()
     }
 
-    fn expect_fixed64(&mut self, wt: u8) -> Result<u64, WireError> {
+    pub(super) fn expect_fixed64(&mut self, wt: u8) -> Result<u64, WireError> {
         if wt != FIXED64 {
             return Err(WireError("wrong wire type for a fixed64 field"));
         }
@@ -225,12 +230,12 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn utf8(b: &[u8]) -> Result<&str, WireError> {
+pub(super) fn utf8(b: &[u8]) -> Result<&str, WireError> {
     std::str::from_utf8(b).map_err(|_| WireError("invalid UTF-8 in a string field"))
 }
 
 /// A scalar `AnyValue`, borrowed.
-enum Scalar<'a> {
+pub(super) enum Scalar<'a> {
     Str(&'a str),
     Bool(bool),
     Int(i64),
@@ -269,7 +274,7 @@ fn any_value_into<'a>(mut r: Reader<'a>, out: &mut Scalar<'a>) -> Result<(), Wir
 }
 
 /// `(key, value)` of a `KeyValue`, both read (resource attributes).
-fn key_value<'a>(mut r: Reader<'a>) -> Result<(&'a str, Scalar<'a>), WireError> {
+pub(super) fn key_value<'a>(mut r: Reader<'a>) -> Result<(&'a str, Scalar<'a>), WireError> {
     let (mut key, mut value) = ("", Scalar::Other);
     while let Some((field, wt)) = r.key()? {
         match field {
@@ -305,7 +310,7 @@ impl<'p> Interest<'p> {
 /// The key of a `KeyValue`, not decoded, after checking the framing of
 /// all its fields; its value is read only when the key matters
 /// ([`kv_value`]).
-fn kv_key<'a>(mut r: Reader<'a>) -> Result<&'a [u8], WireError> {
+pub(super) fn kv_key<'a>(mut r: Reader<'a>) -> Result<&'a [u8], WireError> {
     let mut key: &[u8] = &[];
     while let Some((field, wt)) = r.key()? {
         match field {
@@ -319,7 +324,7 @@ fn kv_key<'a>(mut r: Reader<'a>) -> Result<&'a [u8], WireError> {
 }
 
 /// The value of a `KeyValue`, every occurrence of its value field merged.
-fn kv_value<'a>(mut r: Reader<'a>) -> Result<Scalar<'a>, WireError> {
+pub(super) fn kv_value<'a>(mut r: Reader<'a>) -> Result<Scalar<'a>, WireError> {
     let mut value = Scalar::Other;
     while let Some((field, wt)) = r.key()? {
         match field {
@@ -352,7 +357,7 @@ fn is_true(v: &Scalar<'_>) -> bool {
     }
 }
 
-fn http_status(v: &Scalar<'_>) -> Option<i64> {
+pub(super) fn http_status(v: &Scalar<'_>) -> Option<i64> {
     match v {
         Scalar::Int(i) => Some(*i),
         Scalar::Str(s) => s.parse().ok(),
@@ -472,7 +477,7 @@ impl SpanView for View<'_, '_, '_> {
     }
 }
 
-fn scalar_text<'a>(v: Scalar<'a>) -> Option<Cow<'a, str>> {
+pub(super) fn scalar_text<'a>(v: Scalar<'a>) -> Option<Cow<'a, str>> {
     match v {
         Scalar::Str(s) => Some(Cow::Borrowed(s)),
         Scalar::Bool(b) => Some(Cow::Owned(b.to_string())),
@@ -480,6 +485,52 @@ fn scalar_text<'a>(v: Scalar<'a>) -> Option<Cow<'a, str>> {
         Scalar::Double(d) => Some(Cow::Owned(d.to_string())),
         Scalar::Other => None,
     }
+}
+
+/// Reads a `ResourceSpans` or `ResourceMetrics` (their fields are the
+/// same): the resource's scalar attributes as text into `attrs`, every
+/// attribute's bytes to `raw`, and the scope messages into `scopes` (both
+/// cleared first). Resource and scopes may come in any order, so the
+/// scopes are collected; a resource given twice merges (its attributes add
+/// up). Returns how many attributes the resource had, `None` without a
+/// resource.
+pub(super) fn resource_and_scopes<'a>(
+    mut r: Reader<'a>,
+    attrs: &mut Vec<(&'a str, Cow<'a, str>)>,
+    scopes: &mut Vec<Reader<'a>>,
+    mut raw: impl FnMut(&'a [u8]),
+) -> Result<Option<u64>, WireError> {
+    scopes.clear();
+    attrs.clear();
+    let mut resource = None;
+    while let Some((field, wt)) = r.key()? {
+        match field {
+            1 => {
+                let mut res = r.expect_message(wt)?;
+                let n = resource.get_or_insert(0);
+                while let Some((f, wt)) = res.key()? {
+                    match f {
+                        1 => {
+                            let kv = res.expect_len(wt)?;
+                            raw(kv);
+                            *n += 1;
+                            let (k, v) = key_value(res.nested(kv))?;
+                            if let Some(v) = scalar_text(v) {
+                                attrs.push((k, v));
+                            }
+                        }
+                        2 => drop(res.expect_varint(wt)?),
+                        3 => drop(res.expect_len(wt)?),
+                        _ => res.skip(f, wt)?,
+                    }
+                }
+            }
+            2 => scopes.push(r.expect_message(wt)?),
+            3 => drop(utf8(r.expect_len(wt)?)?),
+            _ => r.skip(field, wt)?,
+        }
+    }
+    Ok(resource)
 }
 
 /// Converts a protobuf `ExportTraceServiceRequest` body into samples, like
@@ -499,34 +550,8 @@ pub fn convert_traces(
             req.skip(field, wt)?;
             continue;
         }
-        let mut r = req.expect_message(wt)?;
-        // Resource and scope spans may come in any order: collect first.
-        // A resource given twice merges: its attributes add up.
-        scopes.clear();
-        attrs.clear();
-        while let Some((field, wt)) = r.key()? {
-            match field {
-                1 => {
-                    let mut res = r.expect_message(wt)?;
-                    while let Some((f, wt)) = res.key()? {
-                        match f {
-                            1 => {
-                                let (k, v) = key_value(res.expect_message(wt)?)?;
-                                if let Some(v) = scalar_text(v) {
-                                    attrs.push((k, v));
-                                }
-                            }
-                            2 => drop(res.expect_varint(wt)?),
-                            3 => drop(res.expect_len(wt)?),
-                            _ => res.skip(f, wt)?,
-                        }
-                    }
-                }
-                2 => scopes.push(r.expect_message(wt)?),
-                3 => drop(utf8(r.expect_len(wt)?)?),
-                _ => r.skip(field, wt)?,
-            }
-        }
+        let r = req.expect_message(wt)?;
+        resource_and_scopes(r, &mut attrs, &mut scopes, |_| {})?;
         let targets = targets(&attrs, pipelines, Source::Spans, &mut out.missing);
         let origin = Origin::spans(&attrs);
         for scope in &scopes {

@@ -1,0 +1,233 @@
+//! `verdict run` as a supervisor: starts the server, reloads it on SIGHUP
+//! or `POST /api/v1/reload`, and stops it on SIGTERM/SIGINT.
+//!
+//! A reload first reads and validates the pipeline file and binds every
+//! new endpoint; any problem refuses it and the running server carries on
+//! untouched (each problem logged with its path, answered to the API and
+//! counted as `verdict_config_reloads_total{result="invalid"}`). Then the
+//! running server stops the way SIGTERM stops it — receivers stop taking
+//! requests, shards drain and checkpoint their open windows, engines commit
+//! — and the next one starts from storage the way a restart does: open
+//! windows and runs come back, a changed contract version starts new runs.
+//! The listening sockets stay open throughout (see [`Endpoints`]), so a
+//! client that connects meanwhile waits instead of being refused, and no
+//! request accepted before or during the switch is lost. Endpoints the new
+//! file no longer has are closed once it runs.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::sync::mpsc;
+
+use super::{Endpoints, Server};
+use crate::clock::SharedClock;
+use crate::config::{self, ValidatedConfig};
+use crate::runs::ReloadRequest;
+
+/// Counted reloads, by `result`: `applied`, `invalid` (refused, nothing
+/// changed) or `failed` (the new file could not start; the previous one
+/// runs again).
+pub const CONFIG_RELOADS: &str = "verdict_config_reloads_total";
+
+/// What ends [`supervise`] other than an error.
+enum Next {
+    Stop,
+    Reload(Option<tokio::sync::oneshot::Sender<Result<Vec<String>, Vec<String>>>>),
+}
+
+/// Runs the server of `config` (read from `path`) until SIGTERM or SIGINT,
+/// reloading it on SIGHUP and `POST /api/v1/reload`; then stops it within
+/// `grace`.
+pub async fn supervise(
+    path: PathBuf,
+    config: ValidatedConfig,
+    clock: SharedClock,
+    grace: Duration,
+) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    // Handlers first: a SIGTERM that arrives while starting must still stop
+    // the server cleanly, not kill it.
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(4);
+    for result in ["applied", "invalid", "failed"] {
+        metrics::counter!(CONFIG_RELOADS, "result" => result).increment(0);
+    }
+    let mut endpoints = Endpoints::default();
+    let mut current = config;
+    let mut server = Server::start_on(
+        current.clone(),
+        clock.clone(),
+        &mut endpoints,
+        Some(reload_tx.clone()),
+    )
+    .await
+    .context("starting verdict")?;
+    loop {
+        let next = tokio::select! {
+            _ = term.recv() => {
+                tracing::info!("SIGTERM received; stopping.");
+                Next::Stop
+            }
+            r = tokio::signal::ctrl_c() => {
+                r.context("listening for SIGINT")?;
+                tracing::info!("SIGINT received; stopping.");
+                Next::Stop
+            }
+            _ = hup.recv() => {
+                tracing::info!(file = %path.display(), "SIGHUP received; reloading.");
+                Next::Reload(None)
+            }
+            Some(request) = reload_rx.recv() => {
+                tracing::info!(file = %path.display(), "Reload requested through the API.");
+                Next::Reload(Some(request.reply))
+            }
+            what = server.failed() => anyhow::bail!("{what} unexpectedly"),
+        };
+        let Next::Reload(reply) = next else { break };
+        let (next, changes) = match prepare(&path, &current, &server, &mut endpoints).await {
+            Ok(prepared) => prepared,
+            Err(problems) => {
+                for problem in &problems {
+                    tracing::error!(problem = %problem, "Reload refused; the running configuration stays.");
+                }
+                metrics::counter!(CONFIG_RELOADS, "result" => "invalid").increment(1);
+                if let Some(reply) = reply {
+                    let _ = reply.send(Err(problems));
+                }
+                continue;
+            }
+        };
+        if let Some(reply) = reply {
+            let _ = reply.send(Ok(changes.clone()));
+        }
+        server
+            .shutdown(grace)
+            .await
+            .context("stopping the running configuration for the reload")?;
+        server = match Server::start_on(
+            next.clone(),
+            clock.clone(),
+            &mut endpoints,
+            Some(reload_tx.clone()),
+        )
+        .await
+        {
+            Ok(s) => {
+                tracing::info!(changes = ?changes, "Reloaded.");
+                metrics::counter!(CONFIG_RELOADS, "result" => "applied").increment(1);
+                current = next;
+                s
+            }
+            Err(err) => {
+                tracing::error!(error = %format!("{err:#}"), "Reload failed; starting the previous configuration again.");
+                metrics::counter!(CONFIG_RELOADS, "result" => "failed").increment(1);
+                Server::start_on(
+                    current.clone(),
+                    clock.clone(),
+                    &mut endpoints,
+                    Some(reload_tx.clone()),
+                )
+                .await
+                .context("starting the previous configuration again after a failed reload")?
+            }
+        };
+        endpoints.retain(&server.endpoints);
+    }
+    let stopped = server.shutdown(grace).await;
+    endpoints.close();
+    stopped
+}
+
+/// Reads `path` and checks it can replace `current`: valid, the same
+/// storage, every new endpoint bound. `Ok` with the new config and a line
+/// per change; `Err` with every problem (new endpoints bound for it are
+/// closed again).
+async fn prepare(
+    path: &Path,
+    current: &ValidatedConfig,
+    server: &Server,
+    endpoints: &mut Endpoints,
+) -> Result<(ValidatedConfig, Vec<String>), Vec<String>> {
+    let next = config::load_file(path)
+        .map_err(|errors| errors.0.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+    if next.service.storage != current.service.storage {
+        return Err(vec![format!(
+            "service.storage: cannot change on a reload (from {} to {}); restart verdict to move its storage",
+            current.service.storage, next.service.storage
+        )]);
+    }
+    let mut problems = Vec::new();
+    for key in Server::endpoint_keys(&next) {
+        if let Err(err) = endpoints.reserve(&key).await {
+            problems.push(format!("{}: {err:#}", key.owner));
+        }
+    }
+    if !problems.is_empty() {
+        endpoints.retain(&server.endpoints);
+        return Err(problems);
+    }
+    Ok((next.clone(), changes(current, &next)))
+}
+
+/// What a reload from `old` to `new` changes, one line each.
+fn changes(old: &ValidatedConfig, new: &ValidatedConfig) -> Vec<String> {
+    let mut out = Vec::new();
+    let contracts = |c: &ValidatedConfig| -> Vec<(String, u32)> {
+        c.pipelines
+            .iter()
+            .flat_map(|p| &p.contracts)
+            .map(|c| (c.name.clone(), c.version))
+            .collect()
+    };
+    let spec = |c: &'_ ValidatedConfig, name: &str| {
+        c.pipelines
+            .iter()
+            .flat_map(|p| &p.contracts)
+            .find(|c| c.name == name)
+            .cloned()
+    };
+    let (before, after) = (contracts(old), contracts(new));
+    for (name, version) in &after {
+        match before.iter().find(|(n, _)| n == name) {
+            None => out.push(format!("contract {name}: added (version {version})")),
+            Some((_, v)) if v != version => out.push(format!(
+                "contract {name}: version {v} -> {version} (new runs start)"
+            )),
+            Some(_) if spec(old, name) != spec(new, name) => out.push(format!(
+                "contract {name}: settings changed under the same version (its current runs go on under them)"
+            )),
+            Some(_) => {}
+        }
+    }
+    for (name, _) in &before {
+        if !after.iter().any(|(n, _)| n == name) {
+            out.push(format!("contract {name}: removed (its runs stay stored)"));
+        }
+    }
+    let (old_keys, new_keys) = (Server::endpoint_keys(old), Server::endpoint_keys(new));
+    for k in &new_keys {
+        if !old_keys.contains(k) {
+            out.push(format!(
+                "{} {}: listens on {}",
+                k.component, k.owner, k.endpoint
+            ));
+        }
+    }
+    for k in &old_keys {
+        if !new_keys.contains(k) {
+            out.push(format!(
+                "{} {}: {} closed",
+                k.component, k.owner, k.endpoint
+            ));
+        }
+    }
+    if out.is_empty() && old != new {
+        out.push("settings changed".into());
+    }
+    if out.is_empty() {
+        out.push("nothing changed".into());
+    }
+    out
+}

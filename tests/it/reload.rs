@@ -1,0 +1,263 @@
+//! Reloading the pipeline file of a running `verdict run` (SIGHUP and
+//! `POST /api/v1/reload`): open windows and runs are kept, listening
+//! sockets stay open, new endpoints bind and removed ones close, a new
+//! contract version starts new runs, and an invalid file changes nothing
+//! while every problem is reported with its path.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::durable::{pipeline, sqlite, Verdict, TOKEN};
+use crate::{eventually, get_json, now_ns, TempDir};
+
+/// The test pipeline: 2 s windows, a contract that never decides on its
+/// own, and the OTLP/gRPC listener when `grpc`.
+fn yaml(dir: &TempDir, version: u32, grpc: bool) -> String {
+    let contract = format!("    version: {version}\n    decision: windows\n    pass_windows: 1000\n    fail_windows: 1000");
+    let mut y = pipeline(&sqlite(&dir.0), &[], &contract).replace(
+        "size: 1s, allowed_lateness: 200ms",
+        "size: 2s, allowed_lateness: 300ms",
+    );
+    if grpc {
+        y = y.replace(
+            "http: { endpoint: \"127.0.0.1:0\" }",
+            "http: { endpoint: \"127.0.0.1:0\" }\n      grpc: { endpoint: \"127.0.0.1:0\" }",
+        );
+    }
+    y
+}
+
+async fn post_reload(v: &Verdict, token: Option<&str>) -> (u16, Value) {
+    let mut req = reqwest::Client::new().post(v.api("/api/v1/reload"));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.expect("reload answered");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+fn sighup(v: &Verdict) {
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &v.pid().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+/// Addresses the server logged as `Listening.` for `component`, in order.
+fn listening(v: &Verdict, component: &str) -> Vec<String> {
+    v.stderr
+        .lock()
+        .expect("lock")
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["fields"]["message"] == "Listening." && l["fields"]["component"] == component)
+        .filter_map(|l| l["fields"]["addr"].as_str().map(str::to_string))
+        .collect()
+}
+
+fn logged(v: &Verdict, message: &str) -> usize {
+    v.stderr
+        .lock()
+        .expect("lock")
+        .iter()
+        .filter(|l| l.contains(message))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reloads_keep_every_accepted_sample_and_the_listening_sockets() {
+    let dir = TempDir::new("reload");
+    let file = dir.0.join("pipeline.yaml");
+    std::fs::write(&file, yaml(&dir, 1, false)).expect("write");
+    let v = Verdict::start(&file);
+    let (http, api) = (v.http, v.api);
+
+    // A sender that never stops during the reloads, counting the spans the
+    // server took (200, less what partial_success rejected).
+    let accepted = Arc::new(AtomicU64::new(0));
+    let running = Arc::new(AtomicBool::new(true));
+    let sender = {
+        let (accepted, running) = (accepted.clone(), running.clone());
+        tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            while running.load(Ordering::SeqCst) {
+                let now = now_ns();
+                let spans: Vec<Value> = (0..20u64)
+                    .map(|i| {
+                        let end = now - i * 1000;
+                        json!({"kind": 2, "name": "GET /",
+                               "startTimeUnixNano": (end - 5_000_000).to_string(),
+                               "endTimeUnixNano": end.to_string()})
+                    })
+                    .collect();
+                let body = json!({"resourceSpans": [{
+                    "resource": {"attributes": [
+                        {"key": "service.name", "value": {"stringValue": "checkout"}},
+                        {"key": "service.version", "value": {"stringValue": "1.0"}}]},
+                    "scopeSpans": [{"spans": spans}]}]});
+                let resp = client
+                    .post(format!("http://{http}/v1/traces"))
+                    .header("content-type", "application/json")
+                    .body(body.to_string())
+                    .send()
+                    .await;
+                if let Ok(r) = resp {
+                    if r.status() == 200 {
+                        let answer: Value = r.json().await.unwrap_or(Value::Null);
+                        let rejected = answer["partialSuccess"]["rejectedSpans"]
+                            .as_str()
+                            .and_then(|n| n.parse::<u64>().ok())
+                            .unwrap_or(0);
+                        accepted.fetch_add(20 - rejected, Ordering::SeqCst);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(30)).await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // SIGHUP with an unchanged file, then the API with a gRPC listener added.
+    sighup(&v);
+    eventually(Duration::from_secs(30), "the SIGHUP reload", || {
+        let n = logged(&v, "Reloaded.");
+        async move { (n >= 1).then_some(()) }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    std::fs::write(&file, yaml(&dir, 1, true)).expect("write");
+    let (status, body) = post_reload(&v, Some(TOKEN)).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["changes"]
+            .to_string()
+            .contains("otlp-grpc otlp: listens on 127.0.0.1:0"),
+        "{body}"
+    );
+    eventually(Duration::from_secs(30), "the API reload", || {
+        let n = logged(&v, "Reloaded.");
+        async move { (n >= 2).then_some(()) }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    running.store(false, Ordering::SeqCst);
+    sender.await.expect("sender");
+    let sent = accepted.load(Ordering::SeqCst);
+    assert!(sent > 500, "{sent} spans sent");
+
+    // The same sockets serve after both reloads…
+    assert_eq!(listening(&v, "otlp-http"), vec![http.to_string(); 3]);
+    assert_eq!(listening(&v, "api"), vec![api.to_string(); 3]);
+    // …the new gRPC listener answers…
+    let grpc = listening(&v, "otlp-grpc");
+    assert_eq!(grpc.len(), 1, "{grpc:?}");
+    let grpc_addr: std::net::SocketAddr = grpc[0].parse().expect("addr");
+    assert!(tokio::net::TcpStream::connect(grpc_addr).await.is_ok());
+    // …and every accepted span is counted, once windows close.
+    let run = v
+        .run_until("1.0", "every accepted span to be counted", |r| {
+            r["run"]["samples"].as_u64() >= Some(sent)
+        })
+        .await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let run_after = v.run("1.0").await;
+    assert_eq!(
+        run_after["run"]["samples"].as_u64(),
+        Some(sent),
+        "{run_after}"
+    );
+    assert_eq!(run_after["run_id"], run["run_id"], "the run is kept");
+    let metrics = crate::scrape(v.prometheus).await;
+    assert!(
+        metrics.contains("verdict_config_reloads_total{result=\"applied\"} 2"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_invalid_reload_changes_nothing_and_a_version_bump_starts_new_runs() {
+    let dir = TempDir::new("reload-invalid");
+    let file = dir.0.join("pipeline.yaml");
+    std::fs::write(&file, yaml(&dir, 1, true)).expect("write");
+    let v = Verdict::start(&file);
+    let grpc = v.grpc.expect("a gRPC listener");
+    v.spans("7.0", 30, 10).await;
+    let old = v
+        .run_until("7.0", "the v1 run", |r| r["state"] == "VALIDATING")
+        .await;
+
+    // Without the token: 401, nothing read.
+    let (status, _) = post_reload(&v, None).await;
+    assert_eq!(status, 401);
+    // An invalid file: 400 naming every problem by its path; nothing changes.
+    let broken = yaml(&dir, 1, true)
+        .replace("max_p95_latency_ms: 100", "max_p95_latency_ms: -5")
+        .replace("shards: 2", "shards: 2, colour: blue");
+    std::fs::write(&file, broken).expect("write");
+    let (status, body) = post_reload(&v, Some(TOKEN)).await;
+    assert_eq!(status, 400, "{body}");
+    let problems = body["problems"].to_string();
+    assert!(
+        problems.contains("processors.contract/checkout.max_p95_latency_ms")
+            && problems.contains("processors.window.colour"),
+        "{body}"
+    );
+    sighup(&v);
+    eventually(Duration::from_secs(20), "the SIGHUP refusal", || {
+        let n = logged(&v, "Reload refused");
+        async move { (n >= 4).then_some(()) }
+    })
+    .await;
+    assert_eq!(logged(&v, "Reloaded."), 0);
+    assert!(tokio::net::TcpStream::connect(grpc).await.is_ok());
+    let metrics = crate::scrape(v.prometheus).await;
+    assert!(
+        metrics.contains("verdict_config_reloads_total{result=\"invalid\"} 2"),
+        "{metrics}"
+    );
+    // A storage change cannot be applied by a reload.
+    std::fs::write(&file, yaml(&dir, 1, true).replace("verdict.db", "other.db")).expect("write");
+    let (status, body) = post_reload(&v, Some(TOKEN)).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["problems"].to_string().contains("service.storage"),
+        "{body}"
+    );
+
+    // Version 2 without the gRPC listener: new runs, the port closes.
+    std::fs::write(&file, yaml(&dir, 2, false)).expect("write");
+    let (status, body) = post_reload(&v, Some(TOKEN)).await;
+    assert_eq!(status, 200, "{body}");
+    let changes = body["changes"].to_string();
+    assert!(
+        changes.contains("version 1 -> 2") && changes.contains("closed"),
+        "{body}"
+    );
+    eventually(Duration::from_secs(30), "the reload", || {
+        let n = logged(&v, "Reloaded.");
+        async move { (n >= 1).then_some(()) }
+    })
+    .await;
+    let run = v.run("7.0").await;
+    assert_eq!(
+        (run["state"].as_str(), run["contract_version"].as_u64()),
+        (Some("PENDING"), Some(2)),
+        "{run}"
+    );
+    let (_, all) = get_json(&v.api("/api/v1/runs")).await;
+    assert!(all["runs"]
+        .as_array()
+        .is_some_and(|r| r.iter().any(|r| r["run_id"] == old["run_id"])));
+    assert!(tokio::net::TcpStream::connect(grpc).await.is_err());
+    // A new run counts windows that start after it: the next one.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    v.spans("7.0", 30, 10).await;
+    v.run_until("7.0", "the v2 run to start", |r| {
+        r["state"] == "VALIDATING" && r["contract_version"] == 2
+    })
+    .await;
+}

@@ -158,6 +158,20 @@ impl Worker {
                 None => return Next::In(Duration::from_secs(1)),
             }
         };
+        // Rollbacks among the flag changes still to apply: counted down as
+        // Unleash applies them, so the gauge reads 0 as soon as the last one
+        // is, not at the next round (which may be a minute away).
+        let mut unapplied = rows
+            .iter()
+            .filter(|d| Unleash::change_of(d).is_ok_and(|c| c.rollback))
+            .count();
+        let rollbacks = |n: usize| {
+            if !in_order {
+                metrics::gauge!(telemetry::UNLEASH_UNAPPLIED_ROLLBACKS, "exporter" => self.exporter.clone())
+                    .set(n as f64);
+            }
+        };
+        rollbacks(unapplied);
         let oldest = rows.first().map_or(0.0, |d| {
             Duration::from_nanos(self.clock.now().saturating_sub(d.created_at)).as_secs_f64()
         });
@@ -194,6 +208,10 @@ impl Worker {
                 }
                 soonest = Some(soonest.map_or(next_at, |s| s.min(next_at)));
             } else if attempt == Attempt::Delivered {
+                if Unleash::change_of(&d).is_ok_and(|c| c.rollback) {
+                    unapplied = unapplied.saturating_sub(1);
+                    rollbacks(unapplied);
+                }
                 self.acknowledge(&d, done).await;
             }
         }
@@ -208,8 +226,7 @@ impl Worker {
 
     /// Flag changes: keeps the latest pending change of each flag and
     /// marks the older ones superseded (the latest carries the value that
-    /// counts). Also sets the count of rollbacks not applied yet. `None`
-    /// when the storage failed (reported).
+    /// counts). `None` when the storage failed (reported).
     async fn supersede(&self, rows: Vec<Delivery>) -> Option<Vec<Delivery>> {
         let mut latest: HashMap<String, usize> = HashMap::new();
         let changes: Vec<Option<crate::model::FlagChange>> =
@@ -220,7 +237,6 @@ impl Worker {
             }
         }
         let mut kept = Vec::new();
-        let mut rollbacks = 0u32;
         for (i, (d, c)) in rows.into_iter().zip(&changes).enumerate() {
             let by = c
                 .as_ref()
@@ -228,7 +244,6 @@ impl Worker {
                 .filter(|&&j| j != i)
                 .and_then(|&j| changes[j].as_ref());
             let Some(by) = by else {
-                rollbacks += u32::from(c.as_ref().is_some_and(|c| c.rollback));
                 kept.push(d);
                 continue;
             };
@@ -250,8 +265,6 @@ impl Worker {
                 return None;
             }
         }
-        metrics::gauge!(telemetry::UNLEASH_UNAPPLIED_ROLLBACKS, "exporter" => self.exporter.clone())
-            .set(f64::from(rollbacks));
         Some(kept)
     }
 
@@ -279,6 +292,12 @@ impl Worker {
 
     fn source(&self) -> String {
         format!("exporter {}", self.exporter)
+    }
+
+    /// `/readyz`'s key for one flag: each flag has its own problem (one
+    /// missing flag stays listed while the exporter's other flags change).
+    fn flag_source(&self, flag: &str) -> String {
+        format!("exporter {} flag {flag}", self.exporter)
     }
 
     fn report(&self, d: &Delivery, attempt: &Attempt) {
@@ -337,12 +356,12 @@ impl Worker {
         let rollback = change.as_ref().is_some_and(|c| c.rollback);
         let outcome = match attempt {
             Attempt::Delivered => {
-                sink.targets.ok(&self.source());
+                sink.targets.ok(&self.flag_source(flag));
                 tracing::info!(exporter = %self.exporter, change_id = %d.event_id, flag, value, "Flag changed.");
                 "delivered"
             }
             Attempt::Retry { next_at, error } => {
-                sink.targets.failed(&self.source(), error.clone());
+                sink.targets.failed(&self.flag_source(flag), error.clone());
                 let retry_in = Duration::from_nanos(next_at.saturating_sub(self.clock.now()));
                 let retry_in =
                     humantime::format_duration(Duration::from_millis(retry_in.as_millis() as u64));

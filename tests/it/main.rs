@@ -26,6 +26,7 @@ mod shutdown;
 mod simulate;
 mod status_page;
 mod unleash;
+mod unleash_faults;
 mod webhook_formats;
 
 use std::collections::HashMap;

@@ -18,10 +18,10 @@ use serde_json::{json, Value};
 use crate::durable::Verdict;
 use crate::{eventually, get_json, now_ns, TempDir};
 
-const ADMIN_TOKEN: &str = "*:*.verdict-admin-secret";
-const CLIENT_TOKEN: &str = "default:production.verdict-client-secret";
+pub(crate) const ADMIN_TOKEN: &str = "*:*.verdict-admin-secret";
+pub(crate) const CLIENT_TOKEN: &str = "default:production.verdict-client-secret";
 const PG: &str = "postgres://postgres@127.0.0.1:5432/test";
-const WAIT: Duration = Duration::from_secs(120);
+pub(crate) const WAIT: Duration = Duration::from_secs(120);
 
 fn dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/unleash")
@@ -44,10 +44,10 @@ fn node_modules() {
 }
 
 /// The test's own PostgreSQL database, dropped at the end.
-struct Database(String);
+pub(crate) struct Database(String);
 
 impl Database {
-    fn new(tag: &str) -> Database {
+    pub(crate) fn new(tag: &str) -> Database {
         Database(format!(
             "unleash_{tag}_{}_{}",
             std::process::id(),
@@ -76,7 +76,7 @@ pub(crate) struct UnleashServer {
 
 impl UnleashServer {
     /// Starts it on `port` (0: any) over `db`; waits until it serves.
-    fn launch(db: &Database, port: u16) -> UnleashServer {
+    pub(crate) fn launch(db: &Database, port: u16) -> UnleashServer {
         node_modules();
         let mut child = Command::new("node")
             .arg("server.mjs")
@@ -104,18 +104,18 @@ impl UnleashServer {
         UnleashServer { child, port }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
     /// Stops it (the process, by its id) and waits for the exit.
-    fn stop(mut self) {
+    pub(crate) fn stop(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 
     /// An Admin API request.
-    async fn admin(
+    pub(crate) async fn admin(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -136,7 +136,13 @@ impl UnleashServer {
 
     /// Creates `flag` (off) with one flexibleRollout strategy at 0 % in
     /// production.
-    async fn create_flag(&self, flag: &str) {
+    pub(crate) async fn create_flag(&self, flag: &str) {
+        self.create_bare_flag(flag).await;
+        self.add_strategy(flag).await;
+    }
+
+    /// Creates `flag` (off) with no strategy.
+    pub(crate) async fn create_bare_flag(&self, flag: &str) {
         let (s, b) = self
             .admin(
                 reqwest::Method::POST,
@@ -145,6 +151,10 @@ impl UnleashServer {
             )
             .await;
         assert_eq!(s, 201, "{b}");
+    }
+
+    /// Adds a flexibleRollout strategy at 0 % to `flag` in production.
+    pub(crate) async fn add_strategy(&self, flag: &str) {
         let (s, b) = self
             .admin(
                 reqwest::Method::POST,
@@ -156,7 +166,7 @@ impl UnleashServer {
     }
 
     /// The flag's rollout percentage and whether it is on in production.
-    async fn flag(&self, flag: &str) -> (String, bool) {
+    pub(crate) async fn flag(&self, flag: &str) -> (String, bool) {
         let (s, b) = self
             .admin(
                 reqwest::Method::GET,
@@ -250,9 +260,15 @@ impl Drop for Traffic {
     }
 }
 
-/// The pipeline: 2 s windows, the flag `checkout-{service.version}` stepped
-/// every passing window after a 1 s SDK refresh interval.
-fn pipeline(dir: &TempDir, unleash_url: &str, token: &str) -> PathBuf {
+/// A pipeline of contract `checkout` (subject: `service.version`) driving
+/// the `unleash/*` exporters of `exporters` (YAML under `exporters:`).
+pub(crate) fn pipeline_with(
+    dir: &TempDir,
+    window: &str,
+    contract: &str,
+    exporters: &str,
+    ids: &[&str],
+) -> PathBuf {
     let file = dir.0.join("pipeline.yaml");
     let text = format!(
         r#"
@@ -261,40 +277,61 @@ receivers:
     protocols:
       http: {{ endpoint: "127.0.0.1:0" }}
 processors:
-  window: {{ size: 2s, allowed_lateness: 300ms, shards: 1 }}
+  window: {{ {window}, shards: 1 }}
   contract/checkout:
     match: {{ service.name: checkout, service.version: "2.*" }}
     subject_by: [service.version]
     max_p95_latency_ms: 100
     decision: windows
-    pass_windows: 2
-    min_samples: 20
+{contract}
 exporters:
   log: {{}}
   prometheus: {{ endpoint: "127.0.0.1:0" }}
-  unleash/checkout:
-    url: {unleash_url}
-    token: "{token}"
-    environment: production
-    flag: "checkout-{{service.version}}"
-    steps: [5, 10, 25, 50, 100]
-    step_windows: 1
-    refresh_interval: 1s
-    retry: {{ initial_interval: 200ms, max_interval: 1s }}
+{exporters}
 pipelines:
   checkout:
     receivers: [otlp]
     processors: [window, contract/checkout]
-    exporters: [log, prometheus, unleash/checkout]
+    exporters: [log, prometheus, {ids}]
 service:
   api: {{ endpoint: "127.0.0.1:0", token: "{api}" }}
   storage: "{storage}"
 "#,
+        ids = ids.join(", "),
         api = crate::durable::TOKEN,
         storage = crate::durable::sqlite(&dir.0),
     );
     std::fs::write(&file, text).expect("write");
     file
+}
+
+/// One `unleash/{id}` exporter on `url`.
+pub(crate) fn exporter(id: &str, url: &str, token: &str, flag: &str) -> String {
+    format!(
+        r#"  unleash/{id}:
+    url: {url}
+    token: "{token}"
+    environment: production
+    flag: "{flag}"
+    steps: [5, 10, 25, 50, 100]
+    step_windows: 1
+    refresh_interval: 1s
+    timeout: 5s
+    retry: {{ initial_interval: 200ms, max_interval: 1s }}
+"#
+    )
+}
+
+/// The pipeline: 2 s windows, the flag `checkout-{service.version}` stepped
+/// every passing window after a 1 s SDK refresh interval.
+fn pipeline(dir: &TempDir, unleash_url: &str, token: &str) -> PathBuf {
+    pipeline_with(
+        dir,
+        "size: 2s, allowed_lateness: 300ms",
+        "    pass_windows: 2\n    min_samples: 20",
+        &exporter("checkout", unleash_url, token, "checkout-{service.version}"),
+        &["unleash/checkout"],
+    )
 }
 
 /// Every distinct rollout percentage the run's API showed, in order, with

@@ -480,8 +480,12 @@ async fn a_rollout_survives_sigterm_and_kill_9_without_moving_the_flag_back() {
     // SIGTERM with the traffic paused (no window can count meanwhile): the
     // restarted process shows the same rollout, hold included.
     spans.sending(false);
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    let before = rollout(&v.run("2.0.0").await);
+    let before = eventually(WAIT, "the rollout to settle", || async {
+        let a = rollout(&v.run("2.0.0").await);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        (a == rollout(&v.run("2.0.0").await)).then_some(a)
+    })
+    .await;
     assert!(v.terminate().success());
     v = Verdict::start(&file);
     let after = rollout(&v.run("2.0.0").await);

@@ -101,6 +101,8 @@ fn env_u64(name: &str, default: u64) -> u64 {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    // reqwest is built without a crypto provider of its own (rustls-no-provider).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let quick = !std::env::args().any(|a| a == "--bench");
     let per_minute = env_u64("CHURN_PER_MINUTE", if quick { 200 } else { 16_667 });
     let minutes = env_u64("CHURN_MINUTES", if quick { 4 } else { 150 });

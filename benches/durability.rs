@@ -214,6 +214,8 @@ service:
 }
 
 fn main() {
+    // reqwest is built without a crypto provider of its own (rustls-no-provider).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     // `cargo test --benches` runs bench binaries with `--bench` absent: keep
     // that quick.
     let quick = !std::env::args().any(|a| a == "--bench");

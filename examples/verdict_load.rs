@@ -349,6 +349,8 @@ impl Sender {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // reqwest is built without a crypto provider of its own (rustls-no-provider).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let args = Args::parse();
     let endpoint = args
         .endpoint

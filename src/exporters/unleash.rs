@@ -138,6 +138,11 @@ impl Unleash {
                 &format!("setting the rollout of flag {flag:?} (strategy {strategy})"),
             )
         })?;
+        if change.percent == 0 {
+            // A rollback to 0 % never turns a flag on: other strategies
+            // of the flag would start serving the release it rolls back.
+            return Ok(());
+        }
         self.switch(flag, "on").await
     }
 
@@ -168,11 +173,11 @@ impl Unleash {
     }
 
     /// The strategy to step on `flag`: `strategy_id`, or its first
-    /// flexibleRollout strategy in the environment.
+    /// flexibleRollout strategy in the environment. Either way it must be
+    /// a flexibleRollout strategy: another kind has no rollout percentage
+    /// (a standard strategy serves everyone), and stepping it would report
+    /// percentages the flag does not apply.
     async fn strategy(&self, flag: &str) -> Result<String, ApplyError> {
-        if let Some(id) = &self.spec.strategy_id {
-            return Ok(id.clone());
-        }
         if let Some(id) = self
             .strategies
             .lock()
@@ -189,6 +194,27 @@ impl Unleash {
             .map_err(|f| self.explain(f, &what))?;
         let list: Value = serde_json::from_slice(&body)
             .map_err(|e| ApplyError(format!("{what}: the answer is not JSON: {e}")))?;
+        if let Some(id) = &self.spec.strategy_id {
+            let chosen = list
+                .as_array()
+                .and_then(|a| a.iter().find(|s| s["id"].as_str() == Some(id)));
+            return match chosen {
+                None => Err(ApplyError(format!(
+                    "flag {flag:?} has no strategy {id:?} (strategy_id) in environment {:?}",
+                    self.spec.environment
+                ))),
+                Some(s) if s["name"] != "flexibleRollout" => Err(ApplyError(format!(
+                    "strategy {id:?} of flag {flag:?} is a {} strategy, not flexibleRollout: it has no rollout percentage to step (a standard strategy serves every user)",
+                    s["name"]
+                ))),
+                Some(_) => {
+                    if let Ok(mut cache) = self.strategies.lock() {
+                        cache.insert(flag.to_string(), id.clone());
+                    }
+                    Ok(id.clone())
+                }
+            };
+        }
         let mut found: Vec<&Value> = list
             .as_array()
             .map(|a| {

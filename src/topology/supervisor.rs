@@ -168,6 +168,33 @@ async fn prepare(
         )]);
     }
     let mut problems = Vec::new();
+    // An exporter that still owes deliveries (a pending rollback among
+    // them) cannot go: its rows would wait for a worker that no longer
+    // exists, and a rollback would never reach its flag.
+    let kept: Vec<&str> = next.exporters.iter().map(|e| e.id.as_str()).collect();
+    match server
+        .catalog
+        .store
+        .deliveries(&[crate::storage::DeliveryState::Pending], 10_000)
+        .await
+    {
+        Ok(pending) => {
+            let mut owed: Vec<&str> = pending
+                .iter()
+                .map(|d| d.exporter.as_str())
+                .filter(|e| !kept.contains(e))
+                .collect();
+            owed.sort_unstable();
+            owed.dedup();
+            for exporter in owed {
+                let n = pending.iter().filter(|d| d.exporter == exporter).count();
+                problems.push(format!(
+                    "exporters.{exporter}: cannot be removed while {n} of its deliveries are pending (GET /api/v1/deliveries?state=pending); keep it until they are delivered"
+                ));
+            }
+        }
+        Err(err) => problems.push(format!("cannot read the pending deliveries: {err}")),
+    }
     for key in Server::endpoint_keys(&next) {
         if let Err(err) = endpoints.reserve(&key).await {
             problems.push(format!("{}: {err:#}", key.owner));

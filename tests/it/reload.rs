@@ -337,3 +337,43 @@ async fn idle_and_stalled_connections_hold_neither_a_reload_nor_a_stop() {
         started.elapsed()
     );
 }
+
+/// An exporter that still owes deliveries cannot be removed by a reload:
+/// its events (a rollback among them) would wait for a worker that no
+/// longer exists.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_exporter_with_pending_deliveries_cannot_be_reloaded_away() {
+    let dir = TempDir::new("reload-pending");
+    let receiver = crate::durable::Receiver::always(500);
+    let url = receiver.serve("127.0.0.1:0").await;
+    let contract = "    decision: windows\n    fail_windows: 1";
+    let with = pipeline(
+        &sqlite(&dir.0),
+        &[("webhook/ci", crate::durable::webhook(&url, ""))],
+        contract,
+    );
+    let file = dir.0.join("pipeline.yaml");
+    std::fs::write(&file, &with).expect("write");
+    let v = Verdict::start(&file);
+    v.spans("bad", 40, 500).await;
+    v.run_until("bad", "bad to roll back", |r| r["state"] == "ROLLED_BACK")
+        .await;
+    eventually(Duration::from_secs(20), "a pending delivery", || {
+        let url = v.api("/api/v1/deliveries?state=pending");
+        async move {
+            let (_, d) = get_json(&url).await;
+            (!d["deliveries"].as_array().is_none_or(Vec::is_empty)).then_some(())
+        }
+    })
+    .await;
+    std::fs::write(&file, pipeline(&sqlite(&dir.0), &[], contract)).expect("write");
+    let (status, body) = post_reload(&v, Some(TOKEN)).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["problems"]
+            .to_string()
+            .contains("exporters.webhook/ci: cannot be removed while"),
+        "{body}"
+    );
+    assert_eq!(logged(&v, "Reloaded."), 0);
+}

@@ -192,6 +192,19 @@ pub(super) fn unleash(raw: RawUnleash, path: &str, errors: &mut Errors) -> Optio
             None
         }
         Some(text) => match FlagTemplate::parse(text.trim()) {
+            Ok(t) if t.attributes().next().is_none() => {
+                // One flag for every run: a rolled-back release's 0 % would
+                // be stepped up again by the next release's run.
+                errors.push(
+                    &flag_path,
+                    format!(
+                        "{:?} names no subject attribute: each run needs its own flag, e.g. \"{}-{{service.version}}\"",
+                        t.as_str(),
+                        t.as_str()
+                    ),
+                );
+                None
+            }
             Ok(t) => Some(t),
             Err(why) => {
                 errors.push(&flag_path, why);

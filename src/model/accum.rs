@@ -137,6 +137,28 @@ impl Share {
         }
         ((b - self.lo) / self.width * self.c).round().min(self.c) as u64
     }
+
+    /// The first piece from `k` (at most `last`) whose share up to its
+    /// upper end `min(edges.lower(j + 1), hi)` is more than `given`: the
+    /// piece holding the value where the share passes `given + 1/2`, by
+    /// the sketch's own index mapping, then moved to the exact first one
+    /// by [`Share::upto`] itself (usually no step).
+    fn next_growth(&self, k: i64, last: i64, given: u64, hi: f64, edges: &Edges) -> i64 {
+        let up = |j: i64| self.upto(edges.lower(j + 1).min(hi));
+        let t = self.lo + (given as f64 + 0.5) / self.per_width;
+        let mut j = if t.is_finite() && t > 0.0 {
+            edges.index_of(t).clamp(k, last)
+        } else {
+            last
+        };
+        while j > k && up(j - 1) > given {
+            j -= 1;
+        }
+        while j < last && up(j) <= given {
+            j += 1;
+        }
+        j
+    }
 }
 
 /// `x.floor()` and `x.ceil()` as integers, without the library call they
@@ -409,44 +431,58 @@ impl Accum {
         // `edges.lower(k)` is `2^(k / per)`, the piece bounds, by table.
         let edges = Edges::at(scale);
         let share = Share::new(lo, hi - lo, c);
+        // One piece: its share of the counts and, if that is more than
+        // the pieces before it had, its item.
+        let piece = |k: i64, given: &mut u64, items: &mut Vec<Indexed>| {
+            let (a, b) = (edges.lower(k).max(from), edges.lower(k + 1).min(hi));
+            if b <= a {
+                return;
+            }
+            // Cumulative share up to b, rounded: the counts sum to c exactly.
+            let upto = if k + 1 >= last { c } else { share.upto(b) };
+            let n = upto.saturating_sub(*given);
+            *given = (*given).max(upto);
+            if n > 0 {
+                let (a, b) = match inner {
+                    Some((first_inner, last_inner)) => {
+                        let j = k.clamp(first_inner, last_inner);
+                        (edges.lower(j), edges.lower(j + 1))
+                    }
+                    None => (a, b),
+                };
+                // Geometric middle of the piece (as a product of roots: no overflow).
+                let value = a.sqrt() * b.sqrt();
+                // Its index is the sketch's, looked up with the others.
+                items.push(Indexed { value, index: 0, n });
+            }
+        };
         PIECES.with_borrow_mut(|items| {
             items.clear();
             let mut given = 0u64;
-            let mut edge = edges.lower(first);
-            for k in first..last {
-                let next = edges.lower(k + 1);
-                let (a, b) = (edge.max(from), next.min(hi));
-                edge = next;
-                if b <= a {
-                    continue;
+            let mut k = first;
+            // Fewer counts than pieces: most pieces get none, and a piece
+            // that gets none changes nothing, so the walk jumps from one
+            // piece whose rounded share grows to the next.
+            let sparse = c < (last - first) as u64;
+            while k < last {
+                if sparse && k + 1 < last {
+                    if given >= c {
+                        break;
+                    }
+                    k = share.next_growth(k, last - 1, given, hi, &edges);
                 }
-                // Cumulative share up to b, rounded: the counts sum to c exactly.
-                let upto = if k + 1 >= last { c } else { share.upto(b) };
-                let n = upto.saturating_sub(given);
-                given = given.max(upto);
-                if n > 0 {
-                    let (a, b) = match inner {
-                        Some((first_inner, last_inner)) => {
-                            let j = k.clamp(first_inner, last_inner);
-                            (edges.lower(j), edges.lower(j + 1))
-                        }
-                        None => (a, b),
-                    };
-                    // Geometric middle of the piece (as a product of roots: no overflow).
-                    let value = a.sqrt() * b.sqrt();
-                    items.push(Indexed {
-                        value,
-                        index: self.latency.index_of(value),
-                        n,
-                    });
-                }
+                piece(k, &mut given, items);
+                k += 1;
             }
             if given < c {
                 items.push(Indexed {
                     value: hi,
-                    index: self.latency.index_of(hi),
+                    index: 0,
                     n: c - given,
                 });
+            }
+            for it in items.iter_mut() {
+                it.index = self.latency.index_of(it.value);
             }
             self.latency.insert_indexed(sketch_scale, items);
         });

@@ -219,11 +219,12 @@ impl Accum {
             PointKind::Conversions(v) => {
                 self.conversions = self.conversions.saturating_add(v.round().max(0.0) as u64)
             }
-            PointKind::Latency(p) => self.record_latency(p),
+            PointKind::Latency(p) => self.record_latency(p, Accum::spread_bucket),
         }
     }
 
-    fn record_latency(&mut self, p: &PointLatency) {
+    /// A latency point, with `spread` spreading each explicit bucket.
+    fn record_latency(&mut self, p: &PointLatency, spread: fn(&mut Accum, f64, f64, u64)) {
         self.samples = self.samples.saturating_add(p.count);
         if p.error {
             self.errors = self.errors.saturating_add(p.count);
@@ -257,11 +258,11 @@ impl Accum {
             Buckets::Explicit { bounds, counts }
                 if factor == 1.0 && bounds.iter().all(|b| b.is_finite()) =>
             {
-                self.spread_explicit(bounds, counts, scaled(p.min), scaled(p.max));
+                self.spread_explicit_with(bounds, counts, scaled(p.min), scaled(p.max), spread);
             }
             Buckets::Explicit { bounds, counts } => {
                 let bounds: Vec<f64> = bounds.iter().map(|b| in_unit(*b, factor)).collect();
-                self.spread_explicit(&bounds, counts, scaled(p.min), scaled(p.max));
+                self.spread_explicit_with(&bounds, counts, scaled(p.min), scaled(p.max), spread);
             }
         }
     }
@@ -625,7 +626,7 @@ impl Accum {
 
 #[cfg(test)]
 #[path = "accum_spread_tests.rs"]
-mod spread_tests;
+pub(crate) mod spread_tests;
 
 #[cfg(test)]
 mod tests {

@@ -7,6 +7,15 @@ use proptest::prelude::*;
 
 use super::*;
 
+/// [`Accum::record_point`] with the reference spreading: the
+/// straightforward path that whole windows are compared with.
+pub(crate) fn record_point_reference(acc: &mut Accum, kind: &PointKind) {
+    match kind {
+        PointKind::Latency(p) => acc.record_latency(p, spread_bucket_reference),
+        other => acc.record_point(other),
+    }
+}
+
 fn spread_explicit_reference(
     acc: &mut Accum,
     bounds: &[f64],

@@ -239,6 +239,10 @@ pub struct ProbeArgs {
     /// credentials measures nothing.
     #[arg(long = "allow-4xx")]
     pub allow_4xx: bool,
+    /// For an https:// URL: PEM CA certificates to trust besides the
+    /// system's roots.
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
     /// Fail when the p95 latency exceeds this many milliseconds.
     #[arg(long, value_parser = positive_number)]
     pub max_p95_latency_ms: Option<f64>,
@@ -292,6 +296,7 @@ impl ProbeArgs {
         plan.rate = self.rate;
         plan.conversion_header = self.conversion_header.clone();
         plan.allow_4xx = self.allow_4xx;
+        plan.tls.ca_file = self.ca_file.clone();
         Ok(Invocation {
             plan,
             thresholds: self.thresholds()?,

@@ -35,7 +35,7 @@
 //! - below every stage: [`config`] (the pipeline file and each component's
 //!   settings), [`model`] (the types that travel between stages), `proto`
 //!   (the `verdict.v1` messages that define the JSON of events and runs),
-//!   [`sketch`], [`clock`], `telemetry`, `retry` and `auth`.
+//!   [`sketch`], [`clock`], `telemetry`, `retry`, `auth` and `tls` (clients' TLS).
 //!
 //! # Layering
 //!
@@ -53,6 +53,7 @@
 //! | `sketch` | |
 //! | `telemetry` | |
 //! | `retry` | |
+//! | `tls` | `config` |
 //! | `auth` | |
 //! | `model` | `sketch` |
 //! | `clock` | `model` |
@@ -60,12 +61,12 @@
 //! | `config` | `model`, `retry` |
 //! | `contracts` | `config`, `model` |
 //! | `aggregator` | `config`, `model`, `sketch`, `clock`, `telemetry` |
-//! | `probe` | `config`, `model`, `contracts`, `clock`, `retry`, `telemetry` |
+//! | `probe` | `config`, `model`, `contracts`, `clock`, `retry`, `telemetry`, `tls` |
 //! | `receivers` | `config`, `model`, `aggregator`, `probe`, `clock`, `auth`, `telemetry` |
 //! | `storage` | `config`, `model`, `proto`, `sketch`, `clock` |
 //! | `runs` | `config`, `model`, `contracts`, `storage`, `proto`, `clock`, `retry`, `telemetry` |
-//! | `exporters` | `config`, `model`, `runs`, `storage`, `proto`, `clock`, `retry`, `telemetry` |
-//! | `console` | `retry` |
+//! | `exporters` | `config`, `model`, `runs`, `storage`, `proto`, `clock`, `retry`, `telemetry`, `tls` |
+//! | `console` | `retry`, `tls` |
 //! | `api` | `config`, `model`, `runs`, `storage`, `proto`, `clock`, `auth`, `console` |
 //! | `simulate` | `config`, `model`, `runs`, `contracts`, `sketch` |
 //! | `topology` | * |
@@ -105,4 +106,5 @@ pub mod storage;
 pub(crate) mod telemetry;
 #[cfg(test)]
 mod test_util;
+pub(crate) mod tls;
 pub mod topology;

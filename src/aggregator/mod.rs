@@ -112,11 +112,17 @@ pub struct Setup<'a> {
     pub restored: Vec<OpenWindows>,
     /// Each contract's `run_idle_timeout` (ns), by contract index.
     pub idle: std::sync::Arc<[u64]>,
+    /// Cancelled when the pipeline stops: the shards close their queues
+    /// (new requests are refused, retryably), record what is queued or
+    /// about to be sent, and exit — without waiting for every receiver to
+    /// let go, which a client holding an idle connection could delay for
+    /// ever.
+    pub drain: tokio_util::sync::CancellationToken,
 }
 
 /// Spawns the shards of a pipeline; they feed `output` until every
-/// [`Router`] clone is dropped, then drain their queues, send their open
-/// windows for the final checkpoint and exit.
+/// [`Router`] clone is dropped or `drain` is cancelled, then drain their
+/// queues, send their open windows for the final checkpoint and exit.
 pub fn spawn(
     setup: Setup<'_>,
     clock: SharedClock,
@@ -129,6 +135,7 @@ pub fn spawn(
         checkpoint_interval,
         mut restored,
         idle,
+        drain,
     } = setup;
     let shards = window.shards.max(1);
     let params = state::WindowParams {
@@ -159,6 +166,7 @@ pub fn spawn(
             clock: clock.clone(),
             tick: tick_interval(window),
             checkpoint_interval: checkpoint_interval.max(Duration::from_millis(10)),
+            drain: drain.clone(),
         };
         tasks.spawn(shard.run());
     }

@@ -29,6 +29,8 @@ pub struct Shard {
     pub clock: SharedClock,
     /// How often windows are closed.
     pub tick: Duration,
+    /// Cancelled when the pipeline stops (see [`super::Setup::drain`]).
+    pub drain: tokio_util::sync::CancellationToken,
     /// How often the open windows are sent for the checkpoint.
     pub checkpoint_interval: Duration,
 }
@@ -63,9 +65,17 @@ impl Shard {
         let stream_resets = metrics::counter!(telemetry::METRIC_STREAM_RESETS);
         let (mut late_seen, mut overflow_seen) = (0, 0);
         let mut streams_seen = (0, 0, 0, 0);
+        let mut closing = false;
         loop {
             tokio::select! {
                 biased;
+                // The pipeline stops: no new batch is let in; those queued,
+                // and those whose sender holds a permit, still arrive, and
+                // `recv` ends once they have.
+                () = self.drain.cancelled(), if !closing => {
+                    closing = true;
+                    self.input.close();
+                }
                 // Closing first: a busy queue must not delay window emission.
                 _ = tick.tick() => {
                     let now = self.clock.now();

@@ -44,6 +44,7 @@ mod tests;
 pub use error::{ConfigError, ConfigErrors};
 pub use probe_plan::{Amount, ProbePlan, SYNTHETIC_ATTRIBUTE};
 pub use select::{select_resource, AttributeMatch, Selection};
+pub(crate) use validate::tls::{read_certificates, read_key};
 pub use validated::*;
 
 /// Reads, substitutes, layers env overrides, parses and validates a pipeline file.

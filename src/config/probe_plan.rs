@@ -36,8 +36,10 @@ pub enum Amount {
 /// Everything the engine needs to run one probe.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProbePlan {
-    /// Target URL (`http://`).
+    /// Target URL (`http://` or `https://`).
     pub url: Url,
+    /// TLS of an `https://` target (default: the system's roots).
+    pub tls: super::ClientTls,
     /// HTTP method (default GET).
     pub method: Method,
     /// Extra request headers, sent with every request.
@@ -66,6 +68,7 @@ impl ProbePlan {
     pub fn new(url: Url) -> ProbePlan {
         ProbePlan {
             url,
+            tls: super::ClientTls::default(),
             method: Method::GET,
             headers: HeaderMap::new(),
             body: None,
@@ -79,18 +82,14 @@ impl ProbePlan {
     }
 }
 
-/// An `http://` URL with a host. `https://` is refused with a reason: this
-/// build has no TLS.
+/// An `http://` or `https://` URL with a host.
 pub fn parse_url(text: &str) -> Result<Url, String> {
     let url = Url::parse(text.trim()).map_err(|e| format!("invalid URL {text:?}: {e}"))?;
     match url.scheme() {
-        "http" if url.host_str().is_some_and(|h| !h.is_empty()) => Ok(url),
-        "http" => Err(format!("invalid URL {text:?}: it has no host")),
-        "https" => Err(format!(
-            "invalid URL {text:?}: https is not supported by this build (no TLS); use http://"
-        )),
+        "http" | "https" if url.host_str().is_some_and(|h| !h.is_empty()) => Ok(url),
+        "http" | "https" => Err(format!("invalid URL {text:?}: it has no host")),
         other => Err(format!(
-            "invalid URL {text:?}: the scheme must be http, got {other:?}"
+            "invalid URL {text:?}: the scheme must be http or https, got {other:?}"
         )),
     }
 }
@@ -146,9 +145,7 @@ mod tests {
                 .as_deref(),
             Ok("/api/v1/mvp")
         );
-        assert!(parse_url("https://example.test/")
-            .unwrap_err()
-            .contains("no TLS"));
+        assert!(parse_url("https://example.test/").is_ok());
         assert!(parse_url("ftp://example.test/")
             .unwrap_err()
             .contains("scheme must be http"));

@@ -60,12 +60,33 @@ pub(crate) struct RawOtlpProtocols {
     pub http: Field<MapOnly<RawListener>>,
 }
 
-/// A listener: `{ endpoint: host:port }`.
+/// A listener: `{ endpoint: host:port, tls: {...} }`.
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct RawListener {
     /// Listen address `host:port` (`0.0.0.0:4317`, `localhost:4318`,
     /// `"[::]:4317"`). Absent or empty = the protocol's default.
     pub endpoint: Field<String>,
+    /// TLS on this listener; absent = plain text.
+    pub tls: Field<MapOnly<RawTls>>,
+}
+
+/// `tls:` of a listener, with the OpenTelemetry Collector's `configtls`
+/// names.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawTls {
+    /// PEM certificate chain (the listener's own certificate first).
+    pub cert_file: Field<String>,
+    /// PEM private key of the certificate (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: Field<String>,
+    /// PEM CA certificates: when set, clients must present a certificate
+    /// signed by one of them (mutual TLS).
+    pub client_ca_file: Field<String>,
+    /// For clients; refused on a listener.
+    pub ca_file: Field<String>,
+    /// Oldest TLS version accepted: `"1.2"` (default) or `"1.3"`.
+    pub min_version: Field<String>,
+    /// How often the files are checked for changes and re-read. Default `1m`.
+    pub reload_interval: Field<HumanDuration>,
 }
 
 /// `auth:` of a receiver.
@@ -80,8 +101,11 @@ pub(crate) struct RawAuth {
 /// pipeline's contracts like spans of its `resource`.
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct RawProbeReceiver {
-    /// URL to send requests to (`http://…`). Required.
+    /// URL to send requests to (`http://…` or `https://…`). Required.
     pub url: Field<String>,
+    /// TLS of an `https://` target: `ca_file`, `cert_file` + `key_file`,
+    /// `min_version`. Default: the system's roots.
+    pub tls: Field<MapOnly<RawTls>>,
     /// HTTP method. Default `GET`.
     pub method: Field<String>,
     /// Request headers: name → value.
@@ -229,14 +253,18 @@ pub(crate) struct RawBaseline {
 pub(crate) struct RawPrometheus {
     /// Listen address `host:port` for `/metrics`. Default `0.0.0.0:9464`.
     pub endpoint: Field<String>,
+    /// TLS on `/metrics`; absent = plain text.
+    pub tls: Field<MapOnly<RawTls>>,
 }
 
 /// `exporters.webhook[/NAME]`: verdict events POSTed as JSON (design §5.5).
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct RawWebhook {
-    /// Target URL, `http://`. Required. `https://` is refused until the
-    /// client has TLS (issue 15).
+    /// Target URL, `http://` or `https://`. Required.
     pub url: Field<String>,
+    /// TLS of `https://` requests: `ca_file`, `cert_file` + `key_file`,
+    /// `min_version`. Default: the system's roots.
+    pub tls: Field<MapOnly<RawTls>>,
     /// States whose transitions are sent: any of `VALIDATING`, `PROMOTED`,
     /// `ROLLED_BACK`. Default `[PROMOTED, ROLLED_BACK]`.
     pub on: Field<StringList>,
@@ -319,6 +347,8 @@ pub(crate) struct RawApi {
     /// behind an ingress): notifications link to runs under it. Absent =
     /// no links.
     pub public_url: Field<String>,
+    /// TLS on the API and status page; absent = plain text.
+    pub tls: Field<MapOnly<RawTls>>,
 }
 
 /// A field as read: `None` when absent or written with no value (null);

@@ -80,12 +80,14 @@ fn minimal_file_gets_every_default() {
         ValidatedConfig {
             receivers: vec![ReceiverSpec {
                 id: "otlp".into(),
-                kind: ReceiverKind::Otlp(OtlpReceiverSpec {
+                kind: ReceiverKind::Otlp(Box::new(OtlpReceiverSpec {
                     grpc_endpoint: Some("0.0.0.0:4317".into()),
                     http_endpoint: None,
                     max_request_bytes: 20 * 1024 * 1024,
                     bearer_token: None,
-                }),
+                    grpc_tls: None,
+                    http_tls: None,
+                })),
             }],
             exporters: vec![],
             pipelines: vec![PipelineSpec {
@@ -135,6 +137,7 @@ fn minimal_file_gets_every_default() {
             service: ServiceSpec {
                 api_endpoint: "127.0.0.1:8686".into(),
                 api_token: None,
+                api_tls: None,
                 public_url: None,
                 storage: StorageSpec::Sqlite {
                     url: "sqlite://data/verdict.db".into(),
@@ -154,6 +157,7 @@ fn webhook(id: &str, action: &str, on: RunState) -> ExporterSpec {
         id: id.into(),
         kind: ExporterKind::Webhook(WebhookSpec {
             url: format!("http://ci.internal/api/{action}-canary"),
+            tls: Default::default(),
             on: vec![on],
             secret: None,
             timeout: Duration::from_secs(5),
@@ -317,7 +321,8 @@ fn design_example_loads_with_every_field() {
             ExporterSpec {
                 id: "prometheus".into(),
                 kind: ExporterKind::Prometheus {
-                    endpoint: "0.0.0.0:9464".into()
+                    endpoint: "0.0.0.0:9464".into(),
+                    tls: None,
                 }
             },
             webhook("webhook/promote", "promote", RunState::Promoted),
@@ -1222,4 +1227,37 @@ service:
         config.service.public_url.as_deref(),
         Some("https://verdict.example.com")
     );
+}
+
+#[test]
+fn tls_blocks_are_checked_with_their_files() {
+    let dir = std::env::temp_dir().join(format!("verdict-tls-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let not_pem = dir.join("not.pem");
+    std::fs::write(&not_pem, "hello").expect("write");
+    let file = |f: &str| dir.join(f).display().to_string();
+    let text = format!(
+        "receivers:\n  otlp:\n    protocols:\n      grpc: {{ tls: {{ cert_file: \"{missing}\", ca_file: x, min_version: \"1.1\" }} }}\n      http: {{ tls: {{ cert_file: \"{bad}\", key_file: \"{bad}\", client_ca_file: \"{bad}\", reload_interval: 0s }} }}\nprocessors:\n  contract/checkout:\n    max_p95_latency_ms: 120\npipelines:\n  checkout:\n    receivers: [otlp]\n    processors: [contract/checkout]\nservice:\n  api: {{ tls: {{ key_file: \"{missing}\" }} }}\n",
+        missing = file("missing.pem"),
+        bad = not_pem.display(),
+    );
+    let lines = err_lines(&text);
+    let want = [
+        "receivers.otlp.protocols.grpc.tls.key_file: required",
+        "receivers.otlp.protocols.grpc.tls.ca_file: is for clients",
+        "receivers.otlp.protocols.grpc.tls.min_version: must be \"1.2\" or \"1.3\", got \"1.1\"",
+        "receivers.otlp.protocols.grpc.tls.cert_file: cannot read",
+        "receivers.otlp.protocols.http.tls.reload_interval:",
+        "receivers.otlp.protocols.http.tls.cert_file:",
+        "receivers.otlp.protocols.http.tls.key_file:",
+        "receivers.otlp.protocols.http.tls.client_ca_file:",
+        "service.api.tls.cert_file: required",
+    ];
+    for w in want {
+        assert!(
+            lines.iter().any(|l| l.starts_with(w)),
+            "{w:?} not in {lines:#?}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

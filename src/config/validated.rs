@@ -34,7 +34,7 @@ pub struct ReceiverSpec {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ReceiverKind {
     /// OTLP over gRPC and/or HTTP.
-    Otlp(OtlpReceiverSpec),
+    Otlp(Box<OtlpReceiverSpec>),
     /// Synthetic traffic: the probe engine, its requests fed to contracts.
     Probe(Box<ProbeReceiverSpec>),
 }
@@ -50,6 +50,49 @@ pub struct OtlpReceiverSpec {
     pub max_request_bytes: u64,
     /// Bearer token required from clients; `None` (or empty in the file) = no auth.
     pub bearer_token: Option<String>,
+    /// TLS of the gRPC listener; `None` = plain text.
+    pub grpc_tls: Option<ListenerTls>,
+    /// TLS of the HTTP listener; `None` = plain text.
+    pub http_tls: Option<ListenerTls>,
+}
+
+/// TLS of a listener (`tls:`): its certificate, optionally the CAs whose
+/// client certificates it requires, the oldest version it accepts and how
+/// often it re-reads the files.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListenerTls {
+    /// PEM certificate chain.
+    pub cert_file: std::path::PathBuf,
+    /// PEM private key.
+    pub key_file: std::path::PathBuf,
+    /// PEM CAs of required client certificates; `None` = none required.
+    pub client_ca_file: Option<std::path::PathBuf>,
+    /// Oldest version accepted.
+    pub min_version: TlsVersion,
+    /// How often the files are checked for changes (default 1m).
+    pub reload_interval: Duration,
+}
+
+/// TLS of a client (`tls:` of a webhook, the probe): the CAs it trusts
+/// besides the system's roots, and a client certificate to present.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ClientTls {
+    /// PEM CAs trusted as well as the system's roots.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// PEM client certificate chain and its key (mutual TLS), together.
+    pub identity: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    /// Oldest version accepted.
+    pub min_version: TlsVersion,
+}
+
+/// A TLS protocol version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TlsVersion {
+    /// TLS 1.2 (and 1.3).
+    #[default]
+    V1_2,
+    /// TLS 1.3 only.
+    V1_3,
 }
 
 /// `receivers.probe[/NAME]`.
@@ -282,6 +325,8 @@ pub enum ExporterKind {
     Prometheus {
         /// Listen address (`host:port`, default `0.0.0.0:9464`).
         endpoint: String,
+        /// TLS of the listener; `None` = plain text.
+        tls: Option<ListenerTls>,
     },
     /// Verdict events as JSON lines on stdout.
     Log,
@@ -292,8 +337,10 @@ pub enum ExporterKind {
 /// `exporters.webhook[/NAME]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WebhookSpec {
-    /// Target URL (`http://`: this build has no TLS client).
+    /// Target URL, `http://` or `https://`.
     pub url: String,
+    /// TLS of `https://` requests (default: the system's roots).
+    pub tls: ClientTls,
     /// States whose transitions are sent (default PROMOTED and ROLLED_BACK).
     pub on: Vec<crate::model::RunState>,
     /// HMAC-SHA256 key of `X-Verdict-Signature`; `None` = unsigned.
@@ -370,6 +417,8 @@ pub struct ServiceSpec {
     pub api_endpoint: String,
     /// Bearer token for the API's write endpoints; `None` = open.
     pub api_token: Option<String>,
+    /// TLS of the API listener; `None` = plain text.
+    pub api_tls: Option<ListenerTls>,
     /// The API's address as people reach it, without a trailing `/`;
     /// notifications link to runs under it. `None` = no links.
     pub public_url: Option<String>,

@@ -4,13 +4,32 @@
 
 use serde_json::Value;
 
-/// A JSON value as a table cell: strings as they are, null as `-`.
+/// A JSON value as a table cell: strings with their control characters
+/// made visible (a subject is whatever a sender wrote, and an escape
+/// sequence or a carriage return must not repaint the terminal), null as
+/// `-`.
 pub fn text(v: &Value) -> String {
     match v {
-        Value::String(s) => s.clone(),
+        Value::String(s) => visible(s),
         Value::Null => "-".into(),
         other => other.to_string(),
     }
+}
+
+/// `s` with control characters written as escapes (`\u{1b}`, `\r`).
+pub fn visible(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_string();
+    }
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// A latency in ms (`212 ms`, `8.25 ms`, `0.0812 ms`), or `-`.
@@ -112,6 +131,15 @@ mod tests {
         }
         assert_eq!(percent(&json!(6.1)), "6.10%");
         assert_eq!(percent(&Value::Null), "-");
+    }
+
+    #[test]
+    fn control_characters_never_reach_the_terminal() {
+        let hostile = json!("esc\u{1b}[31mRED\u{7}\rPROMOTED");
+        let shown = text(&hostile);
+        assert!(!shown.chars().any(char::is_control), "{shown:?}");
+        assert_eq!(shown, "esc\\u{1b}[31mRED\\u{7}\\rPROMOTED");
+        assert_eq!(text(&json!("2.0.1")), "2.0.1");
     }
 
     #[test]

@@ -93,6 +93,18 @@ pub enum Outcome {
 /// the API decodes the path once, so the key `a%2Fb/c` (values `a/b` and
 /// `c`) travels as `a%252Fb/c`.
 pub fn path_part(s: &str) -> String {
+    // `.` and `..` segments would be resolved away by browsers and
+    // clients: written %2E.
+    if s.split('/').any(|seg| seg == "." || seg == "..") {
+        return s
+            .split('/')
+            .map(|seg| match seg {
+                "." | ".." => seg.replace('.', "%2E"),
+                other => path_part(other),
+            })
+            .collect::<Vec<_>>()
+            .join("/");
+    }
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/".contains(&b) {
@@ -201,6 +213,7 @@ pub async fn execute(
     terminal: bool,
 ) -> Result<Outcome, ConsoleError> {
     let url = q.url()?;
+    crate::tls::ensure_provider();
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
@@ -279,6 +292,10 @@ mod tests {
                 .url()
                 .expect("url"),
             "http://127.0.0.1:8686/api/v1/runs/checkout/a%252Fb/2.0%20rc%3F1"
+        );
+        assert_eq!(
+            query(Some("c"), Some("../v..")).url().expect("url"),
+            "http://127.0.0.1:8686/api/v1/runs/c/%2E%2E/v.."
         );
         assert!(matches!(
             query(None, Some("x")).url(),

@@ -115,13 +115,13 @@ pub fn run(run: &Value, now: &str) -> String {
     let _ = writeln!(out, "state:    {}", text(&run["state"]));
     let _ = writeln!(out, "reason:   {}", text(&run["reason"]));
     if let Some(why) = run["unreadable"].as_str() {
-        let _ = writeln!(out, "stored data unreadable: {why}");
+        let _ = writeln!(out, "stored data unreadable: {}", super::fmt::visible(why));
     }
     let started = run["started_at"].as_str();
     let _ = writeln!(
         out,
         "started:  {} ({})   decided: {}",
-        started.unwrap_or("-"),
+        super::fmt::visible(started.unwrap_or("-")),
         ago(started, now),
         text(&run["decided_at"]),
     );

@@ -35,7 +35,7 @@ pub enum Sink {
     /// JSON lines on stdout.
     Log,
     /// HTTP POST.
-    Webhook(Webhook),
+    Webhook(Box<Webhook>),
 }
 
 impl Sink {

@@ -63,18 +63,35 @@ pub struct Webhook {
 
 /// Why a webhook could not be built.
 #[derive(Debug, thiserror::Error)]
-#[error("building the HTTP client: {0}")]
-pub struct BuildError(#[from] reqwest::Error);
+pub enum BuildError {
+    /// The HTTP client.
+    #[error("building the HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+    /// Its TLS configuration (a certificate file that no longer reads).
+    #[error("TLS: {0}")]
+    Tls(String),
+}
 
 impl Webhook {
     /// A webhook with its own HTTP client (connection pool, timeout, no
     /// redirects).
     pub fn new(spec: WebhookSpec, links: Arc<Links>) -> Result<Webhook, BuildError> {
-        let client = reqwest::Client::builder()
+        crate::tls::ensure_provider();
+        let mut builder = reqwest::Client::builder()
             .timeout(spec.timeout)
             .user_agent(concat!("verdict/", env!("CARGO_PKG_VERSION")))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
+            .redirect(reqwest::redirect::Policy::none());
+        if spec
+            .url
+            .trim_start()
+            .to_ascii_lowercase()
+            .starts_with("https:")
+        {
+            builder = builder.tls_backend_preconfigured(
+                crate::tls::client_config(&spec.tls).map_err(BuildError::Tls)?,
+            );
+        }
+        let client = builder.build()?;
         Ok(Webhook {
             spec,
             links,

@@ -99,6 +99,9 @@ pub struct RunRecord {
     /// what could be read, so its neighbours and the start-up are unharmed,
     /// and an undecided one is replaced by a fresh run at start.
     pub unreadable: Option<String>,
+    /// What the run is judged on (its counts, streaks or window tally)
+    /// could not be read back: an undecided run cannot go on from it.
+    pub counts_unreadable: bool,
 }
 
 impl RunRecord {
@@ -125,6 +128,7 @@ impl RunRecord {
             counts_from: None,
             retired_at: None,
             unreadable: None,
+            counts_unreadable: false,
         }
     }
 }

@@ -7,8 +7,9 @@
 //! general client does per request (URL → URI conversion, default-header
 //! merging, pool checkout under a lock, boxed timers) is done once per run
 //! here, which is what lets one process keep up with wrk (benches/probe.rs).
-//! Redirects are not followed (a 3xx is an answer, as it is for wrk) and the
-//! target is plain `http://`.
+//! Redirects are not followed (a 3xx is an answer, as it is for wrk); an
+//! `https://` target is reached through rustls, verified against the
+//! system's roots and the plan's `ca_file`.
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -54,6 +55,11 @@ pub struct Target {
     timeout: Duration,
     /// 4xx answers succeed ([`Failure::of_status`]).
     allow_4xx: bool,
+    /// For an `https://` target: the TLS client and the name to verify.
+    tls: Option<(
+        std::sync::Arc<rustls::ClientConfig>,
+        rustls_pki_types::ServerName<'static>,
+    )>,
 }
 
 impl Target {
@@ -64,10 +70,23 @@ impl Target {
             url: url.to_string(),
             reason: reason.to_string(),
         };
-        if url.scheme() != "http" {
-            return Err(error("only http:// targets are supported"));
-        }
         let host = url.host_str().ok_or_else(|| error("the URL has no host"))?;
+        let tls = match url.scheme() {
+            "http" => None,
+            "https" => {
+                let config = crate::tls::client_config(&plan.tls).map_err(|e| error(&e))?;
+                // `host_str` keeps IPv6 literals bracketed; a name to verify
+                // has none.
+                let name = rustls_pki_types::ServerName::try_from(
+                    host.trim_start_matches('[')
+                        .trim_end_matches(']')
+                        .to_string(),
+                )
+                .map_err(|e| error(&format!("{host} cannot be verified: {e}")))?;
+                Some((std::sync::Arc::new(config), name))
+            }
+            _ => return Err(error("only http:// and https:// targets are supported")),
+        };
         let port = url.port_or_known_default().unwrap_or(80);
         let authority = match url.port() {
             Some(port) => format!("{host}:{port}"),
@@ -99,6 +118,7 @@ impl Target {
             conversion_header: plan.conversion_header.clone(),
             timeout: plan.timeout,
             allow_4xx: plan.allow_4xx,
+            tls,
         })
     }
 
@@ -111,13 +131,16 @@ impl Target {
     }
 }
 
+/// A connection to the target, through TLS for `https://`.
+type Stream = crate::tls::MaybeTls<tokio_rustls::client::TlsStream<TcpStream>>;
+
 /// An open HTTP/1 connection: the handle requests go through, and the
 /// connection's own I/O future, which [`Connection::exchange`] polls in the
 /// worker's task instead of spawning it, so a request and its response never
 /// hop between tasks.
 struct Open {
     sender: SendRequest<Full<Bytes>>,
-    io: Pin<Box<http1::Connection<TokioIo<TcpStream>, Full<Bytes>>>>,
+    io: Pin<Box<http1::Connection<TokioIo<Stream>, Full<Bytes>>>>,
 }
 
 /// One keep-alive connection, opened on first use and again after a failure.
@@ -276,6 +299,16 @@ async fn connect(target: &Target) -> Result<Open, Failure> {
         })?;
     // Small requests and answers: don't let Nagle hold them back.
     let _ = stream.set_nodelay(true);
+    let stream = match &target.tls {
+        None => Stream::Plain(stream),
+        Some((config, name)) => {
+            let tls = tokio_rustls::TlsConnector::from(config.clone())
+                .connect(name.clone(), stream)
+                .await
+                .map_err(|_| Failure::Connect)?;
+            Stream::Tls(Box::new(tls))
+        }
+    };
     let (sender, io) = http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|_| Failure::Connect)?;

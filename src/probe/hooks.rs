@@ -68,6 +68,7 @@ pub enum HookError {
 /// The client hooks are sent with: no proxy, no redirects, the probe's
 /// `User-Agent`.
 pub fn client() -> Result<reqwest::Client, HookError> {
+    crate::tls::ensure_provider();
     reqwest::Client::builder()
         .user_agent(super::client::USER_AGENT)
         .no_proxy()

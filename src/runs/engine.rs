@@ -259,7 +259,7 @@ impl Engine {
                 contract: i as u32,
                 subject: run.subject.clone(),
             };
-            if contracts[i].version == run.contract_version && run.unreadable.is_some() {
+            if contracts[i].version == run.contract_version && run.counts_unreadable {
                 if !run.state.is_final() {
                     // Its counts are lost: it cannot be judged on them, so
                     // it leaves and the subject's next data starts afresh.

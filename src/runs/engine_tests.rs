@@ -363,6 +363,7 @@ fn an_undecided_run_with_unreadable_counts_starts_afresh() {
     seen(&mut e, &key("7.0"), 101 * S);
     let mut seed = seed(&store);
     seed.runs[0].unreadable = Some("accumulation: invalid type: null".into());
+    seed.runs[0].counts_unreadable = true;
     let mut fresh = resumed(seed, &store);
     assert!(fresh.engine.runs.is_empty());
     watermark(&mut fresh, 102 * S);

@@ -92,22 +92,39 @@ const RUN_COLUMNS: &str =
 /// error, and the listings skip it.
 fn run_from_row(row: &AnyRow) -> Result<RunRecord, StoreError> {
     let get_i = |name: &str| row.try_get::<i64, _>(name).map_err(unavailable);
-    let get_oi = |name: &str| row.try_get::<Option<i64>, _>(name).map_err(unavailable);
     let get_s = |name: &str| row.try_get::<String, _>(name).map_err(unavailable);
-    // A column that is NULL or of another type reads as unreadable text.
-    let text = |name: &str| get_s(name).map_err(|e| e.to_string());
+    // Every other column: what cannot be read (NULL, text in a number
+    // column, JSON that does not parse) is named in `unreadable` and
+    // replaced by its safest value.
     let mut unreadable: Vec<String> = Vec::new();
+    let mut counts_unreadable = false;
+    let mut note = |name: &str, err: String, counts: bool, unreadable: &mut Vec<String>| {
+        unreadable.push(format!("{name}: {err}"));
+        counts_unreadable |= counts;
+    };
+    let text = |name: &str| row.try_get::<String, _>(name).map_err(|e| e.to_string());
+    let int = |name: &str| row.try_get::<i64, _>(name).map_err(|e| e.to_string());
+    let opt = |name: &str| {
+        row.try_get::<Option<i64>, _>(name)
+            .map_err(|e| e.to_string())
+    };
     let cumulative = text("cumulative")
         .and_then(|t| codec::accum_from_text(&t).map_err(|e| e.to_string()))
         .unwrap_or_else(|err| {
-            unreadable.push(err);
+            note("cumulative", err, true, &mut unreadable);
             crate::model::Accum::default()
         });
     let key = get_s("subject")?;
     let subject = text("subject_attributes")
         .and_then(|t| codec::subject_from_text(&t).map_err(|e| e.to_string()))
+        .and_then(|s| {
+            // Attributes that do not spell the key are not this run's.
+            (s.joined() == key)
+                .then_some(s)
+                .ok_or_else(|| format!("they do not match the subject key {key:?}"))
+        })
         .unwrap_or_else(|err| {
-            unreadable.push(err);
+            note("subject_attributes", err, false, &mut unreadable);
             codec::subject_from_key(&key)
         });
     let mut reason = text("reason").unwrap_or_default();
@@ -118,9 +135,31 @@ fn run_from_row(row: &AnyRow) -> Result<RunRecord, StoreError> {
                 "stored state unreadable ({err}): held as ROLLED_BACK so the release cannot \
                  promote on a verdict nobody can read; reset the run to judge it afresh"
             );
-            unreadable.push(err);
+            note("state", err, false, &mut unreadable);
             RunState::RolledBack
         });
+    let mut number = |name: &str, counts: bool, unreadable: &mut Vec<String>| {
+        int(name).unwrap_or_else(|err| {
+            note(name, err, counts, unreadable);
+            0
+        })
+    };
+    let started_at = uint(number("started_at", false, &mut unreadable));
+    let superseded = number("superseded", false, &mut unreadable) != 0;
+    let pass_streak = u32::try_from(number("pass_streak", true, &mut unreadable)).unwrap_or(0);
+    let fail_streak = u32::try_from(number("fail_streak", true, &mut unreadable)).unwrap_or(0);
+    let windows = uint(number("windows", true, &mut unreadable));
+    let mut optional = |name: &str, unreadable: &mut Vec<String>| {
+        opt(name).unwrap_or_else(|err| {
+            note(name, err, false, unreadable);
+            None
+        })
+    };
+    let decided_at = optional("decided_at", &mut unreadable).map(uint);
+    let last_window_end = optional("last_window_end", &mut unreadable).map(uint);
+    let first_sample_at = optional("first_sample_at", &mut unreadable).map(uint);
+    let counts_from = optional("counts_from", &mut unreadable).map(uint);
+    let retired_at = optional("retired_at", &mut unreadable).map(uint);
     Ok(RunRecord {
         run_id: get_s("run_id")?,
         contract: get_s("contract")?,
@@ -128,20 +167,21 @@ fn run_from_row(row: &AnyRow) -> Result<RunRecord, StoreError> {
         subject,
         state,
         reason,
-        started_at: uint(get_i("started_at")?),
-        decided_at: get_oi("decided_at")?.map(uint),
-        superseded: get_i("superseded")? != 0,
-        pass_streak: u32::try_from(get_i("pass_streak")?).unwrap_or(0),
-        fail_streak: u32::try_from(get_i("fail_streak")?).unwrap_or(0),
-        windows: uint(get_i("windows")?),
+        started_at,
+        decided_at,
+        superseded,
+        pass_streak,
+        fail_streak,
+        windows,
         cumulative,
-        last_window_end: get_oi("last_window_end")?.map(uint),
-        first_sample_at: get_oi("first_sample_at")?.map(uint),
+        last_window_end,
+        first_sample_at,
         latency_bound: codec::bound_from_text(&text("latency_bound").unwrap_or_default()),
         evidence: codec::evidence_from_text(&text("evidence").unwrap_or_default()),
-        counts_from: get_oi("counts_from")?.map(uint),
-        retired_at: get_oi("retired_at")?.map(uint),
+        counts_from,
+        retired_at,
         unreadable: (!unreadable.is_empty()).then(|| unreadable.join("; ")),
+        counts_unreadable,
     })
 }
 
@@ -829,6 +869,8 @@ mod tests {
         for sql in [
             "UPDATE runs SET state = 'BROKEN' WHERE run_id = $1",
             "UPDATE runs SET subject_attributes = '{' WHERE run_id = $1",
+            // Text where numbers belong: SQLite stores it as it is.
+            "UPDATE runs SET decided_at = 'zz', started_at = 'abc' WHERE run_id = $1",
         ] {
             sqlx::query(sql)
                 .bind(lost.run_id.as_str())
@@ -852,7 +894,11 @@ mod tests {
         assert_eq!(held.subject.joined(), lost.subject.joined());
         assert_eq!(held.subject.attributes()[0].1, "a/b%");
         let why = held.unreadable.as_deref().unwrap_or_default();
-        assert!(why.contains("BROKEN") && why.contains("subject"), "{why}");
+        assert!(
+            why.contains("BROKEN") && why.contains("subject") && why.contains("decided_at"),
+            "{why}"
+        );
+        assert!(!held.counts_unreadable, "its counts were readable");
         assert!(
             held.reason.contains("held as ROLLED_BACK"),
             "{}",

@@ -5,8 +5,8 @@
 //!
 //! Each bound endpoint has an acceptor task that accepts connections and
 //! queues them; the servers of the current generation take them from the
-//! queue ([`Connections`], an axum [`Listener`](axum::serve::Listener) and
-//! a stream for tonic). When a generation stops (graceful shutdown), it
+//! queue ([`Connections`], served plainly or through TLS by
+//! [`tls::Listener`](super::tls::Listener)). When a generation stops (graceful shutdown), it
 //! stops taking; the next one takes what queued meanwhile.
 
 use std::collections::HashMap;
@@ -176,40 +176,8 @@ impl Connections {
     }
 
     /// The next connection; `None` once the endpoint is closed.
-    async fn next(&self) -> Option<TcpStream> {
+    pub(super) async fn next(&self) -> Option<TcpStream> {
         self.queue.lock().await.recv().await
-    }
-
-    /// The connections as a stream, for tonic's `serve_with_incoming`.
-    pub fn incoming(
-        self,
-    ) -> impl futures_util::Stream<Item = Result<TcpStream, std::io::Error>> + Send + 'static {
-        futures_util::stream::unfold(self, |c| async move {
-            let stream = c.next().await?;
-            Some((Ok(stream), c))
-        })
-    }
-}
-
-impl axum::serve::Listener for Connections {
-    type Io = TcpStream;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (TcpStream, SocketAddr) {
-        loop {
-            match self.next().await {
-                Some(stream) => {
-                    let peer = stream.peer_addr().unwrap_or(self.addr);
-                    return (stream, peer);
-                }
-                // Closed: this generation is being stopped.
-                None => std::future::pending::<()>().await,
-            }
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        Ok(self.addr)
     }
 }
 

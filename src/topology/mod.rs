@@ -9,6 +9,7 @@
 mod endpoints;
 mod restore;
 pub mod supervisor;
+mod tls;
 
 pub use endpoints::{Connections, EndpointKey, Endpoints};
 
@@ -50,6 +51,8 @@ pub struct Server {
     /// Shared read-side state.
     pub catalog: Arc<Catalog>,
     stop: CancellationToken,
+    /// Tells the shards to stop taking batches ([`aggregator::Setup::drain`]).
+    drain: CancellationToken,
     listeners: JoinSet<()>,
     stages: JoinSet<()>,
     workers_stop: CancellationToken,
@@ -61,9 +64,33 @@ pub struct Server {
     owned: Option<Endpoints>,
 }
 
+/// How long a stop waits for requests in flight before it closes the
+/// connections that are left.
+const LISTENER_DRAIN: Duration = Duration::from_secs(5);
+
+/// ALPN of the HTTP listeners (API, Prometheus, OTLP/HTTP).
+const HTTP_ALPN: [&str; 2] = ["h2", "http/1.1"];
+
+/// The connections of `key`'s endpoint, through TLS when `tls` is set.
+async fn listen(
+    endpoints: &mut Endpoints,
+    key: &EndpointKey,
+    tls: Option<&crate::config::ListenerTls>,
+    alpn: &[&str],
+    component: &'static str,
+) -> anyhow::Result<(tls::Listener, SocketAddr)> {
+    let connections = endpoints.take(key).await?;
+    let addr = connections.addr();
+    let tls = tls
+        .map(|t| tls::ServerTls::new(t, alpn))
+        .transpose()
+        .with_context(|| format!("{component} on {}", key.endpoint))?;
+    Ok((tls::Listener::new(connections, tls, component), addr))
+}
+
 fn serve_axum(
     set: &mut JoinSet<()>,
-    listener: Connections,
+    listener: tls::Listener,
     router: axum::Router,
     stop: CancellationToken,
     what: &'static str,
@@ -97,7 +124,7 @@ impl Server {
     pub fn endpoint_keys(config: &ValidatedConfig) -> Vec<EndpointKey> {
         let mut keys = Vec::new();
         for e in &config.exporters {
-            if let ExporterKind::Prometheus { endpoint } = &e.kind {
+            if let ExporterKind::Prometheus { endpoint, .. } = &e.kind {
                 keys.push(EndpointKey::new("prometheus", &e.id, endpoint));
             }
         }
@@ -134,6 +161,7 @@ impl Server {
         tracing::info!(storage = %config.service.storage, "Storage open.");
         let health = Arc::new(Health::default());
         let stop = CancellationToken::new();
+        let drain = CancellationToken::new();
         let workers_stop = CancellationToken::new();
         let mut listeners = JoinSet::new();
         let mut stages = JoinSet::new();
@@ -161,15 +189,15 @@ impl Server {
             let (sink, on, triggers) = match &e.kind {
                 ExporterKind::Log => (Sink::Log, RunState::ALL.to_vec(), false),
                 ExporterKind::Webhook(w) => (
-                    Sink::Webhook(
+                    Sink::Webhook(Box::new(
                         exporters::webhook::Webhook::new(w.clone(), links.clone())
                             .with_context(|| format!("exporter {}", e.id))?,
-                    ),
+                    )),
                     w.on.clone(),
                     true,
                 ),
-                ExporterKind::Prometheus { endpoint } => {
-                    prometheus_exporters.push((e.id.clone(), endpoint.clone()));
+                ExporterKind::Prometheus { endpoint, tls } => {
+                    prometheus_exporters.push((e.id.clone(), endpoint.clone(), tls.clone()));
                     continue;
                 }
             };
@@ -239,6 +267,7 @@ impl Server {
             });
             let router = aggregator::spawn(
                 aggregator::Setup {
+                    drain: drain.clone(),
                     pipeline: &p.name,
                     window: &p.window,
                     checkpoint_interval: config.service.checkpoint_interval,
@@ -282,11 +311,11 @@ impl Server {
             reload,
         });
         let mut prometheus = Vec::new();
-        for (id, endpoint) in prometheus_exporters {
-            let listener = endpoints
-                .take(&EndpointKey::new("prometheus", &id, &endpoint))
-                .await?;
-            prometheus.push((id, listener.addr()));
+        for (id, endpoint, tls) in prometheus_exporters {
+            let key = EndpointKey::new("prometheus", &id, &endpoint);
+            let (listener, addr) =
+                listen(endpoints, &key, tls.as_ref(), &HTTP_ALPN, "prometheus").await?;
+            prometheus.push((id, addr));
             let router = exporters::prometheus::router(catalog.clone());
             serve_axum(&mut listeners, listener, router, stop.clone(), "prometheus");
         }
@@ -318,10 +347,16 @@ impl Server {
                 reject_log: Default::default(),
             });
             if let Some(endpoint) = &otlp.grpc_endpoint {
-                let listener = endpoints
-                    .take(&EndpointKey::new("otlp-grpc", &r.id, endpoint))
-                    .await?;
-                grpc_addrs.push((r.id.clone(), listener.addr()));
+                let key = EndpointKey::new("otlp-grpc", &r.id, endpoint);
+                let (listener, addr) = listen(
+                    endpoints,
+                    &key,
+                    otlp.grpc_tls.as_ref(),
+                    &["h2"],
+                    "otlp-grpc",
+                )
+                .await?;
+                grpc_addrs.push((r.id.clone(), addr));
                 let router = tonic::service::Routes::new(grpc::ExportService::<grpc::Traces>::new(
                     ingest.clone(),
                 ))
@@ -339,10 +374,16 @@ impl Server {
                 });
             }
             if let Some(endpoint) = &otlp.http_endpoint {
-                let listener = endpoints
-                    .take(&EndpointKey::new("otlp-http", &r.id, endpoint))
-                    .await?;
-                http_addrs.push((r.id.clone(), listener.addr()));
+                let key = EndpointKey::new("otlp-http", &r.id, endpoint);
+                let (listener, addr) = listen(
+                    endpoints,
+                    &key,
+                    otlp.http_tls.as_ref(),
+                    &HTTP_ALPN,
+                    "otlp-http",
+                )
+                .await?;
+                http_addrs.push((r.id.clone(), addr));
                 serve_axum(
                     &mut listeners,
                     listener,
@@ -354,14 +395,15 @@ impl Server {
         }
         drop(inputs);
 
-        let listener = endpoints
-            .take(&EndpointKey::new(
-                "api",
-                "service",
-                &config.service.api_endpoint,
-            ))
-            .await?;
-        let api_addr = listener.addr();
+        let key = EndpointKey::new("api", "service", &config.service.api_endpoint);
+        let (listener, api_addr) = listen(
+            endpoints,
+            &key,
+            config.service.api_tls.as_ref(),
+            &HTTP_ALPN,
+            "api",
+        )
+        .await?;
         serve_axum(
             &mut listeners,
             listener,
@@ -378,6 +420,7 @@ impl Server {
             api: api_addr,
             catalog,
             stop,
+            drain,
             listeners,
             stages,
             workers_stop,
@@ -392,6 +435,22 @@ impl Server {
     pub async fn shutdown(mut self, grace: Duration) -> anyhow::Result<()> {
         self.catalog.ready.store(false, Ordering::SeqCst);
         self.stop.cancel();
+        // Requests in flight get LISTENER_DRAIN to finish. Connections that
+        // never complete one (idle, stalled headers or bodies) cannot hold
+        // the stop: past it the listeners are closed and the shards stop
+        // taking batches (a request that comes later is refused, retryably).
+        let listeners_done = tokio::time::timeout(LISTENER_DRAIN, async {
+            while self.listeners.join_next().await.is_some() {}
+        })
+        .await;
+        if listeners_done.is_err() {
+            tracing::warn!(
+                after = ?LISTENER_DRAIN,
+                "Connections still open without a complete request; closing them."
+            );
+            self.listeners.abort_all();
+        }
+        self.drain.cancel();
         let drain = async {
             while self.listeners.join_next().await.is_some() {}
             // Shards drain and checkpoint, engines commit and checkpoint.

@@ -73,7 +73,17 @@ pub(super) async fn seed(
             } else {
                 &mut open[key.shard(shards.max(1))]
             };
-            target.entry(key.clone()).or_default().insert(w.start, acc);
+            // Windows of another size (the size changed since the
+            // checkpoint) can fall into one window of this size: merged,
+            // never one overwriting the other.
+            match target.entry(key.clone()).or_default().entry(w.start) {
+                std::collections::btree_map::Entry::Vacant(slot) => {
+                    slot.insert(acc);
+                }
+                std::collections::btree_map::Entry::Occupied(mut held) => {
+                    held.get_mut().merge(&acc);
+                }
+            }
         }
     }
     if restored > 0 {

@@ -99,6 +99,15 @@ pub async fn supervise(
                 continue;
             }
         };
+        if next == current {
+            // Nothing to apply: the pipelines are not restarted, so
+            // keep-alive clients are not disconnected for nothing.
+            tracing::info!("Reload: the file is unchanged; nothing to do.");
+            if let Some(reply) = reply {
+                let _ = reply.send(Ok(vec!["nothing changed".into()]));
+            }
+            continue;
+        }
         if let Some(reply) = reply {
             let _ = reply.send(Ok(changes.clone()));
         }

@@ -25,6 +25,7 @@ mod responsive;
 mod shutdown;
 mod simulate;
 mod status_page;
+mod tls;
 mod webhook_formats;
 
 use std::collections::HashMap;
@@ -37,6 +38,15 @@ use std::time::{Duration, Instant};
 use verdict::clock::SystemClock;
 use verdict::config::{StorageSpec, ValidatedConfig};
 use verdict::topology::Server;
+
+/// Every HTTP client of these tests (reqwest, built without a rustls
+/// provider of its own, as verdict builds it) needs the process's provider
+/// installed before the first one is built; verdict's own code does the
+/// same before building its clients.
+#[ctor::ctor]
+fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
 
 /// Starts an in-process server from YAML text. The config must give the
 /// server storage of its own ([`foreign_storage`]).

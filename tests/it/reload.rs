@@ -121,7 +121,13 @@ async fn reloads_keep_every_accepted_sample_and_the_listening_sockets() {
         })
     };
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    // SIGHUP with an unchanged file, then the API with a gRPC listener added.
+    // SIGHUP with a changed threshold, then the API with a gRPC listener
+    // added.
+    std::fs::write(
+        &file,
+        yaml(&dir, 1, false).replace("max_p95_latency_ms: 100", "max_p95_latency_ms: 150"),
+    )
+    .expect("write");
     sighup(&v);
     eventually(Duration::from_secs(30), "the SIGHUP reload", || {
         let n = logged(&v, "Reloaded.");
@@ -148,6 +154,15 @@ async fn reloads_keep_every_accepted_sample_and_the_listening_sockets() {
     sender.await.expect("sender");
     let sent = accepted.load(Ordering::SeqCst);
     assert!(sent > 500, "{sent} spans sent");
+    // The same file again: nothing to apply, nothing restarted.
+    let (status, body) = post_reload(&v, Some(TOKEN)).await;
+    assert_eq!(
+        (status, body["changes"][0].as_str()),
+        (200, Some("nothing changed")),
+        "{body}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(logged(&v, "Reloaded."), 2);
 
     // The same sockets serve after both reloads…
     assert_eq!(listening(&v, "otlp-http"), vec![http.to_string(); 3]);
@@ -260,4 +275,65 @@ async fn an_invalid_reload_changes_nothing_and_a_version_bump_starts_new_runs() 
         r["state"] == "VALIDATING" && r["contract_version"] == 2
     })
     .await;
+}
+
+/// Clients that connect and never complete a request (an idle socket on
+/// the gRPC port, headers never finished, a body that stops short) hold
+/// neither a reload nor a stop: requests in flight get 5 s, then those
+/// connections are closed; the reload applies and SIGTERM exits 0.
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_and_stalled_connections_hold_neither_a_reload_nor_a_stop() {
+    use tokio::io::AsyncWriteExt as _;
+    let dir = TempDir::new("reload-idle");
+    let file = dir.0.join("pipeline.yaml");
+    std::fs::write(&file, yaml(&dir, 1, true)).expect("write");
+    let v = Verdict::start(&file);
+    let grpc = v.grpc.expect("a gRPC listener");
+    v.spans("1.0", 30, 10).await;
+    let open = |addr: std::net::SocketAddr, first: &'static [u8]| async move {
+        let mut s = tokio::net::TcpStream::connect(addr)
+            .await
+            .expect("connects");
+        s.write_all(first).await.expect("writes");
+        s
+    };
+    let _idle = open(grpc, b"").await;
+    let _headers = open(v.http, b"POST /v1/traces HTTP/1.1\r\nHost: x\r\n").await;
+    let _body = open(
+        v.http,
+        b"POST /v1/traces HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{}",
+    )
+    .await;
+    std::fs::write(
+        &file,
+        yaml(&dir, 1, true).replace("max_p95_latency_ms: 100", "max_p95_latency_ms: 150"),
+    )
+    .expect("write");
+    let started = std::time::Instant::now();
+    let (status, body) = post_reload(&v, Some(TOKEN)).await;
+    assert_eq!(status, 200, "{body}");
+    eventually(Duration::from_secs(20), "the reload", || {
+        let n = logged(&v, "Reloaded.");
+        async move { (n >= 1).then_some(()) }
+    })
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    // The new configuration serves, and counted what came before.
+    v.run_until("1.0", "the samples from before the reload", |r| {
+        r["run"]["samples"].as_u64() >= Some(30)
+    })
+    .await;
+    let _again = open(grpc, b"").await;
+    let started = std::time::Instant::now();
+    let status = v.terminate();
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
 }

@@ -61,7 +61,7 @@ pub(super) fn check_listeners(
         }
     }
     for exporter in exporters {
-        if let ExporterKind::Prometheus { endpoint } = &exporter.kind {
+        if let ExporterKind::Prometheus { endpoint, .. } = &exporter.kind {
             listeners.push((format!("exporters.{}.endpoint", exporter.id), endpoint));
         }
     }

@@ -18,7 +18,8 @@ pub(super) fn exporters(section: Option<Value>, errors: &mut Errors) -> Defined<
                         &join(path, "endpoint"),
                         errors,
                     );
-                    (errors.len() == before).then_some(ExporterKind::Prometheus { endpoint })
+                    let tls = listener_tls(raw.tls, &join(path, "tls"), errors);
+                    (errors.len() == before).then_some(ExporterKind::Prometheus { endpoint, tls })
                 }),
                 "log" => deserialize::<RawLog>(value, path, errors).map(|_| ExporterKind::Log),
                 "webhook" => deserialize::<RawWebhook>(value, path, errors)
@@ -52,14 +53,6 @@ pub(super) fn webhook(raw: RawWebhook, path: &str, errors: &mut Errors) -> Optio
         Some(url) => {
             if let Err(why) = check_url(&url) {
                 errors.push(&url_path, why);
-            } else if url.trim_start().to_ascii_lowercase().starts_with("https:") {
-                // The HTTP client has no TLS yet: every delivery would fail
-                // with "scheme is not http" and be retried for
-                // `retry.max_elapsed`. Refused here, as the probe refuses it.
-                errors.push(
-                    &url_path,
-                    format!("{url:?}: https is not supported by this build (no TLS); use http:// (for GitHub or Slack, a forwarder on the host that originates TLS)"),
-                );
             }
             url
         }
@@ -135,8 +128,10 @@ pub(super) fn webhook(raw: RawWebhook, path: &str, errors: &mut Errors) -> Optio
         ),
         _ => {}
     }
+    let tls = client_tls(raw.tls, &join(path, "tls"), errors);
     (errors.len() == before).then_some(ExporterKind::Webhook(WebhookSpec {
         url,
+        tls,
         on,
         secret,
         timeout,

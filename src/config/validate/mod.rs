@@ -17,6 +17,7 @@ mod pipelines;
 mod processors;
 mod receivers;
 mod service;
+pub(crate) mod tls;
 mod values;
 
 use std::collections::{HashMap, HashSet};
@@ -33,7 +34,7 @@ use super::probe_plan::SYNTHETIC_ATTRIBUTE;
 use super::raw::{
     ByteSize, Checked, Field, HumanDuration, Int, MapOnly, Matches, Num, RawBaseline, RawContract,
     RawListener, RawLog, RawOtlpReceiver, RawPipeline, RawProbeReceiver, RawPrometheus, RawRetry,
-    RawService, RawWebhook, RawWindow, StringList, StringMap,
+    RawService, RawTls, RawWebhook, RawWindow, StringList, StringMap,
 };
 use super::select::{select_resource, AttributeMatch, Selection};
 use super::validated::{
@@ -51,6 +52,7 @@ use self::pipelines::*;
 use self::processors::*;
 use self::receivers::*;
 use self::service::*;
+use self::tls::*;
 use self::values::*;
 use super::defaults::*;
 use super::probe_plan::{self, Amount, ProbePlan};

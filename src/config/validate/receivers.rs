@@ -12,7 +12,7 @@ pub(super) fn receivers(section: Option<Value>, errors: &mut Errors) -> Defined<
             let kind = match cid.kind {
                 "otlp" => deserialize::<RawOtlpReceiver>(value, path, errors)
                     .and_then(|raw| otlp_receiver(raw, path, errors))
-                    .map(ReceiverKind::Otlp),
+                    .map(|otlp| ReceiverKind::Otlp(Box::new(otlp))),
                 "probe" => deserialize::<RawProbeReceiver>(value, path, errors)
                     .and_then(|raw| probe(raw, path, errors))
                     .map(|probe| ReceiverKind::Probe(Box::new(probe))),
@@ -34,6 +34,7 @@ pub(super) fn otlp_receiver(
     let before = errors.len();
     let protocols_path = join(path, "protocols");
     let (mut grpc_endpoint, mut http_endpoint) = (None, None);
+    let (mut grpc_tls, mut http_tls) = (None, None);
     let protocols_given = raw.protocols.is_some();
     if let Some(MapOnly(protocols)) = take(raw.protocols, &protocols_path, errors)
         .or_else(|| (!protocols_given).then(Default::default))
@@ -44,11 +45,21 @@ pub(super) fn otlp_receiver(
         let mut listener =
             |listener: Field<MapOnly<RawListener>>, protocol: &str, default: &str| {
                 let at = join(&protocols_path, protocol);
-                take(listener, &at, errors)
-                    .map(|MapOnly(l)| endpoint(l.endpoint, default, &join(&at, "endpoint"), errors))
+                take(listener, &at, errors).map(|MapOnly(l)| {
+                    (
+                        endpoint(l.endpoint, default, &join(&at, "endpoint"), errors),
+                        listener_tls(l.tls, &join(&at, "tls"), errors),
+                    )
+                })
             };
-        grpc_endpoint = listener(protocols.grpc, "grpc", DEFAULT_GRPC_ENDPOINT);
-        http_endpoint = listener(protocols.http, "http", DEFAULT_HTTP_ENDPOINT);
+        (grpc_endpoint, grpc_tls) = match listener(protocols.grpc, "grpc", DEFAULT_GRPC_ENDPOINT) {
+            Some((e, t)) => (Some(e), t),
+            None => (None, None),
+        };
+        (http_endpoint, http_tls) = match listener(protocols.http, "http", DEFAULT_HTTP_ENDPOINT) {
+            Some((e, t)) => (Some(e), t),
+            None => (None, None),
+        };
     }
     let max_request_bytes = byte_size(
         raw.max_request_bytes,
@@ -64,6 +75,8 @@ pub(super) fn otlp_receiver(
         http_endpoint,
         max_request_bytes,
         bearer_token,
+        grpc_tls,
+        http_tls,
     })
 }
 
@@ -152,10 +165,12 @@ pub(super) fn probe(
         None => resource.push((SYNTHETIC_ATTRIBUTE.to_string(), "true".to_string())),
     }
 
+    let tls = client_tls(raw.tls, &at("tls"), errors);
     if errors.len() != before {
         return None;
     }
     let mut plan = ProbePlan::new(url?);
+    plan.tls = tls;
     if let Some(method) = method {
         plan.method = method;
     }

@@ -25,6 +25,7 @@ pub(super) fn service_spec(section: Option<Value>, errors: &mut Errors) -> Optio
         errors,
     );
     let api_token = token(api.token, "service.api.token", errors);
+    let api_tls = listener_tls(api.tls, "service.api.tls", errors);
     let public_url = take(api.public_url, "service.api.public_url", errors)
         .map(|u| u.trim().trim_end_matches('/').to_string())
         .filter(|u| !u.is_empty());
@@ -56,6 +57,7 @@ pub(super) fn service_spec(section: Option<Value>, errors: &mut Errors) -> Optio
     (errors.len() == before).then_some(ServiceSpec {
         api_endpoint,
         api_token,
+        api_tls,
         public_url,
         storage,
         max_inflight_bytes,

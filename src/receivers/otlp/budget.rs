@@ -271,7 +271,25 @@ where
     }
     let mut buf = ChargedBuf::with_capacity(charge, limit, declared.unwrap_or(0))?;
     let mut body = std::pin::pin!(body);
-    while let Some(frame) = body.frame().await {
+    // The same pace as a gRPC message: no byte for MESSAGE_STALL, or less
+    // than MIN_MESSAGE_RATE after it, ends the body, so a trickling client
+    // holds neither its charge nor its connection for long.
+    let started = tokio::time::Instant::now();
+    loop {
+        let received = u64::try_from(buf.len()).unwrap_or(u64::MAX);
+        let paced = started
+            + MESSAGE_STALL
+            + std::time::Duration::from_millis(received.saturating_mul(1000) / MIN_MESSAGE_RATE);
+        let deadline = paced.min(tokio::time::Instant::now() + MESSAGE_STALL);
+        let Ok(frame) = tokio::time::timeout_at(deadline, body.frame()).await else {
+            let refusal = IngestError::Malformed(format!(
+                "request body too slow: it must arrive within {}s plus 1s per {} KiB",
+                MESSAGE_STALL.as_secs(),
+                MIN_MESSAGE_RATE / 1024
+            ));
+            return Err(refusal);
+        };
+        let Some(frame) = frame else { break };
         let frame = frame.map_err(|e| {
             IngestError::Malformed(format!("reading the request body: {}", e.into()))
         })?;
@@ -670,6 +688,35 @@ mod tests {
         .await;
         assert!(matches!(err, Err(IngestError::TooLarge(_))), "{err:?}");
         assert_eq!(charge.bytes(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_trickled_http_body_is_ended_at_the_minimum_rate() {
+        let budget = Budget::new(4096 * KIB as u64);
+        // A byte every 5 s: never 10 s of silence, but far under the rate.
+        let trickle = futures_util::stream::repeat(vec![7u8])
+            .then(|b| async move {
+                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                Ok::<_, std::io::Error>(Frame::data(Bytes::from(b)))
+            })
+            .take(1000);
+        let started = tokio::time::Instant::now();
+        let mut charge = budget.charge("http");
+        let err = read_body(StreamBody::new(trickle), None, 64 * KIB, &mut charge).await;
+        assert!(
+            matches!(&err, Err(IngestError::Malformed(m)) if m.contains("too slow")),
+            "{err:?}"
+        );
+        assert!(started.elapsed() <= std::time::Duration::from_secs(11));
+        // 64 KiB a second for 20 s: on pace, read whole.
+        let paced =
+            futures_util::stream::iter(vec![vec![1u8; 32 * KIB]; 40]).then(|b| async move {
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                Ok::<_, std::io::Error>(Frame::data(Bytes::from(b)))
+            });
+        let mut charge = budget.charge("http");
+        let body = read_body(StreamBody::new(paced), None, 2048 * KIB, &mut charge).await;
+        assert_eq!(body.map(|b| b.len()).ok(), Some(1280 * KIB));
     }
 
     #[test]

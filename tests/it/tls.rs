@@ -1,0 +1,341 @@
+//! TLS on every listener of the real binary, with certificates generated
+//! here: the OpenTelemetry SDK sends spans over TLS with a client
+//! certificate (mutual TLS on OTLP/gRPC), curl reads the API, the status
+//! page and `/metrics` over https, a plain-text client is told the port
+//! speaks TLS instead of hanging, a client without a certificate is
+//! refused, and a renewed certificate is served without a restart.
+
+use std::process::Command;
+use std::time::{Duration, Instant, SystemTime};
+
+use opentelemetry::trace::{Span as _, SpanKind, Tracer as _, TracerProvider as _};
+use opentelemetry::KeyValue;
+use opentelemetry_otlp::tonic_types::transport::{Certificate, ClientTlsConfig, Identity};
+use opentelemetry_otlp::{WithExportConfig as _, WithTonicConfig as _};
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::Resource;
+use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+
+use crate::durable::Verdict;
+use crate::TempDir;
+
+/// A CA and what it signs, as PEM files in a directory.
+struct Pki {
+    dir: std::path::PathBuf,
+    ca: Issuer<'static, KeyPair>,
+}
+
+impl Pki {
+    fn new(dir: &std::path::Path) -> Pki {
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "verdict test CA");
+        let key = KeyPair::generate().expect("key");
+        let cert = params.self_signed(&key).expect("CA");
+        std::fs::write(dir.join("ca.pem"), cert.pem()).expect("write");
+        Pki {
+            dir: dir.to_path_buf(),
+            ca: Issuer::new(params, key),
+        }
+    }
+
+    /// Writes `<name>.pem` and `<name>-key.pem`, signed by the CA, for
+    /// `localhost` and 127.0.0.1, with `cn` as common name.
+    fn issue(&self, name: &str, cn: &str) {
+        let mut params =
+            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+                .expect("params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        let key = KeyPair::generate().expect("key");
+        let cert = params.signed_by(&key, &self.ca).expect("signed");
+        std::fs::write(self.dir.join(format!("{name}.pem")), cert.pem()).expect("write");
+        std::fs::write(
+            self.dir.join(format!("{name}-key.pem")),
+            key.serialize_pem(),
+        )
+        .expect("write");
+    }
+
+    fn path(&self, file: &str) -> String {
+        self.dir.join(file).display().to_string()
+    }
+}
+
+/// curl with `args`; (exit status, stdout, stderr).
+fn curl(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10"])
+        .args(args)
+        .output()
+        .expect("curl runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_listener_speaks_tls_and_otlp_can_require_client_certificates() {
+    let dir = TempDir::new("tls");
+    let pki = Pki::new(&dir.0);
+    pki.issue("server", "verdict one");
+    pki.issue("client", "checkout service");
+    let tls = format!(
+        "{{ cert_file: \"{}\", key_file: \"{}\", reload_interval: 200ms }}",
+        pki.path("server.pem"),
+        pki.path("server-key.pem")
+    );
+    let mtls = format!(
+        "{{ cert_file: \"{}\", key_file: \"{}\", client_ca_file: \"{}\" }}",
+        pki.path("server.pem"),
+        pki.path("server-key.pem"),
+        pki.path("ca.pem")
+    );
+    let yaml = crate::durable::pipeline(&crate::durable::sqlite(&dir.0), &[], "")
+        .replace(
+            "http: { endpoint: \"127.0.0.1:0\" }",
+            &format!(
+                "http: {{ endpoint: \"127.0.0.1:0\", tls: {tls} }}\n      grpc: {{ endpoint: \"127.0.0.1:0\", tls: {mtls} }}"
+            ),
+        )
+        .replace(
+            "prometheus: { endpoint: \"127.0.0.1:0\" }",
+            &format!("prometheus: {{ endpoint: \"127.0.0.1:0\", tls: {tls} }}"),
+        )
+        .replace(
+            &format!("api: {{ endpoint: \"127.0.0.1:0\", token: \"{}\" }}", crate::durable::TOKEN),
+            &format!("api: {{ endpoint: \"127.0.0.1:0\", tls: {tls} }}"),
+        );
+    let file = dir.0.join("pipeline.yaml");
+    std::fs::write(&file, &yaml).expect("write");
+    let v = Verdict::start(&file);
+    let grpc = v.grpc.expect("gRPC");
+    let ca = pki.path("ca.pem");
+
+    // The OpenTelemetry SDK over TLS with its client certificate.
+    let read = |f: &str| std::fs::read_to_string(pki.dir.join(f)).expect("pem");
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(format!("https://localhost:{}", grpc.port()))
+        .with_tls_config(
+            ClientTlsConfig::new()
+                .domain_name("localhost")
+                .ca_certificate(Certificate::from_pem(read("ca.pem")))
+                .identity(Identity::from_pem(
+                    read("client.pem"),
+                    read("client-key.pem"),
+                )),
+        )
+        .build()
+        .expect("exporter");
+    let provider = SdkTracerProvider::builder()
+        .with_resource(
+            Resource::builder_empty()
+                .with_attributes([
+                    KeyValue::new("service.name", "checkout"),
+                    KeyValue::new("service.version", "tls-1"),
+                ])
+                .build(),
+        )
+        .with_simple_exporter(exporter)
+        .build();
+    let tracer = provider.tracer("tls");
+    for _ in 0..20 {
+        let end = SystemTime::now();
+        let mut span = tracer
+            .span_builder("GET /")
+            .with_kind(SpanKind::Server)
+            .with_start_time(end - Duration::from_millis(5))
+            .start(&tracer);
+        span.end_with_timestamp(end);
+    }
+    provider.shutdown().expect("flushed");
+
+    // The API over https sees them.
+    let api = format!("https://localhost:{}", v.api.port());
+    let run_url = format!("{api}/api/v1/runs/checkout/tls-1");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (code, body, err) = curl(&["--cacert", &ca, &run_url]);
+        assert_eq!(code, 0, "{err}");
+        let run: serde_json::Value = serde_json::from_str(&body).expect("json");
+        if run["run"]["samples"] == 20 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "spans over TLS not counted: {run}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // The status page and /metrics too.
+    let (code, page, err) = curl(&["--cacert", &ca, &format!("{api}/")]);
+    assert!(code == 0 && page.contains("tls-1"), "{err}{page}");
+    let metrics = format!("https://localhost:{}/metrics", v.prometheus.port());
+    let (code, text, err) = curl(&["--cacert", &ca, &metrics]);
+    assert!(code == 0 && text.contains("verdict_run_state"), "{err}");
+    // OTLP/HTTP over TLS needs no client certificate here.
+    let (code, _, err) = curl(&[
+        "--cacert",
+        &ca,
+        "-X",
+        "POST",
+        "-H",
+        "content-type: application/json",
+        "--data",
+        "{}",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        &format!("https://localhost:{}/v1/traces", v.http.port()),
+    ]);
+    assert_eq!(code, 0, "{err}");
+
+    // Plain text on a TLS port: told so at once, no hang.
+    let started = Instant::now();
+    let (code, body, err) = curl(&[&format!("http://127.0.0.1:{}/healthz", v.api.port())]);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(
+        body.contains("This port speaks TLS") || err.contains("This port speaks TLS"),
+        "{code} {body} {err}"
+    );
+    // No client certificate on the mutual-TLS port: refused.
+    let (code, _, err) = curl(&[
+        "--cacert",
+        &ca,
+        "--http2-prior-knowledge",
+        &format!("https://localhost:{}/", grpc.port()),
+    ]);
+    assert_ne!(code, 0, "{err}");
+
+    // A renewed certificate is served without a restart.
+    let (_, _, before) = curl(&["--cacert", &ca, "-v", &format!("{api}/healthz")]);
+    assert!(before.contains("verdict one"), "{before}");
+    pki.issue("server", "verdict two");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, _, after) = curl(&["--cacert", &ca, "-v", &format!("{api}/healthz")]);
+        if after.contains("verdict two") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the renewed certificate is not served: {after}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// An https server on loopback with `cert`/`key` that records the bodies
+/// POSTed to it; its port.
+async fn https_receiver(
+    pki: &Pki,
+    got: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+) -> u16 {
+    use rustls_pki_types::pem::PemObject as _;
+    let certs = rustls_pki_types::CertificateDer::pem_file_iter(pki.dir.join("receiver.pem"))
+        .expect("pem")
+        .collect::<Result<Vec<_>, _>>()
+        .expect("certs");
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_file(pki.dir.join("receiver-key.pem"))
+        .expect("key");
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .expect("config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let got = got.clone();
+            async move {
+                got.lock()
+                    .expect("lock")
+                    .push(serde_json::from_slice(&body).unwrap_or_default());
+                "ok"
+            }
+        }),
+    );
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                break;
+            };
+            let (acceptor, app) = (acceptor.clone(), app.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let service = hyper_util::service::TowerToHyperService::new(app);
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn webhooks_are_delivered_over_https_to_a_configured_ca_only() {
+    let dir = TempDir::new("tls-webhook");
+    let pki = Pki::new(&dir.0);
+    pki.issue("receiver", "hooks");
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let port = https_receiver(&pki, got.clone()).await;
+    let trusted = crate::durable::webhook(
+        &format!("https://localhost:{port}/hook"),
+        &format!(", tls: {{ ca_file: \"{}\" }}", pki.path("ca.pem")),
+    );
+    // The system's roots alone do not know the test CA.
+    let untrusted = crate::durable::webhook(&format!("https://localhost:{port}/hook"), "");
+    let yaml = crate::durable::pipeline(
+        &crate::durable::sqlite(&dir.0),
+        &[
+            ("webhook/trusted", trusted),
+            ("webhook/untrusted", untrusted),
+        ],
+        "    decision: windows\n    fail_windows: 1",
+    );
+    let file = dir.0.join("pipeline.yaml");
+    std::fs::write(&file, yaml).expect("write");
+    let v = Verdict::start(&file);
+    v.spans("bad", 40, 500).await;
+    v.run_until("bad", "bad to roll back", |r| r["state"] == "ROLLED_BACK")
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while got.lock().expect("lock").is_empty() {
+        assert!(Instant::now() < deadline, "no event delivered over https");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(got.lock().expect("lock")[0]["state"], "ROLLED_BACK");
+    // The other target's attempts fail on the certificate, and say so.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, d) = crate::get_json(&v.api("/api/v1/deliveries")).await;
+        let errors = d["deliveries"].to_string();
+        if errors.contains("webhook/untrusted") && errors.to_lowercase().contains("certificate") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no certificate error reported: {d}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}

@@ -66,6 +66,7 @@ fn transition(i: usize, seq: usize) -> Commit {
         window: Some(window),
         event: Some(event),
         outbox: vec!["log".into(), "webhook/ci".into()],
+        rollouts: Vec::new(),
     }
 }
 

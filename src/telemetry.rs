@@ -44,6 +44,13 @@ pub const OUTBOX_OLDEST_PENDING: &str = "verdict_outbox_oldest_pending_seconds";
 /// decisions per hour.
 pub const RUN_TRANSITIONS: &str = "verdict_run_transitions_total";
 
+/// Flag change attempts of `unleash` exporters, by `exporter` and
+/// `outcome` (`delivered`, `retry`, `superseded`, `failed`).
+pub const FLAG_CHANGES: &str = "verdict_flag_changes_total";
+/// Rollbacks decided but not yet applied to their flag, by `exporter`:
+/// alert when it stays above 0 (the release still gets traffic).
+pub const UNLEASH_UNAPPLIED_ROLLBACKS: &str = "verdict_unleash_unapplied_rollbacks";
+
 /// Output format of the logs on stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {

@@ -26,7 +26,7 @@ use tokio::sync::oneshot;
 use crate::auth::bearer_ok;
 use crate::model::rfc3339_millis;
 use crate::model::series::{parse_joined, split_joined};
-use crate::model::RunState;
+use crate::model::{Rollout, RunState};
 use crate::proto;
 use crate::runs::engine::{ManualAction, ManualError};
 use crate::runs::task::Command;
@@ -75,12 +75,18 @@ fn store_error(err: impl std::fmt::Display) -> Response {
     error(StatusCode::SERVICE_UNAVAILABLE, format!("storage: {err}"))
 }
 
+/// 200 when ready, 503 with the reason when not. Problems with delivery
+/// targets (Unleash unreachable, a token refused) are listed in `degraded`
+/// without making verdict unready: ingest and decisions go on, and taking
+/// verdict out of a load balancer would not bring Unleash back.
 async fn readyz(State(c): State<Arc<Catalog>>) -> Response {
+    let degraded = c.degraded();
     match c.not_ready() {
-        None => Json(json!({"status": "ready"})).into_response(),
+        None if degraded.is_empty() => Json(json!({"status": "ready"})).into_response(),
+        None => Json(json!({"status": "ready", "degraded": degraded})).into_response(),
         Some(why) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "not ready", "error": why})),
+            Json(json!({"status": "not ready", "error": why, "degraded": degraded})),
         )
             .into_response(),
     }
@@ -234,7 +240,9 @@ pub(crate) async fn one_run(c: &Catalog, contract: &str, subject: &str) -> Resul
         .transitions(&run.run_id, TRANSITION_HISTORY)
         .await
         .map_err(store)?;
+    let rollouts = c.store.rollouts(&run.run_id).await.map_err(store)?;
     let mut body = proto::run_json_with_windows(&run, &windows);
+    body["rollouts"] = Value::Array(rollouts.iter().map(rollout_json).collect());
     body["transitions"] = Value::Array(
         transitions
             .iter()
@@ -242,6 +250,26 @@ pub(crate) async fn one_run(c: &Catalog, contract: &str, subject: &str) -> Resul
             .collect(),
     );
     Ok(body)
+}
+
+/// A flag rollout as the run's API shows it: where it stands and when the
+/// next step may come.
+pub fn rollout_json(r: &Rollout) -> Value {
+    json!({
+        "exporter": r.exporter,
+        "flag": r.flag,
+        "phase": r.phase,
+        "percent": r.percent,
+        "enabled": r.enabled,
+        "step": r.step + 1,
+        "steps": r.steps,
+        "applied": r.acked_at.is_some(),
+        "changed_at": rfc3339_millis(r.changed_at),
+        "applied_at": r.acked_at.map(rfc3339_millis),
+        "counted_windows": r.counted,
+        "next_step_at": r.next_step_at.map(rfc3339_millis),
+        "change_id": r.change_id,
+    })
 }
 
 pub(crate) fn delivery_json(d: &Delivery) -> Value {

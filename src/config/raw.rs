@@ -298,6 +298,46 @@ pub(crate) struct RawRetry {
     pub max_elapsed: Field<HumanDuration>,
 }
 
+/// `exporters.unleash[/NAME]`: steps a flexibleRollout strategy of an
+/// Unleash feature flag per run (design §7).
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawUnleash {
+    /// The Unleash server, `http(s)://host:port` (its Admin API lives under
+    /// `/api/admin`). Required.
+    pub url: Field<String>,
+    /// TLS of an `https://` server: `ca_file`, `cert_file` + `key_file`,
+    /// `min_version`. Default: the system's roots.
+    pub tls: Field<MapOnly<RawTls>>,
+    /// An Admin API token, sent as `Authorization: <token>`. Required.
+    pub token: Field<String>,
+    /// Unleash project of the flag. Default `default`.
+    pub project: Field<String>,
+    /// Unleash environment whose strategy is stepped (`production`). Required.
+    pub environment: Field<String>,
+    /// The flag's name; `{attribute}` is filled in with the run's subject
+    /// attribute (`checkout-{service.version}`). Required.
+    pub flag: Field<String>,
+    /// Id of the flexibleRollout strategy to step. Default: the flag's first
+    /// flexibleRollout strategy in the environment.
+    pub strategy_id: Field<String>,
+    /// Rollout percentages, increasing, whole numbers in 1–100. Default
+    /// `[5, 10, 25, 50, 100]`.
+    pub steps: Field<StringList>,
+    /// Counting windows needed at a step before the next one. Default `2`.
+    pub step_windows: Field<Int>,
+    /// The SDKs' refresh interval: after a change is acknowledged, windows
+    /// count only from this long later. Default `15s`.
+    pub refresh_interval: Field<HumanDuration>,
+    /// What a rollback does: `zero` (rollout 0) or `disable` (the flag off
+    /// in the environment). Default `zero`.
+    pub on_rollback: Field<String>,
+    /// Time allowed for one request to Unleash. Default `5s`.
+    pub timeout: Field<HumanDuration>,
+    /// Backoff between attempts (`initial_interval`, `max_interval`); a flag
+    /// change is retried until it is applied or replaced by a later one.
+    pub retry: Field<MapOnly<RawRetry>>,
+}
+
 /// `exporters.log[/NAME]`: verdict events as JSON lines on stdout. No
 /// settings: written `log:` or `log: {}`.
 #[derive(Debug, Default, Deserialize)]

@@ -315,8 +315,21 @@ fn design_example_loads_with_every_field() {
     );
     assert_eq!(baseline.max_p95_latency_increase_percent, Some(10.0));
     assert_eq!(baseline.max_error_rate_increase_points, Some(0.5));
+    let ExporterKind::Unleash(unleash) = &config.exporters[4].kind else {
+        panic!("not an unleash exporter: {:?}", config.exporters[4])
+    };
+    assert_eq!(config.exporters[4].id, "unleash/checkout");
+    assert_eq!(unleash.url, "http://unleash.internal:4242");
+    assert_eq!(unleash.environment, "production");
+    assert_eq!(unleash.project, "default");
+    assert_eq!(unleash.flag.as_str(), "checkout-{service.version}");
+    assert_eq!(unleash.steps, [5, 10, 25, 50, 100]);
     assert_eq!(
-        config.exporters,
+        (unleash.step_windows, unleash.refresh_interval),
+        (2, Duration::from_secs(15))
+    );
+    assert_eq!(
+        config.exporters[..4],
         [
             ExporterSpec {
                 id: "prometheus".into(),
@@ -335,7 +348,13 @@ fn design_example_loads_with_every_field() {
     );
     assert_eq!(
         pipeline.exporters,
-        ["prometheus", "webhook/promote", "webhook/rollback", "log"]
+        [
+            "prometheus",
+            "webhook/promote",
+            "webhook/rollback",
+            "log",
+            "unleash/checkout"
+        ]
     );
     assert_eq!(config.service.api_token, None);
     assert_eq!(

@@ -332,6 +332,62 @@ pub enum ExporterKind {
     Log,
     /// Verdict events POSTed to a URL.
     Webhook(WebhookSpec),
+    /// A flag's rollout stepped through Unleash's Admin API.
+    Unleash(Box<UnleashSpec>),
+}
+
+/// `exporters.unleash[/NAME]`: steps one flexibleRollout strategy of one
+/// flag per run (design §7).
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnleashSpec {
+    /// The Unleash server's base URL, without a trailing `/`.
+    pub url: String,
+    /// TLS of an `https://` server (default: the system's roots).
+    pub tls: ClientTls,
+    /// Admin API token, sent as `Authorization: <token>`.
+    pub token: String,
+    /// Unleash project (default `default`).
+    pub project: String,
+    /// Unleash environment.
+    pub environment: String,
+    /// The flag's name, filled in from each run's subject.
+    pub flag: crate::model::FlagTemplate,
+    /// The strategy to step; `None` = the flag's first flexibleRollout
+    /// strategy in the environment.
+    pub strategy_id: Option<String>,
+    /// Rollout percentages, increasing, in 1–100 (default 5, 10, 25, 50, 100).
+    pub steps: Vec<u32>,
+    /// Counting windows needed at a step before the next (default 2; ≥ 1).
+    pub step_windows: u32,
+    /// The SDKs' refresh interval (default 15s).
+    pub refresh_interval: Duration,
+    /// What a rollback does to the flag.
+    pub on_rollback: OnRollback,
+    /// Time allowed for one request (default 5s).
+    pub timeout: Duration,
+    /// Waits between attempts; a change is retried until applied or
+    /// replaced by a later change of the same flag.
+    pub retry: crate::retry::Backoff,
+}
+
+/// What an `unleash` exporter does to the flag on ROLLED_BACK.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnRollback {
+    /// Rollout 0: the strategy stays, nobody gets the release.
+    #[default]
+    Zero,
+    /// The flag is turned off in the environment.
+    Disable,
+}
+
+impl OnRollback {
+    /// The name written in the pipeline file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnRollback::Zero => "zero",
+            OnRollback::Disable => "disable",
+        }
+    }
 }
 
 /// `exporters.webhook[/NAME]`.

@@ -6,12 +6,17 @@
 //! on a worker.
 //!
 //! Order: the head row is delivered (or given up) before the next one, so a
-//! receiver sees a run's transitions in the order they happened.
+//! receiver sees a run's transitions in the order they happened. Flag
+//! changes (`unleash`) are different: each sets an absolute value, so only
+//! the latest pending change of a flag is applied (older ones are marked
+//! superseded), and the flags are independent of one another: one flag
+//! that cannot be changed (deleted, misnamed) never holds up the others.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::SharedClock;
@@ -19,7 +24,9 @@ use crate::model::UnixNanos;
 use crate::storage::{Attempt, Delivery, Health, RunStore};
 use crate::telemetry;
 
+use super::unleash::Unleash;
 use super::webhook::Webhook;
+use crate::runs::task::FlagAck;
 
 /// Rows read per round.
 const BATCH: usize = 64;
@@ -36,6 +43,20 @@ pub enum Sink {
     Log,
     /// HTTP POST.
     Webhook(Box<Webhook>),
+    /// Flag changes through Unleash's Admin API.
+    Unleash(Box<FlagSink>),
+}
+
+/// An Unleash target and where its acknowledgements go.
+#[derive(Debug)]
+pub struct FlagSink {
+    /// The target.
+    pub unleash: Unleash,
+    /// The run engine that owns each contract's runs: told when Unleash
+    /// applied a change, so the step's hold starts.
+    pub acks: HashMap<String, mpsc::Sender<FlagAck>>,
+    /// Problems with the target, for `/readyz`'s `degraded`.
+    pub targets: Arc<Health>,
 }
 
 impl Sink {
@@ -43,6 +64,7 @@ impl Sink {
         match self {
             Sink::Log => super::log::write(d),
             Sink::Webhook(w) => w.attempt(d, now).await,
+            Sink::Unleash(f) => f.unleash.attempt(d, now).await,
         }
     }
 }
@@ -126,16 +148,45 @@ impl Worker {
                 return Next::In(Duration::from_secs(1));
             }
         };
+        let full = rows.len() == BATCH;
+        let in_order = !matches!(self.sink, Sink::Unleash(_));
+        let rows = if in_order {
+            rows
+        } else {
+            match self.supersede(rows).await {
+                Some(rows) => rows,
+                None => return Next::In(Duration::from_secs(1)),
+            }
+        };
+        // Rollbacks among the flag changes still to apply: counted down as
+        // Unleash applies them, so the gauge reads 0 as soon as the last one
+        // is, not at the next round (which may be a minute away).
+        let mut unapplied = rows
+            .iter()
+            .filter(|d| Unleash::change_of(d).is_ok_and(|c| c.rollback))
+            .count();
+        let rollbacks = |n: usize| {
+            if !in_order {
+                metrics::gauge!(telemetry::UNLEASH_UNAPPLIED_ROLLBACKS, "exporter" => self.exporter.clone())
+                    .set(n as f64);
+            }
+        };
+        rollbacks(unapplied);
         let oldest = rows.first().map_or(0.0, |d| {
             Duration::from_nanos(self.clock.now().saturating_sub(d.created_at)).as_secs_f64()
         });
         metrics::gauge!(telemetry::OUTBOX_OLDEST_PENDING, "exporter" => self.exporter.clone())
             .set(oldest);
-        let full = rows.len() == BATCH;
+        // Flag changes due later (each flag is independent): the soonest.
+        let mut soonest: Option<UnixNanos> = None;
         for d in rows {
             let now = self.clock.now();
             if d.next_attempt_at > now {
-                return Next::In(Duration::from_nanos(d.next_attempt_at - now));
+                if in_order {
+                    return Next::In(Duration::from_nanos(d.next_attempt_at - now));
+                }
+                soonest = Some(soonest.map_or(d.next_attempt_at, |s| s.min(d.next_attempt_at)));
+                continue;
             }
             let attempt = self.sink.deliver(&d, now).await;
             self.report(&d, &attempt);
@@ -152,13 +203,90 @@ impl Worker {
                 return Next::In(Duration::from_secs(1));
             }
             if let Attempt::Retry { next_at, .. } = attempt {
-                return Next::In(Duration::from_nanos(next_at.saturating_sub(done)));
+                if in_order {
+                    return Next::In(Duration::from_nanos(next_at.saturating_sub(done)));
+                }
+                soonest = Some(soonest.map_or(next_at, |s| s.min(next_at)));
+            } else if attempt == Attempt::Delivered {
+                if Unleash::change_of(&d).is_ok_and(|c| c.rollback) {
+                    unapplied = unapplied.saturating_sub(1);
+                    rollbacks(unapplied);
+                }
+                self.acknowledge(&d, done).await;
             }
         }
         if full {
             Next::Now
+        } else if let Some(at) = soonest {
+            Next::In(Duration::from_nanos(at.saturating_sub(self.clock.now())))
         } else {
             Next::Idle
+        }
+    }
+
+    /// Flag changes: keeps the latest pending change of each flag and
+    /// marks the older ones superseded (the latest carries the value that
+    /// counts). `None` when the storage failed (reported).
+    async fn supersede(&self, rows: Vec<Delivery>) -> Option<Vec<Delivery>> {
+        let mut latest: HashMap<String, usize> = HashMap::new();
+        let changes: Vec<Option<crate::model::FlagChange>> =
+            rows.iter().map(|d| Unleash::change_of(d).ok()).collect();
+        for (i, c) in changes.iter().enumerate() {
+            if let Some(c) = c {
+                latest.insert(c.flag.clone(), i);
+            }
+        }
+        let mut kept = Vec::new();
+        for (i, (d, c)) in rows.into_iter().zip(&changes).enumerate() {
+            let by = c
+                .as_ref()
+                .and_then(|c| latest.get(&c.flag))
+                .filter(|&&j| j != i)
+                .and_then(|&j| changes[j].as_ref());
+            let Some(by) = by else {
+                kept.push(d);
+                continue;
+            };
+            let attempt = Attempt::Superseded {
+                note: format!(
+                    "replaced by change {} ({}) before it was applied",
+                    by.change_id,
+                    describe_value(by)
+                ),
+            };
+            self.report(&d, &attempt);
+            if let Err(err) = self
+                .store
+                .record_attempt(&self.exporter, &d.event_id, &attempt, self.clock.now())
+                .await
+            {
+                tracing::error!(exporter = %self.exporter, event_id = %d.event_id, error = %err, "Could not record a delivery.");
+                self.health.failed(&self.source(), err.to_string());
+                return None;
+            }
+        }
+        Some(kept)
+    }
+
+    /// Tells the run engine that Unleash applied a flag change at `at`.
+    async fn acknowledge(&self, d: &Delivery, at: UnixNanos) {
+        let Sink::Unleash(sink) = &self.sink else {
+            return;
+        };
+        let Ok(change) = Unleash::change_of(d) else {
+            return;
+        };
+        if let Some(engine) = sink.acks.get(&change.contract) {
+            // The engine has stopped only when shutting down; the
+            // acknowledgement is then found in the outbox at the next start.
+            let _ = engine
+                .send(FlagAck {
+                    exporter: self.exporter.clone(),
+                    run_id: change.run_id,
+                    change_id: change.change_id,
+                    at,
+                })
+                .await;
         }
     }
 
@@ -166,7 +294,17 @@ impl Worker {
         format!("exporter {}", self.exporter)
     }
 
+    /// `/readyz`'s key for one flag: each flag has its own problem (one
+    /// missing flag stays listed while the exporter's other flags change).
+    fn flag_source(&self, flag: &str) -> String {
+        format!("exporter {} flag {flag}", self.exporter)
+    }
+
     fn report(&self, d: &Delivery, attempt: &Attempt) {
+        if let Sink::Unleash(sink) = &self.sink {
+            self.report_flag(sink, d, attempt);
+            return;
+        }
         if !matches!(self.sink, Sink::Webhook(_)) {
             if let Attempt::Failed { error } = attempt {
                 tracing::error!(exporter = %self.exporter, event_id = %d.event_id, %error, "Event not delivered.");
@@ -200,8 +338,59 @@ impl Worker {
                 );
                 "failed"
             }
+            // Only flag changes are superseded.
+            Attempt::Superseded { .. } => "superseded",
         };
         metrics::counter!(telemetry::WEBHOOK_DELIVERIES, "exporter" => self.exporter.clone(), "outcome" => outcome)
             .increment(1);
+    }
+}
+
+impl Worker {
+    /// Logs and counts one attempt at a flag change, and keeps `/readyz`'s
+    /// view of the target.
+    fn report_flag(&self, sink: &FlagSink, d: &Delivery, attempt: &Attempt) {
+        let change = Unleash::change_of(d).ok();
+        let flag = change.as_ref().map_or("", |c| c.flag.as_str());
+        let value = change.as_ref().map(describe_value).unwrap_or_default();
+        let rollback = change.as_ref().is_some_and(|c| c.rollback);
+        let outcome = match attempt {
+            Attempt::Delivered => {
+                sink.targets.ok(&self.flag_source(flag));
+                tracing::info!(exporter = %self.exporter, change_id = %d.event_id, flag, value, "Flag changed.");
+                "delivered"
+            }
+            Attempt::Retry { next_at, error } => {
+                sink.targets.failed(&self.flag_source(flag), error.clone());
+                let retry_in = Duration::from_nanos(next_at.saturating_sub(self.clock.now()));
+                let retry_in =
+                    humantime::format_duration(Duration::from_millis(retry_in.as_millis() as u64));
+                if rollback {
+                    tracing::error!(exporter = %self.exporter, change_id = %d.event_id, flag, value, attempt = d.attempts + 1, %error, retry_in = %retry_in, "Rollback not applied to the flag yet; retrying until it is.");
+                } else {
+                    tracing::warn!(exporter = %self.exporter, change_id = %d.event_id, flag, value, attempt = d.attempts + 1, %error, retry_in = %retry_in, "Flag change not applied; will retry.");
+                }
+                "retry"
+            }
+            Attempt::Failed { error } => {
+                tracing::error!(exporter = %self.exporter, change_id = %d.event_id, flag, %error, "Flag change unreadable; marked failed.");
+                "failed"
+            }
+            Attempt::Superseded { note } => {
+                tracing::info!(exporter = %self.exporter, change_id = %d.event_id, flag, value, %note, "Flag change superseded.");
+                "superseded"
+            }
+        };
+        metrics::counter!(telemetry::FLAG_CHANGES, "exporter" => self.exporter.clone(), "outcome" => outcome)
+            .increment(1);
+    }
+}
+
+/// `rollout 25%`, `off`.
+fn describe_value(c: &crate::model::FlagChange) -> String {
+    if c.enabled {
+        format!("rollout {}%", c.percent)
+    } else {
+        "off".to_string()
     }
 }

@@ -137,6 +137,18 @@ pub async fn render_runs(catalog: &Catalog) -> String {
         "verdict_run_check_samples",
         "Samples the evidence of a check rests on.",
     );
+    let mut rollout_percent = Family::new(
+        "verdict_rollout_percent",
+        "Rollout percentage of the run's flag as verdict last set it (unleash exporters).",
+    );
+    let mut rollout_applied = Family::new(
+        "verdict_rollout_applied",
+        "1 when Unleash has applied the run's latest flag change, 0 while it is pending.",
+    );
+    let mut rollout_next = Family::new(
+        "verdict_rollout_next_step_timestamp_seconds",
+        "Earliest time (UNIX seconds) of the flag's next step, or of promotion at the last step; absent while a change is pending and once final.",
+    );
     let mut thresholds = Family::new(
         "verdict_contract_threshold",
         "The thresholds of each contract's current version, in base units: latencies in seconds, rates as ratios (0-1); for dashboards' threshold lines.",
@@ -188,6 +200,25 @@ pub async fn render_runs(catalog: &Catalog) -> String {
         let contract = run.contract.as_str();
         let subject = run.subject.joined();
         let base = [("contract", contract), ("subject", subject)];
+        match catalog.store.rollouts(&run.run_id).await {
+            Ok(list) => {
+                for r in list {
+                    let labels = [
+                        base[0],
+                        base[1],
+                        ("exporter", r.exporter.as_str()),
+                        ("flag", r.flag.as_str()),
+                    ];
+                    let percent = if r.enabled { f64::from(r.percent) } else { 0.0 };
+                    rollout_percent.sample(&labels, percent);
+                    rollout_applied.sample(&labels, if r.acked_at.is_some() { 1.0 } else { 0.0 });
+                    if let Some(at) = r.next_step_at {
+                        rollout_next.sample(&labels, at as f64 / 1e9);
+                    }
+                }
+            }
+            Err(err) => tracing::warn!(error = %err, "Scrape could not read rollouts."),
+        }
         for s in RunState::ALL {
             state.sample(
                 &[base[0], base[1], ("state", s.as_str())],
@@ -262,6 +293,9 @@ pub async fn render_runs(catalog: &Catalog) -> String {
         &check_upper,
         &check_limit,
         &check_samples,
+        &rollout_percent,
+        &rollout_applied,
+        &rollout_next,
     ] {
         f.write(&mut out);
     }

@@ -214,7 +214,7 @@ fn retry_after(headers: &reqwest::header::HeaderMap, now: UnixNanos) -> Option<D
 /// what GitHub (`{"message":"Bad credentials",…}`) and Slack
 /// (`invalid_payload`, `channel_not_found`) say went wrong. At most
 /// [`ANSWER_SNIPPET`] bytes are read, whatever the target sends.
-async fn snippet(mut resp: reqwest::Response) -> Option<String> {
+pub(crate) async fn snippet(mut resp: reqwest::Response) -> Option<String> {
     let mut bytes = Vec::new();
     while bytes.len() < ANSWER_SNIPPET {
         match resp.chunk().await {
@@ -237,7 +237,7 @@ async fn snippet(mut resp: reqwest::Response) -> Option<String> {
 
 /// A transport error as one line, with its causes (reqwest's Display omits
 /// them).
-fn describe(e: &reqwest::Error) -> String {
+pub(crate) fn describe(e: &reqwest::Error) -> String {
     let what = if e.is_timeout() {
         "timed out"
     } else if e.is_connect() {

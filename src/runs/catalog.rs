@@ -30,6 +30,9 @@ pub struct Catalog {
     pub ready: AtomicBool,
     /// Storage problems seen at run time.
     pub health: Arc<Health>,
+    /// Problems with delivery targets (Unleash): shown by `/readyz` without
+    /// making verdict unready — ingest and decisions go on.
+    pub targets: Arc<Health>,
     /// Bearer token of the write endpoints; `None` = open.
     pub api_token: Option<String>,
     /// The engine task that owns each contract's runs, by contract name.
@@ -52,6 +55,11 @@ impl Catalog {
     /// The contract named `name`.
     pub fn contract(&self, name: &str) -> Option<&ContractSpec> {
         self.contracts.iter().find(|c| c.name == name)
+    }
+
+    /// What is wrong with delivery targets, by source, if anything.
+    pub fn degraded(&self) -> std::collections::BTreeMap<String, String> {
+        self.targets.problems()
     }
 
     /// Why the server is not ready, if it is not.

@@ -24,10 +24,11 @@ use crate::contracts::evidence::{self, Reference};
 use crate::model::{Accum, EngineInput, Figures, OpenWindows, RejectionTally};
 use crate::model::{SeriesKey, Subject, UnixNanos, Window};
 use crate::storage::checkpoint;
-use crate::storage::Commit;
+use crate::storage::{Commit, RolloutCommit};
 
 use super::machine::{self, Transition};
-use crate::model::{RunRecord, RunState, VerdictEvent, WindowRecord};
+use super::rollout::Stepper;
+use crate::model::{Rollout, RunRecord, RunState, VerdictEvent, WindowRecord};
 
 /// An exporter that delivers verdict events, and which ones it wants.
 #[derive(Debug, Clone, PartialEq)]
@@ -87,6 +88,8 @@ pub struct EngineSeed {
     pub closed: OpenWindows,
     /// Checkpointed windows still open, as restored into each shard.
     pub open: Vec<OpenWindows>,
+    /// The flag rollouts of the current runs.
+    pub rollouts: Vec<Rollout>,
 }
 
 /// The engine of one pipeline.
@@ -129,6 +132,12 @@ pub struct Engine {
     /// (never more series than [`MAX_TALLIED`], a bounded tally each): a
     /// run without samples says why in its reason.
     rejections: HashMap<SeriesKey, Tallied>,
+    /// The pipeline's `unleash` exporters.
+    steppers: Vec<Stepper>,
+    /// The flag rollouts of runs held in memory, by run id.
+    rollouts: HashMap<String, Vec<Rollout>>,
+    /// Rollout changes decided for the run being committed next.
+    staged: Vec<RolloutCommit>,
 }
 
 /// Most series whose rejections the engine tallies. Runs are bounded by
@@ -295,6 +304,10 @@ impl Engine {
         }
         let mut images = seed.open;
         images.resize_with(shards, HashMap::new);
+        let mut rollouts: HashMap<String, Vec<Rollout>> = HashMap::new();
+        for r in seed.rollouts {
+            rollouts.entry(r.run_id.clone()).or_default().push(r);
+        }
         Engine {
             contracts,
             subscribers,
@@ -315,14 +328,45 @@ impl Engine {
             ids: EventIds(ulid::Generator::new()),
             replaced,
             rejections: HashMap::new(),
+            steppers: Vec::new(),
+            rollouts,
+            staged: Vec::new(),
         }
+    }
+
+    /// The engine, stepping the flags of the pipeline's `unleash` exporters.
+    pub fn with_steppers(mut self, mut steppers: Vec<Stepper>) -> Engine {
+        for s in &mut steppers {
+            s.timing = (self.size, self.lateness);
+        }
+        for r in self.rollouts.values_mut().flatten() {
+            if let Some(s) = steppers.iter().find(|s| s.exporter == r.exporter) {
+                s.refresh(r);
+            }
+        }
+        self.steppers = steppers;
+        self
+    }
+
+    /// Unleash applied the change `change_id` of `exporter` at `at`: the
+    /// rollout's hold starts. Returns the rollout to store, or `None` when
+    /// the change is not the latest of a rollout held here.
+    pub fn acked(&mut self, exporter: &str, change_id: &str, at: UnixNanos) -> Option<Rollout> {
+        let stepper = self.steppers.iter().find(|s| s.exporter == exporter)?;
+        let r = self
+            .rollouts
+            .values_mut()
+            .flatten()
+            .find(|r| r.exporter == exporter && r.change_id == change_id)?;
+        stepper.acked(r, at);
+        Some(r.clone())
     }
 
     /// Handles one input; returns what to commit (and then announce).
     pub fn handle(&mut self, input: EngineInput, now: UnixNanos) -> Vec<Commit> {
         let mut out: Vec<Commit> = std::mem::take(&mut self.replaced)
             .into_iter()
-            .map(|run| self.commit(run, None, None))
+            .map(|run| self.commit(run, None, None, now))
             .collect();
         match input {
             EngineInput::SeriesSeen { series, ts } => {
@@ -428,8 +472,8 @@ impl Engine {
                 self.rejections.remove(&key);
                 self.deadlines.schedule(&key, &fresh, spec);
                 let out = vec![
-                    self.commit(old, None, None),
-                    self.commit(fresh.clone(), None, None),
+                    self.commit(old, None, None, now),
+                    self.commit(fresh.clone(), None, None, now),
                 ];
                 Ok((out, fresh))
             }
@@ -454,7 +498,10 @@ impl Engine {
                 let last = self.last_windows.get(&run.run_id).cloned();
                 let event = transition(&mut self.ids, run, &t, last, now, spec.dry_run);
                 let after = run.clone();
-                Ok((vec![self.commit(after.clone(), None, Some(event))], after))
+                Ok((
+                    vec![self.commit(after.clone(), None, Some(event), now)],
+                    after,
+                ))
             }
         }
     }
@@ -498,11 +545,35 @@ impl Engine {
     }
 
     fn commit(
-        &self,
+        &mut self,
         run: RunRecord,
         window: Option<WindowRecord>,
         event: Option<VerdictEvent>,
+        now: UnixNanos,
     ) -> Commit {
+        let mut rollouts = std::mem::take(&mut self.staged);
+        let dry_run = self
+            .contracts
+            .iter()
+            .find(|c| c.name == run.contract)
+            .is_none_or(|c| c.dry_run);
+        if let Some(e) = event.as_ref().filter(|e| !dry_run && !e.run.superseded) {
+            for stepper in &self.steppers {
+                let list = self.rollouts.entry(run.run_id.clone()).or_default();
+                let current = list.iter().position(|r| r.exporter == stepper.exporter);
+                let ids = &mut self.ids;
+                let decided =
+                    stepper.on_transition(current.map(|i| &list[i]), e, || ids.next(), now);
+                if let Some(rc) = decided {
+                    match current {
+                        Some(i) => list[i] = rc.rollout.clone(),
+                        None => list.push(rc.rollout.clone()),
+                    }
+                    rollouts.retain(|c| c.rollout.exporter != stepper.exporter);
+                    rollouts.push(rc);
+                }
+            }
+        }
         let outbox = event
             .as_ref()
             .map(|e| {
@@ -518,6 +589,7 @@ impl Engine {
             window,
             event,
             outbox,
+            rollouts,
         }
     }
 
@@ -558,7 +630,7 @@ impl Engine {
             explain(run, spec, Some(total));
             let run = run.clone();
             self.deadlines.schedule_from(&series, &run, spec, now);
-            out.push(self.commit(run, None, None));
+            out.push(self.commit(run, None, None, now));
         } else {
             self.deadlines.schedule_from(&series, run, spec, now);
         }
@@ -597,7 +669,7 @@ impl Engine {
             let event = transition(&mut self.ids, run, &t, None, now, spec.dry_run);
             let run = run.clone();
             self.deadlines.schedule(series, &run, spec);
-            out.push(self.commit(run, None, Some(event)));
+            out.push(self.commit(run, None, Some(event), now));
         }
     }
 
@@ -693,6 +765,20 @@ impl Engine {
                     Decision::Windows => machine::on_window(run, spec, &outcome),
                     Decision::Sequential => machine::on_evidence(run, spec, &verdict),
                 };
+                let flags = Flags {
+                    steppers: &self.steppers,
+                    rollouts: &mut self.rollouts,
+                    ids: &mut self.ids,
+                    staged: &mut self.staged,
+                };
+                let waiting = flags.step(run, spec, &record, now);
+                let decided = match (decided, waiting) {
+                    (Some(t), Some(waiting)) if t.to == RunState::Promoted => {
+                        run.reason = format!("{}; promotion waits: {waiting}", t.reason);
+                        None
+                    }
+                    (decided, _) => decided,
+                };
                 if let Some(t) = decided {
                     event = Some(transition(
                         &mut self.ids,
@@ -713,7 +799,7 @@ impl Engine {
             self.last_windows.insert(run.run_id.clone(), record.clone());
             let run = run.clone();
             self.deadlines.schedule(key, &run, spec);
-            out.push(self.commit(run, Some(record), event));
+            out.push(self.commit(run, Some(record), event, now));
         }
         // Runs whose items were rejected since the last window and that had
         // no data of their own in it: their reason says how many now (once
@@ -733,7 +819,7 @@ impl Engine {
             .filter_map(|k| self.runs.get(k).cloned())
             .collect();
         for run in refreshed {
-            out.push(self.commit(run, None, None));
+            out.push(self.commit(run, None, None, now));
         }
         // The baseline's window joins the references only now: a run's
         // reference comes from windows before the one it is judged on.
@@ -778,11 +864,11 @@ impl Engine {
                 let last = self.last_windows.get(&run.run_id).cloned();
                 let event = transition(&mut self.ids, run, &t, last, now, spec.dry_run);
                 let run = run.clone();
-                out.push(self.commit(run, None, Some(event)));
+                out.push(self.commit(run, None, Some(event), now));
             } else if idle && !run.state.is_final() {
                 machine::retire(run, spec, now);
                 let run = run.clone();
-                out.push(self.commit(run, None, None));
+                out.push(self.commit(run, None, None, now));
             }
             let Some(run) = self.runs.get(&key) else {
                 continue;
@@ -790,11 +876,13 @@ impl Engine {
             if idle {
                 // Out of memory: a final run is found again in storage if
                 // its subject comes back (see `adopt`); a retired one is
-                // replaced by a new run.
+                // replaced by a new run. Its rollouts are in storage.
                 self.last_windows.remove(&run.run_id);
+                self.rollouts.remove(&run.run_id);
                 self.runs.remove(&key);
                 self.rejections.remove(&key);
             } else {
+                let spec = &self.contracts[key.contract as usize];
                 self.deadlines.schedule_from(&key, run, spec, rejected_at);
             }
         }
@@ -856,6 +944,69 @@ impl Engine {
     #[cfg(test)]
     pub fn tallied(&self) -> usize {
         self.rejections.len()
+    }
+}
+
+/// The engine's flag rollouts, borrowed apart from its runs.
+struct Flags<'a> {
+    steppers: &'a [Stepper],
+    rollouts: &'a mut HashMap<String, Vec<Rollout>>,
+    ids: &'a mut EventIds,
+    staged: &'a mut Vec<RolloutCommit>,
+}
+
+impl Flags<'_> {
+    /// Counts a judged window of `run` toward each of its flags' next step;
+    /// raises (and the new counts) are staged for the run's commit. Returns
+    /// what a promotion still waits for, or `None` when every flag has held
+    /// its last step.
+    fn step(
+        self,
+        run: &RunRecord,
+        spec: &ContractSpec,
+        record: &WindowRecord,
+        now: UnixNanos,
+    ) -> Option<String> {
+        if spec.dry_run || self.steppers.is_empty() {
+            return None;
+        }
+        let list = self.rollouts.entry(run.run_id.clone()).or_default();
+        let mut waiting = Vec::new();
+        for stepper in self.steppers {
+            let Some(r) = list.iter_mut().find(|r| r.exporter == stepper.exporter) else {
+                waiting.push(format!("{} has not set the flag yet", stepper.exporter));
+                continue;
+            };
+            let ids = &mut *self.ids;
+            let decided = stepper.on_window(r, run, record, spec.decision, || ids.next(), now);
+            match decided {
+                Some(raise) => {
+                    *r = raise.rollout.clone();
+                    self.staged.push(raise);
+                }
+                None => self.staged.push(RolloutCommit {
+                    rollout: r.clone(),
+                    change: None,
+                }),
+            }
+            if !stepper.complete(r) {
+                waiting.push(format!(
+                    "flag {} is at {}% (step {} of {}, {}/{} windows{})",
+                    r.flag,
+                    r.percent,
+                    r.step + 1,
+                    stepper.steps.len(),
+                    r.counted,
+                    stepper.step_windows,
+                    if r.acked_at.is_none() {
+                        ", not yet applied by Unleash"
+                    } else {
+                        ""
+                    }
+                ));
+            }
+        }
+        (!waiting.is_empty()).then(|| waiting.join("; "))
     }
 }
 

@@ -953,3 +953,172 @@ fn a_stored_no_samples_reason_stays_until_samples_arrive() {
     watermark(&mut e, 132 * S);
     assert_eq!(stored(&store, "2.0").reason, "first sample received");
 }
+
+/// An engine over `store` whose pipeline has the `unleash/checkout`
+/// exporter: steps 10 → 100, one counting window per step, SDKs refreshing
+/// every 3 s.
+fn stepping(store: &Arc<MemoryStore>, seed: EngineSeed) -> Harness {
+    let stepper = Stepper {
+        exporter: "unleash/checkout".into(),
+        flag: crate::model::FlagTemplate::parse("checkout-{service.version}").expect("parses"),
+        steps: vec![10, 100],
+        step_windows: 1,
+        refresh: 3 * S,
+        on_rollback: crate::config::OnRollback::Zero,
+        timing: (0, 0),
+    };
+    let mut h = resumed(seed, store);
+    h.engine = h.engine.with_steppers(vec![stepper]);
+    h
+}
+
+/// The flag changes waiting in the outbox, oldest first: `(change id,
+/// percent, rollback)`.
+fn flag_changes(store: &MemoryStore) -> Vec<(String, u32, bool)> {
+    sync(store.pending("unleash/checkout", 100))
+        .iter()
+        .map(|d| {
+            let c: crate::model::FlagChange = serde_json::from_str(&d.event).expect("a change");
+            (c.change_id, c.percent, c.rollback)
+        })
+        .collect()
+}
+
+fn rollout_of(store: &MemoryStore, run_id: &str) -> Rollout {
+    sync(store.rollouts(run_id))
+        .into_iter()
+        .next()
+        .expect("a rollout")
+}
+
+/// Unleash applied `change` of `unleash/checkout` at `at`.
+fn ack(h: &mut Harness, change: &str, at: u64) -> Option<Rollout> {
+    h.engine.acked("unleash/checkout", change, at)
+}
+
+fn pass(h: &mut Harness, k: &SeriesKey, start: u64) -> Vec<VerdictEvent> {
+    h.handle(closed(k, start, 10, 20.0, 0), start + 12 * S);
+    watermark(h, start + 12 * S)
+}
+
+/// The run's windows would promote it after two passing windows; the flag
+/// holds it back until Unleash applied each step, one refresh interval went
+/// by, and the last step held its window. Acknowledgements of unknown or
+/// replaced changes are ignored.
+#[test]
+fn promotion_waits_until_the_last_step_held_its_windows() {
+    let store = Arc::new(MemoryStore::new());
+    let mut e = stepping(&store, EngineSeed::default());
+    let k = key("2.0");
+    let ev = seen(&mut e, &k, 101 * S);
+    assert_eq!(ev[0].run.state, RunState::Validating);
+    let run_id = ev[0].run.run_id.clone();
+    let first = flag_changes(&store);
+    assert_eq!(first.len(), 1);
+    assert_eq!((first[0].1, first[0].2), (10, false));
+    // Not applied yet: a passing window does not count toward the step.
+    assert!(pass(&mut e, &k, 100 * S).is_empty());
+    assert_eq!(rollout_of(&store, &run_id).counted, 0);
+
+    assert!(ack(&mut e, "no-such-change", 113 * S).is_none());
+    assert!(e
+        .engine
+        .acked("webhook/final", &first[0].0, 113 * S)
+        .is_none());
+    let acked = ack(&mut e, &first[0].0, 113 * S).expect("the current change");
+    assert_eq!(acked.acked_at, Some(113 * S));
+    // Counting starts with the first window starting 3 s after: [120, 130),
+    // judged at 132 s.
+    assert_eq!(acked.next_step_at, Some(132 * S));
+    // A second acknowledgement (a redelivery) keeps the first time.
+    let again = ack(&mut e, &first[0].0, 118 * S);
+    assert_eq!(again.expect("still current").acked_at, Some(113 * S));
+
+    // Two passing windows: the machine would promote; the flag is at 10 %.
+    assert!(pass(&mut e, &k, 110 * S).is_empty());
+    let run = sync(store.current("checkout", "2.0")).expect("run");
+    assert_eq!(run.state, RunState::Validating);
+    assert!(
+        run.reason
+            .contains("promotion waits: flag checkout-2.0 is at 10% (step 1 of 2, 0/1 windows)"),
+        "{}",
+        run.reason
+    );
+    // The first counting window raises to the last step, not applied yet.
+    assert!(pass(&mut e, &k, 120 * S).is_empty());
+    let changes = flag_changes(&store);
+    assert_eq!(changes.len(), 2);
+    assert_eq!((changes[1].1, changes[1].2), (100, false));
+    let run = sync(store.current("checkout", "2.0")).expect("run");
+    assert!(
+        run.reason
+            .contains("at 100% (step 2 of 2, 0/1 windows, not yet applied by Unleash)"),
+        "{}",
+        run.reason
+    );
+    // The replaced change's late acknowledgement changes nothing.
+    assert!(ack(&mut e, &first[0].0, 125 * S).is_none());
+    assert_eq!(rollout_of(&store, &run_id).acked_at, None);
+
+    ack(&mut e, &changes[1].0, 133 * S).expect("the current change");
+    // [130, 140) started before 136 s: mixed SDKs, not counted.
+    assert!(pass(&mut e, &k, 130 * S).is_empty());
+    let ev = pass(&mut e, &k, 140 * S);
+    assert_eq!(ev.len(), 1);
+    assert_eq!(ev[0].run.state, RunState::Promoted);
+    let changes = flag_changes(&store);
+    assert_eq!(changes.len(), 3);
+    assert_eq!((changes[2].1, changes[2].2), (100, false));
+    let r = rollout_of(&store, &run_id);
+    assert_eq!(r.phase, crate::model::RolloutPhase::Promoted);
+    assert_eq!(r.change_id, changes[2].0);
+}
+
+/// A restarted engine resumes the rollout from storage at its step and
+/// count, and an acknowledgement it receives for the stored change starts
+/// the hold; the flag is not set to its first step again.
+#[test]
+fn a_resumed_engine_keeps_the_step_and_takes_its_acknowledgement() {
+    let store = Arc::new(MemoryStore::new());
+    let mut e = stepping(&store, EngineSeed::default());
+    let k = key("2.0");
+    let run_id = seen(&mut e, &k, 101 * S)[0].run.run_id.clone();
+    let first = flag_changes(&store);
+    ack(&mut e, &first[0].0, 103 * S);
+    assert!(pass(&mut e, &k, 110 * S).is_empty());
+    let raised = flag_changes(&store);
+    assert_eq!(raised.len(), 2);
+    drop(e);
+
+    let mut seed = seed(&store);
+    seed.rollouts = sync(store.rollouts(&run_id));
+    let mut e = stepping(&store, seed);
+    // Samples of the resumed run set nothing again.
+    assert!(seen(&mut e, &k, 121 * S).is_empty());
+    assert_eq!(flag_changes(&store), raised);
+    let r = rollout_of(&store, &run_id);
+    assert_eq!((r.step, r.percent, r.acked_at), (1, 100, None));
+    assert!(ack(&mut e, &first[0].0, 122 * S).is_none());
+    let acked = ack(&mut e, &raised[1].0, 122 * S).expect("the stored change");
+    assert_eq!(acked.acked_at, Some(122 * S));
+    assert!(pass(&mut e, &k, 120 * S).is_empty());
+    let ev = pass(&mut e, &k, 130 * S);
+    assert_eq!(ev.len(), 1);
+    assert_eq!(ev[0].run.state, RunState::Promoted);
+}
+
+/// A rollback sets 0 % whatever the step, at once: it waits for no
+/// acknowledgement and no window.
+#[test]
+fn a_rollback_sets_zero_without_waiting() {
+    let store = Arc::new(MemoryStore::new());
+    let mut e = stepping(&store, EngineSeed::default());
+    let k = key("2.0");
+    seen(&mut e, &k, 101 * S);
+    e.handle(closed(&k, 100 * S, 10, 500.0, 0), 112 * S);
+    let ev = watermark(&mut e, 112 * S);
+    assert_eq!(ev[0].run.state, RunState::RolledBack);
+    let changes = flag_changes(&store);
+    assert_eq!(changes.len(), 2);
+    assert_eq!((changes[1].1, changes[1].2), (0, true));
+}

@@ -12,6 +12,7 @@ pub mod catalog;
 mod deadlines;
 pub mod engine;
 pub mod machine;
+pub mod rollout;
 pub mod task;
 
 pub use crate::storage::RunStore;

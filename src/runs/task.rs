@@ -39,6 +39,19 @@ pub struct Command {
     pub reply: oneshot::Sender<Result<RunRecord, ManualError>>,
 }
 
+/// Unleash applied a flag change (from an `unleash` exporter's worker).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlagAck {
+    /// Full exporter id.
+    pub exporter: String,
+    /// The run whose flag it is.
+    pub run_id: String,
+    /// The change applied.
+    pub change_id: String,
+    /// When Unleash answered.
+    pub at: crate::model::UnixNanos,
+}
+
 /// Everything the engine task needs.
 #[derive(Debug)]
 pub struct EngineTask {
@@ -50,6 +63,8 @@ pub struct EngineTask {
     pub input: mpsc::Receiver<EngineInput>,
     /// From the API.
     pub commands: mpsc::Receiver<Command>,
+    /// From the `unleash` exporters' workers.
+    pub acks: mpsc::Receiver<FlagAck>,
     /// Where batches are committed.
     pub store: Arc<dyn RunStore>,
     /// Storage health for `/readyz`.
@@ -82,6 +97,9 @@ impl EngineTask {
                 biased;
                 // Manual decisions first: a person is waiting for the answer.
                 Some(cmd) = self.commands.recv() => self.command(cmd).await,
+                // A flag change applied: its step's hold starts now, before
+                // the next window is judged.
+                Some(ack) = self.acks.recv() => self.acked(ack).await,
                 msg = self.input.recv() => {
                     let Some(msg) = msg else { break };
                     match &msg {
@@ -231,6 +249,12 @@ impl EngineTask {
             }
         }
         for c in &batch {
+            // Flag changes of the run's rollouts: their workers too.
+            for rc in c.rollouts.iter().filter(|rc| rc.change.is_some()) {
+                if let Some(n) = self.workers.get(&rc.rollout.exporter) {
+                    n.notify_one();
+                }
+            }
             let Some(event) = &c.event else { continue };
             tracing::info!(
                 contract = %event.run.contract,
@@ -254,6 +278,52 @@ impl EngineTask {
 
     fn source(&self) -> String {
         format!("pipeline {}", self.pipeline)
+    }
+
+    /// Records that Unleash applied a flag change; a run that left memory
+    /// has its stored rollout updated (so the API shows it applied).
+    async fn acked(&mut self, ack: FlagAck) {
+        let rollout = match self.engine.acked(&ack.exporter, &ack.change_id, ack.at) {
+            Some(r) => Some(r),
+            None => match self.store.rollouts(&ack.run_id).await {
+                Ok(list) => list
+                    .into_iter()
+                    .find(|r| r.exporter == ack.exporter && r.change_id == ack.change_id)
+                    .filter(|r| r.acked_at.is_none())
+                    .map(|mut r| {
+                        r.acked_at = Some(ack.at);
+                        r
+                    }),
+                Err(err) => {
+                    // The acknowledgement is found again in the outbox at
+                    // the next start; until then the step holds longer.
+                    tracing::warn!(pipeline = %self.pipeline, error = %err, "Could not read a rollout.");
+                    None
+                }
+            },
+        };
+        let Some(rollout) = rollout else { return };
+        let backoff = Backoff {
+            initial: Duration::from_millis(100),
+            max: MAX_COMMIT_BACKOFF,
+        };
+        for failures in 1u32..=10 {
+            match self
+                .store
+                .save_rollouts(std::slice::from_ref(&rollout), self.clock.now())
+                .await
+            {
+                Ok(()) => {
+                    self.health.ok(&self.source());
+                    return;
+                }
+                Err(err) => {
+                    tracing::error!(pipeline = %self.pipeline, error = %err, "Could not store a rollout; retrying.");
+                    self.health.failed(&self.source(), err.to_string());
+                    tokio::time::sleep(backoff.delay(failures)).await;
+                }
+            }
+        }
     }
 
     async fn save_checkpoint(&self, slots: &[(i64, String)], replace_all: bool) {

@@ -8,11 +8,11 @@ use std::sync::{Mutex, MutexGuard};
 use indexmap::IndexMap;
 
 use crate::model::UnixNanos;
-use crate::model::{RunRecord, WindowRecord};
+use crate::model::{Rollout, RunRecord, WindowRecord};
 
 use super::{
-    event_body, Attempt, Commit, Delivery, DeliveryState, RunStore, StoreError, StoreFuture,
-    MAX_WINDOWS_PER_RUN,
+    change_body, event_body, Attempt, Commit, Delivery, DeliveryState, RunStore, StoreError,
+    StoreFuture, MAX_WINDOWS_PER_RUN,
 };
 
 /// Transitions kept in memory (oldest dropped first, with their deliveries).
@@ -32,6 +32,8 @@ struct Inner {
     outbox: IndexMap<(String, String), Delivery>,
     /// `(pipeline, slot)` → state.
     checkpoints: BTreeMap<(String, i64), String>,
+    /// `(run_id, exporter)` → rollout.
+    rollouts: BTreeMap<(String, String), Rollout>,
 }
 
 /// Runs kept in process memory: lost on restart.
@@ -59,6 +61,21 @@ impl MemoryStore {
     }
 }
 
+/// A new outbox row, due at once.
+fn pending_row(event_id: &str, exporter: &str, now: UnixNanos, event: String) -> Delivery {
+    Delivery {
+        event_id: event_id.to_string(),
+        exporter: exporter.to_string(),
+        state: DeliveryState::Pending,
+        attempts: 0,
+        created_at: now,
+        updated_at: now,
+        next_attempt_at: now,
+        last_error: None,
+        event,
+    }
+}
+
 impl Inner {
     fn commit_one(&mut self, c: &Commit, now: UnixNanos) {
         let run = &c.run;
@@ -78,6 +95,22 @@ impl Inner {
                 list.pop_first();
             }
         }
+        for rc in &c.rollouts {
+            let r = &rc.rollout;
+            self.rollouts
+                .insert((r.run_id.clone(), r.exporter.clone()), r.clone());
+            if let Some(change) = &rc.change {
+                let key = (change.change_id.clone(), change.exporter.clone());
+                self.outbox.entry(key).or_insert_with(|| {
+                    pending_row(
+                        &change.change_id,
+                        &change.exporter,
+                        now,
+                        change_body(change),
+                    )
+                });
+            }
+        }
         if let Some(e) = &c.event {
             if self.transitions.iter().any(|(_, id, _)| id == &e.event_id) {
                 return;
@@ -93,17 +126,7 @@ impl Inner {
             for exporter in &c.outbox {
                 self.outbox.insert(
                     (e.event_id.clone(), exporter.clone()),
-                    Delivery {
-                        event_id: e.event_id.clone(),
-                        exporter: exporter.clone(),
-                        state: DeliveryState::Pending,
-                        attempts: 0,
-                        created_at: now,
-                        updated_at: now,
-                        next_attempt_at: now,
-                        last_error: None,
-                        event: body.clone(),
-                    },
+                    pending_row(&e.event_id, exporter, now, body.clone()),
                 );
             }
         }
@@ -203,6 +226,7 @@ impl RunStore for MemoryStore {
                     .retain(|(run, event, _)| run != &id || needed.contains(event));
                 if !inner.transitions.iter().any(|(run, _, _)| run == &id) {
                     inner.runs.shift_remove(&id);
+                    inner.rollouts.retain(|(run, _), _| run != &id);
                     purged += 1;
                 }
             }
@@ -319,6 +343,44 @@ impl RunStore for MemoryStore {
                 .filter(|((p, _), _)| p == pipeline)
                 .map(|((_, slot), state)| (*slot, state.clone()))
                 .collect()
+        })
+    }
+
+    fn rollouts<'a>(&'a self, run_id: &'a str) -> StoreFuture<'a, Vec<Rollout>> {
+        self.with(move |inner| {
+            inner
+                .rollouts
+                .iter()
+                .filter(|((run, _), _)| run == run_id)
+                .map(|(_, r)| r.clone())
+                .collect()
+        })
+    }
+
+    fn save_rollouts<'a>(
+        &'a self,
+        rollouts: &'a [Rollout],
+        _now: UnixNanos,
+    ) -> StoreFuture<'a, ()> {
+        self.with(move |inner| {
+            for r in rollouts {
+                inner
+                    .rollouts
+                    .insert((r.run_id.clone(), r.exporter.clone()), r.clone());
+            }
+        })
+    }
+
+    fn delivery<'a>(
+        &'a self,
+        event_id: &'a str,
+        exporter: &'a str,
+    ) -> StoreFuture<'a, Option<Delivery>> {
+        self.with(move |inner| {
+            inner
+                .outbox
+                .get(&(event_id.to_string(), exporter.to_string()))
+                .cloned()
         })
     }
 }

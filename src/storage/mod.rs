@@ -27,7 +27,7 @@ use serde::Serialize;
 
 use crate::config::StorageSpec;
 use crate::model::UnixNanos;
-use crate::model::{RunRecord, VerdictEvent, WindowRecord};
+use crate::model::{FlagChange, Rollout, RunRecord, VerdictEvent, WindowRecord};
 
 pub use memory::MemoryStore;
 pub use sql::SqlStore;
@@ -79,6 +79,23 @@ pub struct Commit {
     pub event: Option<VerdictEvent>,
     /// Exporters (full ids) that get an outbox row for `event`.
     pub outbox: Vec<String>,
+    /// The run's flag rollouts that changed, each with the flag change it
+    /// decided (an outbox row of its exporter), if any.
+    pub rollouts: Vec<RolloutCommit>,
+}
+
+/// A rollout as it is now, and the flag change that made it so.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RolloutCommit {
+    /// The rollout after the change.
+    pub rollout: Rollout,
+    /// The change to deliver, if the flag's value changed.
+    pub change: Option<FlagChange>,
+}
+
+/// The JSON body of a flag change, as its outbox row keeps it.
+pub fn change_body(change: &FlagChange) -> String {
+    serde_json::to_string(change).unwrap_or_default()
 }
 
 /// Where an outbox row stands.
@@ -91,6 +108,9 @@ pub enum DeliveryState {
     Delivered,
     /// Given up (final 4xx, or retried until `max_elapsed`).
     Failed,
+    /// A flag change replaced by a later change of the same flag before it
+    /// was applied: the later one carries the value that counts.
+    Superseded,
 }
 
 impl DeliveryState {
@@ -100,6 +120,7 @@ impl DeliveryState {
             DeliveryState::Pending => "pending",
             DeliveryState::Delivered => "delivered",
             DeliveryState::Failed => "failed",
+            DeliveryState::Superseded => "superseded",
         }
     }
 
@@ -109,6 +130,7 @@ impl DeliveryState {
             "pending" => Some(DeliveryState::Pending),
             "delivered" => Some(DeliveryState::Delivered),
             "failed" => Some(DeliveryState::Failed),
+            "superseded" => Some(DeliveryState::Superseded),
             _ => None,
         }
     }
@@ -154,6 +176,11 @@ pub enum Attempt {
         /// What went wrong.
         error: String,
     },
+    /// Not delivered: a later row replaces it (flag changes only).
+    Superseded {
+        /// Why, naming the row that replaces it.
+        note: String,
+    },
 }
 
 impl Attempt {
@@ -166,6 +193,7 @@ impl Attempt {
                 (DeliveryState::Pending, Some(*next_at), Some(error.as_str()))
             }
             Attempt::Failed { error } => (DeliveryState::Failed, None, Some(error.as_str())),
+            Attempt::Superseded { note } => (DeliveryState::Superseded, None, Some(note.as_str())),
         }
     }
 }
@@ -249,6 +277,19 @@ pub trait RunStore: Send + Sync + std::fmt::Debug {
 
     /// Every checkpoint slot of a pipeline.
     fn load_checkpoint<'a>(&'a self, pipeline: &'a str) -> StoreFuture<'a, Vec<(i64, String)>>;
+
+    /// The flag rollouts of a run, by exporter id.
+    fn rollouts<'a>(&'a self, run_id: &'a str) -> StoreFuture<'a, Vec<Rollout>>;
+
+    /// Stores rollouts whose acknowledgement arrived (no change of value).
+    fn save_rollouts<'a>(&'a self, rollouts: &'a [Rollout], now: UnixNanos) -> StoreFuture<'a, ()>;
+
+    /// One outbox row, if it is still kept.
+    fn delivery<'a>(
+        &'a self,
+        event_id: &'a str,
+        exporter: &'a str,
+    ) -> StoreFuture<'a, Option<Delivery>>;
 }
 
 /// The event JSON stored with a transition and delivered by every exporter.
@@ -277,6 +318,11 @@ impl Health {
         if let Ok(mut p) = self.problems.lock() {
             p.insert(source.to_string(), problem);
         }
+    }
+
+    /// The current problems by source.
+    pub fn problems(&self) -> std::collections::BTreeMap<String, String> {
+        self.problems.lock().map(|p| p.clone()).unwrap_or_default()
     }
 
     /// The current problems, one sentence, if any.

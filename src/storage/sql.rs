@@ -25,17 +25,17 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
 use crate::model::UnixNanos;
-use crate::model::{RunRecord, RunState, WindowRecord};
+use crate::model::{Rollout, RunRecord, RunState, WindowRecord};
 
 use super::codec;
 use super::{
-    event_body, Attempt, Commit, Delivery, DeliveryState, RunStore, StoreError, StoreFuture,
-    MAX_WINDOWS_PER_RUN,
+    change_body, event_body, Attempt, Commit, Delivery, DeliveryState, RunStore, StoreError,
+    StoreFuture, MAX_WINDOWS_PER_RUN,
 };
 
 /// The schema, in order. A version is never edited once released: changes
 /// are new files.
-const MIGRATIONS: [(i64, &str); 4] = [
+const MIGRATIONS: [(i64, &str); 5] = [
     (
         1,
         include_str!("migrations/0001_runs_outbox_checkpoints.sql"),
@@ -43,6 +43,7 @@ const MIGRATIONS: [(i64, &str); 4] = [
     (2, include_str!("migrations/0002_run_latency_bound.sql")),
     (3, include_str!("migrations/0003_run_evidence.sql")),
     (4, include_str!("migrations/0004_retired_index.sql")),
+    (5, include_str!("migrations/0005_rollouts.sql")),
 ];
 
 /// Connections in the pool: the run engines and delivery workers write, the
@@ -209,8 +210,25 @@ fn window_or_log(run_id: &str, text: &str) -> Option<WindowRecord> {
         .ok()
 }
 
+/// A row's body: a flag change carries its own, a transition's row the
+/// transition's event.
 const DELIVERY_COLUMNS: &str = "o.event_id, o.exporter, o.state, o.attempts, o.created_at, \
-    o.updated_at, o.next_attempt_at, o.last_error, t.event";
+    o.updated_at, o.next_attempt_at, o.last_error, COALESCE(o.payload, t.event) AS event";
+
+/// Where outbox rows are read from: flag changes have no transition, and a
+/// row whose transition is gone has nothing to deliver.
+const DELIVERY_FROM: &str = "outbox o LEFT JOIN transitions t \
+    ON t.event_id = o.event_id AND o.payload IS NULL \
+    WHERE (o.payload IS NOT NULL OR t.event IS NOT NULL)";
+
+/// Upserts a rollout.
+const UPSERT_ROLLOUT: &str = "INSERT INTO rollouts (run_id, exporter, state, updated_at) \
+    VALUES ($1, $2, $3, $4) ON CONFLICT (run_id, exporter) DO UPDATE SET \
+    state = excluded.state, updated_at = excluded.updated_at";
+
+fn rollout_text(r: &Rollout) -> String {
+    serde_json::to_string(r).unwrap_or_default()
+}
 
 fn delivery_from_row(row: &AnyRow) -> Result<Delivery, StoreError> {
     let state: String = row.try_get("state").map_err(unavailable)?;
@@ -447,6 +465,29 @@ impl SqlStore {
                     .await?;
                 }
             }
+            for rc in &c.rollouts {
+                sqlx::query(UPSERT_ROLLOUT)
+                    .bind(rc.rollout.run_id.as_str())
+                    .bind(rc.rollout.exporter.as_str())
+                    .bind(rollout_text(&rc.rollout))
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                if let Some(change) = &rc.change {
+                    sqlx::query(
+                        "INSERT INTO outbox (event_id, exporter, state, attempts, created_at, \
+                         updated_at, next_attempt_at, last_error, payload) \
+                         VALUES ($1, $2, 'pending', 0, $3, $3, $3, NULL, $4) \
+                         ON CONFLICT (event_id, exporter) DO NOTHING",
+                    )
+                    .bind(change.change_id.as_str())
+                    .bind(change.exporter.as_str())
+                    .bind(now)
+                    .bind(change_body(change))
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
         }
         tx.commit().await
     }
@@ -461,8 +502,8 @@ impl SqlStore {
         limit: usize,
     ) -> Result<Vec<Delivery>, StoreError> {
         let rows = sqlx::query(&format!(
-            "SELECT {DELIVERY_COLUMNS} FROM outbox o JOIN transitions t ON t.event_id = o.event_id \
-             WHERE {filter} ORDER BY {order} LIMIT $2"
+            "SELECT {DELIVERY_COLUMNS} FROM {DELIVERY_FROM} \
+             AND {filter} ORDER BY {order} LIMIT $2"
         ))
         .bind(value)
         .bind(int(limit as u64))
@@ -616,6 +657,10 @@ impl RunStore for SqlStore {
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
+            sqlx::query("DELETE FROM rollouts WHERE run_id NOT IN (SELECT run_id FROM runs)")
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
             tx.commit().await.map_err(unavailable)?;
             Ok(done.rows_affected())
         })
@@ -764,6 +809,64 @@ impl RunStore for SqlStore {
                 .collect()
         })
     }
+
+    fn rollouts<'a>(&'a self, run_id: &'a str) -> StoreFuture<'a, Vec<Rollout>> {
+        Box::pin(async move {
+            let rows =
+                sqlx::query("SELECT state FROM rollouts WHERE run_id = $1 ORDER BY exporter")
+                    .bind(run_id)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(unavailable)?;
+            let mut out = Vec::new();
+            for row in &rows {
+                let text: String = row.try_get("state").map_err(unavailable)?;
+                match serde_json::from_str(&text) {
+                    Ok(r) => out.push(r),
+                    Err(err) => {
+                        tracing::error!(run_id, error = %err, "Stored rollout unreadable; it is left out.")
+                    }
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    fn save_rollouts<'a>(&'a self, rollouts: &'a [Rollout], now: UnixNanos) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await.map_err(unavailable)?;
+            for r in rollouts {
+                sqlx::query(UPSERT_ROLLOUT)
+                    .bind(r.run_id.as_str())
+                    .bind(r.exporter.as_str())
+                    .bind(rollout_text(r))
+                    .bind(int(now))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(unavailable)?;
+            }
+            tx.commit().await.map_err(unavailable)
+        })
+    }
+
+    fn delivery<'a>(
+        &'a self,
+        event_id: &'a str,
+        exporter: &'a str,
+    ) -> StoreFuture<'a, Option<Delivery>> {
+        Box::pin(async move {
+            let rows = sqlx::query(&format!(
+                "SELECT {DELIVERY_COLUMNS} FROM {DELIVERY_FROM} \
+                 AND o.event_id = $1 AND o.exporter = $2"
+            ))
+            .bind(event_id)
+            .bind(exporter)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+            rows.first().map(delivery_from_row).transpose()
+        })
+    }
 }
 
 #[cfg(test)]
@@ -853,6 +956,7 @@ mod tests {
                 window: Some(window.clone()),
                 event: None,
                 outbox: vec![],
+                rollouts: vec![],
             })
             .collect();
         store.commit(&batch, 5).await.expect("commits");
@@ -970,6 +1074,7 @@ mod tests {
                     window: Some(window(start)),
                     event: None,
                     outbox: vec![],
+                    rollouts: vec![],
                 });
             }
         }
@@ -978,6 +1083,7 @@ mod tests {
             window: None,
             event: Some(event(&retired, "01R")),
             outbox: vec![],
+            rollouts: vec![],
         });
         store.commit(&batch, 5).await.expect("commits");
         let got = store.live_runs("checkout", 2, 800).await.expect("reads");
@@ -1012,6 +1118,7 @@ mod tests {
             window: Some(w.clone()),
             event: Some(event(&r, "01A")),
             outbox: vec!["log".into(), "webhook/x".into()],
+            rollouts: vec![],
         }];
         store.commit(&batch, 5).await.expect("commits");
         // The same batch again (a retry) changes nothing more.
@@ -1040,6 +1147,7 @@ mod tests {
                     window: None,
                     event: None,
                     outbox: vec![],
+                    rollouts: vec![],
                 }],
                 7,
             )
@@ -1056,6 +1164,7 @@ mod tests {
                     window: None,
                     event: None,
                     outbox: vec![],
+                    rollouts: vec![],
                 }],
                 8,
             )
@@ -1082,6 +1191,7 @@ mod tests {
                 window: None,
                 event: Some(event(&r, id)),
                 outbox: vec!["webhook/x".into()],
+                rollouts: vec![],
             })
             .collect();
         store.commit(&batch, 10).await.expect("commits");

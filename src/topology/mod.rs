@@ -26,13 +26,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::SharedClock;
 use crate::config::{ExporterKind, ReceiverKind, ValidatedConfig};
-use crate::exporters::outbox::{Sink, Worker};
+use crate::exporters::outbox::{FlagSink, Sink, Worker};
 use crate::model::RunState;
 use crate::receivers::otlp::{grpc, http, Ingest};
 use crate::receivers::probe::ProbeReceiver;
 use crate::receivers::PipelineInput;
 use crate::runs::engine::{Engine, Subscriber};
-use crate::runs::task::EngineTask;
+use crate::runs::rollout::Stepper;
+use crate::runs::task::{EngineTask, FlagAck};
 use crate::runs::{Catalog, ReloadRequest, RunStore};
 use crate::storage::Health;
 use crate::{aggregator, api, exporters, storage, telemetry};
@@ -167,6 +168,19 @@ impl Server {
         let mut stages = JoinSet::new();
         let mut workers = JoinSet::new();
 
+        // Where `unleash` workers tell each pipeline's engine that a flag
+        // change was applied, by contract name.
+        let mut ack_senders: HashMap<String, mpsc::Sender<FlagAck>> = HashMap::new();
+        let mut ack_receivers = Vec::new();
+        for p in &config.pipelines {
+            let (tx, rx) = mpsc::channel(256);
+            for c in &p.contracts {
+                ack_senders.insert(c.name.clone(), tx.clone());
+            }
+            ack_receivers.push(rx);
+        }
+        let targets = Arc::new(Health::default());
+
         // Delivery workers first, so nothing upstream starts without its
         // outlet; they read whatever the outbox still holds from before.
         let mut notifiers: HashMap<String, Arc<Notify>> = HashMap::new();
@@ -200,12 +214,36 @@ impl Server {
                     prometheus_exporters.push((e.id.clone(), endpoint.clone(), tls.clone()));
                     continue;
                 }
+                // Flag changes come from the engines' steppers, not from
+                // verdict events: no subscription.
+                ExporterKind::Unleash(spec) => (
+                    Sink::Unleash(Box::new(FlagSink {
+                        unleash: exporters::unleash::Unleash::new((**spec).clone())
+                            .with_context(|| format!("exporter {}", e.id))?,
+                        acks: config
+                            .pipelines
+                            .iter()
+                            .filter(|p| p.exporters.contains(&e.id))
+                            .flat_map(|p| &p.contracts)
+                            .filter_map(|c| {
+                                ack_senders
+                                    .get(&c.name)
+                                    .map(|tx| (c.name.clone(), tx.clone()))
+                            })
+                            .collect(),
+                        targets: targets.clone(),
+                    })),
+                    Vec::new(),
+                    true,
+                ),
             };
-            subscribers.push(Subscriber {
-                exporter: e.id.clone(),
-                on,
-                triggers,
-            });
+            if !on.is_empty() {
+                subscribers.push(Subscriber {
+                    exporter: e.id.clone(),
+                    on,
+                    triggers,
+                });
+            }
             let notify = Arc::new(Notify::new());
             notifiers.insert(e.id.clone(), notify.clone());
             workers.spawn(
@@ -227,7 +265,8 @@ impl Server {
         let mut commands = HashMap::new();
         let mut engine_tasks = Vec::new();
         let mut inputs: Vec<(Vec<String>, Arc<PipelineInput>)> = Vec::new();
-        for p in &config.pipelines {
+        drop(ack_senders);
+        for (p, acks) in config.pipelines.iter().zip(ack_receivers) {
             let (engine_tx, engine_rx) = mpsc::channel(4096);
             let (command_tx, command_rx) = mpsc::channel(64);
             for c in &p.contracts {
@@ -250,12 +289,24 @@ impl Server {
                     .collect(),
                 seed,
                 now,
+            )
+            .with_steppers(
+                config
+                    .exporters
+                    .iter()
+                    .filter(|e| p.exporters.contains(&e.id))
+                    .filter_map(|e| match &e.kind {
+                        ExporterKind::Unleash(spec) => Some(Stepper::new(&e.id, spec)),
+                        _ => None,
+                    })
+                    .collect(),
             );
             engine_tasks.push(EngineTask {
                 pipeline: p.name.clone(),
                 engine,
                 input: engine_rx,
                 commands: command_rx,
+                acks,
                 store: store.clone(),
                 health: health.clone(),
                 workers: notifiers
@@ -306,6 +357,7 @@ impl Server {
             metric_expiry: config.service.metric_expiry,
             ready: AtomicBool::new(false),
             health,
+            targets,
             api_token: config.service.api_token.clone(),
             commands,
             reload,

@@ -33,6 +33,18 @@ pub(super) async fn seed(
             if let Some(w) = store.windows(&run.run_id, 1).await?.into_iter().next() {
                 seed.last_windows.insert(run.run_id.clone(), w);
             }
+            for mut r in store.rollouts(&run.run_id).await? {
+                if r.acked_at.is_none() {
+                    // Applied while verdict was stopping (or just before a
+                    // crash): the outbox row says when.
+                    if let Some(d) = store.delivery(&r.change_id, &r.exporter).await? {
+                        if d.state == crate::storage::DeliveryState::Delivered {
+                            r.acked_at = Some(d.updated_at);
+                        }
+                    }
+                }
+                seed.rollouts.push(r);
+            }
             seed.runs.push(run);
         }
     }

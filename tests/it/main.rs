@@ -26,6 +26,8 @@ mod shutdown;
 mod simulate;
 mod status_page;
 mod tls;
+mod unleash;
+mod unleash_faults;
 mod webhook_formats;
 
 use std::collections::HashMap;

@@ -214,6 +214,30 @@ async fn every_listener_speaks_tls_and_otlp_can_require_client_certificates() {
     ]);
     assert_ne!(code, 0, "{err}");
 
+    // `verdict probe` over https: with the CA it passes; without it every
+    // request fails on the certificate.
+    let probe = |extra: &[&str]| {
+        let mut args = vec![
+            "probe".to_string(),
+            "--url".into(),
+            format!("{api}/healthz"),
+            "-n".into(),
+            "20".into(),
+            "--max-p95-latency-ms".into(),
+            "1000".into(),
+            "--max-error-rate-percent".into(),
+            "1".into(),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        crate::verdict_command(&args).output().expect("probe runs")
+    };
+    let trusted = probe(&["--ca-file", &ca]);
+    assert_eq!(trusted.status.code(), Some(0), "{trusted:?}");
+    let result: serde_json::Value = serde_json::from_slice(&trusted.stdout).expect("json");
+    assert_eq!(result["status_codes"]["200"], 20, "{result}");
+    let untrusted = probe(&[]);
+    assert_eq!(untrusted.status.code(), Some(1), "{untrusted:?}");
+
     // A renewed certificate is served without a restart.
     let (_, _, before) = curl(&["--cacert", &ca, "-v", &format!("{api}/healthz")]);
     assert!(before.contains("verdict one"), "{before}");

@@ -1,4 +1,5 @@
-//! Checks across sections: listener conflicts, the request budget and probe targets.
+//! Checks across sections: listener conflicts, the request budget, probe
+//! targets and the subject attributes of flag names.
 
 use super::*;
 
@@ -151,6 +152,41 @@ pub(super) fn check_probe_targets(
                         pipeline.name
                     ),
                 );
+            }
+        }
+    }
+}
+
+/// An `unleash` flag that names an attribute a contract of its pipeline does
+/// not name its runs by could never be filled in: every run would fail to
+/// find its flag.
+pub(super) fn check_flag_templates(
+    exporters: &[ExporterSpec],
+    pipelines: &[PipelineSpec],
+    errors: &mut Errors,
+) {
+    for exporter in exporters {
+        let ExporterKind::Unleash(spec) = &exporter.kind else {
+            continue;
+        };
+        for pipeline in pipelines
+            .iter()
+            .filter(|p| p.exporters.contains(&exporter.id))
+        {
+            for contract in &pipeline.contracts {
+                for attribute in spec.flag.attributes() {
+                    if !contract.subject_by.iter().any(|a| a == attribute) {
+                        errors.push(
+                            format!("exporters.{}.flag", exporter.id),
+                            format!(
+                                "{{{attribute}}} is not an attribute contract {:?} of pipeline {:?} names its runs by (subject_by: [{}])",
+                                contract.name,
+                                pipeline.name,
+                                contract.subject_by.join(", ")
+                            ),
+                        );
+                    }
+                }
             }
         }
     }

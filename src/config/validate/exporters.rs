@@ -1,4 +1,5 @@
-//! The `exporters` section: Prometheus, log and webhooks; and `service.storage`.
+//! The `exporters` section: Prometheus, log, webhooks and Unleash; and
+//! `service.storage`.
 
 use super::*;
 
@@ -24,13 +25,8 @@ pub(super) fn exporters(section: Option<Value>, errors: &mut Errors) -> Defined<
                 "log" => deserialize::<RawLog>(value, path, errors).map(|_| ExporterKind::Log),
                 "webhook" => deserialize::<RawWebhook>(value, path, errors)
                     .and_then(|raw| webhook(raw, path, errors)),
-                kind if UNAVAILABLE_EXPORTERS.contains(&kind) => {
-                    errors.push(
-                        path,
-                        format!("exporter type {kind:?} is not available in this build"),
-                    );
-                    None
-                }
+                "unleash" => deserialize::<RawUnleash>(value, path, errors)
+                    .and_then(|raw| unleash(raw, path, errors)),
                 _ => return None,
             };
             Some(kind.map(|kind| ExporterSpec {
@@ -44,19 +40,7 @@ pub(super) fn exporters(section: Option<Value>, errors: &mut Errors) -> Defined<
 /// A webhook exporter; `None` when it has problems (reported).
 pub(super) fn webhook(raw: RawWebhook, path: &str, errors: &mut Errors) -> Option<ExporterKind> {
     let before = errors.len();
-    let url_path = join(path, "url");
-    let url = match take(raw.url, &url_path, errors) {
-        None => {
-            errors.push(&url_path, "is required");
-            String::new()
-        }
-        Some(url) => {
-            if let Err(why) = check_url(&url) {
-                errors.push(&url_path, why);
-            }
-            url
-        }
-    };
+    let url = client_url(raw.url, path, errors);
     let on_path = join(path, "on");
     let on = match list_items(raw.on, &on_path, errors) {
         None => vec![RunState::Promoted, RunState::RolledBack],
@@ -139,6 +123,174 @@ pub(super) fn webhook(raw: RawWebhook, path: &str, errors: &mut Errors) -> Optio
         format,
         token,
     }))
+}
+
+/// The URL of an HTTP client target: required, `http://` or `https://`.
+fn client_url(raw: Field<String>, path: &str, errors: &mut Errors) -> String {
+    let url_path = join(path, "url");
+    match take(raw, &url_path, errors) {
+        None => {
+            errors.push(&url_path, "is required");
+            String::new()
+        }
+        Some(url) => {
+            if let Err(why) = check_url(&url) {
+                errors.push(&url_path, why);
+            }
+            url
+        }
+    }
+}
+
+/// The default rollout steps of an `unleash` exporter.
+const DEFAULT_STEPS: [u32; 5] = [5, 10, 25, 50, 100];
+
+/// An `unleash` exporter; `None` when it has problems (reported). Which
+/// subject attributes its flag may name is checked with the pipelines
+/// (`check_flag_templates`).
+pub(super) fn unleash(raw: RawUnleash, path: &str, errors: &mut Errors) -> Option<ExporterKind> {
+    let before = errors.len();
+    let url = client_url(raw.url, path, errors);
+    let token_path = join(path, "token");
+    let token = token(raw.token, &token_path, errors).unwrap_or_else(|| {
+        errors.push(
+            &token_path,
+            "is required (an Admin API token, sent as Authorization: <token>)",
+        );
+        String::new()
+    });
+    let mut name = |raw: Field<String>, key: &str, default: Option<&str>| {
+        let p = join(path, key);
+        match take(raw, &p, errors).map(|v| v.trim().to_string()) {
+            Some(v) if !v.is_empty() => {
+                if !is_unleash_name(&v) {
+                    errors.push(&p, format!("{v:?} is not a valid Unleash name (1-100 letters, digits or - _ . ! ~ * ' ( ))"));
+                }
+                v
+            }
+            _ => match default {
+                Some(d) => d.to_string(),
+                None => {
+                    errors.push(&p, "is required");
+                    String::new()
+                }
+            },
+        }
+    };
+    let project = name(raw.project, "project", Some("default"));
+    let environment = name(raw.environment, "environment", None);
+    let strategy_id = take(raw.strategy_id, &join(path, "strategy_id"), errors)
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty());
+    let flag_path = join(path, "flag");
+    let flag = match take(raw.flag, &flag_path, errors) {
+        None => {
+            errors.push(
+                &flag_path,
+                "is required (e.g. \"checkout-{service.version}\")",
+            );
+            None
+        }
+        Some(text) => match FlagTemplate::parse(text.trim()) {
+            Ok(t) => Some(t),
+            Err(why) => {
+                errors.push(&flag_path, why);
+                None
+            }
+        },
+    };
+    let steps_path = join(path, "steps");
+    let steps = match take(raw.steps, &steps_path, errors) {
+        None => DEFAULT_STEPS.to_vec(),
+        Some(StringList(items)) if items.is_empty() => {
+            errors.push(&steps_path, "must list at least one percentage");
+            Vec::new()
+        }
+        Some(StringList(items)) => {
+            let mut steps: Vec<u32> = Vec::new();
+            for (i, item) in items.into_iter().enumerate() {
+                let at = format!("{steps_path}[{i}]");
+                let v = match item.map(|s| s.parse::<u32>()) {
+                    Ok(Ok(v)) if (1..=100).contains(&v) => v,
+                    Ok(Ok(v)) => {
+                        errors.push(&at, format!("must be between 1 and 100, got {v}"));
+                        continue;
+                    }
+                    Ok(Err(_)) | Err(_) => {
+                        errors.push(&at, "must be a whole percentage between 1 and 100");
+                        continue;
+                    }
+                };
+                if let Some(&last) = steps.last() {
+                    if v <= last {
+                        errors.push(&at, format!("must be greater than the step before ({last}), got {v}: steps only go up"));
+                        continue;
+                    }
+                }
+                steps.push(v);
+            }
+            steps
+        }
+    };
+    let step_windows = int_in(
+        raw.step_windows,
+        2,
+        1,
+        10_000,
+        &join(path, "step_windows"),
+        errors,
+    ) as u32;
+    let refresh_interval = positive_duration(
+        raw.refresh_interval,
+        Duration::from_secs(15),
+        &join(path, "refresh_interval"),
+        errors,
+    );
+    let on_rollback_path = join(path, "on_rollback");
+    let on_rollback = match take(raw.on_rollback, &on_rollback_path, errors).as_deref() {
+        None | Some("zero") => OnRollback::Zero,
+        Some("disable") => OnRollback::Disable,
+        Some(other) => {
+            errors.push(
+                &on_rollback_path,
+                format!("expected zero or disable, got {other:?}"),
+            );
+            OnRollback::Zero
+        }
+    };
+    let timeout = positive_duration(
+        raw.timeout,
+        DEFAULT_WEBHOOK_TIMEOUT,
+        &join(path, "timeout"),
+        errors,
+    );
+    let retry_path = join(path, "retry");
+    let MapOnly(mut raw_retry) = take(raw.retry, &retry_path, errors).unwrap_or_default();
+    if raw_retry.max_elapsed.take().is_some() {
+        errors.push(
+            join(&retry_path, "max_elapsed"),
+            "is not used by unleash: a flag change is retried until Unleash applies it or a later change of the flag replaces it (a rollback is never given up)",
+        );
+    }
+    let retry = retry_spec(raw_retry, &retry_path, errors);
+    let tls = client_tls(raw.tls, &join(path, "tls"), errors);
+    (errors.len() == before).then(|| {
+        ExporterKind::Unleash(Box::new(UnleashSpec {
+            url: url.trim().trim_end_matches('/').to_string(),
+            tls,
+            token,
+            project,
+            environment,
+            flag: flag.expect("no error, so the flag parsed"),
+            strategy_id,
+            steps,
+            step_windows,
+            refresh_interval,
+            on_rollback,
+            timeout,
+            retry: retry.backoff(),
+        }))
+    })
 }
 
 pub(super) fn retry_spec(raw: RawRetry, path: &str, errors: &mut Errors) -> RetrySpec {

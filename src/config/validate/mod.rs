@@ -34,16 +34,17 @@ use super::probe_plan::SYNTHETIC_ATTRIBUTE;
 use super::raw::{
     ByteSize, Checked, Field, HumanDuration, Int, MapOnly, Matches, Num, RawBaseline, RawContract,
     RawListener, RawLog, RawOtlpReceiver, RawPipeline, RawProbeReceiver, RawPrometheus, RawRetry,
-    RawService, RawTls, RawWebhook, RawWindow, StringList, StringMap,
+    RawService, RawTls, RawUnleash, RawWebhook, RawWindow, StringList, StringMap,
 };
 use super::select::{select_resource, AttributeMatch, Selection};
 use super::validated::{
-    BaselineSpec, ContractSpec, Decision, ExporterKind, ExporterSpec, OnIdle, OnTimeout,
-    OtlpReceiverSpec, PipelineSpec, ProbeReceiverSpec, ReceiverKind, ReceiverSpec, RetrySpec,
-    ServiceSpec, Source, StorageSpec, Thresholds, ValidatedConfig, WebhookFormat, WebhookSpec,
-    WindowSpec,
+    BaselineSpec, ContractSpec, Decision, ExporterKind, ExporterSpec, OnIdle, OnRollback,
+    OnTimeout, OtlpReceiverSpec, PipelineSpec, ProbeReceiverSpec, ReceiverKind, ReceiverSpec,
+    RetrySpec, ServiceSpec, Source, StorageSpec, Thresholds, UnleashSpec, ValidatedConfig,
+    WebhookFormat, WebhookSpec, WindowSpec,
 };
-use crate::model::RunState;
+use crate::model::rollout::is_unleash_name;
+use crate::model::{FlagTemplate, RunState};
 
 use self::cross::*;
 use self::exporters::*;
@@ -65,9 +66,6 @@ pub(super) const SECTIONS: [&str; 5] = [
     "pipelines",
     "service",
 ];
-
-/// Exporter types the design names that this build does not have yet.
-pub(super) const UNAVAILABLE_EXPORTERS: [&str; 1] = ["unleash"];
 
 /// A processor component after validation.
 pub(super) enum Processor {
@@ -130,6 +128,7 @@ pub(crate) fn validate(root: Map<String, Value>) -> Result<ValidatedConfig, Conf
         check_request_budget(&used_receivers, service, &mut errors);
     }
     check_probe_targets(&used_receivers, &wiring.pipelines, &mut errors);
+    check_flag_templates(&used_exporters, &wiring.pipelines, &mut errors);
 
     match (errors.0.is_empty(), service) {
         (true, Some(service)) => Ok(ValidatedConfig {

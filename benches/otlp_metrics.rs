@@ -297,5 +297,43 @@ fn record_case(
     }
 }
 
-criterion_group!(benches, convert, record);
+/// The spreading alone: one point of the 15 semantic-convention buckets
+/// into an empty window, with counts from one per bucket to billions. Its
+/// cost is bounded by the buckets' pieces (at most 128 each), whatever the
+/// counts; fewer counts than pieces cost less (pieces that get no count are
+/// jumped over).
+fn spread(c: &mut Criterion) {
+    let bounds = [
+        0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+    ];
+    let mut g = c.benchmark_group("verdict::model::Accum");
+    g.throughput(Throughput::Elements(1));
+    for (name, per_bucket) in [
+        ("1", 1u64),
+        ("30", 30),
+        ("1000", 1000),
+        ("1e9", 1_000_000_000),
+        ("1e15", 1_000_000_000_000_000),
+    ] {
+        let counts = vec![per_bucket; bounds.len() + 1];
+        g.bench_function(
+            format!("spread_explicit_15/counts_{name}_per_bucket"),
+            |b| {
+                b.iter(|| {
+                    let mut acc = verdict::model::accum::Accum::default();
+                    acc.spread_explicit(
+                        black_box(&bounds),
+                        black_box(&counts),
+                        Some(0.001),
+                        Some(12.0),
+                    );
+                    acc
+                })
+            },
+        );
+    }
+    g.finish();
+}
+
+criterion_group!(benches, convert, record, spread);
 criterion_main!(benches);

@@ -402,6 +402,10 @@ impl ShardState {
 }
 
 #[cfg(test)]
+#[path = "state_metrics_tests.rs"]
+mod metrics_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -424,7 +428,7 @@ mod tests {
         }
     }
 
-    fn params() -> WindowParams {
+    pub(super) fn params() -> WindowParams {
         WindowParams {
             timing: WindowTiming {
                 size: 10 * S,

@@ -32,7 +32,8 @@
 //! one window. A point not newer than the last one (a retry, a duplicate) is
 //! ignored.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
 
 use crate::model::point::{Buckets, PointKind, PointLatency, PointSample, StreamId, Temporality};
@@ -102,6 +103,8 @@ impl Last {
 struct Stream {
     start: UnixNanos,
     ts: UnixNanos,
+    /// Time of the stream's live entry in the expiry queue (`<= ts`).
+    queued: UnixNanos,
     last: Last,
 }
 
@@ -126,6 +129,14 @@ pub enum Delta {
 pub struct StreamTable {
     params: StreamParams,
     streams: HashMap<StreamId, Stream>,
+    /// One entry per stream: a time at or before its last point's, soonest
+    /// first. Expiry pops the entries past the horizon and puts back those
+    /// whose stream got a newer point since, so a tick costs the streams
+    /// that may have expired, not a scan of all of them.
+    expiry: BinaryHeap<Reverse<(UnixNanos, StreamId)>>,
+    /// The explicit bounds last remembered: streams of one metric share
+    /// one copy instead of one per request they came in.
+    bounds: Option<Arc<[f64]>>,
     /// Buckets remembered by all streams ([`Last::buckets`]).
     buckets: usize,
     overflowed: u64,
@@ -140,6 +151,8 @@ impl StreamTable {
         StreamTable {
             params,
             streams: HashMap::new(),
+            expiry: BinaryHeap::new(),
+            bounds: None,
             buckets: 0,
             overflowed: 0,
             bucket_overflowed: 0,
@@ -153,9 +166,9 @@ impl StreamTable {
         if p.temporality == Temporality::Delta {
             return Delta::Count(p.kind);
         }
-        let last = last_of(&p.kind);
         let max_buckets = self.params.max_buckets();
         let Some(prev) = self.streams.get_mut(&p.stream) else {
+            let last = share_bounds(&mut self.bounds, last_of(&p.kind));
             if self.streams.len() >= self.params.max_streams {
                 self.overflowed += 1;
                 return Delta::Overflow;
@@ -165,11 +178,13 @@ impl StreamTable {
                 return Delta::Overflow;
             }
             self.buckets += last.buckets();
+            self.expiry.push(Reverse((p.ts, p.stream)));
             self.streams.insert(
                 p.stream,
                 Stream {
                     start: p.start,
                     ts: p.ts,
+                    queued: p.ts,
                     last,
                 },
             );
@@ -181,7 +196,7 @@ impl StreamTable {
         // Replacing the stream's last point must keep the table within its
         // buckets; if it cannot, the point is not counted and the previous
         // one stays, so the next point that fits counts both.
-        let buckets = self.buckets - prev.last.buckets() + last.buckets();
+        let buckets = self.buckets - prev.last.buckets() + buckets_of(&p.kind);
         if buckets > max_buckets {
             self.bucket_overflowed += 1;
             return Delta::Overflow;
@@ -190,13 +205,37 @@ impl StreamTable {
         if p.start != prev.start {
             // A new start time: the process (or the SDK) restarted.
             self.resets += 1;
+            let mut queued = prev.queued;
+            if p.ts < queued {
+                // Restarted with an older time: a new entry replaces the
+                // one that would now come too late.
+                queued = p.ts;
+                self.expiry.push(Reverse((p.ts, p.stream)));
+            }
             *prev = Stream {
                 start: p.start,
                 ts: p.ts,
-                last,
+                queued,
+                last: share_bounds(&mut self.bounds, last_of(&p.kind)),
             };
             return first_point(p);
         }
+        let mut p = p;
+        if let PointKind::Latency(l) = &mut p.kind {
+            match delta_in_place(l, &mut prev.last) {
+                InPlace::Delta => {
+                    prev.ts = p.ts;
+                    return Delta::Count(p.kind);
+                }
+                InPlace::Reset => {
+                    prev.ts = p.ts;
+                    self.resets += 1;
+                    return Delta::Count(p.kind);
+                }
+                InPlace::Other => {}
+            }
+        }
+        let last = share_bounds(&mut self.bounds, last_of(&p.kind));
         let delta = subtract(&p.kind, &prev.last);
         prev.ts = p.ts;
         prev.last = last;
@@ -213,19 +252,33 @@ impl StreamTable {
     }
 
     /// Forgets streams whose last point is older than the expiry.
+    ///
+    /// Every stream has one entry in the expiry queue at a time no later
+    /// than its last point's, so each stream whose last point is at or
+    /// before the horizon is found among the entries up to the horizon.
     pub fn expire(&mut self, now: UnixNanos) {
         let horizon = now.saturating_sub(self.params.expiry);
-        let before = self.streams.len();
-        let mut freed = 0;
-        self.streams.retain(|_, s| {
-            let keep = s.ts > horizon;
-            if !keep {
-                freed += s.last.buckets();
+        while let Some(&Reverse((at, id))) = self.expiry.peek() {
+            if at > horizon {
+                break;
             }
-            keep
-        });
-        self.buckets -= freed;
-        self.expired += (before - self.streams.len()) as u64;
+            self.expiry.pop();
+            match self.streams.get_mut(&id) {
+                // An entry that another one replaced.
+                Some(s) if s.queued != at => {}
+                Some(s) if s.ts > horizon => {
+                    s.queued = s.ts;
+                    self.expiry.push(Reverse((s.ts, id)));
+                }
+                Some(_) => {
+                    if let Some(s) = self.streams.remove(&id) {
+                        self.buckets -= s.last.buckets();
+                        self.expired += 1;
+                    }
+                }
+                None => {}
+            }
+        }
     }
 
     /// Streams held.
@@ -263,6 +316,121 @@ impl StreamTable {
     pub fn resets(&self) -> u64 {
         self.resets
     }
+}
+
+/// `last` with its explicit bounds replaced by `shared` when equal, and
+/// `shared` set to them otherwise.
+fn share_bounds(shared: &mut Option<Arc<[f64]>>, mut last: Last) -> Last {
+    if let Last::Explicit { bounds, .. } = &mut last {
+        match shared {
+            Some(s) if **s == **bounds => *bounds = s.clone(),
+            _ => *shared = Some(bounds.clone()),
+        }
+    }
+    last
+}
+
+/// Bucket counts and explicit bounds a point's [`Last`] would remember.
+fn buckets_of(kind: &PointKind) -> usize {
+    match kind {
+        PointKind::Conversions(_) => 0,
+        PointKind::Latency(l) => match &l.buckets {
+            Buckets::Exponential { counts, .. } => counts.len(),
+            Buckets::Explicit { bounds, counts } => bounds.len() + counts.len(),
+        },
+    }
+}
+
+/// What [`delta_in_place`] did.
+enum InPlace {
+    /// The point now holds its delta, the stream its values.
+    Delta,
+    /// A value dropped: the point is unchanged, the stream holds its values.
+    Reset,
+    /// Not the common case (other bounds, scale, offset or length): nothing
+    /// changed, [`subtract`] decides.
+    Other,
+}
+
+/// [`subtract`] and [`last_of`] without allocating, for a point laid out
+/// like the stream's last one (same bounds, or same scale, offset and
+/// length): the delta is written over the remembered counts and the two
+/// vectors swap, so the point carries its delta and the stream keeps the
+/// point's values. The same results as the general path, which handles
+/// every other case.
+fn delta_in_place(cur: &mut PointLatency, last: &mut Last) -> InPlace {
+    let explicit = matches!(cur.buckets, Buckets::Explicit { .. });
+    let (counts, last_counts, zero, last_zero, last_count, last_sum) =
+        match (&mut cur.buckets, last) {
+            (
+                Buckets::Explicit { bounds, counts },
+                Last::Explicit {
+                    bounds: lb,
+                    counts: lc,
+                    count,
+                    sum,
+                },
+            ) if *bounds == *lb && counts.len() == lc.len() => (counts, lc, None, None, count, sum),
+            (
+                Buckets::Exponential {
+                    scale,
+                    offset,
+                    counts,
+                    zero_count,
+                    ..
+                },
+                Last::Exponential {
+                    scale: ls,
+                    offset: lo,
+                    counts: lc,
+                    zero_count: lz,
+                    count,
+                    sum,
+                },
+            ) if scale == ls && offset == lo && counts.len() == lc.len() => {
+                (counts, lc, Some(zero_count), Some(lz), count, sum)
+            }
+            _ => return InPlace::Other,
+        };
+    let dropped = cur.count < *last_count
+        || zero
+            .as_deref()
+            .zip(last_zero.as_deref())
+            .is_some_and(|(z, l)| z < l)
+        || counts.iter().zip(last_counts.iter()).any(|(c, l)| c < l);
+    let (count, sum) = (cur.count, cur.sum);
+    if dropped {
+        last_counts.copy_from_slice(counts);
+        if let (Some(z), Some(l)) = (zero, last_zero) {
+            *l = *z;
+        }
+        *last_count = count;
+        *last_sum = sum;
+        return InPlace::Reset;
+    }
+    for (l, c) in last_counts.iter_mut().zip(counts.iter()) {
+        *l = c - *l;
+    }
+    std::mem::swap(counts, last_counts);
+    if let (Some(z), Some(l)) = (zero, last_zero) {
+        let now = *z;
+        *z -= *l;
+        *l = now;
+    }
+    cur.count = count - *last_count;
+    cur.sum = match (sum, *last_sum) {
+        (Some(a), Some(b)) => Some((a - b).max(0.0)),
+        _ => None,
+    };
+    // As in `subtract`: the stream's extremes stay clamps for explicit
+    // buckets only.
+    if !explicit {
+        cur.min = None;
+        cur.max = None;
+    }
+    *last_count = count;
+    *last_sum = sum;
+    InPlace::Delta
 }
 
 fn first_point(p: PointSample) -> Delta {
@@ -661,5 +829,99 @@ mod tests {
             Delta::Overflow
         );
         assert_eq!((t.overflowed(), t.bucket_overflowed()), (1, 0));
+    }
+
+    /// A point of either layout, from generated counts.
+    fn layout_point(exponential: bool, counts: &[u64], zero: u64, sum: Option<f64>) -> PointKind {
+        let mut kind = if exponential {
+            exp(2, -3, counts, zero)
+        } else {
+            let mut k = explicit(counts);
+            if let PointKind::Latency(l) = &mut k {
+                if let Buckets::Explicit { bounds, .. } = &mut l.buckets {
+                    *bounds = (1..counts.len()).map(|b| b as f64).collect();
+                }
+            }
+            k
+        };
+        if let PointKind::Latency(l) = &mut kind {
+            l.count = counts.iter().sum::<u64>() + if exponential { zero } else { 0 };
+            l.sum = sum;
+        }
+        kind
+    }
+
+    proptest::proptest! {
+        /// The allocation-free delta of a point laid out like the stream's
+        /// last one gives what `subtract` and `last_of` give: the same
+        /// delta (or the same reset) and the same remembered point.
+        #[test]
+        fn in_place_delta_is_the_general_one(
+            exponential in proptest::bool::ANY,
+            pairs in proptest::collection::vec((0u64..50, 0u64..50), 1..20),
+            zeros in (0u64..9, 0u64..9),
+            sums in (proptest::option::of(0.0f64..1e3), proptest::option::of(0.0f64..1e3)),
+        ) {
+            let before: Vec<u64> = pairs.iter().map(|p| p.0).collect();
+            let after: Vec<u64> = pairs.iter().map(|p| p.0 + p.1 / 2).chain([]).zip(&pairs)
+                .map(|(a, p)| if p.1 % 7 == 0 { a.saturating_sub(3) } else { a }).collect();
+            let last = last_of(&layout_point(exponential, &before, zeros.0, sums.0));
+            let cur = layout_point(exponential, &after, zeros.1, sums.1);
+            let want_delta = subtract(&cur, &last);
+            let want_last = last_of(&cur);
+            let (mut got, mut got_last) = (cur.clone(), last.clone());
+            let PointKind::Latency(l) = &mut got else { unreachable!() };
+            match delta_in_place(l, &mut got_last) {
+                InPlace::Delta => proptest::prop_assert_eq!(Some(got), want_delta),
+                InPlace::Reset => {
+                    proptest::prop_assert_eq!(want_delta, None);
+                    proptest::prop_assert_eq!(got, cur);
+                }
+                InPlace::Other => proptest::prop_assert!(false, "same layout"),
+            }
+            proptest::prop_assert_eq!(got_last, want_last);
+        }
+    }
+
+    proptest::proptest! {
+        /// Expiry by queue forgets exactly the streams a scan of the whole
+        /// table would (last point at or before the horizon), and gives
+        /// back exactly their buckets, through resets, stale points and
+        /// streams coming back.
+        #[test]
+        fn queued_expiry_is_a_full_scan(
+            ops in proptest::collection::vec((0u64..12, 0u64..4, 1u64..40, 0u8..6), 1..200),
+        ) {
+            let mut t = table(8);
+            let mut now = 0u64;
+            for (stream, start, step, what) in ops {
+                now += step * S / 4;
+                if what == 0 {
+                    let horizon = now.saturating_sub(t.params.expiry);
+                    let keep: Vec<StreamId> = t
+                        .streams
+                        .iter()
+                        .filter(|(_, s)| s.ts > horizon)
+                        .map(|(id, _)| *id)
+                        .collect();
+                    let buckets: usize = t
+                        .streams
+                        .values()
+                        .filter(|s| s.ts > horizon)
+                        .map(|s| s.last.buckets())
+                        .sum();
+                    let expired = t.expired() + (t.len() - keep.len()) as u64;
+                    t.expire(now);
+                    proptest::prop_assert_eq!(t.len(), keep.len());
+                    proptest::prop_assert!(keep.iter().all(|id| t.streams.contains_key(id)));
+                    proptest::prop_assert_eq!((t.buckets(), t.expired()), (buckets, expired));
+                    proptest::prop_assert!(t.expiry.len() >= t.len());
+                } else {
+                    let counts = [u64::from(what), 1, 2];
+                    let ts = now.saturating_sub(u64::from(what == 5) * 20 * S);
+                    t.delta(point(stream, start * S, ts, true, explicit(&counts)));
+                }
+            }
+        }
     }
 }

@@ -3,7 +3,7 @@
 //! (shards), runs (cumulative figures) and the probe all accumulate the same
 //! way, so the type lives here, below every stage.
 
-use crate::sketch::Sketch;
+use crate::sketch::{Edges, Indexed, Sketch};
 
 use super::point::{Buckets, LatencyUnit, PointKind, PointLatency};
 use super::Sample;
@@ -51,6 +51,10 @@ pub struct Spread {
 /// comparisons in its shard. Lists that are not increasing (never from
 /// the receiver) are compared bound by bound.
 fn retain_shared(kept: &mut Vec<f64>, bounds: &[f64]) {
+    if kept.as_slice() == bounds {
+        // Every point of a series usually has the same bounds.
+        return;
+    }
     if bounds.is_sorted_by(|a, b| a < b) {
         kept.retain(|b| {
             bounds
@@ -91,6 +95,107 @@ fn in_unit(v: f64, factor: f64) -> f64 {
     }
 }
 
+/// The rounded cumulative count of an explicit bucket `(lo, lo + width]`
+/// of `c` values up to `b`: `round((b - lo) / width * c)`, at most `c`.
+struct Share {
+    lo: f64,
+    width: f64,
+    c: f64,
+    per_width: f64,
+}
+
+impl Share {
+    fn new(lo: f64, width: f64, c: u64) -> Share {
+        let c = c as f64;
+        Share {
+            lo,
+            width,
+            c,
+            per_width: c / width,
+        }
+    }
+
+    /// A multiplication instead of a division, and integer conversions
+    /// instead of `round` (a library call on baseline x86-64): the product
+    /// is within a few ulps of the quotient, so it rounds the same unless
+    /// it lies that close to a half, where the quotient decides.
+    #[inline]
+    fn upto(&self, b: f64) -> u64 {
+        let y = (b - self.lo) * self.per_width;
+        if (0.0..4_503_599_627_370_496.0).contains(&y) {
+            // y < 2^52: `as i64` truncates exactly and the fraction is exact.
+            let whole = y as i64;
+            let frac = y - whole as f64;
+            if (frac - 0.5).abs() > 1e-12 * (y + 1.0) {
+                let rounded = whole + i64::from(frac > 0.5);
+                return if rounded as f64 <= self.c {
+                    rounded as u64
+                } else {
+                    self.c as u64
+                };
+            }
+        }
+        ((b - self.lo) / self.width * self.c).round().min(self.c) as u64
+    }
+
+    /// The first piece from `k` (at most `last`) whose share up to its
+    /// upper end `min(edges.lower(j + 1), hi)` is more than `given`: the
+    /// piece holding the value where the share passes `given + 1/2`, by
+    /// the sketch's own index mapping, then moved to the exact first one
+    /// by [`Share::upto`] itself (usually no step).
+    fn next_growth(&self, k: i64, last: i64, given: u64, hi: f64, edges: &Edges) -> i64 {
+        let up = |j: i64| self.upto(edges.lower(j + 1).min(hi));
+        let t = self.lo + (given as f64 + 0.5) / self.per_width;
+        let mut j = if t.is_finite() && t > 0.0 {
+            edges.index_of(t).clamp(k, last)
+        } else {
+            last
+        };
+        while j > k && up(j - 1) > given {
+            j -= 1;
+        }
+        while j < last && up(j) <= given {
+            j += 1;
+        }
+        j
+    }
+}
+
+/// `x.floor()` and `x.ceil()` as integers, without the library call they
+/// are on baseline x86-64 (the same values for every `x` that fits).
+#[inline]
+fn floor_i(x: f64) -> i64 {
+    if x.abs() < 4_503_599_627_370_496.0 {
+        let t = x as i64;
+        t - i64::from((t as f64) > x)
+    } else {
+        x.floor() as i64
+    }
+}
+
+#[inline]
+fn ceil_i(x: f64) -> i64 {
+    if x.abs() < 4_503_599_627_370_496.0 {
+        let t = x as i64;
+        t + i64::from((t as f64) < x)
+    } else {
+        x.ceil() as i64
+    }
+}
+
+/// `2^scale` for a sketch scale, exactly (what `f64::from(scale).exp2()`
+/// gives, without the call).
+#[inline]
+fn per_octave(scale: i32) -> f64 {
+    f64::from_bits(((i64::from(scale) + 1023) as u64) << 52)
+}
+
+thread_local! {
+    /// The pieces of the bucket being spread, reused from one to the next.
+    static PIECES: std::cell::RefCell<Vec<Indexed>> =
+        std::cell::RefCell::new(Vec::with_capacity(MAX_PIECES as usize + 1));
+}
+
 impl Accum {
     /// Adds one sample. A latency the sketch refuses still counts as a
     /// request (its error and conversion flags are real); the caller checked
@@ -114,11 +219,12 @@ impl Accum {
             PointKind::Conversions(v) => {
                 self.conversions = self.conversions.saturating_add(v.round().max(0.0) as u64)
             }
-            PointKind::Latency(p) => self.record_latency(p),
+            PointKind::Latency(p) => self.record_latency(p, Accum::spread_bucket),
         }
     }
 
-    fn record_latency(&mut self, p: &PointLatency) {
+    /// A latency point, with `spread` spreading each explicit bucket.
+    fn record_latency(&mut self, p: &PointLatency, spread: fn(&mut Accum, f64, f64, u64)) {
         self.samples = self.samples.saturating_add(p.count);
         if p.error {
             self.errors = self.errors.saturating_add(p.count);
@@ -148,9 +254,15 @@ impl Accum {
                     self.rebucket(*scale, *offset, counts, *zero_count, factor);
                 }
             }
+            // In the sketch's unit, as sent (no copy) in the usual case.
+            Buckets::Explicit { bounds, counts }
+                if factor == 1.0 && bounds.iter().all(|b| b.is_finite()) =>
+            {
+                self.spread_explicit_with(bounds, counts, scaled(p.min), scaled(p.max), spread);
+            }
             Buckets::Explicit { bounds, counts } => {
                 let bounds: Vec<f64> = bounds.iter().map(|b| in_unit(*b, factor)).collect();
-                self.spread_explicit(&bounds, counts, scaled(p.min), scaled(p.max));
+                self.spread_explicit_with(&bounds, counts, scaled(p.min), scaled(p.max), spread);
             }
         }
     }
@@ -204,6 +316,19 @@ impl Accum {
         min: Option<f64>,
         max: Option<f64>,
     ) {
+        self.spread_explicit_with(bounds, counts, min, max, Accum::spread_bucket);
+    }
+
+    /// [`Accum::spread_explicit`] with `spread(self, lo, hi, c)` spreading
+    /// one bucket's counts (the tests give the reference spreading).
+    fn spread_explicit_with(
+        &mut self,
+        bounds: &[f64],
+        counts: &[u64],
+        min: Option<f64>,
+        max: Option<f64>,
+        spread: fn(&mut Accum, f64, f64, u64),
+    ) {
         let n = bounds.len();
         let mut open_below = false;
         let mut open_above = false;
@@ -240,7 +365,7 @@ impl Accum {
             } else if lo >= hi {
                 let _ = self.latency.insert_n(hi, c);
             } else {
-                self.spread_bucket(lo, hi, c);
+                spread(self, lo, hi, c);
             }
         }
         match &mut self.spread {
@@ -259,8 +384,11 @@ impl Accum {
         }
     }
 
-    /// Spreads `c` values uniformly over `(lo, hi]`, `0 <= lo < hi`, one
-    /// insert per covered sketch bucket, rounding so the counts add up to `c`.
+    /// Spreads `c` values uniformly over `(lo, hi]`, `0 <= lo < hi`, over
+    /// the sketch buckets it covers, rounding so the counts add up to `c`.
+    /// Each piece's share and bucket come from the scale's table of bucket
+    /// bounds, and all of them go into the sketch in one pass: a fixed
+    /// number of steps per piece (at most [`MAX_PIECES`]), whatever `c`.
     fn spread_bucket(&mut self, lo: f64, hi: f64, c: u64) {
         // Below hi / 2^10 lies under 0.1 % of a uniform bucket: it goes to
         // the first piece instead of spanning endless tiny buckets near 0.
@@ -272,20 +400,21 @@ impl Accum {
             let _ = self.latency.insert_n(hi, c);
             return;
         }
-        let mut scale = self.latency.scale();
+        let (log_from, log_hi) = (from.log2(), hi.log2());
+        let sketch_scale = self.latency.scale();
+        let mut scale = sketch_scale;
         let pieces = |scale: i32| {
-            let per = f64::from(scale).exp2();
-            ((hi.log2() * per).ceil() - (from.log2() * per).floor()).max(1.0)
+            let per = per_octave(scale);
+            (ceil_i(log_hi * per) - floor_i(log_from * per)).max(1)
         };
-        while scale > crate::sketch::MIN_SCALE && pieces(scale) > f64::from(MAX_PIECES) {
+        while scale > crate::sketch::MIN_SCALE && pieces(scale) > i64::from(MAX_PIECES) {
             scale -= 1;
         }
-        let per = f64::from(scale).exp2();
-        let first = (from.log2() * per).floor() as i64;
-        // Never more than MAX_PIECES inserts, whatever the bounds: the work
+        let per = per_octave(scale);
+        let first = floor_i(log_from * per);
+        // Never more than MAX_PIECES pieces, whatever the bounds: the work
         // per bucket is bounded by construction, not by the inputs.
-        let last = ((hi.log2() * per).ceil() as i64).min(first + i64::from(MAX_PIECES));
-        let width = hi - lo;
+        let last = ceil_i(log_hi * per).min(first + i64::from(MAX_PIECES));
         // Pieces lie on sketch bucket edges, but the first and the last can
         // be cut by the explicit bounds, and the sketch bucket holding such
         // a piece also holds values of the neighbouring explicit bucket:
@@ -296,40 +425,68 @@ impl Accum {
         // most one sketch bucket, within the spreading's own error); only
         // a bucket too narrow to hold a whole sketch bucket is mixed.
         let inner = {
-            let a = (from.log2() * per).ceil() as i64;
-            let b = (hi.log2() * per).floor() as i64;
+            let a = ceil_i(log_from * per);
+            let b = floor_i(log_hi * per);
             (a < b).then_some((a, b - 1))
         };
-        let mut given = 0u64;
-        for k in first..last {
-            let a = ((k as f64) / per).exp2().max(from);
-            let b = (((k + 1) as f64) / per).exp2().min(hi);
+        // `edges.lower(k)` is `2^(k / per)`, the piece bounds, by table.
+        let edges = Edges::at(scale);
+        let share = Share::new(lo, hi - lo, c);
+        // One piece: its share of the counts and, if that is more than
+        // the pieces before it had, its item.
+        let piece = |k: i64, given: &mut u64, items: &mut Vec<Indexed>| {
+            let (a, b) = (edges.lower(k).max(from), edges.lower(k + 1).min(hi));
             if b <= a {
-                continue;
+                return;
             }
             // Cumulative share up to b, rounded: the counts sum to c exactly.
-            let upto = if k + 1 >= last {
-                c
-            } else {
-                ((b - lo) / width * c as f64).round().min(c as f64) as u64
-            };
-            let n = upto.saturating_sub(given);
-            given = given.max(upto);
+            let upto = if k + 1 >= last { c } else { share.upto(b) };
+            let n = upto.saturating_sub(*given);
+            *given = (*given).max(upto);
             if n > 0 {
                 let (a, b) = match inner {
                     Some((first_inner, last_inner)) => {
-                        let j = k.clamp(first_inner, last_inner) as f64;
-                        ((j / per).exp2(), ((j + 1.0) / per).exp2())
+                        let j = k.clamp(first_inner, last_inner);
+                        (edges.lower(j), edges.lower(j + 1))
                     }
                     None => (a, b),
                 };
                 // Geometric middle of the piece (as a product of roots: no overflow).
-                let _ = self.latency.insert_n(a.sqrt() * b.sqrt(), n);
+                let value = a.sqrt() * b.sqrt();
+                // Its index is the sketch's, looked up with the others.
+                items.push(Indexed { value, index: 0, n });
             }
-        }
-        if given < c {
-            let _ = self.latency.insert_n(hi, c - given);
-        }
+        };
+        PIECES.with_borrow_mut(|items| {
+            items.clear();
+            let mut given = 0u64;
+            let mut k = first;
+            // Fewer counts than pieces: most pieces get none, and a piece
+            // that gets none changes nothing, so the walk jumps from one
+            // piece whose rounded share grows to the next.
+            let sparse = c < (last - first) as u64;
+            while k < last {
+                if sparse && k + 1 < last {
+                    if given >= c {
+                        break;
+                    }
+                    k = share.next_growth(k, last - 1, given, hi, &edges);
+                }
+                piece(k, &mut given, items);
+                k += 1;
+            }
+            if given < c {
+                items.push(Indexed {
+                    value: hi,
+                    index: 0,
+                    n: c - given,
+                });
+            }
+            for it in items.iter_mut() {
+                it.index = self.latency.index_of(it.value);
+            }
+            self.latency.insert_indexed(sketch_scale, items);
+        });
     }
 
     /// How many latencies are slower than `threshold_ms`, as far as this
@@ -466,6 +623,10 @@ impl Accum {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "accum_spread_tests.rs"]
+pub(crate) mod spread_tests;
 
 #[cfg(test)]
 mod tests {

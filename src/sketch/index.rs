@@ -27,6 +27,9 @@ pub(super) struct ScaleTable {
     pub(super) shift: u32,
     pub(super) bounds: Box<[u64]>,
     pub(super) lookup: Box<[u32]>,
+    /// `edges[j]` is [`octave_boundary`]`(j)` for `j < 2^s`, as `f64`: the
+    /// bucket bounds of one octave without an `exp2` per bound.
+    pub(super) edges: Box<[f64]>,
 }
 
 impl ScaleTable {
@@ -52,10 +55,12 @@ impl ScaleTable {
                 k as u32
             })
             .collect();
+        let edges = (0..per as u64).map(|j| octave_boundary(j, scale)).collect();
         ScaleTable {
             shift,
             bounds,
             lookup,
+            edges,
         }
     }
 
@@ -235,14 +240,23 @@ pub(super) fn ldexp(x: f64, e: i64) -> f64 {
 
 /// Exclusive lower bound of bucket `idx` at `scale`.
 pub(super) fn lower_bound(idx: i64, scale: i32) -> f64 {
+    lower_bound_with(idx, scale, table_for(scale))
+}
+
+/// [`lower_bound`] with the scale's table (if it has one) already at hand:
+/// a table read and an exponent instead of an `exp2`, same value.
+#[inline]
+pub(super) fn lower_bound_with(idx: i64, scale: i32, table: Option<&ScaleTable>) -> f64 {
     if scale <= 0 {
         pow2(idx.saturating_mul(1 << -scale))
     } else {
         let per = 1i64 << scale;
-        ldexp(
-            octave_boundary((idx & (per - 1)) as u64, scale as u32),
-            idx >> scale,
-        )
+        let j = (idx & (per - 1)) as usize;
+        let m = match table {
+            Some(t) => t.edges[j],
+            None => octave_boundary(j as u64, scale as u32),
+        };
+        ldexp(m, idx >> scale)
     }
 }
 

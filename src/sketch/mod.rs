@@ -214,6 +214,50 @@ impl PartialEq for Sketch {
     }
 }
 
+/// A value with its bucket index, for [`Sketch::insert_indexed`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Indexed {
+    /// The value (what `sum`, `min` and `max` see).
+    pub value: f64,
+    /// Its bucket index at the scale the caller gives.
+    pub index: i64,
+    /// How many copies.
+    pub n: u64,
+}
+
+/// The bucket bounds of one scale: [`Edges::lower`] is the exclusive lower
+/// bound `2^(i / 2^scale)` of bucket `i`, read from the scale's table (one
+/// `exp2` per octave boundary, computed once) instead of an `exp2` per call.
+#[derive(Clone, Copy)]
+pub struct Edges {
+    scale: i32,
+    table: Option<&'static ScaleTable>,
+}
+
+impl Edges {
+    /// The bounds at `scale`.
+    pub fn at(scale: i32) -> Edges {
+        Edges {
+            scale,
+            table: table_for(scale),
+        }
+    }
+
+    /// Exclusive lower bound of bucket `idx` (inclusive upper bound of
+    /// bucket `idx - 1`).
+    #[inline]
+    pub fn lower(&self, idx: i64) -> f64 {
+        lower_bound_with(idx, self.scale, self.table)
+    }
+
+    /// Index of the bucket holding a positive finite `v`: the `i` with
+    /// `lower(i) < v <= lower(i + 1)`.
+    #[inline]
+    pub fn index_of(&self, v: f64) -> i64 {
+        map_index(v.to_bits(), self.scale, self.table)
+    }
+}
+
 /// An incoming set of buckets (another sketch or an OTLP point), normalised.
 struct Incoming<'a> {
     scale: i32,
@@ -339,6 +383,66 @@ impl Sketch {
             self.max = v;
         }
         Ok(())
+    }
+
+    /// Index, at the current scale, of the bucket [`Sketch::insert`] puts a
+    /// positive finite `v` in when `v` is above the zero threshold.
+    #[inline]
+    pub fn index_of(&self, v: f64) -> i64 {
+        map_index(v.to_bits(), self.scale, self.table)
+    }
+
+    /// Adds `n` copies of each item's value whose bucket index at `scale`
+    /// the caller already knows ([`Sketch::index_of`]): the same sketch as
+    /// inserting them one by one in order with [`Sketch::insert_n`], but
+    /// the span grows (and the scale drops) once for all of them and no
+    /// value is mapped again. Items must be in ascending order of value,
+    /// each with `n > 0`; when `scale` is no longer the sketch's scale, or
+    /// a value is not above the zero threshold or not finite, they are
+    /// inserted one by one.
+    pub fn insert_indexed(&mut self, scale: i32, items: &[Indexed]) {
+        let (Some(first), Some(last)) = (items.first(), items.last()) else {
+            return;
+        };
+        if scale != self.scale
+            || first.value.partial_cmp(&self.zero_threshold) != Some(std::cmp::Ordering::Greater)
+            || last.value.to_bits() >= INF_BITS
+        {
+            for it in items {
+                let _ = self.insert_n(it.value, it.n);
+            }
+            return;
+        }
+        debug_assert!(items
+            .windows(2)
+            .all(|w| w[0].value <= w[1].value && w[0].index <= w[1].index));
+        debug_assert!(items
+            .iter()
+            .all(|it| it.n > 0 && it.index == self.index_of(it.value)));
+        let total = items.iter().fold(0u64, |t, it| t.saturating_add(it.n));
+        self.counts.reserve(self.count, total);
+        let (lo, hi) = if self.has_buckets() {
+            (self.lo.min(first.index), self.hi.max(last.index))
+        } else {
+            (first.index, last.index)
+        };
+        // Inserting one by one lowers the scale by the least that fits the
+        // span so far; the least that fits the whole span is the same.
+        let d = needed_downscale(self.scale, self.max_buckets, lo, hi);
+        self.downscale(d);
+        let (lo, hi) = (lo >> d, hi >> d);
+        self.ensure_covers(lo, hi);
+        self.lo = lo;
+        self.hi = hi;
+        for it in items {
+            self.counts
+                .add(((it.index >> d) - self.offset) as usize, it.n);
+            self.count = self.count.saturating_add(it.n);
+            // In the order of the items, as one insert after the other.
+            self.sum = saturating_sum(self.sum, it.value * it.n as f64);
+        }
+        self.min = self.min.min(first.value);
+        self.max = self.max.max(last.value);
     }
 
     /// Merges `other` into `self`, exactly.
@@ -932,9 +1036,15 @@ impl Sketch {
                 }
             }
             if !sum_given {
+                // `bucket_midpoint` with its factor and table looked up
+                // once, not per bucket (the factor costs an `exp2`).
+                let factor = 1.0 + relative_error_at(target);
+                let table = table_for(target);
                 for j in 0..src.len() {
                     let idx = to_target.convert(base + j as i64);
-                    estimated_sum += src.get(j) as f64 * bucket_midpoint(idx, target);
+                    let mid = (lower_bound_with(idx, target, table) * factor)
+                        .clamp(f64::from_bits(1), f64::MAX);
+                    estimated_sum += src.get(j) as f64 * mid;
                 }
             }
             in_range = Some((ilo >> extra, ihi >> extra));

@@ -1280,3 +1280,46 @@ fn tls_blocks_are_checked_with_their_files() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn tls_files_that_do_not_make_a_server_are_refused_by_validation() {
+    let dir = std::env::temp_dir().join(format!("verdict-tls-pair-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let other = rcgen::KeyPair::generate().expect("key");
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .expect("params")
+        .self_signed(&key)
+        .expect("cert");
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).expect("write");
+        path.display().to_string()
+    };
+    let cert_file = write("cert.pem", &cert.pem());
+    let good_key = write("key.pem", &key.serialize_pem());
+    let wrong_key = write("other.pem", &other.serialize_pem());
+    let encrypted = write(
+        "enc.pem",
+        "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n",
+    );
+    let file = |key: &str| {
+        format!(
+            "receivers:\n  otlp:\n    protocols:\n      grpc: {{ tls: {{ cert_file: \"{cert_file}\", key_file: \"{key}\" }} }}\nprocessors:\n  contract/checkout:\n    max_p95_latency_ms: 120\npipelines:\n  checkout:\n    receivers: [otlp]\n    processors: [contract/checkout]\n"
+        )
+    };
+    ok(&file(&good_key));
+    let lines = err_lines(&file(&wrong_key));
+    assert!(
+        lines.iter().any(|l| l.starts_with(
+            "receivers.otlp.protocols.grpc.tls.key_file: does not make a TLS server with cert_file"
+        )),
+        "{lines:#?}"
+    );
+    let lines = err_lines(&file(&encrypted));
+    assert!(
+        lines.iter().any(|l| l.contains("encrypted private key")),
+        "{lines:#?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,6 +1,7 @@
 //! TLS on the listeners (rustls, ring): a listener with `tls:` takes its
-//! connections from its [`Connections`] and completes each handshake on
-//! its own task, so a slow or silent client never holds up the others.
+//! connections from its [`Connections`] and runs their handshakes
+//! concurrently (up to [`MAX_HANDSHAKES`] at once, each within its time
+//! limits), so a slow or silent client never holds up the others.
 //!
 //! - The certificate, key and client CAs are re-read when their files
 //!   change, checked at most every `reload_interval`; a file that no
@@ -31,8 +32,14 @@ use super::Connections;
 use crate::config::{read_certificates, read_key, ListenerTls, TlsVersion};
 use crate::tls::MaybeTls;
 
-/// How long a client may take to complete its handshake.
+/// How long a client may take to send its first byte, and then to
+/// complete its handshake (so at most twice this in all).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Handshakes a listener runs at once; past it, new connections wait in
+/// the endpoint's queue (and then the kernel's backlog), so stalled
+/// handshakes cannot take every file descriptor of the process.
+const MAX_HANDSHAKES: usize = 512;
 
 /// What the first byte of a TLS connection is (a handshake record).
 const TLS_HANDSHAKE: u8 = 0x16;
@@ -199,7 +206,7 @@ impl Listener {
                         return Some(served);
                     }
                 }
-                conn = self.connections.next() => {
+                conn = self.connections.next(), if self.handshakes.len() < MAX_HANDSHAKES => {
                     let stream = conn?;
                     self.handshakes.push(Box::pin(handshake(stream, tls.current(), self.component)));
                 }

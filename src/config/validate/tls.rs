@@ -28,8 +28,47 @@ pub(crate) fn read_certificates(
 /// The private key of a PEM file, or why it cannot be read.
 pub(crate) fn read_key(path: &std::path::Path) -> Result<PrivateKeyDer<'static>, String> {
     let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if pem
+        .windows(b"ENCRYPTED PRIVATE KEY".len())
+        .any(|w| w == b"ENCRYPTED PRIVATE KEY")
+    {
+        return Err(format!(
+            "{} holds an encrypted private key: give it decrypted (e.g. openssl pkey -in KEY -out KEY.pem)",
+            path.display()
+        ));
+    }
     PrivateKeyDer::from_pem_slice(&pem)
         .map_err(|e| format!("{} holds no PEM private key: {e}", path.display()))
+}
+
+fn provider() -> std::sync::Arc<rustls::crypto::CryptoProvider> {
+    std::sync::Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A server configuration from a chain and its key (checks they match and
+/// parse).
+fn server_config(
+    certs: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<(), String> {
+    rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// The CA certificates of a PEM file as trust anchors (each must parse).
+fn read_roots(path: &std::path::Path) -> Result<(), String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in read_certificates(path)? {
+        roots
+            .add(cert)
+            .map_err(|e| format!("{}: not a usable CA certificate: {e}", path.display()))?;
+    }
+    Ok(())
 }
 
 /// A listener's `tls:`; `None` when absent or invalid (errors pushed).
@@ -71,18 +110,29 @@ pub(super) fn listener_tls(
         &at("reload_interval"),
         errors,
     );
-    if let Some(f) = &cert_file {
-        if let Err(why) = read_certificates(f) {
-            errors.push(at("cert_file"), why);
-        }
-    }
-    if let Some(f) = &key_file {
-        if let Err(why) = read_key(f) {
-            errors.push(at("key_file"), why);
+    let certs = cert_file.as_ref().and_then(|f| {
+        read_certificates(f)
+            .map_err(|why| errors.push(at("cert_file"), why))
+            .ok()
+    });
+    let key = key_file.as_ref().and_then(|f| {
+        read_key(f)
+            .map_err(|why| errors.push(at("key_file"), why))
+            .ok()
+    });
+    // What the server will build, built now: a key of another pair or a
+    // certificate whose DER does not parse is refused here (and before a
+    // reload stops anything), not at start.
+    if let (Some(certs), Some(key)) = (certs, key) {
+        if let Err(why) = server_config(certs, key) {
+            errors.push(
+                at("key_file"),
+                format!("does not make a TLS server with cert_file: {why}"),
+            );
         }
     }
     if let Some(f) = &client_ca_file {
-        if let Err(why) = read_certificates(f) {
+        if let Err(why) = read_roots(f) {
             errors.push(at("client_ca_file"), why);
         }
     }
@@ -140,17 +190,29 @@ pub(super) fn client_tls(
     }
     let min_version = min_version(raw.min_version, &at("min_version"), errors);
     if let Some(f) = &ca_file {
-        if let Err(why) = read_certificates(f) {
+        if let Err(why) = read_roots(f) {
             errors.push(at("ca_file"), why);
         }
     }
     let identity = match (cert_file, key_file) {
         (Some(cert), Some(key)) => {
-            if let Err(why) = read_certificates(&cert) {
-                errors.push(at("cert_file"), why);
-            }
-            if let Err(why) = read_key(&key) {
-                errors.push(at("key_file"), why);
+            let certs = read_certificates(&cert).map_err(|why| errors.push(at("cert_file"), why));
+            let pkey = read_key(&key).map_err(|why| errors.push(at("key_file"), why));
+            if let (Ok(certs), Ok(pkey)) = (certs, pkey) {
+                let built = rustls::ClientConfig::builder_with_provider(provider())
+                    .with_safe_default_protocol_versions()
+                    .map_err(|e| e.to_string())
+                    .and_then(|b| {
+                        b.with_root_certificates(rustls::RootCertStore::empty())
+                            .with_client_auth_cert(certs, pkey)
+                            .map_err(|e| e.to_string())
+                    });
+                if let Err(why) = built {
+                    errors.push(
+                        at("key_file"),
+                        format!("does not make a client certificate with cert_file: {why}"),
+                    );
+                }
             }
             Some((cert, key))
         }

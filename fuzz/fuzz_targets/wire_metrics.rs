@@ -45,7 +45,9 @@ const UNREAD: &[&str] = &[
     "ArrayValue.",
     "KeyValueList.",
     // Points of metrics no contract reads (or reads as another type) are
-    // counted, not decoded.
+    // counted, not decoded: neither is their data message (a damaged
+    // `Metric.data` of such a metric is skipped whole, by its length).
+    "Metric.data:",
     "SummaryDataPoint.",
     "Summary.data_points:",
     "Gauge.data_points:",

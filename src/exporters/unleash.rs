@@ -36,7 +36,7 @@ use crate::model::{FlagChange, UnixNanos};
 use crate::retry::answer_error;
 use crate::storage::{Attempt, Delivery};
 
-use super::webhook::{describe, snippet, BuildError};
+use super::webhook::{client, describe, snippet, BuildError};
 
 /// A configured Unleash target.
 #[derive(Debug)]
@@ -54,22 +54,7 @@ pub struct ApplyError(pub String);
 impl Unleash {
     /// An Unleash target with its own HTTP client.
     pub fn new(spec: UnleashSpec) -> Result<Unleash, BuildError> {
-        crate::tls::ensure_provider();
-        let mut builder = reqwest::Client::builder()
-            .timeout(spec.timeout)
-            .user_agent(concat!("verdict/", env!("CARGO_PKG_VERSION")))
-            .redirect(reqwest::redirect::Policy::none());
-        if spec
-            .url
-            .trim_start()
-            .to_ascii_lowercase()
-            .starts_with("https:")
-        {
-            builder = builder.tls_backend_preconfigured(
-                crate::tls::client_config(&spec.tls).map_err(BuildError::Tls)?,
-            );
-        }
-        let client = builder.build()?;
+        let client = client(&spec.url, &spec.tls, spec.timeout)?;
         Ok(Unleash {
             spec,
             client,

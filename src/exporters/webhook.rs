@@ -72,26 +72,31 @@ pub enum BuildError {
     Tls(String),
 }
 
+/// The HTTP client of an outgoing target (webhook, Unleash): its own
+/// connection pool, `timeout` per attempt, no redirects, and for an
+/// `https://` URL rustls with the system's roots plus `tls`.
+pub(super) fn client(
+    url: &str,
+    tls: &crate::config::ClientTls,
+    timeout: std::time::Duration,
+) -> Result<reqwest::Client, BuildError> {
+    crate::tls::ensure_provider();
+    let mut builder = reqwest::Client::builder()
+        .timeout(timeout)
+        .user_agent(concat!("verdict/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none());
+    if url.trim_start().to_ascii_lowercase().starts_with("https:") {
+        builder = builder
+            .tls_backend_preconfigured(crate::tls::client_config(tls).map_err(BuildError::Tls)?);
+    }
+    Ok(builder.build()?)
+}
+
 impl Webhook {
     /// A webhook with its own HTTP client (connection pool, timeout, no
     /// redirects).
     pub fn new(spec: WebhookSpec, links: Arc<Links>) -> Result<Webhook, BuildError> {
-        crate::tls::ensure_provider();
-        let mut builder = reqwest::Client::builder()
-            .timeout(spec.timeout)
-            .user_agent(concat!("verdict/", env!("CARGO_PKG_VERSION")))
-            .redirect(reqwest::redirect::Policy::none());
-        if spec
-            .url
-            .trim_start()
-            .to_ascii_lowercase()
-            .starts_with("https:")
-        {
-            builder = builder.tls_backend_preconfigured(
-                crate::tls::client_config(&spec.tls).map_err(BuildError::Tls)?,
-            );
-        }
-        let client = builder.build()?;
+        let client = client(&spec.url, &spec.tls, spec.timeout)?;
         Ok(Webhook {
             spec,
             links,

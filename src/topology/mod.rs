@@ -8,6 +8,7 @@
 
 mod endpoints;
 mod restore;
+mod self_metrics;
 pub mod supervisor;
 mod tls;
 
@@ -106,12 +107,6 @@ fn serve_axum(
     });
 }
 
-/// Registers the label-less self-metrics so they are scraped from the start.
-fn register_metrics() {
-    metrics::counter!(telemetry::LATE_SAMPLES).increment(0);
-    metrics::counter!(telemetry::SERIES_OVERFLOW).increment(0);
-}
-
 impl Server {
     /// Builds and starts everything; returns once every listener is bound.
     pub async fn start(config: ValidatedConfig, clock: SharedClock) -> anyhow::Result<Server> {
@@ -157,7 +152,7 @@ impl Server {
         reload: Option<mpsc::Sender<ReloadRequest>>,
     ) -> anyhow::Result<Server> {
         telemetry::metrics_handle();
-        register_metrics();
+        self_metrics::register(&config);
         let store: Arc<dyn RunStore> = storage::open(&config.service.storage).await?;
         tracing::info!(storage = %config.service.storage, "Storage open.");
         let health = Arc::new(Health::default());

@@ -24,11 +24,7 @@ use super::{Endpoints, Server};
 use crate::clock::SharedClock;
 use crate::config::{self, ValidatedConfig};
 use crate::runs::ReloadRequest;
-
-/// Counted reloads, by `result`: `applied`, `invalid` (refused, nothing
-/// changed) or `failed` (the new file could not start; the previous one
-/// runs again).
-pub const CONFIG_RELOADS: &str = "verdict_config_reloads_total";
+use crate::telemetry::{CONFIG_RELOADS, RELOAD_RESULTS};
 
 /// What ends [`supervise`] other than an error.
 enum Next {
@@ -51,7 +47,9 @@ pub async fn supervise(
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(4);
-    for result in ["applied", "invalid", "failed"] {
+    // The recorder first: series registered before it exists are lost.
+    crate::telemetry::metrics_handle();
+    for result in RELOAD_RESULTS {
         metrics::counter!(CONFIG_RELOADS, "result" => result).increment(0);
     }
     let mut endpoints = Endpoints::default();

@@ -10,15 +10,15 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::durable::{free_port, pipeline, sqlite, webhook, Receiver, Verdict};
+use crate::durable::free_port;
 use crate::{eventually, TempDir};
 
 const DASHBOARD: &str = include_str!("../../dashboards/verdict.json");
 
 /// A Prometheus server, stopped when dropped.
-struct Prometheus {
+pub(crate) struct Prometheus {
     child: Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Drop for Prometheus {
@@ -31,16 +31,23 @@ impl Drop for Prometheus {
 impl Prometheus {
     /// Starts `prometheus` (or `PROMETHEUS`) scraping `target` every second.
     fn start(dir: &TempDir, target: &str) -> Prometheus {
+        Prometheus::scraping(dir, &[("verdict", target)])
+    }
+
+    /// Starts `prometheus` (or `PROMETHEUS`) scraping each `(job, target)`
+    /// every second.
+    pub(crate) fn scraping(dir: &TempDir, jobs: &[(&str, &str)]) -> Prometheus {
         let port = free_port();
         let config = dir.0.join("prometheus.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "global: {{ scrape_interval: 1s, evaluation_interval: 1s }}\n\
-                 scrape_configs:\n  - job_name: verdict\n    static_configs:\n      - targets: [\"{target}\"]\n"
-            ),
-        )
-        .expect("write prometheus.yml");
+        let mut yaml = String::from(
+            "global: { scrape_interval: 1s, evaluation_interval: 1s }\nscrape_configs:\n",
+        );
+        for (job, target) in jobs {
+            yaml.push_str(&format!(
+                "  - job_name: {job}\n    static_configs:\n      - targets: [\"{target}\"]\n"
+            ));
+        }
+        std::fs::write(&config, yaml).expect("write prometheus.yml");
         let binary = std::env::var("PROMETHEUS").unwrap_or_else(|_| "prometheus".into());
         let child = Command::new(&binary)
             .arg(format!("--config.file={}", config.display()))
@@ -64,8 +71,20 @@ impl Prometheus {
         }
     }
 
+    /// Waits (up to 60 s) until `promql` has at least one series.
+    pub(crate) async fn wait_for(&self, promql: &str, what: &str) {
+        eventually(Duration::from_secs(60), what, || async {
+            let answer = self.query(promql).await;
+            answer["data"]["result"]
+                .as_array()
+                .is_some_and(|r| !r.is_empty())
+                .then_some(())
+        })
+        .await;
+    }
+
     /// An instant query: Prometheus' whole answer.
-    async fn query(&self, promql: &str) -> Value {
+    pub(crate) async fn query(&self, promql: &str) -> Value {
         let encoded: String = promql
             .bytes()
             .map(|b| {
@@ -170,55 +189,9 @@ fn the_dashboard_is_importable() {
 #[tokio::test(flavor = "multi_thread")]
 async fn every_panel_query_runs_against_a_real_prometheus_scraping_verdict() {
     let dir = TempDir::new("dashboard");
-    let receiver = Receiver::always(200);
-    let url = receiver.serve("127.0.0.1:0").await;
-    let contract = "    max_error_rate_percent: 5\n    min_conversion_rate_percent: 0.5\n    \
-                    decision: windows\n    fail_windows: 1\n    pass_windows: 2";
-    let yaml = pipeline(
-        &sqlite(&dir.0),
-        &[("webhook/ci", webhook(&url, ""))],
-        contract,
-    );
-    let file = dir.0.join("pipeline.yaml");
-    std::fs::write(&file, yaml).expect("write");
-    let v = Verdict::start(&file);
-
     // Data for every family: runs and windows, a decision (and its
     // webhook), a refused request and a rejected span.
-    for _ in 0..3 {
-        v.spans("1.0", 40, 500).await;
-        v.spans("2.0", 40, 10).await;
-        tokio::time::sleep(Duration::from_millis(700)).await;
-    }
-    let refused = reqwest::Client::new()
-        .post(format!("http://{}/v1/traces", v.http))
-        .header("content-type", "application/x-protobuf")
-        .body(vec![0xff_u8; 16])
-        .send()
-        .await
-        .expect("POST");
-    assert_eq!(refused.status(), 400);
-    let timeless = serde_json::json!({"resourceSpans": [{
-        "resource": {"attributes": [
-            {"key": "service.name", "value": {"stringValue": "checkout"}},
-            {"key": "service.version", "value": {"stringValue": "3.0"}}]},
-        "scopeSpans": [{"spans": [{"kind": 2, "name": "GET /"}]}]}]});
-    let rejected = reqwest::Client::new()
-        .post(format!("http://{}/v1/traces", v.http))
-        .header("content-type", "application/json")
-        .body(timeless.to_string())
-        .send()
-        .await
-        .expect("POST");
-    assert_eq!(rejected.status(), 200);
-    v.run_until("1.0", "1.0 to roll back", |r| r["state"] == "ROLLED_BACK")
-        .await;
-    let got = receiver.clone();
-    eventually(Duration::from_secs(30), "the webhook delivery", || {
-        let n = got.got().len();
-        async move { (n > 0).then_some(()) }
-    })
-    .await;
+    let (v, _receiver) = crate::exposition::busy(&dir).await;
 
     let prometheus = Prometheus::start(&dir, &v.prometheus.to_string());
     let d: Value = serde_json::from_str(DASHBOARD).expect("valid JSON");
@@ -227,22 +200,12 @@ async fn every_panel_query_runs_against_a_real_prometheus_scraping_verdict() {
     // Every metric the dashboard reads has been scraped from verdict.
     for name in &names {
         let promql = format!("count({{__name__=\"{name}\"}})");
-        eventually(
-            Duration::from_secs(60),
-            &format!("Prometheus to hold {name} scraped from verdict"),
-            || {
-                let promql = promql.clone();
-                let p = &prometheus;
-                async move {
-                    let answer = p.query(&promql).await;
-                    answer["data"]["result"]
-                        .as_array()
-                        .is_some_and(|r| !r.is_empty())
-                        .then_some(())
-                }
-            },
-        )
-        .await;
+        prometheus
+            .wait_for(
+                &promql,
+                &format!("Prometheus to hold {name} scraped from verdict"),
+            )
+            .await;
     }
     // Every query is valid PromQL, as Grafana sends it.
     for (title, expr) in &exprs {

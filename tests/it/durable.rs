@@ -1269,7 +1269,7 @@ async fn a_stalled_grpc_client_does_not_keep_sigterm_from_checkpointing() {
 }
 
 /// [`pipeline`] with an OTLP gRPC listener too.
-fn with_grpc(yaml: &str) -> String {
+pub(crate) fn with_grpc(yaml: &str) -> String {
     yaml.replace(
         "http: { endpoint: \"127.0.0.1:0\" }",
         "http: { endpoint: \"127.0.0.1:0\" }\n      grpc: { endpoint: \"127.0.0.1:0\" }",

@@ -7,6 +7,7 @@ mod dashboard;
 mod decisions;
 mod durable;
 mod e2e;
+mod exposition;
 mod flagger;
 mod hostile;
 mod isolation;

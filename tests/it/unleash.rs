@@ -473,6 +473,15 @@ async fn a_good_canary_steps_to_100_and_a_bad_one_back_to_0_on_the_real_unleash(
 
     let deliveries = get_json(&verdict.api("/api/v1/deliveries")).await.1;
     assert_eq!(deliveries["deliveries"], json!([]), "{deliveries}");
+    // The rollout gauges pass promtool like every other family.
+    let metrics = crate::scrape(verdict.prometheus).await;
+    for family in ["verdict_rollout_percent", "verdict_rollout_applied"] {
+        assert!(
+            metrics.contains(&format!("\n{family}{{")),
+            "{family}:\n{metrics}"
+        );
+    }
+    crate::exposition::promtool_check(&metrics);
     eprintln!(
         "good canary steps (unix ns, percent): {good_steps:?}\nbad canary steps: {bad_steps:?}\n\
          good canary, share per second:\n{}\nbad canary, share per second:\n{}",

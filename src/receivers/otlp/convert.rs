@@ -42,6 +42,18 @@ pub enum RejectReason {
 }
 
 impl RejectReason {
+    /// Every reason (the `reason` labels of rejected items).
+    pub const ALL: [RejectReason; 8] = [
+        RejectReason::InvalidTimes,
+        RejectReason::Future,
+        RejectReason::Late,
+        RejectReason::MissingSubject,
+        RejectReason::Unit,
+        RejectReason::NegativeBuckets,
+        RejectReason::InvalidPoint,
+        RejectReason::TooManyBuckets,
+    ];
+
     /// The reason in words.
     pub fn describe(self) -> &'static str {
         match self {

@@ -64,7 +64,18 @@ impl IngestError {
         matches!(self, IngestError::QueueFull(_) | IngestError::Memory(_))
     }
 
-    /// The `reason` label of `verdict_receiver_refused_requests_total`.
+    /// Every `reason` label of `verdict_receiver_refused_requests_total`.
+    pub const REASONS: [&'static str; 6] = [
+        "queue_full",
+        "memory",
+        "unauthenticated",
+        "malformed",
+        "too_large",
+        "unsupported_media_type",
+    ];
+
+    /// The `reason` label of `verdict_receiver_refused_requests_total`
+    /// (one of [`IngestError::REASONS`]).
     pub fn reason(&self) -> &'static str {
         match self {
             IngestError::QueueFull(_) => "queue_full",
@@ -328,5 +339,25 @@ impl Ingest {
             rejected: converted.rejected_count() as i64,
             message: converted.message(noun),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The series registered at 0 at start are those a refusal counts.
+    #[test]
+    fn every_refusal_reason_is_listed() {
+        let all = [
+            IngestError::QueueFull(1),
+            IngestError::Memory(1),
+            IngestError::Unauthenticated,
+            IngestError::Malformed(String::new()),
+            IngestError::TooLarge(String::new()),
+            IngestError::UnsupportedMediaType(String::new()),
+        ];
+        let reasons: Vec<&str> = all.iter().map(IngestError::reason).collect();
+        assert_eq!(reasons, IngestError::REASONS);
     }
 }

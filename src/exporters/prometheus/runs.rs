@@ -1,155 +1,91 @@
-//! The `prometheus` exporter (design §7): `/metrics` in the text exposition
-//! format. Run and window gauges are rendered from the run store at scrape
-//! time — so a run's series appear with the run and leave `metric_expiry`
-//! after its decision without any bookkeeping — followed by verdict's own
-//! counters from the process-wide metrics recorder.
-
-use std::fmt::Write as _;
-use std::sync::Arc;
-
-use axum::extract::State;
-use axum::http::header;
-use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::Router;
+//! The run, window, check, rollout and threshold gauges, read from the run
+//! store at scrape time: a run's series appear with the run and leave
+//! `metric_expiry` after its decision without any bookkeeping.
 
 use crate::model::WindowVerdict;
 use crate::model::{CheckStatus, RunRecord, RunState, WindowRecord};
 use crate::runs::Catalog;
-use crate::telemetry;
 
-/// The `/metrics` route over `catalog`.
-pub fn router(catalog: Arc<Catalog>) -> Router {
-    Router::new()
-        .route("/metrics", get(scrape))
-        .with_state(catalog)
-}
+use super::exposition::{Family, Type};
 
-async fn scrape(State(catalog): State<Arc<Catalog>>) -> impl IntoResponse {
-    let mut body = render_runs(&catalog).await;
-    body.push_str(&telemetry::metrics_handle().render());
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        body,
-    )
-}
-
-/// Escapes a label value per the exposition format.
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-struct Family {
-    name: &'static str,
-    help: &'static str,
-    lines: String,
-}
-
-impl Family {
-    fn new(name: &'static str, help: &'static str) -> Family {
-        Family {
-            name,
-            help,
-            lines: String::new(),
-        }
-    }
-
-    fn sample(&mut self, labels: &[(&str, &str)], value: f64) {
-        let labels: Vec<String> = labels
-            .iter()
-            .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
-            .collect();
-        let _ = writeln!(
-            self.lines,
-            "{}{{{}}} {}",
-            self.name,
-            labels.join(","),
-            value
-        );
-    }
-
-    fn write(&self, out: &mut String) {
-        if self.lines.is_empty() {
-            return;
-        }
-        let _ = writeln!(out, "# HELP {} {}", self.name, self.help);
-        let _ = writeln!(out, "# TYPE {} gauge", self.name);
-        out.push_str(&self.lines);
-    }
-}
-
-/// Renders the run and window gauges of every current run.
-pub async fn render_runs(catalog: &Catalog) -> String {
+/// The run and window families of every current run.
+pub async fn families(catalog: &Catalog) -> Vec<Family> {
     let now = catalog.clock.now();
     let expiry = crate::model::nanos(catalog.metric_expiry);
-    let mut state = Family::new(
+    let mut state = Family::gauge(
         "verdict_run_state",
         "Current state of the run (1 for the current state, 0 for the others).",
     );
     let mut info = Family::new(
         "verdict_run_info",
+        Type::Info,
         "Run identity: contract version and run id.",
     );
-    let mut samples = Family::new("verdict_run_samples", "Samples counted over the whole run.");
-    let mut latency = Family::new(
+    let mut samples = Family::gauge("verdict_run_samples", "Samples counted over the whole run.");
+    // Not a summary (whose quantiles cover everything observed so far):
+    // one window's percentiles, labelled as the contracts name them.
+    let mut latency = Family::gauge(
         "verdict_window_latency_seconds",
-        "Latency quantiles of the last closed window, in seconds.",
+        "Latency percentiles (p50, p95, p99) of the last closed window, in seconds.",
     );
-    let mut errors = Family::new(
+    let mut window_start = Family::gauge(
+        "verdict_window_start_timestamp_seconds",
+        "Start (UNIX seconds, inclusive) of the window the verdict_window_ gauges describe.",
+    );
+    let mut window_end = Family::gauge(
+        "verdict_window_end_timestamp_seconds",
+        "End (UNIX seconds, exclusive) of the window the verdict_window_ gauges describe.",
+    );
+    let mut errors = Family::gauge(
         "verdict_window_error_ratio",
         "Error ratio (0-1) of the last closed window.",
     );
-    let mut conversions = Family::new(
+    let mut conversions = Family::gauge(
         "verdict_window_conversion_ratio",
         "Conversion ratio (0-1) of the last closed window.",
     );
-    let mut window_samples = Family::new(
+    let mut window_samples = Family::gauge(
         "verdict_window_samples",
         "Samples in the last closed window.",
     );
-    let mut passed = Family::new("verdict_window_passed", "1 if the last closed window passed every check, 0 if it failed (absent when it had too few samples).");
-    let mut check = Family::new(
+    let mut passed = Family::gauge("verdict_window_passed", "1 if the last closed window passed every check, 0 if it failed (absent when it had too few samples).");
+    let mut check = Family::gauge(
         "verdict_run_check",
         "Where each check of the run stands at the latest look (1 for its status, 0 for the others): passing and failing are proven, open is not yet decided.",
     );
-    let mut check_estimate = Family::new(
+    let mut check_estimate = Family::gauge(
         "verdict_run_check_estimate_ratio",
         "The share a check tests, over the run (0-1; for a comparison with the baseline, the difference).",
     );
-    let mut check_lower = Family::new(
+    let mut check_lower = Family::gauge(
         "verdict_run_check_lower_bound_ratio",
         "Lower confidence bound at the latest look of the share a check tests (0-1; -1 to 1 for a difference from the baseline).",
     );
-    let mut check_upper = Family::new(
+    let mut check_upper = Family::gauge(
         "verdict_run_check_upper_bound_ratio",
         "Upper confidence bound at the latest look of the share a check tests (0-1; -1 to 1 for a difference from the baseline).",
     );
-    let mut check_limit = Family::new(
+    let mut check_limit = Family::gauge(
         "verdict_run_check_limit_ratio",
         "The share a check allows (0-1; 0.05 for a p95 limit; for a difference from the baseline, the allowed increase).",
     );
-    let mut check_samples = Family::new(
+    let mut check_samples = Family::gauge(
         "verdict_run_check_samples",
         "Samples the evidence of a check rests on.",
     );
-    let mut rollout_percent = Family::new(
+    let mut rollout_percent = Family::gauge(
         "verdict_rollout_percent",
         "Rollout percentage of the run's flag as verdict last set it (unleash exporters).",
     );
-    let mut rollout_applied = Family::new(
+    let mut rollout_applied = Family::gauge(
         "verdict_rollout_applied",
         "1 when Unleash has applied the run's latest flag change, 0 while it is pending.",
     );
-    let mut rollout_next = Family::new(
+    let mut rollout_next = Family::gauge(
         "verdict_rollout_next_step_timestamp_seconds",
         "Earliest time (UNIX seconds) of the flag's next step, or of promotion at the last step; absent while a change is pending and once final.",
     );
-    let mut thresholds = Family::new(
+    let mut thresholds = Family::gauge(
         "verdict_contract_threshold",
         "The thresholds of each contract's current version, in base units: latencies in seconds, rates as ratios (0-1); for dashboards' threshold lines.",
     );
@@ -254,13 +190,15 @@ pub async fn render_runs(catalog: &Catalog) -> String {
         }
         let Some(w) = last else { continue };
         let f = &w.figures;
-        for (q, v) in [
-            ("0.5", f.p50_latency_ms),
-            ("0.95", f.p95_latency_ms),
-            ("0.99", f.p99_latency_ms),
+        window_start.sample(&base, w.window.start as f64 / 1e9);
+        window_end.sample(&base, w.window.end as f64 / 1e9);
+        for (p, v) in [
+            ("p50", f.p50_latency_ms),
+            ("p95", f.p95_latency_ms),
+            ("p99", f.p99_latency_ms),
         ] {
             if let Some(v) = v {
-                latency.sample(&[base[0], base[1], ("quantile", q)], v / 1000.0);
+                latency.sample(&[base[0], base[1], ("percentile", p)], v / 1000.0);
             }
         }
         if let Some(e) = f.error_rate_percent {
@@ -276,28 +214,26 @@ pub async fn render_runs(catalog: &Catalog) -> String {
             WindowVerdict::Insufficient => {}
         }
     }
-    let mut out = String::new();
-    for f in [
-        &thresholds,
-        &state,
-        &info,
-        &samples,
-        &latency,
-        &errors,
-        &conversions,
-        &window_samples,
-        &passed,
-        &check,
-        &check_estimate,
-        &check_lower,
-        &check_upper,
-        &check_limit,
-        &check_samples,
-        &rollout_percent,
-        &rollout_applied,
-        &rollout_next,
-    ] {
-        f.write(&mut out);
-    }
-    out
+    vec![
+        thresholds,
+        state,
+        info,
+        samples,
+        window_start,
+        window_end,
+        latency,
+        errors,
+        conversions,
+        window_samples,
+        passed,
+        check,
+        check_estimate,
+        check_lower,
+        check_upper,
+        check_limit,
+        check_samples,
+        rollout_percent,
+        rollout_applied,
+        rollout_next,
+    ]
 }

@@ -14,6 +14,7 @@ mod layering;
 mod memory;
 mod metrics_e2e;
 mod metrics_memory;
+mod newcomer;
 mod otlp_grpc;
 mod otlp_http;
 mod overload;

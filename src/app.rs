@@ -12,7 +12,10 @@ use crate::config;
 pub fn main(cli: Cli) -> ExitCode {
     crate::telemetry::init_logging(cli.log_format);
     match cli.command {
-        Command::Validate { config } => validate(&config),
+        Command::Validate {
+            config,
+            print_config,
+        } => validate(&config, print_config),
         Command::Probe(args) => probe(&args),
         Command::Simulate(args) => simulate(&args),
         Command::Runs(args) => runs(&args),
@@ -95,16 +98,28 @@ fn simulate(args: &crate::cli::SimulateArgs) -> ExitCode {
     }
 }
 
-fn validate(path: &std::path::Path) -> ExitCode {
+/// `verdict validate`: exit 0 valid, 1 invalid. With `print_config`, stdout
+/// is the effective configuration as a pipeline file (its summary a
+/// comment), so it can be saved and validated again.
+fn validate(path: &std::path::Path, print_config: bool) -> ExitCode {
     match config::load_file(path) {
         Ok(cfg) => {
             let contracts: usize = cfg.pipelines.iter().map(|p| p.contracts.len()).sum();
-            println!(
+            let verdict = format!(
                 "{}: valid ({} pipeline(s), {} contract(s))",
                 path.display(),
                 cfg.pipelines.len(),
                 contracts
             );
+            if print_config {
+                let header = [
+                    verdict,
+                    "The effective configuration: the file after ${env:...}, VERDICT__... overrides and defaults; secrets redacted.".to_string(),
+                ];
+                print!("{}", config::print::to_yaml(&cfg, &header));
+            } else {
+                println!("{verdict}");
+            }
             ExitCode::SUCCESS
         }
         Err(errors) => {

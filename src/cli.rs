@@ -49,6 +49,11 @@ pub enum Command {
         /// Pipeline file (YAML).
         #[arg(short, long, default_value = "pipelines/default.yaml")]
         config: PathBuf,
+        /// Print the effective configuration (after `${env:…}`,
+        /// `VERDICT__…` overrides and defaults) on stdout as a pipeline
+        /// file, secrets redacted.
+        #[arg(long)]
+        print_config: bool,
     },
     /// Send synthetic traffic to a URL and judge it against thresholds:
     /// prints the result JSON on stdout; exit 0 pass, 1 fail, 2 usage or

@@ -684,23 +684,7 @@ pub fn summary(config: &ValidatedConfig) -> Vec<PipelineSummary> {
 /// `contract/default v1 (spans, subject service.name/service.version,
 /// sequential alpha 0.05): p95 <= 500ms, errors <= 1%, min_samples 300`.
 pub fn describe_contract(c: &ContractSpec) -> String {
-    let t = &c.thresholds;
-    let mut checks: Vec<String> = Vec::new();
-    for (name, limit) in [
-        ("p50", t.max_p50_latency_ms),
-        ("p95", t.max_p95_latency_ms),
-        ("p99", t.max_p99_latency_ms),
-    ] {
-        if let Some(ms) = limit {
-            checks.push(format!("{name} <= {ms}ms"));
-        }
-    }
-    if let Some(p) = t.max_error_rate_percent {
-        checks.push(format!("errors <= {p}%"));
-    }
-    if let Some(p) = t.min_conversion_rate_percent {
-        checks.push(format!("conversions >= {p}%"));
-    }
+    let mut checks = c.thresholds.describe("<=", ">=", "ms");
     if let Some(b) = &c.baseline {
         let matched: Vec<String> = b
             .matches

@@ -19,6 +19,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Probe(args) => probe(&args),
         Command::Simulate(args) => simulate(&args),
         Command::Runs(args) => runs(&args),
+        Command::Demo(args) => demo(&args),
         Command::Run { config, grace } => {
             let cfg = match config::load_file(&config) {
                 Ok(c) => c,
@@ -80,6 +81,55 @@ fn probe(args: &crate::cli::ProbeArgs) -> ExitCode {
         Err(err) => {
             eprintln!("error: {err}");
             ExitCode::from(USAGE_OR_CONFIG)
+        }
+    }
+}
+
+/// `verdict demo`: exit 0 once the traffic is sent, 1 when the server
+/// could not be reached or refused it.
+fn demo(args: &crate::cli::DemoArgs) -> ExitCode {
+    let plan = args.plan();
+    let runtime = match runtime(1) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let canary = match args.canary {
+        crate::demo::Canary::Good => "good: as healthy as the current release",
+        crate::demo::Canary::Bad => "bad: p95 about 1.2s, 4% errors",
+    };
+    eprintln!(
+        "verdict demo: {} requests/s each of {} {} (current, healthy) and {} (canary, {canary}) for {}, to {}",
+        plan.rate,
+        plan.service,
+        args.current_version,
+        args.canary_version,
+        humantime::format_duration(plan.duration),
+        plan.endpoint
+    );
+    eprintln!(
+        "follow them: verdict runs default {}/{} --watch   (or http://127.0.0.1:8686/)",
+        plan.service, args.canary_version
+    );
+    let mut progress = |line: &str| eprintln!("verdict demo: {line}");
+    match runtime.block_on(crate::demo::run(&plan, &mut progress)) {
+        Ok(sent) => {
+            eprintln!(
+                "verdict demo: done, {} spans accepted{}",
+                sent.spans,
+                if sent.retried > 0 {
+                    format!(
+                        " ({} requests retried while the server was busy)",
+                        sent.retried
+                    )
+                } else {
+                    String::new()
+                }
+            );
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::from(1)
         }
     }
 }

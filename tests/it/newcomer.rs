@@ -177,3 +177,96 @@ fn run_logs_the_effective_windows_and_contracts() {
     );
     verdict.terminate();
 }
+
+/// The shipped default pipeline on loopback port 0, in memory, with 1 s
+/// windows: the walkthrough's server, made fit for a test.
+fn default_pipeline_for_tests() -> String {
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/default.yaml"),
+    )
+    .expect("read");
+    let replaced = text
+        .replace("0.0.0.0:4317", "127.0.0.1:0")
+        .replace("0.0.0.0:4318", "127.0.0.1:0")
+        .replace("0.0.0.0:9464", "127.0.0.1:0")
+        .replace("127.0.0.1:8686", "127.0.0.1:0")
+        .replace("storage: sqlite://data/verdict.db", "storage: \"memory:\"")
+        .replace("size: 60s", "size: 1s")
+        .replace("allowed_lateness: 10s", "allowed_lateness: 300ms");
+    for gone in ["0.0.0.0", "8686", "sqlite://", "60s"] {
+        assert!(!replaced.contains(gone), "{gone} left in:\n{replaced}");
+    }
+    replaced
+}
+
+/// `verdict demo` speaks OTLP/HTTP to a real `verdict run` of the default
+/// pipeline: the current release and a good canary are PROMOTED, a bad
+/// canary is ROLLED_BACK — with nothing but the server binary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_traffic_gets_a_good_canary_promoted_and_a_bad_one_rolled_back() {
+    let dir = crate::TempDir::new("demo");
+    let file = dir.0.join("default.yaml");
+    std::fs::write(&file, default_pipeline_for_tests()).expect("write");
+    let verdict = crate::durable::Verdict::start(&file);
+    let endpoint = format!("http://{}", verdict.http);
+    let demo = |canary: &str, version: &str| {
+        crate::verdict_command([
+            "demo",
+            "--canary",
+            canary,
+            "--canary-version",
+            version,
+            "--endpoint",
+            &endpoint,
+            "--rate",
+            "200",
+            "--duration",
+            "40s",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("verdict demo starts")
+    };
+    let mut good = demo("good", "2.1.0");
+    let mut bad = demo("bad", "2.2.0");
+    let api = verdict.api;
+    let canary = crate::final_run_default(api, "checkout/2.2.0").await;
+    assert_eq!(canary["state"], "ROLLED_BACK", "{canary}");
+    let reason = canary["reason"].as_str().unwrap_or("");
+    assert!(
+        reason.contains("p95 latency") || reason.contains("error rate"),
+        "{reason}"
+    );
+    for subject in ["checkout/2.1.0", "checkout/2.0.0"] {
+        let run = crate::final_run_default(api, subject).await;
+        assert_eq!(run["state"], "PROMOTED", "{subject}: {run}");
+    }
+    for child in [&mut good, &mut bad] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    verdict.terminate();
+}
+
+/// `verdict demo` against nothing says where it tried and what to check.
+#[test]
+fn demo_without_a_server_says_so() {
+    let port = crate::durable::free_port();
+    let out = crate::verdict_command([
+        "demo",
+        "--endpoint",
+        &format!("http://127.0.0.1:{port}"),
+        "--duration",
+        "5s",
+    ])
+    .output()
+    .expect("verdict demo runs");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("cannot send to http://127.0.0.1:{port}/v1/traces"))
+            && stderr.contains("is `verdict run` listening there?"),
+        "{stderr}"
+    );
+}

@@ -12,10 +12,14 @@ use crate::config;
 pub fn main(cli: Cli) -> ExitCode {
     crate::telemetry::init_logging(cli.log_format);
     match cli.command {
-        Command::Validate { config } => validate(&config),
+        Command::Validate {
+            config,
+            print_config,
+        } => validate(&config, print_config),
         Command::Probe(args) => probe(&args),
         Command::Simulate(args) => simulate(&args),
         Command::Runs(args) => runs(&args),
+        Command::Demo(args) => demo(&args),
         Command::Run { config, grace } => {
             let cfg = match config::load_file(&config) {
                 Ok(c) => c,
@@ -81,6 +85,55 @@ fn probe(args: &crate::cli::ProbeArgs) -> ExitCode {
     }
 }
 
+/// `verdict demo`: exit 0 once the traffic is sent, 1 when the server
+/// could not be reached or refused it.
+fn demo(args: &crate::cli::DemoArgs) -> ExitCode {
+    let plan = args.plan();
+    let runtime = match runtime(1) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let canary = match args.canary {
+        crate::demo::Canary::Good => "good: as healthy as the current release",
+        crate::demo::Canary::Bad => "bad: p95 about 1.2s, 4% errors",
+    };
+    eprintln!(
+        "verdict demo: {} requests/s each of {} {} (current, healthy) and {} (canary, {canary}) for {}, to {}",
+        plan.rate,
+        plan.service,
+        args.current_version,
+        args.canary_version,
+        humantime::format_duration(plan.duration),
+        plan.endpoint
+    );
+    eprintln!(
+        "follow them: verdict runs default {}/{} --watch   (or http://127.0.0.1:8686/)",
+        plan.service, args.canary_version
+    );
+    let mut progress = |line: &str| eprintln!("verdict demo: {line}");
+    match runtime.block_on(crate::demo::run(&plan, &mut progress)) {
+        Ok(sent) => {
+            eprintln!(
+                "verdict demo: done, {} spans accepted{}",
+                sent.spans,
+                if sent.retried > 0 {
+                    format!(
+                        " ({} requests retried while the server was busy)",
+                        sent.retried
+                    )
+                } else {
+                    String::new()
+                }
+            );
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 /// `verdict simulate`: exit 0 with a report, 2 when it could not run.
 fn simulate(args: &crate::cli::SimulateArgs) -> ExitCode {
     let plan = args.plan();
@@ -95,16 +148,28 @@ fn simulate(args: &crate::cli::SimulateArgs) -> ExitCode {
     }
 }
 
-fn validate(path: &std::path::Path) -> ExitCode {
+/// `verdict validate`: exit 0 valid, 1 invalid. With `print_config`, stdout
+/// is the effective configuration as a pipeline file (its summary a
+/// comment), so it can be saved and validated again.
+fn validate(path: &std::path::Path, print_config: bool) -> ExitCode {
     match config::load_file(path) {
         Ok(cfg) => {
             let contracts: usize = cfg.pipelines.iter().map(|p| p.contracts.len()).sum();
-            println!(
+            let verdict = format!(
                 "{}: valid ({} pipeline(s), {} contract(s))",
                 path.display(),
                 cfg.pipelines.len(),
                 contracts
             );
+            if print_config {
+                let header = [
+                    verdict,
+                    "The effective configuration: the file after ${env:...}, VERDICT__... overrides and defaults; secrets redacted.".to_string(),
+                ];
+                print!("{}", config::print::to_yaml(&cfg, &header));
+            } else {
+                println!("{verdict}");
+            }
             ExitCode::SUCCESS
         }
         Err(errors) => {

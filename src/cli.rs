@@ -49,6 +49,11 @@ pub enum Command {
         /// Pipeline file (YAML).
         #[arg(short, long, default_value = "pipelines/default.yaml")]
         config: PathBuf,
+        /// Print the effective configuration (after `${env:…}`,
+        /// `VERDICT__…` overrides and defaults) on stdout as a pipeline
+        /// file, secrets redacted.
+        #[arg(long)]
+        print_config: bool,
     },
     /// Send synthetic traffic to a URL and judge it against thresholds:
     /// prints the result JSON on stdout; exit 0 pass, 1 fail, 2 usage or
@@ -63,6 +68,62 @@ pub enum Command {
     /// healthy release, and how fast it catches one at its limits. Runs
     /// the server's own decision engine on seeded synthetic traffic.
     Simulate(Box<SimulateArgs>),
+    /// Send demo traffic: OTLP spans of a healthy current release of
+    /// `checkout` and of a canary that is good (PROMOTED) or bad
+    /// (ROLLED_BACK), to a running `verdict run`.
+    Demo(Box<DemoArgs>),
+}
+
+/// `verdict demo`.
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// The canary: `good` (as healthy as the current release) or `bad`
+    /// (p95 about 1.2 s, 4% errors).
+    #[arg(long, value_enum, default_value = "bad")]
+    pub canary: crate::demo::Canary,
+    /// OTLP/HTTP address of the server (`/v1/traces` is added).
+    #[arg(long, default_value = "http://127.0.0.1:4318", value_parser = parse_url)]
+    pub endpoint: Url,
+    /// Requests per second of each release (1 to 100,000).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub rate: u32,
+    /// How long to send (`40s`, `5m`).
+    #[arg(long, default_value = "60s", value_parser = positive_duration)]
+    pub duration: Duration,
+    /// `service.name` of both releases.
+    #[arg(long, default_value = "checkout")]
+    pub service: String,
+    /// `service.version` of the current release.
+    #[arg(long, default_value = "2.0.0")]
+    pub current_version: String,
+    /// `service.version` of the canary.
+    #[arg(long, default_value = "2.1.0")]
+    pub canary_version: String,
+    /// Bearer token of the OTLP receiver (`auth.bearer_token`).
+    #[arg(long, env = "VERDICT_INGEST_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Seed of the traffic.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+impl DemoArgs {
+    /// The traffic these flags describe.
+    pub fn plan(&self) -> crate::demo::Plan {
+        crate::demo::Plan {
+            endpoint: self.endpoint.clone(),
+            service: self.service.clone(),
+            releases: crate::demo::Plan::releases(
+                &self.current_version,
+                &self.canary_version,
+                self.canary,
+            ),
+            rate: self.rate,
+            duration: self.duration,
+            token: self.token.clone().filter(|t| !t.is_empty()),
+            seed: self.seed,
+        }
+    }
 }
 
 /// `verdict runs`.

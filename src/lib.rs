@@ -27,6 +27,8 @@
 //!   `log` and `webhook`) and read (`prometheus`, HTTP API);
 //! - [`probe`]: the synthetic probe library (`verdict probe` and the probe
 //!   receiver);
+//! - [`demo`]: `verdict demo`, OTLP spans of a healthy release and a good or
+//!   bad canary, drawn by `simulate`'s traffic model, for the walkthrough;
 //! - `api` also serves the status page (HTML from the same run JSON), and
 //!   [`console`] shows that JSON in a terminal (`verdict runs`); both read
 //!   figures the same way;
@@ -69,8 +71,9 @@
 //! | `console` | `retry`, `tls` |
 //! | `api` | `config`, `model`, `runs`, `storage`, `proto`, `clock`, `auth`, `console` |
 //! | `simulate` | `config`, `model`, `runs`, `contracts`, `sketch` |
+//! | `demo` | `simulate`, `retry`, `tls` |
 //! | `topology` | * |
-//! | `cli` | `config`, `probe`, `simulate`, `telemetry` |
+//! | `cli` | `config`, `probe`, `simulate`, `demo`, `telemetry` |
 //! | `app` | * |
 //! | `test_util` | * |
 //! | `fuzzing` | `config`, `model`, `aggregator`, `receivers`, `storage`, `clock` |
@@ -91,6 +94,7 @@ pub mod clock;
 pub mod config;
 pub mod console;
 pub(crate) mod contracts;
+pub mod demo;
 pub(crate) mod exporters;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -9,6 +9,7 @@
 //! decisions and can never contradict them.
 
 mod flagger;
+mod pretty;
 mod status;
 
 use std::collections::HashMap;
@@ -64,6 +65,7 @@ pub fn router(catalog: Arc<Catalog>) -> Router {
             manual_route(ManualAction::Reset),
         )
         .route("/api/v1/reload", post(reload))
+        .layer(axum::middleware::from_fn(pretty::layer))
         .with_state(catalog)
 }
 

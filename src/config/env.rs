@@ -23,7 +23,10 @@
 //!    name is unreachable, and `try_parsing` turns a token `00123` into the
 //!    number 123. Here only `__` separates segments, a segment matches an
 //!    existing key exactly or else ASCII-case-insensitively (`OTLP/EDGE` finds
-//!    `otlp/Edge`), a missing key is created in lower case, and the value stays
+//!    `otlp/Edge`) or else with `_` standing for any character an exported
+//!    name cannot hold (`CONTRACT_DEFAULT` finds `contract/default`, since a
+//!    shell refuses to `export` a name with `/`, `.` or `-`; `env 'NAME=…'`
+//!    passes such names as they are), a missing key is created in lower case, and the value stays
 //!    a string: the typed fields parse numbers, sizes, durations, booleans and
 //!    comma-separated lists from strings. Variables are applied in sorted order;
 //!    override values are not `${env:…}`-substituted.
@@ -222,27 +225,58 @@ fn set_path(
 }
 
 /// The key of `table` that `segment` names: the exact key, else the only key
-/// equal to it ignoring ASCII case, else `segment` in lower case (new key).
+/// equal to it ignoring ASCII case, else the only key equal to it once every
+/// character that is not a letter or digit is read as `_` (so the exportable
+/// `CONTRACT_DEFAULT` finds `contract/default`, and `SERVICE_NAME` finds
+/// `service.name`), else `segment` in lower case (a new key).
 fn resolve_key(table: &Map<String, Value>, segment: &str) -> Result<String, String> {
     if table.contains_key(segment) {
         return Ok(segment.to_string());
     }
-    let matches: Vec<&String> = table
+    let alike = |how: &str, matches: Vec<&String>| -> Result<Option<String>, String> {
+        match matches.as_slice() {
+            [] => Ok(None),
+            [only] => Ok(Some((*only).clone())),
+            several => {
+                let mut names: Vec<&str> = several.iter().map(|s| s.as_str()).collect();
+                names.sort_unstable();
+                Err(format!(
+                    "{segment:?} matches several keys ({}); they differ only {how}",
+                    names.join(", ")
+                ))
+            }
+        }
+    };
+    let by_case = table
         .keys()
         .filter(|k| k.eq_ignore_ascii_case(segment))
         .collect();
-    match matches.as_slice() {
-        [] => Ok(segment.to_ascii_lowercase()),
-        [only] => Ok((*only).clone()),
-        several => {
-            let mut names: Vec<&str> = several.iter().map(|s| s.as_str()).collect();
-            names.sort_unstable();
-            Err(format!(
-                "{segment:?} matches several keys ({}); they differ only in case",
-                names.join(", ")
-            ))
-        }
+    if let Some(key) = alike("in case", by_case)? {
+        return Ok(key);
     }
+    let wanted = exportable(segment);
+    let by_spelling = table.keys().filter(|k| exportable(k) == wanted).collect();
+    if let Some(key) = alike(
+        "in case and in characters a variable name cannot hold",
+        by_spelling,
+    )? {
+        return Ok(key);
+    }
+    Ok(segment.to_ascii_lowercase())
+}
+
+/// How a key is spelled in a variable name a shell can export: ASCII
+/// letters and digits in lower case, anything else (`/`, `.`, `-`) as `_`.
+fn exportable(key: &str) -> String {
+    key.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -511,6 +545,62 @@ mod tests {
                 "environment variable VERDICT__SERVICE__STORAGE__X: cannot set a key under service.storage, which is not a map",
                 "environment variable VERDICT__SERVICE____API: empty key segment (segments are separated by a double underscore, e.g. VERDICT__SERVICE__API__ENDPOINT)",
             ]
+        );
+    }
+
+    #[test]
+    fn exportable_spelling_finds_keys_with_slashes_dots_and_dashes() {
+        let mut root = tree(
+            "processors:\n  contract/check-out:\n    match: { service.name: checkout }\n    min_samples: 10\nexporters:\n  webhook/deploy:\n    url: http://x\n",
+        );
+        let errors = apply_overrides(
+            &mut root,
+            &env(&[
+                (
+                    "VERDICT__PROCESSORS__CONTRACT_CHECK_OUT__MIN_SAMPLES",
+                    "500",
+                ),
+                (
+                    "VERDICT__PROCESSORS__CONTRACT_CHECK_OUT__MATCH__SERVICE_NAME",
+                    "pay*",
+                ),
+                ("VERDICT__EXPORTERS__WEBHOOK_DEPLOY__TIMEOUT", "9s"),
+            ]),
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(
+            string_at(&root, &["processors", "contract/check-out", "min_samples"]).as_deref(),
+            Some("500")
+        );
+        assert_eq!(
+            string_at(
+                &root,
+                &["processors", "contract/check-out", "match", "service.name"]
+            )
+            .as_deref(),
+            Some("pay*")
+        );
+        assert_eq!(
+            string_at(&root, &["exporters", "webhook/deploy", "timeout"]).as_deref(),
+            Some("9s")
+        );
+        // Found, not created beside.
+        let ValueKind::Table(processors) = &root["processors"].kind else {
+            panic!("processors is not a table")
+        };
+        assert_eq!(processors.len(), 1);
+    }
+
+    #[test]
+    fn an_exportable_spelling_of_two_keys_is_refused() {
+        let mut root = tree("processors:\n  contract/a-b: {}\n  contract/a.b: {}\n");
+        let errors = apply_overrides(
+            &mut root,
+            &env(&[("VERDICT__PROCESSORS__CONTRACT_A_B__MIN_SAMPLES", "1")]),
+        );
+        assert_eq!(
+            messages(errors),
+            ["environment variable VERDICT__PROCESSORS__CONTRACT_A_B__MIN_SAMPLES: \"CONTRACT_A_B\" matches several keys (contract/a-b, contract/a.b); they differ only in case and in characters a variable name cannot hold"]
         );
     }
 }

@@ -35,6 +35,7 @@ mod select;
 mod defaults;
 mod env;
 mod error;
+pub mod print;
 mod raw;
 mod validate;
 

@@ -298,6 +298,32 @@ pub struct Thresholds {
     pub min_conversion_rate_percent: Option<f64>,
 }
 
+impl Thresholds {
+    /// The limits that are set, worded for people: `p95 ≤ 500 ms`,
+    /// `errors ≤ 1%`, `conversions ≥ 15%`, with the given signs for "at
+    /// most" and "at least" and the unit after milliseconds (the status
+    /// page and the start-up log write them differently).
+    pub fn describe(&self, at_most: &str, at_least: &str, ms: &str) -> Vec<String> {
+        let mut parts = Vec::new();
+        for (name, limit) in [
+            ("p50", self.max_p50_latency_ms),
+            ("p95", self.max_p95_latency_ms),
+            ("p99", self.max_p99_latency_ms),
+        ] {
+            if let Some(v) = limit {
+                parts.push(format!("{name} {at_most} {v}{ms}"));
+            }
+        }
+        if let Some(p) = self.max_error_rate_percent {
+            parts.push(format!("errors {at_most} {p}%"));
+        }
+        if let Some(p) = self.min_conversion_rate_percent {
+            parts.push(format!("conversions {at_least} {p}%"));
+        }
+        parts
+    }
+}
+
 /// `baseline:` of a contract: the current release to compare against.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BaselineSpec {

@@ -67,17 +67,38 @@ pub struct Side {
     pub conversion_rate: f64,
 }
 
+/// One request a side served.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Request {
+    /// Its latency (ms); `None` when the side draws no latencies.
+    pub latency_ms: Option<f64>,
+    /// It failed.
+    pub error: bool,
+    /// It converted.
+    pub converted: bool,
+}
+
 impl Side {
+    /// One request of this side: what `verdict simulate` adds to a window
+    /// and what `verdict demo` sends as a span.
+    pub fn request(&self, rng: &mut SmallRng) -> Request {
+        Request {
+            latency_ms: (self.p95_ms > 0.0).then(|| self.shape.draw(self.p95_ms, rng)),
+            error: rng.random::<f64>() < self.error_rate,
+            converted: rng.random::<f64>() < self.conversion_rate,
+        }
+    }
+
     /// One window of this side's requests.
     pub fn window(&self, rng: &mut SmallRng) -> Accum {
         let mut acc = Accum::default();
-        let latencies = self.p95_ms > 0.0;
         for _ in 0..self.requests {
-            if latencies {
-                let _ = acc.latency.insert(self.shape.draw(self.p95_ms, rng));
+            let request = self.request(rng);
+            if let Some(latency) = request.latency_ms {
+                let _ = acc.latency.insert(latency);
             }
-            acc.errors += u64::from(rng.random::<f64>() < self.error_rate);
-            acc.conversions += u64::from(rng.random::<f64>() < self.conversion_rate);
+            acc.errors += u64::from(request.error);
+            acc.conversions += u64::from(request.converted);
         }
         acc.samples = self.requests;
         acc

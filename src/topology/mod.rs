@@ -459,6 +459,16 @@ impl Server {
             "api",
         );
         catalog.ready.store(true, Ordering::SeqCst);
+        // What runs, after overrides and defaults: the first thing to check
+        // when a run does not behave as the file seemed to say.
+        for p in crate::config::print::summary(&config) {
+            tracing::info!(
+                pipeline = %p.pipeline,
+                window = %p.window,
+                contracts = %p.contracts.join("; "),
+                "Pipeline configured."
+            );
+        }
         tracing::info!(pipelines = config.pipelines.len(), "verdict is ready.");
         Ok(Server {
             grpc: grpc_addrs,

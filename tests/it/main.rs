@@ -15,6 +15,7 @@ mod layering;
 mod memory;
 mod metrics_e2e;
 mod metrics_memory;
+mod newcomer;
 mod otlp_grpc;
 mod otlp_http;
 mod overload;
@@ -229,18 +230,31 @@ pub async fn scrape(addr: std::net::SocketAddr) -> String {
 /// Waits (up to 20 s) until the run of `subject` of contract `checkout` is
 /// PROMOTED or ROLLED_BACK, and returns its API body.
 pub async fn final_run(api: std::net::SocketAddr, subject: &str) -> serde_json::Value {
-    let url = format!("http://{api}/api/v1/runs/checkout/{subject}");
-    eventually(
-        Duration::from_secs(20),
-        &format!("{subject} to be final"),
-        || {
-            let url = url.clone();
-            async move {
-                let (_, body) = get_json(&url).await;
-                (body["state"] == "PROMOTED" || body["state"] == "ROLLED_BACK").then_some(body)
-            }
-        },
-    )
+    final_run_of(api, "checkout", subject, Duration::from_secs(20)).await
+}
+
+/// Waits (up to 60 s) until the run of `subject` of the default pipeline's
+/// contract `default` is final, and returns its API body.
+pub async fn final_run_default(api: std::net::SocketAddr, subject: &str) -> serde_json::Value {
+    final_run_of(api, "default", subject, Duration::from_secs(60)).await
+}
+
+/// Waits up to `timeout` until the run of `subject` of `contract` is
+/// PROMOTED or ROLLED_BACK, and returns its API body.
+async fn final_run_of(
+    api: std::net::SocketAddr,
+    contract: &str,
+    subject: &str,
+    timeout: Duration,
+) -> serde_json::Value {
+    let url = format!("http://{api}/api/v1/runs/{contract}/{subject}");
+    eventually(timeout, &format!("{subject} to be final"), || {
+        let url = url.clone();
+        async move {
+            let (_, body) = get_json(&url).await;
+            (body["state"] == "PROMOTED" || body["state"] == "ROLLED_BACK").then_some(body)
+        }
+    })
     .await
 }
 

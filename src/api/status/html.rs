@@ -109,23 +109,7 @@ pub fn run_href(contract: &str, subject: &str) -> String {
 
 /// The contract's thresholds and decision, in one line.
 pub fn contract_summary(spec: &ContractSpec) -> String {
-    let t = &spec.thresholds;
-    let mut parts = Vec::new();
-    for (name, v) in [
-        ("p50", t.max_p50_latency_ms),
-        ("p95", t.max_p95_latency_ms),
-        ("p99", t.max_p99_latency_ms),
-    ] {
-        if let Some(ms) = v {
-            parts.push(format!("{name} ≤ {ms} ms"));
-        }
-    }
-    if let Some(p) = t.max_error_rate_percent {
-        parts.push(format!("errors ≤ {p}%"));
-    }
-    if let Some(p) = t.min_conversion_rate_percent {
-        parts.push(format!("conversions ≥ {p}%"));
-    }
+    let mut parts = spec.thresholds.describe("≤", "≥", " ms");
     parts.push(format!("min {} samples", spec.min_samples));
     parts.push(match spec.decision {
         Decision::Sequential => format!("sequential, alpha {}", spec.alpha),

@@ -13,6 +13,13 @@ pub const DEFAULT_PROMETHEUS_ENDPOINT: &str = "0.0.0.0:9464";
 pub const DEFAULT_API_ENDPOINT: &str = "127.0.0.1:8686";
 /// Default `service.storage`: an SQLite file under the working directory.
 pub const DEFAULT_STORAGE: &str = "sqlite://data/verdict.db";
+/// Connections of a PostgreSQL pool.
+pub const DEFAULT_PG_POOL_SIZE: u32 = 8;
+/// Longest a PostgreSQL statement may run.
+pub const DEFAULT_PG_STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the leader waits after a window's close deadline for the other
+/// instances' partials.
+pub const DEFAULT_PG_GRACE: Duration = Duration::from_secs(2);
 /// Default webhook `timeout`.
 pub const DEFAULT_WEBHOOK_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default webhook `retry.initial_interval`.

@@ -42,6 +42,7 @@ mod validate;
 #[cfg(test)]
 mod tests;
 
+pub use defaults::{DEFAULT_PG_GRACE, DEFAULT_PG_POOL_SIZE, DEFAULT_PG_STATEMENT_TIMEOUT};
 pub use error::{ConfigError, ConfigErrors};
 pub use probe_plan::{Amount, ProbePlan, SYNTHETIC_ATTRIBUTE};
 pub use select::{select_resource, AttributeMatch, Selection};

@@ -373,6 +373,42 @@ pub(crate) struct RawService {
     /// Final runs leave `/metrics` this long after their decision.
     /// Default `1h`.
     pub metric_expiry: Field<HumanDuration>,
+    /// Settings of `postgres://` storage; refused with other storage.
+    pub postgres: Field<MapOnly<RawPostgres>>,
+}
+
+/// `service.postgres`: the connection pool, TLS and this instance's name
+/// among the instances sharing the database.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawPostgres {
+    /// Connections in the pool. Default 8; 2..=256.
+    pub pool_size: Field<Int>,
+    /// Longest a statement may run before PostgreSQL cancels it. Default
+    /// `30s`; > 0.
+    pub statement_timeout: Field<HumanDuration>,
+    /// This instance's name: unique among the instances on the database,
+    /// stable across restarts (its window partials are found again by it).
+    /// Default: the host name.
+    pub instance: Field<String>,
+    /// How long after a window's close deadline the leader waits for the
+    /// other instances' partials before it judges the window. Default `2s`.
+    pub grace: Field<HumanDuration>,
+    /// TLS to the server.
+    pub tls: Field<MapOnly<RawPostgresTls>>,
+}
+
+/// `service.postgres.tls`, with libpq's `sslmode` names.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawPostgresTls {
+    /// `disable`, `prefer` (default), `require`, `verify-ca`, `verify-full`.
+    pub mode: Field<String>,
+    /// PEM CA certificates to verify the server with (`verify-ca`,
+    /// `verify-full`); the system's roots otherwise.
+    pub ca_file: Field<String>,
+    /// PEM client certificate (with `key_file`): mutual TLS.
+    pub cert_file: Field<String>,
+    /// PEM key of `cert_file`.
+    pub key_file: Field<String>,
 }
 
 /// `service.api`.

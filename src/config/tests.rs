@@ -755,13 +755,98 @@ service: {{ storage: \"{storage}\" }}
         "sqlite://",
         "sqlite://x.db?mode=ro",
         "mysql://db",
-        "postgres://db/v",
+        "postgres://db",
+        "postgres:///v",
+        "postgres://db/v?sslmode=require",
+        "postgres://db:x/v",
     ] {
         assert!(
             crate::config::load_str(&with(bad), &std::collections::HashMap::new()).is_err(),
             "{bad} accepted"
         );
     }
+}
+
+/// `postgres://` storage and its settings under `service.postgres`:
+/// defaults, every setting read, and each problem named by its path.
+#[test]
+fn postgres_storage_and_its_settings() {
+    let with = |service: &str| {
+        format!(
+            "processors: {{ contract: {{ max_p95_latency_ms: 1 }} }}
+receivers: {{ otlp: {{ protocols: {{ grpc: }} }} }}
+pipelines: {{ p: {{ receivers: [otlp], processors: [contract] }} }}
+service: {service}
+"
+        )
+    };
+    let StorageSpec::Postgres(pg) = ok(&with(
+        "{ storage: \"postgresql://v:secret@db:5433/verdict\" }",
+    ))
+    .service
+    .storage
+    else {
+        panic!("not PostgreSQL")
+    };
+    assert_eq!(pg.pool_size, crate::config::DEFAULT_PG_POOL_SIZE);
+    assert_eq!(
+        pg.statement_timeout,
+        crate::config::DEFAULT_PG_STATEMENT_TIMEOUT
+    );
+    assert_eq!(pg.tls.mode, PgSslMode::Prefer);
+    assert!(!pg.instance.is_empty());
+    // The password never shows in messages or logs.
+    assert_eq!(
+        StorageSpec::Postgres(pg).to_string(),
+        "postgresql://v:***@db:5433/verdict"
+    );
+    let StorageSpec::Postgres(pg) = ok(&with(
+        "{ storage: \"postgres://v@db/verdict\", postgres: { pool_size: 3, statement_timeout: 2s, \
+         instance: a, grace: 500ms, tls: { mode: verify-full } } }",
+    ))
+    .service
+    .storage
+    else {
+        panic!("not PostgreSQL")
+    };
+    assert_eq!(
+        (
+            pg.pool_size,
+            pg.statement_timeout,
+            pg.instance.as_str(),
+            pg.grace,
+            pg.tls.mode
+        ),
+        (
+            3,
+            Duration::from_secs(2),
+            "a",
+            Duration::from_millis(500),
+            PgSslMode::VerifyFull
+        )
+    );
+    let lines = err_lines(&with(
+        "{ storage: \"postgres://v@db/verdict\", postgres: { pool_size: 1, statement_timeout: 0s, \
+         instance: \"\", tls: { mode: always, cert_file: /nonexistent/c.pem } } }",
+    ));
+    for expected in [
+        "service.postgres.pool_size: must be at least 2, got 1",
+        "service.postgres.statement_timeout:",
+        "service.postgres.instance: must be 1 to 100 printable characters",
+        "service.postgres.tls.mode: expected disable, prefer, require, verify-ca or verify-full, got \"always\"",
+        "service.postgres.tls.cert_file: cannot read /nonexistent/c.pem",
+        "service.postgres.tls.key_file: is required with cert_file",
+    ] {
+        assert!(
+            lines.iter().any(|l| l.starts_with(expected)),
+            "{expected} missing in {lines:#?}"
+        );
+    }
+    assert!(err_lines(&with(
+        "{ storage: \"memory:\", postgres: { pool_size: 4 } }"
+    ))
+    .iter()
+    .any(|l| l.starts_with("service.postgres: is only for postgres:// storage")));
 }
 
 #[test]

@@ -528,6 +528,99 @@ pub enum StorageSpec {
         /// directory.
         path: PathBuf,
     },
+    /// A PostgreSQL database shared by one or more instances
+    /// (`postgres://user@host:port/db`, `postgresql://…`).
+    Postgres(PostgresSpec),
+}
+
+/// `postgres://` storage and its `service.postgres` settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostgresSpec {
+    /// The URL as configured (it may hold a password: never logged).
+    pub url: String,
+    /// Connections in the pool.
+    pub pool_size: u32,
+    /// Longest a statement may run.
+    pub statement_timeout: Duration,
+    /// This instance's name among the instances on the database.
+    pub instance: String,
+    /// How long the leader waits after a window's close deadline for the
+    /// partials still in flight.
+    pub grace: Duration,
+    /// TLS to the server.
+    pub tls: PostgresTls,
+}
+
+impl PostgresSpec {
+    /// The URL without its password, for logs and messages.
+    pub fn redacted(&self) -> String {
+        redact_password(&self.url)
+    }
+}
+
+/// `user:secret@host` → `user:***@host`; other URLs as they are.
+pub fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((user, host)) => match user.split_once(':') {
+            Some((name, _)) => format!("{scheme}://{name}:***@{host}{tail}"),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+/// TLS to PostgreSQL (`service.postgres.tls`), as libpq's `sslmode`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PostgresTls {
+    /// `disable`, `prefer`, `require`, `verify-ca` or `verify-full`.
+    pub mode: PgSslMode,
+    /// CA certificates to verify the server with.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate and key (mutual TLS), together.
+    pub identity: Option<(PathBuf, PathBuf)>,
+}
+
+/// libpq's `sslmode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PgSslMode {
+    /// Plain text only.
+    Disable,
+    /// TLS when the server offers it (libpq's default).
+    #[default]
+    Prefer,
+    /// TLS, without verifying the server's certificate.
+    Require,
+    /// TLS, the certificate signed by a trusted CA.
+    VerifyCa,
+    /// TLS, the certificate signed by a trusted CA and naming the host.
+    VerifyFull,
+}
+
+impl PgSslMode {
+    /// Every mode, in the order messages list them.
+    pub const ALL: [PgSslMode; 5] = [
+        PgSslMode::Disable,
+        PgSslMode::Prefer,
+        PgSslMode::Require,
+        PgSslMode::VerifyCa,
+        PgSslMode::VerifyFull,
+    ];
+
+    /// libpq's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PgSslMode::Disable => "disable",
+            PgSslMode::Prefer => "prefer",
+            PgSslMode::Require => "require",
+            PgSslMode::VerifyCa => "verify-ca",
+            PgSslMode::VerifyFull => "verify-full",
+        }
+    }
 }
 
 impl std::fmt::Display for StorageSpec {
@@ -535,6 +628,7 @@ impl std::fmt::Display for StorageSpec {
         match self {
             StorageSpec::Memory => f.write_str("memory:"),
             StorageSpec::Sqlite { url, .. } => f.write_str(url),
+            StorageSpec::Postgres(pg) => f.write_str(&pg.redacted()),
         }
     }
 }

@@ -2,7 +2,7 @@
 //! history, transitions with their outbox rows, open-window checkpoints —
 //! goes through [`RunStore`], so the backend is a matter of configuration
 //! (`service.storage`): [`MemoryStore`] (`memory:`, tests) or [`SqlStore`]
-//! (`sqlite://…`, the default; the SQL is portable to PostgreSQL).
+//! (`sqlite://…`, the default, or `postgres://…`: the same SQL).
 //!
 //! # Why the seam is asynchronous, and the engine is not
 //!
@@ -17,7 +17,10 @@
 pub(crate) mod checkpoint;
 pub(crate) mod codec;
 pub(crate) mod memory;
+pub(crate) mod postgres;
 pub(crate) mod sql;
+#[doc(hidden)]
+pub mod testing;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -63,6 +66,7 @@ pub async fn open(spec: &StorageSpec) -> Result<Arc<dyn RunStore>, StoreError> {
     Ok(match spec {
         StorageSpec::Memory => Arc::new(MemoryStore::new()),
         StorageSpec::Sqlite { url, path } => Arc::new(SqlStore::open_sqlite(url, path).await?),
+        StorageSpec::Postgres(spec) => Arc::new(SqlStore::open_postgres(spec).await?),
     })
 }
 

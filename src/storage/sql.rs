@@ -24,6 +24,7 @@ use std::time::Duration;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
+use crate::config::PostgresSpec;
 use crate::model::UnixNanos;
 use crate::model::{Rollout, RunRecord, RunState, WindowRecord};
 
@@ -46,9 +47,9 @@ const MIGRATIONS: [(i64, &str); 5] = [
     (5, include_str!("migrations/0005_rollouts.sql")),
 ];
 
-/// Connections in the pool: the run engines and delivery workers write, the
-/// API and `/metrics` read; SQLite serialises writers anyway.
-const MAX_CONNECTIONS: u32 = 4;
+/// Connections in an SQLite pool: the run engines and delivery workers
+/// write, the API and `/metrics` read; SQLite serialises writers anyway.
+const SQLITE_CONNECTIONS: u32 = 4;
 
 /// A window result is pruned to [`MAX_WINDOWS_PER_RUN`] once in this many
 /// windows of a run (pruning is a range delete; doing it every window would
@@ -268,9 +269,13 @@ impl SqlStore {
             return Err(open_error("the path must not contain '?' or '#'".into()));
         }
         // `mode=rwc`: read-write, created when missing.
-        let store = SqlStore::connect(&format!("sqlite://{path}?mode=rwc"))
-            .await
-            .map_err(|e| open_error(format!("cannot open the database file {path}: {e}")))?;
+        let store = SqlStore::connect(
+            &format!("sqlite://{path}?mode=rwc"),
+            SQLITE_CONNECTIONS,
+            Duration::from_secs(30),
+        )
+        .await
+        .map_err(|e| open_error(format!("cannot open the database file {path}: {e}")))?;
         let mode: String = sqlx::query("PRAGMA journal_mode = WAL")
             .fetch_one(&store.pool)
             .await
@@ -282,213 +287,123 @@ impl SqlStore {
             )));
         }
         store
-            .prepare()
+            .prepare(false)
+            .await
+            .map_err(|e| open_error(e.to_string()))?;
+        Ok(store)
+    }
+
+    /// Connects to the PostgreSQL database of `spec` (pool size, statement
+    /// timeout and TLS from its settings), takes the migration lock, applies
+    /// the migrations and checks that it is writable.
+    pub async fn open_postgres(spec: &PostgresSpec) -> Result<SqlStore, StoreError> {
+        let open_error = |reason: String| StoreError::Open {
+            url: spec.redacted(),
+            reason,
+        };
+        let url = super::postgres::connect_url(spec);
+        let store = SqlStore::connect(&url, spec.pool_size, Duration::from_secs(10))
+            .await
+            .map_err(|e| open_error(super::postgres::describe_connect_error(&e)))?;
+        store
+            .prepare(true)
             .await
             .map_err(|e| open_error(e.to_string()))?;
         Ok(store)
     }
 
     /// Connects to any database URL sqlx's enabled drivers understand.
-    async fn connect(url: &str) -> Result<SqlStore, sqlx::Error> {
+    async fn connect(url: &str, size: u32, wait: Duration) -> Result<SqlStore, sqlx::Error> {
         sqlx::any::install_default_drivers();
         let pool = AnyPoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
-            .acquire_timeout(Duration::from_secs(30))
+            .max_connections(size)
+            .acquire_timeout(wait)
             .connect(url)
             .await?;
         Ok(SqlStore { pool })
     }
 
     /// Applies pending migrations, then proves the database is writable.
-    async fn prepare(&self) -> Result<(), StoreError> {
-        let fail = |what: &str, e: sqlx::Error| StoreError::Unavailable(format!("{what}: {e}"));
-        sqlx::query(
-            "CREATE TABLE IF NOT EXISTS verdict_schema (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
-        )
-        .execute(&self.pool)
-        .await
-        .map_err(|e| fail("cannot create the schema table", e))?;
-        let current: Option<i64> = sqlx::query("SELECT MAX(version) AS v FROM verdict_schema")
-            .fetch_one(&self.pool)
-            .await
-            .and_then(|row| row.try_get("v"))
-            .map_err(|e| fail("cannot read the schema version", e))?;
-        let current = current.unwrap_or(0);
-        let newest = MIGRATIONS.last().map_or(0, |(v, _)| *v);
-        if current > newest {
-            return Err(StoreError::Unavailable(format!(
-                "the database has schema version {current}, newer than this build's {newest}; \
-                 use a newer verdict"
-            )));
-        }
-        let now = int(crate::clock::Clock::now(&crate::clock::SystemClock));
-        for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+    /// The check and the migrations are one transaction; on PostgreSQL it
+    /// first takes an advisory lock (released at its end), so instances
+    /// that start at once migrate one after the other and the later ones
+    /// find nothing left to do.
+    ///
+    /// Boxed as a `Send` future: sqlx's executors over a transaction are
+    /// only seen to be `Send` where the future's type is named.
+    fn prepare(&self, postgres: bool) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let fail = |what: &str, e: sqlx::Error| StoreError::Unavailable(format!("{what}: {e}"));
             let mut tx = self
                 .pool
                 .begin()
                 .await
-                .map_err(|e| fail("cannot start a migration", e))?;
-            sqlx::raw_sql(sql)
-                .execute(&mut *tx)
+                .map_err(|e| fail("cannot start the migration", e))?;
+            if postgres {
+                sqlx::query("SELECT 1 AS locked FROM (SELECT pg_advisory_xact_lock($1)) AS l")
+                    .bind(super::postgres::MIGRATION_LOCK)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(|e| fail("cannot take the migration lock", e))?;
+            }
+            sqlx::query(
+            "CREATE TABLE IF NOT EXISTS verdict_schema (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| fail("cannot create the schema table", e))?;
+            let current: Option<i64> = sqlx::query("SELECT MAX(version) AS v FROM verdict_schema")
+                .fetch_one(&mut *tx)
                 .await
-                .map_err(|e| fail(&format!("migration {version} failed"), e))?;
-            sqlx::query("INSERT INTO verdict_schema (version, applied_at) VALUES ($1, $2)")
-                .bind(*version)
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| fail(&format!("cannot record migration {version}"), e))?;
+                .and_then(|row| row.try_get("v"))
+                .map_err(|e| fail("cannot read the schema version", e))?;
+            let current = current.unwrap_or(0);
+            let newest = MIGRATIONS.last().map_or(0, |(v, _)| *v);
+            if current > newest {
+                return Err(StoreError::Unavailable(format!(
+                    "the database has schema version {current}, newer than this build's {newest}; \
+                 use a newer verdict"
+                )));
+            }
+            let now = int(crate::clock::Clock::now(&crate::clock::SystemClock));
+            let pending: Vec<&(i64, &str)> =
+                MIGRATIONS.iter().filter(|(v, _)| *v > current).collect();
+            for (version, sql) in &pending {
+                // A query string without arguments: SQLite runs every
+                // statement of it, PostgreSQL gets it as one simple query.
+                sqlx::Executor::execute(&mut *tx, *sql)
+                    .await
+                    .map_err(|e| fail(&format!("migration {version} failed"), e))?;
+                sqlx::query("INSERT INTO verdict_schema (version, applied_at) VALUES ($1, $2)")
+                    .bind(*version)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| fail(&format!("cannot record migration {version}"), e))?;
+            }
             tx.commit()
                 .await
-                .map_err(|e| fail(&format!("cannot commit migration {version}"), e))?;
-            tracing::info!(version, "Storage schema migrated.");
-        }
-        // The write probe: a read-only file or a lock held by another process
-        // fails here, at start, rather than at the first transition.
-        sqlx::query(
-            "INSERT INTO verdict_meta (key, value) VALUES ('last_start', $1) \
+                .map_err(|e| fail("cannot commit the migrations", e))?;
+            for (version, _) in pending {
+                tracing::info!(version, "Storage schema migrated.");
+            }
+            // The write probe: a read-only file or a lock held by another process
+            // fails here, at start, rather than at the first transition.
+            sqlx::query(
+                "INSERT INTO verdict_meta (key, value) VALUES ('last_start', $1) \
              ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        )
-        .bind(now.to_string())
-        .execute(&self.pool)
-        .await
-        .map_err(|e| fail("the database is not writable", e))?;
-        Ok(())
+            )
+            .bind(now.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(|e| fail("the database is not writable", e))?;
+            Ok(())
+        })
     }
 
     async fn commit_batch(&self, batch: &[Commit], now: UnixNanos) -> Result<(), sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        let now = int(now);
-        for c in batch {
-            let r = &c.run;
-            sqlx::query(
-                "INSERT INTO runs (run_id, contract, contract_version, subject, subject_attributes, \
-                 state, reason, started_at, decided_at, superseded, pass_streak, fail_streak, \
-                 windows, cumulative, last_window_end, first_sample_at, updated_at, latency_bound, evidence, \
-                 counts_from, retired_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21) \
-                 ON CONFLICT (run_id) DO UPDATE SET \
-                 state = CASE WHEN runs.state IN ('PROMOTED', 'ROLLED_BACK') THEN runs.state ELSE excluded.state END, \
-                 reason = CASE WHEN runs.state IN ('PROMOTED', 'ROLLED_BACK') THEN runs.reason ELSE excluded.reason END, \
-                 decided_at = CASE WHEN runs.state IN ('PROMOTED', 'ROLLED_BACK') THEN runs.decided_at ELSE excluded.decided_at END, \
-                 superseded = excluded.superseded, retired_at = excluded.retired_at, pass_streak = excluded.pass_streak, \
-                 fail_streak = excluded.fail_streak, windows = excluded.windows, \
-                 cumulative = excluded.cumulative, last_window_end = excluded.last_window_end, \
-                 first_sample_at = excluded.first_sample_at, updated_at = excluded.updated_at, \
-                 latency_bound = excluded.latency_bound, \
-                 evidence = CASE WHEN runs.state IN ('PROMOTED', 'ROLLED_BACK') THEN runs.evidence ELSE excluded.evidence END",
-            )
-            .bind(r.run_id.as_str())
-            .bind(r.contract.as_str())
-            .bind(i64::from(r.contract_version))
-            .bind(r.subject.joined())
-            .bind(codec::subject_to_text(&r.subject))
-            .bind(r.state.as_str())
-            .bind(r.reason.as_str())
-            .bind(int(r.started_at))
-            .bind(r.decided_at.map(int))
-            .bind(i64::from(r.superseded))
-            .bind(i64::from(r.pass_streak))
-            .bind(i64::from(r.fail_streak))
-            .bind(int(r.windows))
-            .bind(codec::accum_to_text(&r.cumulative))
-            .bind(r.last_window_end.map(int))
-            .bind(r.first_sample_at.map(int))
-            .bind(now)
-            .bind(codec::bound_to_text(&r.latency_bound))
-            .bind(codec::evidence_to_text(&r.evidence))
-            .bind(r.counts_from.map(int))
-            .bind(r.retired_at.map(int))
-            .execute(&mut *tx)
-            .await?;
-            if let Some(w) = &c.window {
-                sqlx::query(
-                    "INSERT INTO windows (run_id, window_start, window_end, result, record) \
-                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (run_id, window_start) DO UPDATE SET \
-                     window_end = excluded.window_end, result = excluded.result, record = excluded.record",
-                )
-                .bind(r.run_id.as_str())
-                .bind(int(w.window.start))
-                .bind(int(w.window.end))
-                .bind(codec::verdict_name(w.result))
-                .bind(codec::window_to_text(w))
-                .execute(&mut *tx)
-                .await?;
-                let size = w.window.end.saturating_sub(w.window.start).max(1);
-                if (w.window.start / size).is_multiple_of(PRUNE_EVERY) {
-                    sqlx::query(
-                        "DELETE FROM windows WHERE run_id = $1 AND window_start <= \
-                         (SELECT window_start FROM windows WHERE run_id = $1 \
-                          ORDER BY window_start DESC LIMIT 1 OFFSET $2)",
-                    )
-                    .bind(r.run_id.as_str())
-                    .bind(int(MAX_WINDOWS_PER_RUN as u64))
-                    .execute(&mut *tx)
-                    .await?;
-                }
-            }
-            if let Some(e) = &c.event {
-                let (start, end) = e
-                    .window
-                    .as_ref()
-                    .map(|w| (Some(int(w.window.start)), Some(int(w.window.end))))
-                    .unwrap_or((None, None));
-                let observed = e.window.as_ref().map(codec::window_to_text);
-                sqlx::query(
-                    "INSERT INTO transitions (event_id, run_id, previous_state, state, reason, \
-                     window_start, window_end, observed, emitted_at, event) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (event_id) DO NOTHING",
-                )
-                .bind(e.event_id.as_str())
-                .bind(r.run_id.as_str())
-                .bind(e.previous_state.as_str())
-                .bind(e.run.state.as_str())
-                .bind(e.run.reason.as_str())
-                .bind(start)
-                .bind(end)
-                .bind(observed)
-                .bind(int(e.emitted_at))
-                .bind(event_body(e))
-                .execute(&mut *tx)
-                .await?;
-                for exporter in &c.outbox {
-                    sqlx::query(
-                        "INSERT INTO outbox (event_id, exporter, state, attempts, created_at, \
-                         updated_at, next_attempt_at, last_error) \
-                         VALUES ($1, $2, 'pending', 0, $3, $3, $3, NULL) \
-                         ON CONFLICT (event_id, exporter) DO NOTHING",
-                    )
-                    .bind(e.event_id.as_str())
-                    .bind(exporter.as_str())
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-            }
-            for rc in &c.rollouts {
-                sqlx::query(UPSERT_ROLLOUT)
-                    .bind(rc.rollout.run_id.as_str())
-                    .bind(rc.rollout.exporter.as_str())
-                    .bind(rollout_text(&rc.rollout))
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                if let Some(change) = &rc.change {
-                    sqlx::query(
-                        "INSERT INTO outbox (event_id, exporter, state, attempts, created_at, \
-                         updated_at, next_attempt_at, last_error, payload) \
-                         VALUES ($1, $2, 'pending', 0, $3, $3, $3, NULL, $4) \
-                         ON CONFLICT (event_id, exporter) DO NOTHING",
-                    )
-                    .bind(change.change_id.as_str())
-                    .bind(change.exporter.as_str())
-                    .bind(now)
-                    .bind(change_body(change))
-                    .execute(&mut *tx)
-                    .await?;
-                }
-            }
-        }
+        write_batch(&mut tx, batch, now).await?;
         tx.commit().await
     }
 
@@ -540,6 +455,146 @@ impl SqlStore {
         let rows = q.fetch_all(&self.pool).await.map_err(unavailable)?;
         Ok(runs_from_rows(&rows))
     }
+}
+
+/// Writes every run, window, transition and outbox row of `batch` in `tx`.
+async fn write_batch(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    batch: &[Commit],
+    now: UnixNanos,
+) -> Result<(), sqlx::Error> {
+    let now = int(now);
+    for c in batch {
+        let r = &c.run;
+        sqlx::query(
+            "INSERT INTO runs (run_id, contract, contract_version, subject, subject_attributes, \
+             state, reason, started_at, decided_at, superseded, pass_streak, fail_streak, \
+             windows, cumulative, last_window_end, first_sample_at, updated_at, latency_bound, evidence, \
+             counts_from, retired_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21) \
+             ON CONFLICT (run_id) DO UPDATE SET \
+             state = CASE WHEN runs.state IN ('PROMOTED', 'ROLLED_BACK') THEN runs.state ELSE excluded.state END, \
+             reason = CASE WHEN runs.state IN ('PROMOTED', 'ROLLED_BACK') THEN runs.reason ELSE excluded.reason END, \
+             decided_at = CASE WHEN runs.state IN ('PROMOTED', 'ROLLED_BACK') THEN runs.decided_at ELSE excluded.decided_at END, \
+             superseded = excluded.superseded, retired_at = excluded.retired_at, pass_streak = excluded.pass_streak, \
+             fail_streak = excluded.fail_streak, windows = excluded.windows, \
+             cumulative = excluded.cumulative, last_window_end = excluded.last_window_end, \
+             first_sample_at = excluded.first_sample_at, updated_at = excluded.updated_at, \
+             latency_bound = excluded.latency_bound, \
+             evidence = CASE WHEN runs.state IN ('PROMOTED', 'ROLLED_BACK') THEN runs.evidence ELSE excluded.evidence END",
+        )
+        .bind(r.run_id.as_str())
+        .bind(r.contract.as_str())
+        .bind(i64::from(r.contract_version))
+        .bind(r.subject.joined())
+        .bind(codec::subject_to_text(&r.subject))
+        .bind(r.state.as_str())
+        .bind(r.reason.as_str())
+        .bind(int(r.started_at))
+        .bind(r.decided_at.map(int))
+        .bind(i64::from(r.superseded))
+        .bind(i64::from(r.pass_streak))
+        .bind(i64::from(r.fail_streak))
+        .bind(int(r.windows))
+        .bind(codec::accum_to_text(&r.cumulative))
+        .bind(r.last_window_end.map(int))
+        .bind(r.first_sample_at.map(int))
+        .bind(now)
+        .bind(codec::bound_to_text(&r.latency_bound))
+        .bind(codec::evidence_to_text(&r.evidence))
+        .bind(r.counts_from.map(int))
+        .bind(r.retired_at.map(int))
+        .execute(&mut **tx)
+        .await?;
+        if let Some(w) = &c.window {
+            sqlx::query(
+                "INSERT INTO windows (run_id, window_start, window_end, result, record) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (run_id, window_start) DO UPDATE SET \
+                 window_end = excluded.window_end, result = excluded.result, record = excluded.record",
+            )
+            .bind(r.run_id.as_str())
+            .bind(int(w.window.start))
+            .bind(int(w.window.end))
+            .bind(codec::verdict_name(w.result))
+            .bind(codec::window_to_text(w))
+            .execute(&mut **tx)
+            .await?;
+            let size = w.window.end.saturating_sub(w.window.start).max(1);
+            if (w.window.start / size).is_multiple_of(PRUNE_EVERY) {
+                sqlx::query(
+                    "DELETE FROM windows WHERE run_id = $1 AND window_start <= \
+                     (SELECT window_start FROM windows WHERE run_id = $1 \
+                      ORDER BY window_start DESC LIMIT 1 OFFSET $2)",
+                )
+                .bind(r.run_id.as_str())
+                .bind(int(MAX_WINDOWS_PER_RUN as u64))
+                .execute(&mut **tx)
+                .await?;
+            }
+        }
+        if let Some(e) = &c.event {
+            let (start, end) = e
+                .window
+                .as_ref()
+                .map(|w| (Some(int(w.window.start)), Some(int(w.window.end))))
+                .unwrap_or((None, None));
+            let observed = e.window.as_ref().map(codec::window_to_text);
+            sqlx::query(
+                "INSERT INTO transitions (event_id, run_id, previous_state, state, reason, \
+                 window_start, window_end, observed, emitted_at, event) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (event_id) DO NOTHING",
+            )
+            .bind(e.event_id.as_str())
+            .bind(r.run_id.as_str())
+            .bind(e.previous_state.as_str())
+            .bind(e.run.state.as_str())
+            .bind(e.run.reason.as_str())
+            .bind(start)
+            .bind(end)
+            .bind(observed)
+            .bind(int(e.emitted_at))
+            .bind(event_body(e))
+            .execute(&mut **tx)
+            .await?;
+            for exporter in &c.outbox {
+                sqlx::query(
+                    "INSERT INTO outbox (event_id, exporter, state, attempts, created_at, \
+                     updated_at, next_attempt_at, last_error) \
+                     VALUES ($1, $2, 'pending', 0, $3, $3, $3, NULL) \
+                     ON CONFLICT (event_id, exporter) DO NOTHING",
+                )
+                .bind(e.event_id.as_str())
+                .bind(exporter.as_str())
+                .bind(now)
+                .execute(&mut **tx)
+                .await?;
+            }
+        }
+        for rc in &c.rollouts {
+            sqlx::query(UPSERT_ROLLOUT)
+                .bind(rc.rollout.run_id.as_str())
+                .bind(rc.rollout.exporter.as_str())
+                .bind(rollout_text(&rc.rollout))
+                .bind(now)
+                .execute(&mut **tx)
+                .await?;
+            if let Some(change) = &rc.change {
+                sqlx::query(
+                    "INSERT INTO outbox (event_id, exporter, state, attempts, created_at, \
+                     updated_at, next_attempt_at, last_error, payload) \
+                     VALUES ($1, $2, 'pending', 0, $3, $3, $3, NULL, $4) \
+                     ON CONFLICT (event_id, exporter) DO NOTHING",
+                )
+                .bind(change.change_id.as_str())
+                .bind(change.exporter.as_str())
+                .bind(now)
+                .bind(change_body(change))
+                .execute(&mut **tx)
+                .await?;
+            }
+        }
+    }
+    Ok(())
 }
 
 impl RunStore for SqlStore {
@@ -884,7 +939,32 @@ mod tests {
         }
     }
 
-    async fn open(name: &str) -> (SqlStore, Db) {
+    /// What keeps a test's database alive, and how to open it again.
+    enum Guard {
+        Sqlite(Db),
+        Postgres(crate::storage::testing::TestDatabase),
+    }
+
+    impl Guard {
+        fn is_sqlite(&self) -> bool {
+            matches!(self, Guard::Sqlite(_))
+        }
+
+        async fn open(&self) -> Result<SqlStore, StoreError> {
+            match self {
+                Guard::Sqlite(db) => {
+                    SqlStore::open_sqlite("sqlite://test", &db.0.join("nested").join("v.db")).await
+                }
+                Guard::Postgres(db) => {
+                    SqlStore::open_postgres(&crate::storage::testing::spec(&db.url, "t")).await
+                }
+            }
+        }
+    }
+
+    /// A fresh store on every backend: SQLite, and PostgreSQL when a server
+    /// is reachable (see `storage::testing`).
+    async fn backends(name: &str) -> Vec<(SqlStore, Guard)> {
         let dir = std::env::temp_dir().join(format!(
             "verdict-sql-{name}-{}-{}",
             std::process::id(),
@@ -894,7 +974,14 @@ mod tests {
         let store = SqlStore::open_sqlite("sqlite://test", &path)
             .await
             .expect("opens");
-        (store, Db(dir))
+        let mut out = vec![(store, Guard::Sqlite(Db(dir)))];
+        if let Some(db) = crate::storage::testing::TestDatabase::create().await {
+            let store = SqlStore::open_postgres(&crate::storage::testing::spec(&db.url, "t"))
+                .await
+                .expect("opens");
+            out.push((store, Guard::Postgres(db)));
+        }
+        out
     }
 
     fn run(state: RunState) -> RunRecord {
@@ -908,6 +995,17 @@ mod tests {
         r.cumulative.samples = 1;
         r.state = state;
         r
+    }
+
+    /// A commit of `run` alone.
+    fn bare(run: RunRecord) -> Commit {
+        Commit {
+            run,
+            window: None,
+            event: None,
+            outbox: vec![],
+            rollouts: vec![],
+        }
     }
 
     /// An insufficient window of 10 ns starting at `start`.
@@ -942,363 +1040,428 @@ mod tests {
     /// listings keep its neighbours and show it with `unreadable` set.
     #[tokio::test]
     async fn an_unreadable_row_harms_only_its_own_run() {
-        let (store, _db) = open("unreadable").await;
-        let mut good = run(RunState::Validating);
-        good.subject = Subject::new(vec![("service.version".into(), "good".into())]);
-        let bad = run(RunState::Validating);
-        let mut lost = run(RunState::Promoted);
-        lost.subject = Subject::new(vec![("service.version".into(), "a/b%".into())]);
-        let window = empty_window(0);
-        let batch: Vec<Commit> = [&good, &bad, &lost]
-            .into_iter()
-            .map(|r| Commit {
-                run: r.clone(),
-                window: Some(window.clone()),
-                event: None,
-                outbox: vec![],
-                rollouts: vec![],
-            })
-            .collect();
-        store.commit(&batch, 5).await.expect("commits");
-        for sql in [
-            "UPDATE runs SET cumulative = '{\"latency\": {\"sum\": null}}' WHERE run_id = $1",
-            "UPDATE windows SET record = 'not json' WHERE run_id = $1",
-        ] {
-            sqlx::query(sql)
-                .bind(bad.run_id.as_str())
-                .execute(&store.pool)
+        for (store, db) in backends("unreadable").await {
+            let mut good = run(RunState::Validating);
+            good.subject = Subject::new(vec![("service.version".into(), "good".into())]);
+            let bad = run(RunState::Validating);
+            let mut lost = run(RunState::Promoted);
+            lost.subject = Subject::new(vec![("service.version".into(), "a/b%".into())]);
+            let window = empty_window(0);
+            let batch: Vec<Commit> = [&good, &bad, &lost]
+                .into_iter()
+                .map(|r| Commit {
+                    run: r.clone(),
+                    window: Some(window.clone()),
+                    event: None,
+                    outbox: vec![],
+                    rollouts: vec![],
+                })
+                .collect();
+            store.commit(&batch, 5).await.expect("commits");
+            for sql in [
+                "UPDATE runs SET cumulative = '{\"latency\": {\"sum\": null}}' WHERE run_id = $1",
+                "UPDATE windows SET record = 'not json' WHERE run_id = $1",
+            ] {
+                sqlx::query(sql)
+                    .bind(bad.run_id.as_str())
+                    .execute(&store.pool)
+                    .await
+                    .expect("corrupts");
+            }
+            let mut damage = vec![
+                "UPDATE runs SET state = 'BROKEN' WHERE run_id = $1",
+                "UPDATE runs SET subject_attributes = '{' WHERE run_id = $1",
+            ];
+            if db.is_sqlite() {
+                // Text where numbers belong: SQLite stores it as it is
+                // (PostgreSQL's typed columns refuse it).
+                damage.push(
+                    "UPDATE runs SET decided_at = 'zz', started_at = 'abc' WHERE run_id = $1",
+                );
+            }
+            for sql in damage {
+                sqlx::query(sql)
+                    .bind(lost.run_id.as_str())
+                    .execute(&store.pool)
+                    .await
+                    .expect("corrupts");
+            }
+            let all = store.runs(10).await.expect("lists");
+            assert_eq!(all.len(), 3);
+            // Unknown state and subject: still listed under its key, held as
+            // ROLLED_BACK, with the values read back from the key.
+            let held = store
+                .current("checkout", "a%2Fb%25")
                 .await
-                .expect("corrupts");
-        }
-        for sql in [
-            "UPDATE runs SET state = 'BROKEN' WHERE run_id = $1",
-            "UPDATE runs SET subject_attributes = '{' WHERE run_id = $1",
-            // Text where numbers belong: SQLite stores it as it is.
-            "UPDATE runs SET decided_at = 'zz', started_at = 'abc' WHERE run_id = $1",
-        ] {
-            sqlx::query(sql)
-                .bind(lost.run_id.as_str())
-                .execute(&store.pool)
+                .expect("current")
+                .expect("the run with the unreadable state");
+            assert_eq!(
+                (held.run_id.as_str(), held.state),
+                (lost.run_id.as_str(), RunState::RolledBack)
+            );
+            assert_eq!(held.subject.joined(), lost.subject.joined());
+            assert_eq!(held.subject.attributes()[0].1, "a/b%");
+            let why = held.unreadable.as_deref().unwrap_or_default();
+            assert!(
+                why.contains("BROKEN")
+                    && why.contains("subject")
+                    && (why.contains("decided_at") || !db.is_sqlite()),
+                "{why}"
+            );
+            assert!(!held.counts_unreadable, "its counts were readable");
+            assert!(
+                held.reason.contains("held as ROLLED_BACK"),
+                "{}",
+                held.reason
+            );
+            let listed = all
+                .iter()
+                .find(|r| r.run_id == bad.run_id)
+                .expect("bad run");
+            assert!(listed
+                .unreadable
+                .as_deref()
+                .is_some_and(|w| w.contains("accumulation")));
+            assert_eq!(listed.cumulative, Accum::default());
+            let good_back = all
+                .iter()
+                .find(|r| r.run_id == good.run_id)
+                .expect("good run");
+            assert_eq!(
+                (good_back.unreadable.as_ref(), good_back.cumulative.samples),
+                (None, 1)
+            );
+            assert_eq!(
+                store.current_runs("checkout").await.expect("current").len(),
+                3
+            );
+            assert_eq!(
+                store.live_runs("checkout", 2, 0).await.expect("live").len(),
+                3
+            );
+            assert!(store
+                .windows(&bad.run_id, 5)
                 .await
-                .expect("corrupts");
+                .expect("windows")
+                .is_empty());
+            assert_eq!(
+                store.windows(&good.run_id, 5).await.expect("windows").len(),
+                1
+            );
         }
-        let all = store.runs(10).await.expect("lists");
-        assert_eq!(all.len(), 3);
-        // Unknown state and subject: still listed under its key, held as
-        // ROLLED_BACK, with the values read back from the key.
-        let held = store
-            .current("checkout", "a%2Fb%25")
-            .await
-            .expect("current")
-            .expect("the run with the unreadable state");
-        assert_eq!(
-            (held.run_id.as_str(), held.state),
-            (lost.run_id.as_str(), RunState::RolledBack)
-        );
-        assert_eq!(held.subject.joined(), lost.subject.joined());
-        assert_eq!(held.subject.attributes()[0].1, "a/b%");
-        let why = held.unreadable.as_deref().unwrap_or_default();
-        assert!(
-            why.contains("BROKEN") && why.contains("subject") && why.contains("decided_at"),
-            "{why}"
-        );
-        assert!(!held.counts_unreadable, "its counts were readable");
-        assert!(
-            held.reason.contains("held as ROLLED_BACK"),
-            "{}",
-            held.reason
-        );
-        let listed = all
-            .iter()
-            .find(|r| r.run_id == bad.run_id)
-            .expect("bad run");
-        assert!(listed
-            .unreadable
-            .as_deref()
-            .is_some_and(|w| w.contains("accumulation")));
-        assert_eq!(listed.cumulative, Accum::default());
-        let good_back = all
-            .iter()
-            .find(|r| r.run_id == good.run_id)
-            .expect("good run");
-        assert_eq!(
-            (good_back.unreadable.as_ref(), good_back.cumulative.samples),
-            (None, 1)
-        );
-        assert_eq!(
-            store.current_runs("checkout").await.expect("current").len(),
-            3
-        );
-        assert_eq!(
-            store.live_runs("checkout", 2, 0).await.expect("live").len(),
-            3
-        );
-        assert!(store
-            .windows(&bad.run_id, 5)
-            .await
-            .expect("windows")
-            .is_empty());
-        assert_eq!(
-            store.windows(&good.run_id, 5).await.expect("windows").len(),
-            1
-        );
     }
 
     /// A scrape reads only live runs, with their last window, in one
     /// query; retired runs are purged with their windows and transitions.
     #[tokio::test]
     async fn live_runs_and_the_purge_of_retired_runs() {
-        let (store, _db) = open("live").await;
-        let subject = |v: &str| Subject::new(vec![("service.version".into(), v.into())]);
-        let window = empty_window;
-        let mut live = run(RunState::Validating);
-        live.subject = subject("live");
-        let mut old = run(RunState::Promoted);
-        old.subject = subject("old");
-        old.decided_at = Some(100);
-        let mut recent = run(RunState::RolledBack);
-        recent.subject = subject("recent");
-        recent.decided_at = Some(900);
-        let mut retired = run(RunState::Validating);
-        retired.subject = subject("retired");
-        retired.superseded = true;
-        retired.retired_at = Some(500);
-        let mut other = run(RunState::Validating);
-        other.subject = subject("v1");
-        other.contract_version = 1;
-        let mut batch = Vec::new();
-        for r in [&live, &old, &recent, &retired, &other] {
-            for start in [0, 10] {
-                batch.push(Commit {
-                    run: r.clone(),
-                    window: Some(window(start)),
-                    event: None,
-                    outbox: vec![],
-                    rollouts: vec![],
-                });
+        for (store, _db) in backends("live").await {
+            let subject = |v: &str| Subject::new(vec![("service.version".into(), v.into())]);
+            let window = empty_window;
+            let mut live = run(RunState::Validating);
+            live.subject = subject("live");
+            let mut old = run(RunState::Promoted);
+            old.subject = subject("old");
+            old.decided_at = Some(100);
+            let mut recent = run(RunState::RolledBack);
+            recent.subject = subject("recent");
+            recent.decided_at = Some(900);
+            let mut retired = run(RunState::Validating);
+            retired.subject = subject("retired");
+            retired.superseded = true;
+            retired.retired_at = Some(500);
+            let mut other = run(RunState::Validating);
+            other.subject = subject("v1");
+            other.contract_version = 1;
+            let mut batch = Vec::new();
+            for r in [&live, &old, &recent, &retired, &other] {
+                for start in [0, 10] {
+                    batch.push(Commit {
+                        run: r.clone(),
+                        window: Some(window(start)),
+                        event: None,
+                        outbox: vec![],
+                        rollouts: vec![],
+                    });
+                }
             }
+            batch.push(Commit {
+                run: retired.clone(),
+                window: None,
+                event: Some(event(&retired, "01R")),
+                outbox: vec![],
+                rollouts: vec![],
+            });
+            store.commit(&batch, 5).await.expect("commits");
+            let got = store.live_runs("checkout", 2, 800).await.expect("reads");
+            let names: Vec<&str> = got.iter().map(|(r, _)| r.subject.joined()).collect();
+            assert_eq!(names, ["live", "recent"]);
+            assert_eq!(got[0].1.as_ref().map(|w| w.window.start), Some(10));
+            // Not yet old enough; then gone with its windows and transitions.
+            assert_eq!(store.purge_retired(400).await.expect("purges"), 0);
+            assert_eq!(store.purge_retired(600).await.expect("purges"), 1);
+            assert!(store
+                .windows(&retired.run_id, 10)
+                .await
+                .expect("reads")
+                .is_empty());
+            assert!(store
+                .transitions(&retired.run_id, 10)
+                .await
+                .expect("reads")
+                .is_empty());
+            let all = store.runs(10).await.expect("reads");
+            assert!(all.iter().all(|r| r.run_id != retired.run_id));
+            assert_eq!(all.len(), 4);
         }
-        batch.push(Commit {
-            run: retired.clone(),
-            window: None,
-            event: Some(event(&retired, "01R")),
-            outbox: vec![],
-            rollouts: vec![],
-        });
-        store.commit(&batch, 5).await.expect("commits");
-        let got = store.live_runs("checkout", 2, 800).await.expect("reads");
-        let names: Vec<&str> = got.iter().map(|(r, _)| r.subject.joined()).collect();
-        assert_eq!(names, ["live", "recent"]);
-        assert_eq!(got[0].1.as_ref().map(|w| w.window.start), Some(10));
-        // Not yet old enough; then gone with its windows and transitions.
-        assert_eq!(store.purge_retired(400).await.expect("purges"), 0);
-        assert_eq!(store.purge_retired(600).await.expect("purges"), 1);
-        assert!(store
-            .windows(&retired.run_id, 10)
-            .await
-            .expect("reads")
-            .is_empty());
-        assert!(store
-            .transitions(&retired.run_id, 10)
-            .await
-            .expect("reads")
-            .is_empty());
-        let all = store.runs(10).await.expect("reads");
-        assert!(all.iter().all(|r| r.run_id != retired.run_id));
-        assert_eq!(all.len(), 4);
     }
 
     #[tokio::test]
     async fn commits_read_back_and_final_states_hold() {
-        let (store, _db) = open("commit").await;
-        let mut r = run(RunState::Validating);
-        let w = empty_window(0);
-        let batch = vec![Commit {
-            run: r.clone(),
-            window: Some(w.clone()),
-            event: Some(event(&r, "01A")),
-            outbox: vec!["log".into(), "webhook/x".into()],
-            rollouts: vec![],
-        }];
-        store.commit(&batch, 5).await.expect("commits");
-        // The same batch again (a retry) changes nothing more.
-        store.commit(&batch, 6).await.expect("idempotent");
-        let back = store
-            .current("checkout", "2.0")
-            .await
-            .expect("reads")
-            .expect("run");
-        assert_eq!(back, r);
-        assert_eq!(store.windows(&r.run_id, 10).await.expect("reads"), vec![w]);
-        assert_eq!(
-            store.current_runs("checkout").await.expect("reads").len(),
-            1
-        );
-        assert_eq!(
-            store.transitions(&r.run_id, 10).await.expect("reads").len(),
-            1
-        );
+        for (store, _db) in backends("commit").await {
+            let mut r = run(RunState::Validating);
+            let w = empty_window(0);
+            let batch = vec![Commit {
+                run: r.clone(),
+                window: Some(w.clone()),
+                event: Some(event(&r, "01A")),
+                outbox: vec!["log".into(), "webhook/x".into()],
+                rollouts: vec![],
+            }];
+            store.commit(&batch, 5).await.expect("commits");
+            // The same batch again (a retry) changes nothing more.
+            store.commit(&batch, 6).await.expect("idempotent");
+            let back = store
+                .current("checkout", "2.0")
+                .await
+                .expect("reads")
+                .expect("run");
+            assert_eq!(back, r);
+            assert_eq!(store.windows(&r.run_id, 10).await.expect("reads"), vec![w]);
+            assert_eq!(
+                store.current_runs("checkout").await.expect("reads").len(),
+                1
+            );
+            assert_eq!(
+                store.transitions(&r.run_id, 10).await.expect("reads").len(),
+                1
+            );
 
-        r.state = RunState::RolledBack;
-        store
-            .commit(
-                &[Commit {
-                    run: r.clone(),
-                    window: None,
-                    event: None,
-                    outbox: vec![],
-                    rollouts: vec![],
-                }],
-                7,
-            )
-            .await
-            .expect("commits");
-        // A final run is never re-opened, whatever is written later.
-        let mut reopened = r.clone();
-        reopened.state = RunState::Validating;
-        reopened.superseded = true;
-        store
-            .commit(
-                &[Commit {
-                    run: reopened,
-                    window: None,
-                    event: None,
-                    outbox: vec![],
-                    rollouts: vec![],
-                }],
-                8,
-            )
-            .await
-            .expect("commits");
-        let all = store.runs(10).await.expect("reads");
-        assert_eq!(all[0].state, RunState::RolledBack);
-        assert!(all[0].superseded);
-        assert!(store
-            .current("checkout", "2.0")
-            .await
-            .expect("reads")
-            .is_none());
+            r.state = RunState::RolledBack;
+            store.commit(&[bare(r.clone())], 7).await.expect("commits");
+            // A final run is never re-opened, whatever is written later.
+            let mut reopened = r.clone();
+            reopened.state = RunState::Validating;
+            reopened.superseded = true;
+            store.commit(&[bare(reopened)], 8).await.expect("commits");
+            let all = store.runs(10).await.expect("reads");
+            assert_eq!(all[0].state, RunState::RolledBack);
+            assert!(all[0].superseded);
+            assert!(store
+                .current("checkout", "2.0")
+                .await
+                .expect("reads")
+                .is_none());
+        }
     }
 
     #[tokio::test]
     async fn outbox_rows_move_from_pending_to_delivered_or_failed() {
-        let (store, _db) = open("outbox").await;
-        let r = run(RunState::RolledBack);
-        let batch: Vec<Commit> = ["01A", "01B"]
-            .iter()
-            .map(|id| Commit {
-                run: r.clone(),
-                window: None,
-                event: Some(event(&r, id)),
-                outbox: vec!["webhook/x".into()],
-                rollouts: vec![],
-            })
-            .collect();
-        store.commit(&batch, 10).await.expect("commits");
-        let pending = store.pending("webhook/x", 10).await.expect("reads");
-        assert_eq!(
-            pending
+        for (store, _db) in backends("outbox").await {
+            let r = run(RunState::RolledBack);
+            let batch: Vec<Commit> = ["01A", "01B"]
                 .iter()
-                .map(|d| d.event_id.as_str())
-                .collect::<Vec<_>>(),
-            ["01A", "01B"]
-        );
-        assert_eq!(
-            pending[0].event,
-            crate::storage::event_body(&event(&r, "01A"))
-        );
-        let retry = Attempt::Retry {
-            next_at: 99,
-            error: "HTTP 503".into(),
-        };
-        store
-            .record_attempt("webhook/x", "01A", &retry, 20)
-            .await
-            .expect("records");
-        let head = &store.pending("webhook/x", 1).await.expect("reads")[0];
-        assert_eq!((head.attempts, head.next_attempt_at), (1, 99));
-        assert_eq!(head.last_error.as_deref(), Some("HTTP 503"));
-        store
-            .record_attempt("webhook/x", "01A", &Attempt::Delivered, 30)
-            .await
-            .expect("records");
-        store
-            .record_attempt(
-                "webhook/x",
-                "01B",
-                &Attempt::Failed {
-                    error: "HTTP 400".into(),
-                },
-                30,
-            )
-            .await
-            .expect("records");
-        assert!(store
-            .pending("webhook/x", 10)
-            .await
-            .expect("reads")
-            .is_empty());
-        let failed = store
-            .deliveries(&[DeliveryState::Failed], 10)
-            .await
-            .expect("reads");
-        assert_eq!(failed.len(), 1);
-        assert_eq!(failed[0].event_id, "01B");
-        // Delivered rows are purged only when old enough; failed ones stay.
-        assert_eq!(store.purge_delivered(5).await.expect("purges"), 0);
-        assert_eq!(store.purge_delivered(11).await.expect("purges"), 1);
-        assert_eq!(
+                .map(|id| Commit {
+                    run: r.clone(),
+                    window: None,
+                    event: Some(event(&r, id)),
+                    outbox: vec!["webhook/x".into()],
+                    rollouts: vec![],
+                })
+                .collect();
+            store.commit(&batch, 10).await.expect("commits");
+            let pending = store.pending("webhook/x", 10).await.expect("reads");
+            assert_eq!(
+                pending
+                    .iter()
+                    .map(|d| d.event_id.as_str())
+                    .collect::<Vec<_>>(),
+                ["01A", "01B"]
+            );
+            assert_eq!(
+                pending[0].event,
+                crate::storage::event_body(&event(&r, "01A"))
+            );
+            let retry = Attempt::Retry {
+                next_at: 99,
+                error: "HTTP 503".into(),
+            };
             store
-                .deliveries(&[DeliveryState::Failed], 10)
+                .record_attempt("webhook/x", "01A", &retry, 20)
+                .await
+                .expect("records");
+            let head = &store.pending("webhook/x", 1).await.expect("reads")[0];
+            assert_eq!((head.attempts, head.next_attempt_at), (1, 99));
+            assert_eq!(head.last_error.as_deref(), Some("HTTP 503"));
+            store
+                .record_attempt("webhook/x", "01A", &Attempt::Delivered, 30)
+                .await
+                .expect("records");
+            store
+                .record_attempt(
+                    "webhook/x",
+                    "01B",
+                    &Attempt::Failed {
+                        error: "HTTP 400".into(),
+                    },
+                    30,
+                )
+                .await
+                .expect("records");
+            assert!(store
+                .pending("webhook/x", 10)
                 .await
                 .expect("reads")
-                .len(),
-            1
-        );
+                .is_empty());
+            let failed = store
+                .deliveries(&[DeliveryState::Failed], 10)
+                .await
+                .expect("reads");
+            assert_eq!(failed.len(), 1);
+            assert_eq!(failed[0].event_id, "01B");
+            // Delivered rows are purged only when old enough; failed ones stay.
+            assert_eq!(store.purge_delivered(5).await.expect("purges"), 0);
+            assert_eq!(store.purge_delivered(11).await.expect("purges"), 1);
+            assert_eq!(
+                store
+                    .deliveries(&[DeliveryState::Failed], 10)
+                    .await
+                    .expect("reads")
+                    .len(),
+                1
+            );
+        }
     }
 
     #[tokio::test]
     async fn checkpoints_replace_and_reload() {
-        let (store, _db) = open("ckpt").await;
-        let slots = vec![(0, "a".to_string()), (1, "b".to_string())];
-        store
-            .save_checkpoint("p", &slots, false, 1)
-            .await
-            .expect("saves");
-        store
-            .save_checkpoint("p", &[(1, "c".into())], false, 2)
-            .await
-            .expect("saves");
-        assert_eq!(
-            store.load_checkpoint("p").await.expect("loads"),
-            vec![(0, "a".to_string()), (1, "c".to_string())]
-        );
-        store
-            .save_checkpoint("p", &[(-1, "d".into())], true, 3)
-            .await
-            .expect("saves");
-        assert_eq!(
-            store.load_checkpoint("p").await.expect("loads"),
-            vec![(-1, "d".to_string())]
-        );
-        assert!(store.load_checkpoint("q").await.expect("loads").is_empty());
+        for (store, _db) in backends("ckpt").await {
+            let slots = vec![(0, "a".to_string()), (1, "b".to_string())];
+            store
+                .save_checkpoint("p", &slots, false, 1)
+                .await
+                .expect("saves");
+            store
+                .save_checkpoint("p", &[(1, "c".into())], false, 2)
+                .await
+                .expect("saves");
+            assert_eq!(
+                store.load_checkpoint("p").await.expect("loads"),
+                vec![(0, "a".to_string()), (1, "c".to_string())]
+            );
+            store
+                .save_checkpoint("p", &[(-1, "d".into())], true, 3)
+                .await
+                .expect("saves");
+            assert_eq!(
+                store.load_checkpoint("p").await.expect("loads"),
+                vec![(-1, "d".to_string())]
+            );
+            assert!(store.load_checkpoint("q").await.expect("loads").is_empty());
+        }
     }
 
     #[tokio::test]
     async fn reopening_applies_no_migration_twice() {
-        let (store, db) = open("reopen").await;
-        drop(store);
-        let path = db.0.join("nested").join("v.db");
-        let again = SqlStore::open_sqlite("sqlite://test", &path)
-            .await
-            .expect("reopens");
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM verdict_schema")
-            .fetch_one(&again.pool)
-            .await
-            .expect("reads");
+        for (store, db) in backends("reopen").await {
+            drop(store);
+            let again = db.open().await.expect("reopens");
+            let row = sqlx::query("SELECT COUNT(*) AS n FROM verdict_schema")
+                .fetch_one(&again.pool)
+                .await
+                .expect("reads");
+            assert_eq!(
+                row.try_get::<i64, _>("n").expect("n"),
+                MIGRATIONS.len() as i64
+            );
+        }
+    }
+
+    /// A database migrated by a newer verdict is refused at start, with the
+    /// versions in the message, on every backend.
+    #[tokio::test]
+    async fn a_newer_schema_is_refused() {
+        for (store, db) in backends("newer").await {
+            sqlx::query("INSERT INTO verdict_schema (version, applied_at) VALUES ($1, 0)")
+                .bind(MIGRATIONS.len() as i64 + 1)
+                .execute(&store.pool)
+                .await
+                .expect("inserts");
+            drop(store);
+            let err = db.open().await.expect_err("refused");
+            let text = err.to_string();
+            assert!(
+                text.contains(&format!("schema version {}", MIGRATIONS.len() + 1))
+                    && text.contains("use a newer verdict"),
+                "{text}"
+            );
+        }
+    }
+
+    /// Instances that start at once on one PostgreSQL database migrate one
+    /// after the other: every start succeeds and each migration is applied
+    /// once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_starts_migrate_once() {
+        let Some(db) = crate::storage::testing::TestDatabase::create().await else {
+            return;
+        };
+        let spec = crate::storage::testing::spec(&db.url, "t");
+        let starts: Vec<_> = (0..4)
+            .map(|_| {
+                let spec = spec.clone();
+                tokio::spawn(async move { SqlStore::open_postgres(&spec).await })
+            })
+            .collect();
+        let mut stores = Vec::new();
+        for s in starts {
+            stores.push(s.await.expect("joins").expect("every start succeeds"));
+        }
+        let row =
+            sqlx::query("SELECT COUNT(*) AS n, COUNT(DISTINCT version) AS d FROM verdict_schema")
+                .fetch_one(&stores[0].pool)
+                .await
+                .expect("reads");
         assert_eq!(
             row.try_get::<i64, _>("n").expect("n"),
             MIGRATIONS.len() as i64
         );
+        assert_eq!(
+            row.try_get::<i64, _>("d").expect("d"),
+            MIGRATIONS.len() as i64
+        );
+    }
+
+    /// A connection that cannot be made says what to check: an unknown
+    /// database, a port where nothing listens.
+    #[tokio::test]
+    async fn unreachable_postgres_is_explained() {
+        let Some(db) = crate::storage::testing::TestDatabase::create().await else {
+            return;
+        };
+        let missing = format!("{}_missing", db.url);
+        let err = SqlStore::open_postgres(&crate::storage::testing::spec(&missing, "t"))
+            .await
+            .expect_err("no such database");
+        assert!(err.to_string().contains("does not exist"), "{err}");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a port")
+            .port();
+        let nowhere = format!("postgres://postgres@127.0.0.1:{port}/test");
+        let err = SqlStore::open_postgres(&crate::storage::testing::spec(&nowhere, "t"))
+            .await
+            .expect_err("nothing listens");
+        assert!(err.to_string().contains("is PostgreSQL running"), "{err}");
     }
 }

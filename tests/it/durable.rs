@@ -24,6 +24,10 @@ use crate::{eventually, get_json, now_ns, TempDir};
 const WAIT: Duration = Duration::from_secs(60);
 const SECRET: &str = "s3cret-for-tests";
 pub(crate) const TOKEN: &str = "api-t0ken";
+/// A contract that rolls back on the first failing window.
+const FAIL_ONCE: &str = "    decision: windows\n    fail_windows: 1";
+/// A contract that never promotes within a test.
+const NO_PROMOTION: &str = "    decision: windows\n    pass_windows: 100";
 
 /// The pipeline file of these tests: 1 s windows, one contract, the log
 /// exporter, Prometheus, and the given webhook exporters.
@@ -367,83 +371,133 @@ pub(crate) fn write_pipeline(
     webhooks: &[(&str, String)],
     contract: &str,
 ) -> PathBuf {
+    write_pipeline_on(dir, &Backend::Sqlite, webhooks, contract)
+}
+
+/// Writes `pipeline.yaml` into `dir`, storing on `backend`.
+pub(crate) fn write_pipeline_on(
+    dir: &TempDir,
+    backend: &Backend,
+    webhooks: &[(&str, String)],
+    contract: &str,
+) -> PathBuf {
     let file = dir.0.join("pipeline.yaml");
-    std::fs::write(&file, pipeline(&sqlite(&dir.0), webhooks, contract)).expect("write");
+    std::fs::write(&file, pipeline(&backend.storage(dir), webhooks, contract)).expect("write");
     file
+}
+
+/// Where a durability test's server stores: every test runs on each.
+pub(crate) enum Backend {
+    /// `verdict.db` in the test's directory.
+    Sqlite,
+    /// A PostgreSQL database of the test's own.
+    Postgres(verdict::storage::testing::TestDatabase),
+}
+
+impl Backend {
+    /// The `service.storage` value (and, for PostgreSQL, the settings that
+    /// make a cluster of one judge promptly).
+    pub(crate) fn storage(&self, dir: &TempDir) -> String {
+        match self {
+            Backend::Sqlite => sqlite(&dir.0),
+            Backend::Postgres(db) => db.url.clone(),
+        }
+    }
+
+    /// A tag for the test's directory.
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+}
+
+/// SQLite, and PostgreSQL when a server is reachable (otherwise one line
+/// says the PostgreSQL runs were skipped; `VERDICT_REQUIRE_POSTGRES=1`
+/// makes that a failure).
+pub(crate) async fn backends() -> Vec<Backend> {
+    let mut out = vec![Backend::Sqlite];
+    if let Some(db) = verdict::storage::testing::TestDatabase::create().await {
+        out.push(Backend::Postgres(db));
+    }
+    out
 }
 
 /// 8a. SIGKILL during a validation: the run resumes from storage; a final
 /// run stays final whatever arrives later.
 #[tokio::test(flavor = "multi_thread")]
 async fn issue_5_8a_kill_9_resumes_runs_and_final_stays_final() {
-    let dir = TempDir::new("8a");
-    let contract =
-        "    min_samples: 200\n    decision: windows\n    pass_windows: 2\n    fail_windows: 1";
-    let file = write_pipeline(&dir, &[], contract);
+    for backend in backends().await {
+        let dir = TempDir::new(&format!("8a-{}", backend.name()));
+        let contract =
+            "    min_samples: 200\n    decision: windows\n    pass_windows: 2\n    fail_windows: 1";
+        let file = write_pipeline_on(&dir, &backend, &[], contract);
 
-    let v = Verdict::start(&file);
-    v.spans("good", 20, 10).await;
-    v.spans("bad", 20, 500).await;
-    let bad = v
-        .run_until("bad", "bad to roll back", |r| r["state"] == "ROLLED_BACK")
-        .await;
-    let good = v
-        .run_until("good", "good to record a window", |r| {
-            r["state"] == "VALIDATING" && r["run"]["samples"].as_u64() >= Some(20)
+        let v = Verdict::start(&file);
+        v.spans("good", 20, 10).await;
+        v.spans("bad", 20, 500).await;
+        let bad = v
+            .run_until("bad", "bad to roll back", |r| r["state"] == "ROLLED_BACK")
+            .await;
+        let good = v
+            .run_until("good", "good to record a window", |r| {
+                r["state"] == "VALIDATING" && r["run"]["samples"].as_u64() >= Some(20)
+            })
+            .await;
+        v.kill();
+
+        let v = Verdict::start(&file);
+        let resumed = v.run("good").await;
+        assert_eq!(resumed["run_id"], good["run_id"], "same run after kill -9");
+        assert_eq!(resumed["state"], "VALIDATING");
+        assert!(resumed["run"]["samples"].as_u64() >= Some(20), "{resumed}");
+        assert!(!resumed["windows"].as_array().expect("windows").is_empty());
+        let still = v.run("bad").await;
+        assert_eq!(still["run_id"], bad["run_id"]);
+        assert_eq!(still["state"], "ROLLED_BACK");
+        assert_eq!(still["decided_at"], bad["decided_at"]);
+
+        // Good data for the rolled-back release is observed, never acted on;
+        // the validating release goes on to a promotion in the same run.
+        let windows_before = still["windows"].as_array().map_or(0, Vec::len);
+        for _ in 0..3 {
+            v.spans("bad", 50, 10).await;
+            v.spans("good", 100, 10).await;
+            tokio::time::sleep(Duration::from_millis(700)).await;
+        }
+        let promoted = v
+            .run_until("good", "good to be promoted", |r| r["state"] == "PROMOTED")
+            .await;
+        assert_eq!(promoted["run_id"], good["run_id"]);
+        let observed = v
+            .run_until("bad", "bad to record passing windows", |r| {
+                r["windows"].as_array().map_or(0, Vec::len) > windows_before
+                    && r["windows"][0]["result"] == "pass"
+            })
+            .await;
+        assert_eq!(observed["state"], "ROLLED_BACK");
+        assert_eq!(observed["run_id"], bad["run_id"]);
+
+        // A promoted run stays promoted through failing data and another kill.
+        v.spans("good", 50, 500).await;
+        v.run_until("good", "a failing window after the promotion", |r| {
+            r["windows"][0]["result"] == "fail"
         })
         .await;
-    v.kill();
-
-    let v = Verdict::start(&file);
-    let resumed = v.run("good").await;
-    assert_eq!(resumed["run_id"], good["run_id"], "same run after kill -9");
-    assert_eq!(resumed["state"], "VALIDATING");
-    assert!(resumed["run"]["samples"].as_u64() >= Some(20), "{resumed}");
-    assert!(!resumed["windows"].as_array().expect("windows").is_empty());
-    let still = v.run("bad").await;
-    assert_eq!(still["run_id"], bad["run_id"]);
-    assert_eq!(still["state"], "ROLLED_BACK");
-    assert_eq!(still["decided_at"], bad["decided_at"]);
-
-    // Good data for the rolled-back release is observed, never acted on;
-    // the validating release goes on to a promotion in the same run.
-    let windows_before = still["windows"].as_array().map_or(0, Vec::len);
-    for _ in 0..3 {
-        v.spans("bad", 50, 10).await;
-        v.spans("good", 100, 10).await;
-        tokio::time::sleep(Duration::from_millis(700)).await;
+        v.kill();
+        let v = Verdict::start(&file);
+        let last = v.run("good").await;
+        assert_eq!(last["state"], "PROMOTED");
+        assert_eq!(last["run_id"], good["run_id"]);
+        // Each run was announced once per transition, no contradiction.
+        let transitions = last["transitions"].as_array().expect("transitions");
+        let states: Vec<&str> = transitions
+            .iter()
+            .filter_map(|t| t["state"].as_str())
+            .collect();
+        assert_eq!(states, ["PROMOTED", "VALIDATING"], "{last}");
     }
-    let promoted = v
-        .run_until("good", "good to be promoted", |r| r["state"] == "PROMOTED")
-        .await;
-    assert_eq!(promoted["run_id"], good["run_id"]);
-    let observed = v
-        .run_until("bad", "bad to record passing windows", |r| {
-            r["windows"].as_array().map_or(0, Vec::len) > windows_before
-                && r["windows"][0]["result"] == "pass"
-        })
-        .await;
-    assert_eq!(observed["state"], "ROLLED_BACK");
-    assert_eq!(observed["run_id"], bad["run_id"]);
-
-    // A promoted run stays promoted through failing data and another kill.
-    v.spans("good", 50, 500).await;
-    v.run_until("good", "a failing window after the promotion", |r| {
-        r["windows"][0]["result"] == "fail"
-    })
-    .await;
-    v.kill();
-    let v = Verdict::start(&file);
-    let last = v.run("good").await;
-    assert_eq!(last["state"], "PROMOTED");
-    assert_eq!(last["run_id"], good["run_id"]);
-    // Each run was announced once per transition, no contradiction.
-    let transitions = last["transitions"].as_array().expect("transitions");
-    let states: Vec<&str> = transitions
-        .iter()
-        .filter_map(|t| t["state"].as_str())
-        .collect();
-    assert_eq!(states, ["PROMOTED", "VALIDATING"], "{last}");
 }
 
 /// 8b. SIGKILL while the webhook target is down; after the restart the
@@ -451,71 +505,73 @@ async fn issue_5_8a_kill_9_resumes_runs_and_final_stays_final() {
 /// receiver never sees two states for one run.
 #[tokio::test(flavor = "multi_thread")]
 async fn issue_5_8b_outbox_survives_kill_9_with_the_same_event_id() {
-    let dir = TempDir::new("8b");
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}/hook");
-    let hooks = [("webhook/ci", webhook(&url, ""))];
-    let file = write_pipeline(&dir, &hooks, "    decision: windows\n    fail_windows: 1");
+    for backend in backends().await {
+        let dir = TempDir::new(&format!("8b-{}", backend.name()));
+        let port = free_port();
+        let url = format!("http://127.0.0.1:{port}/hook");
+        let hooks = [("webhook/ci", webhook(&url, ""))];
+        let file = write_pipeline_on(&dir, &backend, &hooks, FAIL_ONCE);
 
-    let v = Verdict::start(&file);
-    v.spans("2.0", 30, 500).await;
-    let run = v
-        .run_until("2.0", "a rollback", |r| r["state"] == "ROLLED_BACK")
+        let v = Verdict::start(&file);
+        v.spans("2.0", 30, 500).await;
+        let run = v
+            .run_until("2.0", "a rollback", |r| r["state"] == "ROLLED_BACK")
+            .await;
+        let pending = eventually(WAIT, "a failed attempt on the dead target", || async {
+            let (_, body) = get_json(&v.api("/api/v1/deliveries?state=pending")).await;
+            body["deliveries"].as_array().and_then(|list| {
+                list.iter()
+                    .find(|d| d["exporter"] == "webhook/ci" && d["attempts"].as_u64() >= Some(1))
+                    .cloned()
+            })
+        })
         .await;
-    let pending = eventually(WAIT, "a failed attempt on the dead target", || async {
-        let (_, body) = get_json(&v.api("/api/v1/deliveries?state=pending")).await;
-        body["deliveries"].as_array().and_then(|list| {
-            list.iter()
-                .find(|d| d["exporter"] == "webhook/ci" && d["attempts"].as_u64() >= Some(1))
-                .cloned()
-        })
-    })
-    .await;
-    let event_id = pending["event_id"].as_str().expect("event id").to_string();
-    assert_eq!(pending["event"]["run_id"], run["run_id"]);
-    assert!(pending["last_error"].as_str().is_some(), "{pending}");
-    // The backlog is visible to alerting while the target is down.
-    let metrics = v.metrics().await;
-    let age = metrics
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix(r#"verdict_outbox_oldest_pending_seconds{exporter="webhook/ci"} "#)
-        })
-        .and_then(|v| v.parse::<f64>().ok());
-    assert!(age.is_some_and(|a| a > 0.0), "{metrics}");
-    v.kill();
+        let event_id = pending["event_id"].as_str().expect("event id").to_string();
+        assert_eq!(pending["event"]["run_id"], run["run_id"]);
+        assert!(pending["last_error"].as_str().is_some(), "{pending}");
+        // The backlog is visible to alerting while the target is down.
+        let metrics = v.metrics().await;
+        let age = metrics
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(r#"verdict_outbox_oldest_pending_seconds{exporter="webhook/ci"} "#)
+            })
+            .and_then(|v| v.parse::<f64>().ok());
+        assert!(age.is_some_and(|a| a > 0.0), "{metrics}");
+        v.kill();
 
-    let v = Verdict::start(&file);
-    let receiver = Receiver::default();
-    receiver.serve(&format!("127.0.0.1:{port}")).await;
-    let got = eventually(WAIT, "the webhook after the restart", || async {
-        let got = receiver.got();
-        (!got.is_empty()).then_some(got)
-    })
-    .await;
-    assert_eq!(got[0].event_id, event_id, "same event id after kill -9");
-    assert_eq!(got[0].body["event_id"], event_id);
-    assert_eq!(got[0].body["state"], "ROLLED_BACK");
-    // Healthy data afterwards never produces a contradicting event.
-    v.spans("2.0", 30, 10).await;
-    v.run_until("2.0", "an observed passing window", |r| {
-        r["windows"][0]["result"] == "pass"
-    })
-    .await;
-    eventually(WAIT, "the outbox to drain", || async {
-        let (_, body) = get_json(&v.api("/api/v1/deliveries?state=pending")).await;
-        body["deliveries"]
-            .as_array()
-            .is_some_and(Vec::is_empty)
-            .then_some(())
-    })
-    .await;
-    let mut states: HashMap<String, String> = HashMap::new();
-    for r in receiver.got() {
-        let run_id = r.body["run_id"].as_str().unwrap_or_default().to_string();
-        let state = r.body["state"].as_str().unwrap_or_default().to_string();
-        let first = states.entry(run_id.clone()).or_insert(state.clone());
-        assert_eq!(*first, state, "two states for run {run_id}");
+        let v = Verdict::start(&file);
+        let receiver = Receiver::default();
+        receiver.serve(&format!("127.0.0.1:{port}")).await;
+        let got = eventually(WAIT, "the webhook after the restart", || async {
+            let got = receiver.got();
+            (!got.is_empty()).then_some(got)
+        })
+        .await;
+        assert_eq!(got[0].event_id, event_id, "same event id after kill -9");
+        assert_eq!(got[0].body["event_id"], event_id);
+        assert_eq!(got[0].body["state"], "ROLLED_BACK");
+        // Healthy data afterwards never produces a contradicting event.
+        v.spans("2.0", 30, 10).await;
+        v.run_until("2.0", "an observed passing window", |r| {
+            r["windows"][0]["result"] == "pass"
+        })
+        .await;
+        eventually(WAIT, "the outbox to drain", || async {
+            let (_, body) = get_json(&v.api("/api/v1/deliveries?state=pending")).await;
+            body["deliveries"]
+                .as_array()
+                .is_some_and(Vec::is_empty)
+                .then_some(())
+        })
+        .await;
+        let mut states: HashMap<String, String> = HashMap::new();
+        for r in receiver.got() {
+            let run_id = r.body["run_id"].as_str().unwrap_or_default().to_string();
+            let state = r.body["state"].as_str().unwrap_or_default().to_string();
+            let first = states.entry(run_id.clone()).or_insert(state.clone());
+            assert_eq!(*first, state, "two states for run {run_id}");
+        }
     }
 }
 
@@ -523,69 +579,71 @@ async fn issue_5_8b_outbox_survives_kill_9_with_the_same_event_id() {
 /// final and not retried.
 #[tokio::test(flavor = "multi_thread")]
 async fn issue_5_8c_retries_5xx_with_backoff_and_never_retries_400() {
-    let dir = TempDir::new("8c");
-    let flaky = Receiver::scripted(&[503, 503]);
-    let flaky_url = flaky.serve("127.0.0.1:0").await;
-    let bad = Receiver::always(400);
-    let bad_url = bad.serve("127.0.0.1:0").await;
-    let hooks = [
-        ("webhook/flaky", webhook(&flaky_url, "")),
-        ("webhook/bad", webhook(&bad_url, "")),
-    ];
-    let file = write_pipeline(&dir, &hooks, "    decision: windows\n    fail_windows: 1");
-    let v = Verdict::start(&file);
-    v.spans("3.0", 30, 500).await;
-    let got = eventually(WAIT, "three attempts on the flaky target", || async {
-        let got = flaky.got();
-        (got.len() >= 3).then_some(got)
-    })
-    .await;
-    assert!(got.iter().all(|r| r.event_id == got[0].event_id));
-    // Backoff: the first wait is initial_interval (300ms) with jitter in
-    // [0.5, 1.5), the second twice that: lower bounds only.
-    assert!(got[1].at - got[0].at >= Duration::from_millis(150));
-    assert!(got[2].at - got[1].at >= Duration::from_millis(300));
-    eventually(
-        WAIT,
-        "the flaky delivery to be marked delivered",
-        || async {
-            let (_, body) = get_json(&v.api("/api/v1/deliveries")).await;
-            let list = body["deliveries"].as_array()?.clone();
-            (!list.iter().any(|d| d["exporter"] == "webhook/flaky")).then_some(())
-        },
-    )
-    .await;
-    let failed = eventually(WAIT, "the 400 to be listed as failed", || async {
-        let (_, body) = get_json(&v.api("/api/v1/deliveries?state=failed")).await;
-        body["deliveries"]
-            .as_array()?
-            .iter()
-            .find(|d| d["exporter"] == "webhook/bad")
-            .cloned()
-    })
-    .await;
-    assert_eq!(failed["attempts"], 1, "{failed}");
-    assert!(
-        failed["last_error"]
-            .as_str()
-            .is_some_and(|e| e.contains("400")),
-        "{failed}"
-    );
-    assert_eq!(failed["event"]["event_id"], got[0].event_id);
-    // Long after the flaky target's two backoffs, still one 400 attempt.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(bad.got().len(), 1);
-    assert_eq!(flaky.got().len(), 3);
-    let metrics = v.metrics().await;
-    for line in [
-        r#"verdict_webhook_deliveries_total{exporter="webhook/flaky",outcome="retry"} 2"#,
-        r#"verdict_webhook_deliveries_total{exporter="webhook/flaky",outcome="delivered"} 1"#,
-        r#"verdict_webhook_deliveries_total{exporter="webhook/bad",outcome="failed"} 1"#,
-    ] {
+    for backend in backends().await {
+        let dir = TempDir::new(&format!("8c-{}", backend.name()));
+        let flaky = Receiver::scripted(&[503, 503]);
+        let flaky_url = flaky.serve("127.0.0.1:0").await;
+        let bad = Receiver::always(400);
+        let bad_url = bad.serve("127.0.0.1:0").await;
+        let hooks = [
+            ("webhook/flaky", webhook(&flaky_url, "")),
+            ("webhook/bad", webhook(&bad_url, "")),
+        ];
+        let file = write_pipeline_on(&dir, &backend, &hooks, FAIL_ONCE);
+        let v = Verdict::start(&file);
+        v.spans("3.0", 30, 500).await;
+        let got = eventually(WAIT, "three attempts on the flaky target", || async {
+            let got = flaky.got();
+            (got.len() >= 3).then_some(got)
+        })
+        .await;
+        assert!(got.iter().all(|r| r.event_id == got[0].event_id));
+        // Backoff: the first wait is initial_interval (300ms) with jitter in
+        // [0.5, 1.5), the second twice that: lower bounds only.
+        assert!(got[1].at - got[0].at >= Duration::from_millis(150));
+        assert!(got[2].at - got[1].at >= Duration::from_millis(300));
+        eventually(
+            WAIT,
+            "the flaky delivery to be marked delivered",
+            || async {
+                let (_, body) = get_json(&v.api("/api/v1/deliveries")).await;
+                let list = body["deliveries"].as_array()?.clone();
+                (!list.iter().any(|d| d["exporter"] == "webhook/flaky")).then_some(())
+            },
+        )
+        .await;
+        let failed = eventually(WAIT, "the 400 to be listed as failed", || async {
+            let (_, body) = get_json(&v.api("/api/v1/deliveries?state=failed")).await;
+            body["deliveries"]
+                .as_array()?
+                .iter()
+                .find(|d| d["exporter"] == "webhook/bad")
+                .cloned()
+        })
+        .await;
+        assert_eq!(failed["attempts"], 1, "{failed}");
         assert!(
-            metrics.lines().any(|l| l == line),
-            "{line} missing:\n{metrics}"
+            failed["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("400")),
+            "{failed}"
         );
+        assert_eq!(failed["event"]["event_id"], got[0].event_id);
+        // Long after the flaky target's two backoffs, still one 400 attempt.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(bad.got().len(), 1);
+        assert_eq!(flaky.got().len(), 3);
+        let metrics = v.metrics().await;
+        for line in [
+            r#"verdict_webhook_deliveries_total{exporter="webhook/flaky",outcome="retry"} 2"#,
+            r#"verdict_webhook_deliveries_total{exporter="webhook/flaky",outcome="delivered"} 1"#,
+            r#"verdict_webhook_deliveries_total{exporter="webhook/bad",outcome="failed"} 1"#,
+        ] {
+            assert!(
+                metrics.lines().any(|l| l == line),
+                "{line} missing:\n{metrics}"
+            );
+        }
     }
 }
 
@@ -856,182 +914,186 @@ async fn issue_5_8e_storage_failures_are_loud() {
 /// restores them: every accepted sample is counted, once.
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_mid_window_loses_no_sample_and_counts_none_twice() {
-    let dir = TempDir::new("ckpt");
-    let file = dir.0.join("pipeline.yaml");
-    // 10 s windows: the stop lands inside the window the spans fall in.
-    let yaml = pipeline(
-        &sqlite(&dir.0),
-        &[],
-        "    decision: windows\n    pass_windows: 100",
-    )
-    .replace(
-        "size: 1s, allowed_lateness: 200ms",
-        "size: 10s, allowed_lateness: 200ms",
-    );
-    std::fs::write(&file, yaml).expect("write");
-    let v = Verdict::start(&file);
-    v.spans("6.0", 40, 10).await;
-    v.spans("6.0", 60, 10).await;
-    v.run_until("6.0", "the run to start", |r| r["state"] == "VALIDATING")
-        .await;
-    let status = Command::new("kill")
-        .args(["-TERM", &v.child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(status.success());
-    let mut v = v;
-    let deadline = Instant::now() + WAIT;
-    let code = loop {
-        if let Some(s) = v.child.try_wait().expect("wait") {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "no exit after SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert_eq!(code.code(), Some(0));
-    drop(v);
+    for backend in backends().await {
+        let dir = TempDir::new(&format!("ckpt-{}", backend.name()));
+        let file = dir.0.join("pipeline.yaml");
+        // 10 s windows: the stop lands inside the window the spans fall in.
+        let yaml = pipeline(
+            &backend.storage(&dir),
+            &[],
+            "    decision: windows\n    pass_windows: 100",
+        )
+        .replace(
+            "size: 1s, allowed_lateness: 200ms",
+            "size: 10s, allowed_lateness: 200ms",
+        );
+        std::fs::write(&file, yaml).expect("write");
+        let v = Verdict::start(&file);
+        v.spans("6.0", 40, 10).await;
+        v.spans("6.0", 60, 10).await;
+        v.run_until("6.0", "the run to start", |r| r["state"] == "VALIDATING")
+            .await;
+        let status = Command::new("kill")
+            .args(["-TERM", &v.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+        let mut v = v;
+        let deadline = Instant::now() + WAIT;
+        let code = loop {
+            if let Some(s) = v.child.try_wait().expect("wait") {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "no exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert_eq!(code.code(), Some(0));
+        drop(v);
 
-    let v = Verdict::start(&file);
-    let run = v
-        .run_until("6.0", "the restored window to be judged", |r| {
-            r["run"]["samples"].as_u64() >= Some(100)
-        })
-        .await;
-    assert_eq!(run["run"]["samples"], 100, "{run}");
-    // Later windows close empty: the count stays exact.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(v.run("6.0").await["run"]["samples"], 100);
+        let v = Verdict::start(&file);
+        let run = v
+            .run_until("6.0", "the restored window to be judged", |r| {
+                r["run"]["samples"].as_u64() >= Some(100)
+            })
+            .await;
+        assert_eq!(run["run"]["samples"], 100, "{run}");
+        // Later windows close empty: the count stays exact.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(v.run("6.0").await["run"]["samples"], 100);
+    }
 }
 
 /// Manual decisions and reset (design §7) through the API of the real
 /// binary: token, 404, 409, `manual: …` reasons, superseded runs.
 #[tokio::test(flavor = "multi_thread")]
 async fn manual_decisions_and_reset_need_the_token_and_are_recorded() {
-    let dir = TempDir::new("manual");
-    let receiver = Receiver::default();
-    let url = receiver.serve("127.0.0.1:0").await;
-    let hooks = [("webhook/ci", webhook(&url, ""))];
-    let file = write_pipeline(&dir, &hooks, "    decision: windows\n    pass_windows: 100");
-    let v = Verdict::start(&file);
-    v.spans("7.0", 10, 10).await;
-    let first = v
-        .run_until("7.0", "the run to start", |r| r["state"] == "VALIDATING")
-        .await;
-    let client = reqwest::Client::new();
-    let post = |path: &str, token: Option<&str>, body: Option<Value>| {
-        let mut req = client.post(v.api(path));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        if let Some(b) = body {
-            req = req
-                .header("content-type", "application/json")
-                .body(b.to_string());
-        }
-        req.send()
-    };
-    let code = |r: reqwest::Response| r.status().as_u16();
-    assert_eq!(
-        code(
-            post("/api/v1/promote/checkout/7.0", None, None)
-                .await
-                .expect("post")
-        ),
-        401
-    );
-    assert_eq!(
-        code(
-            post("/api/v1/promote/checkout/7.0", Some("wrong"), None)
-                .await
-                .expect("post")
-        ),
-        401
-    );
-    assert_eq!(
-        code(
-            post("/api/v1/promote/nope/7.0", Some(TOKEN), None)
-                .await
-                .expect("post")
-        ),
-        404
-    );
-    assert_eq!(
-        code(
-            post("/api/v1/promote/checkout/9.9", Some(TOKEN), None)
-                .await
-                .expect("post")
-        ),
-        404
-    );
-    let resp = post(
-        "/api/v1/rollback/checkout/7.0",
-        Some(TOKEN),
-        Some(json!({"reason": "error budget burnt"})),
-    )
-    .await
-    .expect("post");
-    assert_eq!(resp.status().as_u16(), 200);
-    let run: Value = resp.json().await.expect("json");
-    assert_eq!(run["state"], "ROLLED_BACK");
-    assert_eq!(run["reason"], "manual: error budget burnt");
-    assert_eq!(run["run_id"], first["run_id"]);
-    assert_eq!(
-        code(
-            post("/api/v1/promote/checkout/7.0", Some(TOKEN), None)
-                .await
-                .expect("post")
-        ),
-        409
-    );
-    let got = eventually(WAIT, "the manual rollback webhook", || async {
-        receiver.got().into_iter().next()
-    })
-    .await;
-    assert_eq!(got.body["reason"], "manual: error budget burnt");
-    let recorded = v.run("7.0").await;
-    assert_eq!(
-        recorded["transitions"][0]["reason"],
-        "manual: error budget burnt"
-    );
-
-    // Reset: the old run is kept, superseded; a new PENDING run starts.
-    let resp = post("/api/v1/reset/checkout/7.0", Some(TOKEN), None)
+    for backend in backends().await {
+        let dir = TempDir::new(&format!("manual-{}", backend.name()));
+        let receiver = Receiver::default();
+        let url = receiver.serve("127.0.0.1:0").await;
+        let hooks = [("webhook/ci", webhook(&url, ""))];
+        let file = write_pipeline_on(&dir, &backend, &hooks, NO_PROMOTION);
+        let v = Verdict::start(&file);
+        v.spans("7.0", 10, 10).await;
+        let first = v
+            .run_until("7.0", "the run to start", |r| r["state"] == "VALIDATING")
+            .await;
+        let client = reqwest::Client::new();
+        let post = |path: &str, token: Option<&str>, body: Option<Value>| {
+            let mut req = client.post(v.api(path));
+            if let Some(t) = token {
+                req = req.bearer_auth(t);
+            }
+            if let Some(b) = body {
+                req = req
+                    .header("content-type", "application/json")
+                    .body(b.to_string());
+            }
+            req.send()
+        };
+        let code = |r: reqwest::Response| r.status().as_u16();
+        assert_eq!(
+            code(
+                post("/api/v1/promote/checkout/7.0", None, None)
+                    .await
+                    .expect("post")
+            ),
+            401
+        );
+        assert_eq!(
+            code(
+                post("/api/v1/promote/checkout/7.0", Some("wrong"), None)
+                    .await
+                    .expect("post")
+            ),
+            401
+        );
+        assert_eq!(
+            code(
+                post("/api/v1/promote/nope/7.0", Some(TOKEN), None)
+                    .await
+                    .expect("post")
+            ),
+            404
+        );
+        assert_eq!(
+            code(
+                post("/api/v1/promote/checkout/9.9", Some(TOKEN), None)
+                    .await
+                    .expect("post")
+            ),
+            404
+        );
+        let resp = post(
+            "/api/v1/rollback/checkout/7.0",
+            Some(TOKEN),
+            Some(json!({"reason": "error budget burnt"})),
+        )
         .await
         .expect("post");
-    assert_eq!(resp.status().as_u16(), 200);
-    let fresh: Value = resp.json().await.expect("json");
-    assert_eq!(fresh["state"], "PENDING");
-    assert_ne!(fresh["run_id"], first["run_id"]);
-    let (_, all) = get_json(&v.api("/api/v1/runs")).await;
-    let old = all["runs"]
-        .as_array()
-        .expect("runs")
-        .iter()
-        .find(|r| r["run_id"] == first["run_id"])
-        .cloned()
-        .expect("old run kept");
-    assert_eq!(old["superseded"], true);
-    assert_eq!(old["state"], "ROLLED_BACK");
-    assert_eq!(
-        code(
-            post("/api/v1/reset/checkout/8.8", Some(TOKEN), None)
-                .await
-                .expect("post")
-        ),
-        404
-    );
-    // New data drives the new run — from the next window on: the window
-    // open at the reset may still hold the old run's data (issue 12.6).
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    v.spans("7.0", 10, 10).await;
-    let again = v
-        .run_until("7.0", "the new run to validate", |r| {
-            r["state"] == "VALIDATING"
+        assert_eq!(resp.status().as_u16(), 200);
+        let run: Value = resp.json().await.expect("json");
+        assert_eq!(run["state"], "ROLLED_BACK");
+        assert_eq!(run["reason"], "manual: error budget burnt");
+        assert_eq!(run["run_id"], first["run_id"]);
+        assert_eq!(
+            code(
+                post("/api/v1/promote/checkout/7.0", Some(TOKEN), None)
+                    .await
+                    .expect("post")
+            ),
+            409
+        );
+        let got = eventually(WAIT, "the manual rollback webhook", || async {
+            receiver.got().into_iter().next()
         })
         .await;
-    assert_eq!(again["run_id"], fresh["run_id"]);
-    // The reset announced nothing: one webhook in all.
-    assert_eq!(receiver.got().len(), 1);
+        assert_eq!(got.body["reason"], "manual: error budget burnt");
+        let recorded = v.run("7.0").await;
+        assert_eq!(
+            recorded["transitions"][0]["reason"],
+            "manual: error budget burnt"
+        );
+
+        // Reset: the old run is kept, superseded; a new PENDING run starts.
+        let resp = post("/api/v1/reset/checkout/7.0", Some(TOKEN), None)
+            .await
+            .expect("post");
+        assert_eq!(resp.status().as_u16(), 200);
+        let fresh: Value = resp.json().await.expect("json");
+        assert_eq!(fresh["state"], "PENDING");
+        assert_ne!(fresh["run_id"], first["run_id"]);
+        let (_, all) = get_json(&v.api("/api/v1/runs")).await;
+        let old = all["runs"]
+            .as_array()
+            .expect("runs")
+            .iter()
+            .find(|r| r["run_id"] == first["run_id"])
+            .cloned()
+            .expect("old run kept");
+        assert_eq!(old["superseded"], true);
+        assert_eq!(old["state"], "ROLLED_BACK");
+        assert_eq!(
+            code(
+                post("/api/v1/reset/checkout/8.8", Some(TOKEN), None)
+                    .await
+                    .expect("post")
+            ),
+            404
+        );
+        // New data drives the new run — from the next window on: the window
+        // open at the reset may still hold the old run's data (issue 12.6).
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        v.spans("7.0", 10, 10).await;
+        let again = v
+            .run_until("7.0", "the new run to validate", |r| {
+                r["state"] == "VALIDATING"
+            })
+            .await;
+        assert_eq!(again["run_id"], fresh["run_id"]);
+        // The reset announced nothing: one webhook in all.
+        assert_eq!(receiver.got().len(), 1);
+    }
 }
 
 /// Issue 12.6: a reset starts afresh. The window open at the reset holds

@@ -79,6 +79,20 @@ pub fn foreign_storage(cfg: &ValidatedConfig) -> Option<String> {
     let path = match &cfg.service.storage {
         StorageSpec::Memory => return None,
         StorageSpec::Sqlite { path, .. } => path,
+        // A database created for the test (`storage::testing`).
+        StorageSpec::Postgres(pg) => {
+            let own = pg
+                .url
+                .rsplit_once('/')
+                .is_some_and(|(_, db)| db.starts_with("verdict_t_"));
+            return (!own).then(|| {
+                format!(
+                    "a test server would store in PostgreSQL database {}: give every test a \
+                     database of its own (storage::testing::TestDatabase)",
+                    cfg.service.storage
+                )
+            });
+        }
     };
     let own = path.is_absolute()
         && (path.starts_with(std::env::temp_dir())

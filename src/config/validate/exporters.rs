@@ -357,13 +357,25 @@ pub(super) fn check_url(url: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Reads `service.storage`.
-pub(super) fn storage(raw: Option<String>, errors: &mut Errors) -> StorageSpec {
+/// Reads `service.storage`, and `service.postgres` for a `postgres://` URL.
+pub(super) fn storage(
+    raw: Option<String>,
+    postgres: Field<MapOnly<RawPostgres>>,
+    errors: &mut Errors,
+) -> StorageSpec {
     const PATH: &str = "service.storage";
     let url = raw
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| DEFAULT_STORAGE.to_string());
+    let is_postgres = url.starts_with("postgres://") || url.starts_with("postgresql://");
+    let postgres = take(postgres, "service.postgres", errors);
+    if postgres.is_some() && !is_postgres {
+        errors.push(
+            "service.postgres",
+            "is only for postgres:// storage; service.storage is not PostgreSQL",
+        );
+    }
     // `memory` and `memory://` too: an unquoted `storage: memory:` is a YAML
     // syntax error, so the colon is easy to drop.
     if matches!(url.as_str(), "memory" | "memory:" | "memory://") {
@@ -388,16 +400,153 @@ pub(super) fn storage(raw: Option<String>, errors: &mut Errors) -> StorageSpec {
             url,
         };
     }
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        errors.push(
-            PATH,
-            format!("{url:?}: PostgreSQL storage is not available in this build; use sqlite://PATH or memory:"),
-        );
-    } else {
-        errors.push(
-            PATH,
-            format!("unsupported storage {url:?}: expected sqlite://PATH (sqlite:///abs/path for an absolute path) or memory:"),
-        );
+    if is_postgres {
+        let MapOnly(raw) = postgres.unwrap_or_default();
+        return StorageSpec::Postgres(postgres_spec(url, raw, errors));
     }
+    errors.push(
+        PATH,
+        format!("unsupported storage {url:?}: expected sqlite://PATH (sqlite:///abs/path for an absolute path), postgres://USER@HOST:PORT/DB or memory:"),
+    );
     StorageSpec::Memory
+}
+
+/// A `postgres://` URL and its `service.postgres` settings.
+fn postgres_spec(url: String, raw: RawPostgres, errors: &mut Errors) -> PostgresSpec {
+    const PATH: &str = "service.storage";
+    let shown = redact_password(&url);
+    let rest = url.split_once("://").map_or("", |(_, r)| r);
+    let (authority, database) = rest.split_once('/').unwrap_or((rest, ""));
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if url.contains(['?', '#']) {
+        errors.push(
+            PATH,
+            format!("{shown:?}: options (?…) are not supported; set them under service.postgres (pool_size, statement_timeout, tls)"),
+        );
+    } else if host.is_empty() || host.starts_with(':') {
+        errors.push(
+            PATH,
+            format!("{shown:?} names no host; write postgres://USER@HOST:PORT/DATABASE"),
+        );
+    } else if database.is_empty() {
+        errors.push(
+            PATH,
+            format!("{shown:?} names no database; write postgres://USER@HOST:PORT/DATABASE"),
+        );
+    } else if let Some(port) = host
+        .rsplit_once(':')
+        .map(|(_, p)| p)
+        .filter(|p| !p.ends_with(']'))
+    {
+        if port.parse::<u16>().map_or(true, |p| p == 0) {
+            errors.push(
+                PATH,
+                format!("{shown:?}: port {port:?} is not a port number"),
+            );
+        }
+    }
+    let pool_size = int_in(
+        raw.pool_size,
+        i64::from(DEFAULT_PG_POOL_SIZE),
+        2,
+        256,
+        "service.postgres.pool_size",
+        errors,
+    );
+    let statement_timeout = positive_duration(
+        raw.statement_timeout,
+        DEFAULT_PG_STATEMENT_TIMEOUT,
+        "service.postgres.statement_timeout",
+        errors,
+    );
+    let grace = take(raw.grace, "service.postgres.grace", errors).map_or(DEFAULT_PG_GRACE, |d| d.0);
+    let instance = match take(raw.instance, "service.postgres.instance", errors) {
+        Some(name) => {
+            let name = name.trim().to_string();
+            if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
+                errors.push(
+                    "service.postgres.instance",
+                    "must be 1 to 100 printable characters",
+                );
+            }
+            name
+        }
+        None => default_instance_name(),
+    };
+    let tls = match take(raw.tls, "service.postgres.tls", errors) {
+        Some(MapOnly(tls)) => postgres_tls(tls, errors),
+        None => PostgresTls::default(),
+    };
+    PostgresSpec {
+        url,
+        pool_size: u32::try_from(pool_size).unwrap_or(DEFAULT_PG_POOL_SIZE),
+        statement_timeout,
+        instance,
+        grace,
+        tls,
+    }
+}
+
+/// The host name, which names this instance unless `instance:` does.
+fn default_instance_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "verdict".to_string())
+}
+
+fn postgres_tls(raw: RawPostgresTls, errors: &mut Errors) -> PostgresTls {
+    const PATH: &str = "service.postgres.tls";
+    let at = |key: &str| join(PATH, key);
+    let mode = match take(raw.mode, &at("mode"), errors) {
+        None => PgSslMode::default(),
+        Some(name) => PgSslMode::ALL
+            .into_iter()
+            .find(|m| m.as_str() == name.trim())
+            .unwrap_or_else(|| {
+                errors.push(
+                    at("mode"),
+                    format!(
+                        "expected disable, prefer, require, verify-ca or verify-full, got {name:?}"
+                    ),
+                );
+                PgSslMode::default()
+            }),
+    };
+    let file = |field: Field<String>, key: &str, errors: &mut Errors| {
+        let path = take(field, &at(key), errors)
+            .map(|f| f.trim().to_string())
+            .filter(|f| !f.is_empty())
+            .map(std::path::PathBuf::from)?;
+        if let Err(e) = std::fs::metadata(&path) {
+            errors.push(at(key), format!("cannot read {}: {e}", path.display()));
+        }
+        Some(path)
+    };
+    let ca_file = file(raw.ca_file, "ca_file", errors);
+    let identity = match (
+        file(raw.cert_file, "cert_file", errors),
+        file(raw.key_file, "key_file", errors),
+    ) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (None, None) => None,
+        (Some(_), None) => {
+            errors.push(at("key_file"), "is required with cert_file");
+            None
+        }
+        (None, Some(_)) => {
+            errors.push(at("cert_file"), "is required with key_file");
+            None
+        }
+    };
+    if ca_file.is_some() && matches!(mode, PgSslMode::Disable) {
+        errors.push(at("ca_file"), "is not used with mode: disable");
+    }
+    PostgresTls {
+        mode,
+        ca_file,
+        identity,
+    }
 }

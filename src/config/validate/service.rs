@@ -39,7 +39,11 @@ pub(super) fn service_spec(section: Option<Value>, errors: &mut Errors) -> Optio
             );
         }
     }
-    let storage = storage(take(raw.storage, "service.storage", errors), errors);
+    let storage = storage(
+        take(raw.storage, "service.storage", errors),
+        raw.postgres,
+        errors,
+    );
     let max_inflight_bytes = byte_size(
         raw.max_inflight_bytes,
         DEFAULT_MAX_INFLIGHT_BYTES,

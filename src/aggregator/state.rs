@@ -8,8 +8,8 @@ use std::sync::Arc;
 use super::streams::{Delta, StreamParams, StreamTable};
 use crate::model::series::SeriesMap;
 use crate::model::{
-    Accum, ClosedWindow, OpenWindows, PointSample, Rejected, RejectionTally, Sample, SeriesKey,
-    Subject, UnixNanos, Window, WindowTiming,
+    Accum, ClosedWindow, OpenAccum, OpenWindows, PointSample, Rejected, RejectionTally, Sample,
+    SeriesKey, Subject, UnixNanos, Window, WindowTiming,
 };
 
 /// What became of a recorded sample.
@@ -93,16 +93,16 @@ pub struct WindowParams {
 }
 
 /// The accumulation of window `start` in a series' sorted window list.
-fn window_entry(windows: &mut Vec<(UnixNanos, Accum)>, start: UnixNanos) -> &mut Accum {
+fn window_entry(windows: &mut Vec<(UnixNanos, OpenAccum)>, start: UnixNanos) -> &mut OpenAccum {
     // Newest first: almost every sample is for the latest window.
     let pos = match windows.iter().rposition(|(s, _)| *s <= start) {
         Some(i) if windows[i].0 == start => i,
         Some(i) => {
-            windows.insert(i + 1, (start, Accum::default()));
+            windows.insert(i + 1, (start, OpenAccum::default()));
             i + 1
         }
         None => {
-            windows.insert(0, (start, Accum::default()));
+            windows.insert(0, (start, OpenAccum::default()));
             0
         }
     };
@@ -115,8 +115,10 @@ pub struct ShardState {
     params: WindowParams,
     /// Open windows per series, oldest first. Usually one or two (the
     /// current window and the one still in its allowed lateness): a sorted
-    /// vector costs far less memory per series than a tree.
-    series: SeriesMap<Vec<(UnixNanos, Accum)>>,
+    /// vector costs far less memory per series than a tree. Explicit
+    /// histogram points wait in them summed, and are spread into the
+    /// sketch when the window closes or is copied ([`OpenAccum`]).
+    series: SeriesMap<Vec<(UnixNanos, OpenAccum)>>,
     /// Every window whose deadline is ≤ this has been emitted.
     closed_until: UnixNanos,
     /// Subjects holding a slot, with the end of their newest window that
@@ -236,7 +238,7 @@ impl ShardState {
         &mut self,
         series: &SeriesKey,
         ts: UnixNanos,
-        f: impl FnOnce(&mut Accum),
+        f: impl FnOnce(&mut OpenAccum),
     ) -> RecordOutcome {
         let window = self.params.timing.window_of(ts);
         if window.deadline(self.params.timing.lateness) <= self.closed_until {
@@ -307,7 +309,7 @@ impl ShardState {
                         start,
                         end: start.saturating_add(size),
                     },
-                    accum,
+                    accum: accum.into_accum(),
                 });
             }
             !windows.is_empty()
@@ -352,7 +354,12 @@ impl ShardState {
     pub fn snapshot(&self) -> OpenWindows {
         self.series
             .iter()
-            .map(|(k, w)| (k.clone(), w.iter().cloned().collect()))
+            .map(|(k, w)| {
+                (
+                    k.clone(),
+                    w.iter().map(|(s, a)| (*s, a.to_accum())).collect(),
+                )
+            })
             .collect()
     }
 

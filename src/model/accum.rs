@@ -224,13 +224,12 @@ impl Accum {
     }
 
     /// A latency point, with `spread` spreading each explicit bucket.
-    fn record_latency(&mut self, p: &PointLatency, spread: fn(&mut Accum, f64, f64, u64)) {
-        self.samples = self.samples.saturating_add(p.count);
-        if p.error {
-            self.errors = self.errors.saturating_add(p.count);
-        }
-        let factor = self.adopt_unit(p.unit);
-        let scaled = |v: Option<f64>| v.map(|v| in_unit(v, factor));
+    pub(super) fn record_latency(
+        &mut self,
+        p: &PointLatency,
+        spread: fn(&mut Accum, f64, f64, u64),
+    ) {
+        self.count_latency(p);
         match &p.buckets {
             Buckets::Exponential {
                 scale,
@@ -239,6 +238,7 @@ impl Accum {
                 zero_count,
                 zero_threshold,
             } => {
+                let factor = self.adopt_unit(p.unit);
                 if factor == 1.0 {
                     self.latency.merge_exponential(
                         *scale,
@@ -254,22 +254,60 @@ impl Accum {
                     self.rebucket(*scale, *offset, counts, *zero_count, factor);
                 }
             }
-            // In the sketch's unit, as sent (no copy) in the usual case.
-            Buckets::Explicit { bounds, counts }
-                if factor == 1.0 && bounds.iter().all(|b| b.is_finite()) =>
-            {
-                self.spread_explicit_with(bounds, counts, scaled(p.min), scaled(p.max), spread);
-            }
             Buckets::Explicit { bounds, counts } => {
-                let bounds: Vec<f64> = bounds.iter().map(|b| in_unit(*b, factor)).collect();
-                self.spread_explicit_with(&bounds, counts, scaled(p.min), scaled(p.max), spread);
+                self.spread_explicit_in(p.unit, bounds, counts, p.min, p.max, spread)
             }
         }
     }
 
+    /// Counts the requests (and errors) of a latency point, without its
+    /// buckets.
+    #[inline]
+    pub(super) fn count_latency(&mut self, p: &PointLatency) {
+        self.samples = self.samples.saturating_add(p.count);
+        if p.error {
+            self.errors = self.errors.saturating_add(p.count);
+        }
+    }
+
+    /// Spreads explicit buckets whose bounds and clamps are in `unit` (see
+    /// [`Accum::spread_explicit`]), with `spread` spreading each bucket.
+    pub(super) fn spread_explicit_in(
+        &mut self,
+        unit: LatencyUnit,
+        bounds: &[f64],
+        counts: &[u64],
+        min: Option<f64>,
+        max: Option<f64>,
+        spread: fn(&mut Accum, f64, f64, u64),
+    ) {
+        let factor = self.adopt_unit(unit);
+        let scaled = |v: Option<f64>| v.map(|v| in_unit(v, factor));
+        if factor == 1.0 && bounds.iter().all(|b| b.is_finite()) {
+            // In the sketch's unit, as sent (no copy) in the usual case.
+            self.spread_explicit_with(bounds, counts, scaled(min), scaled(max), spread);
+        } else {
+            let bounds: Vec<f64> = bounds.iter().map(|b| in_unit(*b, factor)).collect();
+            self.spread_explicit_with(&bounds, counts, scaled(min), scaled(max), spread);
+        }
+    }
+
     /// True when nothing has gone into the sketch yet (its unit is free).
-    fn latency_empty(&self) -> bool {
+    pub(super) fn latency_empty(&self) -> bool {
         self.latency.is_empty() && self.latency.rejected() == 0 && self.spread.is_none()
+    }
+
+    /// What spreading a first explicit point of `unit` and `bounds` into an
+    /// empty accumulation leaves besides its counts: the unit taken, and
+    /// the bounds shared so far (the open sides are added when its counts
+    /// are spread). See [`super::open_accum`].
+    pub(super) fn adopt_first_explicit(&mut self, unit: LatencyUnit, bounds: &[f64]) {
+        self.unit = unit;
+        self.spread = Some(Spread {
+            bounds: bounds.to_vec(),
+            open_below: false,
+            open_above: false,
+        });
     }
 
     /// Takes `unit` as the sketch's unit when the sketch is still empty;
@@ -389,7 +427,7 @@ impl Accum {
     /// Each piece's share and bucket come from the scale's table of bucket
     /// bounds, and all of them go into the sketch in one pass: a fixed
     /// number of steps per piece (at most [`MAX_PIECES`]), whatever `c`.
-    fn spread_bucket(&mut self, lo: f64, hi: f64, c: u64) {
+    pub(super) fn spread_bucket(&mut self, lo: f64, hi: f64, c: u64) {
         // Below hi / 2^10 lies under 0.1 % of a uniform bucket: it goes to
         // the first piece instead of spanning endless tiny buckets near 0.
         let from = lo.max(hi / 1024.0);
@@ -629,11 +667,17 @@ impl Accum {
 pub(crate) mod spread_tests;
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::model::SeriesKey;
 
-    fn exp_point(unit: LatencyUnit, scale: i32, offset: i32, counts: &[u64]) -> PointKind {
+    /// An exponential point of `counts` from bucket `offset` at `scale`.
+    pub(crate) fn exp_point(
+        unit: LatencyUnit,
+        scale: i32,
+        offset: i32,
+        counts: &[u64],
+    ) -> PointKind {
         PointKind::Latency(PointLatency {
             unit,
             count: counts.iter().sum(),

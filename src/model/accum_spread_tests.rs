@@ -16,6 +16,18 @@ pub(crate) fn record_point_reference(acc: &mut Accum, kind: &PointKind) {
     }
 }
 
+/// [`Accum::spread_explicit_in`] with the reference spreading.
+pub(crate) fn spread_explicit_in_reference(
+    acc: &mut Accum,
+    unit: LatencyUnit,
+    bounds: &[f64],
+    counts: &[u64],
+    min: Option<f64>,
+    max: Option<f64>,
+) {
+    acc.spread_explicit_in(unit, bounds, counts, min, max, spread_bucket_reference);
+}
+
 fn spread_explicit_reference(
     acc: &mut Accum,
     bounds: &[f64],

@@ -9,6 +9,7 @@ pub mod evidence;
 pub mod figures;
 pub mod flow;
 pub mod held;
+pub mod open_accum;
 pub mod point;
 pub mod rejection;
 pub mod rollout;
@@ -22,6 +23,7 @@ pub use evidence::{BaselineTally, CheckKind, CheckResult, CheckStatus, RunEviden
 pub use figures::{Figures, LatencyBound, Quantile, WindowOutcome, WindowVerdict};
 pub use flow::{ClosedWindow, EngineInput, OpenWindows};
 pub use held::HeldBytes;
+pub use open_accum::OpenAccum;
 pub use point::PointSample;
 pub use rejection::{Rejected, RejectionTally};
 pub use rollout::{FlagChange, FlagTemplate, Rollout, RolloutPhase};

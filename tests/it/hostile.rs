@@ -21,7 +21,7 @@ receivers:
     protocols:
       http: {{ endpoint: "127.0.0.1:0" }}
 processors:
-  window: {{ size: 1s, allowed_lateness: 200ms }}
+  window: {{ size: 1s, allowed_lateness: 2s }}
   contract/checkout:
     match: {{ service.name: checkout }}
     subject_by: [service.version]
@@ -110,7 +110,6 @@ async fn hostile_points_neither_freeze_nor_brick_nor_wrap() {
     let file = dir.0.join("pipeline.yaml");
     std::fs::write(&file, pipeline(&sqlite(&dir.0))).expect("write");
     let v = Verdict::start(&file);
-    let now = now_ns();
 
     // Subnormal bounds: the spreading once looped ~9.2e18 times.
     for (bounds, counts, max) in [
@@ -121,7 +120,9 @@ async fn hostile_points_neither_freeze_nor_brick_nor_wrap() {
             &v,
             "1.0",
             "histogram",
-            vec![explicit(now, &bounds, &counts, max)],
+            // Each point is stamped when it is sent: on a loaded machine the
+            // previous request and health check can outlast the 1 s window.
+            vec![explicit(now_ns(), &bounds, &counts, max)],
         )
         .await;
         assert!(

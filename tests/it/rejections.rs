@@ -26,7 +26,7 @@ receivers:
     protocols:
       http: {{ endpoint: "127.0.0.1:0" }}
 processors:
-  window: {{ size: 1s, allowed_lateness: 200ms, shards: 2 }}
+  window: {{ size: 1s, allowed_lateness: 2s, shards: 2 }}
   contract/checkout:
     match: {{ service.name: checkout }}
     source: metrics

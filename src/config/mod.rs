@@ -38,6 +38,7 @@ mod error;
 pub mod print;
 mod raw;
 mod validate;
+pub mod validity;
 
 #[cfg(test)]
 mod tests;
@@ -45,7 +46,7 @@ mod tests;
 pub use error::{ConfigError, ConfigErrors};
 pub use probe_plan::{Amount, ProbePlan, SYNTHETIC_ATTRIBUTE};
 pub use select::{select_resource, AttributeMatch, Selection};
-pub(crate) use validate::tls::{read_certificates, read_key};
+pub(crate) use validate::tls::{read_certificates, read_key, tls_pair_error};
 pub use validated::*;
 
 /// Reads, substitutes, layers env overrides, parses and validates a pipeline file.

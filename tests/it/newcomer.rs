@@ -270,3 +270,183 @@ fn demo_without_a_server_says_so() {
         "{stderr}"
     );
 }
+
+/// A YAML file as JSON (through the YAML reader verdict itself uses).
+fn yaml(path: &std::path::Path) -> serde_json::Value {
+    use config::Source as _;
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let map = config::File::from_str(&text, config::FileFormat::Yaml)
+        .collect()
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    config::Value::from(map)
+        .try_deserialize()
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// `deploy/compose.yaml`'s wiring (no image can be pulled here, so the
+/// stack is not started; `promtool` checks the Prometheus configuration):
+/// every file a service mounts exists, verdict listens on the ports it
+/// publishes and Prometheus scrapes, Grafana's data source points at the
+/// Prometheus service and its dashboard provider at the mounted
+/// `dashboards/verdict.json`, and verdict's data volume is where its
+/// default storage lands in the image.
+#[test]
+fn compose_file_wires_verdict_prometheus_and_grafana() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let deploy = root.join("deploy");
+    let compose = yaml(&deploy.join("compose.yaml"));
+    let services = &compose["services"];
+    for service in ["verdict", "prometheus", "grafana"] {
+        assert!(
+            services[service].is_object(),
+            "no service {service}: {compose}"
+        );
+    }
+    // Each bind mount's source exists; named volumes are declared.
+    let mut mounts: std::collections::HashMap<String, std::path::PathBuf> = Default::default();
+    for (name, service) in services.as_object().expect("services") {
+        for volume in service["volumes"].as_array().into_iter().flatten() {
+            let spec = volume.as_str().expect("short volume syntax");
+            let parts: Vec<&str> = spec.split(':').collect();
+            let (source, target) = (parts[0], parts[1]);
+            if source.starts_with('.') {
+                let path = deploy.join(source);
+                assert!(
+                    path.exists(),
+                    "{name} mounts {source}, which does not exist"
+                );
+                mounts.insert(format!("{name}:{target}"), path);
+            } else {
+                assert!(
+                    compose["volumes"].get(source).is_some(),
+                    "{name} mounts the undeclared volume {source}"
+                );
+            }
+        }
+    }
+    let ports = |service: &str| -> Vec<String> {
+        services[service]["ports"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| p.as_str().expect("port").to_string())
+            .collect()
+    };
+
+    // verdict: the mounted pipeline, with the compose environment, is
+    // valid and listens on what is published and scraped.
+    let verdict = &services["verdict"];
+    let command: Vec<&str> = verdict["command"]
+        .as_array()
+        .expect("command")
+        .iter()
+        .map(|c| c.as_str().expect("arg"))
+        .collect();
+    assert_eq!(command[..2], ["run", "-c"]);
+    let pipeline = &mounts[&format!("verdict:{}", command[2])];
+    let env: std::collections::HashMap<String, String> = verdict["environment"]
+        .as_object()
+        .expect("environment")
+        .iter()
+        .map(|(k, v)| {
+            // `${VAR:-}` defaults of the compose file: empty here.
+            let value = v.as_str().expect("value");
+            let value = if value.starts_with("${") { "" } else { value };
+            (k.clone(), value.to_string())
+        })
+        .collect();
+    let text = std::fs::read_to_string(pipeline).expect("pipeline");
+    let cfg = verdict::config::load_str(&text, &env).expect("the mounted pipeline is valid");
+    let port_of = |endpoint: &str| endpoint.rsplit(':').next().expect("port").to_string();
+    let mut listening = vec![port_of(&cfg.service.api_endpoint)];
+    assert!(
+        cfg.service.api_endpoint.starts_with("0.0.0.0:"),
+        "the API must be reachable"
+    );
+    for r in &cfg.receivers {
+        if let verdict::config::ReceiverKind::Otlp(otlp) = &r.kind {
+            listening.extend(otlp.grpc_endpoint.iter().map(|e| port_of(e)));
+            listening.extend(otlp.http_endpoint.iter().map(|e| port_of(e)));
+        }
+    }
+    let mut metrics_port = None;
+    for e in &cfg.exporters {
+        if let verdict::config::ExporterKind::Prometheus { endpoint, .. } = &e.kind {
+            metrics_port = Some(port_of(endpoint));
+            listening.push(port_of(endpoint));
+        }
+    }
+    for published in ports("verdict") {
+        let (host, container) = published.split_once(':').expect("HOST:CONTAINER");
+        assert_eq!(host, container, "{published}");
+        assert!(
+            listening.contains(&container.to_string()),
+            "{published} is not a verdict port ({listening:?})"
+        );
+    }
+    assert_eq!(
+        ports("verdict").len(),
+        listening.len(),
+        "every port published"
+    );
+    // The data volume is where sqlite://data/verdict.db lands in the image.
+    let dockerfile = std::fs::read_to_string(root.join("Dockerfile")).expect("Dockerfile");
+    assert!(
+        dockerfile.contains("WORKDIR /var/lib/verdict"),
+        "{dockerfile}"
+    );
+    assert!(
+        dockerfile.contains("install -d -o verdict -g verdict /var/lib/verdict/data"),
+        "the data directory must belong to the verdict user"
+    );
+    assert!(verdict["volumes"]
+        .as_array()
+        .expect("volumes")
+        .iter()
+        .any(|v| v
+            .as_str()
+            .is_some_and(|v| v.ends_with(":/var/lib/verdict/data"))));
+    assert_eq!(cfg.service.storage.to_string(), "sqlite://data/verdict.db");
+
+    // Prometheus scrapes verdict's metrics port, and promtool accepts it.
+    let prometheus_yml = &mounts["prometheus:/etc/prometheus/prometheus.yml"];
+    let scrape = yaml(prometheus_yml);
+    let targets = scrape["scrape_configs"][0]["static_configs"][0]["targets"].to_string();
+    assert!(
+        targets.contains(&format!(
+            "verdict:{}",
+            metrics_port.expect("prometheus exporter")
+        )),
+        "{targets}"
+    );
+    let check = std::process::Command::new("promtool")
+        .args(["check", "config"])
+        .arg(prometheus_yml)
+        .output()
+        .expect("promtool runs (Debian package prometheus)");
+    assert!(check.status.success(), "{check:?}");
+    assert!(ports("prometheus").contains(&"9090:9090".to_string()));
+
+    // Grafana: the data source is the Prometheus service, and the
+    // dashboard provider reads the mounted dashboards.
+    let provisioning = &mounts["grafana:/etc/grafana/provisioning"];
+    let datasources = yaml(&provisioning.join("datasources/prometheus.yaml"));
+    let source = &datasources["datasources"][0];
+    assert_eq!(source["type"], "prometheus");
+    assert_eq!(source["url"], "http://prometheus:9090");
+    let providers = yaml(&provisioning.join("dashboards/verdict.yaml"));
+    let path = providers["providers"][0]["options"]["path"]
+        .as_str()
+        .expect("provider path");
+    let dashboards = &mounts[&format!("grafana:{path}")];
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dashboards.join("verdict.json")).expect("dashboard"),
+    )
+    .expect("dashboard JSON");
+    assert_eq!(dashboard["templating"]["list"][0]["type"], "datasource");
+    assert_eq!(dashboard["templating"]["list"][0]["query"], "prometheus");
+    let home = services["grafana"]["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+        .as_str()
+        .expect("home dashboard");
+    assert_eq!(home, format!("{path}/verdict.json"));
+}

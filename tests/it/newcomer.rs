@@ -450,3 +450,91 @@ fn compose_file_wires_verdict_prometheus_and_grafana() {
         .expect("home dashboard");
     assert_eq!(home, format!("{path}/verdict.json"));
 }
+
+/// The README's send-spans examples, run against a live server: each
+/// sends SERVER spans of its own release, and the run counts them all.
+mod send_spans_examples {
+    use std::path::Path;
+    use std::process::Command;
+    use std::time::Duration;
+
+    use crate::{config, eventually, get_json, start};
+
+    fn example(name: &str) -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("examples/otlp")
+            .join(name)
+    }
+
+    /// Runs `command` (with the server's OTLP/HTTP address as
+    /// `OTLP_ENDPOINT`) and waits until the run of `version` has counted
+    /// `spans` samples.
+    async fn sends(mut command: Command, version: &str, spans: u64) {
+        let server = start(&config(
+            "    max_p95_latency_ms: 1000",
+            "size: 1s, allowed_lateness: 200ms",
+        ))
+        .await;
+        let out = command
+            .env("OTLP_ENDPOINT", format!("http://{}", server.http[0].1))
+            .env("SERVICE_VERSION", version)
+            .env("SPANS", spans.to_string())
+            .output()
+            .expect("the example runs");
+        assert!(
+            out.status.success(),
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let url = format!(
+            "http://{}/api/v1/runs/checkout/checkout/{version}",
+            server.api
+        );
+        let run = eventually(Duration::from_secs(30), "the spans to be counted", || {
+            let url = url.clone();
+            async move {
+                let (_, body) = get_json(&url).await;
+                (body["run"]["samples"] == spans).then_some(body)
+            }
+        })
+        .await;
+        assert_eq!(run["state"], "VALIDATING", "{run}");
+        server
+            .shutdown(Duration::from_secs(5))
+            .await
+            .expect("stops");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn curl_with_otlp_json() {
+        let mut command = Command::new("bash");
+        command.arg(example("send_span.sh"));
+        sends(command, "2.1.0", 1).await;
+    }
+
+    /// Needs `opentelemetry-sdk` and `opentelemetry-exporter-otlp-proto-http`
+    /// (installed by `.ci/run`).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn python_opentelemetry_sdk() {
+        let mut command = Command::new("python3");
+        command.arg(example("send_spans.py"));
+        sends(command, "3.0.0", 60).await;
+    }
+
+    /// The OpenTelemetry JS SDK of `tests/unleash` (`npm ci` there, as
+    /// `.ci/run` does).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn node_opentelemetry_sdk() {
+        let modules = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/unleash/node_modules");
+        assert!(
+            modules.join("@opentelemetry/sdk-trace-base").exists(),
+            "run `npm ci` in tests/unleash first (as .ci/run does)"
+        );
+        let mut command = Command::new("node");
+        command
+            .arg(example("send_spans.cjs"))
+            .env("NODE_PATH", modules);
+        sends(command, "4.0.0", 40).await;
+    }
+}

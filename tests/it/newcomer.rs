@@ -538,3 +538,131 @@ mod send_spans_examples {
         sends(command, "4.0.0", 40).await;
     }
 }
+
+/// The README renders and points at what exists: every table is one block
+/// of rows with the same number of cells under a header and a delimiter
+/// row (a blank line inside a table turns the rows after it into one
+/// paragraph), every repository file it names in backticks or links
+/// exists, and every `verdict` subcommand its shell blocks run is one the
+/// binary has.
+#[test]
+fn readme_tables_render_and_its_files_and_commands_exist() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README");
+    let lines: Vec<&str> = readme.lines().collect();
+    let cells = |line: &str| -> usize {
+        let row = line.trim().replace("\\|", "");
+        let row = row.strip_prefix('|').unwrap_or(&row);
+        let row = row.strip_suffix('|').unwrap_or(row);
+        row.split('|').count()
+    };
+    let is_row = |line: &str| line.trim_start().starts_with('|');
+    let mut fenced = false;
+    let mut tables = 0;
+    let mut i = 0;
+    while i < lines.len() {
+        if lines[i].trim_start().starts_with("```") {
+            fenced = !fenced;
+        }
+        if fenced || !is_row(lines[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < lines.len() && is_row(lines[i]) {
+            i += 1;
+        }
+        let block = &lines[start..i];
+        tables += 1;
+        assert!(
+            block.len() >= 2
+                && block[1]
+                    .trim()
+                    .trim_matches('|')
+                    .split('|')
+                    .all(|c| c.trim().trim_matches(':').chars().all(|ch| ch == '-')
+                        && !c.trim().is_empty()),
+            "README line {}: a table row without a header and delimiter above it (a blank line inside a table?): {}",
+            start + 1,
+            block[0]
+        );
+        let width = cells(block[0]);
+        for (n, row) in block.iter().enumerate() {
+            assert_eq!(
+                cells(row),
+                width,
+                "README line {}: {} cells where the header has {width}: {row}",
+                start + n + 1,
+                cells(row)
+            );
+        }
+    }
+    assert!(tables >= 9, "{tables} tables");
+
+    // Files it names.
+    let mut named = Vec::new();
+    for piece in readme.split(['`', '(', ')', ' ', '\n', '"']) {
+        for dir in [
+            "examples/",
+            "deploy/",
+            "pipelines/",
+            "dashboards/",
+            "tests/it/",
+            "docs/",
+        ] {
+            if piece.starts_with(dir) && !piece.contains('*') && !piece.contains('…') {
+                named.push(piece.trim_end_matches([',', '.', ':', ';']).to_string());
+            }
+        }
+    }
+    assert!(
+        named.iter().any(|n| n == "deploy/compose.yaml"),
+        "{named:?}"
+    );
+    for path in &named {
+        let path = path.split(':').next().unwrap_or(path);
+        assert!(
+            root.join(path).exists(),
+            "README names {path}, which does not exist"
+        );
+    }
+
+    // Subcommands its shell blocks run.
+    let mut subcommands = std::collections::BTreeSet::new();
+    let mut in_sh = false;
+    for line in &lines {
+        let t = line.trim_start();
+        if t.starts_with("```") {
+            in_sh = t == "```sh";
+            continue;
+        }
+        if in_sh {
+            for (at, _) in line.match_indices("verdict ") {
+                let before = line[..at].chars().last();
+                if before.is_some_and(|c| {
+                    c.is_alphanumeric() || c == '/' || c == '-' || c == '_' || c == '.'
+                }) {
+                    continue;
+                }
+                if let Some(word) = line[at + 8..].split_whitespace().next() {
+                    if word.chars().all(|c| c.is_ascii_lowercase()) {
+                        subcommands.insert(word.to_string());
+                    }
+                }
+            }
+        }
+    }
+    for expected in ["run", "demo", "probe", "simulate"] {
+        assert!(subcommands.contains(expected), "{subcommands:?}");
+    }
+    for sub in &subcommands {
+        let out = crate::verdict_command([sub.as_str(), "--help"])
+            .output()
+            .expect("verdict runs");
+        assert!(
+            out.status.success(),
+            "README runs `verdict {sub}`: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -89,6 +89,12 @@ fn print_config_shows_overrides_and_defaults_and_validates_again() {
             .env("VERDICT__PROCESSORS__WINDOW__SIZE", "5s")
             .env("VERDICT__PROCESSORS__CONTRACT_DEFAULT__MIN_SAMPLES", "42")
             .env("VERDICT__SERVICE__API__TOKEN", "s3cret-api-token")
+            // A new key with `/` and `.`: a name only `env` (not a shell's
+            // `export`) can pass, spelled as the README says.
+            .env(
+                "VERDICT__PROCESSORS__CONTRACT/DEFAULT__MATCH__DEPLOYMENT.ENVIRONMENT",
+                "prod",
+            )
             .output()
             .expect("verdict validate runs");
     let printed = String::from_utf8_lossy(&out.stdout).to_string();
@@ -107,6 +113,7 @@ fn print_config_shows_overrides_and_defaults_and_validates_again() {
         "    token: \"<redacted>\"\n",
         "    stream_expiry: \"15m\"\n",
         "  contract/default:\n",
+        "      deployment.environment: \"prod\"\n",
     ] {
         assert!(
             printed.contains(expected),

@@ -161,6 +161,13 @@ fn validate(path: &std::path::Path, print_config: bool) -> ExitCode {
                 cfg.pipelines.len(),
                 contracts
             );
+            // Served all the same, so not a problem of the file; but
+            // clients will refuse it, so said before they do.
+            for warning in
+                config::validity::certificate_warnings(&cfg, std::time::SystemTime::now())
+            {
+                eprintln!("warning: {warning}");
+            }
             if print_config {
                 let header = [
                     verdict,

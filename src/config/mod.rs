@@ -37,7 +37,9 @@ mod env;
 mod error;
 pub mod print;
 mod raw;
+pub mod summary;
 mod validate;
+pub mod validity;
 
 #[cfg(test)]
 mod tests;
@@ -46,7 +48,7 @@ pub use defaults::{DEFAULT_PG_GRACE, DEFAULT_PG_POOL_SIZE, DEFAULT_PG_STATEMENT_
 pub use error::{ConfigError, ConfigErrors};
 pub use probe_plan::{Amount, ProbePlan, SYNTHETIC_ATTRIBUTE};
 pub use select::{select_resource, AttributeMatch, Selection};
-pub(crate) use validate::tls::{read_certificates, read_key};
+pub(crate) use validate::tls::{read_certificates, read_key, tls_pair_error};
 pub use validated::*;
 
 /// Reads, substitutes, layers env overrides, parses and validates a pipeline file.

@@ -2,6 +2,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use super::*;
+use crate::config::summary::{summary, PipelineSummary};
 use crate::config::{load_str, ValidatedConfig};
 
 fn load(text: &str, env: &HashMap<String, String>) -> ValidatedConfig {

@@ -1395,11 +1395,14 @@ fn tls_files_that_do_not_make_a_server_are_refused_by_validation() {
     };
     ok(&file(&good_key));
     let lines = err_lines(&file(&wrong_key));
+    let mismatch = format!(
+        "receivers.otlp.protocols.grpc.tls.key_file: does not make a TLS server with cert_file: \
+         {wrong_key} is not the private key of the certificate in {cert_file} (a key of another \
+         pair, or a tampered file)"
+    );
     assert!(
-        lines.iter().any(|l| l.starts_with(
-            "receivers.otlp.protocols.grpc.tls.key_file: does not make a TLS server with cert_file"
-        )),
-        "{lines:#?}"
+        lines.iter().any(|l| l.starts_with(&mismatch)),
+        "{mismatch:?} not in {lines:#?}"
     );
     let lines = err_lines(&file(&encrypted));
     assert!(

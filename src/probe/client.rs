@@ -289,6 +289,22 @@ impl Connection {
     }
 }
 
+/// What a failed TLS connect says: the certificate's problem when rustls
+/// names one, a handshake failure otherwise, or a plain connection failure
+/// when the socket broke before TLS could say anything.
+fn tls_failure(error: &std::io::Error) -> Failure {
+    match error
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
+        Some(tls) => Failure::Tls(super::tally::TlsFailure::of(tls)),
+        None if error.kind() == std::io::ErrorKind::InvalidData => {
+            Failure::Tls(super::tally::TlsFailure::Handshake)
+        }
+        None => Failure::Connect,
+    }
+}
+
 async fn connect(target: &Target) -> Result<Open, Failure> {
     let stream = TcpStream::connect(&target.addr)
         .await
@@ -305,7 +321,7 @@ async fn connect(target: &Target) -> Result<Open, Failure> {
             let tls = tokio_rustls::TlsConnector::from(config.clone())
                 .connect(name.clone(), stream)
                 .await
-                .map_err(|_| Failure::Connect)?;
+                .map_err(|e| tls_failure(&e))?;
             Stream::Tls(Box::new(tls))
         }
     };

@@ -27,4 +27,4 @@ pub(crate) mod tally;
 
 pub use engine::{Observer, RunResult};
 pub use report::ProbeReport;
-pub use tally::{Failure, Observation, Tally};
+pub use tally::{Failure, Observation, Tally, TlsFailure};

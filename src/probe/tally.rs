@@ -18,6 +18,10 @@ pub enum Failure {
     ConnectionRefused,
     /// Any other failure to connect (DNS, unreachable, reset while connecting).
     Connect,
+    /// The TLS handshake failed, and why: most often the target's
+    /// certificate, which the probe names (an `https://` probe that fails
+    /// every request on its certificate measured nothing).
+    Tls(TlsFailure),
     /// The response status was an error: 5xx, or 4xx unless 4xx answers
     /// are allowed ([`Failure::of_status`]).
     Status(u16),
@@ -43,7 +47,63 @@ impl Failure {
 
     /// True when the request never reached the target, so it has no latency.
     pub fn before_request(self) -> bool {
-        matches!(self, Failure::ConnectionRefused | Failure::Connect)
+        matches!(
+            self,
+            Failure::ConnectionRefused | Failure::Connect | Failure::Tls(_)
+        )
+    }
+}
+
+/// Why a TLS handshake with the target failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TlsFailure {
+    /// Its certificate is not signed by a CA the probe trusts.
+    UnknownIssuer,
+    /// Its certificate has expired.
+    Expired,
+    /// Its certificate is not valid yet.
+    NotValidYet,
+    /// Its certificate was not issued for the URL's host.
+    NameMismatch,
+    /// Its certificate was refused for another reason (revoked, bad
+    /// signature, wrong usage, a CA certificate used as the server's own).
+    Certificate,
+    /// The handshake failed for a reason other than the certificate (no
+    /// common protocol version or cipher, a plain-text server).
+    Handshake,
+}
+
+impl TlsFailure {
+    /// What rustls's error says about the handshake.
+    pub fn of(error: &rustls::Error) -> TlsFailure {
+        use rustls::CertificateError as C;
+        match error {
+            rustls::Error::InvalidCertificate(cert) => match cert {
+                C::UnknownIssuer => TlsFailure::UnknownIssuer,
+                C::Expired | C::ExpiredContext { .. } => TlsFailure::Expired,
+                C::NotValidYet | C::NotValidYetContext { .. } => TlsFailure::NotValidYet,
+                C::NotValidForName | C::NotValidForNameContext { .. } => TlsFailure::NameMismatch,
+                _ => TlsFailure::Certificate,
+            },
+            _ => TlsFailure::Handshake,
+        }
+    }
+}
+
+impl fmt::Display for TlsFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TlsFailure::UnknownIssuer => {
+                "certificate problem: unknown issuer (not signed by a trusted CA; --ca-file adds one)"
+            }
+            TlsFailure::Expired => "certificate problem: expired",
+            TlsFailure::NotValidYet => "certificate problem: not valid yet",
+            TlsFailure::NameMismatch => {
+                "certificate problem: name mismatch (not issued for the URL's host)"
+            }
+            TlsFailure::Certificate => "certificate problem: refused",
+            TlsFailure::Handshake => "TLS handshake failed",
+        })
     }
 }
 
@@ -53,6 +113,7 @@ impl fmt::Display for Failure {
             Failure::Timeout => f.write_str("timeout"),
             Failure::ConnectionRefused => f.write_str("connection refused"),
             Failure::Connect => f.write_str("connection failed"),
+            Failure::Tls(why) => why.fmt(f),
             Failure::Status(code) => write!(f, "HTTP {code}"),
             Failure::Transport => f.write_str("connection error"),
         }
@@ -228,5 +289,46 @@ mod tests {
             });
         }
         assert_eq!(t.causes(), "HTTP 503");
+    }
+
+    #[test]
+    fn tls_failures_name_the_certificate_problem() {
+        use rustls::CertificateError as C;
+        for (error, failure, text) in [
+            (
+                C::UnknownIssuer,
+                TlsFailure::UnknownIssuer,
+                "certificate problem: unknown issuer",
+            ),
+            (
+                C::Expired,
+                TlsFailure::Expired,
+                "certificate problem: expired",
+            ),
+            (
+                C::NotValidYet,
+                TlsFailure::NotValidYet,
+                "certificate problem: not valid yet",
+            ),
+            (
+                C::NotValidForName,
+                TlsFailure::NameMismatch,
+                "certificate problem: name mismatch",
+            ),
+            (
+                C::BadSignature,
+                TlsFailure::Certificate,
+                "certificate problem: refused",
+            ),
+        ] {
+            let got = TlsFailure::of(&rustls::Error::InvalidCertificate(error));
+            assert_eq!(got, failure);
+            assert!(Failure::Tls(got).to_string().starts_with(text), "{got}");
+            assert!(Failure::Tls(got).before_request());
+        }
+        assert_eq!(
+            TlsFailure::of(&rustls::Error::NoCertificatesPresented),
+            TlsFailure::Handshake
+        );
     }
 }

@@ -461,7 +461,7 @@ impl Server {
         catalog.ready.store(true, Ordering::SeqCst);
         // What runs, after overrides and defaults: the first thing to check
         // when a run does not behave as the file seemed to say.
-        for p in crate::config::print::summary(&config) {
+        for p in crate::config::summary::summary(&config) {
             tracing::info!(
                 pipeline = %p.pipeline,
                 window = %p.window,

@@ -100,15 +100,19 @@ fn build(spec: &ListenerTls, alpn: &[Vec<u8>]) -> Result<ServerConfig, String> {
             read_certificates(&spec.cert_file)?,
             read_key(&spec.key_file)?,
         )
-        .map_err(|e| {
-            format!(
-                "{} and {}: {e}",
-                spec.cert_file.display(),
-                spec.key_file.display()
-            )
-        })?;
+        .map_err(|e| crate::config::tls_pair_error(&spec.cert_file, &spec.key_file, &e))?;
     config.alpn_protocols = alpn.to_vec();
     Ok(config)
+}
+
+/// Logs a certificate that clients will refuse (expired, not valid yet):
+/// rustls serves it all the same, and only the clients would say why.
+fn warn_validity(spec: &ListenerTls) {
+    if let Some(warning) =
+        crate::config::validity::certificate_warning(&spec.cert_file, SystemTime::now())
+    {
+        tracing::warn!(cert_file = %spec.cert_file.display(), "{warning}");
+    }
 }
 
 impl ServerTls {
@@ -117,6 +121,7 @@ impl ServerTls {
     pub fn new(spec: &ListenerTls, alpn: &[&str]) -> anyhow::Result<Arc<ServerTls>> {
         let alpn: Vec<Vec<u8>> = alpn.iter().map(|a| a.as_bytes().to_vec()).collect();
         let config = build(spec, &alpn).map_err(|e| anyhow::anyhow!("TLS: {e}"))?;
+        warn_validity(spec);
         Ok(Arc::new(ServerTls {
             spec: spec.clone(),
             alpn,
@@ -142,6 +147,7 @@ impl ServerTls {
                 match build(&self.spec, &self.alpn) {
                     Ok(config) => {
                         tracing::info!(cert_file = %self.spec.cert_file.display(), "TLS files changed; re-read.");
+                        warn_validity(&self.spec);
                         state.config = Arc::new(config);
                         state.stamps = now;
                     }

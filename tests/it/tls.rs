@@ -44,9 +44,26 @@ impl Pki {
     /// Writes `<name>.pem` and `<name>-key.pem`, signed by the CA, for
     /// `localhost` and 127.0.0.1, with `cn` as common name.
     fn issue(&self, name: &str, cn: &str) {
+        self.issue_with(name, cn, &["localhost", "127.0.0.1"], None);
+    }
+
+    /// [`Pki::issue`] for `hosts`, valid from the first to the second
+    /// (year, month, day) of `validity` (rcgen's default when `None`).
+    #[allow(clippy::type_complexity)]
+    fn issue_with(
+        &self,
+        name: &str,
+        cn: &str,
+        hosts: &[&str],
+        validity: Option<((i32, u8, u8), (i32, u8, u8))>,
+    ) {
         let mut params =
-            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            CertificateParams::new(hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>())
                 .expect("params");
+        if let Some(((y0, m0, d0), (y1, m1, d1))) = validity {
+            params.not_before = rcgen::date_time_ymd(y0, m0, d0);
+            params.not_after = rcgen::date_time_ymd(y1, m1, d1);
+        }
         params
             .distinguished_name
             .push(rcgen::DnType::CommonName, cn);
@@ -362,4 +379,149 @@ async fn webhooks_are_delivered_over_https_to_a_configured_ca_only() {
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+}
+
+/// Bad certificates, each told for what it is while nothing stops serving:
+/// an expired server certificate is warned about (with its date) by
+/// `verdict validate` and at start, `verdict probe` names the certificate
+/// problem of a target (expired, unknown issuer, name mismatch) instead of
+/// "connection failed", and a re-read certificate file whose key is of
+/// another pair, or missing, keeps the previous certificate (logged).
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_certificates_are_named_and_nothing_stops_serving() {
+    let dir = TempDir::new("tls-bad");
+    let pki = Pki::new(&dir.0);
+    pki.issue_with(
+        "server",
+        "expired",
+        &["localhost", "127.0.0.1"],
+        Some(((2020, 1, 1), (2021, 6, 1))),
+    );
+    let tls = format!(
+        "{{ cert_file: \"{}\", key_file: \"{}\", reload_interval: 100ms }}",
+        pki.path("server.pem"),
+        pki.path("server-key.pem")
+    );
+    let yaml = crate::durable::pipeline(&crate::durable::sqlite(&dir.0), &[], "").replace(
+        "api: { endpoint: \"127.0.0.1:0\",",
+        &format!("api: {{ endpoint: \"127.0.0.1:0\", tls: {tls},"),
+    );
+    let file = dir.0.join("pipeline.yaml");
+    std::fs::write(&file, &yaml).expect("write");
+
+    // `verdict validate`: valid (it is served), with a warning and the date.
+    let out = crate::verdict_command(["validate", "-c"])
+        .arg(&file)
+        .output()
+        .expect("validate runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let expected = format!(
+        "warning: service.api.tls.cert_file: the certificate in {} expired on 2021-06-01T00:00:00Z: clients refuse it",
+        pki.path("server.pem")
+    );
+    assert!(stderr.contains(&expected), "{expected:?} not in {stderr}");
+
+    // At start: a WARN line with the date.
+    let v = Verdict::start(&file);
+    let logged = v.stderr.lock().expect("lock").join("\n");
+    assert!(
+        logged.contains("\"level\":\"WARN\"") && logged.contains("expired on 2021-06-01T00:00:00Z"),
+        "{logged}"
+    );
+    let api = format!("https://localhost:{}", v.api.port());
+    let ca = pki.path("ca.pem");
+    let probe = |ca_file: Option<&str>| {
+        let mut args = vec![
+            "probe".to_string(),
+            "--url".into(),
+            format!("{api}/healthz"),
+            "-n".into(),
+            "5".into(),
+            "--max-error-rate-percent".into(),
+            "1".into(),
+            "--json".into(),
+        ];
+        if let Some(ca) = ca_file {
+            args.extend(["--ca-file".to_string(), ca.to_string()]);
+        }
+        let out = crate::verdict_command(&args).output().expect("probe runs");
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        let result: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        result
+    };
+    let has_cause = |result: &serde_json::Value, cause: &str| {
+        result["requests_failed_by_cause"]
+            .as_object()
+            .is_some_and(|c| c.keys().any(|k| k.starts_with(cause)))
+    };
+    let expired = probe(Some(&ca));
+    assert_eq!(
+        expired["requests_failed_by_cause"]["certificate problem: expired"], 5,
+        "{expired}"
+    );
+    assert!(
+        expired["failures"]
+            .to_string()
+            .contains("all 5 requests failed: certificate problem: expired"),
+        "{expired}"
+    );
+    // A renewed certificate for another host: re-read, and the probe says
+    // the name does not match.
+    pki.issue_with("server", "elsewhere", &["other.example"], None);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let result = probe(Some(&ca));
+        if has_cause(&result, "certificate problem: name mismatch") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no name mismatch: {result}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Without the CA, the issuer is unknown (checked before the name).
+    let unknown = probe(None);
+    assert!(
+        has_cause(&unknown, "certificate problem: unknown issuer"),
+        "{unknown}"
+    );
+
+    // A key of another pair (a tampered file): refused with its reason,
+    // and the previous certificate is still served.
+    let other = KeyPair::generate().expect("key");
+    std::fs::write(dir.0.join("server-key.pem"), other.serialize_pem()).expect("write");
+    let wanted = format!(
+        "is not the private key of the certificate in {}",
+        pki.path("server.pem")
+    );
+    // The files are looked at when a client connects: connect until the
+    // server has logged a line that `found` recognises.
+    let logged = |what: &str, found: &dyn Fn(&str) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !v.stderr.lock().expect("lock").iter().any(|l| found(l)) {
+            curl(&["-k", &format!("{api}/healthz")]);
+            assert!(Instant::now() < deadline, "{what} is not logged");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    logged("the mismatched key", &|l| l.contains(&wanted));
+    // A missing key file: the same.
+    std::fs::remove_file(dir.0.join("server-key.pem")).expect("remove");
+    logged("the missing key", &|l| {
+        l.contains("cannot read") && l.contains("server-key.pem")
+    });
+    let still = probe(Some(&ca));
+    assert!(
+        has_cause(&still, "certificate problem: name mismatch"),
+        "the previous certificate is served: {still}"
+    );
+    let (code, body, err) = curl(&[
+        "--cacert",
+        &ca,
+        "--resolve",
+        &format!("other.example:{}:127.0.0.1", v.api.port()),
+        &format!("https://other.example:{}/healthz", v.api.port()),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(body.contains("ok"), "{body}");
 }

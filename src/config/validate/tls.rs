@@ -50,14 +50,36 @@ fn provider() -> std::sync::Arc<rustls::crypto::CryptoProvider> {
 fn server_config(
     certs: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
-) -> Result<(), String> {
+) -> Result<(), rustls::Error> {
     rustls::ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
+        .with_safe_default_protocol_versions()?
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .map(|_| ())
-        .map_err(|e| e.to_string())
+}
+
+/// Why a certificate and key make no TLS server, said so a person knows
+/// which file to look at: a key that is not the certificate's (another
+/// pair's, or a tampered file) is named as such rather than as rustls's
+/// "inconsistent keys".
+pub(crate) fn tls_pair_error(
+    cert_file: &std::path::Path,
+    key_file: &std::path::Path,
+    error: &rustls::Error,
+) -> String {
+    match error {
+        rustls::Error::InconsistentKeys(_) => format!(
+            "{} is not the private key of the certificate in {} (a key of another pair, or a \
+             tampered file): {error}",
+            key_file.display(),
+            cert_file.display()
+        ),
+        other => format!(
+            "{} and {}: {other}",
+            cert_file.display(),
+            key_file.display()
+        ),
+    }
 }
 
 /// The CA certificates of a PEM file as trust anchors (each must parse).
@@ -123,11 +145,16 @@ pub(super) fn listener_tls(
     // What the server will build, built now: a key of another pair or a
     // certificate whose DER does not parse is refused here (and before a
     // reload stops anything), not at start.
-    if let (Some(certs), Some(key)) = (certs, key) {
+    if let (Some(certs), Some(key), Some(cert_path), Some(key_path)) =
+        (certs, key, &cert_file, &key_file)
+    {
         if let Err(why) = server_config(certs, key) {
             errors.push(
                 at("key_file"),
-                format!("does not make a TLS server with cert_file: {why}"),
+                format!(
+                    "does not make a TLS server with cert_file: {}",
+                    tls_pair_error(cert_path, key_path, &why)
+                ),
             );
         }
     }

@@ -4,6 +4,7 @@
 mod argo;
 mod compression;
 mod console;
+mod cors;
 mod dashboard;
 mod decisions;
 mod durable;

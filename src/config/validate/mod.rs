@@ -10,6 +10,7 @@
 //! (components in file order, their fields in declaration order, cross-checks
 //! last).
 
+mod cors;
 mod cross;
 mod exporters;
 mod fields;
@@ -33,12 +34,12 @@ use super::error::{ConfigError, ConfigErrors};
 use super::probe_plan::SYNTHETIC_ATTRIBUTE;
 use super::raw::{
     ByteSize, Checked, Field, HumanDuration, Int, MapOnly, Matches, Num, RawBaseline, RawContract,
-    RawListener, RawLog, RawOtlpReceiver, RawPipeline, RawProbeReceiver, RawPrometheus, RawRetry,
-    RawService, RawTls, RawUnleash, RawWebhook, RawWindow, StringList, StringMap,
+    RawCors, RawListener, RawLog, RawOtlpReceiver, RawPipeline, RawProbeReceiver, RawPrometheus,
+    RawRetry, RawService, RawTls, RawUnleash, RawWebhook, RawWindow, StringList, StringMap,
 };
 use super::select::{select_resource, AttributeMatch, Selection};
 use super::validated::{
-    BaselineSpec, ContractSpec, Decision, ExporterKind, ExporterSpec, OnIdle, OnRollback,
+    BaselineSpec, ContractSpec, CorsSpec, Decision, ExporterKind, ExporterSpec, OnIdle, OnRollback,
     OnTimeout, OtlpReceiverSpec, PipelineSpec, ProbeReceiverSpec, ReceiverKind, ReceiverSpec,
     RetrySpec, ServiceSpec, Source, StorageSpec, Thresholds, UnleashSpec, ValidatedConfig,
     WebhookFormat, WebhookSpec, WindowSpec,
@@ -46,6 +47,7 @@ use super::validated::{
 use crate::model::rollout::is_unleash_name;
 use crate::model::{FlagTemplate, RunState};
 
+use self::cors::*;
 use self::cross::*;
 use self::exporters::*;
 use self::fields::*;

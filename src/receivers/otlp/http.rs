@@ -46,13 +46,17 @@ impl Encoding {
     }
 }
 
-/// The OTLP/HTTP routes over `ingest`.
-pub fn router(ingest: Arc<Ingest>) -> Router {
-    Router::new()
+/// The OTLP/HTTP routes over `ingest`, with `cors` when configured.
+pub fn router(ingest: Arc<Ingest>, cors: Option<&crate::config::CorsSpec>) -> Router {
+    let router = Router::new()
         .route("/v1/traces", post(export::<Traces>))
         .route("/v1/metrics", post(export::<Metrics>))
         .route("/v1/logs", post(export::<Logs>))
-        .with_state(ingest)
+        .with_state(ingest);
+    match cors {
+        Some(spec) => super::cors::layer(router, spec),
+        None => router,
+    }
 }
 
 /// How each signal's body decodes from JSON and encodes its answer as JSON.

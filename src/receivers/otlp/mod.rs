@@ -9,6 +9,7 @@
 pub mod budget;
 pub(crate) mod convert;
 pub mod convert_metrics;
+pub(crate) mod cors;
 pub(crate) mod grpc;
 pub(crate) mod http;
 pub(crate) mod inflate;

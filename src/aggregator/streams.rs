@@ -124,11 +124,28 @@ pub enum Delta {
     Overflow,
 }
 
+/// What became of a point, for [`StreamTable::delta_of`]: [`Delta`]
+/// without the point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counted {
+    /// Count the point (which now holds what to count).
+    Count,
+    /// See [`Delta::Baseline`].
+    Baseline,
+    /// See [`Delta::Stale`].
+    Stale,
+    /// See [`Delta::Overflow`].
+    Overflow,
+}
+
 /// The stream table of one shard.
 #[derive(Debug)]
 pub struct StreamTable {
     params: StreamParams,
-    streams: HashMap<StreamId, Stream>,
+    /// Keyed by ids that are secretly seeded hashes already
+    /// (`receivers::otlp::stream_id`): foldhash, seeded per table, is
+    /// enough to spread them (SipHash over them again was wasted work).
+    streams: HashMap<StreamId, Stream, foldhash::fast::RandomState>,
     /// One entry per stream: a time at or before its last point's, soonest
     /// first. Expiry pops the entries past the horizon and puts back those
     /// whose stream got a newer point since, so a tick costs the streams
@@ -150,7 +167,7 @@ impl StreamTable {
     pub fn new(params: StreamParams) -> StreamTable {
         StreamTable {
             params,
-            streams: HashMap::new(),
+            streams: HashMap::default(),
             expiry: BinaryHeap::new(),
             bounds: None,
             buckets: 0,
@@ -162,20 +179,33 @@ impl StreamTable {
     }
 
     /// Turns a point into what its window should count.
-    pub fn delta(&mut self, p: PointSample) -> Delta {
+    pub fn delta(&mut self, mut p: PointSample) -> Delta {
+        match self.delta_of(&mut p) {
+            Counted::Count => Delta::Count(p.kind),
+            Counted::Baseline => Delta::Baseline,
+            Counted::Stale => Delta::Stale,
+            Counted::Overflow => Delta::Overflow,
+        }
+    }
+
+    /// [`StreamTable::delta`] in place: when the point counts, `p.kind`
+    /// is left holding what its window should count. The shard's path:
+    /// a point is not moved (a point sample is some 170 bytes) and its
+    /// series stays where it is.
+    pub fn delta_of(&mut self, p: &mut PointSample) -> Counted {
         if p.temporality == Temporality::Delta {
-            return Delta::Count(p.kind);
+            return Counted::Count;
         }
         let max_buckets = self.params.max_buckets();
         let Some(prev) = self.streams.get_mut(&p.stream) else {
             let last = share_bounds(&mut self.bounds, last_of(&p.kind));
             if self.streams.len() >= self.params.max_streams {
                 self.overflowed += 1;
-                return Delta::Overflow;
+                return Counted::Overflow;
             }
             if self.buckets.saturating_add(last.buckets()) > max_buckets {
                 self.bucket_overflowed += 1;
-                return Delta::Overflow;
+                return Counted::Overflow;
             }
             self.buckets += last.buckets();
             self.expiry.push(Reverse((p.ts, p.stream)));
@@ -191,7 +221,7 @@ impl StreamTable {
             return first_point(p);
         };
         if p.ts <= prev.ts && p.start == prev.start {
-            return Delta::Stale;
+            return Counted::Stale;
         }
         // Replacing the stream's last point must keep the table within its
         // buckets; if it cannot, the point is not counted and the previous
@@ -199,7 +229,7 @@ impl StreamTable {
         let buckets = self.buckets - prev.last.buckets() + buckets_of(&p.kind);
         if buckets > max_buckets {
             self.bucket_overflowed += 1;
-            return Delta::Overflow;
+            return Counted::Overflow;
         }
         self.buckets = buckets;
         if p.start != prev.start {
@@ -220,17 +250,16 @@ impl StreamTable {
             };
             return first_point(p);
         }
-        let mut p = p;
         if let PointKind::Latency(l) = &mut p.kind {
             match delta_in_place(l, &mut prev.last) {
                 InPlace::Delta => {
                     prev.ts = p.ts;
-                    return Delta::Count(p.kind);
+                    return Counted::Count;
                 }
                 InPlace::Reset => {
                     prev.ts = p.ts;
                     self.resets += 1;
-                    return Delta::Count(p.kind);
+                    return Counted::Count;
                 }
                 InPlace::Other => {}
             }
@@ -240,15 +269,15 @@ impl StreamTable {
         prev.ts = p.ts;
         prev.last = last;
         match delta {
-            Some(kind) => Delta::Count(kind),
+            Some(kind) => p.kind = kind,
             None => {
                 // A value dropped under the same start time: a reset whose
                 // moment is unknown but after the previous point, so what the
                 // point holds happened since then.
                 self.resets += 1;
-                Delta::Count(p.kind)
             }
         }
+        Counted::Count
     }
 
     /// Forgets streams whose last point is older than the expiry.
@@ -433,11 +462,11 @@ fn delta_in_place(cur: &mut PointLatency, last: &mut Last) -> InPlace {
     InPlace::Delta
 }
 
-fn first_point(p: PointSample) -> Delta {
+fn first_point(p: &PointSample) -> Counted {
     if p.fresh {
-        Delta::Count(p.kind)
+        Counted::Count
     } else {
-        Delta::Baseline
+        Counted::Baseline
     }
 }
 

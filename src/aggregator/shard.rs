@@ -133,6 +133,7 @@ impl Shard {
                             }
                         }
                         ShardItems::Points(mut points) => {
+                            self.state.warm_streams(&points);
                             for point in &mut points {
                                 if self.state.record_point_in(point) == RecordOutcome::NewSeries {
                                     seen.push(EngineInput::SeriesSeen { series: point.series.clone(), ts: point.ts });

@@ -228,6 +228,12 @@ impl ShardState {
         }
     }
 
+    /// Brings the streams of a batch of points into cache before they
+    /// are recorded one by one ([`StreamTable::warm`]).
+    pub fn warm_streams(&self, points: &[PointSample]) {
+        self.streams.warm(points);
+    }
+
     /// The stream table (cumulative → delta) of this shard.
     pub fn streams(&self) -> &StreamTable {
         &self.streams

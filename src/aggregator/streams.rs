@@ -89,6 +89,18 @@ enum Last {
 }
 
 impl Last {
+    /// The first and the last remembered count, added (0 when none):
+    /// reading them brings the counts into cache.
+    fn outer_counts(&self) -> u64 {
+        match self {
+            Last::Conversions(v) => v.to_bits(),
+            Last::Exponential { counts, .. } | Last::Explicit { counts, .. } => {
+                let (first, last) = (counts.first(), counts.last());
+                first.zip(last).map_or(0, |(a, b)| a.wrapping_add(*b))
+            }
+        }
+    }
+
     /// Bucket counts and explicit bounds remembered.
     fn buckets(&self) -> usize {
         match self {
@@ -278,6 +290,30 @@ impl StreamTable {
             }
         }
         Counted::Count
+    }
+
+    /// Reads what the table remembers of the streams of `points` without
+    /// changing anything, so that recording them next finds it in cache.
+    ///
+    /// A table of many streams does not fit in a core's cache: each point
+    /// then waits for its stream's entry and its remembered counts to come
+    /// from memory, one point after the other, and that waiting was most
+    /// of what a cumulative point cost its shard. Looked up here in a
+    /// short loop of independent reads, the entries of a whole batch are
+    /// fetched at once; a batch of 500 points of fifteen buckets brings in
+    /// some 120 KiB, well within a core's cache.
+    pub fn warm(&self, points: &[PointSample]) {
+        let mut seen = 0u64;
+        for p in points {
+            if p.temporality == Temporality::Cumulative {
+                if let Some(s) = self.streams.get(&p.stream) {
+                    // Both ends of the entry and of its counts: each spans
+                    // two or three cache lines.
+                    seen = seen.wrapping_add(s.ts ^ s.start ^ s.queued ^ s.last.outer_counts());
+                }
+            }
+        }
+        std::hint::black_box(seen);
     }
 
     /// Forgets streams whose last point is older than the expiry.

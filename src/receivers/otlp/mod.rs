@@ -16,6 +16,7 @@ pub(crate) mod inflate;
 pub(crate) mod json;
 pub mod reject_log;
 pub(crate) mod signal;
+pub(crate) mod stream_id;
 pub(crate) mod wire;
 pub(crate) mod wire_metrics;
 

@@ -354,6 +354,11 @@ async fn gzip_when_asked_and_the_same_exposition_inflated() {
     let file = write_pipeline(&dir, &[], "");
     let v = Verdict::start(&file);
     v.spans("1.0", 20, 10).await;
+    // Its window closed: no series comes or goes between the two scrapes.
+    v.run_until("1.0", "a closed window", |r| {
+        r["windows"].as_array().is_some_and(|w| !w.is_empty())
+    })
+    .await;
 
     let (plain_headers, plain) = get(v.prometheus, &[]).await;
     assert!(plain_headers.get("content-encoding").is_none());
@@ -445,18 +450,25 @@ async fn openmetrics_when_asked_and_a_real_prometheus_scrapes_both_formats() {
     assert!(om.contains("# TYPE verdict_build info\n"));
     assert!(om.contains("# UNIT verdict_window_latency_seconds seconds\n"));
     assert!(om.contains("# UNIT process_cpu_seconds seconds\n"));
-    // The same series as the text format.
-    let text = crate::scrape(v.prometheus).await;
-    assert_eq!(
-        series(&om)
+    // The same series as the text format. Windows close and runs start
+    // between two scrapes, so a pair is taken again until none did.
+    let stable = |body: &str| -> BTreeSet<String> {
+        series(body)
             .into_iter()
             .filter(|s| !s.starts_with("process_") && !s.starts_with("verdict_outbox"))
-            .collect::<BTreeSet<_>>(),
-        series(&text)
-            .into_iter()
-            .filter(|s| !s.starts_with("process_") && !s.starts_with("verdict_outbox"))
-            .collect::<BTreeSet<_>>()
-    );
+            .collect()
+    };
+    let mut pair = (stable(&om), stable(&crate::scrape(v.prometheus).await));
+    for _ in 0..10 {
+        if pair.0 == pair.1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (_, body) = get(v.prometheus, &[("accept", PROMETHEUS_ACCEPT)]).await;
+        let om = String::from_utf8(body).expect("UTF-8");
+        pair = (stable(&om), stable(&crate::scrape(v.prometheus).await));
+    }
+    assert_eq!(pair.0, pair.1);
 
     let (proxy, served) = text_only_proxy(v.prometheus).await;
     let target = v.prometheus.to_string();

@@ -6,8 +6,8 @@
 //! The format follows the scraper's `Accept` header: OpenMetrics 1.0.0
 //! when it prefers it (Prometheus does), the text format 0.0.4 otherwise
 //! ([`exposition`]); the body is gzip-compressed when `Accept-Encoding`
-//! allows it (Prometheus always asks), which shrinks the repetitive text
-//! of many runs about tenfold.
+//! allows it (Prometheus always asks): the repetitive text shrinks several
+//! times (15 KB to 2.7 KB for one run, more with more runs).
 
 pub mod exposition;
 mod process;

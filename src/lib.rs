@@ -67,9 +67,10 @@
 //! | `receivers` | `config`, `model`, `aggregator`, `probe`, `clock`, `auth`, `telemetry` |
 //! | `storage` | `config`, `model`, `proto`, `sketch`, `clock` |
 //! | `runs` | `config`, `model`, `contracts`, `storage`, `proto`, `clock`, `retry`, `telemetry` |
+//! | `cluster` | `config`, `model`, `aggregator`, `storage`, `clock`, `retry`, `telemetry` |
 //! | `exporters` | `config`, `model`, `runs`, `storage`, `proto`, `clock`, `retry`, `telemetry`, `tls` |
 //! | `console` | `retry`, `tls` |
-//! | `api` | `config`, `model`, `runs`, `storage`, `proto`, `clock`, `auth`, `console` |
+//! | `api` | `config`, `model`, `runs`, `storage`, `cluster`, `proto`, `clock`, `auth`, `console` |
 //! | `simulate` | `config`, `model`, `runs`, `contracts`, `sketch` |
 //! | `demo` | `simulate`, `retry`, `tls` |
 //! | `topology` | * |
@@ -91,6 +92,7 @@ pub mod app;
 pub(crate) mod auth;
 pub mod cli;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod console;
 pub(crate) mod contracts;

@@ -102,6 +102,7 @@ pub const SELF_METRICS: &[SelfMetric] = &[
     SelfMetric { name: FLAG_CHANGES, kind: Kind::Counter, help: "Flag change attempts of unleash exporters, by exporter and outcome (delivered, retry, superseded, failed)." },
     SelfMetric { name: UNLEASH_UNAPPLIED_ROLLBACKS, kind: Kind::Gauge, help: "Rollbacks decided but not yet applied to their Unleash flag, by exporter." },
     SelfMetric { name: CONFIG_RELOADS, kind: Kind::Counter, help: "Reloads of the pipeline file, by result (applied, invalid, failed)." },
+    SelfMetric { name: CLUSTER_LEADER, kind: Kind::Gauge, help: "1 on the instance that leads the instances sharing a PostgreSQL database (judges windows, decides runs), 0 on the others." },
 ];
 
 /// Describes every self-metric to the installed recorder (its `# HELP`).
@@ -114,6 +115,10 @@ pub fn describe() {
         }
     }
 }
+
+/// 1 on the instance that leads the cluster (judges windows, decides
+/// runs), 0 on the others.
+pub const CLUSTER_LEADER: &str = "verdict_cluster_leader";
 
 /// Output format of the logs on stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -140,12 +145,26 @@ pub fn init_logging(format: LogFormat) {
     };
 }
 
+/// The `instance` label of every self-metric, in a cluster.
+static INSTANCE: OnceLock<String> = OnceLock::new();
+
+/// Labels every self-metric with `instance` (the cluster member's name),
+/// so that scrapes of several instances do not add up each other's
+/// counters. Takes effect only before the first metric is recorded.
+pub fn set_instance_label(instance: &str) {
+    let _ = INSTANCE.set(instance.to_string());
+}
+
 /// The process-wide recorder of self-metrics; installed on first use so that
 /// every server in the process (and every test) renders the same registry.
 pub fn metrics_handle() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {
-        let recorder = PrometheusBuilder::new().build_recorder();
+        let mut builder = PrometheusBuilder::new();
+        if let Some(instance) = INSTANCE.get() {
+            builder = builder.add_global_label("instance", instance.clone());
+        }
+        let recorder = builder.build_recorder();
         let handle = recorder.handle();
         // Another recorder may already be installed (embedding); then ours
         // stays local and self-metrics go to the embedder's recorder.

@@ -15,6 +15,8 @@ pub(crate) mod shard;
 pub mod state;
 pub(crate) mod streams;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -67,12 +69,54 @@ impl From<Vec<PointSample>> for ShardItems {
 #[derive(Debug, Clone)]
 pub struct Router {
     shards: Vec<mpsc::Sender<ShardBatch>>,
+    gate: Arc<IngestGate>,
+}
+
+/// Whether a pipeline takes requests: closed, with the reason, while what
+/// it aggregates cannot be stored (a cluster instance that cannot write its
+/// partials to PostgreSQL), so clients retry rather than send data that a
+/// crash would lose.
+#[derive(Debug, Default)]
+pub struct IngestGate {
+    closed: AtomicBool,
+    reason: Mutex<String>,
+}
+
+impl IngestGate {
+    /// Refuse requests, saying `reason`.
+    pub fn close(&self, reason: String) {
+        if let Ok(mut r) = self.reason.lock() {
+            *r = reason;
+        }
+        self.closed.store(true, Ordering::SeqCst);
+    }
+
+    /// Take requests again.
+    pub fn open(&self) {
+        self.closed.store(false, Ordering::SeqCst);
+    }
+
+    /// Why requests are refused, when they are.
+    pub fn refusal(&self) -> Option<String> {
+        if !self.closed.load(Ordering::Relaxed) {
+            return None;
+        }
+        Some(self.reason.lock().map(|r| r.clone()).unwrap_or_default())
+    }
 }
 
 impl Router {
     /// A router over existing shard queues (tests and benches).
     pub fn from_senders(shards: Vec<mpsc::Sender<ShardBatch>>) -> Router {
-        Router { shards }
+        Router {
+            shards,
+            gate: Arc::default(),
+        }
+    }
+
+    /// The pipeline's gate.
+    pub fn gate(&self) -> &Arc<IngestGate> {
+        &self.gate
     }
 
     /// Number of shards.
@@ -170,5 +214,5 @@ pub fn spawn(
         };
         tasks.spawn(shard.run());
     }
-    Router { shards: senders }
+    Router::from_senders(senders)
 }

@@ -51,6 +51,7 @@ pub fn router(catalog: Arc<Catalog>) -> Router {
         .route("/api/v1/runs/{contract}", get(contract_runs))
         .route("/api/v1/runs/{contract}/{*subject}", get(subject_run))
         .route("/api/v1/deliveries", get(deliveries))
+        .route("/api/v1/cluster", get(cluster))
         .route("/api/v1/flagger/{contract}/{hook}", post(flagger::hook))
         .route(
             "/api/v1/promote/{contract}/{*subject}",
@@ -314,6 +315,55 @@ async fn deliveries(
     }
 }
 
+/// The instances sharing the database: each one's API address, start and
+/// last heartbeat, whether it leads and the partial rows it holds unwritten
+/// (`alive`: a heartbeat within `DEAD_AFTER`); per pipeline, the last
+/// window judged and the partial rows waiting for judgment. 404 for an
+/// instance that is not in a cluster.
+async fn cluster(State(c): State<Arc<Catalog>>) -> Response {
+    let Some(view) = &c.cluster else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "not a cluster: service.storage is not postgres://",
+        );
+    };
+    let (instances, judging) = match (view.store.instances().await, view.store.judging().await) {
+        (Ok(i), Ok(j)) => (i, j),
+        (Err(e), _) | (_, Err(e)) => return store_error(e),
+    };
+    let now = c.clock.now();
+    let dead = crate::model::nanos(crate::cluster::DEAD_AFTER);
+    // A leader that died keeps its flag until its heartbeat is stale: the
+    // leader is the flagged instance heard from last.
+    let alive = |i: &crate::storage::cluster::Instance| i.heartbeat_at.saturating_add(dead) > now;
+    let leader = instances
+        .iter()
+        .filter(|i| i.leader && alive(i))
+        .max_by_key(|i| i.heartbeat_at)
+        .map(|i| i.instance.clone());
+    Json(json!({
+        "instance": view.instance,
+        "leader": leader,
+        "this_instance_leads": *view.leading.borrow(),
+        "grace_seconds": view.grace.as_secs_f64(),
+        "instances": instances.iter().map(|i| json!({
+            "instance": i.instance,
+            "api": i.api,
+            "started_at": rfc3339_millis(i.started_at),
+            "last_heartbeat": rfc3339_millis(i.heartbeat_at),
+            "alive": alive(i),
+            "leader": leader.as_deref() == Some(i.instance.as_str()),
+            "partials_unwritten": i.partials_pending,
+        })).collect::<Vec<_>>(),
+        "pipelines": judging.iter().map(|(pipeline, judged, partials)| json!({
+            "pipeline": pipeline,
+            "last_judged_window": judged.map(rfc3339_millis),
+            "partials_pending": partials,
+        })).collect::<Vec<_>>(),
+    }))
+    .into_response()
+}
+
 /// `POST` of one manual action.
 fn manual_route(action: ManualAction) -> MethodRouter<Arc<Catalog>> {
     post(
@@ -425,6 +475,12 @@ async fn manual(
         Ok(Ok(run)) => Json(proto::run_json(&run)).into_response(),
         Ok(Err(e @ ManualError::NotFound(_))) => error(StatusCode::NOT_FOUND, e.to_string()),
         Ok(Err(e @ ManualError::Final { .. })) => error(StatusCode::CONFLICT, e.to_string()),
+        Ok(Err(e @ ManualError::NotLeader(_))) => {
+            let mut resp = error(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+            resp.headers_mut()
+                .insert(http::header::RETRY_AFTER, http::HeaderValue::from(1u32));
+            resp
+        }
         Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "verdict is stopping"),
     }
 }

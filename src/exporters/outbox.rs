@@ -89,7 +89,28 @@ pub struct Worker {
     pub stop: CancellationToken,
     /// Storage health for `/readyz`.
     pub health: Arc<Health>,
+    /// In a cluster: the lease this instance must hold to deliver the
+    /// exporter's rows (one instance at a time, in order).
+    pub lease: Option<OutboxLease>,
 }
+
+/// An instance's claim to deliver an exporter's outbox in a cluster.
+#[derive(Debug, Clone)]
+pub struct OutboxLease {
+    /// The shared database.
+    pub store: Arc<crate::storage::SqlStore>,
+    /// This instance's name.
+    pub instance: String,
+}
+
+/// How long a lease runs; renewed at every round (at most [`CLUSTER_WAKE`]
+/// apart), so another instance takes over this long after the holder
+/// stops delivering.
+const LEASE: Duration = Duration::from_secs(10);
+
+/// How often a worker in a cluster looks at the outbox without being
+/// woken: rows are committed by the leader, which may be another instance.
+const CLUSTER_WAKE: Duration = Duration::from_secs(1);
 
 /// How a round ended.
 enum Next {
@@ -123,10 +144,15 @@ impl Worker {
                     tracing::warn!(exporter = %self.exporter, error = %err, "Could not purge delivered outbox rows.");
                 }
             }
+            let wake = if self.lease.is_some() {
+                CLUSTER_WAKE
+            } else {
+                IDLE_WAKE
+            };
             let wait = match next {
                 Next::Now => continue,
-                Next::In(d) => d.min(IDLE_WAKE),
-                Next::Idle => IDLE_WAKE,
+                Next::In(d) => d.min(wake),
+                Next::Idle => wake,
             };
             tokio::select! {
                 _ = self.notify.notified() => {}
@@ -136,7 +162,34 @@ impl Worker {
         }
     }
 
+    /// Whether this instance may deliver now (always, outside a cluster).
+    async fn leased(&self) -> bool {
+        let Some(lease) = &self.lease else {
+            return true;
+        };
+        let now = self.clock.now();
+        match lease
+            .store
+            .lease_outbox(
+                &self.exporter,
+                &lease.instance,
+                now.saturating_add(crate::model::nanos(LEASE)),
+                now,
+            )
+            .await
+        {
+            Ok(held) => held,
+            Err(err) => {
+                tracing::warn!(exporter = %self.exporter, error = %err, "Could not renew the outbox lease.");
+                false
+            }
+        }
+    }
+
     async fn round(&self) -> Next {
+        if !self.leased().await {
+            return Next::In(CLUSTER_WAKE);
+        }
         let rows = match self.store.pending(&self.exporter, BATCH).await {
             Ok(rows) => {
                 self.health.ok(&self.source());

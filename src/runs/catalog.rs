@@ -40,6 +40,21 @@ pub struct Catalog {
     /// Where `POST /api/v1/reload` asks for the pipeline file to be read
     /// again; `None` when nothing supervises the server (embedded, tests).
     pub reload: Option<mpsc::Sender<ReloadRequest>>,
+    /// This instance in a cluster (`postgres://` storage); `None` alone.
+    pub cluster: Option<ClusterView>,
+}
+
+/// What the API shows of the cluster (`GET /api/v1/cluster`).
+#[derive(Debug, Clone)]
+pub struct ClusterView {
+    /// The shared database.
+    pub store: Arc<crate::storage::SqlStore>,
+    /// This instance's name.
+    pub instance: String,
+    /// Whether this instance leads.
+    pub leading: tokio::sync::watch::Receiver<bool>,
+    /// How long after a window's close deadline the leader judges it.
+    pub grace: Duration,
 }
 
 /// A request to re-read the pipeline file and apply it.

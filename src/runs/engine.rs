@@ -64,6 +64,9 @@ pub enum ManualError {
     /// No such contract in this pipeline, or no run for the subject.
     #[error("{0}")]
     NotFound(String),
+    /// This instance does not lead the cluster: another one decides.
+    #[error("{0}")]
+    NotLeader(String),
     /// The run is final already.
     #[error("run {run_id} is {} already; reset it to start a new run", state.as_str())]
     Final {
@@ -932,6 +935,30 @@ impl Engine {
         // Its subject is back: idle counts from now.
         self.deadlines.schedule_from(series, &run, spec, now);
         self.runs.insert(series.clone(), run);
+    }
+
+    /// The next window this engine judges.
+    pub fn next_window(&self) -> Window {
+        self.next_window
+    }
+
+    /// Goes on judging after the window that starts at `judged` (a leader
+    /// resuming where the cluster's judging stands): that window and those
+    /// before it are never judged again.
+    pub fn resume_after(&mut self, judged: UnixNanos) {
+        self.next_window = Window::containing(judged, self.size).next();
+        self.buffered.retain(|start, _| *start > judged);
+    }
+
+    /// The flag changes of rollouts held here that are not acknowledged
+    /// yet, as (exporter, run id, change id).
+    pub fn unacked(&self) -> Vec<(String, String, String)> {
+        self.rollouts
+            .values()
+            .flatten()
+            .filter(|r| r.acked_at.is_none() && !r.change_id.is_empty())
+            .map(|r| (r.exporter.clone(), r.run_id.clone(), r.change_id.clone()))
+            .collect()
     }
 
     /// Runs held in memory.

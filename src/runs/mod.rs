@@ -7,10 +7,13 @@
 //! - [`task`]: the async driver: commits each batch through the storage
 //!   seam ([`crate::storage::RunStore`]) before announcing anything, and
 //!   serves manual decisions;
+//! - [`leader`]: the same engine in a cluster, driven by the leader over
+//!   the window partials of every instance;
 
 pub mod catalog;
 mod deadlines;
 pub mod engine;
+pub mod leader;
 pub mod machine;
 pub mod rollout;
 pub mod task;

@@ -73,6 +73,25 @@ pub struct EngineTask {
     pub workers: HashMap<String, Arc<Notify>>,
     /// Wall clock.
     pub clock: SharedClock,
+    /// In a cluster, the leader's claim on the pipeline: every commit goes
+    /// through it (`None`: the only engine on its storage).
+    pub claim: Option<LeaderClaim>,
+}
+
+/// A cluster leader's claim on a pipeline's judging (see
+/// `storage::cluster`): commits carry the judged mark and fail, writing
+/// nothing, once another instance has claimed the pipeline.
+#[derive(Debug)]
+pub struct LeaderClaim {
+    /// The shared database.
+    pub store: Arc<crate::storage::SqlStore>,
+    /// The claim.
+    pub claim: crate::storage::cluster::Claim,
+    /// The last window judged; the next commit moves the mark here.
+    pub judged: crate::model::UnixNanos,
+    /// Set when a commit found the claim taken: this instance leads no
+    /// more, and the batch was not stored.
+    pub fenced: std::sync::atomic::AtomicBool,
 }
 
 /// Longest wait between two commit attempts while the storage fails.
@@ -133,7 +152,7 @@ impl EngineTask {
 
     /// Deletes runs retired more than [`RETIRED_RETENTION`] ago. A failure
     /// is only logged: the next round tries again.
-    async fn purge_retired(&self) {
+    pub(super) async fn purge_retired(&self) {
         let before = self
             .clock
             .now()
@@ -151,7 +170,7 @@ impl EngineTask {
     /// for its run in storage: a run leaves memory when it goes idle, and a
     /// final run must stay final when its subject comes back (never a new
     /// run for it). Retried while the storage fails, like commits.
-    async fn resolve(&mut self, series: &SeriesKey) {
+    pub(super) async fn resolve(&mut self, series: &SeriesKey) {
         if self.engine.knows(series) {
             return;
         }
@@ -190,7 +209,7 @@ impl EngineTask {
         None
     }
 
-    async fn command(&mut self, cmd: Command) {
+    pub(super) async fn command(&mut self, cmd: Command) {
         // A run that left memory (idle) is still the subject's run.
         if let Some(index) = self.engine.contract_index(&cmd.contract) {
             if !self.engine.knows_joined(index, &cmd.subject) {
@@ -222,8 +241,10 @@ impl EngineTask {
     }
 
     /// Commits `batch` (retrying until it is stored), then announces it.
-    async fn commit(&self, batch: Vec<Commit>) {
-        if batch.is_empty() {
+    /// A leader's batch also moves the judged mark (even when empty, once a
+    /// window was judged); one whose claim was taken is dropped unannounced.
+    pub(super) async fn commit(&self, batch: Vec<Commit>) {
+        if batch.is_empty() && self.claim.is_none() {
             return;
         }
         let backoff = Backoff {
@@ -231,7 +252,25 @@ impl EngineTask {
             max: MAX_COMMIT_BACKOFF,
         };
         for failures in 1u32.. {
-            match self.store.commit(&batch, self.clock.now()).await {
+            let stored = match &self.claim {
+                None => self.store.commit(&batch, self.clock.now()).await,
+                Some(c) => {
+                    match c
+                        .store
+                        .commit_judged(&batch, &c.claim, c.judged, self.clock.now())
+                        .await
+                    {
+                        Ok(_) => Ok(()),
+                        Err(crate::storage::cluster::JudgeError::Fenced(_)) => {
+                            tracing::warn!(pipeline = %self.pipeline, "Another instance leads now; this one's last decisions were not stored and are left to it.");
+                            c.fenced.store(true, std::sync::atomic::Ordering::SeqCst);
+                            return;
+                        }
+                        Err(crate::storage::cluster::JudgeError::Store(e)) => Err(e),
+                    }
+                }
+            };
+            match stored {
                 Ok(()) => {
                     self.health.ok(&self.source());
                     break;
@@ -282,7 +321,7 @@ impl EngineTask {
 
     /// Records that Unleash applied a flag change; a run that left memory
     /// has its stored rollout updated (so the API shows it applied).
-    async fn acked(&mut self, ack: FlagAck) {
+    pub(super) async fn acked(&mut self, ack: FlagAck) {
         let rollout = match self.engine.acked(&ack.exporter, &ack.change_id, ack.at) {
             Some(r) => Some(r),
             None => match self.store.rollouts(&ack.run_id).await {

@@ -15,6 +15,7 @@
 //! `Arc<dyn RunStore>` by the engine tasks, the delivery workers and the API.
 
 pub(crate) mod checkpoint;
+pub mod cluster;
 pub(crate) mod codec;
 pub(crate) mod memory;
 pub(crate) mod postgres;

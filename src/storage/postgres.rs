@@ -11,6 +11,9 @@ use crate::config::{PgSslMode, PostgresSpec};
 /// migrate one after the other. (`'vrdm'` as a number.)
 pub const MIGRATION_LOCK: i64 = 0x7672_646d;
 
+/// Advisory lock of the cluster's leader. (`'vrdl'` as a number.)
+pub const LEADER_LOCK: i64 = 0x7672_646c;
+
 /// `text` with every byte outside RFC 3986's unreserved set percent-encoded.
 fn encode(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -72,6 +75,26 @@ pub fn describe_connect_error(err: &sqlx::Error) -> String {
         ""
     };
     format!("cannot connect to PostgreSQL: {text}{hint}")
+}
+
+/// Whether `err` is one a retry of the same statement can cure: a
+/// serialization failure (40001) or a deadlock (40P01).
+pub fn is_retryable(err: &sqlx::Error) -> bool {
+    err.as_database_error()
+        .and_then(|db| db.code())
+        .is_some_and(|code| code == "40001" || code == "40P01")
+}
+
+/// The URL of the leader's own connection: the pool's, plus TCP
+/// keepalives the server sends on it, so that a leader whose host vanishes
+/// without closing the connection loses the lock within about 10 s rather
+/// than at the operating system's default (hours).
+pub fn leader_url(spec: &PostgresSpec) -> String {
+    format!(
+        "{}&options={}",
+        connect_url(spec),
+        encode("-c tcp_keepalives_idle=4 -c tcp_keepalives_interval=2 -c tcp_keepalives_count=3")
+    )
 }
 
 #[cfg(test)]

@@ -36,7 +36,7 @@ use super::{
 
 /// The schema, in order. A version is never edited once released: changes
 /// are new files.
-const MIGRATIONS: [(i64, &str); 5] = [
+const MIGRATIONS: [(i64, &str); 6] = [
     (
         1,
         include_str!("migrations/0001_runs_outbox_checkpoints.sql"),
@@ -45,6 +45,7 @@ const MIGRATIONS: [(i64, &str); 5] = [
     (3, include_str!("migrations/0003_run_evidence.sql")),
     (4, include_str!("migrations/0004_retired_index.sql")),
     (5, include_str!("migrations/0005_rollouts.sql")),
+    (6, include_str!("migrations/0006_cluster.sql")),
 ];
 
 /// Connections in an SQLite pool: the run engines and delivery workers
@@ -59,19 +60,19 @@ const PRUNE_EVERY: u64 = 64;
 /// A SQL database behind the storage seam.
 #[derive(Debug, Clone)]
 pub struct SqlStore {
-    pool: AnyPool,
+    pub(super) pool: AnyPool,
 }
 
-fn unavailable(err: sqlx::Error) -> StoreError {
+pub(super) fn unavailable(err: sqlx::Error) -> StoreError {
     StoreError::Unavailable(err.to_string())
 }
 
 /// Nanoseconds and counts are stored as BIGINT (signed): times fit until 2262.
-fn int(v: u64) -> i64 {
+pub(super) fn int(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-fn uint(v: i64) -> u64 {
+pub(super) fn uint(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
@@ -302,7 +303,7 @@ impl SqlStore {
             reason,
         };
         let url = super::postgres::connect_url(spec);
-        let store = SqlStore::connect(&url, spec.pool_size, Duration::from_secs(10))
+        let store = SqlStore::connect(&url, spec.pool_size, Duration::from_secs(5))
             .await
             .map_err(|e| open_error(super::postgres::describe_connect_error(&e)))?;
         store
@@ -458,7 +459,7 @@ impl SqlStore {
 }
 
 /// Writes every run, window, transition and outbox row of `batch` in `tx`.
-async fn write_batch(
+pub(super) async fn write_batch(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     batch: &[Commit],
     now: UnixNanos,

@@ -26,18 +26,21 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::SharedClock;
-use crate::config::{ExporterKind, ReceiverKind, ValidatedConfig};
-use crate::exporters::outbox::{FlagSink, Sink, Worker};
+use crate::cluster::partials::PartialTask;
+use crate::config::{ExporterKind, ReceiverKind, StorageSpec, ValidatedConfig};
+use crate::exporters::outbox::{FlagSink, OutboxLease, Sink, Worker};
 use crate::model::RunState;
 use crate::receivers::otlp::{grpc, http, Ingest};
 use crate::receivers::probe::ProbeReceiver;
 use crate::receivers::PipelineInput;
+use crate::runs::catalog::ClusterView;
 use crate::runs::engine::{Engine, Subscriber};
+use crate::runs::leader::LeaderTask;
 use crate::runs::rollout::Stepper;
 use crate::runs::task::{EngineTask, FlagAck};
 use crate::runs::{Catalog, ReloadRequest, RunStore};
 use crate::storage::Health;
-use crate::{aggregator, api, exporters, storage, telemetry};
+use crate::{aggregator, api, cluster, exporters, storage, telemetry};
 
 /// A running verdict server.
 #[derive(Debug)]
@@ -151,11 +154,27 @@ impl Server {
         endpoints: &mut Endpoints,
         reload: Option<mpsc::Sender<ReloadRequest>>,
     ) -> anyhow::Result<Server> {
+        if let StorageSpec::Postgres(pg) = &config.service.storage {
+            // Instances share the run metrics (from the database) but not
+            // their own: an `instance` label keeps them apart.
+            telemetry::set_instance_label(&pg.instance);
+        }
         telemetry::metrics_handle();
         self_metrics::register(&config);
-        let store: Arc<dyn RunStore> = storage::open(&config.service.storage).await?;
-        tracing::info!(storage = %config.service.storage, "Storage open.");
         let health = Arc::new(Health::default());
+        let (store, member, election): (Arc<dyn RunStore>, _, _) = match &config.service.storage {
+            StorageSpec::Postgres(pg) => {
+                let sql = Arc::new(storage::SqlStore::open_postgres(pg).await?);
+                let (member, election) =
+                    cluster::Election::join(sql.clone(), pg.clone(), clock.clone(), health.clone())
+                        .await
+                        .context("cannot join the instances on the database")?;
+                tracing::info!(instance = %pg.instance, "Joined the instances on the database.");
+                (sql, Some(member), Some(election))
+            }
+            spec => (storage::open(spec).await?, None, None),
+        };
+        tracing::info!(storage = %config.service.storage, "Storage open.");
         let stop = CancellationToken::new();
         let drain = CancellationToken::new();
         let workers_stop = CancellationToken::new();
@@ -251,6 +270,10 @@ impl Server {
                     clock: clock.clone(),
                     stop: workers_stop.clone(),
                     health: health.clone(),
+                    lease: member.as_ref().map(|m| OutboxLease {
+                        store: m.store.clone(),
+                        instance: m.instance().to_string(),
+                    }),
                 }
                 .run(),
             );
@@ -259,6 +282,8 @@ impl Server {
         // Run engines (resumed) and shards (restored), one set per pipeline.
         let mut commands = HashMap::new();
         let mut engine_tasks = Vec::new();
+        let mut leader_tasks = Vec::new();
+        let mut partial_tasks = Vec::new();
         let mut inputs: Vec<(Vec<String>, Arc<PipelineInput>)> = Vec::new();
         drop(ack_senders);
         for (p, acks) in config.pipelines.iter().zip(ack_receivers) {
@@ -269,48 +294,84 @@ impl Server {
             }
             let shards = p.window.shards.max(1);
             let now = clock.now();
-            let seed = restore::seed(store.as_ref(), p, shards, now)
-                .await
-                .with_context(|| format!("resuming pipeline {}", p.name))?;
-            let open = seed.open.clone();
-            let engine = Engine::new(
-                p.contracts.clone(),
-                &p.window,
-                shards,
-                subscribers
-                    .iter()
-                    .filter(|s| p.exporters.contains(&s.exporter))
-                    .cloned()
-                    .collect(),
-                seed,
-                now,
-            )
-            .with_steppers(
-                config
-                    .exporters
-                    .iter()
-                    .filter(|e| p.exporters.contains(&e.id))
-                    .filter_map(|e| match &e.kind {
-                        ExporterKind::Unleash(spec) => Some(Stepper::new(&e.id, spec)),
-                        _ => None,
-                    })
-                    .collect(),
-            );
-            engine_tasks.push(EngineTask {
-                pipeline: p.name.clone(),
-                engine,
-                input: engine_rx,
-                commands: command_rx,
-                acks,
-                store: store.clone(),
-                health: health.clone(),
-                workers: notifiers
-                    .iter()
-                    .filter(|(id, _)| p.exporters.contains(id))
-                    .map(|(id, n)| (id.clone(), n.clone()))
-                    .collect(),
-                clock: clock.clone(),
-            });
+            let subscribed: Vec<Subscriber> = subscribers
+                .iter()
+                .filter(|s| p.exporters.contains(&s.exporter))
+                .cloned()
+                .collect();
+            let steppers: Vec<Stepper> = config
+                .exporters
+                .iter()
+                .filter(|e| p.exporters.contains(&e.id))
+                .filter_map(|e| match &e.kind {
+                    ExporterKind::Unleash(spec) => Some(Stepper::new(&e.id, spec)),
+                    _ => None,
+                })
+                .collect();
+            let pipeline_workers: HashMap<String, Arc<Notify>> = notifiers
+                .iter()
+                .filter(|(id, _)| p.exporters.contains(id))
+                .map(|(id, n)| (id.clone(), n.clone()))
+                .collect();
+            let open = if let Some(m) = &member {
+                // In a cluster the leader's engine judges the partials of
+                // every instance; this instance's shards resume from its own.
+                let open = restore::own_partials(m, p, shards, now)
+                    .await
+                    .with_context(|| format!("resuming pipeline {}", p.name))?;
+                let (contracts, window) = (p.contracts.clone(), p.window.clone());
+                let leader = LeaderTask {
+                    pipeline: p.clone(),
+                    build: Box::new(move |seed, now| {
+                        Engine::new(contracts.clone(), &window, 1, subscribed.clone(), seed, now)
+                            .with_steppers(steppers.clone())
+                    }),
+                    store: m.store.clone(),
+                    leading: m.leading.clone(),
+                    next_term: {
+                        let m = m.clone();
+                        Arc::new(move || m.next_term())
+                    },
+                    grace: m.spec.grace,
+                    tick: aggregator::tick_interval(&p.window),
+                    commands: command_rx,
+                    acks,
+                    health: health.clone(),
+                    workers: pipeline_workers,
+                    clock: clock.clone(),
+                    stop: workers_stop.clone(),
+                };
+                leader_tasks.push(leader);
+                partial_tasks.push((p, engine_rx));
+                open
+            } else {
+                let seed = restore::seed(store.as_ref(), p, shards, now)
+                    .await
+                    .with_context(|| format!("resuming pipeline {}", p.name))?;
+                let open = seed.open.clone();
+                let engine = Engine::new(
+                    p.contracts.clone(),
+                    &p.window,
+                    shards,
+                    subscribed,
+                    seed,
+                    now,
+                )
+                .with_steppers(steppers);
+                engine_tasks.push(EngineTask {
+                    pipeline: p.name.clone(),
+                    engine,
+                    input: engine_rx,
+                    commands: command_rx,
+                    acks,
+                    store: store.clone(),
+                    health: health.clone(),
+                    workers: pipeline_workers,
+                    clock: clock.clone(),
+                    claim: None,
+                });
+                open
+            };
             let router = aggregator::spawn(
                 aggregator::Setup {
                     drain: drain.clone(),
@@ -328,6 +389,23 @@ impl Server {
                 engine_tx,
                 &mut stages,
             );
+            if let Some((spec, rx)) = partial_tasks.pop() {
+                let m = member.as_ref().expect("partials only in a cluster");
+                stages.spawn(
+                    PartialTask {
+                        pipeline: spec.name.clone(),
+                        contracts: spec.contracts.iter().map(|c| c.name.clone()).collect(),
+                        input: rx,
+                        member: m.clone(),
+                        health: health.clone(),
+                        gate: router.gate().clone(),
+                        clock: clock.clone(),
+                        shards: spec.window.shards.max(1),
+                        timing: spec.window.timing(),
+                    }
+                    .run(),
+                );
+            }
             let input = PipelineInput {
                 name: p.name.clone(),
                 contracts: p.contracts.clone(),
@@ -339,6 +417,11 @@ impl Server {
         }
         for task in engine_tasks {
             stages.spawn(task.run());
+        }
+        // Leaders stop with the delivery workers: after the last partials
+        // are written, so a last window can still be judged elsewhere.
+        for task in leader_tasks {
+            workers.spawn(task.run());
         }
 
         let catalog = Arc::new(Catalog {
@@ -356,6 +439,12 @@ impl Server {
             api_token: config.service.api_token.clone(),
             commands,
             reload,
+            cluster: member.as_ref().map(|m| ClusterView {
+                store: m.store.clone(),
+                instance: m.instance().to_string(),
+                leading: m.leading.clone(),
+                grace: m.spec.grace,
+            }),
         });
         let mut prometheus = Vec::new();
         for (id, endpoint, tls) in prometheus_exporters {
@@ -458,6 +547,12 @@ impl Server {
             stop.clone(),
             "api",
         );
+        if let (Some(m), Some(election)) = (&member, election) {
+            if let Ok(mut api) = m.api.lock() {
+                *api = api_addr.to_string();
+            }
+            workers.spawn(election.run(workers_stop.clone()));
+        }
         catalog.ready.store(true, Ordering::SeqCst);
         // What runs, after overrides and defaults: the first thing to check
         // when a run does not behave as the file seemed to say.

@@ -21,33 +21,7 @@ pub(super) async fn seed(
     shards: usize,
     now: UnixNanos,
 ) -> Result<EngineSeed, StoreError> {
-    let mut seed = EngineSeed::default();
-    for c in &pipeline.contracts {
-        for run in store.current_runs(&c.name).await? {
-            if run.contract_version != c.version {
-                // The engine only notes its subject: a new version's run
-                // for it counts from its creation.
-                seed.runs.push(run);
-                continue;
-            }
-            if let Some(w) = store.windows(&run.run_id, 1).await?.into_iter().next() {
-                seed.last_windows.insert(run.run_id.clone(), w);
-            }
-            for mut r in store.rollouts(&run.run_id).await? {
-                if r.acked_at.is_none() {
-                    // Applied while verdict was stopping (or just before a
-                    // crash): the outbox row says when.
-                    if let Some(d) = store.delivery(&r.change_id, &r.exporter).await? {
-                        if d.state == crate::storage::DeliveryState::Delivered {
-                            r.acked_at = Some(d.updated_at);
-                        }
-                    }
-                }
-                seed.rollouts.push(r);
-            }
-            seed.runs.push(run);
-        }
-    }
+    let mut seed = crate::runs::leader::seed_runs(store, pipeline).await?;
     if !seed.runs.is_empty() {
         tracing::info!(pipeline = %pipeline.name, runs = seed.runs.len(), "Runs resumed from storage.");
     }
@@ -125,4 +99,48 @@ fn series_of(
         }
     }
     out
+}
+
+/// A cluster instance's own partials of windows still open (their close
+/// deadline is after `now`), put back into the shard that owns their
+/// series: what it had aggregated before a restart (up to its last write)
+/// goes on growing, and is written again whole. Windows whose deadline has
+/// passed stay in the database for the leader.
+pub(super) async fn own_partials(
+    member: &crate::cluster::Member,
+    pipeline: &PipelineSpec,
+    shards: usize,
+    now: UnixNanos,
+) -> Result<Vec<OpenWindows>, StoreError> {
+    let timing = pipeline.window.timing();
+    let from =
+        crate::model::Window::containing(now.saturating_sub(timing.lateness), timing.size).start;
+    let mut open: Vec<OpenWindows> = vec![HashMap::new(); shards.max(1)];
+    let mut restored = 0usize;
+    for p in member
+        .store
+        .own_partials(&pipeline.name, member.instance(), from)
+        .await?
+    {
+        let Some(index) = pipeline.contracts.iter().position(|c| c.name == p.contract) else {
+            continue;
+        };
+        if timing.window_of(p.window_start).deadline(timing.lateness) <= now {
+            continue;
+        }
+        let key = SeriesKey {
+            contract: index as u32,
+            subject: p.subject,
+        };
+        let shard = key.shard(shards.max(1));
+        open[shard]
+            .entry(key)
+            .or_default()
+            .insert(p.window_start, p.accum);
+        restored += 1;
+    }
+    if restored > 0 {
+        tracing::info!(pipeline = %pipeline.name, windows = restored, "Open windows restored from this instance's partials.");
+    }
+    Ok(open)
 }

@@ -382,7 +382,8 @@ pub(crate) fn write_pipeline_on(
     contract: &str,
 ) -> PathBuf {
     let file = dir.0.join("pipeline.yaml");
-    std::fs::write(&file, pipeline(&backend.storage(dir), webhooks, contract)).expect("write");
+    let yaml = pipeline(&backend.storage(dir), webhooks, contract);
+    std::fs::write(&file, backend.settings(&yaml)).expect("write");
     file
 }
 
@@ -402,6 +403,28 @@ impl Backend {
             Backend::Sqlite => sqlite(&dir.0),
             Backend::Postgres(db) => db.url.clone(),
         }
+    }
+
+    /// `yaml` (a [`pipeline`]) with the backend's own settings: on
+    /// PostgreSQL, the instance's name and a short grace, so that a cluster
+    /// of one judges promptly.
+    pub(crate) fn settings(&self, yaml: &str) -> String {
+        match self {
+            Backend::Sqlite => yaml.to_string(),
+            Backend::Postgres(_) => yaml.replace(
+                "  checkpoint_interval: 200ms",
+                "  checkpoint_interval: 200ms\n  postgres: { instance: t, grace: 300ms }",
+            ),
+        }
+    }
+
+    /// A scrape of verdict's metrics as a single instance labels them: an
+    /// instance on PostgreSQL adds `instance="t"` to its own metrics.
+    pub(crate) fn unlabelled(&self, metrics: &str) -> String {
+        metrics
+            .replace("{instance=\"t\"}", "")
+            .replace("instance=\"t\",", "")
+            .replace(",instance=\"t\"", "")
     }
 
     /// A tag for the test's directory.
@@ -530,7 +553,7 @@ async fn issue_5_8b_outbox_survives_kill_9_with_the_same_event_id() {
         assert_eq!(pending["event"]["run_id"], run["run_id"]);
         assert!(pending["last_error"].as_str().is_some(), "{pending}");
         // The backlog is visible to alerting while the target is down.
-        let metrics = v.metrics().await;
+        let metrics = backend.unlabelled(&v.metrics().await);
         let age = metrics
             .lines()
             .find_map(|l| {
@@ -633,7 +656,7 @@ async fn issue_5_8c_retries_5xx_with_backoff_and_never_retries_400() {
         tokio::time::sleep(Duration::from_millis(1500)).await;
         assert_eq!(bad.got().len(), 1);
         assert_eq!(flaky.got().len(), 3);
-        let metrics = v.metrics().await;
+        let metrics = backend.unlabelled(&v.metrics().await);
         for line in [
             r#"verdict_webhook_deliveries_total{exporter="webhook/flaky",outcome="retry"} 2"#,
             r#"verdict_webhook_deliveries_total{exporter="webhook/flaky",outcome="delivered"} 1"#,
@@ -920,16 +943,11 @@ async fn sigterm_mid_window_loses_no_sample_and_counts_none_twice() {
         let dir = TempDir::new(&format!("ckpt-{}", backend.name()));
         let file = dir.0.join("pipeline.yaml");
         // 10 s windows: the stop lands inside the window the spans fall in.
-        let yaml = pipeline(
-            &backend.storage(&dir),
-            &[],
-            "    decision: windows\n    pass_windows: 100",
-        )
-        .replace(
+        let yaml = pipeline(&backend.storage(&dir), &[], NO_PROMOTION).replace(
             "size: 1s, allowed_lateness: 200ms",
             "size: 10s, allowed_lateness: 200ms",
         );
-        std::fs::write(&file, yaml).expect("write");
+        std::fs::write(&file, backend.settings(&yaml)).expect("write");
         let v = Verdict::start(&file);
         v.spans("6.0", 40, 10).await;
         v.spans("6.0", 60, 10).await;

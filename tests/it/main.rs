@@ -2,6 +2,7 @@
 //! bind 127.0.0.1:0 and tests talk only to loopback.
 
 mod argo;
+mod cluster;
 mod compression;
 mod console;
 mod cors;

@@ -283,6 +283,17 @@ async fn metrics_with_a_wrong_latency_unit_are_rejected_loudly() {
 
 /// `n` SERVER spans of checkout `version`, all ending at `end`, as protobuf.
 pub fn spans_protobuf(version: &str, n: u64, end: u64) -> Vec<u8> {
+    spans_request(version, 1, n, end).encode_to_vec()
+}
+
+/// `n` SERVER spans of checkout `version`, each `latency_ms` long, ending
+/// at `end`.
+pub fn spans_request(
+    version: &str,
+    latency_ms: u64,
+    n: u64,
+    end: u64,
+) -> ExportTraceServiceRequest {
     use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
     use opentelemetry_proto::tonic::resource::v1::Resource;
     use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, ResourceSpans, ScopeSpans, Span};
@@ -299,7 +310,7 @@ pub fn spans_protobuf(version: &str, n: u64, end: u64) -> Vec<u8> {
             span_id: i.to_be_bytes().to_vec(),
             name: "GET /".into(),
             kind: SpanKind::Server as i32,
-            start_time_unix_nano: end - 1_000_000,
+            start_time_unix_nano: end - latency_ms * 1_000_000,
             end_time_unix_nano: end,
             ..Default::default()
         })
@@ -320,7 +331,6 @@ pub fn spans_protobuf(version: &str, n: u64, end: u64) -> Vec<u8> {
             ..Default::default()
         }],
     }
-    .encode_to_vec()
 }
 
 /// `data` as one gzip member.

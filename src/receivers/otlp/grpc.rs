@@ -41,7 +41,9 @@ use super::{Ingest, IngestError};
 /// Maps a refusal to its gRPC status.
 pub fn status_of(err: &IngestError) -> Status {
     match err {
-        IngestError::QueueFull(secs) | IngestError::Memory(secs) => Status::with_error_details(
+        IngestError::QueueFull(secs)
+        | IngestError::Memory(secs)
+        | IngestError::Storage(secs, _) => Status::with_error_details(
             Code::Unavailable,
             err.to_string(),
             ErrorDetails::with_retry_info(Some(Duration::from_secs(u64::from(*secs)))),

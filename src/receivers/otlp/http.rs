@@ -187,7 +187,7 @@ fn accepted<K: HttpKind>(encoding: Encoding, acc: Accepted) -> Response {
 /// The HTTP status and gRPC code of a refusal.
 fn codes(err: &IngestError) -> (StatusCode, tonic::Code) {
     match err {
-        IngestError::QueueFull(_) | IngestError::Memory(_) => {
+        IngestError::QueueFull(_) | IngestError::Memory(_) | IngestError::Storage(..) => {
             (StatusCode::SERVICE_UNAVAILABLE, tonic::Code::Unavailable)
         }
         IngestError::Unauthenticated => (StatusCode::UNAUTHORIZED, tonic::Code::Unauthenticated),
@@ -231,7 +231,9 @@ fn refuse(ingest: &Ingest, encoding: Encoding, err: IngestError) -> Response {
     )
         .into_response();
     match err {
-        IngestError::QueueFull(secs) | IngestError::Memory(secs) => {
+        IngestError::QueueFull(secs)
+        | IngestError::Memory(secs)
+        | IngestError::Storage(secs, _) => {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
         }

@@ -36,6 +36,10 @@ use crate::telemetry;
 use budget::{Budget, Charge};
 use convert::{Converted, RejectReason};
 
+/// What a client refused because the storage is down waits before it
+/// retries (whole seconds).
+const STORAGE_RETRY_SECS: u32 = 5;
+
 /// Why a whole request was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IngestError {
@@ -45,6 +49,10 @@ pub enum IngestError {
     /// The global in-flight byte budget is spent: retry after the given whole seconds.
     #[error("in-flight memory budget exhausted, retry after {0}s")]
     Memory(u32),
+    /// What is aggregated cannot be stored right now (the reason): retry
+    /// after the given whole seconds.
+    #[error("storage unavailable, retry after {0}s: {1}")]
+    Storage(u32, String),
     /// Missing or wrong bearer token.
     #[error("missing or invalid bearer token")]
     Unauthenticated,
@@ -66,7 +74,10 @@ impl IngestError {
     /// Refusals for load (queue, memory) are counted where they are
     /// detected, with their protocol; the front ends count the others.
     pub fn counted_at_source(&self) -> bool {
-        matches!(self, IngestError::QueueFull(_) | IngestError::Memory(_))
+        matches!(
+            self,
+            IngestError::QueueFull(_) | IngestError::Memory(_) | IngestError::Storage(..)
+        )
     }
 
     /// Every `reason` label of `verdict_receiver_refused_requests_total`.
@@ -86,6 +97,7 @@ impl IngestError {
         match self {
             IngestError::QueueFull(_) => "queue_full",
             IngestError::Memory(_) => "memory",
+            IngestError::Storage(..) => "storage",
             IngestError::Unauthenticated => "unauthenticated",
             IngestError::Malformed(_) => "malformed",
             IngestError::TooLarge(_) => "too_large",
@@ -317,6 +329,15 @@ impl Ingest {
                 .sum();
             charge.grow_to(bytes)?;
             charge.shrink_to(bytes);
+            if let Some(why) = self
+                .pipelines
+                .iter()
+                .find_map(|p| p.router.gate().refusal())
+            {
+                let err = IngestError::Storage(STORAGE_RETRY_SECS, why);
+                self.refused(protocol, &err);
+                return Err(err);
+            }
             let budget = charge.into_permit();
             if let Err(full) = super::enqueue(&self.pipelines, &mut converted.batches, budget) {
                 let err = IngestError::QueueFull(full.retry_after);

@@ -73,6 +73,9 @@ pub fn redacted(config: &ValidatedConfig) -> ValidatedConfig {
         }
     }
     hide(&mut config.service.api_token);
+    if let StorageSpec::Postgres(pg) = &mut config.service.storage {
+        pg.url = redact_url_text(&pg.url, false);
+    }
     config
 }
 
@@ -576,13 +579,52 @@ fn service(s: &ServiceSpec) -> Node {
         .opt("public_url", s.public_url.as_deref().map(Node::str))
         .opt("tls", s.api_tls.as_ref().map(listener_tls))
         .node();
+    // The URL as configured (its password already redacted): the
+    // `Display` of a storage hides the password in a way that does not
+    // read back as the same URL.
+    let storage = match &s.storage {
+        StorageSpec::Postgres(pg) => pg.url.clone(),
+        other => other.to_string(),
+    };
     MapBuilder::default()
         .set("api", api)
-        .set("storage", Node::str(s.storage.to_string()))
+        .set("storage", Node::str(storage))
+        .opt("postgres", postgres(&s.storage))
         .set("max_inflight_bytes", Node::bytes(s.max_inflight_bytes))
         .set("checkpoint_interval", Node::duration(s.checkpoint_interval))
         .set("metric_expiry", Node::duration(s.metric_expiry))
         .node()
+}
+
+/// `service.postgres`, for `postgres://` storage only (validation refuses
+/// it next to any other).
+fn postgres(storage: &StorageSpec) -> Option<Node> {
+    let StorageSpec::Postgres(pg) = storage else {
+        return None;
+    };
+    let mut tls = MapBuilder::default()
+        .set("mode", Node::str(pg.tls.mode.as_str()))
+        .opt(
+            "ca_file",
+            pg.tls
+                .ca_file
+                .as_ref()
+                .map(|p| Node::str(p.display().to_string())),
+        );
+    if let Some((cert, key)) = &pg.tls.identity {
+        tls = tls
+            .set("cert_file", Node::str(cert.display().to_string()))
+            .set("key_file", Node::str(key.display().to_string()));
+    }
+    Some(
+        MapBuilder::default()
+            .set("pool_size", Node::num(pg.pool_size))
+            .set("statement_timeout", Node::duration(pg.statement_timeout))
+            .set("instance", Node::str(pg.instance.as_str()))
+            .set("grace", Node::duration(pg.grace))
+            .set("tls", tls.node())
+            .node(),
+    )
 }
 
 /// Writes `key: value` at `indent` (block maps, flow lists).

@@ -257,3 +257,29 @@ fn the_start_up_summary_names_windows_and_contracts() {
         "contract/checkout v4 (spans, subject service.name/service.version, windows: pass 4 / fail 2, dry run): p95 <= 120.5ms, errors <= 2%, conversions >= 15%, baseline service.version=1.* (p95 +10%, errors +0.5 points), min_samples 40"
     );
 }
+
+#[test]
+fn postgres_storage_round_trips_with_its_password_redacted() {
+    let text = "receivers:\n  otlp:\n    protocols:\n      http: {}\nprocessors:\n  contract/c:\n    max_p95_latency_ms: 100\npipelines:\n  p:\n    receivers: [otlp]\n    processors: [contract/c]\nservice:\n  storage: \"postgres://verdict:pg-secret@db.example:5433/verdict\"\n  postgres: { pool_size: 4, statement_timeout: 5s, instance: one, grace: 3s, tls: { mode: require } }\n".to_string();
+    let config = load(&text, &HashMap::new());
+    let printed = round_trip(&config, "postgres");
+    assert!(!printed.contains("pg-secret"), "{printed}");
+    for kept in [
+        "  storage: \"postgres://verdict:redacted@db.example:5433/verdict\"\n",
+        "    pool_size: 4\n",
+        "    instance: \"one\"\n",
+        "      mode: \"require\"\n",
+    ] {
+        assert!(printed.contains(kept), "{kept} missing:\n{printed}");
+    }
+    // Defaults of service.postgres are written out too.
+    let text = text.replace(
+        "  postgres: { pool_size: 4, statement_timeout: 5s, instance: one, grace: 3s, tls: { mode: require } }\n",
+        "",
+    );
+    let printed = round_trip(&load(&text, &HashMap::new()), "postgres defaults");
+    assert!(
+        printed.contains("    statement_timeout: \"30s\"\n"),
+        "{printed}"
+    );
+}

@@ -19,7 +19,7 @@ pub use crate::aggregator::state::{RecordOutcome, ShardState, SubjectSlots, Wind
 pub use crate::aggregator::streams::{Delta, StreamParams, StreamTable};
 pub use crate::receivers::otlp::convert::{convert_traces, Converted, RejectReason};
 pub use crate::receivers::otlp::convert_metrics::{convert_metrics, point_count, MAX_POINT_COUNT};
-pub use crate::receivers::otlp::gzip::inflate;
+pub use crate::receivers::otlp::inflate::{inflate, Compression};
 pub use crate::receivers::otlp::json::{
     decode_logs, decode_metrics, decode_traces, JsonDecodeError,
 };

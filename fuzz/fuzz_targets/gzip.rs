@@ -1,4 +1,4 @@
-//! Inflating gzip bodies (`receivers/otlp/gzip.rs`):
+//! Inflating gzip bodies (`receivers/otlp/inflate.rs`):
 //!
 //! - bodies made of several members, empty ones included, inflate to all
 //!   of their data, or are refused as too large exactly when that data is
@@ -11,7 +11,7 @@ use std::io::{Read as _, Write as _};
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use verdict::fuzzing::{inflate, IngestError};
+use verdict::fuzzing::{inflate, Compression, IngestError};
 
 #[derive(Debug, Arbitrary)]
 enum Input {
@@ -47,7 +47,7 @@ fn reference(body: &[u8], limit: usize) -> Result<Vec<u8>, std::io::Error> {
 }
 
 fn check_any(body: &[u8], limit: usize) {
-    let got = inflate(body, limit);
+    let got = inflate(Compression::Gzip, body, limit);
     if let Ok(out) = &got {
         assert!(
             out.len() <= limit,
@@ -81,7 +81,7 @@ fuzz_target!(|input: Input| match input {
         body.extend_from_slice(&tail);
         check_any(&body, limit);
         if cut == 0 && tail.is_empty() && !members.is_empty() {
-            match inflate(&body, limit) {
+            match inflate(Compression::Gzip, &body, limit) {
                 Ok(out) => assert_eq!(&out[..], &data[..], "every member inflated"),
                 Err(IngestError::TooLarge(_)) => {
                     assert!(

@@ -132,11 +132,11 @@ impl Shard {
                                 }
                             }
                         }
-                        ShardItems::Points(points) => {
-                            for point in points {
-                                let (series, ts) = (point.series.clone(), point.ts);
-                                if self.state.record_point_of(&series, point) == RecordOutcome::NewSeries {
-                                    seen.push(EngineInput::SeriesSeen { series, ts });
+                        ShardItems::Points(mut points) => {
+                            self.state.warm_streams(&points);
+                            for point in &mut points {
+                                if self.state.record_point_in(point) == RecordOutcome::NewSeries {
+                                    seen.push(EngineInput::SeriesSeen { series: point.series.clone(), ts: point.ts });
                                 }
                             }
                         }

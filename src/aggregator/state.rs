@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use super::streams::{Delta, StreamParams, StreamTable};
+use super::streams::{Counted, StreamParams, StreamTable};
 use crate::model::series::SeriesMap;
 use crate::model::{
     Accum, ClosedWindow, OpenAccum, OpenWindows, PointSample, Rejected, RejectionTally, Sample,
@@ -211,19 +211,27 @@ impl ShardState {
     /// point into the delta since its stream's last point. A point that only
     /// sets a baseline, repeats an earlier one or finds the stream table full
     /// changes no window ([`RecordOutcome::Uncounted`]).
-    pub fn record_point(&mut self, point: PointSample) -> RecordOutcome {
-        let series = point.series.clone();
-        self.record_point_of(&series, point)
+    pub fn record_point(&mut self, mut point: PointSample) -> RecordOutcome {
+        self.record_point_in(&mut point)
     }
 
-    /// [`ShardState::record_point`] for a caller that already holds a copy
-    /// of the point's series key (`series` is `point.series`).
-    pub fn record_point_of(&mut self, series: &SeriesKey, point: PointSample) -> RecordOutcome {
-        let ts = point.ts;
-        match self.streams.delta(point) {
-            Delta::Count(kind) => self.record_with(series, ts, |acc| acc.record_point(&kind)),
-            Delta::Baseline | Delta::Stale | Delta::Overflow => RecordOutcome::Uncounted,
+    /// [`ShardState::record_point`] without moving the point (the shard's
+    /// path): it may be left holding its delta.
+    #[inline]
+    pub fn record_point_in(&mut self, point: &mut PointSample) -> RecordOutcome {
+        match self.streams.delta_of(point) {
+            Counted::Count => {
+                let kind = &point.kind;
+                self.record_with(&point.series, point.ts, |acc| acc.record_point(kind))
+            }
+            Counted::Baseline | Counted::Stale | Counted::Overflow => RecordOutcome::Uncounted,
         }
+    }
+
+    /// Brings the streams of a batch of points into cache before they
+    /// are recorded one by one ([`StreamTable::warm`]).
+    pub fn warm_streams(&self, points: &[PointSample]) {
+        self.streams.warm(points);
     }
 
     /// The stream table (cumulative → delta) of this shard.

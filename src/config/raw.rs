@@ -68,6 +68,23 @@ pub(crate) struct RawListener {
     pub endpoint: Field<String>,
     /// TLS on this listener; absent = plain text.
     pub tls: Field<MapOnly<RawTls>>,
+    /// CORS for browser SDKs (OTLP/HTTP only); absent = none.
+    pub cors: Field<MapOnly<RawCors>>,
+}
+
+/// `cors:` of the OTLP/HTTP listener, with the OpenTelemetry Collector's
+/// `confighttp` names.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawCors {
+    /// Origins allowed to send (`https://app.example.com`), each with at
+    /// most one `*` (`https://*.example.com`), or `*` for any. Required.
+    pub allowed_origins: Field<StringList>,
+    /// Request headers allowed besides the CORS-safelisted ones (`Accept`,
+    /// `Accept-Language`, `Content-Language`, `Content-Type`); `*` for any.
+    pub allowed_headers: Field<StringList>,
+    /// How long, in seconds, a browser may cache a preflight answer.
+    /// Default: not sent (the browser's own, 5 s in most).
+    pub max_age: Field<Int>,
 }
 
 /// `tls:` of a listener, with the OpenTelemetry Collector's `configtls`

@@ -87,6 +87,7 @@ fn minimal_file_gets_every_default() {
                     bearer_token: None,
                     grpc_tls: None,
                     http_tls: None,
+                    http_cors: None,
                 })),
             }],
             exporters: vec![],
@@ -1410,4 +1411,90 @@ fn tls_files_that_do_not_make_a_server_are_refused_by_validation() {
         "{lines:#?}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn with_http_listener(listener: &str) -> String {
+    MINIMAL.replace(
+        "protocols: { grpc: }",
+        &format!("protocols: {{ grpc: , http: {listener} }}"),
+    )
+}
+
+#[test]
+fn cors_is_read_with_lower_case_origins_and_headers() {
+    let config = ok(&with_http_listener(
+        "{ cors: { allowed_origins: [\"https://App.example.com\", \"https://*.example.org\", \"*\"], \
+         allowed_headers: [X-Tenant, \"*\"], max_age: 7200 } }",
+    ));
+    let ReceiverKind::Otlp(otlp) = &config.receivers[0].kind else {
+        panic!("an OTLP receiver");
+    };
+    assert_eq!(
+        otlp.http_cors,
+        Some(CorsSpec {
+            allowed_origins: vec![
+                "https://app.example.com".into(),
+                "https://*.example.org".into(),
+                "*".into()
+            ],
+            allowed_headers: vec!["x-tenant".into(), "*".into()],
+            max_age: Some(Duration::from_secs(7200)),
+        })
+    );
+    let single = ok(&with_http_listener(
+        "{ cors: { allowed_origins: \"http://localhost:*\" } }",
+    ));
+    let ReceiverKind::Otlp(otlp) = &single.receivers[0].kind else {
+        panic!("an OTLP receiver");
+    };
+    let cors = otlp.http_cors.as_ref().expect("cors");
+    assert_eq!(cors.allowed_headers, Vec::<String>::new());
+    assert_eq!(cors.max_age, None);
+    assert!(ok(MINIMAL).receivers.iter().all(|r| match &r.kind {
+        ReceiverKind::Otlp(o) => o.http_cors.is_none(),
+        _ => true,
+    }));
+}
+
+#[test]
+fn cors_problems_are_reported_with_their_paths() {
+    let lines = err_lines(&with_http_listener(
+        "{ cors: { allowed_origins: [\"example.com\", \"https://a.example.com/\", \"https://*.*.example\", \"https://ok.example\"], \
+         allowed_headers: [\"bad header\"], max_age: -1, allowd: 1 } }",
+    ));
+    let at = "receivers.otlp.protocols.http.cors";
+    for (path, words) in [
+        (format!("{at}.allowed_origins[0]"), "is not an origin"),
+        (format!("{at}.allowed_origins[1]"), "no path"),
+        (format!("{at}.allowed_origins[2]"), "more than one *"),
+        (format!("{at}.allowed_headers[0]"), "is not a header name"),
+        (format!("{at}.max_age"), ""),
+        (format!("{at}.allowd"), ""),
+    ] {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with(&path) && l.contains(words)),
+            "{path} {words:?} in {lines:#?}"
+        );
+    }
+    assert!(
+        !lines.iter().any(|l| l.contains("allowed_origins[3]")),
+        "{lines:#?}"
+    );
+    let lines = err_lines(&with_http_listener("{ cors: { max_age: 60 } }"));
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with(&format!("{at}.allowed_origins")) && l.contains("required")),
+        "{lines:#?}"
+    );
+    let lines = err_lines(&MINIMAL.replace(
+        "protocols: { grpc: }",
+        "protocols: { grpc: { cors: { allowed_origins: [\"*\"] } } }",
+    ));
+    assert!(
+        lines.iter().any(|l| l.starts_with("receivers.otlp.protocols.grpc.cors") && l.contains("OTLP/HTTP")),
+        "{lines:#?}"
+    );
 }

@@ -54,6 +54,22 @@ pub struct OtlpReceiverSpec {
     pub grpc_tls: Option<ListenerTls>,
     /// TLS of the HTTP listener; `None` = plain text.
     pub http_tls: Option<ListenerTls>,
+    /// CORS of the HTTP listener; `None` = no CORS headers.
+    pub http_cors: Option<CorsSpec>,
+}
+
+/// `cors:` of the OTLP/HTTP listener: which web pages' scripts may send
+/// telemetry (the OpenTelemetry Collector's setting).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CorsSpec {
+    /// Allowed origins, lower case: `scheme://host[:port]` with at most one
+    /// `*` standing for any characters, or `*` alone for any origin.
+    pub allowed_origins: Vec<String>,
+    /// Request headers allowed besides the CORS-safelisted ones, lower
+    /// case; `*` for any.
+    pub allowed_headers: Vec<String>,
+    /// How long a browser may cache a preflight answer; `None` = not sent.
+    pub max_age: Option<std::time::Duration>,
 }
 
 /// TLS of a listener (`tls:`): its certificate, optionally the CAs whose

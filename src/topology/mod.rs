@@ -434,7 +434,7 @@ impl Server {
                 serve_axum(
                     &mut listeners,
                     listener,
-                    http::router(ingest.clone()),
+                    http::router(ingest.clone(), otlp.http_cors.as_ref()),
                     stop.clone(),
                     "otlp-http",
                 );

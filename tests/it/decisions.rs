@@ -7,10 +7,8 @@
 use std::time::{Duration, SystemTime};
 
 use opentelemetry::trace::{Span as _, SpanKind, Status, Tracer as _, TracerProvider as _};
-use opentelemetry::KeyValue;
 use opentelemetry_otlp::{Protocol, WithExportConfig};
 use opentelemetry_sdk::trace::SdkTracerProvider;
-use opentelemetry_sdk::Resource;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
@@ -91,16 +89,7 @@ fn service_provider(service: &str, version: &str, http: std::net::SocketAddr) ->
         .with_endpoint(format!("http://{http}/v1/traces"))
         .build()
         .expect("exporter builds");
-    let resource = Resource::builder_empty()
-        .with_attributes([
-            KeyValue::new("service.name", service.to_string()),
-            KeyValue::new("service.version", version.to_string()),
-        ])
-        .build();
-    SdkTracerProvider::builder()
-        .with_resource(resource)
-        .with_simple_exporter(exporter)
-        .build()
+    crate::tracer_provider(exporter, service, version)
 }
 
 fn emit(provider: &SdkTracerProvider, release: &Release, rng: &mut SmallRng) {

@@ -11,7 +11,6 @@ use opentelemetry::trace::{Span as _, SpanKind, Status, Tracer as _, TracerProvi
 use opentelemetry::KeyValue;
 use opentelemetry_otlp::{Protocol, WithExportConfig};
 use opentelemetry_sdk::trace::SdkTracerProvider;
-use opentelemetry_sdk::Resource;
 
 use crate::{config, final_run_is, get_json, start};
 
@@ -37,16 +36,7 @@ fn provider(release: &Release, grpc: &str, http: &str) -> SdkTracerProvider {
             .build()
     }
     .expect("exporter builds");
-    let resource = Resource::builder_empty()
-        .with_attributes([
-            KeyValue::new("service.name", "checkout"),
-            KeyValue::new("service.version", release.version),
-        ])
-        .build();
-    SdkTracerProvider::builder()
-        .with_resource(resource)
-        .with_simple_exporter(exporter)
-        .build()
+    crate::tracer_provider(exporter, "checkout", release.version)
 }
 
 fn emit(provider: &SdkTracerProvider, release: &Release, i: u64) {

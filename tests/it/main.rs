@@ -2,7 +2,9 @@
 //! bind 127.0.0.1:0 and tests talk only to loopback.
 
 mod argo;
+mod compression;
 mod console;
+mod cors;
 mod dashboard;
 mod decisions;
 mod durable;
@@ -181,6 +183,27 @@ service:
   storage: "memory:"
 "#
     )
+}
+
+/// A tracer provider of the OpenTelemetry SDK whose spans, of the
+/// resource `service.name`/`service.version`, go through `exporter` as
+/// each ends.
+pub fn tracer_provider(
+    exporter: opentelemetry_otlp::SpanExporter,
+    service: &str,
+    version: &str,
+) -> opentelemetry_sdk::trace::SdkTracerProvider {
+    use opentelemetry::KeyValue;
+    let resource = opentelemetry_sdk::Resource::builder_empty()
+        .with_attributes([
+            KeyValue::new("service.name", service.to_string()),
+            KeyValue::new("service.version", version.to_string()),
+        ])
+        .build();
+    opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_resource(resource)
+        .with_simple_exporter(exporter)
+        .build()
 }
 
 /// Polls `f` until it returns `Some`, or panics after `timeout`.

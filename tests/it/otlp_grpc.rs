@@ -221,6 +221,17 @@ async fn grpc_bearer_token() {
 /// TraceService/Export call (a tonic client would compress it again);
 /// returns the call's grpc-status.
 async fn export_precompressed(endpoint: &str, message: Vec<u8>) -> Code {
+    export_encoded(endpoint, message, "gzip").await.0
+}
+
+/// Sends `message`, already compressed with `encoding`, as the compressed
+/// message of a TraceService/Export call; returns the call's grpc-status
+/// and the answer's headers and trailers.
+pub(crate) async fn export_encoded(
+    endpoint: &str,
+    message: Vec<u8>,
+    encoding: &str,
+) -> (Code, http::HeaderMap) {
     use http_body_util::BodyExt as _;
     use tonic::codegen::Service as _;
     let mut channel = tonic::transport::Endpoint::from_shared(endpoint.to_string())
@@ -238,7 +249,7 @@ async fn export_precompressed(endpoint: &str, message: Vec<u8>) -> Code {
         ))
         .header("content-type", "application/grpc")
         .header("te", "trailers")
-        .header("grpc-encoding", "gzip")
+        .header("grpc-encoding", encoding)
         .body(tonic::body::Body::new(http_body_util::Full::new(
             Bytes::from(frame),
         )))
@@ -247,16 +258,15 @@ async fn export_precompressed(endpoint: &str, message: Vec<u8>) -> Code {
         .await
         .expect("ready");
     let response = channel.call(request).await.expect("answered");
-    let headers = response.headers().clone();
+    let mut headers = response.headers().clone();
     let body = response.into_body().collect().await.expect("body");
-    let trailers = body.trailers().cloned().unwrap_or_default();
-    let status = trailers
+    headers.extend(body.trailers().cloned().unwrap_or_default());
+    let status = headers
         .get("grpc-status")
-        .or_else(|| headers.get("grpc-status"))
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<i32>().ok())
         .expect("a grpc-status");
-    Code::from(status)
+    (Code::from(status), headers)
 }
 
 /// As over HTTP: a gzip message of several members is inflated whole

@@ -15,7 +15,7 @@ fn chromium() -> String {
 }
 
 /// Runs headless chromium with `args` and `url`; its stdout.
-async fn browse(args: &[&str], url: &str) -> String {
+pub(crate) async fn browse(args: &[&str], url: &str) -> String {
     let mut cmd = Command::new(chromium());
     cmd.args([
         "--headless",

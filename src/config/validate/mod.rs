@@ -10,6 +10,7 @@
 //! (components in file order, their fields in declaration order, cross-checks
 //! last).
 
+mod cors;
 mod cross;
 mod exporters;
 mod fields;
@@ -33,20 +34,21 @@ use super::error::{ConfigError, ConfigErrors};
 use super::probe_plan::SYNTHETIC_ATTRIBUTE;
 use super::raw::{
     ByteSize, Checked, Field, HumanDuration, Int, MapOnly, Matches, Num, RawBaseline, RawContract,
-    RawListener, RawLog, RawOtlpReceiver, RawPipeline, RawPostgres, RawPostgresTls,
+    RawCors, RawListener, RawLog, RawOtlpReceiver, RawPipeline, RawPostgres, RawPostgresTls,
     RawProbeReceiver, RawPrometheus, RawRetry, RawService, RawTls, RawUnleash, RawWebhook,
     RawWindow, StringList, StringMap,
 };
 use super::select::{select_resource, AttributeMatch, Selection};
 use super::validated::{
-    redact_password, BaselineSpec, ContractSpec, Decision, ExporterKind, ExporterSpec, OnIdle,
-    OnRollback, OnTimeout, OtlpReceiverSpec, PgSslMode, PipelineSpec, PostgresSpec, PostgresTls,
-    ProbeReceiverSpec, ReceiverKind, ReceiverSpec, RetrySpec, ServiceSpec, Source, StorageSpec,
-    Thresholds, UnleashSpec, ValidatedConfig, WebhookFormat, WebhookSpec, WindowSpec,
+    redact_password, BaselineSpec, ContractSpec, CorsSpec, Decision, ExporterKind, ExporterSpec,
+    OnIdle, OnRollback, OnTimeout, OtlpReceiverSpec, PgSslMode, PipelineSpec, PostgresSpec,
+    PostgresTls, ProbeReceiverSpec, ReceiverKind, ReceiverSpec, RetrySpec, ServiceSpec, Source,
+    StorageSpec, Thresholds, UnleashSpec, ValidatedConfig, WebhookFormat, WebhookSpec, WindowSpec,
 };
 use crate::model::rollout::is_unleash_name;
 use crate::model::{FlagTemplate, RunState};
 
+use self::cors::*;
 use self::cross::*;
 use self::exporters::*;
 use self::fields::*;

@@ -34,7 +34,7 @@ pub(super) fn otlp_receiver(
     let before = errors.len();
     let protocols_path = join(path, "protocols");
     let (mut grpc_endpoint, mut http_endpoint) = (None, None);
-    let (mut grpc_tls, mut http_tls) = (None, None);
+    let (mut grpc_tls, mut http_tls, mut http_cors) = (None, None, None);
     let protocols_given = raw.protocols.is_some();
     if let Some(MapOnly(protocols)) = take(raw.protocols, &protocols_path, errors)
         .or_else(|| (!protocols_given).then(Default::default))
@@ -42,24 +42,40 @@ pub(super) fn otlp_receiver(
         if protocols.grpc.is_none() && protocols.http.is_none() {
             errors.push(&protocols_path, "at least one of grpc or http is required");
         }
-        let mut listener =
-            |listener: Field<MapOnly<RawListener>>, protocol: &str, default: &str| {
-                let at = join(&protocols_path, protocol);
-                take(listener, &at, errors).map(|MapOnly(l)| {
+        let mut listener = |listener: Field<MapOnly<RawListener>>,
+                            protocol: &str,
+                            default: &str| {
+            let at = join(&protocols_path, protocol);
+            take(listener, &at, errors).map(|MapOnly(l)| {
+                    let cors_at = join(&at, "cors");
+                    let cors = match protocol {
+                        "http" => cors(l.cors, &cors_at, errors),
+                        _ => {
+                            if l.cors.is_some() {
+                                errors.push(
+                                    cors_at,
+                                    "CORS is for OTLP/HTTP (browsers cannot call gRPC): set it under protocols.http",
+                                );
+                            }
+                            None
+                        }
+                    };
                     (
                         endpoint(l.endpoint, default, &join(&at, "endpoint"), errors),
                         listener_tls(l.tls, &join(&at, "tls"), errors),
+                        cors,
                     )
                 })
-            };
+        };
         (grpc_endpoint, grpc_tls) = match listener(protocols.grpc, "grpc", DEFAULT_GRPC_ENDPOINT) {
-            Some((e, t)) => (Some(e), t),
+            Some((e, t, _)) => (Some(e), t),
             None => (None, None),
         };
-        (http_endpoint, http_tls) = match listener(protocols.http, "http", DEFAULT_HTTP_ENDPOINT) {
-            Some((e, t)) => (Some(e), t),
-            None => (None, None),
-        };
+        (http_endpoint, http_tls, http_cors) =
+            match listener(protocols.http, "http", DEFAULT_HTTP_ENDPOINT) {
+                Some((e, t, c)) => (Some(e), t, c),
+                None => (None, None, None),
+            };
     }
     let max_request_bytes = byte_size(
         raw.max_request_bytes,
@@ -77,6 +93,7 @@ pub(super) fn otlp_receiver(
         bearer_token,
         grpc_tls,
         http_tls,
+        http_cors,
     })
 }
 

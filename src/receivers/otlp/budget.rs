@@ -7,9 +7,9 @@
 //!   each chunk charged before it is appended: a chunked body without
 //!   `Content-Length` is charged for what it really holds (and still stops
 //!   at `max_request_bytes`), a declared length is charged up front;
-//! - a gzip body is inflated into a [`ChargedBuf`] as well
-//!   ([`inflate_with`](super::gzip::inflate_with)), its output charged as
-//!   it grows;
+//! - a compressed body is inflated into a [`ChargedBuf`] as well
+//!   ([`inflate_with`](super::inflate::inflate_with)), its output charged
+//!   as it grows (and a zstd decoder's window before it is allocated);
 //! - a gRPC request body is wrapped in a [`BudgetBody`], which follows the
 //!   5-byte length prefix of each message and charges the message's length
 //!   before tonic sees the prefix: tonic reserves a buffer of that length
@@ -36,7 +36,7 @@ use http_body_util::BodyExt as _;
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::gzip::too_large;
+use super::inflate::too_large;
 use super::IngestError;
 use crate::receivers::{backoff_secs, BUDGET_UNIT};
 
@@ -909,14 +909,25 @@ mod tests {
         gz.write_all(&[0u8; 100 * KIB]).expect("in memory");
         let raw = gz.finish().expect("in memory");
         let mut charge = budget.charge("http");
-        let out = super::super::gzip::inflate_with(&raw, 1 << 20, &mut charge).expect("fits");
+        let out = super::super::inflate::inflate_with(
+            super::super::inflate::Compression::Gzip,
+            &raw,
+            1 << 20,
+            &mut charge,
+        )
+        .expect("fits");
         assert_eq!(out.len(), 100 * KIB);
         assert_eq!(charge.bytes(), 100 * KIB);
         drop(charge);
         // With 64 KiB left, the same body is refused while it inflates.
         let _taken = budget.reserve("http", 192 * KIB).expect("room");
         let mut charge = budget.charge("http");
-        let err = super::super::gzip::inflate_with(&raw, 1 << 20, &mut charge);
+        let err = super::super::inflate::inflate_with(
+            super::super::inflate::Compression::Gzip,
+            &raw,
+            1 << 20,
+            &mut charge,
+        );
         assert!(matches!(err, Err(IngestError::Memory(_))), "{err:?}");
         assert!(charge.bytes() <= 64 * KIB);
     }

@@ -28,17 +28,15 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::metrics::v1::{
     metric::Data, number_data_point, AggregationTemporality, DataPointFlags,
     ExponentialHistogramDataPoint, HistogramDataPoint, Metric, NumberDataPoint,
 };
-use prost::Message;
 
 use crate::config::Source;
 use crate::model::point::{
-    Buckets, LatencyUnit, PointKind, PointLatency, PointSample, StreamId, Temporality,
-    MAX_POINT_BUCKETS,
+    Buckets, LatencyUnit, PointKind, PointLatency, PointSample, Temporality, MAX_POINT_BUCKETS,
 };
 use crate::model::{HeldBytes, UnixNanos};
 use crate::telemetry;
@@ -56,11 +54,7 @@ pub(super) enum Role {
     Conversions,
 }
 
-/// A stream identity hasher: two SipHash states with different fixed keys,
-/// so a stream id is 128 bits and stable across processes.
-#[derive(Clone)]
-#[allow(deprecated)] // SipHasher: fixed keys, stable output; nothing else in std offers that
-pub(super) struct StreamHasher(std::hash::SipHasher, std::hash::SipHasher);
+pub(super) use super::stream_id::StreamHasher;
 
 /// Converts a metrics export request into point samples for `pipelines`.
 pub fn convert_metrics(
@@ -513,7 +507,7 @@ fn convert_metric(
 /// time checks; says whether any target took it.
 pub(super) fn place(
     head: PointHead<'_>,
-    (kind, temporality): (PointKind, Temporality),
+    (mut own, temporality): (PointKind, Temporality),
     targets: &[&Target],
     ctx: &Context<'_>,
     out: &mut Converted<PointSample>,
@@ -526,7 +520,7 @@ pub(super) fn place(
     let mut point_hash: Option<StreamHasher> = None;
     // Whether the point is an error, worked out once for all its targets.
     let mut error = None;
-    for t in targets {
+    for (i, t) in targets.iter().enumerate() {
         let p = pipelines[t.pipeline];
         let Some(series) = &t.series else {
             fate = fate.and(Fate::Rejected(RejectReason::MissingSubject));
@@ -550,7 +544,12 @@ pub(super) fn place(
         let mut h = base.clone();
         h.u64(t.pipeline as u64);
         h.u64(u64::from(t.contract));
-        let mut kind = kind.clone();
+        // The last target takes the point itself, any other a copy.
+        let mut kind = if i + 1 == targets.len() {
+            std::mem::replace(&mut own, PointKind::Conversions(0.0))
+        } else {
+            own.clone()
+        };
         if let PointKind::Latency(l) = &mut kind {
             l.error = *error.get_or_insert_with(|| head.attributes.is_error());
         }
@@ -901,67 +900,6 @@ pub(super) fn conversions(dp: &NumberIn) -> Result<Checked, (RejectReason, Strin
         ));
     }
     Ok(Checked::Point(PointKind::Conversions(v)))
-}
-
-impl StreamHasher {
-    #[allow(deprecated)]
-    pub(super) fn new() -> StreamHasher {
-        StreamHasher(
-            std::hash::SipHasher::new_with_keys(0x7374_7265, 0x616d_3031),
-            std::hash::SipHasher::new_with_keys(0x7665_7264, 0x6963_7432),
-        )
-    }
-
-    fn bytes(&mut self, b: &[u8]) {
-        b.hash(&mut self.0);
-        b.hash(&mut self.1);
-    }
-
-    pub(super) fn str(&mut self, s: &str) {
-        self.bytes(s.as_bytes());
-    }
-
-    pub(super) fn u64(&mut self, v: u64) {
-        v.hash(&mut self.0);
-        v.hash(&mut self.1);
-    }
-
-    /// Attributes by their encoded form (any value type, nested ones
-    /// too), then their number: what the wire reader hashes as it reads
-    /// them ([`StreamHasher::attribute`], [`StreamHasher::attributes_end`]).
-    fn attributes(&mut self, attributes: &[KeyValue]) {
-        for kv in attributes {
-            self.attribute(&kv.encode_to_vec());
-        }
-        self.attributes_end(attributes.len() as u64);
-    }
-
-    /// One attribute, by its encoded `KeyValue`.
-    pub(super) fn attribute(&mut self, encoded: &[u8]) {
-        self.bytes(encoded);
-    }
-
-    /// The end of a list of `n` attributes.
-    pub(super) fn attributes_end(&mut self, n: u64) {
-        self.u64(n);
-    }
-
-    /// An instrumentation scope: name, version and attributes, or a mark
-    /// for none.
-    fn scope(&mut self, scope: Option<&InstrumentationScope>) {
-        match scope {
-            Some(s) => {
-                self.str(&s.name);
-                self.str(&s.version);
-                self.attributes(&s.attributes);
-            }
-            None => self.u64(u64::MAX),
-        }
-    }
-
-    pub(super) fn finish(&self) -> StreamId {
-        StreamId(self.0.finish(), self.1.finish())
-    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
     ScopeMetrics, Sum,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
+use prost::Message;
 
 use super::*;
 use crate::aggregator::state::{ShardState, WindowParams};

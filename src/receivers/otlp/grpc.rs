@@ -6,10 +6,12 @@
 //!   tonic's default `INTERNAL`);
 //! - an oversized frame is `RESOURCE_EXHAUSTED` (tonic says `OUT_OF_RANGE`,
 //!   which OTLP clients retry forever);
-//! - a gzip message is inflated here, not by tonic, whose decoder stops after
-//!   the first gzip member and silently drops the rest ([`gzip`](super::gzip));
-//!   one that inflates beyond the limit is stopped while inflating, as
-//!   `RESOURCE_EXHAUSTED`;
+//! - a compressed message (`grpc-encoding: gzip`, `zstd` or `deflate`) is
+//!   inflated here, not by tonic, whose gzip decoder stops after the first
+//!   member and silently drops the rest ([`inflate`](super::inflate)); one
+//!   that inflates beyond the limit is stopped while inflating, as
+//!   `RESOURCE_EXHAUSTED`; any other encoding is `UNIMPLEMENTED` with the
+//!   accepted ones in `grpc-accept-encoding`, as the gRPC spec asks;
 //! - a full queue or a spent in-flight budget is `UNAVAILABLE` with a
 //!   `google.rpc.RetryInfo` detail; the budget is charged for each message
 //!   when its length prefix arrives, before tonic buffers it
@@ -32,7 +34,7 @@ use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 use super::budget::{read_body, BudgetBody, Charge, HeldCharge, SharedCharge, FRAME_HEADER};
-use super::gzip::{inflate_with, too_large};
+use super::inflate::{inflate_with, too_large, Compression, ACCEPTED};
 pub use super::signal::{ExportKind, Logs, Metrics, Traces};
 use super::{Ingest, IngestError};
 
@@ -48,6 +50,7 @@ pub fn status_of(err: &IngestError) -> Status {
         IngestError::Malformed(m) | IngestError::UnsupportedMediaType(m) => {
             Status::invalid_argument(m.clone())
         }
+        IngestError::UnsupportedEncoding(m) => Status::unimplemented(m.clone()),
         IngestError::TooLarge(m) => Status::resource_exhausted(m.clone()),
     }
 }
@@ -202,15 +205,32 @@ where
             let (mut parts, body) = req.into_parts();
             parts.extensions.insert(HeldCharge(charge.clone()));
             let limit = ingest.max_request_bytes;
-            if !is_gzip(&parts.headers) {
-                let body = BudgetBody::new(body, charge, limit);
-                return Ok(unary::<K, _>(&ingest, http::Request::from_parts(parts, body)).await);
-            }
-            match inflate_messages(body, &ingest).await {
+            let encoding = parts.headers.get("grpc-encoding").map(|v| v.as_bytes());
+            let compression = match Compression::from_header(encoding) {
+                Ok(Some(compression)) => compression,
+                Ok(None) => {
+                    let body = BudgetBody::new(body, charge, limit);
+                    return Ok(
+                        unary::<K, _>(&ingest, http::Request::from_parts(parts, body)).await,
+                    );
+                }
+                Err(err) => {
+                    ingest.refused("grpc", &err);
+                    let mut resp = status_of(&err).into_http();
+                    resp.headers_mut().insert(
+                        "grpc-accept-encoding",
+                        http::HeaderValue::from_static(ACCEPTED),
+                    );
+                    return Ok(resp);
+                }
+            };
+            match inflate_messages(body, &ingest, compression).await {
                 // `_inflated` holds the compressed and inflated bytes
                 // until the call ends; tonic's copy of the messages is
-                // charged to `charge` as it reads them.
+                // charged to `charge` as it reads them. Every message is
+                // uncompressed now: tonic reads a call without encoding.
                 Ok((messages, _inflated)) => {
+                    parts.headers.remove("grpc-encoding");
                     let body = BudgetBody::new(messages, charge, limit);
                     Ok(unary::<K, _>(&ingest, http::Request::from_parts(parts, body)).await)
                 }
@@ -235,8 +255,8 @@ where
     B: tonic::codegen::Body + Send + 'static,
     B::Error: Into<StdError> + Send + 'static,
 {
+    // Requests reach tonic inflated already (`ExportService::call`).
     let mut grpc = Grpc::new(RawCodec::<K::Response>::default())
-        .accept_compressed(CompressionEncoding::Gzip)
         .send_compressed(CompressionEncoding::Gzip)
         .max_decoding_message_size(ingest.max_request_bytes);
     let handler = Handler::<K> {
@@ -248,25 +268,22 @@ where
     resp
 }
 
-/// True when the request's messages may be gzip-compressed.
-fn is_gzip(headers: &http::HeaderMap) -> bool {
-    headers
-        .get("grpc-encoding")
-        .is_some_and(|v| v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"gzip"))
-}
-
-/// The messages of a gzip request, inflated, as body frames for tonic.
+/// The messages of a compressed request, inflated, as body frames for tonic.
 type Inflated =
     StreamBody<futures_util::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, Infallible>>>>;
 
-/// Reads a `grpc-encoding: gzip` request body and inflates every
-/// compressed message itself (every gzip member, within
-/// `max_request_bytes`, see [`gzip`](super::gzip)), handing tonic the same
+/// Reads the body of a request with a `grpc-encoding` and inflates every
+/// compressed message itself (every gzip member or zstd frame, within
+/// `max_request_bytes`, see [`inflate`](super::inflate)), handing tonic the same
 /// messages uncompressed, one body frame per header and message (no copy
 /// into one buffer). The body read and the inflated messages are charged
 /// as they grow, to the returned charge, held until the call ends. A body
 /// whose framing is broken is handed over as it came, for tonic to refuse.
-async fn inflate_messages<B>(body: B, ingest: &Ingest) -> Result<(Inflated, Charge), IngestError>
+async fn inflate_messages<B>(
+    body: B,
+    ingest: &Ingest,
+    compression: Compression,
+) -> Result<(Inflated, Charge), IngestError>
 where
     B: tonic::codegen::Body,
     B::Error: Into<StdError>,
@@ -292,7 +309,7 @@ where
         let header = rest.split_to(FRAME_HEADER);
         let message = rest.split_to(len);
         if compressed == 1 {
-            let inflated = inflate_with(&message, limit, &mut charge)?;
+            let inflated = inflate_with(compression, &message, limit, &mut charge)?;
             // `inflate_with` keeps a message within `limit`, a `usize` that
             // tonic's frame length (u32) bounds in practice; a longer one
             // cannot be framed and is too large for any limit.
@@ -334,9 +351,9 @@ fn remap_framing_errors<T>(resp: &mut http::Response<T>, ingest: &Ingest) {
         ),
         Some(Code::Internal) => (Code::InvalidArgument, IngestError::Malformed(String::new())),
         Some(Code::ResourceExhausted) if !headers.contains_key("grpc-status-details-bin") => {
-            // tonic's decompression limit: count it as too large. (gzip,
-            // the one encoding accepted, is inflated before tonic sees it,
-            // by `inflate_messages`, which counts its own refusals.)
+            // tonic's message size limit: count it as too large.
+            // (Compressed messages are inflated before tonic sees them, by
+            // `inflate_messages`, which counts its own refusals.)
             ingest.refused("grpc", &IngestError::TooLarge(String::new()));
             return;
         }

@@ -1,9 +1,10 @@
 //! OTLP/HTTP (design §4) on axum: `POST /v1/traces|metrics|logs` with
-//! `application/x-protobuf` or `application/json` bodies, optionally gzip.
-//! The body is read and inflated (every gzip member, [`gzip`](super::gzip))
-//! with the `max_request_bytes` limit enforced while reading, so a
-//! compressed bomb is refused without being inflated, and with every byte
-//! held charged to the in-flight budget before it is held
+//! `application/x-protobuf` or `application/json` bodies, optionally
+//! compressed (`Content-Encoding: gzip`, `zstd` or `deflate`; any other is
+//! 415). The body is read and inflated ([`inflate`](super::inflate)) with
+//! the `max_request_bytes` limit enforced while reading, so a compressed
+//! bomb is refused without being inflated, and with every byte held
+//! charged to the in-flight budget before it is held
 //! ([`budget`](super::budget)).
 //! A JSON request gets a JSON answer, a protobuf request a protobuf one;
 //! errors are a `google.rpc.Status` in the request's encoding.
@@ -23,7 +24,7 @@ use prost::Message;
 use serde_json::json;
 
 use super::budget::read_body;
-use super::gzip::inflate_with;
+use super::inflate::{inflate_with, Compression};
 use super::signal::{ExportKind, Logs, Metrics, Traces};
 use super::{json, Accepted, Ingest, IngestError};
 
@@ -45,13 +46,17 @@ impl Encoding {
     }
 }
 
-/// The OTLP/HTTP routes over `ingest`.
-pub fn router(ingest: Arc<Ingest>) -> Router {
-    Router::new()
+/// The OTLP/HTTP routes over `ingest`, with `cors` when configured.
+pub fn router(ingest: Arc<Ingest>, cors: Option<&crate::config::CorsSpec>) -> Router {
+    let router = Router::new()
         .route("/v1/traces", post(export::<Traces>))
         .route("/v1/metrics", post(export::<Metrics>))
         .route("/v1/logs", post(export::<Logs>))
-        .with_state(ingest)
+        .with_state(ingest);
+    match cors {
+        Some(spec) => super::cors::layer(router, spec),
+        None => router,
+    }
 }
 
 /// How each signal's body decodes from JSON and encodes its answer as JSON.
@@ -103,7 +108,11 @@ async fn handle<K: HttpKind>(
         .get(header::AUTHORIZATION)
         .map(HeaderValue::as_bytes);
     ingest.authorize(auth)?;
-    let gzip = is_gzip(req.headers())?;
+    let compression = Compression::from_header(
+        req.headers()
+            .get(header::CONTENT_ENCODING)
+            .map(HeaderValue::as_bytes),
+    )?;
     let limit = ingest.max_request_bytes;
     // The body counts against the in-flight budget until it has been
     // converted, charged as it is read (see `budget`): a declared length
@@ -115,8 +124,8 @@ async fn handle<K: HttpKind>(
         .and_then(|v| v.parse::<usize>().ok());
     let mut charge = ingest.budget.charge("http");
     let raw = read_body(req.into_body(), declared, limit, &mut charge).await?;
-    let body = if gzip {
-        let inflated = inflate_with(&raw, limit, &mut charge)?;
+    let body = if let Some(compression) = compression {
+        let inflated = inflate_with(compression, &raw, limit, &mut charge)?;
         // The compressed body is freed: only the inflated one is held now.
         drop(raw);
         charge.shrink_to(inflated.len());
@@ -151,21 +160,6 @@ fn encoding_of(headers: &HeaderMap) -> Result<Encoding, IngestError> {
         "application/json" => Ok(Encoding::Json),
         _ => Err(IngestError::UnsupportedMediaType(format!(
             "unsupported content type {ct:?}: use application/x-protobuf or application/json"
-        ))),
-    }
-}
-
-fn is_gzip(headers: &HeaderMap) -> Result<bool, IngestError> {
-    match headers
-        .get(header::CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.trim().to_ascii_lowercase())
-        .as_deref()
-    {
-        None | Some("") | Some("identity") => Ok(false),
-        Some("gzip") => Ok(true),
-        Some(other) => Err(IngestError::UnsupportedMediaType(format!(
-            "unsupported content encoding {other:?}: use gzip or none"
         ))),
     }
 }
@@ -206,6 +200,10 @@ fn codes(err: &IngestError) -> (StatusCode, tonic::Code) {
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             tonic::Code::InvalidArgument,
         ),
+        IngestError::UnsupportedEncoding(_) => (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            tonic::Code::Unimplemented,
+        ),
     }
 }
 
@@ -232,9 +230,19 @@ fn refuse(ingest: &Ingest, encoding: Encoding, err: IngestError) -> Response {
         Body::from(body),
     )
         .into_response();
-    if let IngestError::QueueFull(secs) | IngestError::Memory(secs) = err {
-        resp.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+    match err {
+        IngestError::QueueFull(secs) | IngestError::Memory(secs) => {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        }
+        // What would be accepted (RFC 7694).
+        IngestError::UnsupportedEncoding(_) => {
+            resp.headers_mut().insert(
+                header::ACCEPT_ENCODING,
+                HeaderValue::from_static(super::inflate::ACCEPTED),
+            );
+        }
+        _ => {}
     }
     resp
 }

@@ -9,12 +9,14 @@
 pub mod budget;
 pub(crate) mod convert;
 pub mod convert_metrics;
+pub(crate) mod cors;
 pub(crate) mod grpc;
-pub(crate) mod gzip;
 pub(crate) mod http;
+pub(crate) mod inflate;
 pub(crate) mod json;
 pub mod reject_log;
 pub(crate) mod signal;
+pub(crate) mod stream_id;
 pub(crate) mod wire;
 pub(crate) mod wire_metrics;
 
@@ -55,6 +57,9 @@ pub enum IngestError {
     /// Neither protobuf nor JSON.
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// A content encoding other than gzip, zstd, deflate or none.
+    #[error("{0}")]
+    UnsupportedEncoding(String),
 }
 
 impl IngestError {
@@ -65,13 +70,14 @@ impl IngestError {
     }
 
     /// Every `reason` label of `verdict_receiver_refused_requests_total`.
-    pub const REASONS: [&'static str; 6] = [
+    pub const REASONS: [&'static str; 7] = [
         "queue_full",
         "memory",
         "unauthenticated",
         "malformed",
         "too_large",
         "unsupported_media_type",
+        "unsupported_encoding",
     ];
 
     /// The `reason` label of `verdict_receiver_refused_requests_total`
@@ -84,6 +90,7 @@ impl IngestError {
             IngestError::Malformed(_) => "malformed",
             IngestError::TooLarge(_) => "too_large",
             IngestError::UnsupportedMediaType(_) => "unsupported_media_type",
+            IngestError::UnsupportedEncoding(_) => "unsupported_encoding",
         }
     }
 }
@@ -356,6 +363,7 @@ mod tests {
             IngestError::Malformed(String::new()),
             IngestError::TooLarge(String::new()),
             IngestError::UnsupportedMediaType(String::new()),
+            IngestError::UnsupportedEncoding(String::new()),
         ];
         let reasons: Vec<&str> = all.iter().map(IngestError::reason).collect();
         assert_eq!(reasons, IngestError::REASONS);

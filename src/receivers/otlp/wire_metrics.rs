@@ -81,6 +81,9 @@ impl From<WireError> for Stop {
 /// than one per point).
 const CHARGE_STEP: usize = 16 * 1024;
 
+/// Most samples a metric's batch makes room for at once (about 350 KiB).
+const RESERVED_POINTS: usize = 2048;
+
 /// Converts a protobuf `ExportMetricsServiceRequest` body into point
 /// samples, like [`super::convert_metrics::convert_metrics`] does for the
 /// decoded message, charging `charge` for the samples as they are made.
@@ -317,6 +320,24 @@ impl<'a> Conversion<'a, '_, '_> {
         Ok(())
     }
 
+    /// Makes room for `points` samples in the batch of each target at
+    /// once, charged like the samples: a batch grown point by point
+    /// copies its samples again at every doubling (a sample is some 170
+    /// bytes). At most [`RESERVED_POINTS`], so that a request of millions
+    /// of empty points takes no more than it is charged for as it goes.
+    fn reserve(&mut self, targets: &[&Target], points: u64) -> Result<(), Stop> {
+        let n = usize::try_from(points).map_or(RESERVED_POINTS, |n| n.min(RESERVED_POINTS));
+        for t in targets {
+            let Some(series) = &t.series else { continue };
+            let shard = self.pipelines[t.pipeline].router.shard_of(series);
+            let batch = &mut self.out.batches[t.pipeline][shard];
+            let before = batch.capacity();
+            batch.reserve(n);
+            self.held += (batch.capacity() - before) * std::mem::size_of::<PointSample>();
+        }
+        self.charge_held()
+    }
+
     fn request(&mut self, body: &'a [u8]) -> Result<(), Stop> {
         let mut scopes: Vec<Reader<'a>> = Vec::new();
         let mut attrs: Vec<(&'a str, Cow<'a, str>)> = Vec::new();
@@ -549,6 +570,7 @@ impl<'a> Conversion<'a, '_, '_> {
                     let read = Read {
                         metric,
                         targets,
+                        points: n,
                         temporality: head.temporality,
                         before,
                         after,
@@ -572,6 +594,7 @@ impl<'a> Conversion<'a, '_, '_> {
         ctx: &Context<'_>,
         tally: &mut Tally,
     ) -> Result<(), Stop> {
+        self.reserve(read.targets, read.points)?;
         let unit = LatencyUnit::parse(read.metric.unit).unwrap_or_default();
         let temporality = temporality(read.temporality);
         let mut cache = BoundsCache::default();
@@ -826,6 +849,8 @@ struct MetricHead<'a> {
 struct Read<'r, 'a> {
     metric: &'r MetricHead<'a>,
     targets: &'r [&'r Target],
+    /// Points of the metric (framed, not read yet).
+    points: u64,
     temporality: i32,
     before: Fate,
     after: Fate,

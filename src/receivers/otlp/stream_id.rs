@@ -1,0 +1,168 @@
+//! The identity of a metric stream (resource + scope + metric name + point
+//! attributes, and the contract reading it), hashed to the 128-bit
+//! [`StreamId`] the shards key their stream tables by.
+//!
+//! # Why foldhash with a secret seed
+//!
+//! Every histogram point is hashed here, over some hundred bytes of
+//! attributes: with two SipHash-2-4 states this was a tenth of what a
+//! metric point cost the server. foldhash hashes the same bytes in a few
+//! multiplications. Its security is what a stream id needs, and no more:
+//! - **No aimed collisions.** Both halves are seeded from secret random
+//!   numbers drawn once per process, so a sender cannot compute the id of
+//!   another sender's stream, nor make one of its own streams collide with
+//!   it (which would corrupt the victim's deltas). foldhash is not
+//!   cryptographic: its secrets could in principle be learned from its
+//!   outputs, but stream ids never leave the process (they are neither
+//!   stored, answered nor logged), and the only outside view of them is the
+//!   timing of the shard's hash table, itself seeded independently.
+//! - **No accidental collisions.** Two independent 64-bit halves: among a
+//!   million streams the chance that any two share an id is about 10⁻²⁷.
+//! - **Not stable across processes** (the seeds change with each start):
+//!   nothing outlives the process that keys by it — the stream tables are
+//!   not checkpointed, so a restart starts every stream again (design §3),
+//!   whatever the ids.
+//!
+//! The points' bytes go into the hash as sent: attributes by their encoded
+//! `KeyValue` (the wire reader hashes them as it reads them, the prost
+//! path re-encodes them), each with its length, then their number.
+
+use std::hash::{Hash, Hasher};
+use std::sync::LazyLock;
+
+use foldhash::quality::FoldHasher;
+use foldhash::SharedSeed;
+use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
+use prost::Message;
+
+use crate::model::point::StreamId;
+
+/// The secret seeds of the two halves, drawn once per process.
+static SEEDS: LazyLock<[SharedSeed; 2]> = LazyLock::new(|| {
+    [
+        SharedSeed::from_u64(rand::random()),
+        SharedSeed::from_u64(rand::random()),
+    ]
+});
+
+/// A stream identity being hashed: two foldhash states with independent
+/// secret seeds (see the module documentation).
+#[derive(Clone)]
+pub(crate) struct StreamHasher(FoldHasher<'static>, FoldHasher<'static>);
+
+impl StreamHasher {
+    /// The identity of nothing yet.
+    pub(crate) fn new() -> StreamHasher {
+        let [a, b] = &*SEEDS;
+        StreamHasher(FoldHasher::with_seed(0, a), FoldHasher::with_seed(0, b))
+    }
+
+    #[inline]
+    fn bytes(&mut self, b: &[u8]) {
+        b.hash(&mut self.0);
+        b.hash(&mut self.1);
+    }
+
+    /// A string (with its length).
+    pub(crate) fn str(&mut self, s: &str) {
+        self.bytes(s.as_bytes());
+    }
+
+    /// A number.
+    pub(crate) fn u64(&mut self, v: u64) {
+        v.hash(&mut self.0);
+        v.hash(&mut self.1);
+    }
+
+    /// Attributes by their encoded form (any value type, nested ones
+    /// too), then their number: what the wire reader hashes as it reads
+    /// them ([`StreamHasher::attribute`], [`StreamHasher::attributes_end`]).
+    pub(crate) fn attributes(&mut self, attributes: &[KeyValue]) {
+        for kv in attributes {
+            self.attribute(&kv.encode_to_vec());
+        }
+        self.attributes_end(attributes.len() as u64);
+    }
+
+    /// One attribute, by its encoded `KeyValue`.
+    #[inline]
+    pub(crate) fn attribute(&mut self, encoded: &[u8]) {
+        self.bytes(encoded);
+    }
+
+    /// The end of a list of `n` attributes.
+    pub(crate) fn attributes_end(&mut self, n: u64) {
+        self.u64(n);
+    }
+
+    /// An instrumentation scope: name, version and attributes, or a mark
+    /// for none.
+    pub(crate) fn scope(&mut self, scope: Option<&InstrumentationScope>) {
+        match scope {
+            Some(s) => {
+                self.str(&s.name);
+                self.str(&s.version);
+                self.attributes(&s.attributes);
+            }
+            None => self.u64(u64::MAX),
+        }
+    }
+
+    /// The identity hashed so far.
+    pub(crate) fn finish(&self) -> StreamId {
+        StreamId(self.0.finish(), self.1.finish())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(parts: &[&[u8]]) -> StreamId {
+        let mut h = StreamHasher::new();
+        for p in parts {
+            h.attribute(p);
+        }
+        h.attributes_end(parts.len() as u64);
+        h.finish()
+    }
+
+    /// The same bytes give the same id; other bytes, another order or
+    /// another split of the same bytes give another one.
+    #[test]
+    fn ids_follow_the_bytes_and_their_boundaries() {
+        assert_eq!(
+            id(&[b"route=/a", b"code=200"]),
+            id(&[b"route=/a", b"code=200"])
+        );
+        let others = [
+            id(&[b"route=/a", b"code=500"]),
+            id(&[b"code=200", b"route=/a"]),
+            id(&[b"route=/acode=200"]),
+            id(&[b"route=/a", b"code=200", b""]),
+            id(&[]),
+        ];
+        let base = id(&[b"route=/a", b"code=200"]);
+        for (i, o) in others.iter().enumerate() {
+            assert_ne!(*o, base, "{i}");
+            for p in &others[i + 1..] {
+                assert_ne!(o, p);
+            }
+        }
+    }
+
+    /// 200,000 distinct attribute sets, 200,000 distinct ids, with
+    /// both halves distinct on their own too (each is a full 64-bit hash).
+    #[test]
+    fn distinct_streams_never_share_an_id() {
+        let mut full = std::collections::HashSet::new();
+        let mut low = std::collections::HashSet::new();
+        for i in 0..200_000u32 {
+            let route = format!("route=/r{}", i % 1000);
+            let code = format!("code={}", i / 1000);
+            let s = id(&[route.as_bytes(), code.as_bytes()]);
+            assert!(full.insert(s), "{i}");
+            assert!(low.insert(s.0), "{i}");
+        }
+    }
+}

@@ -283,3 +283,54 @@ fn postgres_storage_round_trips_with_its_password_redacted() {
         "{printed}"
     );
 }
+
+#[test]
+fn credentials_in_user_names_query_parameters_and_public_urls_are_redacted() {
+    let text = r#"
+receivers:
+  otlp:
+    protocols:
+      http: {}
+  probe/p:
+    url: "https://probe.example/health?api_key=PROBEKEY&x=1"
+    resource: { service.name: s, service.version: v }
+processors:
+  contract/c:
+    max_p95_latency_ms: 100
+exporters:
+  webhook/gh:
+    url: "https://GHUSERTOKEN@api.github.com/repos/acme/shop/dispatches"
+    format: github
+    token: t
+  webhook/q:
+    url: "https://ci.example/hook?token=QUERYTOKEN&keep=yes"
+  webhook/slack-as-json:
+    url: "https://hooks.slack.com/services/T1/B1/SLACKPATH"
+pipelines:
+  p:
+    receivers: [otlp, probe/p]
+    processors: [contract/c]
+    exporters: [webhook/gh, webhook/q, webhook/slack-as-json]
+service:
+  api: { public_url: "https://apiuser:PUBLICPASS@verdict.example" }
+"#;
+    let printed = round_trip(&load(text, &HashMap::new()), "credentials");
+    for secret in [
+        "PROBEKEY",
+        "GHUSERTOKEN",
+        "QUERYTOKEN",
+        "SLACKPATH",
+        "PUBLICPASS",
+    ] {
+        assert!(!printed.contains(secret), "{secret} leaked:\n{printed}");
+    }
+    for kept in [
+        "\"https://probe.example/health?api_key=redacted&x=1\"",
+        "\"https://redacted@api.github.com/repos/acme/shop/dispatches\"",
+        "\"https://ci.example/hook?token=redacted&keep=yes\"",
+        "\"https://hooks.slack.com/redacted\"",
+        "\"https://apiuser:redacted@verdict.example\"",
+    ] {
+        assert!(printed.contains(kept), "{kept} missing:\n{printed}");
+    }
+}

@@ -447,7 +447,10 @@ fn window(w: &WindowSpec) -> Node {
         .set("size", Node::duration(w.size))
         .set("allowed_lateness", Node::duration(w.allowed_lateness))
         .set("max_clock_skew", Node::duration(w.max_clock_skew))
-        .set("shards", Node::num(w.shards))
+        .set(
+            "shards",
+            Node::num(if w.shards_per_core { 0 } else { w.shards }),
+        )
         .set("queue_size", Node::num(w.queue_size))
         .set("max_series", Node::num(w.max_series))
         .set("max_streams", Node::num(w.max_streams))

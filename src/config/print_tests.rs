@@ -183,6 +183,9 @@ fn every_kind_of_setting_round_trips_with_its_secrets_redacted() {
         "max_clock_skew: \"5m\"",
         "run_idle_timeout: \"30m\"",
         "pass_windows: 4",
+        // `shards` as written: 3, and 0 (one per core) for the default.
+        "shards: 3\n",
+        "shards: 0\n",
         "window/2:",
         "processors: [\"window/2\", \"contract/metrics\"]",
     ] {

@@ -26,6 +26,7 @@ fn window() -> WindowSpec {
         allowed_lateness: Duration::from_secs(10),
         max_clock_skew: Duration::from_secs(300),
         shards: 1,
+        shards_per_core: false,
         queue_size: 16,
         max_series: 100,
         max_streams: 100,

@@ -73,6 +73,12 @@ pub fn redacted(config: &ValidatedConfig) -> ValidatedConfig {
         }
     }
     hide(&mut config.service.api_token);
+    if let Some(url) = &mut config.service.public_url {
+        *url = redact_url_text(url, false);
+    }
+    if let StorageSpec::Postgres(pg) = &mut config.service.storage {
+        pg.url = redact_url_text(&pg.url, false);
+    }
     config
 }
 
@@ -88,18 +94,22 @@ fn is_secret_header(name: &str) -> bool {
             .any(|word| name.contains(word))
 }
 
-/// A URL with its password (and, for a URL that is itself the secret,
-/// its path and query) replaced.
+/// A URL with its credentials (see [`redact_url`]) and, for a URL that is
+/// itself the secret, its path and query replaced.
 fn redact_url_text(text: &str, whole_path: bool) -> String {
     let Ok(mut url) = reqwest::Url::parse(text) else {
         return text.to_string();
     };
+    let original = url.clone();
+    // A Slack incoming-webhook URL carries its secret in the path, whatever
+    // `format` the exporter sends in.
+    let whole_path = whole_path || url.host_str() == Some("hooks.slack.com");
     let secret_path = whole_path && (url.path() != "/" || url.query().is_some());
-    if url.password().is_none() && !secret_path {
+    redact_url(&mut url);
+    if url == original && !secret_path {
         // Nothing to hide: kept exactly as validated.
         return text.to_string();
     }
-    redact_url(&mut url);
     if secret_path {
         url.set_path(REDACTED_IN_URL);
         url.set_query(None);
@@ -112,10 +122,40 @@ fn redact_url_text(text: &str, whole_path: bool) -> String {
     }
 }
 
+/// Hides the credentials a URL carries: its password; its user name when
+/// it has no password (`https://TOKEN@host/`, a token in user position);
+/// and the value of every query parameter whose name speaks of a secret
+/// (`?token=`, `?api_key=`, `?password=`, `?sig=`).
 fn redact_url(url: &mut reqwest::Url) {
     if url.password().is_some() {
         let _ = url.set_password(Some(REDACTED_IN_URL));
+    } else if !url.username().is_empty() {
+        let _ = url.set_username(REDACTED_IN_URL);
     }
+    if url.query().is_none() {
+        return;
+    }
+    let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+    if !pairs.iter().any(|(name, _)| is_secret_param(name)) {
+        return;
+    }
+    let mut query = url.query_pairs_mut();
+    query.clear();
+    for (name, value) in &pairs {
+        match is_secret_param(name) {
+            true => query.append_pair(name, REDACTED_IN_URL),
+            false => query.append_pair(name, value),
+        };
+    }
+}
+
+/// Query parameters whose values are credentials.
+fn is_secret_param(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    is_secret_header(&name)
+        || ["pass", "pwd", "sig", "credential", "session"]
+            .iter()
+            .any(|word| name.contains(word))
 }
 
 /// A YAML value: maps keep their order, so the output reads like the
@@ -407,7 +447,10 @@ fn window(w: &WindowSpec) -> Node {
         .set("size", Node::duration(w.size))
         .set("allowed_lateness", Node::duration(w.allowed_lateness))
         .set("max_clock_skew", Node::duration(w.max_clock_skew))
-        .set("shards", Node::num(w.shards))
+        .set(
+            "shards",
+            Node::num(if w.shards_per_core { 0 } else { w.shards }),
+        )
         .set("queue_size", Node::num(w.queue_size))
         .set("max_series", Node::num(w.max_series))
         .set("max_streams", Node::num(w.max_streams))
@@ -576,13 +619,52 @@ fn service(s: &ServiceSpec) -> Node {
         .opt("public_url", s.public_url.as_deref().map(Node::str))
         .opt("tls", s.api_tls.as_ref().map(listener_tls))
         .node();
+    // The URL as configured (its password already redacted): the
+    // `Display` of a storage hides the password in a way that does not
+    // read back as the same URL.
+    let storage = match &s.storage {
+        StorageSpec::Postgres(pg) => pg.url.clone(),
+        other => other.to_string(),
+    };
     MapBuilder::default()
         .set("api", api)
-        .set("storage", Node::str(s.storage.to_string()))
+        .set("storage", Node::str(storage))
+        .opt("postgres", postgres(&s.storage))
         .set("max_inflight_bytes", Node::bytes(s.max_inflight_bytes))
         .set("checkpoint_interval", Node::duration(s.checkpoint_interval))
         .set("metric_expiry", Node::duration(s.metric_expiry))
         .node()
+}
+
+/// `service.postgres`, for `postgres://` storage only (validation refuses
+/// it next to any other).
+fn postgres(storage: &StorageSpec) -> Option<Node> {
+    let StorageSpec::Postgres(pg) = storage else {
+        return None;
+    };
+    let mut tls = MapBuilder::default()
+        .set("mode", Node::str(pg.tls.mode.as_str()))
+        .opt(
+            "ca_file",
+            pg.tls
+                .ca_file
+                .as_ref()
+                .map(|p| Node::str(p.display().to_string())),
+        );
+    if let Some((cert, key)) = &pg.tls.identity {
+        tls = tls
+            .set("cert_file", Node::str(cert.display().to_string()))
+            .set("key_file", Node::str(key.display().to_string()));
+    }
+    Some(
+        MapBuilder::default()
+            .set("pool_size", Node::num(pg.pool_size))
+            .set("statement_timeout", Node::duration(pg.statement_timeout))
+            .set("instance", Node::str(pg.instance.as_str()))
+            .set("grace", Node::duration(pg.grace))
+            .set("tls", tls.node())
+            .node(),
+    )
 }
 
 /// Writes `key: value` at `indent` (block maps, flow lists).

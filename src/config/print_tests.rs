@@ -183,6 +183,9 @@ fn every_kind_of_setting_round_trips_with_its_secrets_redacted() {
         "max_clock_skew: \"5m\"",
         "run_idle_timeout: \"30m\"",
         "pass_windows: 4",
+        // `shards` as written: 3, and 0 (one per core) for the default.
+        "shards: 3\n",
+        "shards: 0\n",
         "window/2:",
         "processors: [\"window/2\", \"contract/metrics\"]",
     ] {
@@ -256,4 +259,81 @@ fn the_start_up_summary_names_windows_and_contracts() {
         everything[0].contracts[0],
         "contract/checkout v4 (spans, subject service.name/service.version, windows: pass 4 / fail 2, dry run): p95 <= 120.5ms, errors <= 2%, conversions >= 15%, baseline service.version=1.* (p95 +10%, errors +0.5 points), min_samples 40"
     );
+}
+
+#[test]
+fn postgres_storage_round_trips_with_its_password_redacted() {
+    let text = "receivers:\n  otlp:\n    protocols:\n      http: {}\nprocessors:\n  contract/c:\n    max_p95_latency_ms: 100\npipelines:\n  p:\n    receivers: [otlp]\n    processors: [contract/c]\nservice:\n  storage: \"postgres://verdict:pg-secret@db.example:5433/verdict\"\n  postgres: { pool_size: 4, statement_timeout: 5s, instance: one, grace: 3s, tls: { mode: require } }\n".to_string();
+    let config = load(&text, &HashMap::new());
+    let printed = round_trip(&config, "postgres");
+    assert!(!printed.contains("pg-secret"), "{printed}");
+    for kept in [
+        "  storage: \"postgres://verdict:redacted@db.example:5433/verdict\"\n",
+        "    pool_size: 4\n",
+        "    instance: \"one\"\n",
+        "      mode: \"require\"\n",
+    ] {
+        assert!(printed.contains(kept), "{kept} missing:\n{printed}");
+    }
+    // Defaults of service.postgres are written out too.
+    let text = text.replace(
+        "  postgres: { pool_size: 4, statement_timeout: 5s, instance: one, grace: 3s, tls: { mode: require } }\n",
+        "",
+    );
+    let printed = round_trip(&load(&text, &HashMap::new()), "postgres defaults");
+    assert!(
+        printed.contains("    statement_timeout: \"30s\"\n"),
+        "{printed}"
+    );
+}
+
+#[test]
+fn credentials_in_user_names_query_parameters_and_public_urls_are_redacted() {
+    let text = r#"
+receivers:
+  otlp:
+    protocols:
+      http: {}
+  probe/p:
+    url: "https://probe.example/health?api_key=PROBEKEY&x=1"
+    resource: { service.name: s, service.version: v }
+processors:
+  contract/c:
+    max_p95_latency_ms: 100
+exporters:
+  webhook/gh:
+    url: "https://GHUSERTOKEN@api.github.com/repos/acme/shop/dispatches"
+    format: github
+    token: t
+  webhook/q:
+    url: "https://ci.example/hook?token=QUERYTOKEN&keep=yes"
+  webhook/slack-as-json:
+    url: "https://hooks.slack.com/services/T1/B1/SLACKPATH"
+pipelines:
+  p:
+    receivers: [otlp, probe/p]
+    processors: [contract/c]
+    exporters: [webhook/gh, webhook/q, webhook/slack-as-json]
+service:
+  api: { public_url: "https://apiuser:PUBLICPASS@verdict.example" }
+"#;
+    let printed = round_trip(&load(text, &HashMap::new()), "credentials");
+    for secret in [
+        "PROBEKEY",
+        "GHUSERTOKEN",
+        "QUERYTOKEN",
+        "SLACKPATH",
+        "PUBLICPASS",
+    ] {
+        assert!(!printed.contains(secret), "{secret} leaked:\n{printed}");
+    }
+    for kept in [
+        "\"https://probe.example/health?api_key=redacted&x=1\"",
+        "\"https://redacted@api.github.com/repos/acme/shop/dispatches\"",
+        "\"https://ci.example/hook?token=redacted&keep=yes\"",
+        "\"https://hooks.slack.com/redacted\"",
+        "\"https://apiuser:redacted@verdict.example\"",
+    ] {
+        assert!(printed.contains(kept), "{kept} missing:\n{printed}");
+    }
 }

@@ -150,6 +150,9 @@ pub struct WindowSpec {
     pub max_clock_skew: Duration,
     /// Number of aggregator shards (config 0 = one per core; resolved here, ≥ 1).
     pub shards: usize,
+    /// The shard count was `0` (one per core): printed back as `0`, so a
+    /// printed configuration means the same on a machine with other cores.
+    pub shards_per_core: bool,
     /// Per-shard queue capacity in batches (default 4096; ≥ 1).
     pub queue_size: usize,
     /// Most series held at once before the overflow series (default 10000; ≥ 1).

@@ -40,6 +40,7 @@ fn window_spec() -> WindowSpec {
         allowed_lateness: Duration::from_secs(2),
         max_clock_skew: Duration::from_secs(60),
         shards: 2,
+        shards_per_core: false,
         queue_size: 16,
         max_series: 100,
         max_streams: 100,

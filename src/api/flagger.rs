@@ -27,7 +27,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -37,7 +37,7 @@ use crate::model::series::parse_joined;
 use crate::model::{RunRecord, RunState};
 use crate::runs::Catalog;
 
-use super::{error, store_error};
+use super::{error, store_error, ApiPath};
 
 /// One of Flagger's hook types that verdict answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,7 +143,7 @@ pub(super) fn payload(body: &[u8]) -> Result<Payload, String> {
 /// `POST /api/v1/flagger/{contract}/{hook}`.
 pub(super) async fn hook(
     State(c): State<Arc<Catalog>>,
-    Path((contract, hook)): Path<(String, String)>,
+    ApiPath((contract, hook)): ApiPath<(String, String)>,
     body: Bytes,
 ) -> Response {
     let Some(hook) = Hook::ALL.into_iter().find(|h| h.as_str() == hook) else {

@@ -16,11 +16,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, MethodRouter};
+use axum::routing::{any, get, post, MethodRouter};
 use axum::{Json, Router};
+use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
@@ -66,12 +68,41 @@ pub fn router(catalog: Arc<Catalog>) -> Router {
             manual_route(ManualAction::Reset),
         )
         .route("/api/v1/reload", post(reload))
+        .route("/api/v1", any(unknown_endpoint))
+        .route("/api/v1/", any(unknown_endpoint))
+        .route("/api/v1/{*rest}", any(unknown_endpoint))
         .layer(axum::middleware::from_fn(pretty::layer))
         .with_state(catalog)
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({"error": message.into()}))).into_response()
+}
+
+/// A path under `/api/v1/` that names no endpoint: a JSON 404 like every
+/// other API error, so a script that reads `error` is told what went wrong
+/// rather than handed an empty body.
+async fn unknown_endpoint(uri: axum::http::Uri) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        format!("no such endpoint: {}", uri.path()),
+    )
+}
+
+/// Path parameters whose rejection (a segment that is not UTF-8 once
+/// percent-decoded) answers JSON like every other API error, not axum's
+/// plain text.
+pub(crate) struct ApiPath<T>(pub(crate) T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(value)) => Ok(ApiPath(value)),
+            Err(rejection) => Err(error(rejection.status(), rejection.body_text())),
+        }
+    }
 }
 
 fn store_error(err: impl std::fmt::Display) -> Response {
@@ -111,7 +142,10 @@ async fn all_runs(
     }
 }
 
-async fn contract_runs(State(c): State<Arc<Catalog>>, Path(contract): Path<String>) -> Response {
+async fn contract_runs(
+    State(c): State<Arc<Catalog>>,
+    ApiPath(contract): ApiPath<String>,
+) -> Response {
     if c.contract(&contract).is_none() {
         return error(
             StatusCode::NOT_FOUND,
@@ -137,7 +171,7 @@ async fn contract_runs(State(c): State<Arc<Catalog>>, Path(contract): Path<Strin
 /// "inconclusive" rather than an error.
 async fn subject_run(
     State(c): State<Arc<Catalog>>,
-    Path((contract, subject)): Path<(String, String)>,
+    ApiPath((contract, subject)): ApiPath<(String, String)>,
 ) -> Response {
     match one_run(&c, &contract, &subject).await {
         Ok(body) => Json(body).into_response(),
@@ -368,7 +402,7 @@ async fn cluster(State(c): State<Arc<Catalog>>) -> Response {
 fn manual_route(action: ManualAction) -> MethodRouter<Arc<Catalog>> {
     post(
         move |State(c): State<Arc<Catalog>>,
-              Path((contract, subject)): Path<(String, String)>,
+              ApiPath((contract, subject)): ApiPath<(String, String)>,
               headers: HeaderMap,
               body: Bytes| manual(c, action, contract, subject, headers, body),
     )

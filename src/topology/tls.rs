@@ -41,6 +41,10 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// handshakes cannot take every file descriptor of the process.
 const MAX_HANDSHAKES: usize = 512;
 
+/// At most one WARN line per listener about failed handshakes in this
+/// interval; the failures in between are counted into the next line.
+const FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
 /// What the first byte of a TLS connection is (a handshake record).
 const TLS_HANDSHAKE: u8 = 0x16;
 
@@ -183,6 +187,50 @@ pub struct Listener {
     tls: Option<Arc<ServerTls>>,
     handshakes: FuturesUnordered<Handshake>,
     component: &'static str,
+    failures: Arc<FailureLog>,
+}
+
+/// The rate limit of one listener's WARN lines about failed handshakes: a
+/// client certificate refused under mutual TLS is an operator's problem
+/// (a wrong CA, an expired client certificate) and must be seen at the
+/// default level, yet scanners fail handshakes all day and must not flood
+/// the log.
+#[derive(Debug, Default)]
+struct FailureLog {
+    state: Mutex<FailureState>,
+}
+
+#[derive(Debug, Default)]
+struct FailureState {
+    logged_at: Option<Instant>,
+    suppressed: u64,
+}
+
+impl FailureLog {
+    /// Logs the failed handshake of `peer` on `component`, or counts it
+    /// when the listener logged one less than the interval ago.
+    fn failed(&self, component: &str, peer: Option<SocketAddr>, error: &io::Error) {
+        let now = Instant::now();
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if state
+            .logged_at
+            .is_some_and(|at| now.duration_since(at) < FAILURE_LOG_INTERVAL)
+        {
+            state.suppressed = state.suppressed.saturating_add(1);
+            tracing::debug!(component, ?peer, %error, "TLS handshake failed.");
+            return;
+        }
+        let suppressed = std::mem::take(&mut state.suppressed);
+        state.logged_at = Some(now);
+        drop(state);
+        tracing::warn!(
+            listener = component,
+            ?peer,
+            reason = %error,
+            more_since_last_line = suppressed,
+            "TLS handshake failed (a client certificate refused, an untrusted server certificate, or a client that is not TLS)."
+        );
+    }
 }
 
 impl Listener {
@@ -197,6 +245,7 @@ impl Listener {
             tls,
             handshakes: FuturesUnordered::new(),
             component,
+            failures: Arc::default(),
         }
     }
 
@@ -214,7 +263,7 @@ impl Listener {
                 }
                 conn = self.connections.next(), if self.handshakes.len() < MAX_HANDSHAKES => {
                     let stream = conn?;
-                    self.handshakes.push(Box::pin(handshake(stream, tls.current(), self.component)));
+                    self.handshakes.push(Box::pin(handshake(stream, tls.current(), self.component, self.failures.clone())));
                 }
             }
         }
@@ -231,13 +280,14 @@ impl Listener {
     }
 }
 
-/// The handshake of one connection: `None` when it fails (logged at debug:
-/// scanners and health checks fail handshakes all day) or is plain text
-/// (answered with a plain-text 400).
+/// The handshake of one connection: `None` when it fails (a rate-limited
+/// WARN per listener, see [`FailureLog`]), times out (debug: a client that
+/// went quiet) or is plain text (answered with a plain-text 400).
 async fn handshake(
     stream: TcpStream,
     config: Arc<ServerConfig>,
     component: &'static str,
+    failures: Arc<FailureLog>,
 ) -> Option<Served> {
     let peer = stream.peer_addr().ok();
     let first = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
@@ -268,7 +318,7 @@ async fn handshake(
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, TlsAcceptor::from(config).accept(stream)).await {
         Ok(Ok(tls)) => Some(MaybeTls::Tls(Box::new(tls))),
         Ok(Err(err)) => {
-            tracing::debug!(component, ?peer, error = %err, "TLS handshake failed.");
+            failures.failed(component, peer, &err);
             None
         }
         Err(_) => {

@@ -673,3 +673,45 @@ fn readme_tables_render_and_its_files_and_commands_exist() {
         );
     }
 }
+
+/// The API answers JSON for every path under `/api/v1/`: an unknown
+/// endpoint is a 404 with an `error`, and a path segment that is not UTF-8
+/// a 400 with one, not an empty body or axum's plain text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_api_paths_and_bad_segments_answer_json_errors() {
+    let server = start(&config("    max_p95_latency_ms: 100", "size: 1s")).await;
+    let api = server.api;
+    let client = reqwest::Client::new();
+    for (method, path, status) in [
+        ("GET", "/api/v1/nope", 404),
+        ("GET", "/api/v1/", 404),
+        ("POST", "/api/v1/flagger/checkout", 404),
+        ("GET", "/api/v1/runs/checkout/%FF/x", 400),
+        ("GET", "/api/v1/runs/%FF", 400),
+        ("POST", "/api/v1/promote/checkout/%FF", 400),
+    ] {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let resp = client
+            .request(method, format!("http://{api}{path}"))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(resp.status().as_u16(), status, "{path}");
+        let kind = resp
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap_or("").to_string())
+            .unwrap_or_default();
+        assert!(kind.starts_with("application/json"), "{path}: {kind}");
+        let body: serde_json::Value =
+            serde_json::from_str(&resp.text().await.expect("body")).expect("JSON");
+        assert!(
+            body["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{path}: {body}"
+        );
+    }
+    server
+        .shutdown(std::time::Duration::from_secs(5))
+        .await
+        .expect("stops");
+}

@@ -525,3 +525,54 @@ async fn bad_certificates_are_named_and_nothing_stops_serving() {
     assert_eq!(code, 0, "{err}");
     assert!(body.contains("ok"), "{body}");
 }
+
+/// A client refused on a mutual-TLS listener (no client certificate) is
+/// logged at the default level as a WARN naming the listener and the
+/// reason, at most once per interval however many clients fail.
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_client_certificates_are_warned_about_once_per_interval() {
+    let dir = TempDir::new("tls-refused");
+    let pki = Pki::new(&dir.0);
+    pki.issue("server", "verdict one");
+    let mtls = format!(
+        "{{ cert_file: \"{}\", key_file: \"{}\", client_ca_file: \"{}\" }}",
+        pki.path("server.pem"),
+        pki.path("server-key.pem"),
+        pki.path("ca.pem")
+    );
+    let yaml = crate::durable::pipeline(&crate::durable::sqlite(&dir.0), &[], "").replace(
+        "api: { endpoint: \"127.0.0.1:0\",",
+        &format!("api: {{ endpoint: \"127.0.0.1:0\", tls: {mtls},"),
+    );
+    let file = dir.0.join("pipeline.yaml");
+    std::fs::write(&file, &yaml).expect("write");
+    let v = Verdict::start(&file);
+    let url = format!("https://localhost:{}/healthz", v.api.port());
+    let ca = pki.path("ca.pem");
+    for _ in 0..5 {
+        let (code, _, _) = curl(&["--cacert", &ca, &url]);
+        assert_ne!(code, 0, "a client without a certificate is refused");
+    }
+    let warned = |v: &Verdict| {
+        v.stderr
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|l| l.contains("\"level\":\"WARN\"") && l.contains("TLS handshake failed"))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while warned(&v).is_empty() {
+        assert!(Instant::now() < deadline, "no WARN line");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let lines = warned(&v);
+    assert_eq!(lines.len(), 1, "rate-limited: {lines:?}");
+    assert!(
+        lines[0].contains("\"listener\":\"api\"") && lines[0].contains("certificate"),
+        "{}",
+        lines[0]
+    );
+}

@@ -156,10 +156,14 @@ pub fn overview(
         for run in runs {
             let f = &run["run"];
             let subject = text(&run["subject"]);
+            // The link is built from the subject itself: its display
+            // spelling writes control characters as escapes (`\n`), which
+            // is another subject.
+            let raw = run["subject"].as_str().unwrap_or_default();
             let _ = write!(
                 body,
                 r#"<tr><td><a href="{href}">{s}</a></td><td>{badge}</td><td class="num">{n}</td><td class="num">{p95}</td><td class="num">{err}</td><td class="num">{conv}</td><td class="num">{age}</td><td>{reason}</td></tr>"#,
-                href = esc(&run_href(&spec.name, &subject)),
+                href = esc(&run_href(&spec.name, raw)),
                 s = esc(&subject),
                 badge = badge(&text(&run["state"])),
                 n = esc(&text(&f["samples"])),
@@ -422,5 +426,29 @@ mod tests {
         let one = run_page(&spec, &run, &[], "2026-12-03T10:00:00Z");
         assert!(!one.contains("<img") && !one.contains("<script"), "{one}");
         assert!(one.contains("&lt;img src=x onerror=alert(1)&gt;"));
+    }
+
+    /// A subject with control characters links to its own run: the link
+    /// is percent-encoded from the raw subject, not from the escaped text
+    /// the page shows.
+    #[test]
+    fn links_are_built_from_the_raw_subject() {
+        let spec = ContractSpec::with_thresholds(
+            "default",
+            crate::config::Thresholds {
+                max_p95_latency_ms: Some(100.0),
+                ..Default::default()
+            },
+        );
+        let run = serde_json::json!({
+            "subject": "svc/v1\nverdict_fake 1\u{0}", "state": "PENDING", "reason": "",
+            "run": {"samples": 1}, "started_at": null,
+        });
+        let page = overview(&[(&spec, vec![run])], "2026-12-03T10:00:00Z", None);
+        assert!(
+            page.contains(r#"href="/runs/default/svc/v1%0Averdict_fake%201%00""#),
+            "{page}"
+        );
+        assert!(page.contains(r"svc/v1\nverdict_fake 1"), "{page}");
     }
 }

@@ -57,12 +57,36 @@ pub use validated::*;
 /// UTF-8 skipped) serves both `${env:VAR}` and `VERDICT__…` overrides. A file
 /// that cannot be read is one error naming the file and the I/O error.
 pub fn load_file(path: &Path) -> Result<ValidatedConfig, ConfigErrors> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigError::new("", format!("cannot read {}: {e}", path.display())))?;
+    let text = read_bounded(path).map_err(|e| ConfigError::new("", e))?;
     let env: HashMap<String, String> = std::env::vars_os()
         .filter_map(|(name, value)| Some((name.into_string().ok()?, value.into_string().ok()?)))
         .collect();
     load_str(&text, &env)
+}
+
+/// The largest pipeline file read. Real ones are a few KiB; the bound keeps
+/// a wrong path (`/dev/zero`, a log file) from exhausting memory at start or,
+/// worse, on a reload of a running server.
+pub const MAX_CONFIG_BYTES: u64 = 4 << 20;
+
+/// Reads at most [`MAX_CONFIG_BYTES`] of `path` as UTF-8 text.
+fn read_bounded(path: &Path) -> Result<String, String> {
+    use std::io::Read as _;
+    let cannot = |e: std::io::Error| format!("cannot read {}: {e}", path.display());
+    let file = std::fs::File::open(path).map_err(cannot)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot)?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(format!(
+            "cannot read {}: larger than {} MiB; a pipeline file is a few KiB, is this the right file?",
+            path.display(),
+            MAX_CONFIG_BYTES >> 20
+        ));
+    }
+    String::from_utf8(bytes)
+        .map_err(|e| format!("cannot read {}: not UTF-8 text ({e})", path.display()))
 }
 
 /// Same from text, with an explicit environment (for tests and `validate`): `env` is used both for

@@ -1500,3 +1500,26 @@ fn cors_problems_are_reported_with_their_paths() {
         "{lines:#?}"
     );
 }
+
+#[test]
+fn pipeline_files_are_read_up_to_a_bound() {
+    let dir = std::env::temp_dir().join(format!("verdict-bound-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let big = dir.join("big.yaml");
+    let mut text = String::from("# ");
+    text.push_str(&"x".repeat(super::MAX_CONFIG_BYTES as usize));
+    std::fs::write(&big, &text).unwrap();
+    let e = super::load_file(&big).unwrap_err().to_string();
+    assert!(e.contains("larger than 4 MiB"), "{e}");
+    // A device that never ends is cut at the bound, not read for ever.
+    let zero = std::path::Path::new("/dev/zero");
+    if zero.exists() {
+        let e = super::load_file(zero).unwrap_err().to_string();
+        assert!(e.contains("larger than 4 MiB"), "{e}");
+    }
+    let latin1 = dir.join("latin1.yaml");
+    std::fs::write(&latin1, b"receivers: \xff\n").unwrap();
+    let e = super::load_file(&latin1).unwrap_err().to_string();
+    assert!(e.contains("not UTF-8"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

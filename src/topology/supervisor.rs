@@ -47,7 +47,12 @@ pub async fn supervise(
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(4);
-    // The recorder first: series registered before it exists are lost.
+    // The recorder first: series registered before it exists are lost. Its
+    // `instance` label (several instances on PostgreSQL) is fixed when it
+    // is installed, so it is set before.
+    if let crate::config::StorageSpec::Postgres(pg) = &config.service.storage {
+        crate::telemetry::set_instance_label(&pg.instance);
+    }
     crate::telemetry::metrics_handle();
     for result in RELOAD_RESULTS {
         metrics::counter!(CONFIG_RELOADS, "result" => result).increment(0);

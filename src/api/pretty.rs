@@ -3,7 +3,8 @@
 //! about it and none can forget it: a JSON response of a request whose
 //! query has `pretty` (`?pretty`, `?pretty=true`, `?pretty=1`) is
 //! re-written indented; every other response passes untouched, and the
-//! default stays compact (one line, what scripts and Argo Rollouts read).
+//! default stays compact (one line, what scripts and Argo Rollouts read),
+//! as does `?pretty=false` / `?pretty=0` in any letter case.
 
 use axum::body::Body;
 use axum::extract::Request;
@@ -12,14 +13,18 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 /// Whether the query asks for indented JSON: `pretty` alone or with a
-/// value other than `false` / `0`.
+/// value other than `false` / `0` (compared without letter case, so
+/// `FALSE` and `False` say no as well). When `pretty` is given several
+/// times, the last one counts, as with any repeated query parameter.
 pub(crate) fn wants_pretty(query: Option<&str>) -> bool {
-    query.is_some_and(|q| {
-        q.split('&').any(|pair| {
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            name == "pretty" && !matches!(value, "false" | "0")
+    query
+        .and_then(|q| {
+            q.rsplit('&').find_map(|pair| {
+                let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+                (name == "pretty").then_some(value)
+            })
         })
-    })
+        .is_some_and(|value| !(value == "0" || value.eq_ignore_ascii_case("false")))
 }
 
 /// The layer: indents the JSON of a response when the request asked.
@@ -77,6 +82,8 @@ mod tests {
             "pretty=1",
             "limit=5&pretty",
             "pretty&limit=5",
+            "pretty=TRUE",
+            "pretty=0&pretty",
         ] {
             assert!(wants_pretty(Some(query)), "{query}");
         }
@@ -84,6 +91,10 @@ mod tests {
             "",
             "pretty=false",
             "pretty=0",
+            "pretty=FALSE",
+            "pretty=False",
+            "limit=5&pretty=false",
+            "pretty&pretty=0",
             "prettyish",
             "limit=5",
             "xpretty=1",

@@ -59,8 +59,10 @@ async fn pretty_indents_the_api_json_and_the_default_stays_compact() {
                 assert_eq!(a, b, "{path}?{flag}");
             }
         }
-        let (_, _, off) = get(format!("{path}{sep}pretty=false")).await;
-        assert_eq!(off.lines().count(), 1, "{path}?pretty=false: {off}");
+        for flag in ["pretty=false", "pretty=0", "pretty=FALSE", "pretty=False"] {
+            let (_, _, off) = get(format!("{path}{sep}{flag}")).await;
+            assert_eq!(off.lines().count(), 1, "{path}?{flag}: {off}");
+        }
     }
     // Query parameters of the endpoint still apply next to it.
     let (status, _, body) = get("/api/v1/runs?limit=x&pretty".to_string()).await;

@@ -8,6 +8,7 @@
 //! the change is committed, so they are ordered with the engine's own
 //! decisions and can never contradict them.
 
+mod csrf;
 mod flagger;
 mod pretty;
 mod status;
@@ -71,6 +72,10 @@ pub fn router(catalog: Arc<Catalog>) -> Router {
         .route("/api/v1", any(unknown_endpoint))
         .route("/api/v1/", any(unknown_endpoint))
         .route("/api/v1/{*rest}", any(unknown_endpoint))
+        .layer(axum::middleware::from_fn_with_state(
+            catalog.clone(),
+            csrf::guard,
+        ))
         .layer(axum::middleware::from_fn(pretty::layer))
         .with_state(catalog)
 }

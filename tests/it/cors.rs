@@ -158,7 +158,7 @@ async fn without_cors_nothing_changes() {
 
 /// Serves `page` at `/` on 127.0.0.1 (any port) until the test ends;
 /// returns the port.
-async fn serve_page(page: String) -> u16 {
+pub(crate) async fn serve_page(page: String) -> u16 {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");

@@ -178,3 +178,54 @@ async fn status_page_screenshot() {
     assert!(std::fs::metadata(&out).expect("screenshot").len() > 10_000);
     eprintln!("saved {out}");
 }
+
+/// Without `service.api.token`, a page of another origin open in the
+/// operator's browser cannot roll a release back: a "simple" `no-cors`
+/// `POST` (no preflight) reaches the server but is refused, while a
+/// script's request (no browser headers) still goes through.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_web_page_cannot_write_without_the_token() {
+    let dir = crate::TempDir::new("csrf");
+    let file = write_pipeline(&dir, &[], "    max_error_rate_percent: 5");
+    let yaml = std::fs::read_to_string(&file).expect("read");
+    let open = yaml.replace(&format!(", token: \"{}\"", crate::durable::TOKEN), "");
+    assert_ne!(open, yaml, "the token was not removed");
+    std::fs::write(&file, open).expect("write");
+    let v = Verdict::start(&file);
+    v.spans("2.0.0", 20, 20).await;
+    v.run_until("2.0.0", "2.0.0 to be validating", |r| {
+        r["state"] == "VALIDATING"
+    })
+    .await;
+
+    let target = format!("http://{}/api/v1/rollback/checkout/2.0.0", v.api);
+    let page = format!(
+        "<!doctype html><title>waiting</title><script>\
+         fetch('{target}', {{method: 'POST', mode: 'no-cors', \
+           headers: {{'Content-Type': 'text/plain'}}, body: '{{\"reason\": \"forged\"}}'}})\
+         .then(function () {{ document.title = 'sent'; }}, \
+               function () {{ document.title = 'failed'; }});\
+         </script>"
+    );
+    let evil = crate::cors::serve_page(page).await;
+    let dom = browse(&["--dump-dom"], &format!("http://localhost:{evil}/")).await;
+    assert!(
+        dom.contains("<title>sent</title>"),
+        "the page did not send:\n{dom}"
+    );
+    let run = v.run("2.0.0").await;
+    assert_eq!(run["state"], "VALIDATING", "a forged request wrote: {run}");
+
+    // A script (no Origin, no Sec-Fetch-*) is not affected.
+    let resp = reqwest::Client::new()
+        .post(&target)
+        .body(r#"{"reason": "from a script"}"#)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(resp.status(), 200, "{:?}", resp.text().await);
+    v.run_until("2.0.0", "2.0.0 rolled back by the script", |r| {
+        r["state"] == "ROLLED_BACK"
+    })
+    .await;
+}

@@ -4,6 +4,7 @@
 mod argo;
 mod cluster;
 mod compression;
+mod config_errors;
 mod console;
 mod cors;
 mod dashboard;

@@ -71,6 +71,7 @@ pub fn router(catalog: Arc<Catalog>) -> Router {
         .route("/api/v1", any(unknown_endpoint))
         .route("/api/v1/", any(unknown_endpoint))
         .route("/api/v1/{*rest}", any(unknown_endpoint))
+        .fallback(status::not_found)
         .layer(axum::middleware::from_fn(pretty::layer))
         .with_state(catalog)
 }

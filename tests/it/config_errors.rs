@@ -83,7 +83,10 @@ fn a_huge_value_is_quoted_cut() {
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(err.len() < 10_000, "{} bytes of errors", err.len());
-    assert!(err.contains(&format!("…\" ({} bytes)", huge.len())), "{err}");
+    assert!(
+        err.contains(&format!("…\" ({} bytes)", huge.len())),
+        "{err}"
+    );
 }
 
 /// A storage URL in an error keeps its password to itself.

@@ -24,6 +24,7 @@ mod otlp_grpc;
 mod otlp_http;
 mod overload;
 mod pipelines;
+mod pipes;
 mod probe;
 mod rejections;
 mod reload;

@@ -576,3 +576,63 @@ async fn refused_client_certificates_are_warned_about_once_per_interval() {
         lines[0]
     );
 }
+
+/// `verdict runs` and `verdict demo` read the pipeline file's listeners:
+/// a listener with `tls:` is reached over https, `--ca-file` trusts a
+/// private CA, and a certificate they refuse is named as such — not
+/// taken for a server that is not there.
+#[tokio::test(flavor = "multi_thread")]
+async fn runs_and_demo_reach_tls_listeners_and_name_certificate_problems() {
+    let dir = TempDir::new("tls-clients");
+    let pki = Pki::new(&dir.0);
+    pki.issue("server", "verdict");
+    let tls = format!(
+        "tls: {{ cert_file: \"{}\", key_file: \"{}\" }}",
+        pki.path("server.pem"),
+        pki.path("server-key.pem")
+    );
+    let (api, http) = (crate::durable::free_port(), crate::durable::free_port());
+    let yaml = crate::durable::pipeline(&crate::durable::sqlite(&dir.0), &[], "")
+        .replace(
+            "api: { endpoint: \"127.0.0.1:0\",",
+            &format!("api: {{ endpoint: \"127.0.0.1:{api}\", {tls},"),
+        )
+        .replace(
+            "http: { endpoint: \"127.0.0.1:0\" }",
+            &format!("http: {{ endpoint: \"127.0.0.1:{http}\", {tls} }}"),
+        );
+    let file = dir.0.join("pipeline.yaml");
+    std::fs::write(&file, &yaml).expect("write");
+    let v = Verdict::start(&file);
+    let path = file.display().to_string();
+    let ca = pki.path("ca.pem");
+    let run = |args: &[&str]| {
+        let out = crate::verdict_command(args).output().expect("runs");
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.code(), stderr)
+    };
+
+    let (code, err) = run(&["runs", "-c", &path]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains(&format!("https://127.0.0.1:{api}"))
+            && err.contains("certificate problem: unknown issuer"),
+        "{err}"
+    );
+    let (code, err) = run(&["runs", "-c", &path, "--ca-file", &ca]);
+    assert_eq!(code, Some(0), "{err}");
+
+    let demo = ["demo", "-c", &path, "--duration", "1s", "--rate", "10"];
+    let (code, err) = run(&demo);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(&format!("https://127.0.0.1:{http}/v1/traces"))
+            && err.contains("certificate problem: unknown issuer")
+            && !err.contains("listening"),
+        "{err}"
+    );
+    let (code, err) = run(&[&demo[..], &["--ca-file", &ca]].concat());
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains(&format!("https://127.0.0.1:{api}/")), "{err}");
+    drop(v);
+}

@@ -37,6 +37,7 @@ mod env;
 mod error;
 pub mod print;
 mod raw;
+mod signature;
 pub mod summary;
 mod validate;
 pub mod validity;

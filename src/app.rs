@@ -8,6 +8,35 @@ use crate::cli::{Cli, Command};
 use crate::clock::SystemClock;
 use crate::config;
 
+mod targets;
+
+/// A line on stderr, like `eprintln!` but without its panic when stderr is
+/// a pipe whose reader is gone (`verdict validate 2>&1 | head -1`): there
+/// is no one left to tell.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+/// Writes `text` on stdout. A reader that went away (`| head -1`) is how
+/// pipelines end, not a failure, so it is ignored as other command-line
+/// tools do; any other write error (a full disk) is said and fails with
+/// `failure`.
+fn print_out(text: &str, failure: u8) -> Result<(), ExitCode> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(err) => {
+            say!("error: writing to stdout: {err}");
+            Err(ExitCode::from(failure))
+        }
+    }
+}
+
 /// Runs the parsed command line.
 pub fn main(cli: Cli) -> ExitCode {
     crate::telemetry::init_logging(cli.log_format);
@@ -25,9 +54,9 @@ pub fn main(cli: Cli) -> ExitCode {
                 Ok(c) => c,
                 Err(errors) => {
                     for e in &errors.0 {
-                        eprintln!("{e}");
+                        say!("{e}");
                     }
-                    eprintln!(
+                    say!(
                         "{}: {} problem(s); not starting",
                         config.display(),
                         errors.0.len()
@@ -44,7 +73,7 @@ pub fn main(cli: Cli) -> ExitCode {
             match runtime.block_on(supervised) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {
-                    eprintln!("error: {err:#}");
+                    say!("error: {err:#}");
                     ExitCode::from(1)
                 }
             }
@@ -59,7 +88,7 @@ fn runtime(failure: u8) -> Result<tokio::runtime::Runtime, ExitCode> {
         .enable_all()
         .build()
         .map_err(|err| {
-            eprintln!("error: starting the runtime: {err}");
+            say!("error: starting the runtime: {err}");
             ExitCode::from(failure)
         })
 }
@@ -79,16 +108,58 @@ fn probe(args: &crate::cli::ProbeArgs) -> ExitCode {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(err) => {
-            eprintln!("error: {err}");
+            say!("error: {err}");
             ExitCode::from(USAGE_OR_CONFIG)
         }
     }
 }
 
+/// The pipeline file a client command takes `what` from
+/// ([`targets::pipeline`]), or, when it does not load, the exit code
+/// `failure` after saying every problem and how to do without (`hint`).
+fn client_pipeline(
+    given: Option<&std::path::Path>,
+    what: &str,
+    hint: &str,
+    failure: u8,
+) -> Result<Option<config::ValidatedConfig>, ExitCode> {
+    targets::pipeline(given).map_err(|(path, errors)| {
+        for e in &errors.0 {
+            say!("{e}");
+        }
+        say!("error: cannot read {what} from {}; {hint}", path.display());
+        ExitCode::from(failure)
+    })
+}
+
 /// `verdict demo`: exit 0 once the traffic is sent, 1 when the server
 /// could not be reached or refused it.
 fn demo(args: &crate::cli::DemoArgs) -> ExitCode {
-    let plan = args.plan();
+    let pipeline = match client_pipeline(
+        args.config.as_deref(),
+        "the server's addresses",
+        "give the OTLP/HTTP one with --endpoint URL",
+        1,
+    ) {
+        Ok(cfg) => cfg,
+        Err(code) => return code,
+    };
+    let endpoint = match &args.endpoint {
+        Some(url) => Ok(url.clone()),
+        None => pipeline
+            .as_ref()
+            .and_then(targets::otlp_http_url)
+            .unwrap_or_else(|| format!("http://{}", targets::DEFAULT_OTLP_HTTP))
+            .parse::<reqwest::Url>(),
+    };
+    let endpoint = match endpoint {
+        Ok(url) => url,
+        Err(err) => {
+            say!("error: the pipeline file's OTLP/HTTP address is no URL: {err}; give it with --endpoint URL");
+            return ExitCode::from(1);
+        }
+    };
+    let plan = args.plan(endpoint);
     let runtime = match runtime(1) {
         Ok(r) => r,
         Err(code) => return code,
@@ -97,7 +168,7 @@ fn demo(args: &crate::cli::DemoArgs) -> ExitCode {
         crate::demo::Canary::Good => "good: as healthy as the current release",
         crate::demo::Canary::Bad => "bad: p95 about 1.2s, 4% errors",
     };
-    eprintln!(
+    say!(
         "verdict demo: {} requests/s each of {} {} (current, healthy) and {} (canary, {canary}) for {}, to {}",
         plan.rate,
         plan.service,
@@ -106,14 +177,16 @@ fn demo(args: &crate::cli::DemoArgs) -> ExitCode {
         humantime::format_duration(plan.duration),
         plan.endpoint
     );
-    eprintln!(
-        "follow them: verdict runs default {}/{} --watch   (or http://127.0.0.1:8686/)",
-        plan.service, args.canary_version
+    say!(
+        "follow them: verdict runs default {}/{} --watch   (or {}/)",
+        plan.service,
+        args.canary_version,
+        targets::api_url(pipeline.as_ref())
     );
-    let mut progress = |line: &str| eprintln!("verdict demo: {line}");
+    let mut progress = |line: &str| say!("verdict demo: {line}");
     match runtime.block_on(crate::demo::run(&plan, &mut progress)) {
         Ok(sent) => {
-            eprintln!(
+            say!(
                 "verdict demo: done, {} spans accepted{}",
                 sent.spans,
                 if sent.retried > 0 {
@@ -128,7 +201,7 @@ fn demo(args: &crate::cli::DemoArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(err) => {
-            eprintln!("error: {err}");
+            say!("error: {err}");
             ExitCode::from(1)
         }
     }
@@ -142,7 +215,7 @@ fn simulate(args: &crate::cli::SimulateArgs) -> ExitCode {
     match report {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err}");
+            say!("error: {err}");
             ExitCode::from(2)
         }
     }
@@ -166,24 +239,34 @@ fn validate(path: &std::path::Path, print_config: bool) -> ExitCode {
             for warning in
                 config::validity::certificate_warnings(&cfg, std::time::SystemTime::now())
             {
-                eprintln!("warning: {warning}");
+                say!("warning: {warning}");
             }
             if print_config {
                 let header = [
                     verdict,
                     "The effective configuration: the file after ${env:...}, VERDICT__... overrides and defaults; secrets redacted.".to_string(),
                 ];
-                print!("{}", config::print::to_yaml(&cfg, &header));
+                print_out(&config::print::to_yaml(&cfg, &header), 1)
             } else {
-                println!("{verdict}");
+                print_out(&format!("{verdict}\n"), 1)
             }
-            ExitCode::SUCCESS
+            .err()
+            .unwrap_or(ExitCode::SUCCESS)
         }
         Err(errors) => {
             for e in &errors.0 {
-                eprintln!("{e}");
+                say!("{e}");
             }
-            println!("{}: invalid, {} problem(s)", path.display(), errors.0.len());
+            // Invalid either way: the exit code says so even when no one
+            // reads the line.
+            let _ = print_out(
+                &format!(
+                    "{}: invalid, {} problem(s)\n",
+                    path.display(),
+                    errors.0.len()
+                ),
+                1,
+            );
             ExitCode::from(1)
         }
     }
@@ -195,22 +278,19 @@ fn runs(args: &crate::cli::RunsArgs) -> ExitCode {
     const FAILED: u8 = 2;
     let api = match &args.api {
         Some(url) => url.clone(),
-        None => match config::load_file(&args.config) {
-            Ok(cfg) => api_url(&cfg.service.api_endpoint),
-            Err(errors) => {
-                for e in &errors.0 {
-                    eprintln!("{e}");
-                }
-                eprintln!(
-                    "error: cannot read the API's address from {}; give it with --api URL",
-                    args.config.display()
-                );
-                return ExitCode::from(FAILED);
-            }
+        None => match client_pipeline(
+            args.config.as_deref(),
+            "the API's address",
+            "give it with --api URL",
+            FAILED,
+        ) {
+            Ok(cfg) => targets::api_url(cfg.as_ref()),
+            Err(code) => return code,
         },
     };
     let query = crate::console::RunsQuery {
         api,
+        ca_file: args.ca_file.clone(),
         contract: args.contract.clone(),
         subject: args.subject.clone(),
         json: args.json,
@@ -232,18 +312,8 @@ fn runs(args: &crate::cli::RunsArgs) -> ExitCode {
         Ok(crate::console::Outcome::RolledBack) => ExitCode::from(1),
         Ok(_) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err}");
+            say!("error: {err}");
             ExitCode::from(FAILED)
         }
     }
-}
-
-/// The URL a client on this machine reaches a listen address at: a
-/// wildcard address (`0.0.0.0:8686`, `[::]:8686`) is reached on loopback.
-fn api_url(endpoint: &str) -> String {
-    let local = match endpoint.rsplit_once(':') {
-        Some(("0.0.0.0" | "" | "[::]", port)) => format!("127.0.0.1:{port}"),
-        _ => endpoint.to_string(),
-    };
-    format!("http://{local}")
 }

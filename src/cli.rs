@@ -81,9 +81,19 @@ pub struct DemoArgs {
     /// (p95 about 1.2 s, 4% errors).
     #[arg(long, value_enum, default_value = "bad")]
     pub canary: crate::demo::Canary,
-    /// OTLP/HTTP address of the server (`/v1/traces` is added).
-    #[arg(long, default_value = "http://127.0.0.1:4318", value_parser = parse_url)]
-    pub endpoint: Url,
+    /// OTLP/HTTP address of the server (`/v1/traces` is added) [default:
+    /// the OTLP/HTTP listener of the pipeline file (`https://` when it has
+    /// `tls:`), else http://127.0.0.1:4318].
+    #[arg(long, value_parser = parse_url)]
+    pub endpoint: Option<Url>,
+    /// Pipeline file whose OTLP/HTTP listener and API to send to and point
+    /// at [default: pipelines/default.yaml when there is one].
+    #[arg(short, long)]
+    pub config: Option<PathBuf>,
+    /// For an https:// endpoint: PEM CA certificates to trust besides the
+    /// system's roots (a private CA).
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
     /// Requests per second of each release (1 to 100,000).
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub rate: u32,
@@ -108,10 +118,12 @@ pub struct DemoArgs {
 }
 
 impl DemoArgs {
-    /// The traffic these flags describe.
-    pub fn plan(&self) -> crate::demo::Plan {
+    /// The traffic these flags describe, sent to `endpoint` (`--endpoint`,
+    /// or where the pipeline file says).
+    pub fn plan(&self, endpoint: Url) -> crate::demo::Plan {
         crate::demo::Plan {
-            endpoint: self.endpoint.clone(),
+            endpoint,
+            ca_file: self.ca_file.clone(),
             service: self.service.clone(),
             releases: crate::demo::Plan::releases(
                 &self.current_version,
@@ -134,12 +146,18 @@ pub struct RunsArgs {
     /// A subject of the contract (its values joined with `/`, e.g.
     /// `checkout/2.0.1`; a `/` inside a value is written %2F): that run.
     pub subject: Option<String>,
-    /// The API's URL [default: `service.api.endpoint` of the pipeline file].
+    /// The API's URL [default: `service.api` of the pipeline file
+    /// (`https://` when it has `tls:`), else http://127.0.0.1:8686].
     #[arg(long, env = "VERDICT_API", value_name = "URL")]
     pub api: Option<String>,
-    /// Pipeline file whose `service.api.endpoint` to read.
-    #[arg(short, long, default_value = "pipelines/default.yaml")]
-    pub config: PathBuf,
+    /// Pipeline file whose `service.api` to read [default:
+    /// pipelines/default.yaml when there is one].
+    #[arg(short, long)]
+    pub config: Option<PathBuf>,
+    /// For an https:// API: PEM CA certificates to trust besides the
+    /// system's roots (a private CA).
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
     /// The API's JSON on stdout instead of a table.
     #[arg(long)]
     pub json: bool,

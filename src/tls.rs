@@ -3,6 +3,7 @@
 //! root certificates plus the configured `ca_file`, presenting a client
 //! certificate when one is configured.
 
+use std::fmt;
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
@@ -73,6 +74,93 @@ pub fn client_config(spec: &ClientTls) -> Result<ClientConfig, String> {
             .with_client_auth_cert(read_certificates(cert)?, read_key(key)?)
             .map_err(|e| format!("{} and {}: {e}", cert.display(), key.display())),
     }
+}
+
+/// Why a TLS handshake with a server failed, as a person fixes it: the
+/// certificate's problem when rustls names one. Shared by every client
+/// that reports a failed connection (`verdict probe`, `verdict runs`,
+/// `verdict demo`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TlsFailure {
+    /// Its certificate is not signed by a CA the probe trusts.
+    UnknownIssuer,
+    /// Its certificate has expired.
+    Expired,
+    /// Its certificate is not valid yet.
+    NotValidYet,
+    /// Its certificate was not issued for the URL's host.
+    NameMismatch,
+    /// Its certificate was refused for another reason (revoked, bad
+    /// signature, wrong usage, a CA certificate used as the server's own).
+    Certificate,
+    /// The handshake failed for a reason other than the certificate (no
+    /// common protocol version or cipher, a plain-text server).
+    Handshake,
+}
+
+impl TlsFailure {
+    /// What rustls's error says about the handshake.
+    pub fn of(error: &rustls::Error) -> TlsFailure {
+        use rustls::CertificateError as C;
+        match error {
+            rustls::Error::InvalidCertificate(cert) => match cert {
+                C::UnknownIssuer => TlsFailure::UnknownIssuer,
+                C::Expired | C::ExpiredContext { .. } => TlsFailure::Expired,
+                C::NotValidYet | C::NotValidYetContext { .. } => TlsFailure::NotValidYet,
+                C::NotValidForName | C::NotValidForNameContext { .. } => TlsFailure::NameMismatch,
+                _ => TlsFailure::Certificate,
+            },
+            _ => TlsFailure::Handshake,
+        }
+    }
+}
+
+impl fmt::Display for TlsFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TlsFailure::UnknownIssuer => {
+                "certificate problem: unknown issuer (not signed by a trusted CA; --ca-file adds one)"
+            }
+            TlsFailure::Expired => "certificate problem: expired",
+            TlsFailure::NotValidYet => "certificate problem: not valid yet",
+            TlsFailure::NameMismatch => {
+                "certificate problem: name mismatch (not issued for the URL's host)"
+            }
+            TlsFailure::Certificate => "certificate problem: refused",
+            TlsFailure::Handshake => "TLS handshake failed",
+        })
+    }
+}
+
+/// The certificate problem (or failed handshake) somewhere in `error`'s
+/// chain of causes, if the error is one. rustls's error travels inside an
+/// `io::Error` (sometimes one inside another), whose `source()` skips what
+/// it wraps, so the error each one wraps is looked into as well.
+pub fn failure_in(error: &(dyn std::error::Error + 'static)) -> Option<TlsFailure> {
+    let mut pending: Vec<&(dyn std::error::Error + 'static)> = vec![error];
+    // A chain is a few links long; the bound only guards against a cycle.
+    for _ in 0..64 {
+        let e = pending.pop()?;
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return Some(TlsFailure::of(tls));
+        }
+        if let Some(source) = e.source() {
+            pending.push(source);
+        }
+        if let Some(inner) = e.downcast_ref::<io::Error>().and_then(|io| io.get_ref()) {
+            pending.push(inner);
+        }
+    }
+    None
+}
+
+/// A rustls client configuration trusting the system's roots and
+/// `ca_file` (the command-line clients' `--ca-file`).
+pub fn trusting(ca_file: Option<&std::path::Path>) -> Result<ClientConfig, String> {
+    client_config(&ClientTls {
+        ca_file: ca_file.map(std::path::Path::to_path_buf),
+        ..ClientTls::default()
+    })
 }
 
 /// A TCP connection, plain or through TLS (`T`: rustls's client or server

@@ -72,6 +72,7 @@ pub fn router(catalog: Arc<Catalog>) -> Router {
         .route("/api/v1", any(unknown_endpoint))
         .route("/api/v1/", any(unknown_endpoint))
         .route("/api/v1/{*rest}", any(unknown_endpoint))
+        .fallback(status::not_found)
         .layer(axum::middleware::from_fn_with_state(
             catalog.clone(),
             csrf::guard,

@@ -150,13 +150,82 @@ fn is_env_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// A `VERDICT__…` variable applied to the tree: the key it set, so that
+/// problems with that key can name the variable (the file does not have
+/// the value, so a person reading only the file would not find it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Applied {
+    /// The dotted path of the key it set, as the key is spelled in the file.
+    pub path: String,
+    /// The variable's name.
+    pub name: String,
+    /// Its value.
+    pub value: String,
+}
+
+impl Applied {
+    /// `error` with this variable named, when it is about the key the
+    /// variable set or a key under it.
+    fn names(&self, error: &ConfigError) -> bool {
+        error
+            .path
+            .strip_prefix(&self.path)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('.') || rest.starts_with('['))
+    }
+
+    /// How the variable is quoted in an error: its value shortened, and
+    /// hidden when the key holds a secret (a token, a password) or the
+    /// value is a URL with credentials.
+    fn shown(&self) -> String {
+        let key = self.path.rsplit('.').next().unwrap_or(&self.path);
+        let value = if super::print::is_secret_param(key) {
+            super::print::REDACTED.to_string()
+        } else {
+            super::validated::redact_password(&self.value)
+        };
+        format!("{}={value}", self.name)
+    }
+}
+
+/// `errors` with each problem about a key a `VERDICT__…` variable set
+/// naming that variable (the longest matching key wins):
+/// `processors.window.size: VERDICT__PROCESSORS__WINDOW__SIZE=abc: invalid duration …`.
+pub(crate) fn name_variables(errors: Vec<ConfigError>, applied: &[Applied]) -> Vec<ConfigError> {
+    errors
+        .into_iter()
+        .map(|error| {
+            match applied
+                .iter()
+                .filter(|a| a.names(&error))
+                .max_by_key(|a| a.path.len())
+            {
+                Some(var) => ConfigError::new(
+                    error.path.clone(),
+                    format!("{}: {}", var.shown(), error.message),
+                ),
+                None => error,
+            }
+        })
+        .collect()
+}
+
 /// Applies every `VERDICT__A__B…` variable of `env` to the parsed tree
 /// `root`, in sorted variable order. Returns the variables that could not be
 /// applied.
+#[cfg(test)]
 pub(crate) fn apply_overrides(
     root: &mut Map<String, Value>,
     env: &HashMap<String, String>,
 ) -> Vec<ConfigError> {
+    apply_overrides_traced(root, env).1
+}
+
+/// [`apply_overrides`], also returning the variables applied and the keys
+/// they set.
+pub(crate) fn apply_overrides_traced(
+    root: &mut Map<String, Value>,
+    env: &HashMap<String, String>,
+) -> (Vec<Applied>, Vec<ConfigError>) {
     let mut vars: Vec<(&String, &String)> = env
         .iter()
         .filter(|(name, _)| {
@@ -166,6 +235,7 @@ pub(crate) fn apply_overrides(
         .collect();
     vars.sort();
     let mut errors = Vec::new();
+    let mut applied = Vec::new();
     for (name, value) in vars {
         let segments: Vec<&str> = name[OVERRIDE_PREFIX.len()..]
             .split(OVERRIDE_SEPARATOR)
@@ -175,25 +245,31 @@ pub(crate) fn apply_overrides(
         } else {
             set_path(root, &segments, value, "")
         };
-        if let Err(message) = result {
-            errors.push(ConfigError::new(
+        match result {
+            Ok(path) => applied.push(Applied {
+                path,
+                name: name.clone(),
+                value: value.clone(),
+            }),
+            Err(message) => errors.push(ConfigError::new(
                 "",
                 format!("environment variable {name}: {message}"),
-            ));
+            )),
         }
     }
-    errors
+    (applied, errors)
 }
 
-/// Sets `segments` (relative to `table`, found at `parent`) to the string `value`.
+/// Sets `segments` (relative to `table`, found at `parent`) to the string
+/// `value`; returns the dotted path of the key set.
 fn set_path(
     table: &mut Map<String, Value>,
     segments: &[&str],
     value: &str,
     parent: &str,
-) -> Result<(), String> {
+) -> Result<String, String> {
     let Some((first, rest)) = segments.split_first() else {
-        return Ok(());
+        return Ok(parent.to_string());
     };
     let key = resolve_key(table, first)?;
     let path = if parent.is_empty() {
@@ -203,7 +279,7 @@ fn set_path(
     };
     if rest.is_empty() {
         table.insert(key, Value::new(None, ValueKind::String(value.to_string())));
-        return Ok(());
+        return Ok(path);
     }
     let entry = table
         .entry(key)

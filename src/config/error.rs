@@ -19,13 +19,76 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    /// An error at `path` (may be empty) saying `message`.
+    /// An error at `path` (may be empty) saying `message`. Input quoted in
+    /// either is shortened (see [`shorten`]): a pipeline file may hold a
+    /// scalar of megabytes, and an error is one line for a person to read.
     pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
-            path: path.into(),
-            message: message.into(),
+            path: shorten(path.into()),
+            message: shorten(message.into()),
         }
     }
+}
+
+/// The most characters of a quoted value (`"…"` or `` `…` ``) an error
+/// keeps; a longer one is cut there and followed by its size.
+pub const QUOTE_LIMIT: usize = 120;
+
+/// The most characters of a message or path kept at all, whatever quotes
+/// it has.
+const TEXT_LIMIT: usize = 2000;
+
+/// `text` with every quoted part longer than [`QUOTE_LIMIT`] characters
+/// cut (`"aaaa…" (4194304 bytes)`), and then the whole cut at
+/// [`TEXT_LIMIT`]. Done once here rather than at each `format!` so that no
+/// message can forget it, serde's and config-rs's own included.
+fn shorten(text: String) -> String {
+    if text.len() <= QUOTE_LIMIT {
+        return text;
+    }
+    let mut out = String::new();
+    let mut rest = text.as_str();
+    while let Some(open) = rest.find(['"', '`']) {
+        let quote = &rest[open..=open];
+        out.push_str(&rest[..=open]);
+        let inner = &rest[open + 1..];
+        let close = closing(inner, quote);
+        let value = &inner[..close.unwrap_or(inner.len())];
+        match value.char_indices().nth(QUOTE_LIMIT) {
+            Some((cut, _)) => {
+                out.push_str(&value[..cut]);
+                out.push('…');
+                out.push_str(quote);
+                out.push_str(&format!(" ({} bytes)", value.len()));
+            }
+            None => {
+                out.push_str(value);
+                if close.is_some() {
+                    out.push_str(quote);
+                }
+            }
+        }
+        rest = close.map_or("", |end| &inner[end + 1..]);
+    }
+    out.push_str(rest);
+    match out.char_indices().nth(TEXT_LIMIT) {
+        Some((cut, _)) => format!("{}… ({} bytes)", &out[..cut], out.len()),
+        None => out,
+    }
+}
+
+/// Where the quote `quote` that opened `inner` closes: the next one not
+/// escaped by a backslash (Rust's and serde's `"…"` quoting).
+fn closing(inner: &str, quote: &str) -> Option<usize> {
+    let mut escaped = false;
+    for (i, c) in inner.char_indices() {
+        match c {
+            '\\' if !escaped => escaped = true,
+            c if !escaped && quote.starts_with(c) => return Some(i),
+            _ => escaped = false,
+        }
+    }
+    None
 }
 
 impl fmt::Display for ConfigError {
@@ -113,6 +176,29 @@ mod tests {
             "service.storage: bad"
         );
         assert_eq!(ConfigError::new("", "bad").to_string(), "bad");
+    }
+
+    #[test]
+    fn long_quoted_input_is_cut_and_sized() {
+        let huge = "a".repeat(4 << 20);
+        let e = ConfigError::new(
+            format!("receivers.{huge}"),
+            format!("invalid endpoint {huge:?}: expected `{huge}` or \"x\""),
+        );
+        let shown = e.to_string();
+        assert!(shown.len() < 3000, "{} bytes", shown.len());
+        let cut = format!("\"{}…\" ({} bytes)", "a".repeat(QUOTE_LIMIT), huge.len());
+        assert!(shown.contains(&cut), "{shown}");
+        assert!(shown.contains(&format!(
+            "`{}…` ({} bytes)",
+            "a".repeat(QUOTE_LIMIT),
+            huge.len()
+        )));
+        assert!(shown.ends_with("or \"x\""), "{shown}");
+        assert!(e.path.len() < 3000);
+        // Short quotes, escaped quotes and stray quotes are left alone.
+        let text = format!("{} \"a\\\"b\" and a ' and \"open", "x".repeat(200));
+        assert_eq!(ConfigError::new("", text.clone()).message, text);
     }
 
     #[test]

@@ -37,14 +37,18 @@ mod env;
 mod error;
 pub mod print;
 mod raw;
+mod signature;
 pub mod summary;
 mod validate;
 pub mod validity;
+mod yaml;
 
 #[cfg(test)]
 mod tests;
 
-pub use defaults::{DEFAULT_PG_GRACE, DEFAULT_PG_POOL_SIZE, DEFAULT_PG_STATEMENT_TIMEOUT};
+pub use defaults::{
+    DEFAULT_API_ENDPOINT, DEFAULT_PG_GRACE, DEFAULT_PG_POOL_SIZE, DEFAULT_PG_STATEMENT_TIMEOUT,
+};
 pub use error::{ConfigError, ConfigErrors};
 pub use probe_plan::{Amount, ProbePlan, SYNTHETIC_ATTRIBUTE};
 pub use select::{select_resource, AttributeMatch, Selection};
@@ -97,16 +101,21 @@ pub fn load_str(
 ) -> Result<ValidatedConfig, ConfigErrors> {
     let text = env::substitute(text, env).map_err(ConfigErrors)?;
     let mut root = parse_yaml(&text)?;
-    let override_errors = env::apply_overrides(&mut root, env);
+    let (applied, override_errors) = env::apply_overrides_traced(&mut root, env);
     if !override_errors.is_empty() {
         return Err(ConfigErrors(override_errors));
     }
-    validate::validate(root)
+    validate::validate(root).map_err(|errors| ConfigErrors(env::name_variables(errors.0, &applied)))
 }
 
-/// Parses YAML text into config-rs's ordered tree, keys kept as written.
+/// Parses YAML text into config-rs's ordered tree, keys kept as written
+/// and integers exact (`yaml.rs`); a file that does not parse is reported
+/// in config-rs's words.
 pub(crate) fn parse_yaml(text: &str) -> Result<config::Map<String, config::Value>, ConfigErrors> {
     use config::Source as _;
+    if let Some(root) = yaml::parse(text) {
+        return Ok(root);
+    }
     config::File::from_str(text, config::FileFormat::Yaml)
         .collect()
         .map_err(|error| {

@@ -150,7 +150,7 @@ fn redact_url(url: &mut reqwest::Url) {
 }
 
 /// Query parameters whose values are credentials.
-fn is_secret_param(name: &str) -> bool {
+pub(super) fn is_secret_param(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
     is_secret_header(&name)
         || ["pass", "pwd", "sig", "credential", "session"]

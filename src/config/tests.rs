@@ -672,11 +672,29 @@ fn env_override_values_are_validated_with_paths() {
     assert_eq!(
         err_lines_with(&with_contract("    max_p95_latency_ms: 1"), &vars),
         [
-            "processors.contract/checkout.max_error_rate_percent: must be between 0 and 100, got 140",
-            "service.api.endpoints: unknown key",
-            "service.checkpoint_interval: invalid duration \"often\": expected number at 0",
+            "processors.contract/checkout.max_error_rate_percent: \
+             VERDICT__PROCESSORS__CONTRACT/CHECKOUT__MAX_ERROR_RATE_PERCENT=140: \
+             must be between 0 and 100, got 140",
+            "service.api.endpoints: VERDICT__SERVICE__API__ENDPOINTS=x: unknown key",
+            "service.checkpoint_interval: VERDICT__SERVICE__CHECKPOINT_INTERVAL=often: \
+             invalid duration \"often\": expected number at 0",
         ]
     );
+    // A secret value is named, not shown; a URL loses its password.
+    let vars = env(&[
+        ("VERDICT__SERVICE__API__TOKEN", "bad token"),
+        ("VERDICT__SERVICE__STORAGE", "mysql://u:hunter2@db/v"),
+    ]);
+    let lines = err_lines_with(&with_contract("    max_p95_latency_ms: 1"), &vars);
+    assert!(
+        lines.contains(
+            &"service.api.token: VERDICT__SERVICE__API__TOKEN=<redacted>: \
+                          must contain only printable ASCII characters without spaces"
+                .to_string()
+        ),
+        "{lines:?}"
+    );
+    assert!(!lines.join("\n").contains("hunter2"), "{lines:?}");
 }
 
 #[test]
@@ -727,17 +745,20 @@ service: { api: { token: \"\" }, storage: \"\" }
     );
 }
 
-#[test]
-fn storage_urls() {
-    let with = |storage: &str| {
-        format!(
-            "processors: {{ contract: {{ max_p95_latency_ms: 1 }} }}
+/// A valid file but for its `service.storage`.
+fn with_storage(storage: &str) -> String {
+    format!(
+        "processors: {{ contract: {{ max_p95_latency_ms: 1 }} }}
 receivers: {{ otlp: {{ protocols: {{ grpc: }} }} }}
 pipelines: {{ p: {{ receivers: [otlp], processors: [contract] }} }}
 service: {{ storage: \"{storage}\" }}
 "
-        )
-    };
+    )
+}
+
+#[test]
+fn storage_urls() {
+    let with = with_storage;
     assert_eq!(ok(&with("memory:")).service.storage, StorageSpec::Memory);
     assert_eq!(ok(&with("memory")).service.storage, StorageSpec::Memory);
     assert_eq!(
@@ -767,6 +788,33 @@ service: {{ storage: \"{storage}\" }}
             crate::config::load_str(&with(bad), &std::collections::HashMap::new()).is_err(),
             "{bad} accepted"
         );
+    }
+}
+
+/// A storage URL quoted in an error never shows its password, in the
+/// user part or in the query.
+#[test]
+fn storage_errors_never_quote_a_password() {
+    let with = with_storage;
+    for (bad, says) in [
+        (
+            "postgres://v@db:5432/verdict?password=hunter2&sslmode=require",
+            "postgres://v@db:5432/verdict?password=***&sslmode=require",
+        ),
+        (
+            "postgres://v:hunter2@db/verdict?sslmode=require",
+            "postgres://v:***@db/verdict?sslmode=require",
+        ),
+        (
+            "mysql://v:hunter2@db/verdict?pwd=hunter2",
+            "mysql://v:***@db/verdict?pwd=***",
+        ),
+        ("sqlite://x.db?key=hunter2", "sqlite://x.db?key=***"),
+    ] {
+        let lines = err_lines(&with(bad));
+        let text = lines.join("\n");
+        assert!(!text.contains("hunter2"), "{bad}: {text}");
+        assert!(text.contains(says), "{bad}: {text}");
     }
 }
 

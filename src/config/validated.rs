@@ -577,20 +577,49 @@ impl PostgresSpec {
     }
 }
 
-/// `user:secret@host` → `user:***@host`; other URLs as they are.
+/// `user:secret@host` → `user:***@host`, and the value of every query
+/// parameter that holds a credential (`?password=secret` →
+/// `?password=***`, the names print-config redacts); the rest of the URL
+/// as it is written.
 pub fn redact_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
+    let authority = match authority.rsplit_once('@') {
         Some((user, host)) => match user.split_once(':') {
-            Some((name, _)) => format!("{scheme}://{name}:***@{host}{tail}"),
-            None => url.to_string(),
+            Some((name, _)) => format!("{name}:***@{host}"),
+            None => authority.to_string(),
         },
-        None => url.to_string(),
+        None => authority.to_string(),
+    };
+    format!("{scheme}://{authority}{}", redact_query(tail))
+}
+
+/// The path, query and fragment `tail` of a URL with the values of its
+/// secret query parameters replaced by `***`.
+fn redact_query(tail: &str) -> String {
+    let Some((path, query)) = tail.split_once('?') else {
+        return tail.to_string();
+    };
+    let (query, fragment) = match query.split_once('#') {
+        Some((q, f)) => (q, Some(f)),
+        None => (query, None),
+    };
+    let pairs: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, _)) if super::print::is_secret_param(name) => format!("{name}=***"),
+            _ => pair.to_string(),
+        })
+        .collect();
+    let mut out = format!("{path}?{}", pairs.join("&"));
+    if let Some(f) = fragment {
+        out.push('#');
+        out.push_str(f);
     }
+    out
 }
 
 /// TLS to PostgreSQL (`service.postgres.tls`), as libpq's `sslmode`.

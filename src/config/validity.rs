@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::time::SystemTime;
 
-use super::validated::{ExporterKind, ReceiverKind, ValidatedConfig};
+use super::validated::{ClientTls, ExporterKind, ListenerTls, ReceiverKind, ValidatedConfig};
 
 /// A certificate's validity period.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,7 +20,7 @@ pub struct Validity {
 }
 
 /// One DER element: its tag, its contents and what follows it.
-fn element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+pub(super) fn element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
     let (&tag, rest) = input.split_first()?;
     let (&first, rest) = rest.split_first()?;
     let (len, rest) = if first < 0x80 {
@@ -38,7 +38,7 @@ fn element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
     (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
 }
 
-const SEQUENCE: u8 = 0x30;
+pub(super) const SEQUENCE: u8 = 0x30;
 const EXPLICIT_VERSION: u8 = 0xa0;
 const UTC_TIME: u8 = 0x17;
 const GENERALIZED_TIME: u8 = 0x18;
@@ -135,46 +135,131 @@ pub fn certificate_warning(path: &Path, now: SystemTime) -> Option<String> {
     })
 }
 
+/// The signature problems of the certificates in the PEM file `path`
+/// (see `signature.rs`), their issuers looked for in the file itself and
+/// in `ca_file`; each a sentence naming the file. `presented`: the file is
+/// a certificate verdict presents (its clients refuse it), not a CA file.
+pub fn signature_warnings(path: &Path, ca_file: Option<&Path>, presented: bool) -> Vec<String> {
+    let Ok(certs) = super::read_certificates(path) else {
+        return Vec::new();
+    };
+    let cas = ca_file
+        .and_then(|ca| super::read_certificates(ca).ok())
+        .unwrap_or_default();
+    super::signature::problems(&certs, &cas)
+        .into_iter()
+        .map(|problem| {
+            let consequence = if presented {
+                ": clients refuse it (verdict serves it all the same, and re-reads the file when it changes)"
+            } else {
+                ""
+            };
+            format!("{problem} (in {}){consequence}", path.display())
+        })
+        .collect()
+}
+
+/// Every warning about a certificate file: the validity of the
+/// certificate presented (the first of the file) and the signatures of
+/// all, issuers also looked for in `ca_file`.
+pub fn certificate_file_warnings(
+    path: &Path,
+    ca_file: Option<&Path>,
+    now: SystemTime,
+) -> Vec<String> {
+    certificate_warning(path, now)
+        .into_iter()
+        .chain(signature_warnings(path, ca_file, true))
+        .collect()
+}
+
+/// A certificate file of a configuration: the key it is set at, the file,
+/// the CA file next to it, and whether verdict presents it (else it is a
+/// CA file).
+struct CertFile<'a> {
+    key: String,
+    file: &'a Path,
+    ca_file: Option<&'a Path>,
+    presented: bool,
+}
+
 /// Every certificate of `config` that is expired or not valid yet at
-/// `now`, with the path of its `cert_file` key.
-pub fn certificate_warnings(config: &ValidatedConfig, now: SystemTime) -> Vec<String> {
-    let mut files: Vec<(String, &Path)> = Vec::new();
+/// `now`, or whose signature does not verify, with the path of its key.
+pub fn certificate_warnings<'a>(config: &'a ValidatedConfig, now: SystemTime) -> Vec<String> {
+    let mut files: Vec<CertFile<'a>> = Vec::new();
+    let mut listener = |at: String, tls: &'a ListenerTls| {
+        files.push(CertFile {
+            key: format!("{at}.cert_file"),
+            file: &tls.cert_file,
+            ca_file: tls.client_ca_file.as_deref(),
+            presented: true,
+        });
+        if let Some(ca) = &tls.client_ca_file {
+            files.push(CertFile {
+                key: format!("{at}.client_ca_file"),
+                file: ca,
+                ca_file: None,
+                presented: false,
+            });
+        }
+    };
     for r in &config.receivers {
-        match &r.kind {
-            ReceiverKind::Otlp(otlp) => {
-                for (protocol, tls) in [("grpc", &otlp.grpc_tls), ("http", &otlp.http_tls)] {
-                    if let Some(tls) = tls {
-                        files.push((
-                            format!("receivers.{}.protocols.{protocol}.tls.cert_file", r.id),
-                            &tls.cert_file,
-                        ));
-                    }
-                }
-            }
-            ReceiverKind::Probe(probe) => {
-                if let Some((cert, _)) = &probe.plan.tls.identity {
-                    files.push((format!("receivers.{}.tls.cert_file", r.id), cert));
+        if let ReceiverKind::Otlp(otlp) = &r.kind {
+            for (protocol, tls) in [("grpc", &otlp.grpc_tls), ("http", &otlp.http_tls)] {
+                if let Some(tls) = tls {
+                    listener(format!("receivers.{}.protocols.{protocol}.tls", r.id), tls);
                 }
             }
         }
     }
     for e in &config.exporters {
-        let cert = match &e.kind {
-            ExporterKind::Prometheus { tls, .. } => tls.as_ref().map(|t| t.cert_file.as_path()),
-            ExporterKind::Webhook(w) => w.tls.identity.as_ref().map(|(c, _)| c.as_path()),
-            ExporterKind::Unleash(u) => u.tls.identity.as_ref().map(|(c, _)| c.as_path()),
-            ExporterKind::Log => None,
-        };
-        if let Some(cert) = cert {
-            files.push((format!("exporters.{}.tls.cert_file", e.id), cert));
+        if let ExporterKind::Prometheus { tls: Some(tls), .. } = &e.kind {
+            listener(format!("exporters.{}.tls", e.id), tls);
         }
     }
     if let Some(tls) = &config.service.api_tls {
-        files.push(("service.api.tls.cert_file".to_string(), &tls.cert_file));
+        listener("service.api.tls".to_string(), tls);
+    }
+    let mut client = |at: String, tls: &'a ClientTls| {
+        if let Some((cert, _)) = &tls.identity {
+            files.push(CertFile {
+                key: format!("{at}.cert_file"),
+                file: cert,
+                ca_file: tls.ca_file.as_deref(),
+                presented: true,
+            });
+        }
+        if let Some(ca) = &tls.ca_file {
+            files.push(CertFile {
+                key: format!("{at}.ca_file"),
+                file: ca,
+                ca_file: None,
+                presented: false,
+            });
+        }
+    };
+    for r in &config.receivers {
+        if let ReceiverKind::Probe(probe) = &r.kind {
+            client(format!("receivers.{}.tls", r.id), &probe.plan.tls);
+        }
+    }
+    for e in &config.exporters {
+        match &e.kind {
+            ExporterKind::Webhook(w) => client(format!("exporters.{}.tls", e.id), &w.tls),
+            ExporterKind::Unleash(u) => client(format!("exporters.{}.tls", e.id), &u.tls),
+            ExporterKind::Prometheus { .. } | ExporterKind::Log => {}
+        }
     }
     files
         .into_iter()
-        .filter_map(|(key, file)| certificate_warning(file, now).map(|w| format!("{key}: {w}")))
+        .flat_map(|f| {
+            let warnings = if f.presented {
+                certificate_file_warnings(f.file, f.ca_file, now)
+            } else {
+                signature_warnings(f.file, None, false)
+            };
+            warnings.into_iter().map(move |w| format!("{}: {w}", f.key))
+        })
         .collect()
 }
 

@@ -16,20 +16,71 @@ pub fn text(v: &Value) -> String {
     }
 }
 
-/// `s` with control characters written as escapes (`\u{1b}`, `\r`).
+/// `s` with control characters written as escapes (`\u{1b}`, `\r`), so
+/// that it can be shown and typed back: [`typed`] reads it back to `s`.
+/// A string that needs no escape is shown as it is, backslashes included;
+/// once any escape is written (or a backslash in `s` would read as one),
+/// its backslashes are doubled so that none is mistaken for an escape.
 pub fn visible(s: &str) -> String {
-    if !s.chars().any(char::is_control) {
+    if !s.chars().any(char::is_control) && typed(s) == s {
         return s.to_string();
     }
     s.chars()
-        .map(|c| {
-            if c.is_control() {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
-            }
+        .map(|c| match c {
+            '\\' => "\\\\".to_string(),
+            c if c.is_control() => c.escape_default().to_string(),
+            c => c.to_string(),
         })
         .collect()
+}
+
+/// A string as a person typed it after reading it from [`visible`]: `\\`,
+/// `\t`, `\r`, `\n` and `\u{HEX}` read as the characters they stand for;
+/// any other backslash stays as it is.
+pub fn typed(s: &str) -> String {
+    if !s.contains('\\') {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('\\') {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i + 1..];
+        match unescape(tail) {
+            Some((c, used)) => {
+                out.push(c);
+                rest = &tail[used..];
+            }
+            None => {
+                out.push('\\');
+                rest = tail;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The character an escape stands for and the bytes it takes after its
+/// backslash, when `tail` starts with one.
+fn unescape(tail: &str) -> Option<(char, usize)> {
+    let simple = match tail.as_bytes().first()? {
+        b'\\' => Some('\\'),
+        b't' => Some('\t'),
+        b'r' => Some('\r'),
+        b'n' => Some('\n'),
+        _ => None,
+    };
+    if let Some(c) = simple {
+        return Some((c, 1));
+    }
+    let hex = tail.strip_prefix("u{")?;
+    let end = hex.find('}')?;
+    if end == 0 || end > 6 {
+        return None;
+    }
+    let c = char::from_u32(u32::from_str_radix(&hex[..end], 16).ok()?)?;
+    Some((c, end + 3))
 }
 
 /// A latency in ms (`212 ms`, `8.25 ms`, `0.0812 ms`), or `-`.
@@ -140,6 +191,30 @@ mod tests {
         assert!(!shown.chars().any(char::is_control), "{shown:?}");
         assert_eq!(shown, "esc\\u{1b}[31mRED\\u{7}\\rPROMOTED");
         assert_eq!(text(&json!("2.0.1")), "2.0.1");
+    }
+
+    #[test]
+    fn what_is_shown_can_be_typed_back() {
+        for s in [
+            "2.0.1",
+            "esc\u{1b}[31mRED\u{7}\rPROMOTED",
+            "tab\there\nnew\0zero",
+            "C:\\dir\\file",
+            "a\\u{7}",
+            "a\\nb",
+            "trailing\\",
+            "\\\\",
+            "bel\u{7} and a backslash \\ too",
+            "\u{85}next line",
+        ] {
+            let shown = visible(s);
+            assert!(!shown.chars().any(char::is_control), "{shown:?}");
+            assert_eq!(typed(&shown), s, "{s:?} shown as {shown:?}");
+        }
+        // Backslashes that read as nothing are shown as they are.
+        assert_eq!(visible("C:\\dir"), "C:\\dir");
+        assert_eq!(visible("a\\u{7}"), "a\\\\u{7}");
+        assert_eq!(typed("bad\\u{zz}\\q"), "bad\\u{zz}\\q");
     }
 
     #[test]

@@ -24,6 +24,8 @@ const LISTED: usize = 200;
 pub struct RunsQuery {
     /// The API's base URL (`http://127.0.0.1:8686`).
     pub api: String,
+    /// For an `https://` API: CA certificates trusted besides the system's.
+    pub ca_file: Option<std::path::PathBuf>,
     /// One contract's current runs.
     pub contract: Option<String>,
     /// One run of `contract` (values joined with `/`).
@@ -50,6 +52,16 @@ pub enum ConsoleError {
         /// The root cause.
         cause: String,
     },
+    /// The API's certificate is refused (unknown issuer, expired, not
+    /// valid yet, not for this host), or the TLS handshake failed: told as
+    /// such, since waiting will not change it.
+    #[error("cannot reach the verdict API at {url}: {problem}")]
+    Certificate {
+        /// What was asked.
+        url: String,
+        /// The certificate's problem.
+        problem: crate::tls::TlsFailure,
+    },
     /// An answer that is not the data (404 unknown contract, 400 bad
     /// subject, 503 storage).
     #[error("{url} answered {status}: {message}")]
@@ -72,7 +84,7 @@ impl ConsoleError {
         match self {
             ConsoleError::Unreachable { .. } => true,
             ConsoleError::Refused { status, .. } => *status >= 500,
-            ConsoleError::Usage(_) => false,
+            ConsoleError::Certificate { .. } | ConsoleError::Usage(_) => false,
         }
     }
 }
@@ -117,20 +129,22 @@ pub fn path_part(s: &str) -> String {
 }
 
 impl RunsQuery {
-    /// The endpoint this query reads.
+    /// The endpoint this query reads. The contract and subject may be
+    /// written as the tables show them, control characters escaped
+    /// (`checkout/2.0\u{7}`): they are read back first ([`fmt::typed`]).
     pub fn url(&self) -> Result<String, ConsoleError> {
         let base = self.api.trim_end_matches('/');
         let contract = self
             .contract
             .as_deref()
-            .map(|c| path_part(c).replace('/', "%2F"));
+            .map(|c| path_part(&fmt::typed(c)).replace('/', "%2F"));
         Ok(match (contract, &self.subject) {
             (None, None) => format!("{base}/api/v1/runs?limit={LISTED}"),
             (Some(c), None) => format!("{base}/api/v1/runs/{c}"),
             (Some(c), Some(s)) => {
                 format!(
                     "{base}/api/v1/runs/{c}/{}",
-                    path_part(s.trim_start_matches('/'))
+                    path_part(fmt::typed(s).trim_start_matches('/'))
                 )
             }
             (None, Some(_)) => {
@@ -144,9 +158,15 @@ impl RunsQuery {
 
 /// Reads the query's endpoint once.
 async fn fetch(client: &reqwest::Client, url: &str) -> Result<Value, ConsoleError> {
-    let unreachable = |e: reqwest::Error| ConsoleError::Unreachable {
-        url: url.to_string(),
-        cause: crate::retry::error_chain(&e),
+    let unreachable = |e: reqwest::Error| match crate::tls::failure_in(&e) {
+        Some(problem) => ConsoleError::Certificate {
+            url: url.to_string(),
+            problem,
+        },
+        None => ConsoleError::Unreachable {
+            url: url.to_string(),
+            cause: crate::retry::error_chain(&e),
+        },
     };
     let resp = client.get(url).send().await.map_err(unreachable)?;
     let status = resp.status().as_u16();
@@ -214,14 +234,23 @@ pub async fn execute(
 ) -> Result<Outcome, ConsoleError> {
     let url = q.url()?;
     crate::tls::ensure_provider();
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
+    let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(10));
+    if url
+        .get(..6)
+        .is_some_and(|s| s.eq_ignore_ascii_case("https:"))
+    {
+        let tls = crate::tls::trusting(q.ca_file.as_deref()).map_err(ConsoleError::Usage)?;
+        builder = builder.tls_backend_preconfigured(tls);
+    }
+    let client = builder
         .build()
         .map_err(|e| ConsoleError::Usage(format!("cannot build an HTTP client: {e}")))?;
+    // A closed pipe (`| head`) ends the command quietly, and `--watch`
+    // with it: no one reads the next refresh.
     let write = |out: &mut dyn Write, text: &str| {
-        // A closed pipe (`| head`) ends the command quietly.
-        let _ = out.write_all(text.as_bytes());
-        let _ = out.flush();
+        out.write_all(text.as_bytes())
+            .and_then(|()| out.flush())
+            .is_ok()
     };
     if !q.watch {
         let data = fetch(&client, &url).await?;
@@ -253,7 +282,9 @@ pub async fn execute(
                 humantime::format_duration(q.interval)
             ));
         }
-        write(out, &text);
+        if !write(out, &text) {
+            return Ok(outcome.unwrap_or(Outcome::Shown));
+        }
         if let Some(outcome) = outcome {
             return Ok(outcome);
         }
@@ -268,6 +299,7 @@ mod tests {
     fn query(contract: Option<&str>, subject: Option<&str>) -> RunsQuery {
         RunsQuery {
             api: "http://127.0.0.1:8686/".into(),
+            ca_file: None,
             contract: contract.map(str::to_string),
             subject: subject.map(str::to_string),
             json: false,
@@ -296,6 +328,13 @@ mod tests {
         assert_eq!(
             query(Some("c"), Some("../v..")).url().expect("url"),
             "http://127.0.0.1:8686/api/v1/runs/c/%2E%2E/v.."
+        );
+        // As the tables show a subject with control characters.
+        assert_eq!(
+            query(Some("c"), Some("svc/2.0\\u{7}\\r"))
+                .url()
+                .expect("url"),
+            "http://127.0.0.1:8686/api/v1/runs/c/svc/2.0%07%0D"
         );
         assert!(matches!(
             query(None, Some("x")).url(),

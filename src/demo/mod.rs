@@ -46,6 +46,9 @@ pub enum Canary {
 pub struct Plan {
     /// OTLP/HTTP base URL (`http://127.0.0.1:4318`).
     pub endpoint: reqwest::Url,
+    /// For an `https://` endpoint: CA certificates trusted besides the
+    /// system's.
+    pub ca_file: Option<std::path::PathBuf>,
     /// `service.name` of both releases.
     pub service: String,
     /// The current release and the canary.
@@ -108,6 +111,15 @@ pub enum DemoError {
     /// The HTTP client could not be built.
     #[error("building the HTTP client: {0}")]
     Client(String),
+    /// The server's certificate is refused (or the TLS handshake failed):
+    /// it is listening, so the hint is about the certificate.
+    #[error("cannot send to {url}: {problem}")]
+    Certificate {
+        /// Where.
+        url: String,
+        /// The certificate's problem.
+        problem: crate::tls::TlsFailure,
+    },
     /// The server is not there.
     #[error("cannot send to {url}: {reason} (is `verdict run` listening there? --endpoint sets the OTLP/HTTP address)")]
     Unreachable {
@@ -141,9 +153,15 @@ pub struct Sent {
 /// on `progress` every few seconds.
 pub async fn run(plan: &Plan, progress: &mut dyn FnMut(&str)) -> Result<Sent, DemoError> {
     crate::tls::ensure_provider();
-    let client = reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder()
         .user_agent(concat!("verdict-demo/", env!("CARGO_PKG_VERSION")))
-        .timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(10));
+    if plan.endpoint.scheme() == "https" {
+        builder = builder.tls_backend_preconfigured(
+            crate::tls::trusting(plan.ca_file.as_deref()).map_err(DemoError::Client)?,
+        );
+    }
+    let client = builder
         .build()
         .map_err(|e| DemoError::Client(e.to_string()))?;
     let url = traces_url(&plan.endpoint);
@@ -213,10 +231,19 @@ async fn post(
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
-        let answer = request.send().await.map_err(|e| DemoError::Unreachable {
-            url: url.to_string(),
-            reason: crate::retry::error_chain(&e),
-        })?;
+        let answer = request
+            .send()
+            .await
+            .map_err(|e| match crate::tls::failure_in(&e) {
+                Some(problem) => DemoError::Certificate {
+                    url: url.to_string(),
+                    problem,
+                },
+                None => DemoError::Unreachable {
+                    url: url.to_string(),
+                    reason: crate::retry::error_chain(&e),
+                },
+            })?;
         let status = answer.status();
         if status.is_success() {
             return Ok(retried);

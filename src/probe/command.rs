@@ -179,9 +179,12 @@ fn print(report: &ProbeReport, pretty: bool) -> Result<(), CommandError> {
     }
     .map_err(|e| CommandError::Output(e.into()))?;
     let mut out = std::io::stdout().lock();
-    writeln!(out, "{json}")
-        .and_then(|()| out.flush())
-        .map_err(CommandError::Output)
+    match writeln!(out, "{json}").and_then(|()| out.flush()) {
+        // The reader went away (`| head`): the verdict still stands, and
+        // the exit code still tells it.
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        written => written.map_err(CommandError::Output),
+    }
 }
 
 /// Delivers the hook; a failure is reported on stderr and does not change
@@ -190,7 +193,10 @@ async fn send_hook(url: &reqwest::Url, report: &ProbeReport) {
     let body = match serde_json::to_vec(report) {
         Ok(body) => body,
         Err(err) => {
-            eprintln!("error: encoding the result for {url}: {err}");
+            let _ = writeln!(
+                std::io::stderr(),
+                "error: encoding the result for {url}: {err}"
+            );
             return;
         }
     };
@@ -199,6 +205,6 @@ async fn send_hook(url: &reqwest::Url, report: &ProbeReport) {
         Err(err) => Err(err),
     };
     if let Err(err) = delivered {
-        eprintln!("error: hook not delivered: {err}");
+        let _ = writeln!(std::io::stderr(), "error: hook not delivered: {err}");
     }
 }

@@ -8,6 +8,7 @@ use std::fmt;
 
 use crate::model::Accum;
 use crate::model::Figures;
+pub use crate::tls::TlsFailure;
 
 /// Why a request counts as an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -51,59 +52,6 @@ impl Failure {
             self,
             Failure::ConnectionRefused | Failure::Connect | Failure::Tls(_)
         )
-    }
-}
-
-/// Why a TLS handshake with the target failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum TlsFailure {
-    /// Its certificate is not signed by a CA the probe trusts.
-    UnknownIssuer,
-    /// Its certificate has expired.
-    Expired,
-    /// Its certificate is not valid yet.
-    NotValidYet,
-    /// Its certificate was not issued for the URL's host.
-    NameMismatch,
-    /// Its certificate was refused for another reason (revoked, bad
-    /// signature, wrong usage, a CA certificate used as the server's own).
-    Certificate,
-    /// The handshake failed for a reason other than the certificate (no
-    /// common protocol version or cipher, a plain-text server).
-    Handshake,
-}
-
-impl TlsFailure {
-    /// What rustls's error says about the handshake.
-    pub fn of(error: &rustls::Error) -> TlsFailure {
-        use rustls::CertificateError as C;
-        match error {
-            rustls::Error::InvalidCertificate(cert) => match cert {
-                C::UnknownIssuer => TlsFailure::UnknownIssuer,
-                C::Expired | C::ExpiredContext { .. } => TlsFailure::Expired,
-                C::NotValidYet | C::NotValidYetContext { .. } => TlsFailure::NotValidYet,
-                C::NotValidForName | C::NotValidForNameContext { .. } => TlsFailure::NameMismatch,
-                _ => TlsFailure::Certificate,
-            },
-            _ => TlsFailure::Handshake,
-        }
-    }
-}
-
-impl fmt::Display for TlsFailure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            TlsFailure::UnknownIssuer => {
-                "certificate problem: unknown issuer (not signed by a trusted CA; --ca-file adds one)"
-            }
-            TlsFailure::Expired => "certificate problem: expired",
-            TlsFailure::NotValidYet => "certificate problem: not valid yet",
-            TlsFailure::NameMismatch => {
-                "certificate problem: name mismatch (not issued for the URL's host)"
-            }
-            TlsFailure::Certificate => "certificate problem: refused",
-            TlsFailure::Handshake => "TLS handshake failed",
-        })
     }
 }
 

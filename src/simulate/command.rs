@@ -463,7 +463,9 @@ pub fn print(r: &Report, json: bool) -> Result<(), SimulateError> {
         table(r)
     };
     let mut out = std::io::stdout().lock();
-    writeln!(out, "{}", text.trim_end())
-        .and_then(|()| out.flush())
-        .map_err(SimulateError::Output)
+    match writeln!(out, "{}", text.trim_end()).and_then(|()| out.flush()) {
+        // The reader went away (`| head`): nothing is wrong with the report.
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        written => written.map_err(SimulateError::Output),
+    }
 }

@@ -109,12 +109,15 @@ fn build(spec: &ListenerTls, alpn: &[Vec<u8>]) -> Result<ServerConfig, String> {
     Ok(config)
 }
 
-/// Logs a certificate that clients will refuse (expired, not valid yet):
-/// rustls serves it all the same, and only the clients would say why.
+/// Logs a certificate that clients will refuse (expired, not valid yet, a
+/// signature that does not verify): rustls serves it all the same, and
+/// only the clients would say why.
 fn warn_validity(spec: &ListenerTls) {
-    if let Some(warning) =
-        crate::config::validity::certificate_warning(&spec.cert_file, SystemTime::now())
-    {
+    for warning in crate::config::validity::certificate_file_warnings(
+        &spec.cert_file,
+        spec.client_ca_file.as_deref(),
+        SystemTime::now(),
+    ) {
         tracing::warn!(cert_file = %spec.cert_file.display(), "{warning}");
     }
 }

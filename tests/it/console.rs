@@ -162,3 +162,26 @@ async fn runs_finds_the_api_in_the_pipeline_file_and_names_its_errors() {
     assert_eq!(missing.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("--api URL"));
 }
+
+/// Outside a checkout (no `pipelines/default.yaml` here, no `-c`), the
+/// API is looked for at its documented default address.
+#[tokio::test(flavor = "multi_thread")]
+async fn runs_outside_a_checkout_asks_the_default_address() {
+    let dir = TempDir::new("console-elsewhere");
+    let out = tokio::task::spawn_blocking(move || {
+        verdict_command(["runs", "--json"])
+            .current_dir(&dir.0)
+            .env_remove("VERDICT_API")
+            .output()
+            .expect("runs")
+    })
+    .await
+    .expect("joined");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("cannot read"), "{err}");
+    // Whatever listens there (usually nothing): it was asked.
+    match out.status.code() {
+        Some(0) => assert!(stdout(&out).contains("\"runs\""), "{out:?}"),
+        _ => assert!(err.contains("http://127.0.0.1:8686/api/v1/runs"), "{err}"),
+    }
+}

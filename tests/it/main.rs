@@ -4,6 +4,7 @@
 mod argo;
 mod cluster;
 mod compression;
+mod config_errors;
 mod console;
 mod cors;
 mod dashboard;
@@ -23,6 +24,7 @@ mod otlp_grpc;
 mod otlp_http;
 mod overload;
 mod pipelines;
+mod pipes;
 mod probe;
 mod rejections;
 mod reload;

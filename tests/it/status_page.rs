@@ -229,3 +229,44 @@ async fn a_web_page_cannot_write_without_the_token() {
     })
     .await;
 }
+
+/// Addresses the page has no answer for — a subject that is not UTF-8, a
+/// run path without its subject, any other path — answer its HTML error
+/// page (with a way back), not plain text or an empty body; under `/api/`
+/// they stay JSON.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_that_cannot_be_answered_are_html_error_pages() {
+    let server = crate::start(&crate::config("    max_p95_latency_ms: 100", "size: 1s")).await;
+    let base = format!("http://{}", server.api);
+    for (path, status) in [
+        ("/runs/%FF/x", 400),
+        ("/runs/checkout/%FF", 400),
+        ("/runs/%FF", 404),
+        ("/nowhere", 404),
+    ] {
+        let resp = reqwest::get(format!("{base}{path}")).await.expect("page");
+        assert_eq!(resp.status().as_u16(), status, "{path}");
+        let kind = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        assert!(kind.starts_with("text/html"), "{path}: {kind}");
+        let page = resp.text().await.expect("body");
+        assert!(
+            page.contains("<html") && page.contains("href=\"/\""),
+            "{path}: {page}"
+        );
+    }
+    let resp = reqwest::get(format!("{base}/api/v2/runs"))
+        .await
+        .expect("answer");
+    assert_eq!(resp.status().as_u16(), 404);
+    let body: serde_json::Value = resp.json().await.expect("JSON");
+    assert!(body["error"].is_string(), "{body}");
+    server
+        .shutdown(std::time::Duration::from_secs(5))
+        .await
+        .expect("stops");
+}

@@ -82,6 +82,36 @@ impl Pki {
     }
 }
 
+/// Writes `pipeline.yaml` in `dir`: the tests' pipeline with its API
+/// served over TLS with `cert` and `key` (`extra`: more `tls:` settings).
+fn api_tls_pipeline(
+    dir: &std::path::Path,
+    cert: &str,
+    key: &str,
+    extra: &str,
+) -> std::path::PathBuf {
+    let tls = format!("{{ cert_file: \"{cert}\", key_file: \"{key}\"{extra} }}");
+    let yaml = crate::durable::pipeline(&crate::durable::sqlite(dir), &[], "").replace(
+        "api: { endpoint: \"127.0.0.1:0\",",
+        &format!("api: {{ endpoint: \"127.0.0.1:0\", tls: {tls},"),
+    );
+    let file = dir.join("pipeline.yaml");
+    std::fs::write(&file, &yaml).expect("write");
+    file
+}
+
+/// `verdict validate -c file`, which must find it valid: its stderr (the
+/// warnings).
+fn valid_with_warnings(file: &std::path::Path) -> String {
+    let out = crate::verdict_command(["validate", "-c"])
+        .arg(file)
+        .output()
+        .expect("validate runs");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    stderr
+}
+
 /// curl with `args`; (exit status, stdout, stderr).
 fn curl(args: &[&str]) -> (i32, String, String) {
     let out = Command::new("curl")
@@ -397,25 +427,15 @@ async fn bad_certificates_are_named_and_nothing_stops_serving() {
         &["localhost", "127.0.0.1"],
         Some(((2020, 1, 1), (2021, 6, 1))),
     );
-    let tls = format!(
-        "{{ cert_file: \"{}\", key_file: \"{}\", reload_interval: 100ms }}",
-        pki.path("server.pem"),
-        pki.path("server-key.pem")
+    let file = api_tls_pipeline(
+        &dir.0,
+        &pki.path("server.pem"),
+        &pki.path("server-key.pem"),
+        ", reload_interval: 100ms",
     );
-    let yaml = crate::durable::pipeline(&crate::durable::sqlite(&dir.0), &[], "").replace(
-        "api: { endpoint: \"127.0.0.1:0\",",
-        &format!("api: {{ endpoint: \"127.0.0.1:0\", tls: {tls},"),
-    );
-    let file = dir.0.join("pipeline.yaml");
-    std::fs::write(&file, &yaml).expect("write");
 
     // `verdict validate`: valid (it is served), with a warning and the date.
-    let out = crate::verdict_command(["validate", "-c"])
-        .arg(&file)
-        .output()
-        .expect("validate runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let stderr = valid_with_warnings(&file);
     let expected = format!(
         "warning: service.api.tls.cert_file: the certificate in {} expired on 2021-06-01T00:00:00Z: clients refuse it",
         pki.path("server.pem")
@@ -575,4 +595,120 @@ async fn refused_client_certificates_are_warned_about_once_per_interval() {
         "{}",
         lines[0]
     );
+}
+
+/// `verdict runs` and `verdict demo` read the pipeline file's listeners:
+/// a listener with `tls:` is reached over https, `--ca-file` trusts a
+/// private CA, and a certificate they refuse is named as such — not
+/// taken for a server that is not there.
+#[tokio::test(flavor = "multi_thread")]
+async fn runs_and_demo_reach_tls_listeners_and_name_certificate_problems() {
+    let dir = TempDir::new("tls-clients");
+    let pki = Pki::new(&dir.0);
+    pki.issue("server", "verdict");
+    let tls = format!(
+        "tls: {{ cert_file: \"{}\", key_file: \"{}\" }}",
+        pki.path("server.pem"),
+        pki.path("server-key.pem")
+    );
+    let (api, http) = (crate::durable::free_port(), crate::durable::free_port());
+    let yaml = crate::durable::pipeline(&crate::durable::sqlite(&dir.0), &[], "")
+        .replace(
+            "api: { endpoint: \"127.0.0.1:0\",",
+            &format!("api: {{ endpoint: \"127.0.0.1:{api}\", {tls},"),
+        )
+        .replace(
+            "http: { endpoint: \"127.0.0.1:0\" }",
+            &format!("http: {{ endpoint: \"127.0.0.1:{http}\", {tls} }}"),
+        );
+    let file = dir.0.join("pipeline.yaml");
+    std::fs::write(&file, &yaml).expect("write");
+    let v = Verdict::start(&file);
+    let path = file.display().to_string();
+    let ca = pki.path("ca.pem");
+    let run = |args: &[&str]| {
+        let out = crate::verdict_command(args).output().expect("runs");
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.code(), stderr)
+    };
+
+    let (code, err) = run(&["runs", "-c", &path]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains(&format!("https://127.0.0.1:{api}"))
+            && err.contains("certificate problem: unknown issuer"),
+        "{err}"
+    );
+    let (code, err) = run(&["runs", "-c", &path, "--ca-file", &ca]);
+    assert_eq!(code, Some(0), "{err}");
+
+    let demo = ["demo", "-c", &path, "--duration", "1s", "--rate", "10"];
+    let (code, err) = run(&demo);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(&format!("https://127.0.0.1:{http}/v1/traces"))
+            && err.contains("certificate problem: unknown issuer")
+            && !err.contains("listening"),
+        "{err}"
+    );
+    let (code, err) = run(&[&demo[..], &["--ca-file", &ca]].concat());
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains(&format!("https://127.0.0.1:{api}/")), "{err}");
+    drop(v);
+}
+
+/// A certificate whose signature was tampered with loads (rustls does not
+/// check it) but is warned about, like an expired one: by `verdict
+/// validate` and at start, since every client will refuse it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tampered_certificate_signature_is_warned_about() {
+    use base64::Engine as _;
+    use rustls_pki_types::pem::PemObject as _;
+    let dir = TempDir::new("tls-tampered");
+    let pki = Pki::new(&dir.0);
+    pki.issue("server", "tampered");
+    let mut der = rustls_pki_types::CertificateDer::from_pem_file(pki.path("server.pem"))
+        .expect("PEM")
+        .to_vec();
+    let last = der.len() - 3;
+    der[last] ^= 0x55;
+    let body = base64::engine::general_purpose::STANDARD.encode(&der);
+    let lines: Vec<&str> = body
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).expect("base64"))
+        .collect();
+    let chain = format!(
+        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n{}",
+        lines.join("\n"),
+        std::fs::read_to_string(pki.path("ca.pem")).expect("CA")
+    );
+    std::fs::write(dir.0.join("chain.pem"), chain).expect("write");
+    let file = api_tls_pipeline(
+        &dir.0,
+        &pki.path("chain.pem"),
+        &pki.path("server-key.pem"),
+        "",
+    );
+    let stderr = valid_with_warnings(&file);
+    assert!(
+        stderr.contains(
+            "warning: service.api.tls.cert_file: certificate 1 of 2: signature does not verify"
+        ) && stderr.contains("clients refuse it"),
+        "{stderr}"
+    );
+
+    // At start: a WARN line, and the API is served all the same.
+    let v = Verdict::start(&file);
+    let logged = v.stderr.lock().expect("lock").join("\n");
+    assert!(
+        logged.contains("\"level\":\"WARN\"") && logged.contains("signature does not verify"),
+        "{logged}"
+    );
+    let (code, _, err) = curl(&[
+        "--cacert",
+        &pki.path("ca.pem"),
+        &format!("https://localhost:{}/healthz", v.api.port()),
+    ]);
+    assert_ne!(code, 0, "a client trusting its CA refuses it: {err}");
 }

@@ -39,6 +39,49 @@ pub fn routes() -> Router<Arc<Catalog>> {
         .route("/runs/{contract}/{*subject}", get(run))
 }
 
+/// Any other path: the page's own 404, so a person who mistyped an
+/// address (or followed a stale link) gets a page with a way back, not an
+/// empty answer (under `/api/`, the API's JSON error).
+pub async fn not_found(State(c): State<Arc<Catalog>>, uri: axum::http::Uri) -> Response {
+    if uri.path().starts_with("/api/") {
+        return super::error(
+            StatusCode::NOT_FOUND,
+            format!("no such endpoint: {}", uri.path()),
+        );
+    }
+    let now = rfc3339_millis(c.clock.now());
+    error_page(
+        StatusCode::NOT_FOUND,
+        &format!("no page at {}", uri.path()),
+        &now,
+    )
+}
+
+/// Path parameters whose rejection (a segment that is not UTF-8 once
+/// percent-decoded, `/runs/%FF/x`) answers the page's HTML error, like
+/// every other page error, not axum's plain text.
+struct PagePath<T>(T);
+
+impl<T: serde::de::DeserializeOwned + Send> axum::extract::FromRequestParts<Arc<Catalog>>
+    for PagePath<T>
+{
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        c: &Arc<Catalog>,
+    ) -> Result<Self, Response> {
+        match Path::<T>::from_request_parts(parts, c).await {
+            Ok(Path(value)) => Ok(PagePath(value)),
+            Err(rejection) => Err(error_page(
+                rejection.status(),
+                &rejection.body_text(),
+                &rfc3339_millis(c.clock.now()),
+            )),
+        }
+    }
+}
+
 /// The page's Content Security Policy: nothing but its own inline style,
 /// its own script (by hash) and fetches of itself.
 static POLICY: LazyLock<HeaderValue> = LazyLock::new(|| {
@@ -124,7 +167,7 @@ async fn overview(State(c): State<Arc<Catalog>>) -> Response {
 
 async fn run(
     State(c): State<Arc<Catalog>>,
-    Path((contract, subject)): Path<(String, String)>,
+    PagePath((contract, subject)): PagePath<(String, String)>,
 ) -> Response {
     let now = rfc3339_millis(c.clock.now());
     let body = match super::one_run(&c, &contract, &subject).await {

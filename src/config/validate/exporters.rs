@@ -344,15 +344,17 @@ pub(super) fn retry_spec(raw: RawRetry, path: &str, errors: &mut Errors) -> Retr
 
 /// A client URL: `http` or `https` with a host.
 pub(super) fn check_url(url: &str) -> Result<(), String> {
+    // Quoted without its credentials.
+    let shown = redact_password(url);
     let uri: http::Uri = url
         .parse()
-        .map_err(|e| format!("invalid URL {url:?}: {e}"))?;
+        .map_err(|e| format!("invalid URL {shown:?}: {e}"))?;
     match uri.scheme_str() {
         Some("http" | "https") => {}
-        _ => return Err(format!("must be an http:// or https:// URL, got {url:?}")),
+        _ => return Err(format!("must be an http:// or https:// URL, got {shown:?}")),
     }
     if uri.host().is_none_or(str::is_empty) {
-        return Err(format!("must name a host, got {url:?}"));
+        return Err(format!("must name a host, got {shown:?}"));
     }
     Ok(())
 }
@@ -369,6 +371,8 @@ pub(super) fn storage(
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| DEFAULT_STORAGE.to_string());
     let is_postgres = url.starts_with("postgres://") || url.starts_with("postgresql://");
+    // What messages quote: the URL without its credentials.
+    let shown = redact_password(&url);
     let postgres = take(postgres, "service.postgres", errors);
     if postgres.is_some() && !is_postgres {
         errors.push(
@@ -383,16 +387,16 @@ pub(super) fn storage(
     }
     if let Some(path) = url.strip_prefix("sqlite://") {
         if path.is_empty() {
-            errors.push(PATH, format!("{url:?} names no file; write sqlite://data/verdict.db or sqlite:///var/lib/verdict/verdict.db"));
+            errors.push(PATH, format!("{shown:?} names no file; write sqlite://data/verdict.db or sqlite:///var/lib/verdict/verdict.db"));
         } else if path.contains(['?', '#']) {
             errors.push(
                 PATH,
-                format!("{url:?}: options (?…) are not supported; verdict sets them itself"),
+                format!("{shown:?}: options (?…) are not supported; verdict sets them itself"),
             );
         } else if path.ends_with('/') {
             errors.push(
                 PATH,
-                format!("{url:?} names a directory, not a database file"),
+                format!("{shown:?} names a directory, not a database file"),
             );
         }
         return StorageSpec::Sqlite {
@@ -406,7 +410,7 @@ pub(super) fn storage(
     }
     errors.push(
         PATH,
-        format!("unsupported storage {url:?}: expected sqlite://PATH (sqlite:///abs/path for an absolute path), postgres://USER@HOST:PORT/DB or memory:"),
+        format!("unsupported storage {shown:?}: expected sqlite://PATH (sqlite:///abs/path for an absolute path), postgres://USER@HOST:PORT/DB or memory:"),
     );
     StorageSpec::Memory
 }

@@ -10,7 +10,10 @@
 //!    series), a tenth of them failing: the time from the window's close
 //!    deadline to the commit of its results (the `judged_at` of the
 //!    pipeline's judged mark, written in the transaction that stores every
-//!    run's window result and transitions), with and without the grace.
+//!    run's window result and transitions), with and without the grace —
+//!    for a window in which every series is new (runs looked up, created
+//!    and moved to VALIDATING), then for a later window of the same series
+//!    (steady state: the runs exist).
 //! 2. **Rows and bytes per window per series**: what the instances and
 //!    the leader wrote for that window, from PostgreSQL's own counters
 //!    (`pg_stat_user_tables`) and row sizes (`pg_column_size`).
@@ -147,34 +150,34 @@ async fn table_writes(url: &str) -> HashMap<String, (i64, i64)> {
         .collect()
 }
 
-async fn close_to_verdict() {
-    let Some(db) = TestDatabase::create().await else {
-        println!("cluster bench: no PostgreSQL (see VERDICT_TEST_POSTGRES_URL)");
-        return;
-    };
-    let mut servers = Vec::new();
-    for name in ["a", "b", "c"] {
-        let cfg =
-            verdict::config::load_str(&config(&db.url, name), &HashMap::new()).expect("config");
-        servers.push(
-            verdict::topology::Server::start(cfg, Arc::new(verdict::clock::SystemClock))
-                .await
-                .expect("starts"),
-        );
-    }
-    let mut conn = sqlx::PgConnection::connect(&db.url)
-        .await
-        .expect("connects");
+/// What one window of load gave.
+struct WindowRun {
+    /// The window's start.
+    window: u64,
+    /// How long the load took to send.
+    send_time: Duration,
+    /// From the close deadline to the commit of the window's results.
+    latency_ms: f64,
+    /// Partial rows and their bytes as the leader merged them.
+    partial_rows: i64,
+    partial_bytes: i64,
+}
+
+/// Sends `SPANS` spans of every series to every instance right after a
+/// window starts, and waits for the leader to commit that window.
+async fn one_window(
+    servers: &[verdict::topology::Server],
+    conn: &mut sqlx::PgConnection,
+) -> WindowRun {
     // Start right after a window begins, so the load lands in one window.
     let size = WINDOW_S * 1_000_000_000;
     let next = (now_ns() / size + 1) * size;
     tokio::time::sleep(Duration::from_nanos(next - now_ns() + 200_000_000)).await;
     let window = now_ns() / size * size;
     let deadline = window + size + LATENESS_S * 1_000_000_000;
-    let before = table_writes(&db.url).await;
     let sent = std::time::Instant::now();
     let mut sends = Vec::new();
-    for s in &servers {
+    for s in servers {
         let addr = s.grpc[0].1;
         sends.push(tokio::spawn(async move {
             let mut client = TraceServiceClient::connect(format!("http://{addr}"))
@@ -212,13 +215,12 @@ async fn close_to_verdict() {
          FROM partials p WHERE window_start = $1",
     )
     .bind(window as i64)
-    .fetch_one(&mut conn)
+    .fetch_one(&mut *conn)
     .await
     .expect("partials");
-    let (partial_rows, partial_bytes): (i64, i64) = (partials.get("n"), partials.get("bytes"));
     let judged_at = loop {
         let row = sqlx::query("SELECT window_start, judged_at FROM cluster_judged")
-            .fetch_optional(&mut conn)
+            .fetch_optional(&mut *conn)
             .await
             .expect("judged");
         if let Some(r) = row {
@@ -228,20 +230,70 @@ async fn close_to_verdict() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    let latency_ms = (judged_at.saturating_sub(deadline)) as f64 / 1e6;
+    WindowRun {
+        window,
+        send_time,
+        latency_ms: (judged_at.saturating_sub(deadline)) as f64 / 1e6,
+        partial_rows: partials.get("n"),
+        partial_bytes: partials.get("bytes"),
+    }
+}
+
+async fn rolled_back(conn: &mut sqlx::PgConnection) -> i64 {
+    sqlx::query("SELECT COUNT(*) AS n FROM runs WHERE state = 'ROLLED_BACK'")
+        .fetch_one(conn)
+        .await
+        .expect("runs")
+        .get("n")
+}
+
+fn report(what: &str, run: &WindowRun, results: i64, rolled_back: i64) {
+    println!(
+        "cluster/close_to_verdict ({what}): 3 instances, {SERIES} series x {SPANS} spans each per \
+         instance (sent in {:.1} s), {WINDOW_S} s windows, lateness {LATENESS_S} s, grace {GRACE_MS} ms: \
+         window results committed {:.0} ms after the close deadline \
+         ({:.0} ms after deadline + grace); {results} window results, {rolled_back} runs rolled back",
+        run.send_time.as_secs_f64(),
+        run.latency_ms,
+        run.latency_ms - GRACE_MS as f64,
+    );
+}
+
+async fn close_to_verdict() {
+    let Some(db) = TestDatabase::create().await else {
+        println!("cluster bench: no PostgreSQL (see VERDICT_TEST_POSTGRES_URL)");
+        return;
+    };
+    let mut servers = Vec::new();
+    for name in ["a", "b", "c"] {
+        let cfg =
+            verdict::config::load_str(&config(&db.url, name), &HashMap::new()).expect("config");
+        servers.push(
+            verdict::topology::Server::start(cfg, Arc::new(verdict::clock::SystemClock))
+                .await
+                .expect("starts"),
+        );
+    }
+    let mut conn = sqlx::PgConnection::connect(&db.url)
+        .await
+        .expect("connects");
+    let before = table_writes(&db.url).await;
+    // 1. Every series new: each run is looked up, created and moves to
+    //    VALIDATING (a tenth to ROLLED_BACK) with this window.
+    let first = one_window(&servers, &mut conn).await;
     let judged = sqlx::query(
         "SELECT COUNT(*) AS n, COALESCE(SUM(pg_column_size(w.*)), 0)::bigint AS bytes FROM windows w WHERE window_start = $1",
     )
-    .bind(window as i64)
+    .bind(first.window as i64)
     .fetch_one(&mut conn)
     .await
     .expect("windows");
-    let rolled_back: i64 =
-        sqlx::query("SELECT COUNT(*) AS n FROM runs WHERE state = 'ROLLED_BACK'")
-            .fetch_one(&mut conn)
-            .await
-            .expect("runs")
-            .get("n");
+    report(
+        "all series new",
+        &first,
+        judged.get("n"),
+        rolled_back(&mut conn).await,
+    );
     let run_bytes: i64 =
         sqlx::query("SELECT COALESCE(AVG(pg_column_size(r.*)), 0)::bigint AS b FROM runs r")
             .fetch_one(&mut conn)
@@ -255,16 +307,8 @@ async fn close_to_verdict() {
         let (i1, u1) = after.get(t).copied().unwrap_or((0, 0));
         (i1 - i0) + (u1 - u0)
     };
-    println!(
-        "cluster/close_to_verdict: 3 instances, {SERIES} series x {SPANS} spans each per instance \
-         (sent in {:.1} s), {WINDOW_S} s windows, lateness {LATENESS_S} s, grace {GRACE_MS} ms: \
-         window results committed {latency_ms:.0} ms after the close deadline \
-         ({:.0} ms after deadline + grace); {} window results, {rolled_back} rollbacks",
-        send_time.as_secs_f64(),
-        latency_ms - GRACE_MS as f64,
-        judged.get::<i64, _>("n"),
-    );
     let per = |n: i64| n as f64 / SERIES as f64;
+    let (partial_rows, partial_bytes) = (first.partial_rows, first.partial_bytes);
     println!(
         "cluster/rows_per_window: partials {partial_rows} rows at judgment ({:.2} per series, \
          avg {} B), partial upserts {} ({:.2} per series); leader: windows {} rows ({} B avg), \
@@ -289,6 +333,21 @@ async fn close_to_verdict() {
             + delta("runs") * run_bytes) as f64
             / SERIES as f64,
     );
+    // 2. Steady state: the same series again in a later window; their
+    //    runs exist and the leader holds them.
+    let steady = one_window(&servers, &mut conn).await;
+    let results: i64 = sqlx::query("SELECT COUNT(*) AS n FROM windows WHERE window_start = $1")
+        .bind(steady.window as i64)
+        .fetch_one(&mut conn)
+        .await
+        .expect("windows")
+        .get("n");
+    report(
+        "steady state, runs exist",
+        &steady,
+        results,
+        rolled_back(&mut conn).await,
+    );
     for s in servers {
         let _ = s.shutdown(Duration::from_secs(20)).await;
     }
@@ -296,6 +355,12 @@ async fn close_to_verdict() {
 
 fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
+    // The leader's "Window judged." lines: where each window's time goes.
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            "warn,verdict::runs::leader=debug",
+        ))
+        .init();
     let quick = !std::env::args().any(|a| a == "--bench");
     if quick {
         println!("cluster bench: run with `cargo bench --bench cluster`");

@@ -103,6 +103,7 @@ pub const SELF_METRICS: &[SelfMetric] = &[
     SelfMetric { name: UNLEASH_UNAPPLIED_ROLLBACKS, kind: Kind::Gauge, help: "Rollbacks decided but not yet applied to their Unleash flag, by exporter." },
     SelfMetric { name: CONFIG_RELOADS, kind: Kind::Counter, help: "Reloads of the pipeline file, by result (applied, invalid, failed)." },
     SelfMetric { name: CLUSTER_LEADER, kind: Kind::Gauge, help: "1 on the instance that leads the instances sharing a PostgreSQL database (judges windows, decides runs), 0 on the others." },
+    SelfMetric { name: CLUSTER_LATE_PARTIALS, kind: Kind::Counter, help: "Partial window rows that reached PostgreSQL after the leader judged their window (counted in no verdict), by pipeline and writing instance (`writer`); counted by the leader." },
 ];
 
 /// Describes every self-metric to the installed recorder (its `# HELP`).
@@ -119,6 +120,10 @@ pub fn describe() {
 /// 1 on the instance that leads the cluster (judges windows, decides
 /// runs), 0 on the others.
 pub const CLUSTER_LEADER: &str = "verdict_cluster_leader";
+
+/// Partial rows written after their window was judged (an instance slow
+/// past the grace, or taken for dead): counted in no verdict.
+pub const CLUSTER_LATE_PARTIALS: &str = "verdict_cluster_late_partials_total";
 
 /// Output format of the logs on stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -356,9 +356,10 @@ async fn deliveries(
 }
 
 /// The instances sharing the database: each one's API address, start and
-/// last heartbeat, whether it leads and the partial rows it holds unwritten
-/// (`alive`: a heartbeat within `DEAD_AFTER`); per pipeline, the last
-/// window judged and the partial rows waiting for judgment. 404 for an
+/// last heartbeat, whether it leads, the partial rows it holds unwritten
+/// and those it wrote too late (`alive`: a heartbeat within `DEAD_AFTER`);
+/// per pipeline, the last window judged, the partial rows waiting for
+/// judgment and the late ones, counted in no verdict. 404 for an
 /// instance that is not in a cluster.
 async fn cluster(State(c): State<Arc<Catalog>>) -> Response {
     let Some(view) = &c.cluster else {
@@ -394,11 +395,13 @@ async fn cluster(State(c): State<Arc<Catalog>>) -> Response {
             "alive": alive(i),
             "leader": leader.as_deref() == Some(i.instance.as_str()),
             "partials_unwritten": i.partials_pending,
+            "late_partials": i.late_partials,
         })).collect::<Vec<_>>(),
-        "pipelines": judging.iter().map(|(pipeline, judged, partials)| json!({
-            "pipeline": pipeline,
-            "last_judged_window": judged.map(rfc3339_millis),
-            "partials_pending": partials,
+        "pipelines": judging.iter().map(|j| json!({
+            "pipeline": j.pipeline,
+            "last_judged_window": j.judged.map(rfc3339_millis),
+            "partials_pending": j.partials,
+            "late_partials": j.late_partials,
         })).collect::<Vec<_>>(),
     }))
     .into_response()

@@ -292,18 +292,29 @@ impl LeaderTask {
                         if !self.written(w.deadline(timing.lateness), term_start).await {
                             break;
                         }
-                        self.feed(&mut task, w).await;
+                        let (series, read, lookup) = self.feed(&mut task, w).await;
                         if let Some(c) = task.claim.as_mut() {
                             c.judged = w.start;
                         }
+                        let judging = std::time::Instant::now();
                         let batch = task.engine.handle(
                             EngineInput::Watermark { shard: 0, now: w.deadline(timing.lateness) },
                             self.clock.now(),
                         );
+                        let (judge, commits) = (judging.elapsed(), batch.len());
+                        let committing = std::time::Instant::now();
                         task.commit(batch).await;
                         if fenced(&task) {
                             return;
                         }
+                        // Where a window's time to its verdict goes.
+                        tracing::debug!(
+                            pipeline = %name, window = w.start, series, commits,
+                            read_ms = read.as_millis() as u64, lookup_ms = lookup.as_millis() as u64,
+                            judge_ms = judge.as_millis() as u64,
+                            commit_ms = committing.elapsed().as_millis() as u64,
+                            "Window judged."
+                        );
                         judged_at = w;
                     }
                     // Timeouts and idle runs, without a window.
@@ -371,8 +382,10 @@ impl LeaderTask {
     }
 
     /// Hands the engine window `w`'s partials, merged over the instances
-    /// (retried while the storage fails).
-    async fn feed(&self, task: &mut EngineTask, w: Window) {
+    /// (retried while the storage fails). Returns the series handed, and
+    /// how long reading the partials and looking up their runs took.
+    async fn feed(&self, task: &mut EngineTask, w: Window) -> (usize, Duration, Duration) {
+        let reading = std::time::Instant::now();
         let backoff = Backoff {
             initial: Duration::from_millis(100),
             max: Duration::from_secs(2),
@@ -391,26 +404,34 @@ impl LeaderTask {
                     tracing::error!(pipeline = %self.pipeline.name, error = %err, "Cannot read window partials; retrying.");
                     self.health.failed(&source, err.to_string());
                     if self.lost() {
-                        return;
+                        return (0, reading.elapsed(), Duration::ZERO);
                     }
                     tokio::time::sleep(backoff.delay(failures)).await;
                 }
             }
         };
-        for m in merged {
-            let Some(contract) = task.engine.contract_index(&m.contract) else {
-                continue;
-            };
-            let series = SeriesKey {
-                contract,
-                subject: m.subject,
-            };
-            task.resolve(&series).await;
+        let read = reading.elapsed();
+        let looking = std::time::Instant::now();
+        let merged: Vec<(SeriesKey, crate::model::Accum)> = merged
+            .into_iter()
+            .filter_map(|m| {
+                let contract = task.engine.contract_index(&m.contract)?;
+                let series = SeriesKey {
+                    contract,
+                    subject: m.subject,
+                };
+                Some((series, m.accum))
+            })
+            .collect();
+        let series: Vec<SeriesKey> = merged.iter().map(|(s, _)| s.clone()).collect();
+        task.resolve_all(&series).await;
+        let lookup = looking.elapsed();
+        for (series, accum) in merged {
             let replaced = task.engine.handle(
                 EngineInput::Closed(ClosedWindow {
                     series,
                     window: w,
-                    accum: m.accum,
+                    accum,
                 }),
                 self.clock.now(),
             );
@@ -418,6 +439,7 @@ impl LeaderTask {
                 task.commit(replaced).await;
             }
         }
+        (series.len(), read, lookup)
     }
 
     /// Flag changes delivered by any instance: their acknowledgement, read

@@ -186,27 +186,71 @@ impl EngineTask {
         }
     }
 
-    /// The current run of `contract` for the joined `subject` in storage,
-    /// retrying while the storage fails.
-    async fn lookup(&self, contract: &str, subject: &str) -> Option<RunRecord> {
+    /// [`EngineTask::resolve`] for many series at once: one storage call
+    /// per contract for all the series the engine does not hold (a
+    /// leader's window of new series would otherwise cost a round trip
+    /// per series). Retried while the storage fails.
+    pub(super) async fn resolve_all(&mut self, series: &[SeriesKey]) {
+        let mut unknown: HashMap<u32, HashMap<&str, &SeriesKey>> = HashMap::new();
+        for s in series.iter().filter(|s| !self.engine.knows(s)) {
+            unknown
+                .entry(s.contract)
+                .or_default()
+                .insert(s.subject.joined(), s);
+        }
+        for (index, by_subject) in unknown {
+            let Some(contract) = self.engine.contract_name(index).map(str::to_string) else {
+                continue;
+            };
+            let subjects: Vec<&str> = by_subject.keys().copied().collect();
+            let runs = self
+                .retrying("Could not look up runs; retrying.", || {
+                    self.store.current_of(&contract, &subjects)
+                })
+                .await;
+            for run in runs {
+                if let Some(s) = by_subject.get(run.subject.joined()) {
+                    self.engine.adopt(s, run, self.clock.now());
+                }
+            }
+        }
+    }
+
+    /// What `call` answers once the storage does, retrying (with backoff,
+    /// reported through `/readyz`) while it fails.
+    async fn retrying<'a, T>(
+        &'a self,
+        what: &'static str,
+        call: impl Fn() -> crate::storage::StoreFuture<'a, T>,
+    ) -> T {
         let backoff = Backoff {
             initial: Duration::from_millis(100),
             max: MAX_COMMIT_BACKOFF,
         };
-        for failures in 1u32.. {
-            match self.store.current(contract, subject).await {
-                Ok(run) => {
+        let mut failures = 0u32;
+        loop {
+            match call().await {
+                Ok(v) => {
                     self.health.ok(&self.source());
-                    return run;
+                    return v;
                 }
                 Err(err) => {
-                    tracing::error!(pipeline = %self.pipeline, error = %err, "Could not look up a run; retrying.");
+                    failures = failures.saturating_add(1);
+                    tracing::error!(pipeline = %self.pipeline, error = %err, "{what}");
                     self.health.failed(&self.source(), err.to_string());
                     tokio::time::sleep(backoff.delay(failures)).await;
                 }
             }
         }
-        None
+    }
+
+    /// The current run of `contract` for the joined `subject` in storage,
+    /// retrying while the storage fails.
+    async fn lookup(&self, contract: &str, subject: &str) -> Option<RunRecord> {
+        self.retrying("Could not look up a run; retrying.", || {
+            self.store.current(contract, subject)
+        })
+        .await
     }
 
     pub(super) async fn command(&mut self, cmd: Command) {
@@ -260,7 +304,10 @@ impl EngineTask {
                         .commit_judged(&batch, &c.claim, c.judged, self.clock.now())
                         .await
                     {
-                        Ok(_) => Ok(()),
+                        Ok(judged) => {
+                            self.late(&judged.late);
+                            Ok(())
+                        }
                         Err(crate::storage::cluster::JudgeError::Fenced(_)) => {
                             tracing::warn!(pipeline = %self.pipeline, "Another instance leads now; this one's last decisions were not stored and are left to it.");
                             c.fenced.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -312,6 +359,23 @@ impl EngineTask {
                     n.notify_one();
                 }
             }
+        }
+    }
+
+    /// Counts and reports partials that reached the database after their
+    /// window was judged, by the instance that wrote them.
+    fn late(&self, late: &std::collections::BTreeMap<String, u64>) {
+        for (writer, n) in late {
+            tracing::warn!(
+                pipeline = %self.pipeline,
+                writer = %writer,
+                rows = n,
+                "Partials arrived after their window was judged (their instance was taken for dead, \
+                 or wrote them more than a minute after the close deadline); they count in no verdict."
+            );
+            metrics::counter!(telemetry::CLUSTER_LATE_PARTIALS,
+                "pipeline" => self.pipeline.clone(), "writer" => writer.clone())
+            .increment(*n);
         }
     }
 

@@ -18,9 +18,10 @@ use std::time::Duration;
 
 use sqlx::{AnyConnection, Connection as _, Row};
 
+use super::batch::{multi_row, write_batch};
 use super::codec;
 use super::postgres::is_retryable;
-use super::sql::{int, uint, unavailable, write_batch};
+use super::sql::{int, uint, unavailable};
 use super::{Commit, SqlStore, StoreError};
 use crate::model::{Accum, Subject, UnixNanos};
 
@@ -30,6 +31,17 @@ pub const DEAD_AFTER: Duration = Duration::from_secs(5);
 
 /// Rows per upsert statement.
 pub const BATCH_ROWS: usize = 500;
+
+/// Upserts partials: `$1` pipeline, `$2` instance, `$3` flush number.
+const UPSERT_PARTIALS: &str = "INSERT INTO partials (pipeline, window_start, contract, subject, \
+    instance, seq, samples, attributes, state) VALUES {rows} \
+    ON CONFLICT (pipeline, window_start, contract, subject, instance) DO UPDATE SET \
+    seq = excluded.seq, samples = excluded.samples, attributes = excluded.attributes, \
+    state = excluded.state WHERE partials.seq <= excluded.seq";
+
+/// One row of [`UPSERT_PARTIALS`] (window start, contract, subject,
+/// attributes, samples, state).
+const PARTIAL_ROW: (&str, usize) = ("($1, #1, #2, #3, $2, $3, #5, #4, #6)", 6);
 
 /// Attempts of a batch that fails with a serialization failure or deadlock.
 const RETRIES: u32 = 8;
@@ -83,6 +95,8 @@ pub struct Instance {
     pub leader: bool,
     /// Partial rows it holds that are not written yet.
     pub partials_pending: u64,
+    /// Partial rows it wrote after their window was judged.
+    pub late_partials: u64,
 }
 
 /// The heartbeat an instance writes.
@@ -100,6 +114,28 @@ pub struct Heartbeat<'a> {
     pub leader: bool,
     /// Partial rows not written yet.
     pub partials_pending: u64,
+}
+
+/// What a leader's commit cleared from the partials.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Judged {
+    /// Partial rows of the windows judged by this commit.
+    pub partials: u64,
+    /// Late partial rows (of windows judged before), by writing instance.
+    pub late: BTreeMap<String, u64>,
+}
+
+/// A pipeline's judging, as `GET /api/v1/cluster` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Judging {
+    /// Pipeline name.
+    pub pipeline: String,
+    /// The start of the last window judged, if any.
+    pub judged: Option<UnixNanos>,
+    /// Partial rows written and not judged yet.
+    pub partials: u64,
+    /// Partial rows that arrived after their window was judged.
+    pub late_partials: u64,
 }
 
 /// Why a leader's commit did not go through.
@@ -141,30 +177,7 @@ impl SqlStore {
         encoded.sort_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
         encoded.dedup_by(|later, first| (later.0, later.1, later.2) == (first.0, first.1, first.2));
         for chunk in encoded.chunks(BATCH_ROWS) {
-            let mut sql = String::from(
-                "INSERT INTO partials (pipeline, window_start, contract, subject, instance, seq, \
-                 samples, attributes, state) VALUES ",
-            );
-            for i in 0..chunk.len() {
-                let b = i * 6 + 4;
-                if i > 0 {
-                    sql.push_str(", ");
-                }
-                sql.push_str(&format!(
-                    "($1, ${}, ${}, ${}, $2, $3, ${}, ${}, ${})",
-                    b,
-                    b + 1,
-                    b + 2,
-                    b + 4,
-                    b + 3,
-                    b + 5
-                ));
-            }
-            sql.push_str(
-                " ON CONFLICT (pipeline, window_start, contract, subject, instance) DO UPDATE SET \
-                 seq = excluded.seq, samples = excluded.samples, attributes = excluded.attributes, \
-                 state = excluded.state WHERE partials.seq <= excluded.seq",
-            );
+            let sql = multi_row(UPSERT_PARTIALS, PARTIAL_ROW, chunk.len(), 3);
             let mut attempt = 0;
             loop {
                 let mut q = sqlx::query(&sql)
@@ -319,16 +332,36 @@ impl SqlStore {
     /// `judged` (unchanged for a batch that judged no window) and deleting
     /// the partials of the windows judged. Fails with
     /// [`JudgeError::Fenced`], writing nothing, when another instance
-    /// claimed the pipeline since. Returns how many partial rows went.
+    /// claimed the pipeline since.
+    ///
+    /// Partials of windows judged by an earlier commit were written after
+    /// their window's judgment (the previous commit deleted every one
+    /// there was): they are *late*, counted in no verdict. They are deleted
+    /// too, and counted on the pipeline and on the instance that wrote
+    /// them, in the same transaction.
     pub async fn commit_judged(
         &self,
         batch: &[Commit],
         claim: &Claim,
         judged: UnixNanos,
         now: UnixNanos,
-    ) -> Result<u64, JudgeError> {
+    ) -> Result<Judged, JudgeError> {
         let fail = |e: sqlx::Error| JudgeError::Store(unavailable(e));
         let mut tx = self.pool.begin().await.map_err(fail)?;
+        // The mark as it stands: only this claim moves it, and a claim
+        // taken in between makes the update below find no row.
+        let before = sqlx::query(
+            "SELECT window_start FROM cluster_judged WHERE pipeline = $1 AND leader = $2",
+        )
+        .bind(claim.pipeline.as_str())
+        .bind(claim.leader.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(fail)?;
+        let Some(before) = before else {
+            return Err(JudgeError::Fenced(claim.pipeline.clone()));
+        };
+        let before: i64 = before.try_get("window_start").map_err(fail)?;
         let marked = sqlx::query(
             "UPDATE cluster_judged SET window_start = $1, judged_at = $2 \
              WHERE pipeline = $3 AND leader = $4 AND window_start <= $1",
@@ -344,6 +377,40 @@ impl SqlStore {
             return Err(JudgeError::Fenced(claim.pipeline.clone()));
         }
         write_batch(&mut tx, batch, now).await.map_err(fail)?;
+        let late_rows = sqlx::query(
+            "DELETE FROM partials WHERE pipeline = $1 AND window_start <= $2 RETURNING instance",
+        )
+        .bind(claim.pipeline.as_str())
+        .bind(before)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(fail)?;
+        let mut late: BTreeMap<String, u64> = BTreeMap::new();
+        for row in &late_rows {
+            let instance: String = row.try_get("instance").map_err(fail)?;
+            *late.entry(instance).or_default() += 1;
+        }
+        if !late.is_empty() {
+            sqlx::query(
+                "UPDATE cluster_judged SET late_partials = late_partials + $1 WHERE pipeline = $2",
+            )
+            .bind(int(late_rows.len() as u64))
+            .bind(claim.pipeline.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(fail)?;
+            for (instance, n) in &late {
+                sqlx::query(
+                    "UPDATE cluster_instances SET late_partials = late_partials + $1 \
+                     WHERE instance = $2",
+                )
+                .bind(int(*n))
+                .bind(instance.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(fail)?;
+            }
+        }
         let gone = sqlx::query("DELETE FROM partials WHERE pipeline = $1 AND window_start <= $2")
             .bind(claim.pipeline.as_str())
             .bind(int(judged))
@@ -351,7 +418,10 @@ impl SqlStore {
             .await
             .map_err(fail)?;
         tx.commit().await.map_err(fail)?;
-        Ok(gone.rows_affected())
+        Ok(Judged {
+            partials: gone.rows_affected(),
+            late,
+        })
     }
 
     /// Records that instance `instance` has written every partial of
@@ -436,8 +506,8 @@ impl SqlStore {
     /// Every instance that ever wrote a heartbeat, by name.
     pub async fn instances(&self) -> Result<Vec<Instance>, StoreError> {
         let rows = sqlx::query(
-            "SELECT instance, api, started_at, heartbeat_at, leader, partials_pending \
-             FROM cluster_instances ORDER BY instance",
+            "SELECT instance, api, started_at, heartbeat_at, leader, partials_pending, \
+             late_partials FROM cluster_instances ORDER BY instance",
         )
         .fetch_all(&self.pool)
         .await
@@ -451,16 +521,18 @@ impl SqlStore {
                     heartbeat_at: uint(r.try_get("heartbeat_at").map_err(unavailable)?),
                     leader: r.try_get::<i64, _>("leader").map_err(unavailable)? != 0,
                     partials_pending: uint(r.try_get("partials_pending").map_err(unavailable)?),
+                    late_partials: uint(r.try_get("late_partials").map_err(unavailable)?),
                 })
             })
             .collect()
     }
 
-    /// Per pipeline: the last judged window's start, and the partial rows
-    /// written and not judged yet.
-    pub async fn judging(&self) -> Result<Vec<(String, Option<UnixNanos>, u64)>, StoreError> {
+    /// Per pipeline: the last judged window's start, the partial rows
+    /// written and not judged yet, and the late ones counted so far.
+    pub async fn judging(&self) -> Result<Vec<Judging>, StoreError> {
         let rows = sqlx::query(
             "SELECT p.pipeline AS pipeline, j.window_start AS judged, \
+             COALESCE(j.late_partials, 0) AS late, \
              (SELECT COUNT(*) FROM partials x WHERE x.pipeline = p.pipeline) AS partials \
              FROM (SELECT pipeline FROM cluster_judged UNION SELECT DISTINCT pipeline FROM partials) p \
              LEFT JOIN cluster_judged j ON j.pipeline = p.pipeline ORDER BY p.pipeline",
@@ -470,13 +542,15 @@ impl SqlStore {
         .map_err(unavailable)?;
         rows.iter()
             .map(|r| {
-                Ok((
-                    r.try_get("pipeline").map_err(unavailable)?,
-                    r.try_get::<Option<i64>, _>("judged")
+                Ok(Judging {
+                    pipeline: r.try_get("pipeline").map_err(unavailable)?,
+                    judged: r
+                        .try_get::<Option<i64>, _>("judged")
                         .map_err(unavailable)?
                         .map(uint),
-                    uint(r.try_get("partials").map_err(unavailable)?),
-                ))
+                    partials: uint(r.try_get("partials").map_err(unavailable)?),
+                    late_partials: uint(r.try_get("late").map_err(unavailable)?),
+                })
             })
             .collect()
     }
@@ -749,7 +823,8 @@ mod tests {
             store
                 .commit_judged(&[], &old, 2_000, 6)
                 .await
-                .expect("commits"),
+                .expect("commits")
+                .partials,
             1
         );
         assert_eq!(store.claim(&new, 0, 7).await.expect("claims"), 2_000);
@@ -774,7 +849,90 @@ mod tests {
                 .commit_judged(&[], &new, 3_000, 9)
                 .await
                 .expect("commits"),
-            1
+            Judged {
+                partials: 1,
+                late: BTreeMap::new()
+            }
+        );
+    }
+
+    /// Partials written after their window was judged are late: the next
+    /// commit deletes them and counts them, on the pipeline and on the
+    /// instance that wrote them; partials of windows not judged yet stay.
+    #[tokio::test]
+    async fn partials_written_after_judgment_are_counted_late() {
+        let Some(db) = TestDatabase::create().await else {
+            return;
+        };
+        let store = SqlStore::open_postgres(&spec(&db.url, "t"))
+            .await
+            .expect("opens");
+        let claim = Claim {
+            pipeline: "p".into(),
+            leader: "a#1#1".into(),
+        };
+        store.claim(&claim, 1_000, 5).await.expect("claims");
+        for name in ["a", "slow"] {
+            let beat = Heartbeat {
+                instance: name,
+                incarnation: "1",
+                api: "127.0.0.1:1",
+                started_at: 1,
+                leader: name == "a",
+                partials_pending: 0,
+            };
+            store.heartbeat(&beat, 2).await.expect("heartbeat");
+        }
+        store
+            .upsert_partials("p", "slow", 1, &[partial(0, 2, 7)])
+            .await
+            .expect("writes");
+        let judged = store
+            .commit_judged(&[], &claim, 2_000, 6)
+            .await
+            .expect("commits");
+        assert_eq!((judged.partials, judged.late.len()), (1, 0));
+        // The slow instance writes window 2 again, and window 3 in time.
+        store
+            .upsert_partials(
+                "p",
+                "slow",
+                2,
+                &[partial(0, 2, 9), partial(1, 2, 9), partial(0, 3, 1)],
+            )
+            .await
+            .expect("writes");
+        let judged = store
+            .commit_judged(&[], &claim, 2_000, 7)
+            .await
+            .expect("commits");
+        assert_eq!(
+            judged,
+            Judged {
+                partials: 0,
+                late: BTreeMap::from([("slow".to_string(), 2)])
+            }
+        );
+        let judging = store.judging().await.expect("reads");
+        assert_eq!(judging.len(), 1);
+        assert_eq!((judging[0].late_partials, judging[0].partials), (2, 1));
+        let late: Vec<(String, u64)> = store
+            .instances()
+            .await
+            .expect("reads")
+            .into_iter()
+            .map(|i| (i.instance, i.late_partials))
+            .collect();
+        assert_eq!(late, [("a".to_string(), 0), ("slow".to_string(), 2)]);
+        assert_eq!(
+            store
+                .commit_judged(&[], &claim, 3_000, 8)
+                .await
+                .expect("commits"),
+            Judged {
+                partials: 1,
+                late: BTreeMap::new()
+            }
         );
     }
 }

@@ -164,6 +164,20 @@ impl RunStore for MemoryStore {
         })
     }
 
+    fn current_of<'a>(
+        &'a self,
+        contract: &'a str,
+        subjects: &'a [&'a str],
+    ) -> StoreFuture<'a, Vec<RunRecord>> {
+        self.with(move |inner| {
+            subjects
+                .iter()
+                .filter_map(|s| inner.current.get(&(contract.to_string(), s.to_string())))
+                .filter_map(|id| inner.runs.get(id).cloned())
+                .collect()
+        })
+    }
+
     fn current_runs<'a>(&'a self, contract: &'a str) -> StoreFuture<'a, Vec<RunRecord>> {
         self.with(move |inner| {
             let mut runs: Vec<RunRecord> = inner

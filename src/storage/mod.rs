@@ -14,6 +14,7 @@
 //! boxed futures ([`StoreFuture`]) so the store can be shared as
 //! `Arc<dyn RunStore>` by the engine tasks, the delivery workers and the API.
 
+pub(crate) mod batch;
 pub(crate) mod checkpoint;
 pub mod cluster;
 pub(crate) mod codec;
@@ -220,6 +221,16 @@ pub trait RunStore: Send + Sync + std::fmt::Debug {
         contract: &'a str,
         subject: &'a str,
     ) -> StoreFuture<'a, Option<RunRecord>>;
+
+    /// The current run of each of `subjects` (joined) of a contract that
+    /// has one, in any order: what [`RunStore::current`] answers for each,
+    /// in one call (a cluster's leader looks up every new series of a
+    /// window at once).
+    fn current_of<'a>(
+        &'a self,
+        contract: &'a str,
+        subjects: &'a [&'a str],
+    ) -> StoreFuture<'a, Vec<RunRecord>>;
 
     /// The current run of every subject of a contract, by subject.
     fn current_runs<'a>(&'a self, contract: &'a str) -> StoreFuture<'a, Vec<RunRecord>>;

@@ -55,10 +55,45 @@ pub fn connect_url(spec: &PostgresSpec) -> String {
     format!("{}?{}", spec.url, params.join("&"))
 }
 
+/// The TLS error inside `err`, when the handshake failed: sqlx reports a
+/// refused certificate as an I/O error carrying rustls's error.
+fn tls_error(err: &sqlx::Error) -> Option<&rustls::Error> {
+    match err {
+        sqlx::Error::Io(io) => io.get_ref()?.downcast_ref::<rustls::Error>(),
+        sqlx::Error::Tls(e) => e.downcast_ref::<rustls::Error>(),
+        _ => None,
+    }
+}
+
+/// What to check when the server's certificate was refused.
+fn tls_hint(err: &rustls::Error) -> &'static str {
+    use crate::probe::tally::TlsFailure;
+    match TlsFailure::of(err) {
+        TlsFailure::UnknownIssuer => {
+            " (certificate problem: unknown issuer: the server's certificate is not signed by a \
+             CA this machine trusts; set service.postgres.tls.ca_file to the CA that signed it)"
+        }
+        TlsFailure::NameMismatch => {
+            " (certificate problem: name mismatch: the server's certificate was not issued for \
+             the host of service.storage; connect by a name it was issued for)"
+        }
+        TlsFailure::Expired => " (certificate problem: the server's certificate has expired)",
+        TlsFailure::NotValidYet => {
+            " (certificate problem: the server's certificate is not valid yet)"
+        }
+        TlsFailure::Certificate => {
+            " (certificate problem: the server's certificate was refused; check service.postgres.tls)"
+        }
+        TlsFailure::Handshake => " (TLS handshake failed: check service.postgres.tls)",
+    }
+}
+
 /// A connection failure as a sentence that says what to check.
 pub fn describe_connect_error(err: &sqlx::Error) -> String {
     let text = err.to_string();
-    let hint = if let Some(db) = err.as_database_error() {
+    let hint = if let Some(tls) = tls_error(err) {
+        tls_hint(tls)
+    } else if let Some(db) = err.as_database_error() {
         match db.code().as_deref() {
             Some("28P01") => " (wrong password: check the password in service.storage)",
             Some("28000") => {
@@ -124,5 +159,79 @@ mod tests {
              &options=-c%20statement_timeout%3D2500&sslrootcert=%2Fetc%2Fca.pem"
         );
         assert_eq!(spec.redacted(), "postgres://v:***@db:5432/verdict");
+    }
+
+    /// Whether this store's connection is encrypted, as the server sees it.
+    async fn encrypted(store: &crate::storage::SqlStore) -> bool {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM pg_stat_ssl WHERE pid = pg_backend_pid() AND ssl",
+        )
+        .fetch_one(&store.pool)
+        .await
+        .expect("pg_stat_ssl");
+        sqlx::Row::get::<i64, _>(&row, "n") == 1
+    }
+
+    fn tls_spec(url: &str, mode: PgSslMode, ca: Option<&std::path::Path>) -> PostgresSpec {
+        let mut spec = crate::storage::testing::spec(url, "tls");
+        spec.tls = PostgresTls {
+            mode,
+            ca_file: ca.map(Into::into),
+            identity: None,
+        };
+        spec
+    }
+
+    /// `mode: require` encrypts the connection (the server says so in
+    /// `pg_stat_ssl`); `disable` does not, so the check means something.
+    #[tokio::test]
+    async fn require_encrypts_the_connection() {
+        let Some(t) = crate::storage::testing::TlsDatabase::create().await else {
+            return;
+        };
+        for (mode, expected) in [(PgSslMode::Require, true), (PgSslMode::Disable, false)] {
+            let store = crate::storage::SqlStore::open_postgres(&tls_spec(&t.db.url, mode, None))
+                .await
+                .expect("opens");
+            assert_eq!(encrypted(&store).await, expected, "{mode:?}");
+        }
+    }
+
+    /// `verify-full` connects, encrypted, with the CA of the server's
+    /// certificate and the host name it was issued for; by another name,
+    /// opening fails with the certificate problem named. (Without the CA:
+    /// `tls_to_postgres_is_verified_at_start` in the integration tests,
+    /// whose process is given system roots without it.)
+    #[tokio::test]
+    async fn verify_full_checks_the_certificate() {
+        let Some(t) = crate::storage::testing::TlsDatabase::create().await else {
+            return;
+        };
+        let ca = Some(t.ca.as_path());
+        let store = crate::storage::SqlStore::open_postgres(&tls_spec(
+            &t.url_by_name,
+            PgSslMode::VerifyFull,
+            ca,
+        ))
+        .await
+        .expect("opens with the CA");
+        assert!(encrypted(&store).await);
+        // The admin URL names the server otherwise (127.0.0.1) unless it
+        // is configured by the certificate's own name.
+        if t.db.url != t.url_by_name {
+            let err = crate::storage::SqlStore::open_postgres(&tls_spec(
+                &t.db.url,
+                PgSslMode::VerifyFull,
+                ca,
+            ))
+            .await
+            .expect_err("refused");
+            let text = err.to_string();
+            assert!(
+                text.contains("certificate problem: name mismatch"),
+                "{text}"
+            );
+            assert!(!text.contains("is PostgreSQL running"), "{text}");
+        }
     }
 }

@@ -28,15 +28,13 @@ use crate::config::PostgresSpec;
 use crate::model::UnixNanos;
 use crate::model::{Rollout, RunRecord, RunState, WindowRecord};
 
+use super::batch::{chunks, multi_row, write_batch, write_rollouts};
 use super::codec;
-use super::{
-    change_body, event_body, Attempt, Commit, Delivery, DeliveryState, RunStore, StoreError,
-    StoreFuture, MAX_WINDOWS_PER_RUN,
-};
+use super::{Attempt, Commit, Delivery, DeliveryState, RunStore, StoreError, StoreFuture};
 
 /// The schema, in order. A version is never edited once released: changes
 /// are new files.
-const MIGRATIONS: [(i64, &str); 6] = [
+const MIGRATIONS: [(i64, &str); 7] = [
     (
         1,
         include_str!("migrations/0001_runs_outbox_checkpoints.sql"),
@@ -46,16 +44,12 @@ const MIGRATIONS: [(i64, &str); 6] = [
     (4, include_str!("migrations/0004_retired_index.sql")),
     (5, include_str!("migrations/0005_rollouts.sql")),
     (6, include_str!("migrations/0006_cluster.sql")),
+    (7, include_str!("migrations/0007_late_partials.sql")),
 ];
 
 /// Connections in an SQLite pool: the run engines and delivery workers
 /// write, the API and `/metrics` read; SQLite serialises writers anyway.
 const SQLITE_CONNECTIONS: u32 = 4;
-
-/// A window result is pruned to [`MAX_WINDOWS_PER_RUN`] once in this many
-/// windows of a run (pruning is a range delete; doing it every window would
-/// be wasted work).
-const PRUNE_EVERY: u64 = 64;
 
 /// A SQL database behind the storage seam.
 #[derive(Debug, Clone)]
@@ -222,15 +216,6 @@ const DELIVERY_COLUMNS: &str = "o.event_id, o.exporter, o.state, o.attempts, o.c
 const DELIVERY_FROM: &str = "outbox o LEFT JOIN transitions t \
     ON t.event_id = o.event_id AND o.payload IS NULL \
     WHERE (o.payload IS NOT NULL OR t.event IS NOT NULL)";
-
-/// Upserts a rollout.
-const UPSERT_ROLLOUT: &str = "INSERT INTO rollouts (run_id, exporter, state, updated_at) \
-    VALUES ($1, $2, $3, $4) ON CONFLICT (run_id, exporter) DO UPDATE SET \
-    state = excluded.state, updated_at = excluded.updated_at";
-
-fn rollout_text(r: &Rollout) -> String {
-    serde_json::to_string(r).unwrap_or_default()
-}
 
 fn delivery_from_row(row: &AnyRow) -> Result<Delivery, StoreError> {
     let state: String = row.try_get("state").map_err(unavailable)?;
@@ -458,146 +443,6 @@ impl SqlStore {
     }
 }
 
-/// Writes every run, window, transition and outbox row of `batch` in `tx`.
-pub(super) async fn write_batch(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-    batch: &[Commit],
-    now: UnixNanos,
-) -> Result<(), sqlx::Error> {
-    let now = int(now);
-    for c in batch {
-        let r = &c.run;
-        sqlx::query(
-            "INSERT INTO runs (run_id, contract, contract_version, subject, subject_attributes, \
-             state, reason, started_at, decided_at, superseded, pass_streak, fail_streak, \
-             windows, cumulative, last_window_end, first_sample_at, updated_at, latency_bound, evidence, \
-             counts_from, retired_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21) \
-             ON CONFLICT (run_id) DO UPDATE SET \
-             state = CASE WHEN runs.state IN ('PROMOTED', 'ROLLED_BACK') THEN runs.state ELSE excluded.state END, \
-             reason = CASE WHEN runs.state IN ('PROMOTED', 'ROLLED_BACK') THEN runs.reason ELSE excluded.reason END, \
-             decided_at = CASE WHEN runs.state IN ('PROMOTED', 'ROLLED_BACK') THEN runs.decided_at ELSE excluded.decided_at END, \
-             superseded = excluded.superseded, retired_at = excluded.retired_at, pass_streak = excluded.pass_streak, \
-             fail_streak = excluded.fail_streak, windows = excluded.windows, \
-             cumulative = excluded.cumulative, last_window_end = excluded.last_window_end, \
-             first_sample_at = excluded.first_sample_at, updated_at = excluded.updated_at, \
-             latency_bound = excluded.latency_bound, \
-             evidence = CASE WHEN runs.state IN ('PROMOTED', 'ROLLED_BACK') THEN runs.evidence ELSE excluded.evidence END",
-        )
-        .bind(r.run_id.as_str())
-        .bind(r.contract.as_str())
-        .bind(i64::from(r.contract_version))
-        .bind(r.subject.joined())
-        .bind(codec::subject_to_text(&r.subject))
-        .bind(r.state.as_str())
-        .bind(r.reason.as_str())
-        .bind(int(r.started_at))
-        .bind(r.decided_at.map(int))
-        .bind(i64::from(r.superseded))
-        .bind(i64::from(r.pass_streak))
-        .bind(i64::from(r.fail_streak))
-        .bind(int(r.windows))
-        .bind(codec::accum_to_text(&r.cumulative))
-        .bind(r.last_window_end.map(int))
-        .bind(r.first_sample_at.map(int))
-        .bind(now)
-        .bind(codec::bound_to_text(&r.latency_bound))
-        .bind(codec::evidence_to_text(&r.evidence))
-        .bind(r.counts_from.map(int))
-        .bind(r.retired_at.map(int))
-        .execute(&mut **tx)
-        .await?;
-        if let Some(w) = &c.window {
-            sqlx::query(
-                "INSERT INTO windows (run_id, window_start, window_end, result, record) \
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (run_id, window_start) DO UPDATE SET \
-                 window_end = excluded.window_end, result = excluded.result, record = excluded.record",
-            )
-            .bind(r.run_id.as_str())
-            .bind(int(w.window.start))
-            .bind(int(w.window.end))
-            .bind(codec::verdict_name(w.result))
-            .bind(codec::window_to_text(w))
-            .execute(&mut **tx)
-            .await?;
-            let size = w.window.end.saturating_sub(w.window.start).max(1);
-            if (w.window.start / size).is_multiple_of(PRUNE_EVERY) {
-                sqlx::query(
-                    "DELETE FROM windows WHERE run_id = $1 AND window_start <= \
-                     (SELECT window_start FROM windows WHERE run_id = $1 \
-                      ORDER BY window_start DESC LIMIT 1 OFFSET $2)",
-                )
-                .bind(r.run_id.as_str())
-                .bind(int(MAX_WINDOWS_PER_RUN as u64))
-                .execute(&mut **tx)
-                .await?;
-            }
-        }
-        if let Some(e) = &c.event {
-            let (start, end) = e
-                .window
-                .as_ref()
-                .map(|w| (Some(int(w.window.start)), Some(int(w.window.end))))
-                .unwrap_or((None, None));
-            let observed = e.window.as_ref().map(codec::window_to_text);
-            sqlx::query(
-                "INSERT INTO transitions (event_id, run_id, previous_state, state, reason, \
-                 window_start, window_end, observed, emitted_at, event) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (event_id) DO NOTHING",
-            )
-            .bind(e.event_id.as_str())
-            .bind(r.run_id.as_str())
-            .bind(e.previous_state.as_str())
-            .bind(e.run.state.as_str())
-            .bind(e.run.reason.as_str())
-            .bind(start)
-            .bind(end)
-            .bind(observed)
-            .bind(int(e.emitted_at))
-            .bind(event_body(e))
-            .execute(&mut **tx)
-            .await?;
-            for exporter in &c.outbox {
-                sqlx::query(
-                    "INSERT INTO outbox (event_id, exporter, state, attempts, created_at, \
-                     updated_at, next_attempt_at, last_error) \
-                     VALUES ($1, $2, 'pending', 0, $3, $3, $3, NULL) \
-                     ON CONFLICT (event_id, exporter) DO NOTHING",
-                )
-                .bind(e.event_id.as_str())
-                .bind(exporter.as_str())
-                .bind(now)
-                .execute(&mut **tx)
-                .await?;
-            }
-        }
-        for rc in &c.rollouts {
-            sqlx::query(UPSERT_ROLLOUT)
-                .bind(rc.rollout.run_id.as_str())
-                .bind(rc.rollout.exporter.as_str())
-                .bind(rollout_text(&rc.rollout))
-                .bind(now)
-                .execute(&mut **tx)
-                .await?;
-            if let Some(change) = &rc.change {
-                sqlx::query(
-                    "INSERT INTO outbox (event_id, exporter, state, attempts, created_at, \
-                     updated_at, next_attempt_at, last_error, payload) \
-                     VALUES ($1, $2, 'pending', 0, $3, $3, $3, NULL, $4) \
-                     ON CONFLICT (event_id, exporter) DO NOTHING",
-                )
-                .bind(change.change_id.as_str())
-                .bind(change.exporter.as_str())
-                .bind(now)
-                .bind(change_body(change))
-                .execute(&mut **tx)
-                .await?;
-            }
-        }
-    }
-    Ok(())
-}
-
 impl RunStore for SqlStore {
     fn commit<'a>(&'a self, batch: &'a [Commit], now: UnixNanos) -> StoreFuture<'a, ()> {
         Box::pin(async move {
@@ -636,6 +481,34 @@ impl RunStore for SqlStore {
                 .await?
                 .into_iter()
                 .next())
+        })
+    }
+
+    fn current_of<'a>(
+        &'a self,
+        contract: &'a str,
+        subjects: &'a [&'a str],
+    ) -> StoreFuture<'a, Vec<RunRecord>> {
+        Box::pin(async move {
+            let mut out = Vec::new();
+            for chunk in chunks(subjects, |s| *s) {
+                let sql = multi_row(
+                    &format!(
+                        "SELECT {RUN_COLUMNS} FROM runs WHERE contract = $1 AND superseded = 0 \
+                         AND subject IN ({{rows}}) ORDER BY subject, started_at DESC, run_id DESC"
+                    ),
+                    ("#1", 1),
+                    chunk.len(),
+                    1,
+                );
+                let mut binds = vec![contract];
+                binds.extend_from_slice(chunk);
+                let mut runs = self.fetch_runs(&sql, &binds).await?;
+                // The latest run of each subject, as `current` picks it.
+                runs.dedup_by(|later, first| later.subject.joined() == first.subject.joined());
+                out.append(&mut runs);
+            }
+            Ok(out)
         })
     }
 
@@ -891,16 +764,10 @@ impl RunStore for SqlStore {
     fn save_rollouts<'a>(&'a self, rollouts: &'a [Rollout], now: UnixNanos) -> StoreFuture<'a, ()> {
         Box::pin(async move {
             let mut tx = self.pool.begin().await.map_err(unavailable)?;
-            for r in rollouts {
-                sqlx::query(UPSERT_ROLLOUT)
-                    .bind(r.run_id.as_str())
-                    .bind(r.exporter.as_str())
-                    .bind(rollout_text(r))
-                    .bind(int(now))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(unavailable)?;
-            }
+            let rollouts: Vec<&Rollout> = rollouts.iter().collect();
+            write_rollouts(&mut tx, &rollouts, int(now))
+                .await
+                .map_err(unavailable)?;
             tx.commit().await.map_err(unavailable)
         })
     }
@@ -1263,6 +1130,60 @@ mod tests {
                 .await
                 .expect("reads")
                 .is_none());
+        }
+    }
+
+    /// A window of many series is one batch, written in multi-row
+    /// statements (more rows than one statement takes, one run twice: the
+    /// later commit wins, as row by row); the runs are then looked up all
+    /// at once.
+    #[tokio::test]
+    async fn a_large_batch_is_written_and_looked_up_at_once() {
+        for (store, _db) in backends("batch").await {
+            let runs: Vec<RunRecord> = (0..1200)
+                .map(|i| {
+                    let mut r = run(RunState::Validating);
+                    r.subject = Subject::new(vec![("service.version".into(), format!("v{i}"))]);
+                    r.run_id = format!("run-{i:04}");
+                    r
+                })
+                .collect();
+            let mut batch: Vec<Commit> = runs
+                .iter()
+                .enumerate()
+                .map(|(i, r)| Commit {
+                    run: r.clone(),
+                    window: Some(empty_window(0)),
+                    event: Some(event(r, &format!("ev-{i:04}"))),
+                    outbox: vec!["log".into()],
+                    rollouts: vec![],
+                })
+                .collect();
+            let mut decided = runs[7].clone();
+            decided.state = RunState::RolledBack;
+            batch.push(Commit {
+                event: Some(event(&decided, "ev-decided")),
+                outbox: vec!["log".into()],
+                ..bare(decided)
+            });
+            store.commit(&batch, 5).await.expect("commits");
+            let mut subjects: Vec<String> = runs
+                .iter()
+                .map(|r| r.subject.joined().to_string())
+                .collect();
+            subjects.push("missing".into());
+            let wanted: Vec<&str> = subjects.iter().map(String::as_str).collect();
+            let found = store.current_of("checkout", &wanted).await.expect("reads");
+            assert_eq!(found.len(), 1200);
+            let by_id: std::collections::HashMap<&str, &RunRecord> =
+                found.iter().map(|r| (r.run_id.as_str(), r)).collect();
+            assert_eq!(by_id["run-0007"].state, RunState::RolledBack);
+            assert_eq!(by_id["run-1199"], &runs[1199]);
+            assert_eq!(
+                store.windows("run-0500", 10).await.expect("reads"),
+                vec![empty_window(0)]
+            );
+            assert_eq!(store.pending("log", 2000).await.expect("reads").len(), 1201);
         }
     }
 

@@ -106,6 +106,76 @@ impl Drop for TestDatabase {
     }
 }
 
+/// A test database on a server that speaks TLS, with what verifying its
+/// certificate takes: the CA file (`VERDICT_TEST_POSTGRES_CA`, default
+/// Debian's self-signed `/etc/ssl/certs/ssl-cert-snakeoil.pem`, which
+/// PostgreSQL's package serves) and the host name the certificate was
+/// issued for (`VERDICT_TEST_POSTGRES_TLS_HOST`, default `localhost`).
+#[derive(Debug)]
+pub struct TlsDatabase {
+    /// The database (its URL names the server as the admin URL does).
+    pub db: TestDatabase,
+    /// The same database, by the host name in the server's certificate.
+    pub url_by_name: String,
+    /// The CA file that verifies the server's certificate.
+    pub ca: std::path::PathBuf,
+}
+
+impl TlsDatabase {
+    /// A fresh database on a server that accepts TLS; `None` (after one
+    /// line saying why) when there is no server, it refuses TLS or the CA
+    /// file is missing — a failure instead under `VERDICT_REQUIRE_POSTGRES=1`.
+    pub async fn create() -> Option<TlsDatabase> {
+        let db = TestDatabase::create().await?;
+        let ca = std::env::var("VERDICT_TEST_POSTGRES_CA")
+            .ok()
+            .filter(|c| !c.trim().is_empty())
+            .unwrap_or_else(|| "/etc/ssl/certs/ssl-cert-snakeoil.pem".to_string());
+        let host = std::env::var("VERDICT_TEST_POSTGRES_TLS_HOST")
+            .ok()
+            .filter(|h| !h.trim().is_empty())
+            .unwrap_or_else(|| "localhost".to_string());
+        let probe = format!("{}?sslmode=require", db.url);
+        let problem = match sqlx::PgConnection::connect(&probe).await {
+            Err(err) => Some(format!("it does not accept TLS ({err})")),
+            Ok(conn) => {
+                let _ = conn.close().await;
+                (!std::path::Path::new(&ca).is_file())
+                    .then(|| format!("the CA file {ca} does not exist"))
+            }
+        };
+        if let Some(problem) = problem {
+            if required() {
+                panic!(
+                    "VERDICT_REQUIRE_POSTGRES=1 but the PostgreSQL TLS tests cannot run: {problem}"
+                );
+            }
+            let _ = writeln!(
+                std::io::stderr(),
+                "PostgreSQL TLS tests skipped: {problem}; turn on ssl in postgresql.conf and set \
+                 VERDICT_TEST_POSTGRES_CA (CA file) and VERDICT_TEST_POSTGRES_TLS_HOST (the \
+                 certificate's host name) to run them"
+            );
+            return None;
+        }
+        // postgres://user@HOST:port/db → the same with the certificate's name.
+        let url_by_name = match db.url.split_once("://") {
+            Some((scheme, rest)) => {
+                let (auth, after) = rest.rsplit_once('@').map_or(("", rest), |(a, r)| (a, r));
+                let tail = after.find([':', '/']).map_or("", |i| &after[i..]);
+                let at = if auth.is_empty() { "" } else { "@" };
+                format!("{scheme}://{auth}{at}{host}{tail}")
+            }
+            None => db.url.clone(),
+        };
+        Some(TlsDatabase {
+            db,
+            url_by_name,
+            ca: ca.into(),
+        })
+    }
+}
+
 /// `service.postgres` defaults for the database at `url`, as instance
 /// `instance`.
 pub fn spec(url: &str, instance: &str) -> crate::config::PostgresSpec {

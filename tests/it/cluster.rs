@@ -589,3 +589,161 @@ fn run_once(dir: &TempDir, storage: &str) -> (Option<i32>, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// TLS to PostgreSQL, checked at start: `verify-full` with the CA of the
+/// server's certificate, by the host name it was issued for, connects —
+/// every connection of the instance is encrypted, as the server's
+/// `pg_stat_ssl` shows; without that CA (the system's roots only)
+/// `verdict run` stops with exit 1 naming the certificate problem.
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_to_postgres_is_verified_at_start() {
+    let Some(t) = verdict::storage::testing::TlsDatabase::create().await else {
+        return;
+    };
+    let dir = TempDir::new("pgtls");
+    let write = |name: &str, tls: &str| -> PathBuf {
+        let file = dir.0.join(format!("{name}.yaml"));
+        let yaml = pipeline(&t.url_by_name, name, "http://127.0.0.1:9/hook")
+            .replace("grace: 500ms }", &format!("grace: 500ms, tls: {tls} }}"));
+        std::fs::write(&file, yaml).expect("write");
+        file
+    };
+    // The system's roots, without the server's CA (this machine's bundle
+    // may hold it: Debian's snakeoil certificate is often added to it).
+    let ca_pem = std::fs::read_to_string(&t.ca).expect("CA file");
+    let ca_flat: String = ca_pem.split_whitespace().collect();
+    let system = std::fs::read_to_string("/etc/ssl/certs/ca-certificates.crt").unwrap_or_default();
+    let roots: Vec<String> = system
+        .split_inclusive("-----END CERTIFICATE-----")
+        .map(|block| block.trim().to_string())
+        .filter(|block| block.contains("-----BEGIN CERTIFICATE-----"))
+        .filter(|block| {
+            let flat: String = block.split_whitespace().collect();
+            !ca_flat.contains(&flat)
+        })
+        .collect();
+    let bundle = dir.0.join("roots.pem");
+    std::fs::write(&bundle, roots.join("\n") + "\n").expect("write");
+    let no_dir = dir.0.join("no-certs");
+    std::fs::create_dir_all(&no_dir).expect("mkdir");
+    let refused = write("noca", "{ mode: verify-full }");
+    let out = crate::verdict_command(["run", "-c", refused.to_str().expect("utf-8")])
+        .env("SSL_CERT_FILE", &bundle)
+        .env("SSL_CERT_DIR", &no_dir)
+        .output()
+        .expect("verdict runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot open storage")
+            && stderr.contains("certificate problem: unknown issuer")
+            && stderr.contains("service.postgres.tls.ca_file"),
+        "{stderr}"
+    );
+
+    let verified = write(
+        "tlsok",
+        &format!("{{ mode: verify-full, ca_file: \"{}\" }}", t.ca.display()),
+    );
+    let node = Verdict::start(&verified);
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&t.db.url)
+        .await
+        .expect("connects");
+    let row = sqlx::query(
+        "SELECT COUNT(*) FILTER (WHERE s.ssl) AS tls, COUNT(*) FILTER (WHERE NOT s.ssl) AS plain \
+         FROM pg_stat_activity a JOIN pg_stat_ssl s ON s.pid = a.pid \
+         WHERE a.application_name = 'verdict tlsok'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .expect("pg_stat_ssl");
+    let (tls, plain): (i64, i64) = (sqlx::Row::get(&row, "tls"), sqlx::Row::get(&row, "plain"));
+    assert!(tls >= 1 && plain == 0, "tls {tls}, plain {plain}");
+    let (status, _) = get_json(&node.api("/readyz")).await;
+    assert_eq!(status, 200);
+}
+
+/// An instance frozen (SIGSTOP) while it holds a window, past the point
+/// where the leader takes it for dead and judges the window without it:
+/// once it runs again, the partial it writes for that window is late —
+/// counted on the pipeline and on the instance in `GET /api/v1/cluster`
+/// and in the leader's `verdict_cluster_late_partials_total`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_partial_written_after_judgment_is_counted_late() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let dir = TempDir::new("latepartial");
+    let nodes = start(&dir, &db.url, &["a", "b"], "http://127.0.0.1:9/hook");
+    let leader = eventually(WAIT, "a leader", || async {
+        cluster(nodes[0].api).await["leader"]
+            .as_str()
+            .map(str::to_string)
+    })
+    .await;
+    let (lead, slow, slow_name) = if leader == "a" {
+        (&nodes[0], &nodes[1], "b")
+    } else {
+        (&nodes[1], &nodes[0], "a")
+    };
+    crate::durable::post_spans(slow.http, "1.0", 20, 5).await;
+    let signal = |sig: &str| {
+        let ok = std::process::Command::new("kill")
+            .args([sig, &slow.pid().to_string()])
+            .status()
+            .expect("kill runs")
+            .success();
+        assert!(ok, "kill {sig}");
+    };
+    signal("-STOP");
+    let frozen_at = now_ns();
+    // Judged without it: it stopped heartbeating, and the window closed.
+    eventually(
+        WAIT,
+        "the window judged without the frozen instance",
+        || async {
+            let view = cluster(lead.api).await;
+            let judged = view["pipelines"][0]["last_judged_window"]
+                .as_str()
+                .map(str::to_string);
+            let gone = view["instances"].as_array().is_some_and(|l| {
+                l.iter()
+                    .any(|i| i["instance"] == slow_name && i["alive"] == false)
+            });
+            (gone && judged.is_some_and(|j| crate::unleash::rfc3339_ns(&j) > frozen_at))
+                .then_some(())
+        },
+    )
+    .await;
+    signal("-CONT");
+    let view = eventually(WAIT, "the late partial counted", || async {
+        let view = cluster(lead.api).await;
+        (view["pipelines"][0]["late_partials"].as_u64() >= Some(1)).then_some(view)
+    })
+    .await;
+    let slow_row = view["instances"]
+        .as_array()
+        .and_then(|l| l.iter().find(|i| i["instance"] == slow_name))
+        .cloned()
+        .unwrap_or_default();
+    assert!(slow_row["late_partials"].as_u64() >= Some(1), "{view}");
+    // Any instance shows it: the count is in the database.
+    let seen_by_slow = cluster(slow.api).await;
+    assert_eq!(
+        seen_by_slow["pipelines"][0]["late_partials"],
+        view["pipelines"][0]["late_partials"]
+    );
+    let metrics = crate::scrape(lead.prometheus).await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("verdict_cluster_late_partials_total{")
+                && l.contains(&format!("writer=\"{slow_name}\""))
+                && !l.ends_with(" 0")),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("# HELP verdict_cluster_late_partials_total "),
+        "{metrics}"
+    );
+}

@@ -206,29 +206,7 @@ impl Verdict {
 
     /// Sends `n` SERVER spans of release `version`, ending now.
     pub(crate) async fn spans(&self, version: &str, n: usize, latency_ms: u64) {
-        let now = now_ns();
-        let spans: Vec<Value> = (0..n)
-            .map(|i| {
-                let end = now - i as u64 * 1000;
-                json!({"kind": 2, "name": "GET /",
-                       "startTimeUnixNano": (end - latency_ms * 1_000_000).to_string(),
-                       "endTimeUnixNano": end.to_string()})
-            })
-            .collect();
-        let body = json!({"resourceSpans": [{
-            "resource": {"attributes": [
-                {"key": "service.name", "value": {"stringValue": "checkout"}},
-                {"key": "service.version", "value": {"stringValue": version}}]},
-            "scopeSpans": [{"spans": spans}]
-        }]});
-        let resp = reqwest::Client::new()
-            .post(format!("http://{}/v1/traces", self.http))
-            .header("content-type", "application/json")
-            .body(body.to_string())
-            .send()
-            .await
-            .expect("POST spans");
-        assert_eq!(resp.status().as_u16(), 200);
+        post_spans(self.http, version, n, latency_ms).await;
     }
 
     async fn metrics(&self) -> String {
@@ -241,6 +219,34 @@ impl Drop for Verdict {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Sends `n` SERVER spans of checkout `version`, `latency_ms` long and
+/// ending now, as OTLP/HTTP JSON to `http`; asserts they were accepted.
+pub(crate) async fn post_spans(http: SocketAddr, version: &str, n: usize, latency_ms: u64) {
+    let now = now_ns();
+    let spans: Vec<Value> = (0..n)
+        .map(|i| {
+            let end = now - i as u64 * 1000;
+            json!({"kind": 2, "name": "GET /",
+                   "startTimeUnixNano": (end - latency_ms * 1_000_000).to_string(),
+                   "endTimeUnixNano": end.to_string()})
+        })
+        .collect();
+    let body = json!({"resourceSpans": [{
+        "resource": {"attributes": [
+            {"key": "service.name", "value": {"stringValue": "checkout"}},
+            {"key": "service.version", "value": {"stringValue": version}}]},
+        "scopeSpans": [{"spans": spans}]
+    }]});
+    let resp = reqwest::Client::new()
+        .post(format!("http://{http}/v1/traces"))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("POST spans");
+    assert_eq!(resp.status().as_u16(), 200);
 }
 
 /// One request the test receiver got.

@@ -34,6 +34,7 @@ mod simulate;
 mod status_page;
 mod tls;
 mod unleash;
+mod unleash_cluster;
 mod unleash_faults;
 mod webhook_formats;
 

@@ -20,7 +20,7 @@ use crate::{eventually, get_json, now_ns, TempDir};
 
 pub(crate) const ADMIN_TOKEN: &str = "*:*.verdict-admin-secret";
 pub(crate) const CLIENT_TOKEN: &str = "default:production.verdict-client-secret";
-const PG: &str = "postgres://postgres@127.0.0.1:5432/test";
+pub(crate) const PG: &str = "postgres://postgres@127.0.0.1:5432/test";
 pub(crate) const WAIT: Duration = Duration::from_secs(120);
 
 fn dir() -> PathBuf {
@@ -47,6 +47,11 @@ fn node_modules() {
 pub(crate) struct Database(String);
 
 impl Database {
+    /// The database's name.
+    pub(crate) fn name(&self) -> &str {
+        &self.0
+    }
+
     pub(crate) fn new(tag: &str) -> Database {
         Database(format!(
             "unleash_{tag}_{}_{}",
@@ -358,7 +363,7 @@ async fn watch(
     }
 }
 
-fn rfc3339_ns(text: &str) -> u64 {
+pub(crate) fn rfc3339_ns(text: &str) -> u64 {
     // `2026-12-03T10:00:01.234Z` → UNIX ns (UTC, no leap seconds).
     let (date, time) = text
         .trim_end_matches('Z')

@@ -4,7 +4,7 @@
 //! query has `pretty` (`?pretty`, `?pretty=true`, `?pretty=1`) is
 //! re-written indented; every other response passes untouched, and the
 //! default stays compact (one line, what scripts and Argo Rollouts read),
-//! as does `?pretty=false` / `?pretty=0` in any letter case.
+//! as does `?pretty=false` / `=0` / `=no` / `=off` in any letter case.
 
 use axum::body::Body;
 use axum::extract::Request;
@@ -13,8 +13,8 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 /// Whether the query asks for indented JSON: `pretty` alone or with a
-/// value other than `false` / `0` (compared without letter case, so
-/// `FALSE` and `False` say no as well). When `pretty` is given several
+/// value other than `false` / `0` / `no` / `off` (compared without letter
+/// case, so `FALSE` and `False` say no as well). When `pretty` is given several
 /// times, the last one counts, as with any repeated query parameter.
 pub(crate) fn wants_pretty(query: Option<&str>) -> bool {
     query
@@ -24,7 +24,12 @@ pub(crate) fn wants_pretty(query: Option<&str>) -> bool {
                 (name == "pretty").then_some(value)
             })
         })
-        .is_some_and(|value| !(value == "0" || value.eq_ignore_ascii_case("false")))
+        .is_some_and(|value| {
+            !(value == "0"
+                || ["false", "no", "off"]
+                    .iter()
+                    .any(|no| value.eq_ignore_ascii_case(no)))
+        })
 }
 
 /// The layer: indents the JSON of a response when the request asked.
@@ -93,6 +98,8 @@ mod tests {
             "pretty=0",
             "pretty=FALSE",
             "pretty=False",
+            "pretty=no",
+            "pretty=OFF",
             "limit=5&pretty=false",
             "pretty&pretty=0",
             "prettyish",

@@ -24,7 +24,7 @@ impl ConfigError {
     /// scalar of megabytes, and an error is one line for a person to read.
     pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
-            path: shorten(path.into()),
+            path: shorten(shorten_keys(path.into())),
             message: shorten(message.into()),
         }
     }
@@ -75,6 +75,22 @@ fn shorten(text: String) -> String {
         Some((cut, _)) => format!("{}… ({} bytes)", &out[..cut], out.len()),
         None => out,
     }
+}
+
+/// A dotted path with every key longer than [`QUOTE_LIMIT`] characters
+/// cut like a quoted value (`aaaa…(4194304 bytes)`): a key of megabytes
+/// is input too.
+fn shorten_keys(path: String) -> String {
+    if path.len() <= QUOTE_LIMIT {
+        return path;
+    }
+    path.split('.')
+        .map(|key| match key.char_indices().nth(QUOTE_LIMIT) {
+            Some((cut, _)) => format!("{}…({} bytes)", &key[..cut], key.len()),
+            None => key.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 /// Where the quote `quote` that opened `inner` closes: the next one not
@@ -195,7 +211,14 @@ mod tests {
             huge.len()
         )));
         assert!(shown.ends_with("or \"x\""), "{shown}");
-        assert!(e.path.len() < 3000);
+        assert_eq!(
+            e.path,
+            format!(
+                "receivers.{}…({} bytes)",
+                "a".repeat(QUOTE_LIMIT),
+                huge.len()
+            )
+        );
         // Short quotes, escaped quotes and stray quotes are left alone.
         let text = format!("{} \"a\\\"b\" and a ' and \"open", "x".repeat(200));
         assert_eq!(ConfigError::new("", text.clone()).message, text);

@@ -285,6 +285,28 @@ mod tests {
         );
     }
 
+    /// A body cut short (a lost trailer byte, a frame's last block) is
+    /// refused, never accepted as if it were whole: the invariant the
+    /// `deflate` and `zstd` fuzz targets check on any cut.
+    #[test]
+    fn bodies_cut_short_are_refused() {
+        let data = b"resourceSpans checkout 2.1.0 ".repeat(20);
+        for compression in [Compression::Gzip, Compression::Deflate, Compression::Zstd] {
+            let whole = match compression {
+                Compression::Gzip => gzip(&data),
+                Compression::Deflate => deflate(&data),
+                Compression::Zstd => zstd(&data),
+            };
+            for cut in 1..whole.len() {
+                let got = inflate(compression, &whole[..whole.len() - cut], 1 << 20);
+                assert!(
+                    matches!(got, Err(IngestError::Malformed(_))),
+                    "{compression:?} cut by {cut}: {got:?}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn deflate_is_the_zlib_format() {
         assert_eq!(

@@ -35,6 +35,10 @@ pub struct ShardBatch {
     pub items: ShardItems,
     /// Budget held while the batch is queued.
     pub budget: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// When the receiver accepted it (the pipeline's clock): the shard
+    /// closes no window whose deadline is after the batches it has not
+    /// taken in yet (see [`shard::Shard`]).
+    pub accepted_at: crate::model::UnixNanos,
 }
 
 /// What one request sends one shard: the samples of spans, or metric points.

@@ -1,6 +1,15 @@
 //! The shard task: owns one [`ShardState`], records batches from its bounded
 //! queue and closes windows on a timer, so windows close on wall-clock time
 //! even when no data arrives.
+//!
+//! A window closes once its deadline has passed **and** every batch accepted
+//! before the deadline has been taken in. The shard can fall behind its
+//! queue (a burst of new series waits for their runs to be created, a slow
+//! storage holds the engine); closing on the clock alone would then drop as
+//! late the samples a receiver accepted in time and answered 200 for. While
+//! batches wait in the queue, windows close only up to the time the last
+//! batch taken in was accepted: the queue is FIFO, so everything accepted
+//! before it has been recorded.
 
 use std::time::Duration;
 
@@ -9,7 +18,7 @@ use tokio::sync::mpsc;
 use super::state::{RecordOutcome, ShardState};
 use super::{ShardBatch, ShardItems};
 use crate::clock::SharedClock;
-use crate::model::EngineInput;
+use crate::model::{EngineInput, UnixNanos};
 use crate::telemetry;
 
 /// One shard and its channels.
@@ -66,6 +75,8 @@ impl Shard {
         let (mut late_seen, mut overflow_seen) = (0, 0);
         let mut streams_seen = (0, 0, 0, 0);
         let mut closing = false;
+        // When the last batch taken in was accepted.
+        let mut taken_until: UnixNanos = 0;
         loop {
             tokio::select! {
                 biased;
@@ -78,7 +89,11 @@ impl Shard {
                 }
                 // Closing first: a busy queue must not delay window emission.
                 _ = tick.tick() => {
-                    let now = self.clock.now();
+                    let now = if self.input.is_empty() {
+                        self.clock.now()
+                    } else {
+                        self.clock.now().min(taken_until)
+                    };
                     let closed = self.state.close_until(now);
                     for cw in closed {
                         if self.output.send(EngineInput::Closed(cw)).await.is_err() {
@@ -123,6 +138,7 @@ impl Shard {
                         let _ = self.output.send(snapshot).await;
                         break;
                     };
+                    taken_until = taken_until.max(batch.accepted_at);
                     let mut seen = Vec::new();
                     match batch.items {
                         ShardItems::Samples(samples) => {

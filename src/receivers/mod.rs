@@ -68,7 +68,7 @@ where
                 continue;
             };
             match tx.try_reserve() {
-                Ok(permit) => permits.push((pi, si, permit)),
+                Ok(permit) => permits.push((pi, si, permit, p.clock.now())),
                 // Dropping the permits taken so far releases them.
                 Err(_) => {
                     return Err(QueueFull {
@@ -79,7 +79,7 @@ where
         }
     }
     let last = permits.len().saturating_sub(1);
-    for (i, (pi, si, permit)) in permits.into_iter().enumerate() {
+    for (i, (pi, si, permit, accepted_at)) in permits.into_iter().enumerate() {
         let items = std::mem::take(&mut batches[pi][si]);
         let share = match budget.as_mut() {
             Some(b) if i == last => b.split(b.num_permits()),
@@ -93,6 +93,7 @@ where
         permit.send(ShardBatch {
             items: items.into(),
             budget: share,
+            accepted_at,
         });
     }
     Ok(())

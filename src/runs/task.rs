@@ -101,6 +101,11 @@ const MAX_COMMIT_BACKOFF: Duration = Duration::from_secs(5);
 /// one-shot subjects (user ids, build numbers) do not pile up in storage.
 pub const RETIRED_RETENTION: Duration = Duration::from_secs(3600);
 
+/// Shard messages handled and committed together at most: a burst of new
+/// series is stored in a few transactions, while a manual decision still
+/// waits for at most one such batch.
+const MESSAGES_PER_COMMIT: usize = 1024;
+
 /// How often the task purges retired runs.
 const PURGE_EVERY: Duration = Duration::from_secs(60);
 
@@ -121,26 +126,14 @@ impl EngineTask {
                 Some(ack) = self.acks.recv() => self.acked(ack).await,
                 msg = self.input.recv() => {
                     let Some(msg) = msg else { break };
-                    match &msg {
-                        EngineInput::SeriesSeen { series, .. } => self.resolve(series).await,
-                        EngineInput::Closed(cw) => self.resolve(&cw.series).await,
-                        EngineInput::Rejected { series, .. } => self.resolve(series).await,
-                        _ => {}
+                    let mut msgs = vec![msg];
+                    while msgs.len() < MESSAGES_PER_COMMIT {
+                        match self.input.try_recv() {
+                            Ok(more) => msgs.push(more),
+                            Err(_) => break,
+                        }
                     }
-                    let snapshot = matches!(msg, EngineInput::Snapshot { .. });
-                    let now = self.clock.now();
-                    if matches!(msg, EngineInput::Watermark { .. })
-                        && now >= purged.saturating_add(crate::model::nanos(PURGE_EVERY))
-                    {
-                        purged = now;
-                        self.purge_retired().await;
-                    }
-                    let batch = self.engine.handle(msg, self.clock.now());
-                    self.commit(batch).await;
-                    if snapshot {
-                        let slots = self.engine.checkpoint(false);
-                        self.save_checkpoint(&slots, false).await;
-                    }
+                    self.handle_all(msgs, &mut purged).await;
                 }
             }
         }
@@ -148,6 +141,44 @@ impl EngineTask {
         let slots = self.engine.checkpoint(true);
         self.save_checkpoint(&slots, true).await;
         tracing::info!(pipeline = %self.pipeline, "Open windows checkpointed.");
+    }
+
+    /// Handles the messages the shards have queued, in order, as one
+    /// commit: their unknown series looked up in one call, their changes
+    /// stored in one transaction. A burst of new series (a deploy of many
+    /// services, a new attribute in `subject_by`) would otherwise cost a
+    /// lookup and a transaction per series, and the shards, blocked on a
+    /// full queue to this task, would take in no samples meanwhile — those
+    /// accepted just before a window's close deadline would be recorded
+    /// after it, as late. A snapshot commits what came before it, so the
+    /// checkpoint that follows it never runs ahead of the stored runs.
+    async fn handle_all(&mut self, msgs: Vec<EngineInput>, purged: &mut crate::model::UnixNanos) {
+        self.resolve_all(msgs.iter().filter_map(|msg| match msg {
+            EngineInput::SeriesSeen { series, .. } | EngineInput::Rejected { series, .. } => {
+                Some(series)
+            }
+            EngineInput::Closed(cw) => Some(&cw.series),
+            _ => None,
+        }))
+        .await;
+        let mut batch = Vec::new();
+        for msg in msgs {
+            let snapshot = matches!(msg, EngineInput::Snapshot { .. });
+            let now = self.clock.now();
+            if matches!(msg, EngineInput::Watermark { .. })
+                && now >= purged.saturating_add(crate::model::nanos(PURGE_EVERY))
+            {
+                *purged = now;
+                self.purge_retired().await;
+            }
+            batch.extend(self.engine.handle(msg, self.clock.now()));
+            if snapshot {
+                self.commit(std::mem::take(&mut batch)).await;
+                let slots = self.engine.checkpoint(false);
+                self.save_checkpoint(&slots, false).await;
+            }
+        }
+        self.commit(batch).await;
     }
 
     /// Deletes runs retired more than [`RETIRED_RETENTION`] ago. A failure
@@ -166,33 +197,19 @@ impl EngineTask {
         }
     }
 
-    /// Before data for a series the engine does not hold is handled, looks
-    /// for its run in storage: a run leaves memory when it goes idle, and a
-    /// final run must stay final when its subject comes back (never a new
-    /// run for it). Retried while the storage fails, like commits.
-    pub(super) async fn resolve(&mut self, series: &SeriesKey) {
-        if self.engine.knows(series) {
-            return;
-        }
-        let Some(contract) = self
-            .engine
-            .contract_name(series.contract)
-            .map(str::to_string)
-        else {
-            return;
-        };
-        if let Some(run) = self.lookup(&contract, series.subject.joined()).await {
-            self.engine.adopt(series, run, self.clock.now());
-        }
-    }
-
-    /// [`EngineTask::resolve`] for many series at once: one storage call
-    /// per contract for all the series the engine does not hold (a
-    /// leader's window of new series would otherwise cost a round trip
-    /// per series). Retried while the storage fails.
-    pub(super) async fn resolve_all(&mut self, series: &[SeriesKey]) {
+    /// Before data for series the engine does not hold is handled, looks
+    /// for their runs in storage: a run leaves memory when it goes idle, and
+    /// a final run must stay final when its subject comes back (never a new
+    /// run for it). One storage call per contract for all the series the
+    /// engine does not hold (a window of new series would otherwise cost a
+    /// round trip per series). Retried while the storage fails, like
+    /// commits.
+    pub(super) async fn resolve_all<'a>(
+        &mut self,
+        series: impl IntoIterator<Item = &'a SeriesKey>,
+    ) {
         let mut unknown: HashMap<u32, HashMap<&str, &SeriesKey>> = HashMap::new();
-        for s in series.iter().filter(|s| !self.engine.knows(s)) {
+        for s in series.into_iter().filter(|s| !self.engine.knows(s)) {
             unknown
                 .entry(s.contract)
                 .or_default()

@@ -2,6 +2,7 @@
 //! bind 127.0.0.1:0 and tests talk only to loopback.
 
 mod argo;
+mod burst;
 mod cluster;
 mod compression;
 mod config_errors;

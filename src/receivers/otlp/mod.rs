@@ -297,6 +297,7 @@ impl Ingest {
             let _ = tx.try_send(ShardBatch {
                 items: ShardItems::Rejections(items),
                 budget: Some(budget),
+                accepted_at: self.pipelines[pipeline].clock.now(),
             });
         }
     }

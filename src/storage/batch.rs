@@ -15,6 +15,7 @@
 
 use std::collections::HashSet;
 use std::hash::Hash;
+use std::time::{Duration, Instant};
 
 use sqlx::any::AnyArguments;
 use sqlx::query::Query;
@@ -145,6 +146,8 @@ pub(super) async fn write_batch(
     now: UnixNanos,
 ) -> Result<(), sqlx::Error> {
     let now = int(now);
+    let started = Instant::now();
+    let mut db = Spent::default();
     let runs: Vec<&RunRecord> = batch.iter().map(|c| &c.run).collect();
     for chunk in chunks(&runs, |r| r.run_id.as_str()) {
         let sql = multi_row(UPSERT_RUNS, RUN_ROW, chunk.len(), 0);
@@ -152,7 +155,7 @@ pub(super) async fn write_batch(
         for r in chunk {
             q = bind_run(q, r, now);
         }
-        q.execute(&mut **tx).await?;
+        db.execute(q, tx).await?;
     }
 
     let windows: Vec<(&str, &WindowRecord)> = batch
@@ -170,7 +173,7 @@ pub(super) async fn write_batch(
                 .bind(codec::verdict_name(w.result))
                 .bind(codec::window_to_text(w));
         }
-        q.execute(&mut **tx).await?;
+        db.execute(q, tx).await?;
     }
     let prune: Vec<&str> = windows
         .iter()
@@ -186,7 +189,7 @@ pub(super) async fn write_batch(
         for id in chunk {
             q = q.bind(*id);
         }
-        q.execute(&mut **tx).await?;
+        db.execute(q, tx).await?;
     }
 
     let events: Vec<(&str, &VerdictEvent)> = batch
@@ -199,7 +202,7 @@ pub(super) async fn write_batch(
         for (run_id, e) in chunk {
             q = bind_transition(q, run_id, e);
         }
-        q.execute(&mut **tx).await?;
+        db.execute(q, tx).await?;
     }
 
     // (event or change id, exporter, payload of a flag change)
@@ -234,9 +237,39 @@ pub(super) async fn write_batch(
                 .bind(now)
                 .bind(payload.as_deref());
         }
-        q.execute(&mut **tx).await?;
+        db.execute(q, tx).await?;
     }
-    write_rollouts(tx, &rollouts, now).await
+    write_rollouts(tx, &rollouts, now).await?;
+    // Where a large batch's time goes: encoding here, or the database.
+    tracing::debug!(
+        commits = batch.len(),
+        statements = db.statements,
+        total_ms = started.elapsed().as_millis() as u64,
+        database_ms = db.waited.as_millis() as u64,
+        "Batch written."
+    );
+    Ok(())
+}
+
+/// Statements run and the time spent waiting for the database.
+#[derive(Default)]
+struct Spent {
+    statements: usize,
+    waited: Duration,
+}
+
+impl Spent {
+    async fn execute(
+        &mut self,
+        q: AnyQuery<'_>,
+        tx: &mut sqlx::Transaction<'static, Any>,
+    ) -> Result<(), sqlx::Error> {
+        let at = Instant::now();
+        q.execute(&mut **tx).await?;
+        self.statements += 1;
+        self.waited += at.elapsed();
+        Ok(())
+    }
 }
 
 /// Upserts `rollouts` in `tx`, at time `now`.

@@ -86,6 +86,16 @@ impl<'a> Reader<'a> {
         self.buf.is_empty()
     }
 
+    /// The bytes not read yet.
+    pub(super) fn rest(&self) -> &'a [u8] {
+        self.buf
+    }
+
+    /// Passes over `n` bytes of [`Reader::rest`] read by the caller.
+    pub(super) fn advance(&mut self, n: usize) {
+        self.buf = self.buf.get(n..).unwrap_or_default();
+    }
+
     #[inline(always)]
     pub(super) fn varint(&mut self) -> Result<u64, WireError> {
         // Tags and short lengths are one byte: the common case inline.

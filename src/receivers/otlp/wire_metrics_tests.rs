@@ -512,3 +512,67 @@ fn unread_metrics_are_counted_not_decoded() {
     }
     assert!(matches!(wire(&body, &refs), Err(IngestError::Malformed(_))));
 }
+
+/// Packed counts as the prost path reads them: one varint after the other.
+fn varints_one_at_a_time(bytes: &[u8], kept: usize) -> Result<(Vec<u64>, usize, bool), WireError> {
+    let mut r = Reader::new(bytes);
+    let mut out = vec![0; kept];
+    let (mut n, mut any) = (0, false);
+    while !r.is_empty() {
+        let v = r.varint()?;
+        if out.len() <= MAX_POINT_BUCKETS {
+            out.push(v);
+        }
+        n += 1;
+        any |= v != 0;
+    }
+    Ok((out, n, any))
+}
+
+/// Counts of one byte and of many, zeros among them, or bytes cut anywhere.
+fn packed_counts() -> impl Strategy<Value = Vec<u8>> {
+    let count = prop_oneof![
+        4 => 0u64..128,
+        2 => 128u64..20_000,
+        1 => any::<u64>(),
+    ];
+    (
+        proptest::collection::vec(count, 0..300),
+        any::<bool>(),
+        any::<usize>(),
+    )
+        .prop_map(|(counts, cut, at)| {
+            let mut bytes = Vec::new();
+            for c in counts {
+                prost::encoding::encode_varint(c, &mut bytes);
+            }
+            if cut && !bytes.is_empty() {
+                // A truncated last varint, or one made too long.
+                bytes.truncate(at % bytes.len());
+                if at % 2 == 0 {
+                    bytes.push(0x80);
+                } else {
+                    bytes.extend([0xff; 11]);
+                }
+            }
+            bytes
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Reading runs of one-byte counts at once gives the counts, their
+    /// number, whether any is not 0, what is kept near the bucket limit
+    /// and the error of a malformed varint exactly as one at a time.
+    #[test]
+    fn packed_counts_read_like_one_at_a_time(
+        bytes in packed_counts(),
+        kept in prop_oneof![Just(0usize), Just(MAX_POINT_BUCKETS - 100), Just(MAX_POINT_BUCKETS + 1)],
+    ) {
+        let mut r = Reader::new(&bytes);
+        let mut out = vec![0; kept];
+        let fast = packed_into(&mut r, &mut out).map(|(n, any)| (out, n, any));
+        prop_assert_eq!(fast, varints_one_at_a_time(&bytes, kept));
+    }
+}

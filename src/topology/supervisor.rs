@@ -232,7 +232,7 @@ fn changes(old: &ValidatedConfig, new: &ValidatedConfig) -> Vec<String> {
         match before.iter().find(|(n, _)| n == name) {
             None => out.push(format!("contract {name}: added (version {version})")),
             Some((_, v)) if v != version => out.push(format!(
-                "contract {name}: version {v} -> {version} (new runs start)"
+                "contract {name}: version {v} -> {version} (new runs start, counting the windows open now)"
             )),
             Some(_) if spec(old, name) != spec(new, name) => out.push(format!(
                 "contract {name}: settings changed under the same version (its current runs go on under them)"

@@ -363,6 +363,43 @@ async fn a_version_bump_under_traffic_counts_every_accepted_sample() {
     assert_eq!((counted, samples_in_runs(&v).await.0), (sent, sent));
 }
 
+/// With `storage: "memory:"` a reload keeps the runs: the store belongs to
+/// the process, not to the configuration it runs.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_keeps_an_in_memory_store() {
+    let dir = TempDir::new("reload-memory");
+    let file = dir.0.join("pipeline.yaml");
+    let memory = |y: String| y.replace(&sqlite(&dir.0), "memory:");
+    std::fs::write(&file, memory(yaml(&dir, 1, false))).expect("write");
+    let v = Verdict::start(&file);
+    v.spans("3.0", 10, 10).await;
+    let before = v
+        .run_until("3.0", "the run to count its samples", |r| {
+            r["run"]["samples"] == 10
+        })
+        .await;
+    std::fs::write(
+        &file,
+        memory(yaml(&dir, 1, false)).replace("max_p95_latency_ms: 100", "max_p95_latency_ms: 150"),
+    )
+    .expect("write");
+    let (status, body) = post_reload(&v, Some(TOKEN)).await;
+    assert_eq!(status, 200, "{body}");
+    reloaded(&v, 1).await;
+    let after = v.run("3.0").await;
+    assert_eq!(
+        (&after["run_id"], &after["run"]["samples"], &after["state"]),
+        (
+            &before["run_id"],
+            &before["run"]["samples"],
+            &before["state"]
+        ),
+        "{after}"
+    );
+    let (_, all) = get_json(&v.api("/api/v1/runs?limit=10")).await;
+    assert_eq!(all["runs"].as_array().map(Vec::len), Some(1), "{all}");
+}
+
 /// Clients that connect and never complete a request (an idle socket on
 /// the gRPC port, headers never finished, a body that stops short) hold
 /// neither a reload nor a stop: requests in flight get 5 s, then those

@@ -82,7 +82,7 @@ pub enum ManualError {
 pub struct EngineSeed {
     /// Current runs found in storage, of any contract version: the current
     /// version's resume, an earlier version's only mark their subject as
-    /// replaced (its new run counts from its creation).
+    /// replaced (its new run counts the windows the old one did not judge).
     pub runs: Vec<RunRecord>,
     /// The last window result of each run, by run id.
     pub last_windows: HashMap<String, WindowRecord>,
@@ -120,11 +120,10 @@ pub struct Engine {
     /// Recent windows of each baseline series (runs fix their reference p95
     /// from them), with the end of the newest.
     references: HashMap<SeriesKey, (Reference, UnixNanos)>,
-    /// Series whose stored run belongs to an earlier contract version: their
-    /// new run counts only windows that start after this engine started.
-    earlier_versions: std::collections::HashSet<SeriesKey>,
-    /// When this engine started.
-    started: UnixNanos,
+    /// Series whose stored run was replaced (an earlier contract version, or
+    /// counts that could not be read): their new run counts only windows
+    /// that start at or after the given time.
+    counts_from: HashMap<SeriesKey, UnixNanos>,
     /// When each run next needs attention without data.
     deadlines: Deadlines,
     ids: EventIds,
@@ -225,6 +224,16 @@ impl EventIds {
     }
 }
 
+/// The start of the first window a run of an earlier contract version has
+/// not judged: the end of its last judged window, or its own `counts_from`
+/// (a reset) when later. Its subject's new run counts from there, so the
+/// samples of the windows open at a version bump (a reload or a restart)
+/// count for the new run instead of for none; `None` when the old run
+/// judged nothing, so every window left counts.
+fn unjudged_from(run: &RunRecord) -> Option<UnixNanos> {
+    run.last_window_end.max(run.counts_from)
+}
+
 /// Names the attributes of a run whose stored subject came back as bare
 /// values (see the store), after the contract's `subject_by`, so its key is
 /// the one the subject's samples arrive under.
@@ -260,7 +269,7 @@ impl Engine {
         let (size, lateness) = (timing.size, timing.lateness);
         let shards = shards.max(1);
         let mut runs = HashMap::new();
-        let mut earlier_versions = std::collections::HashSet::new();
+        let mut counts_from = HashMap::new();
         let mut replaced = Vec::new();
         for mut run in seed.runs {
             let Some(i) = contracts.iter().position(|c| c.name == run.contract) else {
@@ -278,14 +287,16 @@ impl Engine {
                     let mut run = run;
                     machine::abandon_unreadable(&mut run, now);
                     replaced.push(run);
-                    earlier_versions.insert(key);
+                    counts_from.insert(key, now);
                 } else {
                     runs.insert(key, run);
                 }
             } else if contracts[i].version == run.contract_version {
                 runs.insert(key, run);
             } else if !run.superseded {
-                earlier_versions.insert(key);
+                if let Some(from) = unjudged_from(&run) {
+                    counts_from.insert(key, from);
+                }
                 if !run.state.is_final() {
                     // Its contract is gone: it can never be decided, so it
                     // leaves now rather than showing VALIDATING forever.
@@ -325,8 +336,7 @@ impl Engine {
             images,
             dirty: vec![true; shards],
             references: HashMap::new(),
-            earlier_versions,
-            started: now,
+            counts_from,
             deadlines,
             ids: EventIds(ulid::Generator::new()),
             replaced,
@@ -612,9 +622,7 @@ impl Engine {
         let created = !self.runs.contains_key(&series);
         let run = self.runs.entry(series.clone()).or_insert_with(|| {
             let mut run = RunRecord::new(&spec.name, spec.version, series.subject.clone(), now);
-            if self.earlier_versions.contains(&series) {
-                run.counts_from = Some(self.started);
-            }
+            run.counts_from = self.counts_from.get(&series).copied();
             run
         });
         if run.state.is_final() {
@@ -648,15 +656,12 @@ impl Engine {
         out: &mut Vec<Commit>,
     ) {
         let spec = &self.contracts[series.contract as usize];
-        let replaces_earlier_version = self.earlier_versions.contains(series);
-        let started = self.started;
+        let from = self.counts_from.get(series).copied();
         let run = self.runs.entry(series.clone()).or_insert_with(|| {
             let mut run = RunRecord::new(&spec.name, spec.version, series.subject.clone(), now);
-            if replaces_earlier_version {
-                // Data from before the version bump (restored windows) was
-                // judged under the old contract; it does not count again.
-                run.counts_from = Some(started);
-            }
+            // Windows the replaced run judged do not count again; those it
+            // never judged (open at a version bump) count for this one.
+            run.counts_from = from;
             run
         });
         if run
@@ -929,7 +934,9 @@ impl Engine {
             return;
         }
         if run.contract != spec.name || run.contract_version != spec.version {
-            self.earlier_versions.insert(series.clone());
+            if let Some(from) = unjudged_from(&run) {
+                self.counts_from.insert(series.clone(), from);
+            }
             return;
         }
         // Its subject is back: idle counts from now.

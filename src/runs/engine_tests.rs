@@ -500,11 +500,12 @@ fn manual_decisions_are_transitions_with_manual_reasons() {
     assert_eq!(ev[0].run.state, RunState::Validating);
 }
 
-/// After a contract version bump, a subject's new run counts only windows
-/// from its creation on: restored windows of the old version do not decide
-/// it.
+/// After a contract version bump (a reload or a restart), a subject's new
+/// run counts every window its old run did not judge — those open at the
+/// bump, restored from the checkpoint, and those after — and none it did:
+/// no accepted sample is left out of both runs, none counts twice.
 #[test]
-fn a_new_contract_version_starts_afresh() {
+fn a_new_contract_version_counts_the_windows_the_old_run_did_not_judge() {
     let store = Arc::new(MemoryStore::new());
     let mut e = engine(spec(), store.clone());
     let k = key("4.0");
@@ -513,17 +514,17 @@ fn a_new_contract_version_starts_afresh() {
     watermark(&mut e, 112 * S);
     let old = sync(store.current("checkout", "4.0")).expect("run");
     assert_eq!(old.state, RunState::RolledBack);
+    assert_eq!(old.last_window_end, Some(110 * S));
     // Restart with version 2 of the contract; a checkpoint restores the
-    // window [110, 120) with the same bad data.
+    // window [110, 120), never judged, and (stale) [100, 110), judged.
     let v2 = ContractSpec {
         version: 2,
         ..spec()
     };
     let mut seed = seed(&store);
-    seed.closed
-        .entry(k.clone())
-        .or_default()
-        .insert(110 * S, closed_accum(10, 500.0));
+    let restored = seed.closed.entry(k.clone()).or_default();
+    restored.insert(100 * S, closed_accum(10, 500.0));
+    restored.insert(110 * S, closed_accum(7, 20.0));
     let mut e2 = Engine::new(vec![v2], &window_spec(), 2, subscribers(), seed, 125 * S);
     let run_until = |e2: &mut Engine, now: u64| {
         let mut all = Vec::new();
@@ -533,7 +534,7 @@ fn a_new_contract_version_starts_afresh() {
         all
     };
     // The shard sees the subject again after the restart, in the window
-    // that also holds the restored data: that window does not count.
+    // open across it: the new run starts at once.
     let commits = e2.handle(
         EngineInput::SeriesSeen {
             series: k.clone(),
@@ -541,21 +542,22 @@ fn a_new_contract_version_starts_afresh() {
         },
         126 * S,
     );
-    assert!(commits.is_empty(), "{commits:?}");
-    let all = run_until(&mut e2, 132 * S);
-    assert!(
-        all.iter().all(|c| c.window.is_none() && c.event.is_none()),
-        "{all:?}"
-    );
-    // The next window starts after the restart: the new run begins there.
-    e2.handle(closed(&k, 130 * S, 10, 20.0, 0), 142 * S);
-    let all = run_until(&mut e2, 142 * S);
-    let fresh = &all.last().expect("the new run's window").run;
+    let fresh = &commits.last().expect("the new run").run;
     assert_eq!(
         (fresh.contract_version, fresh.counts_from, fresh.state),
-        (2, Some(125 * S), RunState::Validating)
+        (2, Some(110 * S), RunState::Validating)
     );
+    // The restored window the old run never judged counts…
+    let all = run_until(&mut e2, 126 * S);
+    let counted: Vec<_> = all.iter().filter_map(|c| c.window.as_ref()).collect();
+    assert_eq!(counted.len(), 1, "{all:?}");
+    assert_eq!(counted[0].window.start, 110 * S);
+    // …and so does the window open at the restart.
+    e2.handle(closed(&k, 120 * S, 3, 20.0, 0), 132 * S);
+    let all = run_until(&mut e2, 132 * S);
+    let fresh = &all.last().expect("the new run's window").run;
     assert_eq!(fresh.cumulative.samples, 10);
+    assert_eq!(fresh.windows, 2);
 }
 
 /// A checkpoint older than the last commit (kill -9 between the two)

@@ -100,7 +100,7 @@ pub async fn seed_runs(
         for run in store.current_runs(&c.name).await? {
             if run.contract_version != c.version {
                 // The engine only notes its subject: a new version's run
-                // for it counts from its creation.
+                // for it counts the windows this one did not judge.
                 seed.runs.push(run);
                 continue;
             }

@@ -114,7 +114,7 @@ impl Server {
     /// Builds and starts everything; returns once every listener is bound.
     pub async fn start(config: ValidatedConfig, clock: SharedClock) -> anyhow::Result<Server> {
         let mut endpoints = Endpoints::default();
-        let mut server = Server::start_on(config, clock, &mut endpoints, None).await?;
+        let mut server = Server::start_on(config, clock, &mut endpoints, &mut None, None).await?;
         server.owned = Some(endpoints);
         Ok(server)
     }
@@ -146,12 +146,16 @@ impl Server {
     }
 
     /// [`Server::start`] on `endpoints`, which outlive it (a reload starts
-    /// the next server on the same sockets); `reload` is where the API's
-    /// `POST /api/v1/reload` goes (none: the endpoint answers 404).
+    /// the next server on the same sockets); `memory` holds the store of
+    /// `storage: "memory:"` the same way (made by the first server, kept by
+    /// the next: a reload must not forget the runs, only an exit does);
+    /// `reload` is where the API's `POST /api/v1/reload` goes (none: the
+    /// endpoint answers 404).
     pub async fn start_on(
         config: ValidatedConfig,
         clock: SharedClock,
         endpoints: &mut Endpoints,
+        memory: &mut Option<Arc<dyn RunStore>>,
         reload: Option<mpsc::Sender<ReloadRequest>>,
     ) -> anyhow::Result<Server> {
         if let StorageSpec::Postgres(pg) = &config.service.storage {
@@ -171,6 +175,10 @@ impl Server {
                         .context("cannot join the instances on the database")?;
                 tracing::info!(instance = %pg.instance, "Joined the instances on the database.");
                 (sql, Some(member), Some(election))
+            }
+            StorageSpec::Memory => {
+                let store = memory.get_or_insert_with(|| Arc::new(storage::MemoryStore::new()));
+                (store.clone(), None, None)
             }
             spec => (storage::open(spec).await?, None, None),
         };

@@ -9,6 +9,8 @@
 //! requests, shards drain and checkpoint their open windows, engines commit
 //! — and the next one starts from storage the way a restart does: open
 //! windows and runs come back, a changed contract version starts new runs.
+//! An in-memory store (`storage: "memory:"`) is the process's, so it is
+//! handed to the next server rather than opened again empty.
 //! The listening sockets stay open throughout (see [`Endpoints`]), so a
 //! client that connects meanwhile waits instead of being refused, and no
 //! request accepted before or during the switch is lost. Endpoints the new
@@ -58,11 +60,13 @@ pub async fn supervise(
         metrics::counter!(CONFIG_RELOADS, "result" => result).increment(0);
     }
     let mut endpoints = Endpoints::default();
+    let mut memory = None;
     let mut current = config;
     let mut server = Server::start_on(
         current.clone(),
         clock.clone(),
         &mut endpoints,
+        &mut memory,
         Some(reload_tx.clone()),
     )
     .await
@@ -122,6 +126,7 @@ pub async fn supervise(
             next.clone(),
             clock.clone(),
             &mut endpoints,
+            &mut memory,
             Some(reload_tx.clone()),
         )
         .await
@@ -139,6 +144,7 @@ pub async fn supervise(
                     current.clone(),
                     clock.clone(),
                     &mut endpoints,
+                    &mut memory,
                     Some(reload_tx.clone()),
                 )
                 .await
@@ -232,7 +238,7 @@ fn changes(old: &ValidatedConfig, new: &ValidatedConfig) -> Vec<String> {
         match before.iter().find(|(n, _)| n == name) {
             None => out.push(format!("contract {name}: added (version {version})")),
             Some((_, v)) if v != version => out.push(format!(
-                "contract {name}: version {v} -> {version} (new runs start)"
+                "contract {name}: version {v} -> {version} (new runs start, counting the windows open now)"
             )),
             Some(_) if spec(old, name) != spec(new, name) => out.push(format!(
                 "contract {name}: settings changed under the same version (its current runs go on under them)"

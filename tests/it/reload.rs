@@ -69,6 +69,82 @@ fn logged(v: &Verdict, message: &str) -> usize {
         .count()
 }
 
+/// Waits until the server logged its `n`th applied reload.
+async fn reloaded(v: &Verdict, n: usize) {
+    eventually(Duration::from_secs(30), "the reload", || {
+        let done = logged(v, "Reloaded.");
+        async move { (done >= n).then_some(()) }
+    })
+    .await;
+}
+
+/// A sender of spans of `checkout/1.0` that never pauses until stopped,
+/// counting the spans the server took (200, less what partial_success
+/// rejected).
+struct Sender {
+    accepted: Arc<AtomicU64>,
+    running: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Sender {
+    fn start(http: std::net::SocketAddr) -> Sender {
+        let accepted = Arc::new(AtomicU64::new(0));
+        let running = Arc::new(AtomicBool::new(true));
+        let task = {
+            let (accepted, running) = (accepted.clone(), running.clone());
+            tokio::spawn(async move {
+                let client = reqwest::Client::new();
+                while running.load(Ordering::SeqCst) {
+                    let now = now_ns();
+                    let spans: Vec<Value> = (0..20u64)
+                        .map(|i| {
+                            let end = now - i * 1000;
+                            json!({"kind": 2, "name": "GET /",
+                                   "startTimeUnixNano": (end - 5_000_000).to_string(),
+                                   "endTimeUnixNano": end.to_string()})
+                        })
+                        .collect();
+                    let body = json!({"resourceSpans": [{
+                        "resource": {"attributes": [
+                            {"key": "service.name", "value": {"stringValue": "checkout"}},
+                            {"key": "service.version", "value": {"stringValue": "1.0"}}]},
+                        "scopeSpans": [{"spans": spans}]}]});
+                    let resp = client
+                        .post(format!("http://{http}/v1/traces"))
+                        .header("content-type", "application/json")
+                        .body(body.to_string())
+                        .send()
+                        .await;
+                    if let Ok(r) = resp {
+                        if r.status() == 200 {
+                            let answer: Value = r.json().await.unwrap_or(Value::Null);
+                            let rejected = answer["partialSuccess"]["rejectedSpans"]
+                                .as_str()
+                                .and_then(|n| n.parse::<u64>().ok())
+                                .unwrap_or(0);
+                            accepted.fetch_add(20 - rejected, Ordering::SeqCst);
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(30)).await;
+                }
+            })
+        };
+        Sender {
+            accepted,
+            running,
+            task,
+        }
+    }
+
+    /// Stops sending; returns how many spans were accepted.
+    async fn stop(self) -> u64 {
+        self.running.store(false, Ordering::SeqCst);
+        self.task.await.expect("sender");
+        self.accepted.load(Ordering::SeqCst)
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn reloads_keep_every_accepted_sample_and_the_listening_sockets() {
     let dir = TempDir::new("reload");
@@ -77,49 +153,7 @@ async fn reloads_keep_every_accepted_sample_and_the_listening_sockets() {
     let v = Verdict::start(&file);
     let (http, api) = (v.http, v.api);
 
-    // A sender that never stops during the reloads, counting the spans the
-    // server took (200, less what partial_success rejected).
-    let accepted = Arc::new(AtomicU64::new(0));
-    let running = Arc::new(AtomicBool::new(true));
-    let sender = {
-        let (accepted, running) = (accepted.clone(), running.clone());
-        tokio::spawn(async move {
-            let client = reqwest::Client::new();
-            while running.load(Ordering::SeqCst) {
-                let now = now_ns();
-                let spans: Vec<Value> = (0..20u64)
-                    .map(|i| {
-                        let end = now - i * 1000;
-                        json!({"kind": 2, "name": "GET /",
-                               "startTimeUnixNano": (end - 5_000_000).to_string(),
-                               "endTimeUnixNano": end.to_string()})
-                    })
-                    .collect();
-                let body = json!({"resourceSpans": [{
-                    "resource": {"attributes": [
-                        {"key": "service.name", "value": {"stringValue": "checkout"}},
-                        {"key": "service.version", "value": {"stringValue": "1.0"}}]},
-                    "scopeSpans": [{"spans": spans}]}]});
-                let resp = client
-                    .post(format!("http://{http}/v1/traces"))
-                    .header("content-type", "application/json")
-                    .body(body.to_string())
-                    .send()
-                    .await;
-                if let Ok(r) = resp {
-                    if r.status() == 200 {
-                        let answer: Value = r.json().await.unwrap_or(Value::Null);
-                        let rejected = answer["partialSuccess"]["rejectedSpans"]
-                            .as_str()
-                            .and_then(|n| n.parse::<u64>().ok())
-                            .unwrap_or(0);
-                        accepted.fetch_add(20 - rejected, Ordering::SeqCst);
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(30)).await;
-            }
-        })
-    };
+    let sender = Sender::start(http);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     // SIGHUP with a changed threshold, then the API with a gRPC listener
     // added.
@@ -129,11 +163,7 @@ async fn reloads_keep_every_accepted_sample_and_the_listening_sockets() {
     )
     .expect("write");
     sighup(&v);
-    eventually(Duration::from_secs(30), "the SIGHUP reload", || {
-        let n = logged(&v, "Reloaded.");
-        async move { (n >= 1).then_some(()) }
-    })
-    .await;
+    reloaded(&v, 1).await;
     tokio::time::sleep(Duration::from_millis(1000)).await;
     std::fs::write(&file, yaml(&dir, 1, true)).expect("write");
     let (status, body) = post_reload(&v, Some(TOKEN)).await;
@@ -144,15 +174,9 @@ async fn reloads_keep_every_accepted_sample_and_the_listening_sockets() {
             .contains("otlp-grpc otlp: listens on 127.0.0.1:0"),
         "{body}"
     );
-    eventually(Duration::from_secs(30), "the API reload", || {
-        let n = logged(&v, "Reloaded.");
-        async move { (n >= 2).then_some(()) }
-    })
-    .await;
+    reloaded(&v, 2).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    running.store(false, Ordering::SeqCst);
-    sender.await.expect("sender");
-    let sent = accepted.load(Ordering::SeqCst);
+    let sent = sender.stop().await;
     assert!(sent > 500, "{sent} spans sent");
     // The same file again: nothing to apply, nothing restarted.
     let (status, body) = post_reload(&v, Some(TOKEN)).await;
@@ -252,29 +276,128 @@ async fn an_invalid_reload_changes_nothing_and_a_version_bump_starts_new_runs() 
         changes.contains("version 1 -> 2") && changes.contains("closed"),
         "{body}"
     );
-    eventually(Duration::from_secs(30), "the reload", || {
-        let n = logged(&v, "Reloaded.");
-        async move { (n >= 1).then_some(()) }
-    })
-    .await;
+    reloaded(&v, 1).await;
+    // The new run counts the windows the old one had not judged yet (if
+    // any were still open, it is VALIDATING already).
     let run = v.run("7.0").await;
-    assert_eq!(
-        (run["state"].as_str(), run["contract_version"].as_u64()),
-        (Some("PENDING"), Some(2)),
-        "{run}"
-    );
+    assert_eq!(run["contract_version"].as_u64(), Some(2), "{run}");
     let (_, all) = get_json(&v.api("/api/v1/runs")).await;
     assert!(all["runs"]
         .as_array()
         .is_some_and(|r| r.iter().any(|r| r["run_id"] == old["run_id"])));
     assert!(tokio::net::TcpStream::connect(grpc).await.is_err());
-    // A new run counts windows that start after it: the next one.
-    tokio::time::sleep(Duration::from_millis(2100)).await;
     v.spans("7.0", 30, 10).await;
     v.run_until("7.0", "the v2 run to start", |r| {
         r["state"] == "VALIDATING" && r["contract_version"] == 2
     })
     .await;
+}
+
+/// The samples of `checkout/1.0` in every run of it (each contract
+/// version's), with the runs as (version, state, superseded).
+async fn samples_in_runs(v: &Verdict) -> (u64, Vec<(u64, String, bool)>) {
+    let (status, all) = get_json(&v.api("/api/v1/runs?limit=1000")).await;
+    assert_eq!(status, 200, "{all}");
+    let runs: Vec<&Value> = all["runs"]
+        .as_array()
+        .map(|r| r.iter().filter(|r| r["subject"] == "1.0").collect())
+        .unwrap_or_default();
+    let samples = runs
+        .iter()
+        .filter_map(|r| r["run"]["samples"].as_u64())
+        .sum();
+    let mut described: Vec<(u64, String, bool)> = runs
+        .iter()
+        .map(|r| {
+            (
+                r["contract_version"].as_u64().unwrap_or(0),
+                r["state"].as_str().unwrap_or("").to_string(),
+                r["superseded"].as_bool().unwrap_or(false),
+            )
+        })
+        .collect();
+    described.sort();
+    (samples, described)
+}
+
+/// A version bump while spans flow: the old run keeps what it judged, the
+/// new one counts the windows open at the reload and those after, so every
+/// accepted span is in exactly one of them.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_version_bump_under_traffic_counts_every_accepted_sample() {
+    let dir = TempDir::new("reload-version");
+    let file = dir.0.join("pipeline.yaml");
+    std::fs::write(&file, yaml(&dir, 1, false)).expect("write");
+    let v = Verdict::start(&file);
+    let sender = Sender::start(v.http);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    std::fs::write(&file, yaml(&dir, 2, false)).expect("write");
+    let (status, body) = post_reload(&v, Some(TOKEN)).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["changes"].to_string().contains("version 1 -> 2"),
+        "{body}"
+    );
+    reloaded(&v, 1).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let sent = sender.stop().await;
+    assert!(sent > 500, "{sent} spans sent");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let (counted, runs) = loop {
+        let (counted, runs) = samples_in_runs(&v).await;
+        if counted >= sent || std::time::Instant::now() > deadline {
+            break (counted, runs);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(counted, sent, "spans accepted vs counted in runs {runs:?}");
+    assert_eq!(
+        runs,
+        vec![
+            (1, "VALIDATING".to_string(), true),
+            (2, "VALIDATING".to_string(), false)
+        ]
+    );
+    // Windows still closing add nothing more: none is counted twice.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!((counted, samples_in_runs(&v).await.0), (sent, sent));
+}
+
+/// With `storage: "memory:"` a reload keeps the runs: the store belongs to
+/// the process, not to the configuration it runs.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_keeps_an_in_memory_store() {
+    let dir = TempDir::new("reload-memory");
+    let file = dir.0.join("pipeline.yaml");
+    let memory = |y: String| y.replace(&sqlite(&dir.0), "memory:");
+    std::fs::write(&file, memory(yaml(&dir, 1, false))).expect("write");
+    let v = Verdict::start(&file);
+    v.spans("3.0", 10, 10).await;
+    let before = v
+        .run_until("3.0", "the run to count its samples", |r| {
+            r["run"]["samples"] == 10
+        })
+        .await;
+    std::fs::write(
+        &file,
+        memory(yaml(&dir, 1, false)).replace("max_p95_latency_ms: 100", "max_p95_latency_ms: 150"),
+    )
+    .expect("write");
+    let (status, body) = post_reload(&v, Some(TOKEN)).await;
+    assert_eq!(status, 200, "{body}");
+    reloaded(&v, 1).await;
+    let after = v.run("3.0").await;
+    assert_eq!(
+        (&after["run_id"], &after["run"]["samples"], &after["state"]),
+        (
+            &before["run_id"],
+            &before["run"]["samples"],
+            &before["state"]
+        ),
+        "{after}"
+    );
+    let (_, all) = get_json(&v.api("/api/v1/runs?limit=10")).await;
+    assert_eq!(all["runs"].as_array().map(Vec::len), Some(1), "{all}");
 }
 
 /// Clients that connect and never complete a request (an idle socket on

@@ -338,7 +338,10 @@ impl SqlStore {
     /// their window's judgment (the previous commit deleted every one
     /// there was): they are *late*, counted in no verdict. They are deleted
     /// too, and counted on the pipeline and on the instance that wrote
-    /// them, in the same transaction.
+    /// them, in the same transaction. (A partial that lands between the
+    /// leader's read of a window and this commit — milliseconds, and only
+    /// from an instance the leader stopped waiting for — is deleted with
+    /// the window uncounted.)
     pub async fn commit_judged(
         &self,
         batch: &[Commit],

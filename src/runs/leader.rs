@@ -18,7 +18,6 @@
 //! whichever instance delivered the change.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -264,11 +263,7 @@ impl LeaderTask {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut purged = self.clock.now();
         let term_start = self.clock.now();
-        let fenced = |task: &EngineTask| {
-            task.claim
-                .as_ref()
-                .is_some_and(|c| c.fenced.load(Ordering::SeqCst))
-        };
+        let fenced = |task: &EngineTask| task.fenced();
         loop {
             tokio::select! {
                 biased;

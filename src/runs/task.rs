@@ -293,12 +293,30 @@ impl EngineTask {
         let answer = match result {
             Ok((batch, run)) => {
                 self.commit(batch).await;
-                Ok(run)
+                if self.fenced() {
+                    // Nothing was stored, and the next leader cannot
+                    // derive a person's decision from the data: the caller
+                    // must hear that it did not happen, and send it again.
+                    Err(ManualError::NotLeader(
+                        "leadership moved to another instance while this decision was being                          stored; it was not stored: send it again (to the new leader, see                          GET /api/v1/cluster)"
+                            .into(),
+                    ))
+                } else {
+                    Ok(run)
+                }
             }
             Err(e) => Err(e),
         };
         // The caller may have given up; the decision stands either way.
         let _ = cmd.reply.send(answer);
+    }
+
+    /// Whether a commit found this leader's claim taken: nothing it
+    /// commits is stored any more.
+    pub(super) fn fenced(&self) -> bool {
+        self.claim
+            .as_ref()
+            .is_some_and(|c| c.fenced.load(std::sync::atomic::Ordering::SeqCst))
     }
 
     /// Commits `batch` (retrying until it is stored), then announces it.
@@ -462,3 +480,7 @@ impl EngineTask {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "task_tests.rs"]
+mod tests;

@@ -67,7 +67,11 @@ receivers:
   otlp/edge:
     protocols:
       grpc: { endpoint: "127.0.0.1:4317" }
-      http: {}
+      http:
+        cors:
+          allowed_origins: ["https://app.example.com", "https://*.example.org"]
+          allowed_headers: [Authorization]
+          max_age: 600
     max_request_bytes: 1000
     auth: { bearer_token: ingest-secret }
   probe/synthetic:
@@ -176,6 +180,8 @@ fn every_kind_of_setting_round_trips_with_its_secrets_redacted() {
         "\"https://ci:redacted@ci.example/hook\"",
         "\"https://hooks.slack.com/redacted\"",
         "accept: \"text/plain\"",
+        "allowed_origins: [\"https://app.example.com\", \"https://*.example.org\"]",
+        "max_age: 600",
         "token: \"<redacted>\"",
         "secret: \"<redacted>\"",
         "bearer_token: \"<redacted>\"",

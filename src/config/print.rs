@@ -748,9 +748,14 @@ fn scalar(key: &str) -> String {
     }
 }
 
-/// A double-quoted YAML string: JSON's escapes are YAML's.
+/// A double-quoted YAML string: JSON's escapes are YAML's. `$` is written
+/// `$$`: the file's text goes through `${env:…}` substitution before it is
+/// read, so an effective value holding `${…}` or `$$` (an environment
+/// override, a `$$` in the file) reads back as itself.
 fn quoted(text: &str) -> String {
-    serde_json::Value::String(text.to_string()).to_string()
+    serde_json::Value::String(text.to_string())
+        .to_string()
+        .replace('$', "$$")
 }
 
 #[cfg(test)]

@@ -357,9 +357,27 @@ fn tls_version(v: TlsVersion) -> Node {
 }
 
 fn listener(endpoint: &str, tls: Option<&ListenerTls>) -> Node {
+    listener_entries(endpoint, tls).node()
+}
+
+fn listener_entries(endpoint: &str, tls: Option<&ListenerTls>) -> MapBuilder {
     MapBuilder::default()
         .set("endpoint", Node::str(endpoint))
         .opt("tls", tls.map(listener_tls))
+}
+
+fn cors(c: &CorsSpec) -> Node {
+    MapBuilder::default()
+        .set(
+            "allowed_origins",
+            Node::strings(c.allowed_origins.iter().map(String::as_str)),
+        )
+        .opt(
+            "allowed_headers",
+            (!c.allowed_headers.is_empty())
+                .then(|| Node::strings(c.allowed_headers.iter().map(String::as_str))),
+        )
+        .opt("max_age", c.max_age.map(|d| Node::num(d.as_secs())))
         .node()
 }
 
@@ -371,7 +389,9 @@ fn receiver(kind: &ReceiverKind) -> Node {
                 protocols = protocols.set("grpc", listener(endpoint, otlp.grpc_tls.as_ref()));
             }
             if let Some(endpoint) = &otlp.http_endpoint {
-                protocols = protocols.set("http", listener(endpoint, otlp.http_tls.as_ref()));
+                let http = listener_entries(endpoint, otlp.http_tls.as_ref())
+                    .opt("cors", otlp.http_cors.as_ref().map(cors));
+                protocols = protocols.set("http", http.node());
             }
             MapBuilder::default()
                 .set("protocols", protocols.node())
@@ -728,9 +748,14 @@ fn scalar(key: &str) -> String {
     }
 }
 
-/// A double-quoted YAML string: JSON's escapes are YAML's.
+/// A double-quoted YAML string: JSON's escapes are YAML's. `$` is written
+/// `$$`: the file's text goes through `${env:…}` substitution before it is
+/// read, so an effective value holding `${…}` or `$$` (an environment
+/// override, a `$$` in the file) reads back as itself.
 fn quoted(text: &str) -> String {
-    serde_json::Value::String(text.to_string()).to_string()
+    serde_json::Value::String(text.to_string())
+        .to_string()
+        .replace('$', "$$")
 }
 
 #[cfg(test)]

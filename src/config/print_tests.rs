@@ -30,6 +30,19 @@ fn round_trip(config: &ValidatedConfig, what: &str) -> String {
     printed
 }
 
+/// The shipped default pipeline's text.
+fn default_pipeline() -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/default.yaml"))
+        .expect("read")
+}
+
+/// An environment of `(name, value)` pairs.
+fn env_of(vars: &[(&str, &str)]) -> HashMap<String, String> {
+    vars.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 fn yaml_files(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
@@ -46,10 +59,7 @@ fn every_shipped_and_valid_fixture_file_round_trips() {
     let mut files = yaml_files(&root.join("pipelines"));
     files.extend(yaml_files(&root.join("tests/fixtures/config/valid")));
     assert!(files.len() >= 8, "{files:?}");
-    let env: HashMap<String, String> = [("FIXTURE_TOKEN", "t0k"), ("VERDICT_API_TOKEN", "")]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let env = env_of(&[("FIXTURE_TOKEN", "t0k"), ("VERDICT_API_TOKEN", "")]);
     for file in files {
         let text = std::fs::read_to_string(&file).expect("read");
         let config = match load_str(&text, &env) {
@@ -67,14 +77,18 @@ receivers:
   otlp/edge:
     protocols:
       grpc: { endpoint: "127.0.0.1:4317" }
-      http: {}
+      http:
+        cors:
+          allowed_origins: ["https://app.example.com", "https://*.example.org"]
+          allowed_headers: [Authorization]
+          max_age: 600
     max_request_bytes: 1000
     auth: { bearer_token: ingest-secret }
   probe/synthetic:
     url: "https://user:pass@probe.example:8443/health?x=1"
     method: POST
     headers: { Authorization: "Bearer probe-secret", X-Api-Key: k3y, Accept: "text/plain" }
-    body: "{\"a\": 1}"
+    body: "{\"a\": 1, \"price\": \"$$5\", \"template\": \"$${env:HOME}\"}"
     duration: 90s
     concurrency: 3
     timeout: 1500ms
@@ -176,6 +190,8 @@ fn every_kind_of_setting_round_trips_with_its_secrets_redacted() {
         "\"https://ci:redacted@ci.example/hook\"",
         "\"https://hooks.slack.com/redacted\"",
         "accept: \"text/plain\"",
+        "allowed_origins: [\"https://app.example.com\", \"https://*.example.org\"]",
+        "max_age: 600",
         "token: \"<redacted>\"",
         "secret: \"<redacted>\"",
         "bearer_token: \"<redacted>\"",
@@ -200,18 +216,12 @@ fn every_kind_of_setting_round_trips_with_its_secrets_redacted() {
 
 #[test]
 fn overrides_and_defaults_show_in_the_printed_configuration() {
-    let text = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/default.yaml"),
-    )
-    .expect("read");
-    let env: HashMap<String, String> = [
+    let text = default_pipeline();
+    let env = env_of(&[
         ("VERDICT__PROCESSORS__WINDOW__SIZE", "5s"),
         ("VERDICT__PROCESSORS__CONTRACT_DEFAULT__MIN_SAMPLES", "77"),
         ("VERDICT_API_TOKEN", "from-env"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
+    ]);
     let config = load(&text, &env);
     let printed = round_trip(&config, "default.yaml with overrides");
     assert!(printed.contains("    size: \"5s\"\n"), "{printed}");
@@ -219,6 +229,29 @@ fn overrides_and_defaults_show_in_the_printed_configuration() {
     assert!(!printed.contains("from-env"), "{printed}");
     // A default the file does not state.
     assert!(printed.contains("stream_expiry: \"15m\""), "{printed}");
+}
+
+/// Substitution runs on the printed text too: a value whose effective text
+/// holds `${…}` or `$` (an environment override is not substituted) is
+/// printed with `$$` and reads back as itself, not as the variable.
+#[test]
+fn dollars_in_effective_values_read_back_as_themselves() {
+    let text = default_pipeline();
+    let env = env_of(&[
+        (
+            "VERDICT__PROCESSORS__CONTRACT_DEFAULT__MATCH__SERVICE_NAME",
+            "${env:HOME}",
+        ),
+        (
+            "VERDICT__SERVICE__API__PUBLIC_URL",
+            "https://ops.example/$$/",
+        ),
+        ("HOME", "/root"),
+    ]);
+    let config = load(&text, &env);
+    let printed = round_trip(&config, "default.yaml with dollars");
+    assert!(printed.contains("\"$${env:HOME}\""), "{printed}");
+    assert!(printed.contains("https://ops.example/$$$$\""), "{printed}");
 }
 
 #[test]
@@ -235,14 +268,8 @@ fn keys_that_yaml_would_read_otherwise_are_quoted() {
 
 #[test]
 fn the_start_up_summary_names_windows_and_contracts() {
-    let text = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/default.yaml"),
-    )
-    .expect("read");
-    let env: HashMap<String, String> = [("VERDICT__PROCESSORS__WINDOW__SIZE", "5s")]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let text = default_pipeline();
+    let env = env_of(&[("VERDICT__PROCESSORS__WINDOW__SIZE", "5s")]);
     let lines = summary(&load(&text, &env));
     assert_eq!(
         lines,

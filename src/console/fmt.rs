@@ -16,22 +16,44 @@ pub fn text(v: &Value) -> String {
     }
 }
 
-/// `s` with control characters written as escapes (`\u{1b}`, `\r`), so
-/// that it can be shown and typed back: [`typed`] reads it back to `s`.
+/// `s` with control characters and invisible formatting characters (see
+/// [`hidden`]) written as escapes (`\u{1b}`, `\r`, `\u{202e}`), so that it
+/// can be shown and typed back: [`typed`] reads it back to `s`.
 /// A string that needs no escape is shown as it is, backslashes included;
 /// once any escape is written (or a backslash in `s` would read as one),
 /// its backslashes are doubled so that none is mistaken for an escape.
 pub fn visible(s: &str) -> String {
-    if !s.chars().any(char::is_control) && typed(s) == s {
+    if !s.chars().any(hidden) && typed(s) == s {
         return s.to_string();
     }
     s.chars()
         .map(|c| match c {
             '\\' => "\\\\".to_string(),
-            c if c.is_control() => c.escape_default().to_string(),
+            c if hidden(c) => c.escape_default().to_string(),
             c => c.to_string(),
         })
         .collect()
+}
+
+/// Characters that do not show as themselves: controls, and the invisible
+/// formatting characters a sender could put in a subject to make it read
+/// as another one — bidirectional embeddings, overrides and isolates
+/// (`"\u{202e}0.1.2"` displays as `2.1.0`), zero-width spaces and joiners,
+/// marks, line and paragraph separators, the byte-order mark and the soft
+/// hyphen.
+pub fn hidden(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{ad}'
+                | '\u{61c}'
+                | '\u{180e}'
+                | '\u{200b}'..='\u{200f}'
+                | '\u{2028}'..='\u{202e}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{2066}'..='\u{2069}'
+                | '\u{feff}'
+        )
 }
 
 /// A string as a person typed it after reading it from [`visible`]: `\\`,
@@ -206,13 +228,19 @@ mod tests {
             "\\\\",
             "bel\u{7} and a backslash \\ too",
             "\u{85}next line",
+            "\u{202e}0.1.2",
+            "\u{202e}evil\u{202c}/x",
+            "a\u{2066}b\u{2069}\u{200b}\u{200f}\u{2028}\u{2029}\u{feff}\u{61c}",
         ] {
             let shown = visible(s);
-            assert!(!shown.chars().any(char::is_control), "{shown:?}");
+            assert!(!shown.chars().any(hidden), "{shown:?}");
             assert_eq!(typed(&shown), s, "{s:?} shown as {shown:?}");
         }
         // Backslashes that read as nothing are shown as they are.
         assert_eq!(visible("C:\\dir"), "C:\\dir");
+        // A subject cannot reverse itself into another release's name.
+        assert_eq!(visible("\u{202e}0.1.2"), "\\u{202e}0.1.2");
+        assert_eq!(visible("2.1.0 café ✓"), "2.1.0 café ✓");
         assert_eq!(visible("a\\u{7}"), "a\\\\u{7}");
         assert_eq!(typed("bad\\u{zz}\\q"), "bad\\u{zz}\\q");
     }

@@ -185,3 +185,36 @@ async fn runs_outside_a_checkout_asks_the_default_address() {
         _ => assert!(err.contains("http://127.0.0.1:8686/api/v1/runs"), "{err}"),
     }
 }
+
+/// A release named with a right-to-left override (`\u{202e}0.1.2`) would
+/// display as `2.1.0`, another release's name: the table, the status page
+/// and the page's title show the override escaped, never raw.
+#[tokio::test(flavor = "multi_thread")]
+async fn bidi_controls_in_subjects_are_shown_escaped() {
+    let dir = TempDir::new("console-bidi");
+    let file = write_pipeline(&dir, &[], "    decision: windows\n    pass_windows: 100");
+    let v = Verdict::start(&file);
+    let api = format!("http://{}", v.api);
+    let spoof = "\u{202e}0.1.2";
+    v.spans(spoof, 5, 10).await;
+    v.run_until(spoof, "the run to validate", |r| r["state"] == "VALIDATING")
+        .await;
+    let table = stdout(&runs(&["--api", &api]).await);
+    let html = |path: &'static str| {
+        let url = format!("{api}{path}");
+        async move {
+            let resp = reqwest::get(url).await.expect("page");
+            resp.text().await.expect("body")
+        }
+    };
+    let overview = html("/").await;
+    let page = html("/runs/checkout/%E2%80%AE0.1.2").await;
+    assert!(
+        page.contains(r"<title>checkout \u{202e}0.1.2 · verdict</title>"),
+        "{page}"
+    );
+    for shown in [&table, &overview, &page] {
+        assert!(shown.contains(r"\u{202e}0.1.2"), "{shown}");
+        assert!(!shown.contains('\u{202e}'), "{shown}");
+    }
+}

@@ -29,11 +29,6 @@ impl Drop for Prometheus {
 }
 
 impl Prometheus {
-    /// Starts `prometheus` (or `PROMETHEUS`) scraping `target` every second.
-    fn start(dir: &TempDir, target: &str) -> Prometheus {
-        Prometheus::scraping(dir, &[("verdict", target)])
-    }
-
     /// Starts `prometheus` (or `PROMETHEUS`) scraping each `(job, target)`
     /// every second.
     pub(crate) fn scraping(dir: &TempDir, jobs: &[(&str, &str)]) -> Prometheus {
@@ -186,6 +181,64 @@ fn the_dashboard_is_importable() {
     }
 }
 
+/// A gauge that reads the same on every instance (from the shared tables
+/// or the shared configuration): a run's, a window's, a contract's.
+fn shared_gauge(name: &str) -> bool {
+    (name.starts_with("verdict_run_") || name.starts_with("verdict_window_"))
+        && !name.ends_with("_total")
+        || name == "verdict_contract_threshold"
+}
+
+/// Every run, window and contract gauge is read through `max by (...)`:
+/// several instances (or an HA pair) each expose it, so a `sum`, or no
+/// aggregation at all, would count a run once per instance — a VALIDATING
+/// run (2) summed over two instances reads as ROLLED_BACK (4).
+#[test]
+fn no_panel_sums_a_run_or_window_gauge_across_instances() {
+    let d: Value = serde_json::from_str(DASHBOARD).expect("valid JSON");
+    let mut checked = 0;
+    for (title, expr) in expressions(&d) {
+        if title.starts_with("variable") {
+            continue;
+        }
+        let mut at = 0;
+        while let Some(found) = expr[at..].find("verdict_") {
+            let start = at + found;
+            let name: String = expr[start..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            at = start + name.len();
+            if !shared_gauge(&name) {
+                continue;
+            }
+            checked += 1;
+            // `max by (LABELS) (` right before the metric.
+            let before = expr[..start].trim_end();
+            let wrapped = before
+                .strip_suffix('(')
+                .map(str::trim_end)
+                .and_then(|b| b.strip_suffix(')'))
+                .and_then(|b| b.rsplit_once('('))
+                .is_some_and(|(agg, labels)| {
+                    agg.split(|c: char| c.is_whitespace() || c == '(')
+                        .filter(|t| !t.is_empty())
+                        .rev()
+                        .take(2)
+                        .eq(["by", "max"])
+                        && labels
+                            .split(',')
+                            .all(|l| !l.trim().is_empty() && l.trim() != "instance")
+                });
+            assert!(
+                wrapped,
+                "panel {title:?} reads {name} without `max by (...)`: {expr}"
+            );
+        }
+    }
+    assert!(checked >= 10, "{checked} shared gauges read");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn every_panel_query_runs_against_a_real_prometheus_scraping_verdict() {
     let dir = TempDir::new("dashboard");
@@ -193,7 +246,11 @@ async fn every_panel_query_runs_against_a_real_prometheus_scraping_verdict() {
     // webhook), a refused request and a rejected span.
     let (v, _receiver) = crate::exposition::busy(&dir).await;
 
-    let prometheus = Prometheus::start(&dir, &v.prometheus.to_string());
+    // The same verdict under two jobs: what two instances sharing one
+    // database look like to the run gauges.
+    let target = v.prometheus.to_string();
+    let alias = format!("localhost:{}", v.prometheus.port());
+    let prometheus = Prometheus::scraping(&dir, &[("verdict", &target), ("verdict-b", &alias)]);
     let d: Value = serde_json::from_str(DASHBOARD).expect("valid JSON");
     let exprs = expressions(&d);
     let names: BTreeSet<String> = exprs.iter().flat_map(|(_, e)| metric_names(e)).collect();
@@ -219,6 +276,51 @@ async fn every_panel_query_runs_against_a_real_prometheus_scraping_verdict() {
             "panel {title:?}: {answer}"
         );
     }
+    // Each run is counted once, whatever the number of instances.
+    prometheus
+        .wait_for(
+            "count(count by (job) (verdict_run_state)) == 2",
+            "both jobs to hold the run gauges",
+        )
+        .await;
+    let panel = |title: &str| {
+        exprs
+            .iter()
+            .find(|(t, _)| t == title)
+            .map(|(_, e)| substituted(e))
+            .expect("panel")
+    };
+    let (_, runs) = crate::get_json(&format!("http://{}/api/v1/runs/checkout", v.api)).await;
+    let runs = runs["runs"].as_array().cloned().unwrap_or_default();
+    let by_state = prometheus.query(&panel("Runs by state")).await;
+    let counted: f64 = by_state["data"]["result"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["value"][1].as_str()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(counted, runs.len() as f64, "{by_state}\n{runs:?}");
+    let states = prometheus.query(&panel("Run state by subject")).await;
+    let codes: Vec<(String, String)> = states["data"]["result"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            (
+                r["metric"]["subject"].as_str().unwrap_or("").to_string(),
+                r["value"][1].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(codes.len(), runs.len(), "{states}");
+    // 1.0 was rolled back (4); every value is one of the four states.
+    assert!(codes.contains(&("1.0".into(), "4".into())), "{codes:?}");
+    assert!(
+        codes
+            .iter()
+            .all(|(_, c)| ["1", "2", "3", "4"].contains(&c.as_str())),
+        "{codes:?}"
+    );
     // The thresholds are drawn from verdict's own gauge.
     let answer = prometheus
         .query("verdict_contract_threshold{threshold=\"max_p95_latency_seconds\"}")

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::chart::{self, Limit, Point};
 use crate::config::{ContractSpec, Decision};
-use crate::console::fmt::{ago, millis, percent, text, window_span};
+use crate::console::fmt::{ago, millis, percent, text, visible, window_span};
 use crate::console::path_part;
 
 /// `s` with the five HTML special characters escaped: safe in text and in
@@ -234,7 +234,7 @@ pub fn run_page(spec: &ContractSpec, run: &Value, pending: &[Value], now: &str) 
         let _ = write!(
             body,
             r#"<p class="banner">Stored data unreadable: {}</p>"#,
-            esc(why)
+            esc(&visible(why))
         );
     }
     let _ = write!(
@@ -395,6 +395,17 @@ pub fn run_page(spec: &ContractSpec, run: &Value, pending: &[Value], now: &str) 
 mod tests {
     use super::*;
 
+    /// A contract `name` with a p95 threshold of 100 ms.
+    fn spec(name: &str) -> ContractSpec {
+        ContractSpec::with_thresholds(
+            name,
+            crate::config::Thresholds {
+                max_p95_latency_ms: Some(100.0),
+                ..Default::default()
+            },
+        )
+    }
+
     #[test]
     fn escaping_covers_text_and_attributes() {
         assert_eq!(
@@ -405,13 +416,7 @@ mod tests {
 
     #[test]
     fn hostile_values_never_become_markup() {
-        let spec = ContractSpec::with_thresholds(
-            "c<b>",
-            crate::config::Thresholds {
-                max_p95_latency_ms: Some(100.0),
-                ..Default::default()
-            },
-        );
+        let spec = spec("c<b>");
         let run = serde_json::json!({
             "subject": "<img src=x onerror=alert(1)>", "state": "<b>", "reason": "\"><script>",
             "run": {"samples": 1}, "started_at": null,
@@ -433,13 +438,7 @@ mod tests {
     /// the page shows.
     #[test]
     fn links_are_built_from_the_raw_subject() {
-        let spec = ContractSpec::with_thresholds(
-            "default",
-            crate::config::Thresholds {
-                max_p95_latency_ms: Some(100.0),
-                ..Default::default()
-            },
-        );
+        let spec = spec("default");
         let run = serde_json::json!({
             "subject": "svc/v1\nverdict_fake 1\u{0}", "state": "PENDING", "reason": "",
             "run": {"samples": 1}, "started_at": null,
@@ -450,5 +449,25 @@ mod tests {
             "{page}"
         );
         assert!(page.contains(r"svc/v1\nverdict_fake 1"), "{page}");
+    }
+
+    /// A subject with bidi controls or invisible characters is shown with
+    /// them escaped: `\u{202e}0.1.2` cannot pass for release `2.1.0`.
+    #[test]
+    fn bidi_and_invisible_characters_are_shown_escaped() {
+        let spec = spec("default");
+        let run = serde_json::json!({
+            "subject": "checkout/\u{202e}0.1.2\u{200b}\u{2066}", "state": "VALIDATING",
+            "reason": "r\u{202e}", "run": {"samples": 1}, "started_at": null,
+        });
+        let page = overview(&[(&spec, vec![run.clone()])], "2026-12-03T10:00:00Z", None);
+        let one = run_page(&spec, &run, &[], "2026-12-03T10:00:00Z");
+        for html in [&page, &one] {
+            assert!(
+                html.contains(r"checkout/\u{202e}0.1.2\u{200b}\u{2066}"),
+                "{html}"
+            );
+            assert!(!html.contains('\u{202e}') && !html.contains('\u{200b}'));
+        }
     }
 }

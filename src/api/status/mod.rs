@@ -194,7 +194,13 @@ async fn run(
             .collect(),
         _ => Vec::new(),
     };
-    let title = format!("{} {}", spec.name, body["subject"].as_str().unwrap_or(""));
+    // The subject as the page shows it: escapes for what would not show as
+    // itself (a control or bidi character in a tab's title).
+    let title = format!(
+        "{} {}",
+        spec.name,
+        crate::console::fmt::text(&body["subject"])
+    );
     page(
         StatusCode::OK,
         &title,

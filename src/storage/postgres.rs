@@ -67,7 +67,7 @@ fn tls_error(err: &sqlx::Error) -> Option<&rustls::Error> {
 
 /// What to check when the server's certificate was refused.
 fn tls_hint(err: &rustls::Error) -> &'static str {
-    use crate::probe::tally::TlsFailure;
+    use crate::tls::TlsFailure;
     match TlsFailure::of(err) {
         TlsFailure::UnknownIssuer => {
             " (certificate problem: unknown issuer: the server's certificate is not signed by a \

@@ -377,3 +377,29 @@ async fn an_exporter_with_pending_deliveries_cannot_be_reloaded_away() {
     );
     assert_eq!(logged(&v, "Reloaded."), 0);
 }
+
+/// A reload to a file whose YAML aliases would expand to a billion nodes
+/// is refused before anything expands them, and the server goes on
+/// serving under its running configuration.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_to_a_yaml_alias_bomb_is_refused_and_serving_goes_on() {
+    let dir = TempDir::new("reload-bomb");
+    let file = dir.0.join("pipeline.yaml");
+    std::fs::write(&file, yaml(&dir, 1, false)).expect("write");
+    let v = Verdict::start(&file);
+    std::fs::write(&file, crate::config_errors::alias_bomb()).expect("write");
+    let (status, body) = post_reload(&v, Some(TOKEN)).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["problems"]
+            .to_string()
+            .contains("more than 100000 nodes (the limit)"),
+        "{body}"
+    );
+    v.spans("8.0", 30, 10).await;
+    v.run_until("8.0", "a run after the refused reload", |r| {
+        r["state"] == "VALIDATING"
+    })
+    .await;
+    assert_eq!(logged(&v, "Reloaded."), 0);
+}

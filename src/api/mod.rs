@@ -81,6 +81,7 @@ pub fn router(catalog: Arc<Catalog>) -> Router {
             csrf::guard,
         ))
         .layer(axum::middleware::from_fn(pretty::layer))
+        .layer(axum::middleware::from_fn(crate::http_gzip::layer))
         .with_state(catalog)
 }
 

@@ -177,12 +177,19 @@ fn demo(args: &crate::cli::DemoArgs) -> ExitCode {
         humantime::format_duration(plan.duration),
         plan.endpoint
     );
-    say!(
-        "follow them: verdict runs default {}/{} --watch   (or {}/)",
-        plan.service,
-        args.canary_version,
-        targets::api_url(pipeline.as_ref())
-    );
+    match targets::demo_api_url(pipeline.as_ref(), args.endpoint.as_ref()) {
+        Some(api) => say!(
+            "follow them: verdict runs default {}/{} --watch   (or {api}/)",
+            plan.service,
+            args.canary_version,
+        ),
+        None => say!(
+            "follow them: verdict runs default {}/{} --watch --api URL   (URL: the API address of the `verdict run` at {}; or open it in a browser)",
+            plan.service,
+            args.canary_version,
+            plan.endpoint
+        ),
+    }
     let mut progress = |line: &str| say!("verdict demo: {line}");
     match runtime.block_on(crate::demo::run(&plan, &mut progress)) {
         Ok(sent) => {

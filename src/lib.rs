@@ -100,6 +100,8 @@ pub mod demo;
 pub(crate) mod exporters;
 #[doc(hidden)]
 pub mod fuzzing;
+pub(crate) mod http_gzip;
+pub(crate) mod log_text;
 pub mod model;
 pub mod probe;
 pub(crate) mod proto;

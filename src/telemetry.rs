@@ -145,7 +145,7 @@ pub fn init_logging(format: LogFormat) {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let _ = match format {
-        LogFormat::Text => builder.try_init(),
+        LogFormat::Text => builder.fmt_fields(crate::log_text::fields()).try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
 }

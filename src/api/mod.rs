@@ -53,7 +53,10 @@ pub fn router(catalog: Arc<Catalog>) -> Router {
         .route("/api/v1/runs", get(all_runs))
         .route("/api/v1/runs/{contract}", get(contract_runs))
         .route("/api/v1/runs/{contract}/{*subject}", get(subject_run))
-        .route("/api/v1/deliveries", get(deliveries))
+        .route(
+            "/api/v1/deliveries",
+            get(deliveries).delete(abandon_deliveries),
+        )
         .route("/api/v1/cluster", get(cluster))
         .route("/api/v1/flagger/{contract}/{hook}", post(flagger::hook))
         .route(
@@ -78,6 +81,7 @@ pub fn router(catalog: Arc<Catalog>) -> Router {
             csrf::guard,
         ))
         .layer(axum::middleware::from_fn(pretty::layer))
+        .layer(axum::middleware::from_fn(crate::http_gzip::layer))
         .with_state(catalog)
 }
 
@@ -351,6 +355,36 @@ async fn deliveries(
             "deliveries": list.iter().map(delivery_json).collect::<Vec<_>>()
         }))
         .into_response(),
+        Err(e) => store_error(e),
+    }
+}
+
+/// `DELETE /api/v1/deliveries?exporter=ID` (token): gives up the pending
+/// deliveries of an exporter that is no longer in the pipeline (after a
+/// restart without it), so they stop counting as owed. Those of a
+/// configured exporter are refused: its worker is delivering them.
+async fn abandon_deliveries(
+    State(c): State<Arc<Catalog>>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    if let Some(refused) = unauthorized(&c, &headers) {
+        return refused;
+    }
+    let Some(exporter) = q.get("exporter").filter(|e| !e.is_empty()) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "say whose deliveries to abandon: ?exporter=ID (an exporter no longer in the pipeline)",
+        );
+    };
+    if c.delivering.contains(exporter) {
+        return error(
+            StatusCode::CONFLICT,
+            format!("{exporter} is in the pipeline and delivers its rows; remove it (restart) before abandoning them"),
+        );
+    }
+    match crate::exporters::orphans::abandon(c.store.as_ref(), exporter, c.clock.now()).await {
+        Ok(n) => Json(json!({"exporter": exporter, "abandoned": n})).into_response(),
         Err(e) => store_error(e),
     }
 }

@@ -38,6 +38,25 @@ pub(super) fn api_url(cfg: Option<&ValidatedConfig>) -> String {
     }
 }
 
+/// The API's base URL when it is known to be the one of the server the
+/// demo sends to: `--endpoint` (`given`) is absent or the OTLP/HTTP
+/// address the pipeline file (or the default) names. Another endpoint is
+/// another server, whose API address the demo cannot know: `None`.
+pub(super) fn demo_api_url(
+    cfg: Option<&ValidatedConfig>,
+    given: Option<&reqwest::Url>,
+) -> Option<String> {
+    let otlp = cfg
+        .and_then(otlp_http_url)
+        .unwrap_or_else(|| format!("http://{DEFAULT_OTLP_HTTP}"));
+    let same =
+        |url: &reqwest::Url| reqwest::Url::parse(&otlp).is_ok_and(|o| o.origin() == url.origin());
+    match given {
+        Some(url) if !same(url) => None,
+        _ => Some(api_url(cfg)),
+    }
+}
+
 /// The OTLP/HTTP receiver's base URL: the first `otlp` receiver of `cfg`
 /// with an HTTP listener, or `None` (the caller's default applies).
 pub(super) fn otlp_http_url(cfg: &ValidatedConfig) -> Option<String> {
@@ -71,6 +90,23 @@ mod tests {
         assert_eq!(url("[::]:9000", true), "https://127.0.0.1:9000");
         assert_eq!(url("10.1.2.3:8686", true), "https://10.1.2.3:8686");
         assert_eq!(api_url(None), "http://127.0.0.1:8686");
+    }
+
+    #[test]
+    fn the_demo_names_an_api_only_for_the_server_it_sends_to() {
+        let url = |u: &str| reqwest::Url::parse(u).expect("a URL");
+        assert_eq!(
+            demo_api_url(None, None).as_deref(),
+            Some("http://127.0.0.1:8686")
+        );
+        assert_eq!(
+            demo_api_url(None, Some(&url("http://127.0.0.1:4318/"))).as_deref(),
+            Some("http://127.0.0.1:8686")
+        );
+        assert_eq!(
+            demo_api_url(None, Some(&url("http://127.0.0.1:47318"))),
+            None
+        );
     }
 
     #[test]

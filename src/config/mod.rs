@@ -32,6 +32,7 @@ pub mod validated;
 
 mod select;
 
+mod aliases;
 mod defaults;
 mod env;
 mod error;
@@ -113,6 +114,7 @@ pub fn load_str(
 /// in config-rs's words.
 pub(crate) fn parse_yaml(text: &str) -> Result<config::Map<String, config::Value>, ConfigErrors> {
     use config::Source as _;
+    aliases::check(text).map_err(|message| ConfigErrors(vec![ConfigError::new("", message)]))?;
     if let Some(root) = yaml::parse(text) {
         return Ok(root);
     }

@@ -1460,6 +1460,23 @@ fn tls_files_that_do_not_make_a_server_are_refused_by_validation() {
         lines.iter().any(|l| l.contains("encrypted private key")),
         "{lines:#?}"
     );
+    // A chain with the listener's certificate second: the order is wrong,
+    // not the key.
+    let first = rcgen::CertificateParams::new(vec!["ca".to_string()])
+        .expect("params")
+        .self_signed(&other)
+        .expect("cert");
+    let reversed = write("reversed.pem", &format!("{}{}", first.pem(), cert.pem()));
+    let lines = err_lines(&file(&good_key).replace(&cert_file, &reversed));
+    let order = format!(
+        "receivers.otlp.protocols.grpc.tls.key_file: does not make a TLS server with cert_file: \
+         the listener's certificate must come first in {reversed}: {good_key} is the key of its \
+         certificate 2 of 2"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with(&order)),
+        "{order:?} not in {lines:#?}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -1570,4 +1587,22 @@ fn pipeline_files_are_read_up_to_a_bound() {
     let e = super::load_file(&latin1).unwrap_err().to_string();
     assert!(e.contains("not UTF-8"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `.` and `..` are dot segments in a URL: a run of `contract/..` could
+/// not be opened, so they are refused as names.
+#[test]
+fn dot_names_are_refused() {
+    for name in [".", ".."] {
+        let text = with_contract("    max_p95_latency_ms: 100")
+            .replace("contract/checkout", &format!("contract/{name}"));
+        let errors = err_lines(&text);
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains(&format!("\"{name}\" cannot be a name"))),
+            "{errors:?}"
+        );
+    }
+    ok(&with_contract("    max_p95_latency_ms: 100").replace("contract/checkout", "contract/v1.2"));
 }

@@ -102,6 +102,10 @@ impl Plan {
     }
 }
 
+/// Said after a 404 answer.
+const NOT_OTLP_HTTP: &str =
+    " (is `verdict run` listening there? --endpoint sets the OTLP/HTTP address)";
+
 /// How often a batch of spans is sent (per release).
 const TICK: Duration = Duration::from_millis(100);
 
@@ -128,8 +132,10 @@ pub enum DemoError {
         /// The transport's error.
         reason: String,
     },
-    /// The server refuses what the demo sends, and will again.
-    #[error("{url} answered {status}: {body}")]
+    /// The server refuses what the demo sends, and will again. A 404 is
+    /// most likely another listener (the API's, the metrics') than the
+    /// OTLP/HTTP one: the hint says so.
+    #[error("{url} answered {status}: {body}{}", if *status == 404 { NOT_OTLP_HTTP } else { "" })]
     Refused {
         /// Where.
         url: String,

@@ -92,3 +92,20 @@ fn the_traces_path_is_added_once() {
         assert_eq!(traces_url(&endpoint.parse().expect("URL")), url);
     }
 }
+
+/// A 404 is most likely the wrong listener: the error says where to look.
+#[test]
+fn a_404_gets_the_hint_about_the_listener() {
+    let refused = |status| {
+        DemoError::Refused {
+            url: "http://127.0.0.1:8686/v1/traces".into(),
+            status,
+            body: "no such endpoint".into(),
+        }
+        .to_string()
+    };
+    assert!(refused(404).ends_with(
+        "answered 404: no such endpoint (is `verdict run` listening there? --endpoint sets the OTLP/HTTP address)"
+    ));
+    assert!(refused(400).ends_with("answered 400: no such endpoint"));
+}

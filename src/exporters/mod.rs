@@ -6,6 +6,7 @@
 
 pub mod format;
 pub mod log;
+pub mod orphans;
 pub mod outbox;
 pub mod prometheus;
 pub mod unleash;

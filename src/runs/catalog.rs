@@ -35,6 +35,9 @@ pub struct Catalog {
     pub targets: Arc<Health>,
     /// Bearer token of the write endpoints; `None` = open.
     pub api_token: Option<String>,
+    /// The exporters with a delivery worker: the pending rows of any other
+    /// can be abandoned through the API.
+    pub delivering: Vec<String>,
     /// The engine task that owns each contract's runs, by contract name.
     pub commands: HashMap<String, mpsc::Sender<Command>>,
     /// Where `POST /api/v1/reload` asks for the pipeline file to be read

@@ -287,6 +287,18 @@ impl Server {
             );
         }
 
+        // Rows of exporters this configuration no longer has: warned
+        // about and kept visible (gauge, API) until delivered or abandoned.
+        workers.spawn(
+            exporters::orphans::OrphanWatch {
+                configured: notifiers.keys().cloned().collect(),
+                store: store.clone(),
+                clock: clock.clone(),
+                stop: workers_stop.clone(),
+            }
+            .run(),
+        );
+
         // Run engines (resumed) and shards (restored), one set per pipeline.
         let mut commands = HashMap::new();
         let mut engine_tasks = Vec::new();
@@ -445,6 +457,7 @@ impl Server {
             health,
             targets,
             api_token: config.service.api_token.clone(),
+            delivering: notifiers.keys().cloned().collect(),
             commands,
             reload,
             cluster: member.as_ref().map(|m| ClusterView {

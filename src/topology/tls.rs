@@ -99,12 +99,15 @@ fn build(spec: &ListenerTls, alpn: &[Vec<u8>]) -> Result<ServerConfig, String> {
             builder.with_client_cert_verifier(verifier)
         }
     };
+    let (certs, key) = (
+        read_certificates(&spec.cert_file)?,
+        read_key(&spec.key_file)?,
+    );
     let mut config = builder
-        .with_single_cert(
-            read_certificates(&spec.cert_file)?,
-            read_key(&spec.key_file)?,
-        )
-        .map_err(|e| crate::config::tls_pair_error(&spec.cert_file, &spec.key_file, &e))?;
+        .with_single_cert(certs.clone(), key.clone_key())
+        .map_err(|e| {
+            crate::config::tls_pair_error(&spec.cert_file, &spec.key_file, &certs, &key, &e)
+        })?;
     config.alpn_protocols = alpn.to_vec();
     Ok(config)
 }

@@ -106,3 +106,38 @@ fn a_storage_error_hides_the_password() {
     assert!(err.contains("service.storage"), "{err}");
     assert!(!err.contains("hunter2"), "{err}");
 }
+
+/// A "billion laughs" file: nine levels of ten aliases each.
+pub(crate) fn alias_bomb() -> String {
+    let mut text =
+        String::from("a0: &a0 [\"x\",\"x\",\"x\",\"x\",\"x\",\"x\",\"x\",\"x\",\"x\",\"x\"]\n");
+    for level in 1..9 {
+        let items = vec![format!("*a{}", level - 1); 10].join(",");
+        text.push_str(&format!("a{level}: &a{level} [{items}]\n"));
+    }
+    text + "receivers: *a8\n"
+}
+
+/// A few hundred bytes of nested YAML aliases would expand to a billion
+/// nodes: `validate` refuses them by name and with the limit, in little
+/// memory (run under a 1 GiB address-space limit, which the expansion
+/// would need many times over).
+#[test]
+fn a_yaml_alias_bomb_is_refused_without_expanding_it() {
+    let file = TempFile::new("alias-bomb", "pipeline.yaml", &alias_bomb());
+    let out = std::process::Command::new("sh")
+        .args([
+            "-c",
+            "ulimit -v 1048576; exec \"$0\" validate -c \"$1\"",
+            env!("CARGO_BIN_EXE_verdict"),
+        ])
+        .arg(&file.path)
+        .output()
+        .expect("sh runs");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = stderr(&out);
+    assert!(
+        err.contains("YAML aliases") && err.contains("more than 100000 nodes (the limit)"),
+        "{err}"
+    );
+}

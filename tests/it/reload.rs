@@ -499,4 +499,88 @@ async fn an_exporter_with_pending_deliveries_cannot_be_reloaded_away() {
         "{body}"
     );
     assert_eq!(logged(&v, "Reloaded."), 0);
+
+    // A restart with that file starts, but says so: a WARN naming the
+    // exporter, the rows still listed and their age still exported.
+    assert!(v.terminate().success());
+    let v = Verdict::start(&file);
+    eventually(
+        Duration::from_secs(20),
+        "the orphaned-deliveries WARN",
+        || {
+            let n = v
+                .stderr
+                .lock()
+                .expect("lock")
+                .iter()
+                .filter(|l| l.contains("not in the pipeline") && l.contains("webhook/ci"))
+                .count();
+            async move { (n >= 1).then_some(()) }
+        },
+    )
+    .await;
+    let (_, pending) = get_json(&v.api("/api/v1/deliveries?state=pending")).await;
+    assert!(
+        pending["deliveries"].to_string().contains("webhook/ci"),
+        "{pending}"
+    );
+    let metrics = crate::scrape(v.prometheus).await;
+    assert!(
+        metrics.contains("verdict_outbox_oldest_pending_seconds{exporter=\"webhook/ci\"}"),
+        "{metrics}"
+    );
+    // Given up on purpose, with the token; a configured exporter's rows
+    // cannot be.
+    let client = reqwest::Client::new();
+    let abandon = |exporter: &str, token: Option<&str>| {
+        let mut req = client.delete(v.api(&format!("/api/v1/deliveries?exporter={exporter}")));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send()
+    };
+    let refused = abandon("webhook/ci", None).await.expect("answered");
+    assert_eq!(refused.status().as_u16(), 401);
+    let configured = abandon("log", Some(TOKEN)).await.expect("answered");
+    assert_eq!(configured.status().as_u16(), 409);
+    let done = abandon("webhook/ci", Some(TOKEN)).await.expect("answered");
+    assert_eq!(done.status().as_u16(), 200);
+    let done: Value = done.json().await.expect("json");
+    assert!(done["abandoned"].as_u64().is_some_and(|n| n >= 1), "{done}");
+    let (_, pending) = get_json(&v.api("/api/v1/deliveries?state=pending")).await;
+    assert!(
+        !pending["deliveries"].to_string().contains("webhook/ci"),
+        "{pending}"
+    );
+    let (_, failed) = get_json(&v.api("/api/v1/deliveries?state=failed")).await;
+    assert!(
+        failed.to_string().contains("abandoned by an operator"),
+        "{failed}"
+    );
+}
+
+/// A reload to a file whose YAML aliases would expand to a billion nodes
+/// is refused before anything expands them, and the server goes on
+/// serving under its running configuration.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_to_a_yaml_alias_bomb_is_refused_and_serving_goes_on() {
+    let dir = TempDir::new("reload-bomb");
+    let file = dir.0.join("pipeline.yaml");
+    std::fs::write(&file, yaml(&dir, 1, false)).expect("write");
+    let v = Verdict::start(&file);
+    std::fs::write(&file, crate::config_errors::alias_bomb()).expect("write");
+    let (status, body) = post_reload(&v, Some(TOKEN)).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["problems"]
+            .to_string()
+            .contains("more than 100000 nodes (the limit)"),
+        "{body}"
+    );
+    v.spans("8.0", 30, 10).await;
+    v.run_until("8.0", "a run after the refused reload", |r| {
+        r["state"] == "VALIDATING"
+    })
+    .await;
+    assert_eq!(logged(&v, "Reloaded."), 0);
 }

@@ -135,9 +135,10 @@ async fn the_status_page_shows_live_runs_in_a_real_browser() {
     }
     assert!(dom.matches("<svg class=\"chart\"").count() >= 2, "{dom}");
 
-    // A subject with no data is PENDING; an unknown contract is a 404 page.
+    // A subject with no data has no run (yet); an unknown contract is a
+    // 404 page.
     let dom = browse(&["--dump-dom"], &format!("{base}/runs/checkout/9.9.9")).await;
-    assert!(dom.contains("PENDING"), "{dom}");
+    assert!(dom.contains("no run for this subject yet"), "{dom}");
     let missing = reqwest::get(format!("{base}/runs/nope/1"))
         .await
         .expect("page");
@@ -243,6 +244,12 @@ async fn pages_that_cannot_be_answered_are_html_error_pages() {
         ("/runs/checkout/%FF", 400),
         ("/runs/%FF", 404),
         ("/nowhere", 404),
+        ("/runs", 404),
+        ("/runs/", 404),
+        ("/runs/checkout", 404),
+        ("/runs/checkout/", 404),
+        ("/runs/checkout/%ZZ", 400),
+        ("/runs/checkout/typo/1", 404),
     ] {
         let resp = reqwest::get(format!("{base}{path}")).await.expect("page");
         assert_eq!(resp.status().as_u16(), status, "{path}");
@@ -258,13 +265,72 @@ async fn pages_that_cannot_be_answered_are_html_error_pages() {
             page.contains("<html") && page.contains("href=\"/\""),
             "{path}: {page}"
         );
+        let says = match path {
+            "/runs/checkout/%ZZ" => "invalid %-escape",
+            "/runs/checkout/typo/1" => "no run for this subject yet",
+            "/runs" | "/runs/" | "/runs/checkout" | "/runs/checkout/" => {
+                "a run&#39;s page is /runs/CONTRACT/SUBJECT"
+            }
+            _ => "",
+        };
+        assert!(page.contains(says), "{path}: {says:?} not in {page}");
     }
+    // The API still answers PENDING for a subject without a run (Argo).
+    let (status, run) = crate::get_json(&format!("{base}/api/v1/runs/checkout/typo/1")).await;
+    assert_eq!(
+        (status, run["state"].as_str()),
+        (200, Some("PENDING")),
+        "{run}"
+    );
     let resp = reqwest::get(format!("{base}/api/v2/runs"))
         .await
         .expect("answer");
     assert_eq!(resp.status().as_u16(), 404);
     let body: serde_json::Value = resp.json().await.expect("JSON");
     assert!(body["error"].is_string(), "{body}");
+    server
+        .shutdown(std::time::Duration::from_secs(5))
+        .await
+        .expect("stops");
+}
+
+/// The API listener's answers are gzip-compressed for a client that asks
+/// (the overview of thousands of runs is megabytes of HTML), and plain for
+/// one that does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_are_gzipped_when_the_client_asks() {
+    use std::io::Read as _;
+    let server = crate::start(&crate::config("    max_p95_latency_ms: 100", "size: 1s")).await;
+    let client = reqwest::Client::new();
+    let url = format!("http://{}/", server.api);
+    let gzipped = client
+        .get(&url)
+        .header("Accept-Encoding", "gzip")
+        .send()
+        .await
+        .expect("page");
+    assert_eq!(
+        gzipped
+            .headers()
+            .get("content-encoding")
+            .map(|v| v.as_bytes()),
+        Some(&b"gzip"[..])
+    );
+    let bytes = gzipped.bytes().await.expect("body");
+    let mut page = String::new();
+    flate2::read::GzDecoder::new(&bytes[..])
+        .read_to_string(&mut page)
+        .expect("gzip");
+    let plain = client.get(&url).send().await.expect("page");
+    assert!(plain.headers().get("content-encoding").is_none());
+    let plain = plain.text().await.expect("body");
+    assert!(page.contains("<html") && plain.contains("<html"), "{page}");
+    assert!(
+        bytes.len() < plain.len(),
+        "{} >= {}",
+        bytes.len(),
+        plain.len()
+    );
     server
         .shutdown(std::time::Duration::from_secs(5))
         .await

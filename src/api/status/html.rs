@@ -127,9 +127,10 @@ pub fn contract_summary(spec: &ContractSpec) -> String {
     esc(&parts.join(" · "))
 }
 
-/// The overview: per contract, its current runs.
+/// The overview: per contract, the runs shown and how many more it has
+/// (named, with a link to the API's list of them all).
 pub fn overview(
-    contracts: &[(&ContractSpec, Vec<Value>)],
+    contracts: &[(&ContractSpec, Vec<Value>, usize)],
     now: &str,
     banner: Option<&str>,
 ) -> String {
@@ -140,7 +141,7 @@ pub fn overview(
     if contracts.is_empty() {
         body.push_str("<section><p>No contract is configured.</p></section>");
     }
-    for (spec, runs) in contracts {
+    for (spec, runs, more) in contracts {
         let _ = write!(
             body,
             r#"<section><h2>{} <span class="muted">v{}</span></h2><p class="muted">{}</p>"#,
@@ -174,7 +175,18 @@ pub fn overview(
                 reason = esc(&text(&run["reason"])),
             );
         }
-        body.push_str("</tbody></table></div></section>");
+        body.push_str("</tbody></table></div>");
+        if *more > 0 {
+            let _ = write!(
+                body,
+                r#"<p class="muted">{more} more runs, not shown: all of them at <a href="{href}">{href}</a></p>"#,
+                href = esc(&format!(
+                    "/api/v1/runs/{}",
+                    path_part(&spec.name).replace('/', "%2F")
+                )),
+            );
+        }
+        body.push_str("</section>");
     }
     body
 }
@@ -422,7 +434,7 @@ mod tests {
             "run": {"samples": 1}, "started_at": null,
         });
         let page = overview(
-            &[(&spec, vec![run.clone()])],
+            &[(&spec, vec![run.clone()], 0)],
             "2026-12-03T10:00:00Z",
             Some("<i>"),
         );
@@ -443,7 +455,7 @@ mod tests {
             "subject": "svc/v1\nverdict_fake 1\u{0}", "state": "PENDING", "reason": "",
             "run": {"samples": 1}, "started_at": null,
         });
-        let page = overview(&[(&spec, vec![run])], "2026-12-03T10:00:00Z", None);
+        let page = overview(&[(&spec, vec![run], 0)], "2026-12-03T10:00:00Z", None);
         assert!(
             page.contains(r#"href="/runs/default/svc/v1%0Averdict_fake%201%00""#),
             "{page}"

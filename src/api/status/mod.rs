@@ -37,6 +37,32 @@ pub fn routes() -> Router<Arc<Catalog>> {
     Router::new()
         .route("/", get(overview))
         .route("/runs/{contract}/{*subject}", get(run))
+        .route("/runs", get(no_run_named))
+        .route("/runs/", get(no_run_named))
+        .route("/runs/{contract}", get(no_run_named))
+        .route("/runs/{contract}/", get(no_run_named))
+}
+
+/// `/runs/…` without a whole subject: the 404 page says what a run's
+/// address looks like, with the way back to the overview (where every run
+/// is listed, by contract).
+async fn no_run_named(State(c): State<Arc<Catalog>>) -> Response {
+    error_page(
+        StatusCode::NOT_FOUND,
+        "a run's page is /runs/CONTRACT/SUBJECT (the subject's values joined with /); the overview lists every run",
+        &rfc3339_millis(c.clock.now()),
+    )
+}
+
+/// Whether `path` has a `%` that does not start a `%XX` escape.
+fn bad_escape(path: &str) -> bool {
+    let bytes = path.as_bytes();
+    bytes.iter().enumerate().any(|(i, &b)| {
+        b == b'%'
+            && !bytes
+                .get(i + 1..i + 3)
+                .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+    })
 }
 
 /// Any other path: the page's own 404, so a person who mistyped an
@@ -124,18 +150,59 @@ fn error_page(status: StatusCode, message: &str, as_of: &str) -> Response {
     page(status, "error", as_of, &body)
 }
 
+/// Runs of a contract the overview shows at most, of those still
+/// deciding and of the newest decided each: at 10,000 runs the whole list
+/// was 2.8 MB of HTML, fetched again by every open tab's refresh.
+const OVERVIEW_RUNS: usize = 200;
+
+/// The runs the overview shows of `runs` (in their order): the first
+/// [`OVERVIEW_RUNS`] undecided ones and the [`OVERVIEW_RUNS`] decided
+/// last; and how many are left out.
+fn shown(runs: Vec<Value>) -> (Vec<Value>, usize) {
+    let deciding = |r: &Value| matches!(r["state"].as_str(), Some("PENDING" | "VALIDATING"));
+    let mut decided: Vec<&str> = runs
+        .iter()
+        .filter(|r| !deciding(r))
+        .map(|r| r["decided_at"].as_str().unwrap_or(""))
+        .collect();
+    // RFC 3339 times of one format sort as text.
+    decided.sort_unstable_by(|a, b| b.cmp(a));
+    let cut = decided.get(OVERVIEW_RUNS - 1).map(|s| s.to_string());
+    let total = runs.len();
+    let (mut undecided_kept, mut decided_kept) = (0, 0);
+    let kept: Vec<Value> = runs
+        .into_iter()
+        .filter(|r| {
+            if deciding(r) {
+                undecided_kept += 1;
+                undecided_kept <= OVERVIEW_RUNS
+            } else {
+                let newer = cut
+                    .as_deref()
+                    .is_none_or(|cut| r["decided_at"].as_str().unwrap_or("") >= cut);
+                decided_kept += usize::from(newer);
+                newer && decided_kept <= OVERVIEW_RUNS
+            }
+        })
+        .collect();
+    let more = total - kept.len();
+    (kept, more)
+}
+
 async fn overview(State(c): State<Arc<Catalog>>) -> Response {
     let now = rfc3339_millis(c.clock.now());
     let mut contracts = Vec::with_capacity(c.contracts.len());
     for spec in &c.contracts {
         match c.store.current_runs(&spec.name).await {
-            Ok(runs) => contracts.push((
-                spec,
-                runs.iter()
-                    .filter(|r| r.contract_version == spec.version)
-                    .map(proto::run_json)
-                    .collect::<Vec<Value>>(),
-            )),
+            Ok(runs) => {
+                let (runs, more) = shown(
+                    runs.iter()
+                        .filter(|r| r.contract_version == spec.version)
+                        .map(proto::run_json)
+                        .collect::<Vec<Value>>(),
+                );
+                contracts.push((spec, runs, more));
+            }
             Err(e) => {
                 return error_page(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -167,9 +234,20 @@ async fn overview(State(c): State<Arc<Catalog>>) -> Response {
 
 async fn run(
     State(c): State<Arc<Catalog>>,
+    uri: axum::http::Uri,
     PagePath((contract, subject)): PagePath<(String, String)>,
 ) -> Response {
     let now = rfc3339_millis(c.clock.now());
+    if bad_escape(uri.path()) {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            &format!(
+                "invalid %-escape in {} (a % is followed by two hex digits: %25 for % itself, %2F for /)",
+                uri.path()
+            ),
+            &now,
+        );
+    }
     let body = match super::one_run(&c, &contract, &subject).await {
         Ok(b) => b,
         Err(e) => {
@@ -177,6 +255,20 @@ async fn run(
             return error_page(status, &message, &now);
         }
     };
+    // The API answers PENDING for a subject without a run, so that a
+    // rollout controller waits; a person is told there is none (yet), not
+    // shown a run that looks real.
+    if body["run_id"].is_null() {
+        return error_page(
+            StatusCode::NOT_FOUND,
+            &format!(
+                "no run for this subject yet: {contract} has no current run of {} ({}); a subject becomes a run with its first sample",
+                body["subject"].as_str().unwrap_or(&subject),
+                body["reason"].as_str().unwrap_or("no sample received yet")
+            ),
+            &now,
+        );
+    }
     let Some(spec) = c.contract(&contract) else {
         return error_page(StatusCode::NOT_FOUND, "unknown contract", &now);
     };
@@ -207,4 +299,37 @@ async fn run(
         &now,
         &html::run_page(spec, &body, &pending, &now),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn the_overview_shows_the_undecided_and_the_newest_decided_runs() {
+        let mut runs = Vec::new();
+        for i in 0..300 {
+            runs.push(
+                json!({"subject": format!("u{i}"), "state": "VALIDATING", "decided_at": null}),
+            );
+            runs.push(json!({"subject": format!("d{i}"), "state": "PROMOTED",
+                             "decided_at": format!("2026-12-03T10:{:02}:{:02}.000Z", i / 60, i % 60)}));
+        }
+        let (kept, more) = shown(runs);
+        assert_eq!((kept.len(), more), (2 * OVERVIEW_RUNS, 200));
+        let subjects: Vec<&str> = kept.iter().filter_map(|r| r["subject"].as_str()).collect();
+        assert!(
+            subjects.contains(&"u0") && subjects.contains(&"u199") && !subjects.contains(&"u200")
+        );
+        assert!(
+            subjects.contains(&"d299") && subjects.contains(&"d100") && !subjects.contains(&"d99")
+        );
+        let (few, none) = shown(vec![
+            json!({"state": "PENDING"}),
+            json!({"state": "ROLLED_BACK"}),
+        ]);
+        assert_eq!((few.len(), none), (2, 0));
+    }
 }

@@ -185,7 +185,8 @@ pub(super) struct ComponentId<'a> {
 }
 
 /// Parses `type` or `type/name`. Names may contain letters, digits, `_`,
-/// `-` and `.` (they appear in API paths and metric labels).
+/// `-` and `.` (they appear in API paths and metric labels), but are not
+/// `.` or `..`.
 pub(super) fn parse_id(id: &str) -> Result<ComponentId<'_>, String> {
     let (kind, name) = match id.split_once('/') {
         Some((kind, name)) => (kind, Some(name)),
@@ -208,6 +209,13 @@ pub(super) fn parse_id(id: &str) -> Result<ComponentId<'_>, String> {
         {
             return Err(format!(
                 "invalid component id {id:?}: a name may contain only letters, digits, \"_\", \"-\" and \".\""
+            ));
+        }
+        // In a URL `.` and `..` are dot segments that browsers and URL
+        // libraries resolve away: `/runs/../x/1` would never reach the run.
+        if matches!(name, "." | "..") {
+            return Err(format!(
+                "invalid component id {id:?}: {name:?} cannot be a name (it means a directory in a URL path); use letters or digits too"
             ));
         }
     }

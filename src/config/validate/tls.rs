@@ -61,19 +61,37 @@ fn server_config(
 /// Why a certificate and key make no TLS server, said so a person knows
 /// which file to look at: a key that is not the certificate's (another
 /// pair's, or a tampered file) is named as such rather than as rustls's
-/// "inconsistent keys".
+/// "inconsistent keys", and a key of a later certificate of the chain
+/// means the chain is in the wrong order, not that the key is wrong.
 pub(crate) fn tls_pair_error(
     cert_file: &std::path::Path,
     key_file: &std::path::Path,
+    certs: &[CertificateDer<'static>],
+    key: &PrivateKeyDer<'static>,
     error: &rustls::Error,
 ) -> String {
     match error {
-        rustls::Error::InconsistentKeys(_) => format!(
-            "{} is not the private key of the certificate in {} (a key of another pair, or a \
-             tampered file): {error}",
-            key_file.display(),
-            cert_file.display()
-        ),
+        rustls::Error::InconsistentKeys(_) => {
+            if let Some(i) = (1..certs.len())
+                .find(|&i| server_config(vec![certs[i].clone()], key.clone_key()).is_ok())
+            {
+                return format!(
+                    "the listener's certificate must come first in {}: {} is the key of its \
+                     certificate {} of {} (put that certificate first, then the CAs that \
+                     signed it)",
+                    cert_file.display(),
+                    key_file.display(),
+                    i + 1,
+                    certs.len()
+                );
+            }
+            format!(
+                "{} is not the private key of the certificate in {} (a key of another pair, or \
+                 a tampered file): {error}",
+                key_file.display(),
+                cert_file.display()
+            )
+        }
         other => format!(
             "{} and {}: {other}",
             cert_file.display(),
@@ -148,12 +166,12 @@ pub(super) fn listener_tls(
     if let (Some(certs), Some(key), Some(cert_path), Some(key_path)) =
         (certs, key, &cert_file, &key_file)
     {
-        if let Err(why) = server_config(certs, key) {
+        if let Err(why) = server_config(certs.clone(), key.clone_key()) {
             errors.push(
                 at("key_file"),
                 format!(
                     "does not make a TLS server with cert_file: {}",
-                    tls_pair_error(cert_path, key_path, &why)
+                    tls_pair_error(cert_path, key_path, &certs, &key, &why)
                 ),
             );
         }

@@ -13,7 +13,6 @@ pub mod exposition;
 mod process;
 mod runs;
 
-use std::io::Write as _;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -22,6 +21,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
+use crate::http_gzip::{accepts_gzip, gzip};
 use crate::runs::Catalog;
 use crate::telemetry;
 use exposition::{Family, Format};
@@ -63,15 +63,6 @@ async fn scrape(State(catalog): State<Arc<Catalog>>, headers: HeaderMap) -> Resp
     resp
 }
 
-fn gzip(body: &[u8]) -> std::io::Result<Vec<u8>> {
-    let mut encoder = flate2::write::GzEncoder::new(
-        Vec::with_capacity(body.len() / 4),
-        flate2::Compression::default(),
-    );
-    encoder.write_all(body)?;
-    encoder.finish()
-}
-
 /// Every family of a scrape, in a stable order.
 pub async fn families(catalog: &Catalog) -> Vec<Family> {
     let mut families = runs::families(catalog).await;
@@ -81,54 +72,4 @@ pub async fn families(catalog: &Catalog) -> Vec<Family> {
     families.push(process::build_info());
     families.extend(process::families());
     families
-}
-
-/// True when `Accept-Encoding` allows gzip: `gzip` (or `x-gzip`, or `*`
-/// when gzip is not named) with a weight above 0.
-fn accepts_gzip(accept_encoding: Option<&str>) -> bool {
-    let (mut gzip, mut any) = (None, None);
-    for coding in accept_encoding.unwrap_or("").split(',') {
-        let mut parts = coding.split(';');
-        let name = parts.next().unwrap_or("").trim().to_ascii_lowercase();
-        let q = parts
-            .filter_map(|p| p.split_once('='))
-            .find(|(k, _)| k.trim().eq_ignore_ascii_case("q"))
-            .map_or(1.0, |(_, v)| v.trim().parse::<f64>().unwrap_or(0.0));
-        match name.as_str() {
-            "gzip" | "x-gzip" => gzip = Some(q),
-            "*" => any = Some(q),
-            _ => {}
-        }
-    }
-    gzip.or(any).is_some_and(|q| q > 0.0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::accepts_gzip;
-
-    #[test]
-    fn gzip_when_the_scraper_allows_it() {
-        for yes in [
-            "gzip",
-            "deflate, gzip",
-            "gzip;q=0.5",
-            "x-gzip",
-            "*",
-            "br, *;q=0.1",
-        ] {
-            assert!(accepts_gzip(Some(yes)), "{yes}");
-        }
-        for no in [
-            "",
-            "identity",
-            "deflate, br",
-            "gzip;q=0",
-            "*, gzip;q=0",
-            "*;q=0",
-        ] {
-            assert!(!accepts_gzip(Some(no)), "{no}");
-        }
-        assert!(!accepts_gzip(None));
-    }
 }

@@ -74,13 +74,18 @@ impl Origins {
         self.0.iter().any(|p| p == "*")
     }
 
-    /// True when `origin` matches a pattern; a `*` stands for any run of
-    /// characters (`https://*.example.com`).
+    /// True when `origin` is an origin (`scheme://host[:port]`) that
+    /// matches a pattern; a `*` stands for any run of host or port
+    /// characters (`https://*.example.com`), never for a path or a
+    /// fragment (`https://evil.com/.example.com` is no origin at all).
     fn allows(&self, origin: &HeaderValue) -> bool {
         let Ok(origin) = origin.to_str() else {
             return false;
         };
         let origin = origin.to_ascii_lowercase();
+        if !is_origin(&origin) {
+            return false;
+        }
         self.0.iter().any(|pattern| match pattern.split_once('*') {
             None => *pattern == origin,
             Some((prefix, suffix)) => {
@@ -90,6 +95,35 @@ impl Origins {
             }
         })
     }
+}
+
+/// Whether `origin` (lower case) is `http(s)://host[:port]`: a host of
+/// letters, digits, `.` and `-` (or a bracketed IPv6 address), a port of
+/// digits, nothing after.
+fn is_origin(origin: &str) -> bool {
+    let Some(authority) = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    let (host, port) = match authority.rfind(':') {
+        Some(i) if !authority[i..].contains(']') => (&authority[..i], Some(&authority[i + 1..])),
+        _ => (authority, None),
+    };
+    let host_ok = if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        !v6.is_empty()
+            && v6
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() || matches!(c, ':' | '.'))
+    } else {
+        !host.is_empty()
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-'))
+    };
+    let port_ok = port.is_none_or(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
+    host_ok && port_ok
 }
 
 /// Lets through to the CORS layer only what it should answer: a
@@ -145,6 +179,15 @@ mod tests {
         assert!(!allows("https://evilexample.org"));
         assert!(allows("http://localhost:3000"));
         assert!(!allows("null"));
+        // A wildcard matches within the host, never across a path,
+        // fragment, query or user part.
+        assert!(!allows("https://evil.com/.example.org"));
+        assert!(!allows("https://evil.com#.example.org"));
+        assert!(!allows("https://evil.com?.example.org"));
+        assert!(!allows("https://evil.com@x.example.org"));
+        assert!(!allows("http://localhost:30/00"));
+        assert!(Origins(vec!["http://[::1]:*".into()])
+            .allows(&HeaderValue::from_static("http://[::1]:8080")));
         assert!(!origins.any());
         assert!(Origins(vec!["*".into()]).any());
     }

@@ -472,7 +472,11 @@ mod tests {
             "subject": "checkout/\u{202e}0.1.2\u{200b}\u{2066}", "state": "VALIDATING",
             "reason": "r\u{202e}", "run": {"samples": 1}, "started_at": null,
         });
-        let page = overview(&[(&spec, vec![run.clone()])], "2026-12-03T10:00:00Z", None);
+        let page = overview(
+            &[(&spec, vec![run.clone()], 0)],
+            "2026-12-03T10:00:00Z",
+            None,
+        );
         let one = run_page(&spec, &run, &[], "2026-12-03T10:00:00Z");
         for html in [&page, &one] {
             assert!(

@@ -53,7 +53,9 @@
 //! | module | may import |
 //! |---|---|
 //! | `sketch` | |
-//! | `telemetry` | |
+//! | `log_text` | |
+//! | `telemetry` | `log_text` |
+//! | `http_gzip` | |
 //! | `retry` | |
 //! | `tls` | `config` |
 //! | `auth` | |
@@ -68,9 +70,9 @@
 //! | `storage` | `config`, `model`, `proto`, `sketch`, `clock`, `tls` |
 //! | `runs` | `config`, `model`, `contracts`, `storage`, `proto`, `clock`, `retry`, `telemetry` |
 //! | `cluster` | `config`, `model`, `aggregator`, `storage`, `clock`, `retry`, `telemetry` |
-//! | `exporters` | `config`, `model`, `runs`, `storage`, `proto`, `clock`, `retry`, `telemetry`, `tls` |
+//! | `exporters` | `config`, `model`, `runs`, `storage`, `proto`, `clock`, `retry`, `telemetry`, `tls`, `http_gzip` |
 //! | `console` | `retry`, `tls` |
-//! | `api` | `config`, `model`, `runs`, `storage`, `cluster`, `proto`, `clock`, `auth`, `console` |
+//! | `api` | `config`, `model`, `runs`, `storage`, `cluster`, `exporters`, `proto`, `clock`, `auth`, `console`, `http_gzip` |
 //! | `simulate` | `config`, `model`, `runs`, `contracts`, `sketch` |
 //! | `demo` | `simulate`, `retry`, `tls` |
 //! | `topology` | * |

@@ -125,12 +125,12 @@ pub(crate) fn alias_bomb() -> String {
 #[test]
 fn a_yaml_alias_bomb_is_refused_without_expanding_it() {
     let file = TempFile::new("alias-bomb", "pipeline.yaml", &alias_bomb());
+    let verdict = crate::verdict_command(["validate"])
+        .get_program()
+        .to_owned();
     let out = std::process::Command::new("sh")
-        .args([
-            "-c",
-            "ulimit -v 1048576; exec \"$0\" validate -c \"$1\"",
-            env!("CARGO_BIN_EXE_verdict"),
-        ])
+        .args(["-c", "ulimit -v 1048576; exec \"$0\" validate -c \"$1\""])
+        .arg(verdict)
         .arg(&file.path)
         .output()
         .expect("sh runs");

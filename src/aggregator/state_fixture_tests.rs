@@ -10,7 +10,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::metrics::v1::{
-    metric::Data, number_data_point, Gauge, Metric, NumberDataPoint, Sum,
+    exponential_histogram_data_point::Buckets, metric::Data, number_data_point, Gauge, Metric,
+    NumberDataPoint, ResourceMetrics, Sum,
 };
 use proptest::prelude::*;
 use prost::Message;
@@ -25,6 +26,7 @@ use crate::receivers::otlp::convert::Converted;
 use crate::receivers::otlp::convert_metrics as reference;
 use crate::receivers::otlp::json::decode_metrics;
 use crate::receivers::otlp::wire_metrics;
+use crate::receivers::otlp::wire_metrics::tests as generated;
 use crate::receivers::PipelineInput;
 use crate::test_util::{contract, pipeline_input};
 
@@ -52,7 +54,7 @@ fn fixtures() -> Vec<ExportMetricsServiceRequest> {
 }
 
 /// One pipeline of three shards per pair of metrics, so that every metric
-/// of the fixtures is read, most in both roles (a counter read as latency
+/// of the fixtures (and the generated `lat` and `conv`) is read, most in both roles (a counter read as latency
 /// is a rejection to compare too), some by release and some by service.
 fn pipelines() -> Vec<PipelineInput> {
     let pairs = [
@@ -69,6 +71,8 @@ fn pipelines() -> Vec<PipelineInput> {
         ("my.histogram", "my.counter", true),
         ("my.exponential.histogram", "my.gauge", true),
         ("my.counter", "http.server.request.duration", false),
+        ("lat", "conv", false),
+        ("conv", "lat", true),
     ];
     pairs
         .into_iter()
@@ -243,14 +247,15 @@ fn scale_numbers(points: &mut [NumberDataPoint], factor: u64) {
 
 /// A fixture sent again, `later` after its own time, its counts and values
 /// times `factor` (fewer than before is a reset), from a new start when
-/// `restart` (the process restarted). Most of the fixtures' points are
-/// deltas, which leave the stream table out: with `to_cumulative` every
-/// histogram and sum is made cumulative.
+/// `restart` (the process restarted), its exponential buckets one scale
+/// coarser when `coarser` (as an SDK lowers a stream's scale). Most of the
+/// fixtures' points are deltas, which leave the stream table out: with
+/// `to_cumulative` every histogram and sum is made cumulative.
 fn replayed(
     req: &ExportMetricsServiceRequest,
     later: u64,
     factor: u64,
-    (restart, to_cumulative): (bool, bool),
+    (restart, to_cumulative, coarser): (bool, bool, bool),
 ) -> ExportMetricsServiceRequest {
     let mut req = req.clone();
     for (start, time) in times(&mut req) {
@@ -284,6 +289,12 @@ fn replayed(
                     by(&mut p.zero_count);
                     for b in [&mut p.positive, &mut p.negative].into_iter().flatten() {
                         b.bucket_counts.iter_mut().for_each(by);
+                        if coarser {
+                            *b = halved(b);
+                        }
+                    }
+                    if coarser {
+                        p.scale -= 1;
                     }
                     p.sum = p.sum.map(|s| s * factor as f64);
                 }
@@ -315,11 +326,44 @@ fn the_fixtures_convert_and_aggregate_like_the_straightforward_path() {
     assert!(windows >= 3, "{windows} windows");
 }
 
+/// Exponential buckets one scale coarser: each pair of buckets in one.
+fn halved(b: &Buckets) -> Buckets {
+    let offset = b.offset >> 1;
+    let mut bucket_counts = Vec::new();
+    for (j, c) in b.bucket_counts.iter().enumerate() {
+        let at = usize::try_from(((b.offset + j as i32) >> 1) - offset).expect("not below offset");
+        if bucket_counts.len() <= at {
+            bucket_counts.resize(at + 1, 0);
+        }
+        bucket_counts[at] += c;
+    }
+    Buckets {
+        offset,
+        bucket_counts,
+    }
+}
+
+/// Generated resources (the wire reader's property test's) moved to
+/// `time`: their points' times lie around it as they lay around the
+/// generator's own.
+fn generated_at(resource_metrics: Vec<ResourceMetrics>, time: u64) -> ExportMetricsServiceRequest {
+    let mut req = ExportMetricsServiceRequest { resource_metrics };
+    for (start, t) in times(&mut req) {
+        for v in [start, t] {
+            if *v != 0 {
+                *v = (*v + time).saturating_sub(generated::NOW);
+            }
+        }
+    }
+    req
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(200))]
 
-    /// The fixtures' points as later points of their cumulative streams:
-    /// same samples, rejections and windows both ways.
+    /// The fixtures' points as later points of their cumulative streams,
+    /// each request with generated points around them: same samples,
+    /// rejections and windows both ways.
     #[test]
     fn replayed_fixtures_convert_and_aggregate_like_the_straightforward_path(
         steps in prop::collection::vec(
@@ -327,7 +371,12 @@ proptest! {
                 0usize..3,
                 0u64..40,
                 prop_oneof![1 => Just(0u64), 6 => 1u64..6],
-                (proptest::bool::weighted(0.15), proptest::bool::weighted(0.8)),
+                (
+                    proptest::bool::weighted(0.15),
+                    proptest::bool::weighted(0.8),
+                    proptest::bool::weighted(0.3),
+                ),
+                prop::collection::vec(generated::resource_metrics(), 0..2),
             ),
             2..12,
         ),
@@ -335,9 +384,11 @@ proptest! {
         let fixtures = fixtures();
         let requests: Vec<(ExportMetricsServiceRequest, u64)> = steps
             .into_iter()
-            .map(|(fixture, later, factor, flags)| {
-                let req = replayed(&fixtures[fixture], later * 5 * S, factor, flags);
+            .map(|(fixture, later, factor, flags, generated)| {
+                let mut req = replayed(&fixtures[fixture], later * 5 * S, factor, flags);
                 let now = latest(&req) + S;
+                req.resource_metrics
+                    .extend(generated_at(generated, now).resource_metrics);
                 (req, now)
             })
             .collect();

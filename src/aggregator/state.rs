@@ -421,6 +421,10 @@ impl ShardState {
 mod metrics_tests;
 
 #[cfg(test)]
+#[path = "state_fixture_tests.rs"]
+mod fixture_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

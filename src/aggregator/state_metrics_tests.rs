@@ -59,43 +59,127 @@ fn latency(counts: Vec<u64>, sum: Option<f64>, clamps: Option<(f64, f64)>) -> Po
     }
 }
 
+/// What the straightforward path remembers of a cumulative stream: its
+/// last point whole, with its start and time.
+pub(crate) type LastPoint = (u64, u64, PointKind);
+
 /// The straightforward cumulative → delta of one point, given the
-/// stream's last point (`None` for a new stream).
-fn straightforward_delta(
-    last: Option<&(u64, u64, PointLatency)>,
+/// stream's last point (`None` for a new stream): what its window counts,
+/// or `None` when it counts nothing. Whether the stream then remembers
+/// the point is [`remembered`].
+pub(crate) fn straightforward_delta(
+    last: Option<&LastPoint>,
     p: &PointSample,
-    l: &PointLatency,
-) -> Option<PointLatency> {
+) -> Option<PointKind> {
+    if p.temporality == Temporality::Delta {
+        return Some(p.kind.clone());
+    }
     let Some((start, ts, prev)) = last else {
-        return p.fresh.then(|| l.clone());
+        return p.fresh.then(|| p.kind.clone());
     };
     if p.ts <= *ts && p.start == *start {
         return None;
     }
     if p.start != *start {
-        return p.fresh.then(|| l.clone());
+        return p.fresh.then(|| p.kind.clone());
     }
-    let (Buckets::Explicit { counts, .. }, Buckets::Explicit { counts: pc, .. }) =
-        (&l.buckets, &prev.buckets)
-    else {
-        unreachable!("explicit points only")
+    // A value that dropped under the same start is a reset: the point
+    // counts whole.
+    Some(subtracted(&p.kind, prev).unwrap_or_else(|| p.kind.clone()))
+}
+
+/// A cumulative point replaces its stream's last point unless it is a
+/// retry (same start, not newer).
+pub(crate) fn remembered(last: Option<&LastPoint>, p: &PointSample) -> bool {
+    p.temporality == Temporality::Cumulative
+        && !last.is_some_and(|(s, t, _)| p.ts <= *t && p.start == *s)
+}
+
+/// `cur - prev`, or `None` when a value dropped or the two do not line up.
+fn subtracted(cur: &PointKind, prev: &PointKind) -> Option<PointKind> {
+    let (c, l) = match (cur, prev) {
+        (PointKind::Conversions(v), PointKind::Conversions(l)) => {
+            return (v >= l).then(|| PointKind::Conversions(v - l))
+        }
+        (PointKind::Latency(c), PointKind::Latency(l)) => (c, l),
+        _ => return None,
     };
-    let dropped = l.count < prev.count || counts.iter().zip(pc).any(|(c, p)| c < p);
-    if dropped {
-        return Some(l.clone());
-    }
-    let mut d = latency(
-        counts.iter().zip(pc).map(|(c, p)| c - p).collect(),
-        match (l.sum, prev.sum) {
-            (Some(a), Some(b)) => Some((a - b).max(0.0)),
-            _ => None,
-        },
-        None,
-    );
-    d.count = l.count - prev.count;
-    d.min = l.min;
-    d.max = l.max;
-    Some(d)
+    let explicit = matches!(c.buckets, Buckets::Explicit { .. });
+    let buckets = match (&c.buckets, &l.buckets) {
+        (
+            Buckets::Explicit { bounds, counts },
+            Buckets::Explicit {
+                bounds: lb,
+                counts: lc,
+            },
+        ) => {
+            if bounds != lb || counts.len() != lc.len() {
+                return None;
+            }
+            let mut out = Vec::new();
+            for (c, p) in counts.iter().zip(lc) {
+                out.push(c.checked_sub(*p)?);
+            }
+            Buckets::Explicit {
+                bounds: bounds.clone(),
+                counts: out,
+            }
+        }
+        (
+            Buckets::Exponential {
+                scale,
+                offset,
+                counts,
+                zero_count,
+                zero_threshold,
+            },
+            Buckets::Exponential {
+                scale: ls,
+                offset: lo,
+                counts: lc,
+                zero_count: lz,
+                ..
+            },
+        ) => {
+            // The last point's buckets at the current scale (a lower
+            // scale merges pairs of buckets), by absolute index.
+            if ls < scale || ls - scale >= 64 {
+                return None;
+            }
+            let mut prev: BTreeMap<i64, u64> = BTreeMap::new();
+            for (j, c) in lc.iter().enumerate() {
+                let index = (i64::from(*lo) + j as i64) >> (ls - scale);
+                *prev.entry(index).or_default() += c;
+            }
+            let mut out = Vec::new();
+            for (j, c) in counts.iter().enumerate() {
+                let p = prev.remove(&(i64::from(*offset) + j as i64)).unwrap_or(0);
+                out.push(c.checked_sub(p)?);
+            }
+            if prev.values().any(|&p| p > 0) {
+                return None;
+            }
+            Buckets::Exponential {
+                scale: *scale,
+                offset: *offset,
+                counts: out,
+                zero_count: zero_count.checked_sub(*lz)?,
+                zero_threshold: *zero_threshold,
+            }
+        }
+        _ => return None,
+    };
+    Some(PointKind::Latency(PointLatency {
+        unit: c.unit,
+        count: c.count.checked_sub(l.count)?,
+        error: c.error,
+        sum: c.sum.zip(l.sum).map(|(a, b)| (a - b).max(0.0)),
+        // The stream's extremes still bound an explicit delta's values;
+        // an exponential delta has no extremes of its own.
+        min: c.min.filter(|_| explicit),
+        max: c.max.filter(|_| explicit),
+        buckets,
+    }))
 }
 
 proptest! {
@@ -117,7 +201,7 @@ proptest! {
         ),
     ) {
         let mut fast = ShardState::new(params());
-        let mut last: HashMap<u64, (u64, u64, PointLatency)> = HashMap::new();
+        let mut last: HashMap<u64, LastPoint> = HashMap::new();
         let mut deltas: BTreeMap<(String, u64), Vec<PointKind>> = BTreeMap::new();
         let mut now = 100 * S;
         let mut totals: HashMap<u64, Vec<u64>> = HashMap::new();
@@ -137,20 +221,17 @@ proptest! {
                 stream: StreamId(stream, 7),
                 temporality: Temporality::Cumulative,
                 fresh,
-                kind: PointKind::Latency(l.clone()),
+                kind: PointKind::Latency(l),
             };
-            if let Some(d) = straightforward_delta(last.get(&stream), &p, &l) {
+            if let Some(d) = straightforward_delta(last.get(&stream), &p) {
                 let window = now - now % (10 * S);
                 deltas
                     .entry((format!("{:?}", p.series), window))
                     .or_default()
-                    .push(PointKind::Latency(d));
+                    .push(d);
             }
-            let stale = last
-                .get(&stream)
-                .is_some_and(|(s, t, _)| p.ts <= *t && p.start == *s);
-            if !stale {
-                last.insert(stream, (p.start, p.ts, l));
+            if remembered(last.get(&stream), &p) {
+                last.insert(stream, (p.start, p.ts, p.kind.clone()));
             }
             fast.record_point(p);
         }

@@ -947,4 +947,4 @@ impl Tally {
 
 #[cfg(test)]
 #[path = "wire_metrics_tests.rs"]
-mod tests;
+pub(crate) mod tests;

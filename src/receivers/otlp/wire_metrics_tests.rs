@@ -20,7 +20,7 @@ use crate::receivers::otlp::convert_metrics as reference;
 use crate::test_util::{contract, kv, pipeline_input};
 
 const S: u64 = 1_000_000_000;
-const NOW: u64 = 1_000_000 * S;
+pub(crate) const NOW: u64 = 1_000_000 * S;
 
 /// A contract reading metrics `latency` and `conversions`.
 fn metrics_contract(latency: &str, conversions: &str) -> ContractSpec {
@@ -255,7 +255,7 @@ fn metric() -> impl Strategy<Value = Metric> {
         })
 }
 
-fn resource_metrics() -> impl Strategy<Value = ResourceMetrics> {
+pub(crate) fn resource_metrics() -> impl Strategy<Value = ResourceMetrics> {
     (
         prop_oneof![
             Just(Some("svc-0")),

@@ -557,25 +557,35 @@ impl SqlStore {
 
     /// Takes or renews `exporter`'s outbox lease for `instance` until
     /// `until`; `false` while another instance's lease runs.
+    ///
+    /// With `only_unbroken`, the lease is only extended if `instance` has
+    /// held it without a break (still its holder and not lapsed at `now`):
+    /// a lease that lapsed may have been taken, and the rows read under it
+    /// delivered, by another instance meanwhile, so the holder's batch is
+    /// stale and it must read the outbox again under a fresh lease.
     pub async fn lease_outbox(
         &self,
         exporter: &str,
         instance: &str,
-        until: UnixNanos,
-        now: UnixNanos,
+        [until, now]: [UnixNanos; 2],
+        only_unbroken: bool,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
+        let sql = if only_unbroken {
+            "UPDATE outbox_leases SET until = $3 \
+             WHERE exporter = $1 AND instance = $2 AND until >= $4"
+        } else {
             "INSERT INTO outbox_leases (exporter, instance, until) VALUES ($1, $2, $3) \
              ON CONFLICT (exporter) DO UPDATE SET instance = excluded.instance, until = excluded.until \
-             WHERE outbox_leases.instance = excluded.instance OR outbox_leases.until < $4",
-        )
-        .bind(exporter)
-        .bind(instance)
-        .bind(int(until))
-        .bind(int(now))
-        .execute(&self.pool)
-        .await
-        .map_err(unavailable)?;
+             WHERE outbox_leases.instance = excluded.instance OR outbox_leases.until < $4"
+        };
+        let done = sqlx::query(sql)
+            .bind(exporter)
+            .bind(instance)
+            .bind(int(until))
+            .bind(int(now))
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
         Ok(done.rows_affected() == 1)
     }
 }

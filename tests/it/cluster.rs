@@ -747,3 +747,46 @@ async fn a_partial_written_after_judgment_is_counted_late() {
         "{metrics}"
     );
 }
+
+/// A slow webhook receiver (each answer takes a second) and more events
+/// than one outbox lease lasts: the instance delivering renews its lease
+/// before each event, so no two instances work through the same batch and
+/// each event is delivered once, though nothing failed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_receiver_gets_each_event_once() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let dir = TempDir::new("slowhook");
+    let receiver = Receiver::default().slow(Duration::from_secs(1));
+    let hook = receiver.serve("127.0.0.1:0").await;
+    let nodes = start(&dir, &db.url, &["a", "b", "c"], &hook);
+    let grpc = nodes[0].grpc.expect("gRPC");
+    // 20 slow releases roll back in the same window: 20 events committed
+    // at once, 20 s of delivery, longer than a lease (10 s + 2 s timeout).
+    const RELEASES: usize = 20;
+    let sends: Vec<_> = (0..RELEASES)
+        .map(|i| tokio::spawn(async move { send(grpc, &format!("slow{i}"), 400, 1, 10).await }))
+        .collect();
+    for s in sends {
+        s.await.expect("sender");
+    }
+    eventually(WAIT, "every rollback delivered", || async {
+        let ids: std::collections::HashSet<String> =
+            receiver.got().into_iter().map(|r| r.event_id).collect();
+        (ids.len() >= RELEASES).then_some(())
+    })
+    .await;
+    // Longer than a lease: a second instance that took over a lapsed
+    // lease would be redelivering the batch by now.
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let mut times: BTreeMap<String, usize> = BTreeMap::new();
+    for r in receiver.got() {
+        *times.entry(r.event_id).or_insert(0) += 1;
+    }
+    assert_eq!(times.len(), RELEASES, "{times:?}");
+    assert!(
+        times.values().all(|&n| n == 1),
+        "delivered more than once: {times:?}"
+    );
+}

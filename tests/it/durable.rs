@@ -270,6 +270,8 @@ pub(crate) struct Receiver {
     got: Arc<Mutex<Vec<Received>>>,
     /// Body and headers of every answer (empty by default).
     answer: Arc<(String, Vec<(String, String)>)>,
+    /// How long each answer takes (none by default).
+    delay: Duration,
 }
 
 impl Receiver {
@@ -294,6 +296,12 @@ impl Receiver {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         self.answer = Arc::new((body.to_string(), headers));
+        self
+    }
+
+    /// Answers each request only after `delay`: a slow receiver.
+    pub(crate) fn slow(mut self, delay: Duration) -> Receiver {
+        self.delay = delay;
         self
     }
 
@@ -336,6 +344,7 @@ impl Receiver {
                                 })
                                 .collect(),
                         });
+                        tokio::time::sleep(me.delay).await;
                         let status = me
                             .always
                             .or_else(|| me.script.lock().expect("lock").pop_front())

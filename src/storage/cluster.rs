@@ -29,6 +29,16 @@ use crate::model::{Accum, Subject, UnixNanos};
 /// it as gone, and the leader no longer waits for its partials.
 pub const DEAD_AFTER: Duration = Duration::from_secs(5);
 
+/// Every instance's liveness and partial writes of one pipeline, as the
+/// leader reads them before judging a window.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// The database's clock at the read.
+    pub now: UnixNanos,
+    /// Instance, last heartbeat (database clock), partials written through.
+    pub instances: Vec<(String, UnixNanos, UnixNanos)>,
+}
+
 /// Rows per upsert statement.
 pub const BATCH_ROWS: usize = 500;
 
@@ -89,8 +99,11 @@ pub struct Instance {
     pub api: String,
     /// When it started.
     pub started_at: UnixNanos,
-    /// Its last heartbeat.
+    /// Its last heartbeat (database clock).
     pub heartbeat_at: UnixNanos,
+    /// The database's clock when this was read: what `heartbeat_at` is
+    /// compared with.
+    pub read_at: UnixNanos,
     /// Whether it said it leads.
     pub leader: bool,
     /// Partial rows it holds that are not written yet.
@@ -454,14 +467,15 @@ impl SqlStore {
     }
 
     /// Every instance's last heartbeat and how far it has written
-    /// `pipeline`'s partials (0: not at all), by instance.
-    pub async fn progress(
-        &self,
-        pipeline: &str,
-    ) -> Result<Vec<(String, UnixNanos, UnixNanos)>, StoreError> {
+    /// `pipeline`'s partials (0: not at all), by instance, with the
+    /// database's clock when it was read: heartbeats are written with that
+    /// clock, so liveness never depends on the instances' own clocks.
+    pub async fn progress(&self, pipeline: &str) -> Result<Progress, StoreError> {
         let rows = sqlx::query(
             "SELECT i.instance AS instance, i.heartbeat_at AS heartbeat_at, \
-             COALESCE(p.written_through, 0) AS through FROM cluster_instances i \
+             COALESCE(p.written_through, 0) AS through, \
+             CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000000 AS BIGINT) AS db_now \
+             FROM cluster_instances i \
              LEFT JOIN cluster_progress p ON p.instance = i.instance AND p.pipeline = $1 \
              ORDER BY i.instance",
         )
@@ -469,45 +483,48 @@ impl SqlStore {
         .fetch_all(&self.pool)
         .await
         .map_err(unavailable)?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    r.try_get("instance").map_err(unavailable)?,
-                    uint(r.try_get("heartbeat_at").map_err(unavailable)?),
-                    uint(r.try_get("through").map_err(unavailable)?),
-                ))
-            })
-            .collect()
+        let mut progress = Progress::default();
+        for r in &rows {
+            progress.now = uint(r.try_get("db_now").map_err(unavailable)?);
+            progress.instances.push((
+                r.try_get("instance").map_err(unavailable)?,
+                uint(r.try_get("heartbeat_at").map_err(unavailable)?),
+                uint(r.try_get("through").map_err(unavailable)?),
+            ));
+        }
+        Ok(progress)
     }
 
-    /// Writes an instance's heartbeat.
-    pub async fn heartbeat(&self, beat: &Heartbeat<'_>, now: UnixNanos) -> Result<(), StoreError> {
-        sqlx::query(
+    /// Writes an instance's heartbeat, stamped with the database's clock
+    /// (one clock for every instance's liveness); returns that stamp.
+    pub async fn heartbeat(&self, beat: &Heartbeat<'_>) -> Result<UnixNanos, StoreError> {
+        let row = sqlx::query(
             "INSERT INTO cluster_instances (instance, incarnation, api, started_at, heartbeat_at, \
-             leader, partials_pending) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             leader, partials_pending) VALUES ($1, $2, $3, $4, \
+             CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000000 AS BIGINT), $5, $6) \
              ON CONFLICT (instance) DO UPDATE SET incarnation = excluded.incarnation, \
              api = excluded.api, started_at = excluded.started_at, \
              heartbeat_at = excluded.heartbeat_at, leader = excluded.leader, \
-             partials_pending = excluded.partials_pending",
+             partials_pending = excluded.partials_pending RETURNING heartbeat_at",
         )
         .bind(beat.instance)
         .bind(beat.incarnation)
         .bind(beat.api)
         .bind(int(beat.started_at))
-        .bind(int(now))
         .bind(i64::from(beat.leader))
         .bind(int(beat.partials_pending))
-        .execute(&self.pool)
+        .fetch_one(&self.pool)
         .await
         .map_err(unavailable)?;
-        Ok(())
+        Ok(uint(row.try_get("heartbeat_at").map_err(unavailable)?))
     }
 
     /// Every instance that ever wrote a heartbeat, by name.
     pub async fn instances(&self) -> Result<Vec<Instance>, StoreError> {
         let rows = sqlx::query(
             "SELECT instance, api, started_at, heartbeat_at, leader, partials_pending, \
-             late_partials FROM cluster_instances ORDER BY instance",
+             late_partials, CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000000 AS BIGINT) \
+             AS db_now FROM cluster_instances ORDER BY instance",
         )
         .fetch_all(&self.pool)
         .await
@@ -519,6 +536,7 @@ impl SqlStore {
                     api: r.try_get("api").map_err(unavailable)?,
                     started_at: uint(r.try_get("started_at").map_err(unavailable)?),
                     heartbeat_at: uint(r.try_get("heartbeat_at").map_err(unavailable)?),
+                    read_at: uint(r.try_get("db_now").map_err(unavailable)?),
                     leader: r.try_get::<i64, _>("leader").map_err(unavailable)? != 0,
                     partials_pending: uint(r.try_get("partials_pending").map_err(unavailable)?),
                     late_partials: uint(r.try_get("late_partials").map_err(unavailable)?),
@@ -891,7 +909,7 @@ mod tests {
                 leader: name == "a",
                 partials_pending: 0,
             };
-            store.heartbeat(&beat, 2).await.expect("heartbeat");
+            store.heartbeat(&beat).await.expect("heartbeat");
         }
         store
             .upsert_partials("p", "slow", 1, &[partial(0, 2, 7)])

@@ -329,6 +329,7 @@ impl Server {
                     .with_context(|| format!("resuming pipeline {}", p.name))?;
                 let (contracts, window) = (p.contracts.clone(), p.window.clone());
                 let leader = LeaderTask {
+                    member: m.clone(),
                     pipeline: p.clone(),
                     build: Box::new(move |seed, now| {
                         Engine::new(contracts.clone(), &window, 1, subscribed.clone(), seed, now)

@@ -790,3 +790,65 @@ async fn a_slow_receiver_gets_each_event_once() {
         "delivered more than once: {times:?}"
     );
 }
+
+/// PostgreSQL stalls for everyone (the tables every instance writes are
+/// locked for 15 s) while the leader keeps its lock and load goes on: once
+/// the stall ends every heartbeat is old, but the leader counts silence
+/// only from when the database was writable again, so it waits for every
+/// instance's partials and every accepted span is counted.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stalled_database_loses_no_accepted_span() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let dir = TempDir::new("stall");
+    let receiver = Receiver::default();
+    let hook = receiver.serve("127.0.0.1:0").await;
+    let nodes: Vec<Verdict> = ["a", "b", "c"]
+        .iter()
+        .map(|name| {
+            let file = dir.0.join(format!("{name}.yaml"));
+            let yaml = pipeline(&db.url, name, &hook)
+                .replace("grace: 500ms }", "grace: 500ms, statement_timeout: 1s }");
+            std::fs::write(&file, yaml).expect("write");
+            Verdict::start(&file)
+        })
+        .collect();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let senders: Vec<_> = nodes
+        .iter()
+        .map(|v| {
+            let (grpc, stop) = (v.grpc.expect("gRPC"), stop.clone());
+            tokio::spawn(async move {
+                let mut accepted = 0;
+                while !stop.is_cancelled() {
+                    accepted += send(grpc, "steady", 5, 1, 100).await;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                accepted
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
+        .await
+        .expect("connects");
+    sqlx::raw_sql(
+        "BEGIN; LOCK TABLE partials, cluster_instances, cluster_progress IN ACCESS EXCLUSIVE MODE; \
+         SELECT pg_sleep(15); COMMIT;",
+    )
+    .execute(&mut conn)
+    .await
+    .expect("the stall");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.cancel();
+    let mut accepted = 0;
+    for s in senders {
+        accepted += s.await.expect("sender");
+    }
+    counts_reach(
+        nodes[0].api,
+        &BTreeMap::from([("steady".to_string(), accepted)]),
+    )
+    .await;
+}

@@ -80,6 +80,10 @@ pub struct Member {
 /// writable for this instance meanwhile (heartbeats are 1 s apart).
 pub const WRITE_GAP: Duration = Duration::from_secs(2);
 
+/// A leader that has not heartbeat for this long (database clock, while
+/// the database was writable) is deposed by a follower.
+pub const DEPOSE_AFTER: Duration = Duration::from_secs(10);
+
 /// An instance whose clock differs from PostgreSQL's by more than this is
 /// warned about: window deadlines are the instances' clocks, liveness the
 /// database's.
@@ -205,6 +209,9 @@ impl Election {
             if broken {
                 self.session = None;
             }
+            if !leading {
+                self.depose_frozen().await;
+            }
             let was = self.leading.send_replace(leading);
             if was != leading {
                 if leading {
@@ -235,6 +242,32 @@ impl Election {
 
 /// Writes `member`'s heartbeat. (A function of the parts, not a method of
 /// [`Election`]: its session's connection cannot be shared across threads.)
+impl Election {
+    /// A follower ends the session of a leader that holds the lock but has
+    /// not heartbeat for [`DEPOSE_AFTER`] while the database was writable
+    /// for this instance: a frozen leader judges nothing, and would keep
+    /// the lock as long as its connection lives.
+    async fn depose_frozen(&mut self) {
+        let since = self.member.writable_since.load(Ordering::SeqCst);
+        let Some(session) = self.session.as_mut() else {
+            return;
+        };
+        if since == 0 {
+            return;
+        }
+        match session.depose(DEPOSE_AFTER, since).await {
+            Ok(deposed) => {
+                for leader in deposed {
+                    tracing::warn!(%leader, after = ?DEPOSE_AFTER, "Deposed the leader: it holds the lock but has not heartbeat; its PostgreSQL session was ended so another instance leads.");
+                }
+            }
+            Err(err) => {
+                tracing::debug!(error = %err, "Could not look for a frozen leader.");
+            }
+        }
+    }
+}
+
 async fn beat(
     member: &Member,
     started_at: UnixNanos,

@@ -679,6 +679,46 @@ impl Session {
             .map_err(unavailable)
     }
 
+    /// Ends the PostgreSQL session holding the leader's lock when its
+    /// instance has not heartbeat for `stale` (database clock), counting
+    /// silence from no earlier than `since` — when the caller last found
+    /// the database writable, so a stall that held every heartbeat back
+    /// deposes no one. A frozen leader (a paused VM, SIGSTOP) keeps its
+    /// session, and with it the lock, for as long as it is frozen; ending
+    /// the session frees the lock, and the claim fencing keeps whatever the
+    /// old leader commits after it resumes out. Returns the instances
+    /// deposed.
+    pub async fn depose(
+        &mut self,
+        stale: std::time::Duration,
+        since: UnixNanos,
+    ) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT i.instance AS instance, pg_terminate_backend(l.pid) AS ended \
+             FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+             JOIN cluster_instances i ON a.application_name = 'verdict ' || i.instance \
+             WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 \
+             AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+             AND ((l.classid::bigint << 32) | l.objid::bigint) = $1 \
+             AND l.pid <> pg_backend_pid() \
+             AND GREATEST(i.heartbeat_at, $2) < \
+                 CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000000 AS BIGINT) - $3",
+        )
+        .bind(super::postgres::LEADER_LOCK)
+        .bind(int(since))
+        .bind(int(crate::model::nanos(stale)))
+        .fetch_all(&mut self.conn)
+        .await
+        .map_err(unavailable)?;
+        let mut deposed = Vec::new();
+        for r in &rows {
+            if r.try_get::<bool, _>("ended").map_err(unavailable)? {
+                deposed.push(r.try_get("instance").map_err(unavailable)?);
+            }
+        }
+        Ok(deposed)
+    }
+
     /// Whether the session (and so its locks) is still there.
     pub async fn alive(&mut self) -> bool {
         sqlx::query("SELECT 1 AS alive")

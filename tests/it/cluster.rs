@@ -852,3 +852,61 @@ async fn a_stalled_database_loses_no_accepted_span() {
     )
     .await;
 }
+
+/// A frozen leader (SIGSTOP: its process and PostgreSQL session live on,
+/// so it keeps the lock) is deposed: another instance leads within the
+/// documented bound and judges the windows; after SIGCONT the old leader
+/// finds its session ended and follows, and every accepted span is
+/// counted once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_frozen_leader_is_deposed() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let dir = TempDir::new("frozen");
+    let receiver = Receiver::default();
+    let hook = receiver.serve("127.0.0.1:0").await;
+    let nodes = start(&dir, &db.url, &["a", "b", "c"], &hook);
+    let grpc: Vec<SocketAddr> = nodes.iter().map(|v| v.grpc.expect("gRPC")).collect();
+    let mut accepted = 0;
+    for g in &grpc {
+        accepted += send(*g, "steady", 5, 10, 40).await;
+    }
+    let leader = eventually(WAIT, "a leader", || async {
+        cluster(nodes[0].api).await["leader"]
+            .as_str()
+            .map(str::to_string)
+    })
+    .await;
+    let index = ["a", "b", "c"]
+        .iter()
+        .position(|n| *n == leader)
+        .expect("known");
+    // Everything the leader accepted is written 200 ms later.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    nodes[index].signal("STOP");
+    let others: Vec<usize> = (0..3).filter(|&i| i != index).collect();
+    // Without deposing, the frozen leader would keep the lock for good.
+    let next = eventually(WAIT, "another leader", || async {
+        let view = cluster(nodes[others[0]].api).await;
+        view["leader"]
+            .as_str()
+            .filter(|l| *l != leader)
+            .map(str::to_string)
+    })
+    .await;
+    for &i in &others {
+        accepted += send(grpc[i], "steady", 5, 10, 40).await;
+    }
+    let expected = BTreeMap::from([("steady".to_string(), accepted)]);
+    counts_reach(nodes[others[0]].api, &expected).await;
+    nodes[index].signal("CONT");
+    eventually(WAIT, "the old leader follows", || async {
+        let view = cluster(nodes[index].api).await;
+        (view["this_instance_leads"] == false && view["leader"].as_str() == Some(next.as_str()))
+            .then_some(())
+    })
+    .await;
+    let runs = counts_reach(nodes[index].api, &expected).await;
+    assert_eq!(runs["steady"].0, "VALIDATING", "{runs:?}");
+}

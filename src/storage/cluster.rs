@@ -229,7 +229,7 @@ impl SqlStore {
         window_start: UnixNanos,
     ) -> Result<Vec<Merged>, StoreError> {
         let rows = sqlx::query(
-            "SELECT contract, subject, attributes, state, instance FROM partials \
+            "SELECT contract, subject, attributes, state, instance, window_start FROM partials \
              WHERE pipeline = $1 AND window_start = $2 ORDER BY contract, subject, instance",
         )
         .bind(pipeline)
@@ -614,25 +614,67 @@ impl SqlStore {
 fn decode_rows(rows: &[sqlx::any::AnyRow]) -> Vec<(String, Subject, String, Accum)> {
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
-        let read = || -> Result<(String, Subject, String, Accum), StoreError> {
-            let contract: String = row.try_get("contract").map_err(unavailable)?;
-            let key: String = row.try_get("subject").map_err(unavailable)?;
-            let attributes: String = row.try_get("attributes").map_err(unavailable)?;
-            let state: String = row.try_get("state").map_err(unavailable)?;
+        let read = || -> Result<(String, Subject, String, Accum), String> {
+            let text = |name: &str| row.try_get::<String, _>(name).map_err(|e| e.to_string());
+            let (contract, key) = (text("contract")?, text("subject")?);
+            let attributes = text("attributes")?;
+            let state = text("state")?;
             let subject = codec::subject_from_text(&attributes)
                 .ok()
                 .filter(|s| s.joined() == key)
                 .unwrap_or_else(|| codec::subject_from_key(&key));
-            Ok((contract, subject, key, codec::accum_from_text(&state)?))
+            let accum = codec::accum_from_text(&state).map_err(|e| e.to_string())?;
+            possible(&accum)?;
+            Ok((contract, subject, key, accum))
         };
         match read() {
             Ok(r) => out.push(r),
-            Err(err) => {
-                tracing::error!(error = %err, "Stored window partial unreadable; it is left out.")
+            Err(error) => {
+                let instance = row.try_get::<String, _>("instance").unwrap_or_default();
+                let subject = row.try_get::<String, _>("subject").unwrap_or_default();
+                let window = row.try_get::<i64, _>("window_start").unwrap_or(-1);
+                tracing::error!(%error, %instance, %subject, window, "Stored window partial unreadable; it is left out.")
             }
         }
     }
     out
+}
+
+/// Largest count a partial may hold: far above any real window, and below
+/// 2^53, where counts stop being exact as the floating-point numbers that
+/// rates and the API use.
+const MAX_COUNT: u64 = 1 << 50;
+
+/// Whether a partial that parsed could have been written by an instance:
+/// partials are input to the leader like any other, and an impossible one
+/// (more errors than requests, a sketch holding more values than the
+/// requests counted, astronomic counts) would decide runs.
+fn possible(accum: &Accum) -> Result<(), String> {
+    let counts = [
+        ("samples", accum.samples),
+        ("errors", accum.errors),
+        ("conversions", accum.conversions),
+        ("latency values", accum.latency.count()),
+    ];
+    if let Some((name, n)) = counts.iter().find(|(_, n)| *n >= MAX_COUNT) {
+        return Err(format!("{name} {n} is not a possible count"));
+    }
+    if accum.errors > accum.samples {
+        return Err(format!(
+            "errors {} exceed samples {}",
+            accum.errors, accum.samples
+        ));
+    }
+    // Conversions may come from a metric of their own, so they are not
+    // bounded by the requests; latency values are (one per request at most).
+    if accum.latency.count() > accum.samples {
+        return Err(format!(
+            "latency sketch holds {} values but samples are {}",
+            accum.latency.count(),
+            accum.samples
+        ));
+    }
+    Ok(())
 }
 
 /// An instance's own connection to PostgreSQL, holding session-level
@@ -922,6 +964,56 @@ mod tests {
                 late: BTreeMap::new()
             }
         );
+    }
+
+    /// Partials that parse but no instance could have written (more
+    /// errors than requests, a sketch with more values than requests,
+    /// counts near 2^53) are left out of the merge; their neighbours are
+    /// merged.
+    #[tokio::test]
+    async fn impossible_partials_are_left_out() {
+        let Some(db) = TestDatabase::create().await else {
+            return;
+        };
+        let store = SqlStore::open_postgres(&spec(&db.url, "t"))
+            .await
+            .expect("opens");
+        let mut sketchy = Accum {
+            samples: 1,
+            ..Accum::default()
+        };
+        for _ in 0..3 {
+            let _ = sketchy.latency.insert(5.0);
+        }
+        let impossible = [
+            Accum {
+                samples: 3,
+                errors: 5,
+                ..Accum::default()
+            },
+            Accum {
+                samples: 1 << 60,
+                ..Accum::default()
+            },
+            sketchy,
+        ];
+        let mut rows = vec![partial(0, 2, 7)];
+        for (i, accum) in impossible.into_iter().enumerate() {
+            rows.push(Partial {
+                accum,
+                ..partial(i + 1, 2, 0)
+            });
+        }
+        store
+            .upsert_partials("p", "evil", 1, &rows)
+            .await
+            .expect("writes");
+        let merged = store.merged_partials("p", 2_000).await.expect("reads");
+        let kept: Vec<(String, u64)> = merged
+            .iter()
+            .map(|m| (m.subject.joined().to_string(), m.accum.samples))
+            .collect();
+        assert_eq!(kept, [(subject(0).joined().to_string(), 7)]);
     }
 
     /// Partials written after their window was judged are late: the next

@@ -406,6 +406,8 @@ async fn killing_the_leader_loses_and_repeats_nothing() {
 /// same port: PostgreSQL lost and back, as verdict sees it.
 struct Proxy {
     port: u16,
+    /// While set, nothing is forwarded: the path hangs (a partition).
+    hung: Arc<std::sync::atomic::AtomicBool>,
     up: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
     links: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
 }
@@ -415,6 +417,7 @@ impl Proxy {
         let port = crate::durable::free_port();
         let proxy = Proxy {
             port,
+            hung: Arc::default(),
             up: Arc::default(),
             links: Arc::default(),
         };
@@ -427,11 +430,17 @@ impl Proxy {
             .await
             .expect("proxy binds");
         let links = self.links.clone();
+        let hung = self.hung.clone();
         let accept = tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
+            while let Ok((client, _)) = listener.accept().await {
+                let hung = hung.clone();
                 let link = tokio::spawn(async move {
-                    if let Ok(mut server) = tokio::net::TcpStream::connect("127.0.0.1:5432").await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    if let Ok(server) = tokio::net::TcpStream::connect("127.0.0.1:5432").await {
+                        let (cr, cw) = client.into_split();
+                        let (sr, sw) = server.into_split();
+                        let up = tokio::spawn(pump(cr, sw, hung.clone()));
+                        pump(sr, cw, hung).await;
+                        up.abort();
                     }
                 });
                 links.lock().expect("lock").push(link);
@@ -446,6 +455,28 @@ impl Proxy {
         }
         for link in self.links.lock().expect("lock").drain(..) {
             link.abort();
+        }
+    }
+}
+
+/// Copies `from` to `to`, holding the bytes while `hung` is set.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    hung: Arc<std::sync::atomic::AtomicBool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        while hung.load(std::sync::atomic::Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
         }
     }
 }
@@ -909,4 +940,56 @@ async fn a_frozen_leader_is_deposed() {
     .await;
     let runs = counts_reach(nodes[index].api, &expected).await;
     assert_eq!(runs["steady"].0, "VALIDATING", "{runs:?}");
+}
+
+/// One instance's path to PostgreSQL hangs (a partition: no error, no
+/// answer): it refuses ingest as soon as a partial write goes unconfirmed
+/// for 2 s, well before the leader stops waiting for it, and once the path
+/// is back it writes what it held; nothing accepted before the hang is
+/// lost, and at most what it accepted after the hang began.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hung_path_to_postgres_stops_ingest_early() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let proxy = Proxy::start().await;
+    let via_proxy = db
+        .url
+        .replace("127.0.0.1:5432", &format!("127.0.0.1:{}", proxy.port));
+    let dir = TempDir::new("pghang");
+    let receiver = Receiver::default();
+    let hook = receiver.serve("127.0.0.1:0").await;
+    let mut nodes = start(&dir, &db.url, &["a", "b"], &hook);
+    nodes.extend(start(&dir, &via_proxy, &["c"], &hook));
+    let grpc = nodes[2].grpc.expect("gRPC");
+    let before = send(grpc, "steady", 5, 10, 20).await;
+    // Everything accepted is written 200 ms later.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    proxy.hung.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut client = TraceServiceClient::connect(format!("http://{grpc}"))
+        .await
+        .expect("gRPC connects");
+    let mut after = 0;
+    let refused = loop {
+        match client.export(request("steady", 5, 10)).await {
+            Err(s) if s.code() == tonic::Code::Unavailable => break s,
+            Err(s) => panic!("refused for good: {s}"),
+            Ok(_) => after += 10,
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        refused.message().contains("has not confirmed a write"),
+        "{refused:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    proxy.hung.store(false, std::sync::atomic::Ordering::SeqCst);
+    let more = send(grpc, "steady", 5, 10, 20).await;
+    let counted = eventually(WAIT, "the counts to settle", || async {
+        let runs = samples(nodes[0].api).await;
+        let n = runs.get("steady").map_or(0, |r| r.1);
+        (n >= before + more).then_some(n)
+    })
+    .await;
+    assert!(counted <= before + after + more, "{counted}");
 }

@@ -22,6 +22,7 @@
 //!   the claim in its transaction, so a deposed leader can never commit: a
 //!   window is judged once, by one instance.
 
+pub mod config;
 pub mod partials;
 
 use std::sync::atomic::{AtomicU64, Ordering};

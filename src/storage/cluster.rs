@@ -573,6 +573,55 @@ impl SqlStore {
             .collect()
     }
 
+    /// The judged configuration of `pipeline` the running cluster uses, as
+    /// (judged, versions, instance that wrote it). When none is stored or
+    /// no other instance is alive (a cluster started afresh, possibly with
+    /// a new pipeline file), `ours` is stored and `None` returned.
+    pub async fn pipeline_config(
+        &self,
+        pipeline: &str,
+        instance: &str,
+        [judged, versions]: [&str; 2],
+    ) -> Result<Option<(String, String, String)>, StoreError> {
+        let stored = sqlx::query(
+            "SELECT judged, versions, instance FROM cluster_config WHERE pipeline = $1",
+        )
+        .bind(pipeline)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        let others: i64 = sqlx::query(
+            "SELECT COUNT(*) AS n FROM cluster_instances WHERE instance <> $1 AND heartbeat_at > \
+             CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000000 AS BIGINT) - $2",
+        )
+        .bind(instance)
+        .bind(int(crate::model::nanos(DEAD_AFTER)))
+        .fetch_one(&self.pool)
+        .await
+        .and_then(|r| r.try_get("n"))
+        .map_err(unavailable)?;
+        if let (Some(row), true) = (stored, others > 0) {
+            return Ok(Some((
+                row.try_get("judged").map_err(unavailable)?,
+                row.try_get("versions").map_err(unavailable)?,
+                row.try_get("instance").map_err(unavailable)?,
+            )));
+        }
+        sqlx::query(
+            "INSERT INTO cluster_config (pipeline, judged, versions, instance) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (pipeline) DO UPDATE SET judged = excluded.judged, \
+             versions = excluded.versions, instance = excluded.instance",
+        )
+        .bind(pipeline)
+        .bind(judged)
+        .bind(versions)
+        .bind(instance)
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(None)
+    }
+
     /// Takes or renews `exporter`'s outbox lease for `instance` until
     /// `until`; `false` while another instance's lease runs.
     ///

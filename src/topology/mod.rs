@@ -169,6 +169,11 @@ impl Server {
         let (store, member, election): (Arc<dyn RunStore>, _, _) = match &config.service.storage {
             StorageSpec::Postgres(pg) => {
                 let sql = Arc::new(storage::SqlStore::open_postgres(pg).await?);
+                // Before its first heartbeat: an instance refused is never
+                // listed as alive.
+                cluster::config::check(&sql, &pg.instance, &config.pipelines)
+                    .await
+                    .context("cannot join the instances on the database")?;
                 let (member, election) =
                     cluster::Election::join(sql.clone(), pg.clone(), clock.clone(), health.clone())
                         .await

@@ -993,3 +993,48 @@ async fn a_hung_path_to_postgres_stops_ingest_early() {
     .await;
     assert!(counted <= before + after + more, "{counted}");
 }
+
+/// An instance whose pipeline file decides windows differently from the
+/// running cluster's (another window size) refuses to start, naming the
+/// key; one with the same file joins; once every instance is stopped, the
+/// new file is taken.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_different_window_refuses_to_join() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let dir = TempDir::new("cfgjoin");
+    let receiver = Receiver::default();
+    let hook = receiver.serve("127.0.0.1:0").await;
+    let running = start(&dir, &db.url, &["a"], &hook);
+    let file = dir.0.join("d.yaml");
+    let other = pipeline(&db.url, "d", &hook).replace("size: 1s,", "size: 10s,");
+    std::fs::write(&file, &other).expect("write");
+    let out = crate::verdict_command(["run", "-c", file.to_str().expect("utf-8")])
+        .output()
+        .expect("verdict runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("window.size: here 10s, cluster 1s"),
+        "{stderr}"
+    );
+    // The same file joins.
+    let same = start(&dir, &db.url, &["b"], &hook);
+    let view = cluster(same[0].api).await;
+    let alive: Vec<&str> = view["instances"]
+        .as_array()
+        .expect("instances")
+        .iter()
+        .filter(|i| i["alive"] == true)
+        .filter_map(|i| i["instance"].as_str())
+        .collect();
+    assert_eq!(alive, ["a", "b"], "{view}");
+    drop(same);
+    drop(running);
+    // Every instance stopped: the cluster starts afresh with the new file
+    // once the old heartbeats are stale.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let fresh = Verdict::start(&file);
+    assert_eq!(cluster(fresh.api).await["instance"], "d");
+}

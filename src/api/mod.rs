@@ -406,11 +406,12 @@ async fn cluster(State(c): State<Arc<Catalog>>) -> Response {
         (Ok(i), Ok(j)) => (i, j),
         (Err(e), _) | (_, Err(e)) => return store_error(e),
     };
-    let now = c.clock.now();
     let dead = crate::model::nanos(crate::cluster::DEAD_AFTER);
     // A leader that died keeps its flag until its heartbeat is stale: the
-    // leader is the flagged instance heard from last.
-    let alive = |i: &crate::storage::cluster::Instance| i.heartbeat_at.saturating_add(dead) > now;
+    // leader is the flagged instance heard from last. Heartbeats carry the
+    // database's clock, so they are compared with it.
+    let alive =
+        |i: &crate::storage::cluster::Instance| i.heartbeat_at.saturating_add(dead) > i.read_at;
     let leader = instances
         .iter()
         .filter(|i| i.leader && alive(i))

@@ -22,6 +22,7 @@
 //!   the claim in its transaction, so a deposed leader can never commit: a
 //!   window is judged once, by one instance.
 
+pub mod config;
 pub mod partials;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -63,7 +64,31 @@ pub struct Member {
     pub pending: AtomicU64,
     /// Where the heartbeat says the API is.
     pub api: std::sync::Mutex<String>,
+    /// Since when (database clock) this instance's heartbeats have been
+    /// written without a gap longer than [`WRITE_GAP`]: the leader counts
+    /// another instance's silence only from here, so an instance is taken
+    /// for dead only after missing heartbeats while the database was
+    /// writable (not because PostgreSQL stalled for everyone). 0: not yet.
+    pub writable_since: AtomicU64,
+    /// The last heartbeat written (database clock).
+    last_beat: AtomicU64,
+    /// Whether the last heartbeat found the clock skewed (warned once per
+    /// stretch, not every second).
+    skewed: std::sync::atomic::AtomicBool,
 }
+
+/// A heartbeat not written for this long means the database was not
+/// writable for this instance meanwhile (heartbeats are 1 s apart).
+pub const WRITE_GAP: Duration = Duration::from_secs(2);
+
+/// A leader that has not heartbeat for this long (database clock, while
+/// the database was writable) is deposed by a follower.
+pub const DEPOSE_AFTER: Duration = Duration::from_secs(10);
+
+/// An instance whose clock differs from PostgreSQL's by more than this is
+/// warned about: window deadlines are the instances' clocks, liveness the
+/// database's.
+const CLOCK_SKEW: Duration = Duration::from_secs(2);
 
 impl Member {
     /// The instance's name.
@@ -126,6 +151,9 @@ impl Election {
             terms: AtomicU64::new(0),
             pending: AtomicU64::new(0),
             api: std::sync::Mutex::new(String::new()),
+            writable_since: AtomicU64::new(0),
+            last_beat: AtomicU64::new(0),
+            skewed: Default::default(),
         });
         let election = Election {
             member: member.clone(),
@@ -182,6 +210,9 @@ impl Election {
             if broken {
                 self.session = None;
             }
+            if !leading {
+                self.depose_frozen().await;
+            }
             let was = self.leading.send_replace(leading);
             if was != leading {
                 if leading {
@@ -212,6 +243,32 @@ impl Election {
 
 /// Writes `member`'s heartbeat. (A function of the parts, not a method of
 /// [`Election`]: its session's connection cannot be shared across threads.)
+impl Election {
+    /// A follower ends the session of a leader that holds the lock but has
+    /// not heartbeat for [`DEPOSE_AFTER`] while the database was writable
+    /// for this instance: a frozen leader judges nothing, and would keep
+    /// the lock as long as its connection lives.
+    async fn depose_frozen(&mut self) {
+        let since = self.member.writable_since.load(Ordering::SeqCst);
+        let Some(session) = self.session.as_mut() else {
+            return;
+        };
+        if since == 0 {
+            return;
+        }
+        match session.depose(DEPOSE_AFTER, since).await {
+            Ok(deposed) => {
+                for leader in deposed {
+                    tracing::warn!(%leader, after = ?DEPOSE_AFTER, "Deposed the leader: it holds the lock but has not heartbeat; its PostgreSQL session was ended so another instance leads.");
+                }
+            }
+            Err(err) => {
+                tracing::debug!(error = %err, "Could not look for a frozen leader.");
+            }
+        }
+    }
+}
+
 async fn beat(
     member: &Member,
     started_at: UnixNanos,
@@ -219,18 +276,55 @@ async fn beat(
     leader: bool,
 ) -> Result<(), crate::storage::StoreError> {
     let api = member.api.lock().map(|a| a.clone()).unwrap_or_default();
-    member
+    let before = clock.now();
+    let written = member
         .store
-        .heartbeat(
-            &Heartbeat {
-                instance: member.instance(),
-                incarnation: &member.incarnation,
-                api: &api,
-                started_at,
-                leader,
-                partials_pending: member.pending.load(Ordering::Relaxed),
-            },
-            clock.now(),
-        )
-        .await
+        .heartbeat(&Heartbeat {
+            instance: member.instance(),
+            incarnation: &member.incarnation,
+            api: &api,
+            started_at,
+            leader,
+            partials_pending: member.pending.load(Ordering::Relaxed),
+        })
+        .await;
+    let db = match written {
+        Ok(db) => db,
+        Err(err) => {
+            // The next heartbeat that gets through starts a new stretch.
+            member.writable_since.store(0, Ordering::SeqCst);
+            return Err(err);
+        }
+    };
+    let after = clock.now();
+    let previous = member.last_beat.swap(db, Ordering::SeqCst);
+    let gap = crate::model::nanos(WRITE_GAP);
+    if after.saturating_sub(before) > gap
+        || db.saturating_sub(previous) > gap + crate::model::nanos(HEARTBEAT)
+    {
+        // The write itself waited (a lock, an I/O stall), or heartbeats
+        // stopped getting through: the database was not writable for this
+        // instance until now.
+        member.writable_since.store(db, Ordering::SeqCst);
+    } else {
+        let _ = member
+            .writable_since
+            .compare_exchange(0, db, Ordering::SeqCst, Ordering::SeqCst);
+    }
+    // The instance's clock against PostgreSQL's, at the write's midpoint.
+    let mid = before / 2 + after / 2;
+    let skew = mid.abs_diff(db);
+    let skewed = skew > crate::model::nanos(CLOCK_SKEW);
+    if skewed && !member.skewed.swap(skewed, Ordering::Relaxed) {
+        tracing::warn!(
+            instance = member.instance(),
+            skew_ms = skew / 1_000_000,
+            ahead = mid > db,
+            "This instance's clock differs from PostgreSQL's by more than 2 s; run NTP on every instance and on the database host (windows close by the instances' clocks)."
+        );
+    }
+    if !skewed {
+        member.skewed.store(false, Ordering::Relaxed);
+    }
+    Ok(())
 }

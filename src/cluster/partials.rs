@@ -28,6 +28,11 @@ use crate::storage::cluster::Partial;
 use crate::storage::Health;
 
 /// A partial as staged for the next write.
+/// A partial write not confirmed within this long closes the ingest gate
+/// (well within the 5 s after which the leader stops waiting for a silent
+/// instance, so what was accepted before is written in time).
+const SLOW_WRITE: Duration = Duration::from_secs(2);
+
 #[derive(Debug)]
 struct Staged {
     accum: Accum,
@@ -190,7 +195,23 @@ impl PartialTask {
             max: Duration::from_secs(2),
         };
         for failures in 1u32.. {
-            match op().await {
+            let attempt = op();
+            tokio::pin!(attempt);
+            let done = tokio::select! {
+                done = &mut attempt => done,
+                () = tokio::time::sleep(SLOW_WRITE) => {
+                    // A path to PostgreSQL that hangs (a partition) fails
+                    // a statement only after the pool's timeouts; what is
+                    // accepted meanwhile may never be written in time, so
+                    // ingest stops now and resumes once the write lands.
+                    let why = format!("PostgreSQL has not confirmed a write of window partials for {}", humantime::format_duration(SLOW_WRITE));
+                    tracing::error!(pipeline = %self.pipeline, error = %why, "Ingest is refused (retryably) until PostgreSQL answers.");
+                    self.health.failed(&source, why.clone());
+                    self.gate.close(why);
+                    attempt.await
+                }
+            };
+            match done {
                 Ok(()) => {
                     self.health.ok(&source);
                     self.gate.open();

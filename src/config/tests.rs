@@ -894,6 +894,13 @@ service: {service}
         );
     }
     assert!(err_lines(&with(
+        "{ storage: \"postgres://v@db/verdict\", postgres: { statement_timeout: 30d } }"
+    ))
+    .iter()
+    .any(|l| l.starts_with(
+        "service.postgres.statement_timeout: must be at most 2147483647ms (about 24.8 days, PostgreSQL's limit), got 2592000000ms"
+    )));
+    assert!(err_lines(&with(
         "{ storage: \"memory:\", postgres: { pool_size: 4 } }"
     ))
     .iter()

@@ -67,6 +67,17 @@ impl Sink {
             Sink::Unleash(f) => f.unleash.attempt(d, now).await,
         }
     }
+
+    /// The longest one attempt can take: an outbox lease must outlast it,
+    /// or another instance could start on the same row while it runs.
+    fn attempt_bound(&self) -> Duration {
+        match self {
+            Sink::Log => Duration::ZERO,
+            Sink::Webhook(w) => w.timeout(),
+            // Looking up the flag's strategy, changing it, switching it.
+            Sink::Unleash(f) => f.unleash.timeout().saturating_mul(3),
+        }
+    }
 }
 
 /// The worker of one exporter.
@@ -103,9 +114,11 @@ pub struct OutboxLease {
     pub instance: String,
 }
 
-/// How long a lease runs; renewed at every round (at most [`CLUSTER_WAKE`]
-/// apart), so another instance takes over this long after the holder
-/// stops delivering.
+/// How long a lease runs beyond the longest attempt: it is renewed before
+/// every delivery and at every round (at most [`CLUSTER_WAKE`] apart), so
+/// another instance takes over this long (plus the exporter's attempt
+/// bound) after the holder stops delivering, and never while one of the
+/// holder's attempts may still be under way.
 const LEASE: Duration = Duration::from_secs(10);
 
 /// How often a worker in a cluster looks at the outbox without being
@@ -163,22 +176,28 @@ impl Worker {
     }
 
     /// Whether this instance may deliver now (always, outside a cluster).
-    async fn leased(&self) -> bool {
+    /// `renew`: only extend a lease held without a break since the round
+    /// began (the rows it read are then still this instance's to deliver);
+    /// otherwise take it if it is free or lapsed.
+    async fn leased(&self, renew: bool) -> bool {
         let Some(lease) = &self.lease else {
             return true;
         };
         let now = self.clock.now();
-        match lease
+        let until = now
+            .saturating_add(crate::model::nanos(LEASE))
+            .saturating_add(crate::model::nanos(self.sink.attempt_bound()));
+        let held = lease
             .store
-            .lease_outbox(
-                &self.exporter,
-                &lease.instance,
-                now.saturating_add(crate::model::nanos(LEASE)),
-                now,
-            )
-            .await
-        {
-            Ok(held) => held,
+            .lease_outbox(&self.exporter, &lease.instance, [until, now], renew)
+            .await;
+        match held {
+            Ok(held) => {
+                if renew && !held {
+                    tracing::warn!(exporter = %self.exporter, "The outbox lease lapsed during a round; the rest of the batch is left to whoever holds it now.");
+                }
+                held
+            }
             Err(err) => {
                 tracing::warn!(exporter = %self.exporter, error = %err, "Could not renew the outbox lease.");
                 false
@@ -187,7 +206,7 @@ impl Worker {
     }
 
     async fn round(&self) -> Next {
-        if !self.leased().await {
+        if !self.leased(false).await {
             return Next::In(CLUSTER_WAKE);
         }
         let rows = match self.store.pending(&self.exporter, BATCH).await {
@@ -240,6 +259,13 @@ impl Worker {
                 }
                 soonest = Some(soonest.map_or(d.next_attempt_at, |s| s.min(d.next_attempt_at)));
                 continue;
+            }
+            // The batch was read under the lease; a slow target can make a
+            // round outlast it, so each delivery first extends it, and a
+            // round whose lease lapsed stops (another instance may have
+            // taken it and be delivering the same rows).
+            if !self.leased(true).await {
+                return Next::In(CLUSTER_WAKE);
             }
             let attempt = self.sink.deliver(&d, now).await;
             self.report(&d, &attempt);

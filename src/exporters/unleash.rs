@@ -52,6 +52,11 @@ pub struct Unleash {
 pub struct ApplyError(pub String);
 
 impl Unleash {
+    /// The timeout of one HTTP request to the target.
+    pub fn timeout(&self) -> std::time::Duration {
+        self.spec.timeout
+    }
+
     /// An Unleash target with its own HTTP client.
     pub fn new(spec: UnleashSpec) -> Result<Unleash, BuildError> {
         let client = client(&spec.url, &spec.tls, spec.timeout)?;

@@ -93,6 +93,11 @@ pub(super) fn client(
 }
 
 impl Webhook {
+    /// The timeout of one HTTP request to the target.
+    pub fn timeout(&self) -> std::time::Duration {
+        self.spec.timeout
+    }
+
     /// A webhook with its own HTTP client (connection pool, timeout, no
     /// redirects).
     pub fn new(spec: WebhookSpec, links: Arc<Links>) -> Result<Webhook, BuildError> {

@@ -18,6 +18,7 @@
 //! whichever instance delivered the change.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,9 +40,9 @@ pub type BuildEngine = Box<dyn Fn(EngineSeed, UnixNanos) -> Engine + Send + Sync
 /// How often the purge of retired runs runs.
 const PURGE_EVERY: Duration = Duration::from_secs(60);
 
-/// At the start of a term, instances heard from within this long may only
-/// look dead because the database was away: the leader waits for them for
-/// [`DEAD_AFTER`].
+/// Instances heard from within this long may only look dead because the
+/// database was away: the leader waits for them for [`DEAD_AFTER`] after
+/// a term starts or the database was found unwritable.
 const FORGOTTEN_AFTER: Duration = Duration::from_secs(600);
 
 /// Longest a window waits after its deadline for an instance that
@@ -50,6 +51,9 @@ const MAX_WAIT: Duration = Duration::from_secs(60);
 
 /// A pipeline's leader task (see the module documentation).
 pub struct LeaderTask {
+    /// This instance in the cluster: its name and since when its
+    /// heartbeats reach the database.
+    pub member: Arc<crate::cluster::Member>,
     /// The pipeline.
     pub pipeline: PipelineSpec,
     /// Builds its engine at the start of each term.
@@ -262,7 +266,9 @@ impl LeaderTask {
         let mut tick = tokio::time::interval(self.tick);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut purged = self.clock.now();
-        let term_start = self.clock.now();
+        // Since when (database clock) the leader has seen the database
+        // writable: an instance's silence counts only from here.
+        let mut writable: Option<UnixNanos> = None;
         let fenced = |task: &EngineTask| task.fenced();
         loop {
             tokio::select! {
@@ -284,7 +290,7 @@ impl LeaderTask {
                         if self.clock.now() < w.deadline(timing.lateness).saturating_add(grace) || self.lost() {
                             break;
                         }
-                        if !self.written(w.deadline(timing.lateness), term_start).await {
+                        if !self.written(w.deadline(timing.lateness), &mut writable).await {
                             break;
                         }
                         let (series, read, lookup) = self.feed(&mut task, w).await;
@@ -337,33 +343,68 @@ impl LeaderTask {
     }
 
     /// Whether every instance that may still hold partials of windows
-    /// closing at `deadline` has written them: those that heartbeat, and —
-    /// for the first [`DEAD_AFTER`] of a term, when a heartbeat may be
-    /// stale only because the database was away — those heard from within
-    /// the last [`FORGOTTEN_AFTER`]. An instance silent for longer is dead
-    /// (what it had not written is lost: the documented bound). Past
-    /// [`MAX_WAIT`] after the deadline the window is judged regardless,
-    /// so an instance that heartbeats but cannot write holds no verdict
-    /// for ever.
-    async fn written(&self, deadline: UnixNanos, term_start: UnixNanos) -> bool {
+    /// closing at `deadline` has written them: those heard from within
+    /// [`FORGOTTEN_AFTER`] that have not been silent for [`DEAD_AFTER`]
+    /// while the database was writable. Heartbeats and this check use the
+    /// database's clock. Silence counts from the later of the instance's
+    /// last heartbeat and `writable` — since when this leader has seen the
+    /// database writable (its term's first check, its own heartbeats
+    /// getting through without a gap, this read not waiting): after
+    /// PostgreSQL stalled for everyone, every instance gets [`DEAD_AFTER`]
+    /// to write what it held. An instance silent for longer is dead (what
+    /// it had not written is lost: the documented bound). Past [`MAX_WAIT`]
+    /// after the deadline the window is judged regardless, so an instance
+    /// that heartbeats but cannot write holds no verdict for ever.
+    async fn written(&self, deadline: UnixNanos, writable: &mut Option<UnixNanos>) -> bool {
         let now = self.clock.now();
         if now >= deadline.saturating_add(crate::model::nanos(MAX_WAIT)) {
             tracing::warn!(pipeline = %self.pipeline.name, "Judging a window although an instance has not written its partials for it.");
             return true;
         }
+        let reading = std::time::Instant::now();
         let Ok(progress) = self.store.progress(&self.pipeline.name).await else {
+            // Silence measured across a storage error says nothing.
+            *writable = None;
             return false;
         };
-        let young = now < term_start.saturating_add(crate::model::nanos(DEAD_AFTER));
-        let alive_after = if young {
-            now.saturating_sub(crate::model::nanos(FORGOTTEN_AFTER))
-        } else {
-            now.saturating_sub(crate::model::nanos(DEAD_AFTER))
-        };
-        progress
+        let db_now = progress.now;
+        let gap = crate::model::nanos(crate::cluster::WRITE_GAP);
+        let own = progress
+            .instances
             .iter()
-            .filter(|(_, heartbeat, _)| *heartbeat > alive_after)
-            .all(|(_, _, through)| *through >= deadline)
+            .find(|(name, _, _)| name == self.member.instance())
+            .map_or(0, |(_, heartbeat, _)| *heartbeat);
+        if reading.elapsed() > crate::cluster::WRITE_GAP || db_now.saturating_sub(own) > gap {
+            // The read waited, or this instance's own heartbeat is not
+            // getting through: the database is not (yet) writable for all.
+            *writable = Some(db_now);
+            return false;
+        }
+        let since = (*writable.get_or_insert(db_now))
+            .max(self.member.writable_since.load(Ordering::SeqCst));
+        let dead = crate::model::nanos(DEAD_AFTER);
+        let forgotten = db_now.saturating_sub(crate::model::nanos(FORGOTTEN_AFTER));
+        let mut missing = Vec::new();
+        for (name, heartbeat, through) in &progress.instances {
+            if *through >= deadline || *heartbeat <= forgotten {
+                continue;
+            }
+            if db_now.saturating_sub((*heartbeat).max(since)) < dead {
+                return false;
+            }
+            if heartbeat.saturating_add(dead) >= deadline {
+                missing.push(name.as_str());
+            }
+        }
+        if !missing.is_empty() {
+            tracing::warn!(
+                pipeline = %self.pipeline.name,
+                window_deadline = deadline,
+                instances = ?missing,
+                "Judging a window without the partials of instances that were alive at its deadline and then stopped heartbeating; what they accepted for it is not counted."
+            );
+        }
+        true
     }
 
     /// The oldest window after `judged` that has partials, if any.

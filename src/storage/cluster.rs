@@ -29,6 +29,16 @@ use crate::model::{Accum, Subject, UnixNanos};
 /// it as gone, and the leader no longer waits for its partials.
 pub const DEAD_AFTER: Duration = Duration::from_secs(5);
 
+/// Every instance's liveness and partial writes of one pipeline, as the
+/// leader reads them before judging a window.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// The database's clock at the read.
+    pub now: UnixNanos,
+    /// Instance, last heartbeat (database clock), partials written through.
+    pub instances: Vec<(String, UnixNanos, UnixNanos)>,
+}
+
 /// Rows per upsert statement.
 pub const BATCH_ROWS: usize = 500;
 
@@ -89,8 +99,11 @@ pub struct Instance {
     pub api: String,
     /// When it started.
     pub started_at: UnixNanos,
-    /// Its last heartbeat.
+    /// Its last heartbeat (database clock).
     pub heartbeat_at: UnixNanos,
+    /// The database's clock when this was read: what `heartbeat_at` is
+    /// compared with.
+    pub read_at: UnixNanos,
     /// Whether it said it leads.
     pub leader: bool,
     /// Partial rows it holds that are not written yet.
@@ -216,7 +229,7 @@ impl SqlStore {
         window_start: UnixNanos,
     ) -> Result<Vec<Merged>, StoreError> {
         let rows = sqlx::query(
-            "SELECT contract, subject, attributes, state, instance FROM partials \
+            "SELECT contract, subject, attributes, state, instance, window_start FROM partials \
              WHERE pipeline = $1 AND window_start = $2 ORDER BY contract, subject, instance",
         )
         .bind(pipeline)
@@ -457,14 +470,15 @@ impl SqlStore {
     }
 
     /// Every instance's last heartbeat and how far it has written
-    /// `pipeline`'s partials (0: not at all), by instance.
-    pub async fn progress(
-        &self,
-        pipeline: &str,
-    ) -> Result<Vec<(String, UnixNanos, UnixNanos)>, StoreError> {
+    /// `pipeline`'s partials (0: not at all), by instance, with the
+    /// database's clock when it was read: heartbeats are written with that
+    /// clock, so liveness never depends on the instances' own clocks.
+    pub async fn progress(&self, pipeline: &str) -> Result<Progress, StoreError> {
         let rows = sqlx::query(
             "SELECT i.instance AS instance, i.heartbeat_at AS heartbeat_at, \
-             COALESCE(p.written_through, 0) AS through FROM cluster_instances i \
+             COALESCE(p.written_through, 0) AS through, \
+             CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000000 AS BIGINT) AS db_now \
+             FROM cluster_instances i \
              LEFT JOIN cluster_progress p ON p.instance = i.instance AND p.pipeline = $1 \
              ORDER BY i.instance",
         )
@@ -472,45 +486,48 @@ impl SqlStore {
         .fetch_all(&self.pool)
         .await
         .map_err(unavailable)?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    r.try_get("instance").map_err(unavailable)?,
-                    uint(r.try_get("heartbeat_at").map_err(unavailable)?),
-                    uint(r.try_get("through").map_err(unavailable)?),
-                ))
-            })
-            .collect()
+        let mut progress = Progress::default();
+        for r in &rows {
+            progress.now = uint(r.try_get("db_now").map_err(unavailable)?);
+            progress.instances.push((
+                r.try_get("instance").map_err(unavailable)?,
+                uint(r.try_get("heartbeat_at").map_err(unavailable)?),
+                uint(r.try_get("through").map_err(unavailable)?),
+            ));
+        }
+        Ok(progress)
     }
 
-    /// Writes an instance's heartbeat.
-    pub async fn heartbeat(&self, beat: &Heartbeat<'_>, now: UnixNanos) -> Result<(), StoreError> {
-        sqlx::query(
+    /// Writes an instance's heartbeat, stamped with the database's clock
+    /// (one clock for every instance's liveness); returns that stamp.
+    pub async fn heartbeat(&self, beat: &Heartbeat<'_>) -> Result<UnixNanos, StoreError> {
+        let row = sqlx::query(
             "INSERT INTO cluster_instances (instance, incarnation, api, started_at, heartbeat_at, \
-             leader, partials_pending) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             leader, partials_pending) VALUES ($1, $2, $3, $4, \
+             CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000000 AS BIGINT), $5, $6) \
              ON CONFLICT (instance) DO UPDATE SET incarnation = excluded.incarnation, \
              api = excluded.api, started_at = excluded.started_at, \
              heartbeat_at = excluded.heartbeat_at, leader = excluded.leader, \
-             partials_pending = excluded.partials_pending",
+             partials_pending = excluded.partials_pending RETURNING heartbeat_at",
         )
         .bind(beat.instance)
         .bind(beat.incarnation)
         .bind(beat.api)
         .bind(int(beat.started_at))
-        .bind(int(now))
         .bind(i64::from(beat.leader))
         .bind(int(beat.partials_pending))
-        .execute(&self.pool)
+        .fetch_one(&self.pool)
         .await
         .map_err(unavailable)?;
-        Ok(())
+        Ok(uint(row.try_get("heartbeat_at").map_err(unavailable)?))
     }
 
     /// Every instance that ever wrote a heartbeat, by name.
     pub async fn instances(&self) -> Result<Vec<Instance>, StoreError> {
         let rows = sqlx::query(
             "SELECT instance, api, started_at, heartbeat_at, leader, partials_pending, \
-             late_partials FROM cluster_instances ORDER BY instance",
+             late_partials, CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000000 AS BIGINT) \
+             AS db_now FROM cluster_instances ORDER BY instance",
         )
         .fetch_all(&self.pool)
         .await
@@ -522,6 +539,7 @@ impl SqlStore {
                     api: r.try_get("api").map_err(unavailable)?,
                     started_at: uint(r.try_get("started_at").map_err(unavailable)?),
                     heartbeat_at: uint(r.try_get("heartbeat_at").map_err(unavailable)?),
+                    read_at: uint(r.try_get("db_now").map_err(unavailable)?),
                     leader: r.try_get::<i64, _>("leader").map_err(unavailable)? != 0,
                     partials_pending: uint(r.try_get("partials_pending").map_err(unavailable)?),
                     late_partials: uint(r.try_get("late_partials").map_err(unavailable)?),
@@ -558,27 +576,86 @@ impl SqlStore {
             .collect()
     }
 
+    /// The judged configuration of `pipeline` the running cluster uses, as
+    /// (judged, versions, instance that wrote it). When none is stored or
+    /// no other instance is alive (a cluster started afresh, possibly with
+    /// a new pipeline file), `ours` is stored and `None` returned.
+    pub async fn pipeline_config(
+        &self,
+        pipeline: &str,
+        instance: &str,
+        [judged, versions]: [&str; 2],
+    ) -> Result<Option<(String, String, String)>, StoreError> {
+        let stored = sqlx::query(
+            "SELECT judged, versions, instance FROM cluster_config WHERE pipeline = $1",
+        )
+        .bind(pipeline)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        let others: i64 = sqlx::query(
+            "SELECT COUNT(*) AS n FROM cluster_instances WHERE instance <> $1 AND heartbeat_at > \
+             CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000000 AS BIGINT) - $2",
+        )
+        .bind(instance)
+        .bind(int(crate::model::nanos(DEAD_AFTER)))
+        .fetch_one(&self.pool)
+        .await
+        .and_then(|r| r.try_get("n"))
+        .map_err(unavailable)?;
+        if let (Some(row), true) = (stored, others > 0) {
+            return Ok(Some((
+                row.try_get("judged").map_err(unavailable)?,
+                row.try_get("versions").map_err(unavailable)?,
+                row.try_get("instance").map_err(unavailable)?,
+            )));
+        }
+        sqlx::query(
+            "INSERT INTO cluster_config (pipeline, judged, versions, instance) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (pipeline) DO UPDATE SET judged = excluded.judged, \
+             versions = excluded.versions, instance = excluded.instance",
+        )
+        .bind(pipeline)
+        .bind(judged)
+        .bind(versions)
+        .bind(instance)
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(None)
+    }
+
     /// Takes or renews `exporter`'s outbox lease for `instance` until
     /// `until`; `false` while another instance's lease runs.
+    ///
+    /// With `only_unbroken`, the lease is only extended if `instance` has
+    /// held it without a break (still its holder and not lapsed at `now`):
+    /// a lease that lapsed may have been taken, and the rows read under it
+    /// delivered, by another instance meanwhile, so the holder's batch is
+    /// stale and it must read the outbox again under a fresh lease.
     pub async fn lease_outbox(
         &self,
         exporter: &str,
         instance: &str,
-        until: UnixNanos,
-        now: UnixNanos,
+        [until, now]: [UnixNanos; 2],
+        only_unbroken: bool,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
+        let sql = if only_unbroken {
+            "UPDATE outbox_leases SET until = $3 \
+             WHERE exporter = $1 AND instance = $2 AND until >= $4"
+        } else {
             "INSERT INTO outbox_leases (exporter, instance, until) VALUES ($1, $2, $3) \
              ON CONFLICT (exporter) DO UPDATE SET instance = excluded.instance, until = excluded.until \
-             WHERE outbox_leases.instance = excluded.instance OR outbox_leases.until < $4",
-        )
-        .bind(exporter)
-        .bind(instance)
-        .bind(int(until))
-        .bind(int(now))
-        .execute(&self.pool)
-        .await
-        .map_err(unavailable)?;
+             WHERE outbox_leases.instance = excluded.instance OR outbox_leases.until < $4"
+        };
+        let done = sqlx::query(sql)
+            .bind(exporter)
+            .bind(instance)
+            .bind(int(until))
+            .bind(int(now))
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
         Ok(done.rows_affected() == 1)
     }
 }
@@ -589,25 +666,67 @@ impl SqlStore {
 fn decode_rows(rows: &[sqlx::any::AnyRow]) -> Vec<(String, Subject, String, Accum)> {
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
-        let read = || -> Result<(String, Subject, String, Accum), StoreError> {
-            let contract: String = row.try_get("contract").map_err(unavailable)?;
-            let key: String = row.try_get("subject").map_err(unavailable)?;
-            let attributes: String = row.try_get("attributes").map_err(unavailable)?;
-            let state: String = row.try_get("state").map_err(unavailable)?;
+        let read = || -> Result<(String, Subject, String, Accum), String> {
+            let text = |name: &str| row.try_get::<String, _>(name).map_err(|e| e.to_string());
+            let (contract, key) = (text("contract")?, text("subject")?);
+            let attributes = text("attributes")?;
+            let state = text("state")?;
             let subject = codec::subject_from_text(&attributes)
                 .ok()
                 .filter(|s| s.joined() == key)
                 .unwrap_or_else(|| codec::subject_from_key(&key));
-            Ok((contract, subject, key, codec::accum_from_text(&state)?))
+            let accum = codec::accum_from_text(&state).map_err(|e| e.to_string())?;
+            possible(&accum)?;
+            Ok((contract, subject, key, accum))
         };
         match read() {
             Ok(r) => out.push(r),
-            Err(err) => {
-                tracing::error!(error = %err, "Stored window partial unreadable; it is left out.")
+            Err(error) => {
+                let instance = row.try_get::<String, _>("instance").unwrap_or_default();
+                let subject = row.try_get::<String, _>("subject").unwrap_or_default();
+                let window = row.try_get::<i64, _>("window_start").unwrap_or(-1);
+                tracing::error!(%error, %instance, %subject, window, "Stored window partial unreadable; it is left out.")
             }
         }
     }
     out
+}
+
+/// Largest count a partial may hold: far above any real window, and below
+/// 2^53, where counts stop being exact as the floating-point numbers that
+/// rates and the API use.
+const MAX_COUNT: u64 = 1 << 50;
+
+/// Whether a partial that parsed could have been written by an instance:
+/// partials are input to the leader like any other, and an impossible one
+/// (more errors than requests, a sketch holding more values than the
+/// requests counted, astronomic counts) would decide runs.
+fn possible(accum: &Accum) -> Result<(), String> {
+    let counts = [
+        ("samples", accum.samples),
+        ("errors", accum.errors),
+        ("conversions", accum.conversions),
+        ("latency values", accum.latency.count()),
+    ];
+    if let Some((name, n)) = counts.iter().find(|(_, n)| *n >= MAX_COUNT) {
+        return Err(format!("{name} {n} is not a possible count"));
+    }
+    if accum.errors > accum.samples {
+        return Err(format!(
+            "errors {} exceed samples {}",
+            accum.errors, accum.samples
+        ));
+    }
+    // Conversions may come from a metric of their own, so they are not
+    // bounded by the requests; latency values are (one per request at most).
+    if accum.latency.count() > accum.samples {
+        return Err(format!(
+            "latency sketch holds {} values but samples are {}",
+            accum.latency.count(),
+            accum.samples
+        ));
+    }
+    Ok(())
 }
 
 /// An instance's own connection to PostgreSQL, holding session-level
@@ -652,6 +771,46 @@ impl Session {
             .await
             .and_then(|row| row.try_get("got"))
             .map_err(unavailable)
+    }
+
+    /// Ends the PostgreSQL session holding the leader's lock when its
+    /// instance has not heartbeat for `stale` (database clock), counting
+    /// silence from no earlier than `since` — when the caller last found
+    /// the database writable, so a stall that held every heartbeat back
+    /// deposes no one. A frozen leader (a paused VM, SIGSTOP) keeps its
+    /// session, and with it the lock, for as long as it is frozen; ending
+    /// the session frees the lock, and the claim fencing keeps whatever the
+    /// old leader commits after it resumes out. Returns the instances
+    /// deposed.
+    pub async fn depose(
+        &mut self,
+        stale: std::time::Duration,
+        since: UnixNanos,
+    ) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT i.instance AS instance, pg_terminate_backend(l.pid) AS ended \
+             FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+             JOIN cluster_instances i ON a.application_name = 'verdict ' || i.instance \
+             WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 \
+             AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+             AND ((l.classid::bigint << 32) | l.objid::bigint) = $1 \
+             AND l.pid <> pg_backend_pid() \
+             AND GREATEST(i.heartbeat_at, $2) < \
+                 CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000000 AS BIGINT) - $3",
+        )
+        .bind(super::postgres::LEADER_LOCK)
+        .bind(int(since))
+        .bind(int(crate::model::nanos(stale)))
+        .fetch_all(&mut self.conn)
+        .await
+        .map_err(unavailable)?;
+        let mut deposed = Vec::new();
+        for r in &rows {
+            if r.try_get::<bool, _>("ended").map_err(unavailable)? {
+                deposed.push(r.try_get("instance").map_err(unavailable)?);
+            }
+        }
+        Ok(deposed)
     }
 
     /// Whether the session (and so its locks) is still there.
@@ -859,6 +1018,56 @@ mod tests {
         );
     }
 
+    /// Partials that parse but no instance could have written (more
+    /// errors than requests, a sketch with more values than requests,
+    /// counts near 2^53) are left out of the merge; their neighbours are
+    /// merged.
+    #[tokio::test]
+    async fn impossible_partials_are_left_out() {
+        let Some(db) = TestDatabase::create().await else {
+            return;
+        };
+        let store = SqlStore::open_postgres(&spec(&db.url, "t"))
+            .await
+            .expect("opens");
+        let mut sketchy = Accum {
+            samples: 1,
+            ..Accum::default()
+        };
+        for _ in 0..3 {
+            let _ = sketchy.latency.insert(5.0);
+        }
+        let impossible = [
+            Accum {
+                samples: 3,
+                errors: 5,
+                ..Accum::default()
+            },
+            Accum {
+                samples: 1 << 60,
+                ..Accum::default()
+            },
+            sketchy,
+        ];
+        let mut rows = vec![partial(0, 2, 7)];
+        for (i, accum) in impossible.into_iter().enumerate() {
+            rows.push(Partial {
+                accum,
+                ..partial(i + 1, 2, 0)
+            });
+        }
+        store
+            .upsert_partials("p", "evil", 1, &rows)
+            .await
+            .expect("writes");
+        let merged = store.merged_partials("p", 2_000).await.expect("reads");
+        let kept: Vec<(String, u64)> = merged
+            .iter()
+            .map(|m| (m.subject.joined().to_string(), m.accum.samples))
+            .collect();
+        assert_eq!(kept, [(subject(0).joined().to_string(), 7)]);
+    }
+
     /// Partials written after their window was judged are late: the next
     /// commit deletes them and counts them, on the pipeline and on the
     /// instance that wrote them; partials of windows not judged yet stay.
@@ -884,7 +1093,7 @@ mod tests {
                 leader: name == "a",
                 partials_pending: 0,
             };
-            store.heartbeat(&beat, 2).await.expect("heartbeat");
+            store.heartbeat(&beat).await.expect("heartbeat");
         }
         store
             .upsert_partials("p", "slow", 1, &[partial(0, 2, 7)])

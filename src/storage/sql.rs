@@ -34,7 +34,7 @@ use super::{Attempt, Commit, Delivery, DeliveryState, RunStore, StoreError, Stor
 
 /// The schema, in order. A version is never edited once released: changes
 /// are new files.
-const MIGRATIONS: [(i64, &str); 7] = [
+const MIGRATIONS: [(i64, &str); 8] = [
     (
         1,
         include_str!("migrations/0001_runs_outbox_checkpoints.sql"),
@@ -45,6 +45,7 @@ const MIGRATIONS: [(i64, &str); 7] = [
     (5, include_str!("migrations/0005_rollouts.sql")),
     (6, include_str!("migrations/0006_cluster.sql")),
     (7, include_str!("migrations/0007_late_partials.sql")),
+    (8, include_str!("migrations/0008_cluster_config.sql")),
 ];
 
 /// Connections in an SQLite pool: the run engines and delivery workers

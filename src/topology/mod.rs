@@ -169,6 +169,11 @@ impl Server {
         let (store, member, election): (Arc<dyn RunStore>, _, _) = match &config.service.storage {
             StorageSpec::Postgres(pg) => {
                 let sql = Arc::new(storage::SqlStore::open_postgres(pg).await?);
+                // Before its first heartbeat: an instance refused is never
+                // listed as alive.
+                cluster::config::check(&sql, &pg.instance, &config.pipelines)
+                    .await
+                    .context("cannot join the instances on the database")?;
                 let (member, election) =
                     cluster::Election::join(sql.clone(), pg.clone(), clock.clone(), health.clone())
                         .await
@@ -341,6 +346,7 @@ impl Server {
                     .with_context(|| format!("resuming pipeline {}", p.name))?;
                 let (contracts, window) = (p.contracts.clone(), p.window.clone());
                 let leader = LeaderTask {
+                    member: m.clone(),
                     pipeline: p.clone(),
                     build: Box::new(move |seed, now| {
                         Engine::new(contracts.clone(), &window, 1, subscribed.clone(), seed, now)

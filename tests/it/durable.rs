@@ -174,6 +174,15 @@ impl Verdict {
         }
     }
 
+    /// Sends `signal` (`STOP`, `CONT`) to the process.
+    pub(crate) fn signal(&self, signal: &str) {
+        let sent = Command::new("kill")
+            .args([format!("-{signal}"), self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success(), "kill -{signal}");
+    }
+
     /// `kill -9`.
     pub(crate) fn kill(mut self) {
         self.child.kill().expect("SIGKILL");
@@ -270,6 +279,8 @@ pub(crate) struct Receiver {
     got: Arc<Mutex<Vec<Received>>>,
     /// Body and headers of every answer (empty by default).
     answer: Arc<(String, Vec<(String, String)>)>,
+    /// How long each answer takes (none by default).
+    delay: Duration,
 }
 
 impl Receiver {
@@ -294,6 +305,12 @@ impl Receiver {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         self.answer = Arc::new((body.to_string(), headers));
+        self
+    }
+
+    /// Answers each request only after `delay`: a slow receiver.
+    pub(crate) fn slow(mut self, delay: Duration) -> Receiver {
+        self.delay = delay;
         self
     }
 
@@ -336,6 +353,7 @@ impl Receiver {
                                 })
                                 .collect(),
                         });
+                        tokio::time::sleep(me.delay).await;
                         let status = me
                             .always
                             .or_else(|| me.script.lock().expect("lock").pop_front())

@@ -457,12 +457,25 @@ fn postgres_spec(url: String, raw: RawPostgres, errors: &mut Errors) -> Postgres
         "service.postgres.pool_size",
         errors,
     );
-    let statement_timeout = positive_duration(
+    let mut statement_timeout = positive_duration(
         raw.statement_timeout,
         DEFAULT_PG_STATEMENT_TIMEOUT,
         "service.postgres.statement_timeout",
         errors,
     );
+    // PostgreSQL refuses a statement_timeout above i32::MAX milliseconds
+    // at connect: say so here, not when `verdict run` cannot connect.
+    let max = Duration::from_millis(i32::MAX as u64);
+    if statement_timeout > max {
+        errors.push(
+            "service.postgres.statement_timeout",
+            format!(
+                "must be at most 2147483647ms (about 24.8 days, PostgreSQL's limit), got {}ms",
+                statement_timeout.as_millis()
+            ),
+        );
+        statement_timeout = DEFAULT_PG_STATEMENT_TIMEOUT;
+    }
     let grace = take(raw.grace, "service.postgres.grace", errors).map_or(DEFAULT_PG_GRACE, |d| d.0);
     let instance = match take(raw.instance, "service.postgres.instance", errors) {
         Some(name) => {

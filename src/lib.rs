@@ -68,7 +68,7 @@
 //! | `probe` | `config`, `model`, `contracts`, `clock`, `retry`, `telemetry`, `tls` |
 //! | `receivers` | `config`, `model`, `aggregator`, `probe`, `clock`, `auth`, `telemetry` |
 //! | `storage` | `config`, `model`, `proto`, `sketch`, `clock`, `tls` |
-//! | `runs` | `config`, `model`, `contracts`, `storage`, `proto`, `clock`, `retry`, `telemetry` |
+//! | `runs` | `config`, `model`, `contracts`, `storage`, `cluster`, `proto`, `clock`, `retry`, `telemetry` |
 //! | `cluster` | `config`, `model`, `aggregator`, `storage`, `clock`, `retry`, `telemetry` |
 //! | `exporters` | `config`, `model`, `runs`, `storage`, `proto`, `clock`, `retry`, `telemetry`, `tls`, `http_gzip` |
 //! | `console` | `retry`, `tls` |

@@ -418,11 +418,7 @@ impl ShardState {
 
 #[cfg(test)]
 #[path = "state_metrics_tests.rs"]
-mod metrics_tests;
-
-#[cfg(test)]
-#[path = "state_fixture_tests.rs"]
-mod fixture_tests;
+pub(crate) mod metrics_tests;
 
 #[cfg(test)]
 mod tests {

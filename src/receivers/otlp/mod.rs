@@ -371,6 +371,12 @@ impl Ingest {
     }
 }
 
+/// The fixtures' metric points through the wire reader, the prost
+/// conversion, the shard and the straightforward reference.
+#[cfg(test)]
+#[path = "fixture_paths_tests.rs"]
+mod fixture_paths_tests;
+
 #[cfg(test)]
 mod tests {
     use super::*;

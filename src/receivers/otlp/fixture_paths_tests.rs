@@ -2,7 +2,7 @@
 //! through both paths, as the property tests do with generated points: the
 //! wire reader against the prost conversion (same samples, rejections,
 //! notes), then the shard's windows against the straightforward ones
-//! (`metrics_tests`). Once as the fixtures are, and replayed as later
+//! (`aggregator::state::metrics_tests`). Once as the fixtures are, and replayed as later
 //! points of their own cumulative streams: grown, shrunk (a reset),
 //! restarted, retried and out of order.
 
@@ -16,11 +16,12 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use proptest::prelude::*;
 use prost::Message;
 
-use super::metrics_tests::{remembered, straightforward_delta, LastPoint};
-use super::*;
+use crate::aggregator::state::metrics_tests::{remembered, straightforward_delta, LastPoint};
+use crate::aggregator::state::*;
 use crate::config::{ContractSpec, Source};
 use crate::model::open_accum::summed_tests::straightforward;
 use crate::model::point::{PointKind, StreamId};
+use crate::model::{Accum, PointSample, WindowTiming};
 use crate::receivers::otlp::budget::Budget;
 use crate::receivers::otlp::convert::Converted;
 use crate::receivers::otlp::convert_metrics as reference;

@@ -53,7 +53,7 @@
 //! | module | may import |
 //! |---|---|
 //! | `sketch` | |
-//! | `log_text` | |
+//! | `log_text` | `console` |
 //! | `telemetry` | `log_text` |
 //! | `http_gzip` | |
 //! | `retry` | |

@@ -12,6 +12,8 @@
 use std::fmt;
 
 use tracing::field::Field;
+
+use crate::console::fmt::hidden;
 use tracing_subscriber::field::MakeExt as _;
 use tracing_subscriber::fmt::format::{self, Writer};
 use tracing_subscriber::fmt::FormatFields;
@@ -31,10 +33,12 @@ pub fn fields() -> impl for<'w> FormatFields<'w> + Send + Sync + 'static {
     .delimited(" ")
 }
 
-/// `text` with each control character (C0, DEL, C1) escaped.
+/// `text` with each control character (C0, DEL, C1) and each invisible
+/// formatting character escaped, as `verdict runs` and the status page show
+/// them ([`hidden`]).
 fn write_escaped(writer: &mut Writer<'_>, text: &str) -> fmt::Result {
     for c in text.chars() {
-        if c.is_control() {
+        if hidden(c) {
             for e in c.escape_default() {
                 writer.write_char(e)?;
             }

@@ -384,6 +384,12 @@ async fn abandon_deliveries(
         );
     }
     match crate::exporters::orphans::abandon(c.store.as_ref(), exporter, c.clock.now()).await {
+        // An id with nothing pending is most likely a typo: say so rather
+        // than answer "0 abandoned" as if its deliveries were settled.
+        Ok(0) => error(
+            StatusCode::NOT_FOUND,
+            format!("{exporter} has no pending deliveries (check the exporter id in GET /api/v1/deliveries)"),
+        ),
         Ok(n) => Json(json!({"exporter": exporter, "abandoned": n})).into_response(),
         Err(e) => store_error(e),
     }

@@ -35,24 +35,34 @@ pub fn visible(s: &str) -> String {
         .collect()
 }
 
-/// Characters that do not show as themselves: controls, and the invisible
-/// formatting characters a sender could put in a subject to make it read
-/// as another one — bidirectional embeddings, overrides and isolates
-/// (`"\u{202e}0.1.2"` displays as `2.1.0`), zero-width spaces and joiners,
-/// marks, line and paragraph separators, the byte-order mark and the soft
-/// hyphen.
+/// Characters that do not show as themselves: controls, line and
+/// paragraph separators, and every default-ignorable code point (Unicode's
+/// `Default_Ignorable_Code_Point`), the invisible characters a sender could
+/// put in a subject to make it read as another one — bidirectional
+/// embeddings, overrides and isolates (`"\u{202e}0.1.2"` displays as
+/// `2.1.0`), zero-width spaces and joiners, variation selectors, tags,
+/// fillers, the byte-order mark and the soft hyphen.
 pub fn hidden(c: char) -> bool {
     c.is_control()
         || matches!(
             c,
             '\u{ad}'
+                | '\u{34f}'
                 | '\u{61c}'
-                | '\u{180e}'
+                | '\u{115f}'..='\u{1160}'
+                | '\u{17b4}'..='\u{17b5}'
+                | '\u{180b}'..='\u{180f}'
                 | '\u{200b}'..='\u{200f}'
                 | '\u{2028}'..='\u{202e}'
-                | '\u{2060}'..='\u{2064}'
-                | '\u{2066}'..='\u{2069}'
+                | '\u{2060}'..='\u{206f}'
+                | '\u{3164}'
+                | '\u{fe00}'..='\u{fe0f}'
                 | '\u{feff}'
+                | '\u{ffa0}'
+                | '\u{fff0}'..='\u{fff8}'
+                | '\u{1bca0}'..='\u{1bca3}'
+                | '\u{1d173}'..='\u{1d17a}'
+                | '\u{e0000}'..='\u{e0fff}'
         )
 }
 
@@ -231,6 +241,12 @@ mod tests {
             "\u{202e}0.1.2",
             "\u{202e}evil\u{202c}/x",
             "a\u{2066}b\u{2069}\u{200b}\u{200f}\u{2028}\u{2029}\u{feff}\u{61c}",
+            // Invisible after a digit, or blank: tags, variation selectors,
+            // the Hangul filler, the combining grapheme joiner.
+            "2.1.0\u{e0020}",
+            "2.1.0\u{fe0f}",
+            "2.1.0\u{3164}",
+            "2.1\u{34f}.0\u{e0041}\u{115f}\u{ffa0}",
         ] {
             let shown = visible(s);
             assert!(!shown.chars().any(hidden), "{shown:?}");

@@ -298,7 +298,9 @@ impl EngineTask {
                     // derive a person's decision from the data: the caller
                     // must hear that it did not happen, and send it again.
                     Err(ManualError::NotLeader(
-                        "leadership moved to another instance while this decision was being                          stored; it was not stored: send it again (to the new leader, see                          GET /api/v1/cluster)"
+                        "leadership moved to another instance while this decision was being \
+                         stored; it was not stored: send it again (to the new leader, see \
+                         GET /api/v1/cluster)"
                             .into(),
                     ))
                 } else {

@@ -567,6 +567,16 @@ impl Server {
             "api",
         )
         .await?;
+        if config.service.api_token.is_none() && !api_addr.ip().is_loopback() {
+            // Browsers are refused (`api::csrf`), but any other client that
+            // reaches the port can promote, roll back and reload.
+            tracing::warn!(
+                addr = %api_addr,
+                "The API's write endpoints (promote, rollback, reset, reload) have no token and \
+                 listen beyond this machine: anyone who reaches this port can change runs. Set \
+                 service.api.token (VERDICT_API_TOKEN in the shipped pipelines)."
+            );
+        }
         serve_axum(
             &mut listeners,
             listener,

@@ -557,6 +557,11 @@ async fn an_exporter_with_pending_deliveries_cannot_be_reloaded_away() {
         failed.to_string().contains("abandoned by an operator"),
         "{failed}"
     );
+    // Nothing left to abandon, or an id nobody owes (a typo): 404, not "0".
+    for exporter in ["webhook/ci", "webhook/typo"] {
+        let none = abandon(exporter, Some(TOKEN)).await.expect("answered");
+        assert_eq!(none.status().as_u16(), 404, "{exporter}");
+    }
 }
 
 /// A reload to a file whose YAML aliases would expand to a billion nodes

@@ -49,7 +49,7 @@ pub fn routes() -> Router<Arc<Catalog>> {
 async fn no_run_named(State(c): State<Arc<Catalog>>) -> Response {
     error_page(
         StatusCode::NOT_FOUND,
-        "a run's page is /runs/CONTRACT/SUBJECT (the subject's values joined with /); the overview lists every run",
+        "a run's page is /runs/CONTRACT/SUBJECT (the subject's values joined with /); the overview lists the runs still deciding and those decided last, /api/v1/runs/CONTRACT all of them",
         &rfc3339_millis(c.clock.now()),
     )
 }
@@ -155,34 +155,45 @@ fn error_page(status: StatusCode, message: &str, as_of: &str) -> Response {
 /// was 2.8 MB of HTML, fetched again by every open tab's refresh.
 const OVERVIEW_RUNS: usize = 200;
 
-/// The runs the overview shows of `runs` (in their order): the first
-/// [`OVERVIEW_RUNS`] undecided ones and the [`OVERVIEW_RUNS`] decided
-/// last; and how many are left out.
+/// The runs the overview shows of `runs` (in their order): the
+/// [`OVERVIEW_RUNS`] undecided ones started last and the
+/// [`OVERVIEW_RUNS`] decided last; and how many are left out. Newest, not
+/// first in the list: a flood of other subjects must not push the release
+/// an operator is watching off the page.
 fn shown(runs: Vec<Value>) -> (Vec<Value>, usize) {
     let deciding = |r: &Value| matches!(r["state"].as_str(), Some("PENDING" | "VALIDATING"));
-    let mut decided: Vec<&str> = runs
-        .iter()
-        .filter(|r| !deciding(r))
-        .map(|r| r["decided_at"].as_str().unwrap_or(""))
-        .collect();
-    // RFC 3339 times of one format sort as text.
-    decided.sort_unstable_by(|a, b| b.cmp(a));
-    let cut = decided.get(OVERVIEW_RUNS - 1).map(|s| s.to_string());
+    // RFC 3339 times of one format sort as text; a run with no sample yet
+    // (no start) counts as the newest.
+    let age = |r: &Value| -> String {
+        let field = if deciding(r) {
+            "started_at"
+        } else {
+            "decided_at"
+        };
+        r[field].as_str().unwrap_or("~").to_string()
+    };
+    // The time of the OVERVIEW_RUNS-th newest run of each kind.
+    let cut = |undecided: bool| {
+        let mut times: Vec<String> = runs
+            .iter()
+            .filter(|r| deciding(r) == undecided)
+            .map(age)
+            .collect();
+        times.sort_unstable_by(|a, b| b.cmp(a));
+        times.get(OVERVIEW_RUNS - 1).cloned()
+    };
+    let cuts = [cut(false), cut(true)];
     let total = runs.len();
-    let (mut undecided_kept, mut decided_kept) = (0, 0);
+    let mut kept_of = [0usize; 2];
     let kept: Vec<Value> = runs
         .into_iter()
         .filter(|r| {
-            if deciding(r) {
-                undecided_kept += 1;
-                undecided_kept <= OVERVIEW_RUNS
-            } else {
-                let newer = cut
-                    .as_deref()
-                    .is_none_or(|cut| r["decided_at"].as_str().unwrap_or("") >= cut);
-                decided_kept += usize::from(newer);
-                newer && decided_kept <= OVERVIEW_RUNS
-            }
+            let kind = usize::from(deciding(r));
+            let newer = cuts[kind]
+                .as_deref()
+                .is_none_or(|cut| age(r).as_str() >= cut);
+            kept_of[kind] += usize::from(newer);
+            newer && kept_of[kind] <= OVERVIEW_RUNS
         })
         .collect();
     let more = total - kept.len();
@@ -311,17 +322,17 @@ mod tests {
     fn the_overview_shows_the_undecided_and_the_newest_decided_runs() {
         let mut runs = Vec::new();
         for i in 0..300 {
-            runs.push(
-                json!({"subject": format!("u{i}"), "state": "VALIDATING", "decided_at": null}),
-            );
+            runs.push(json!({"subject": format!("u{i}"), "state": "VALIDATING", "decided_at": null,
+                             "started_at": format!("2026-12-03T09:{:02}:{:02}.000Z", i / 60, i % 60)}));
             runs.push(json!({"subject": format!("d{i}"), "state": "PROMOTED",
                              "decided_at": format!("2026-12-03T10:{:02}:{:02}.000Z", i / 60, i % 60)}));
         }
         let (kept, more) = shown(runs);
         assert_eq!((kept.len(), more), (2 * OVERVIEW_RUNS, 200));
         let subjects: Vec<&str> = kept.iter().filter_map(|r| r["subject"].as_str()).collect();
+        // The newest undecided runs, whatever their place in the list.
         assert!(
-            subjects.contains(&"u0") && subjects.contains(&"u199") && !subjects.contains(&"u200")
+            subjects.contains(&"u299") && subjects.contains(&"u100") && !subjects.contains(&"u99")
         );
         assert!(
             subjects.contains(&"d299") && subjects.contains(&"d100") && !subjects.contains(&"d99")

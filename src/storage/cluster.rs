@@ -578,8 +578,9 @@ impl SqlStore {
 
     /// The judged configuration of `pipeline` the running cluster uses, as
     /// (judged, versions, instance that wrote it). When none is stored or
-    /// no other instance is alive (a cluster started afresh, possibly with
-    /// a new pipeline file), `ours` is stored and `None` returned.
+    /// no other instance is there — none heartbeats and none holds a
+    /// session on the database (a cluster started afresh, possibly with a
+    /// new pipeline file) — `ours` is stored and `None` returned.
     pub async fn pipeline_config(
         &self,
         pipeline: &str,
@@ -593,9 +594,15 @@ impl SqlStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(unavailable)?;
+        // Another instance is there while it heartbeats, or while it holds
+        // a session on this database at all: one frozen, or waiting out a
+        // database stall, has not left the cluster, and must not find its
+        // configuration replaced when it resumes.
         let others: i64 = sqlx::query(
-            "SELECT COUNT(*) AS n FROM cluster_instances WHERE instance <> $1 AND heartbeat_at > \
-             CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000000 AS BIGINT) - $2",
+            "SELECT COUNT(*) AS n FROM cluster_instances i WHERE i.instance <> $1 AND \
+             (i.heartbeat_at > CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000000 AS BIGINT) - $2 \
+             OR EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datname = current_database() \
+             AND a.application_name = 'verdict ' || i.instance))",
         )
         .bind(instance)
         .bind(int(crate::model::nanos(DEAD_AFTER)))

@@ -1030,6 +1030,35 @@ async fn a_different_window_refuses_to_join() {
         .filter_map(|i| i["instance"].as_str())
         .collect();
     assert_eq!(alive, ["a", "b"], "{view}");
+    // Frozen past the heartbeat horizon, they have not left: their
+    // sessions are open, and the other file is still refused.
+    for node in running.iter().chain(same.iter()) {
+        node.signal("STOP");
+    }
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let mut joining = crate::verdict_command(["run", "-c", file.to_str().expect("utf-8")])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("verdict runs");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while joining.try_wait().expect("waits").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = joining.kill();
+            panic!("an instance with another window joined a cluster of frozen instances");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let out = joining.wait_with_output().expect("output");
+    for node in running.iter().chain(same.iter()) {
+        node.signal("CONT");
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("window.size: here 10s, cluster 1s"),
+        "{stderr}"
+    );
     drop(same);
     drop(running);
     // Every instance stopped: the cluster starts afresh with the new file

@@ -1069,4 +1069,4 @@ fn transition(
 
 #[cfg(test)]
 #[path = "engine_tests.rs"]
-mod tests;
+pub(crate) mod tests;

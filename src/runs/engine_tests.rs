@@ -34,7 +34,7 @@ fn spec() -> ContractSpec {
     }
 }
 
-fn window_spec() -> WindowSpec {
+pub(crate) fn window_spec() -> WindowSpec {
     WindowSpec {
         size: Duration::from_secs(10),
         allowed_lateness: Duration::from_secs(2),

@@ -269,7 +269,6 @@ impl LeaderTask {
         // Since when (database clock) the leader has seen the database
         // writable: an instance's silence counts only from here.
         let mut writable: Option<UnixNanos> = None;
-        let fenced = |task: &EngineTask| task.fenced();
         loop {
             tokio::select! {
                 biased;
@@ -305,7 +304,7 @@ impl LeaderTask {
                         let (judge, commits) = (judging.elapsed(), batch.len());
                         let committing = std::time::Instant::now();
                         task.commit(batch).await;
-                        if fenced(&task) {
+                        if task.fenced() {
                             return;
                         }
                         // Where a window's time to its verdict goes.
@@ -326,7 +325,7 @@ impl LeaderTask {
                     if !batch.is_empty() {
                         task.commit(batch).await;
                     }
-                    if fenced(&task) {
+                    if task.fenced() {
                         return;
                     }
                     let now = self.clock.now();
@@ -336,7 +335,7 @@ impl LeaderTask {
                     }
                 }
             }
-            if fenced(&task) {
+            if task.fenced() {
                 return;
             }
         }

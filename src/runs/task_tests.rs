@@ -2,31 +2,16 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
 use super::*;
 use crate::clock::SystemClock;
-use crate::config::{ContractSpec, Thresholds, WindowSpec};
+use crate::config::{ContractSpec, Thresholds};
 use crate::model::Subject;
 use crate::storage::cluster::Claim;
 use crate::storage::testing::{spec, TestDatabase};
 use crate::storage::SqlStore;
-
-fn window() -> WindowSpec {
-    WindowSpec {
-        size: Duration::from_secs(10),
-        allowed_lateness: Duration::from_secs(2),
-        max_clock_skew: Duration::from_secs(60),
-        shards: 1,
-        shards_per_core: false,
-        queue_size: 16,
-        max_series: 100,
-        max_streams: 100,
-        stream_expiry: Duration::from_secs(600),
-    }
-}
 
 /// A manual rollback sent to a leader whose claim another instance has
 /// taken is not stored, so it must not be answered as done: the caller
@@ -67,7 +52,7 @@ async fn a_manual_decision_a_fenced_leader_could_not_store_is_refused() {
     let now = clock.now();
     let engine = Engine::new(
         vec![contract],
-        &window(),
+        &crate::runs::engine::tests::window_spec(),
         1,
         Vec::new(),
         Default::default(),

@@ -4,7 +4,7 @@
 //! - a well-formed stream inflates to all of its data, or is refused as
 //!   too large exactly when that data is over `max_request_bytes`;
 //! - bytes after the stream, or a stream cut short, are refused, never
-//!   ignored;
+//!   ignored (the oracle below compares with flate2 on every body);
 //! - on any bytes, the output is never over the limit, and it equals what
 //!   flate2's `ZlibDecoder` reads whenever that is within the limit and
 //!   the stream ends where the body does.
@@ -101,11 +101,16 @@ fuzz_target!(|input: Input| match input {
                 }
                 Err(e) => panic!("a well-formed stream refused: {e}"),
             }
-        } else if cut > 0 && data.len() <= limit {
-            // Cut short (whatever follows): never accepted as if whole.
-            if let Ok(out) = got {
-                assert_ne!(&out[..], &data[..], "a truncated stream accepted whole");
-            }
+        } else if cut > 0 && tail.is_empty() && data.len() <= limit {
+            // Cut short with nothing after it: refused, never accepted
+            // as if whole. (With a tail, the body may be another stream
+            // of the same data; and fuzzing builds of the decoder skip
+            // the Adler-32 check, `cfg(fuzzing)` in miniz_oxide, so a
+            // replaced trailer is a unit test of `inflate.rs` instead.)
+            assert!(
+                matches!(got, Err(IngestError::Malformed(_))),
+                "a stream cut by {cut} bytes: {got:?}"
+            );
         }
     }
 });

@@ -307,6 +307,32 @@ mod tests {
         }
     }
 
+    /// A body whose checksum does not match its data (zlib's Adler-32,
+    /// gzip's CRC-32) is refused. (Fuzzing builds of the decoder skip the
+    /// Adler-32 check, so this holds here, not in the `deflate` target.)
+    #[test]
+    fn a_wrong_checksum_is_refused() {
+        let data = b"resourceSpans checkout 2.1.0 ".repeat(20);
+        for compression in [Compression::Gzip, Compression::Deflate] {
+            let whole = match compression {
+                Compression::Gzip => gzip(&data),
+                _ => deflate(&data),
+            };
+            // gzip ends with CRC-32 then the length; zlib with Adler-32.
+            let at = match compression {
+                Compression::Gzip => whole.len() - 8,
+                _ => whole.len() - 1,
+            };
+            let mut bad = whole.clone();
+            bad[at] ^= 0x5a;
+            let got = inflate(compression, &bad, 1 << 20);
+            assert!(
+                matches!(got, Err(IngestError::Malformed(_))),
+                "{compression:?} with a wrong checksum: {got:?}"
+            );
+        }
+    }
+
     #[test]
     fn deflate_is_the_zlib_format() {
         assert_eq!(

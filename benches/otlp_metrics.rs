@@ -24,7 +24,7 @@ use verdict::aggregator::Router;
 use verdict::clock::ManualClock;
 use verdict::config::{ContractSpec, Decision, OnTimeout, Source, Thresholds};
 use verdict::fuzzing::wire_convert_metrics;
-use verdict::model::PointSample;
+use verdict::model::{PointBatch, PointSample};
 use verdict::receivers::otlp::convert_metrics::convert_metrics;
 use verdict::receivers::PipelineInput;
 
@@ -190,7 +190,7 @@ fn points_of(req: &ExportMetricsServiceRequest, p: &PipelineInput) -> Vec<PointS
         .batches
         .into_iter()
         .flatten()
-        .flatten()
+        .flat_map(PointBatch::into_points)
         .collect()
 }
 
@@ -283,12 +283,13 @@ fn record_case(
                     for pt in first.clone() {
                         st.record_point(pt);
                     }
-                    (st, next.clone())
+                    (st, PointBatch::from(next.clone()), Vec::new())
                 },
-                |(mut st, pts)| {
-                    for pt in pts {
-                        black_box(st.record_point(pt));
-                    }
+                // As the shard records a batch.
+                |(mut st, mut pts, mut counts)| {
+                    pts.for_each_whole(&mut counts, |pt| {
+                        black_box(st.record_point_in(pt));
+                    });
                     st
                 },
                 BatchSize::SmallInput,

@@ -17,6 +17,7 @@ use crate::receivers::PipelineInput;
 
 pub use crate::aggregator::state::{RecordOutcome, ShardState, SubjectSlots, WindowParams};
 pub use crate::aggregator::streams::{Delta, StreamParams, StreamTable};
+pub use crate::aggregator::Items;
 pub use crate::receivers::otlp::convert::{convert_traces, Converted, RejectReason};
 pub use crate::receivers::otlp::convert_metrics::{convert_metrics, point_count, MAX_POINT_COUNT};
 pub use crate::receivers::otlp::inflate::{inflate, Compression};
@@ -31,7 +32,7 @@ pub fn wire_convert_metrics(
     body: &[u8],
     pipelines: &[&PipelineInput],
     now: UnixNanos,
-) -> Result<Converted<crate::model::PointSample>, IngestError> {
+) -> Result<Converted<crate::model::PointBatch>, IngestError> {
     let budget = crate::receivers::otlp::budget::Budget::new(1 << 50);
     crate::receivers::otlp::wire_metrics::convert_metrics(
         body,

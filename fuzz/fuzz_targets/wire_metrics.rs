@@ -57,11 +57,24 @@ const UNREAD: &[&str] = &[
 ];
 
 /// The conversion with every stream identity blanked.
-fn without_streams(mut c: fuzzing::Converted<verdict::model::PointSample>) -> String {
-    for p in c.batches.iter_mut().flatten().flatten() {
-        p.stream = StreamId(0, 0);
-    }
-    format!("{c:?}")
+fn without_streams(mut c: fuzzing::Converted<verdict::model::PointBatch>) -> String {
+    let batches: Vec<Vec<Vec<verdict::model::PointSample>>> = std::mem::take(&mut c.batches)
+        .into_iter()
+        .map(|shards| {
+            shards
+                .into_iter()
+                .map(|batch| {
+                    let mut points = batch.into_points();
+                    for p in &mut points {
+                        p.stream = StreamId(0, 0);
+                    }
+                    points
+                })
+                .collect()
+        })
+        .collect()
+    ;
+    format!("{batches:?} {c:?}")
 }
 
 fuzz_target!(|body: &[u8]| {

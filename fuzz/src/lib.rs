@@ -9,9 +9,11 @@
 use std::collections::HashMap;
 
 use verdict::config::{AttributeMatch, ContractSpec, Source, Thresholds};
-use verdict::fuzzing::{self, Converted, Delta, StreamParams, StreamTable, MAX_POINT_COUNT};
+use verdict::fuzzing::{
+    self, Converted, Delta, Items, StreamParams, StreamTable, MAX_POINT_COUNT,
+};
 use verdict::model::point::{Buckets, PointKind, PointLatency};
-use verdict::model::{PointSample, Sample, WindowTiming};
+use verdict::model::{PointBatch, PointSample, Sample, WindowTiming};
 use verdict::receivers::PipelineInput;
 
 /// The receive time of every conversion (seconds are whole: windows are
@@ -98,7 +100,7 @@ pub fn metric_pipelines() -> Vec<PipelineInput> {
 
 /// Every item is accepted, ignored or rejected exactly once, and accepted
 /// items are the ones that made samples.
-pub fn check_accounting<T>(c: &Converted<T>, sent: u64) {
+pub fn check_accounting<B: Items>(c: &Converted<B>, sent: u64) {
     let rejected = c.rejected_count();
     assert_eq!(c.items, sent, "items counted: {} of {sent} sent", c.items);
     assert_eq!(
@@ -109,7 +111,7 @@ pub fn check_accounting<T>(c: &Converted<T>, sent: u64) {
         c.accepted,
         c.ignored
     );
-    let made: usize = c.batches.iter().flatten().map(Vec::len).sum();
+    let made: usize = c.batches.iter().flatten().map(Items::len).sum();
     assert!(
         made as u64 >= c.accepted && (c.accepted > 0 || made == 0),
         "{made} samples for {} accepted items",
@@ -208,7 +210,7 @@ struct Expected {
 ///   by the sketch), its sum and extremes are finite and non-negative, and
 ///   it reads back unchanged from its stored form;
 /// - quantiles and the bounds of a decision can be asked for.
-pub fn check_windows(pipelines: &[PipelineInput], points: &[Vec<Vec<PointSample>>]) {
+pub fn check_windows(pipelines: &[PipelineInput], points: &[Vec<PointBatch>]) {
     let mut expected = Expected::default();
     let mut counted = Expected::default();
     for (p, shards) in pipelines.iter().zip(points) {
@@ -225,7 +227,7 @@ pub fn check_windows(pipelines: &[PipelineInput], points: &[Vec<Vec<PointSample>
                 expiry: params.stream_expiry,
             });
             let mut shard = fuzzing::ShardState::new(params);
-            for point in batch {
+            for point in &batch.clone().into_points() {
                 check_point(point);
                 if let Delta::Count(kind) = shadow.delta(point.clone()) {
                     match &kind {
@@ -247,8 +249,15 @@ pub fn check_windows(pipelines: &[PipelineInput], points: &[Vec<Vec<PointSample>
                         }
                     }
                 }
-                shard.record_point(point.clone());
             }
+            // The shard records the batch as it does when serving: the
+            // counts put back one point at a time into a reused vector.
+            let mut scratch = Vec::new();
+            batch
+                .clone()
+                .for_each_whole(&mut scratch, |point| {
+                    shard.record_point_in(point);
+                });
             for w in shard.close_until(u64::MAX) {
                 let a = &w.accum;
                 counted.samples += u128::from(a.samples);

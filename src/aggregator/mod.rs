@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 use crate::clock::SharedClock;
 use crate::config::WindowSpec;
 use crate::model::{EngineInput, OpenWindows};
-use crate::model::{PointSample, Rejected, Sample, SeriesKey};
+use crate::model::{HeldBytes, PointBatch, PointSample, Rejected, Sample, SeriesKey};
 
 /// A batch for one shard, with its share of the global in-flight byte
 /// budget: released when the shard has recorded the batch, so queued data
@@ -49,8 +49,8 @@ pub struct ShardBatch {
 pub enum ShardItems {
     /// One sample per request (spans).
     Samples(Vec<Sample>),
-    /// Pre-aggregated metric points.
-    Points(Vec<PointSample>),
+    /// Pre-aggregated metric points, their bucket counts in one buffer.
+    Points(PointBatch),
     /// Items meant for these series that were rejected at the edge: the
     /// shard tallies them for the series' runs (see
     /// [`EngineInput::Rejected`]).
@@ -63,9 +63,39 @@ impl From<Vec<Sample>> for ShardItems {
     }
 }
 
+impl From<PointBatch> for ShardItems {
+    fn from(v: PointBatch) -> Self {
+        ShardItems::Points(v)
+    }
+}
+
 impl From<Vec<PointSample>> for ShardItems {
     fn from(v: Vec<PointSample>) -> Self {
-        ShardItems::Points(v)
+        ShardItems::Points(v.into())
+    }
+}
+
+/// What a receiver gathers for one shard before sending it: samples, or a
+/// [`PointBatch`].
+pub trait Items: Default + HeldBytes + Into<ShardItems> {
+    /// Samples or points in it.
+    fn len(&self) -> usize;
+
+    /// Nothing to send.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Items for Vec<Sample> {
+    fn len(&self) -> usize {
+        <[Sample]>::len(self)
+    }
+}
+
+impl Items for PointBatch {
+    fn len(&self) -> usize {
+        PointBatch::len(self)
     }
 }
 

@@ -77,6 +77,9 @@ impl Shard {
         let mut closing = false;
         // When the last batch taken in was accepted.
         let mut taken_until: UnixNanos = 0;
+        // The bucket counts of the point being recorded (reused: see
+        // `PointBatch::for_each_whole`).
+        let mut counts = Vec::new();
         loop {
             tokio::select! {
                 biased;
@@ -149,12 +152,13 @@ impl Shard {
                             }
                         }
                         ShardItems::Points(mut points) => {
-                            self.state.warm_streams(&points);
-                            for point in &mut points {
-                                if self.state.record_point_in(point) == RecordOutcome::NewSeries {
+                            self.state.warm_streams(points.points());
+                            let state = &mut self.state;
+                            points.for_each_whole(&mut counts, |point| {
+                                if state.record_point_in(point) == RecordOutcome::NewSeries {
                                     seen.push(EngineInput::SeriesSeen { series: point.series.clone(), ts: point.ts });
                                 }
-                            }
+                            });
                         }
                         ShardItems::Rejections(rejections) => {
                             let now = self.clock.now();

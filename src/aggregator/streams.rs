@@ -419,9 +419,9 @@ enum InPlace {
 
 /// [`subtract`] and [`last_of`] without allocating, for a point laid out
 /// like the stream's last one (same bounds, or same scale, offset and
-/// length): the delta is written over the remembered counts and the two
-/// vectors swap, so the point carries its delta and the stream keeps the
-/// point's values. The same results as the general path, which handles
+/// length): the point's counts are overwritten with their delta and the
+/// stream's with the point's values, so the point carries its delta and
+/// the stream keeps the point's values. The same results as the general path, which handles
 /// every other case.
 fn delta_in_place(cur: &mut PointLatency, last: &mut Last) -> InPlace {
     let explicit = matches!(cur.buckets, Buckets::Explicit { .. });
@@ -473,10 +473,13 @@ fn delta_in_place(cur: &mut PointLatency, last: &mut Last) -> InPlace {
         *last_sum = sum;
         return InPlace::Reset;
     }
-    for (l, c) in last_counts.iter_mut().zip(counts.iter()) {
-        *l = c - *l;
+    // The stream keeps its vector (sized for it: the point's may be a
+    // reused one with room to spare).
+    for (l, c) in last_counts.iter_mut().zip(counts.iter_mut()) {
+        let now = *c;
+        *c = now - *l;
+        *l = now;
     }
-    std::mem::swap(counts, last_counts);
     if let (Some(z), Some(l)) = (zero, last_zero) {
         let now = *z;
         *z -= *l;

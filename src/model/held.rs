@@ -42,6 +42,13 @@ impl HeldBytes for PointSample {
     }
 }
 
+impl<T: HeldBytes> HeldBytes for Vec<T> {
+    /// Its items' bytes (a batch of samples or rejections).
+    fn held_bytes(&self) -> usize {
+        self.iter().map(HeldBytes::held_bytes).sum()
+    }
+}
+
 impl HeldBytes for (SeriesKey, Rejected) {
     fn held_bytes(&self) -> usize {
         let (_, r) = self;

@@ -4,9 +4,11 @@
 //! Metric points are pre-aggregated: one point stands for many requests, so
 //! it is not turned into per-request [`Sample`](super::Sample)s (that would
 //! cost a sketch insert per request and lose the bucket layout). It travels
-//! to the series' shard as is, still cumulative when the SDK sent it so: the
-//! shard that owns the series also owns its streams' previous points and
-//! turns cumulative values into deltas (see `aggregator::streams`).
+//! to the series' shard as is (in a [`PointBatch`](super::PointBatch), which
+//! carries the bucket counts of its points in one buffer), still cumulative
+//! when the SDK sent it so: the shard that owns the series also owns its
+//! streams' previous points and turns cumulative values into deltas (see
+//! `aggregator::streams`).
 
 use std::sync::Arc;
 
@@ -146,4 +148,58 @@ pub struct PointSample {
     pub fresh: bool,
     /// The values.
     pub kind: PointKind,
+}
+
+impl PointKind {
+    /// The bucket counts of a latency point (none for conversions).
+    pub fn counts(&self) -> &[u64] {
+        match self {
+            PointKind::Latency(l) => match &l.buckets {
+                Buckets::Exponential { counts, .. } | Buckets::Explicit { counts, .. } => counts,
+            },
+            PointKind::Conversions(_) => &[],
+        }
+    }
+
+    /// The vector of a latency point's bucket counts.
+    pub fn counts_mut(&mut self) -> Option<&mut Vec<u64>> {
+        match self {
+            PointKind::Latency(l) => match &mut l.buckets {
+                Buckets::Exponential { counts, .. } | Buckets::Explicit { counts, .. } => {
+                    Some(counts)
+                }
+            },
+            PointKind::Conversions(_) => None,
+        }
+    }
+
+    /// A copy without the bucket counts (an empty vector, which does not
+    /// allocate; explicit bounds are shared).
+    pub fn without_counts(&self) -> PointKind {
+        match self {
+            PointKind::Latency(l) => PointKind::Latency(PointLatency {
+                buckets: match &l.buckets {
+                    Buckets::Exponential {
+                        scale,
+                        offset,
+                        zero_count,
+                        zero_threshold,
+                        ..
+                    } => Buckets::Exponential {
+                        scale: *scale,
+                        offset: *offset,
+                        counts: Vec::new(),
+                        zero_count: *zero_count,
+                        zero_threshold: *zero_threshold,
+                    },
+                    Buckets::Explicit { bounds, .. } => Buckets::Explicit {
+                        bounds: bounds.clone(),
+                        counts: Vec::new(),
+                    },
+                },
+                ..*l
+            }),
+            PointKind::Conversions(v) => PointKind::Conversions(*v),
+        }
+    }
 }

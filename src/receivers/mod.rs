@@ -9,10 +9,10 @@ use std::sync::Arc;
 
 use tokio::sync::OwnedSemaphorePermit;
 
-use crate::aggregator::{Router, ShardBatch, ShardItems};
+use crate::aggregator::{Items, Router, ShardBatch};
 use crate::clock::SharedClock;
 use crate::config::ContractSpec;
-use crate::model::{HeldBytes, WindowTiming};
+use crate::model::WindowTiming;
 
 /// What a receiver needs to know about one pipeline it feeds.
 #[derive(Debug)]
@@ -46,15 +46,11 @@ pub struct QueueFull {
 /// `budget`, the request's share of the in-flight byte budget for its queued
 /// items, is split over the batches and released as each shard records its
 /// batch.
-pub fn enqueue<T>(
+pub fn enqueue<B: Items>(
     pipelines: &[Arc<PipelineInput>],
-    batches: &mut [Vec<Vec<T>>],
+    batches: &mut [Vec<B>],
     mut budget: Option<OwnedSemaphorePermit>,
-) -> Result<(), QueueFull>
-where
-    T: HeldBytes,
-    Vec<T>: Into<ShardItems>,
-{
+) -> Result<(), QueueFull> {
     let mut permits = Vec::new();
     for (pi, shards) in batches.iter().enumerate() {
         let Some(p) = pipelines.get(pi) else {
@@ -84,7 +80,7 @@ where
         let share = match budget.as_mut() {
             Some(b) if i == last => b.split(b.num_permits()),
             Some(b) => {
-                let bytes: usize = items.iter().map(HeldBytes::held_bytes).sum();
+                let bytes = items.held_bytes();
                 let units = bytes.div_ceil(BUDGET_UNIT);
                 b.split(units.min(b.num_permits()))
             }

@@ -12,6 +12,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::trace::v1::{status::StatusCode, Span};
 
+use crate::aggregator::Items;
 use crate::config::Selection;
 use crate::config::Source;
 use crate::model::{Rejected, Sample, SeriesKey, UnixNanos};
@@ -122,9 +123,9 @@ impl Origin<'_> {
 /// The samples (or metric points) of one request, per pipeline and shard,
 /// and what was not used.
 #[derive(Debug)]
-pub struct Converted<T = Sample> {
+pub struct Converted<B = Vec<Sample>> {
     /// `batches[pipeline][shard]`.
-    pub batches: Vec<Vec<Vec<T>>>,
+    pub batches: Vec<Vec<B>>,
     /// Items in the request.
     pub items: u64,
     /// Items taken by at least one pipeline: every item is accepted,
@@ -145,7 +146,7 @@ pub struct Converted<T = Sample> {
     pub culprits: Vec<(String, Rejected)>,
 }
 
-impl<T> Default for Converted<T> {
+impl<B> Default for Converted<B> {
     fn default() -> Self {
         Converted {
             batches: Vec::new(),
@@ -161,17 +162,24 @@ impl<T> Default for Converted<T> {
     }
 }
 
-impl<T> Converted<T> {
-    pub(crate) fn new(pipelines: &[&PipelineInput]) -> Converted<T> {
+impl<B: Items> Converted<B> {
+    pub(crate) fn new(pipelines: &[&PipelineInput]) -> Converted<B> {
         Converted {
             batches: pipelines
                 .iter()
-                .map(|p| (0..p.router.shards()).map(|_| Vec::new()).collect())
+                .map(|p| (0..p.router.shards()).map(|_| B::default()).collect())
                 .collect(),
             ..Converted::default()
         }
     }
 
+    /// True when no sample goes to any shard.
+    pub fn is_empty(&self) -> bool {
+        self.batches.iter().flatten().all(Items::is_empty)
+    }
+}
+
+impl<B> Converted<B> {
     /// Keeps a detail for the message (deduplicated, at most a few).
     pub(super) fn note(&mut self, reason: RejectReason, note: String) {
         if self.notes.len() < MAX_NOTES
@@ -296,11 +304,6 @@ impl<T> Converted<T> {
             }
         }
         m
-    }
-
-    /// True when no sample goes to any shard.
-    pub fn is_empty(&self) -> bool {
-        self.batches.iter().flatten().all(Vec::is_empty)
     }
 }
 

@@ -38,7 +38,7 @@ use crate::config::Source;
 use crate::model::point::{
     Buckets, LatencyUnit, PointKind, PointLatency, PointSample, Temporality, MAX_POINT_BUCKETS,
 };
-use crate::model::{HeldBytes, UnixNanos};
+use crate::model::{HeldBytes, PointBatch, UnixNanos};
 use crate::telemetry;
 
 use super::super::PipelineInput;
@@ -61,7 +61,7 @@ pub fn convert_metrics(
     req: &ExportMetricsServiceRequest,
     pipelines: &[&PipelineInput],
     now: UnixNanos,
-) -> Converted<PointSample> {
+) -> Converted<PointBatch> {
     let mut out = Converted::new(pipelines);
     for rm in &req.resource_metrics {
         let attrs = resource_attrs(rm.resource.as_ref());
@@ -244,9 +244,12 @@ impl PointAttrs for Vec<KeyValue> {
 }
 
 /// One checked point, before it is given a series and a stream.
-pub(super) enum Checked {
-    /// Count it.
-    Point(PointKind),
+pub(super) enum Checked<'a> {
+    /// Count it. A latency point's bucket counts are the slice (read where
+    /// the request holds them), not in the point, whose vector is empty:
+    /// they are copied once, into the batch of each target ([`place`]),
+    /// not into a vector per point.
+    Point(PointKind, &'a [u64]),
     /// Nothing to count (no recorded value): ignored, not rejected.
     Skip,
 }
@@ -325,7 +328,7 @@ impl Fates {
     }
 
     /// Counts each point once: accepted, ignored or rejected by reason.
-    fn settle(self, origin: &Origin<'_>, out: &mut Converted<PointSample>) {
+    fn settle(self, origin: &Origin<'_>, out: &mut Converted<PointBatch>) {
         let mut rejected: Vec<(RejectReason, u64)> = Vec::new();
         for fate in &self.points {
             match fate {
@@ -353,7 +356,7 @@ impl Fates {
 /// metric were refused (they are counted for the client when the metric's
 /// points are settled, once).
 pub(super) fn blame_points(
-    out: &mut Converted<PointSample>,
+    out: &mut Converted<PointBatch>,
     ctx: &Context<'_>,
     targets: &[&Target],
     reason: RejectReason,
@@ -397,7 +400,7 @@ fn convert_metric(
     metric: &Metric,
     roles: &[(&Target, Role)],
     ctx: &Context<'_>,
-    out: &mut Converted<PointSample>,
+    out: &mut Converted<PointBatch>,
 ) {
     let n = point_count(metric);
     let mut fates = Fates::new(usize::try_from(n).unwrap_or(usize::MAX));
@@ -428,11 +431,11 @@ fn convert_metric(
         };
         let mut each = |i: usize,
                         head: PointHead<'_>,
-                        point: Result<Checked, (RejectReason, String)>,
+                        point: Result<Checked<'_>, (RejectReason, String)>,
                         t: Option<Temporality>| {
             let kind = match (point, t) {
                 (Ok(Checked::Skip), _) => return,
-                (Ok(Checked::Point(_)), None) => {
+                (Ok(Checked::Point(..)), None) => {
                     out.note(
                         RejectReason::InvalidPoint,
                         format!("{}: aggregation temporality unspecified", metric.name),
@@ -450,7 +453,7 @@ fn convert_metric(
                     fates.add(i, Fate::Rejected(reason));
                     return;
                 }
-                (Ok(Checked::Point(kind)), Some(t)) => (kind, t),
+                (Ok(Checked::Point(kind, counts)), Some(t)) => (kind, t, counts),
             };
             fates.add(i, place(head, kind, &targets, ctx, out, &mut 0));
         };
@@ -507,10 +510,10 @@ fn convert_metric(
 /// time checks; says whether any target took it.
 pub(super) fn place(
     head: PointHead<'_>,
-    (mut own, temporality): (PointKind, Temporality),
+    (own, temporality, counts): (PointKind, Temporality, &[u64]),
     targets: &[&Target],
     ctx: &Context<'_>,
-    out: &mut Converted<PointSample>,
+    out: &mut Converted<PointBatch>,
     held: &mut usize,
 ) -> Fate {
     let (hash, pipelines, now) = (ctx.hash, ctx.pipelines, ctx.now);
@@ -520,7 +523,7 @@ pub(super) fn place(
     let mut point_hash: Option<StreamHasher> = None;
     // Whether the point is an error, worked out once for all its targets.
     let mut error = None;
-    for (i, t) in targets.iter().enumerate() {
+    for t in targets {
         let p = pipelines[t.pipeline];
         let Some(series) = &t.series else {
             fate = fate.and(Fate::Rejected(RejectReason::MissingSubject));
@@ -544,12 +547,9 @@ pub(super) fn place(
         let mut h = base.clone();
         h.u64(t.pipeline as u64);
         h.u64(u64::from(t.contract));
-        // The last target takes the point itself, any other a copy.
-        let mut kind = if i + 1 == targets.len() {
-            std::mem::replace(&mut own, PointKind::Conversions(0.0))
-        } else {
-            own.clone()
-        };
+        // The counts go into the batch's buffer: each target's copy of
+        // the point travels without a vector of its own.
+        let mut kind = own.without_counts();
         if let PointKind::Latency(l) = &mut kind {
             l.error = *error.get_or_insert_with(|| head.attributes.is_error());
         }
@@ -565,12 +565,9 @@ pub(super) fn place(
         };
         let shard = p.router.shard_of(series);
         let batch = &mut out.batches[t.pipeline][shard];
-        let (capacity, heap) = (
-            batch.capacity(),
-            sample.held_bytes() - std::mem::size_of::<PointSample>(),
-        );
-        batch.push(sample);
-        *held += heap + (batch.capacity() - capacity) * std::mem::size_of::<PointSample>();
+        let before = batch.held_bytes();
+        batch.push_with(sample, counts);
+        *held += batch.held_bytes().saturating_sub(before);
         fate = Fate::Accepted;
     }
     fate
@@ -637,23 +634,36 @@ fn check_buckets(buckets: usize) -> Result<(), (RejectReason, String)> {
     Ok(())
 }
 
-/// A checked latency point; `[sum, min, max]` as the data point has them.
-fn latency_point(
+/// A checked latency point; `[sum, min, max]` as the data point has them,
+/// its bucket counts `counts` (`buckets` has none: see [`Checked::Point`]).
+fn latency_point<'a>(
     unit: LatencyUnit,
     count: u64,
     [sum, min, max]: [Option<f64>; 3],
     buckets: Buckets,
-) -> Checked {
-    Checked::Point(PointKind::Latency(PointLatency {
-        unit,
-        count,
-        error: false,
-        sum,
-        min,
-        max,
-        buckets,
-    }))
+    counts: &'a [u64],
+) -> Checked<'a> {
+    Checked::Point(
+        PointKind::Latency(PointLatency {
+            unit,
+            count,
+            error: false,
+            sum,
+            min,
+            max,
+            buckets,
+        }),
+        counts,
+    )
 }
+
+/// The scales an exponential histogram may have (the OTLP data model's
+/// range: beyond it the buckets of `f64` values are no longer distinct or
+/// no longer fit an `i32` index).
+const EXPONENTIAL_SCALES: std::ops::RangeInclusive<i32> = -10..=20;
+
+/// Zero counts for an explicit point sent without any (an empty point).
+static ZEROS: [u64; MAX_POINT_BUCKETS] = [0; MAX_POINT_BUCKETS];
 
 /// The fields of an exponential histogram point that conversion reads.
 pub(super) struct ExponentialIn<'a> {
@@ -702,10 +712,10 @@ impl ExponentialIn<'_> {
     }
 }
 
-pub(super) fn exponential(
-    dp: &ExponentialIn<'_>,
+pub(super) fn exponential<'a>(
+    dp: &ExponentialIn<'a>,
     unit: LatencyUnit,
-) -> Result<Checked, (RejectReason, String)> {
+) -> Result<Checked<'a>, (RejectReason, String)> {
     if no_recorded_value(dp.flags) {
         return Ok(Checked::Skip);
     }
@@ -722,6 +732,17 @@ pub(super) fn exponential(
         return Err((
             RejectReason::InvalidPoint,
             format!("zero threshold is {}", dp.zero_threshold),
+        ));
+    }
+    if !EXPONENTIAL_SCALES.contains(&dp.scale) {
+        return Err((
+            RejectReason::InvalidPoint,
+            format!(
+                "scale {} is outside {}..={} (the OTLP data model's range)",
+                dp.scale,
+                EXPONENTIAL_SCALES.start(),
+                EXPONENTIAL_SCALES.end()
+            ),
         ));
     }
     let (offset, counts) = (dp.offset, dp.counts);
@@ -744,10 +765,11 @@ pub(super) fn exponential(
         Buckets::Exponential {
             scale: dp.scale,
             offset,
-            counts: counts.to_vec(),
+            counts: Vec::new(),
             zero_count: dp.zero_count,
             zero_threshold: dp.zero_threshold,
         },
+        counts,
     ))
 }
 
@@ -808,11 +830,11 @@ impl BoundsCache {
     }
 }
 
-pub(super) fn explicit(
-    dp: &ExplicitIn<'_>,
+pub(super) fn explicit<'a>(
+    dp: &ExplicitIn<'a>,
     unit: LatencyUnit,
     cache: &mut BoundsCache,
-) -> Result<Checked, (RejectReason, String)> {
+) -> Result<Checked<'a>, (RejectReason, String)> {
     if no_recorded_value(dp.flags) {
         return Ok(Checked::Skip);
     }
@@ -848,18 +870,39 @@ pub(super) fn explicit(
             format!("count {} is not the sum of the bucket counts", dp.count),
         ));
     }
+    // A latency is never negative: counts in a bucket wholly below zero
+    // (its upper bound is) are refused like negative exponential buckets.
+    if bounds.first().is_some_and(|b| *b < 0.0)
+        && bounds
+            .iter()
+            .zip(dp.bucket_counts)
+            .any(|(b, c)| *b < 0.0 && *c > 0)
+    {
+        return Err((
+            RejectReason::NegativeBuckets,
+            "counts in buckets below zero (a latency is never negative)".into(),
+        ));
+    }
+    let counts = if empty {
+        // Within the limit: `check_buckets` saw `bounds.len() + 1`.
+        ZEROS.get(..bounds.len() + 1).ok_or_else(|| {
+            (
+                RejectReason::TooManyBuckets,
+                format!("{} bounds", bounds.len()),
+            )
+        })?
+    } else {
+        dp.bucket_counts
+    };
     Ok(latency_point(
         unit,
         dp.count,
         [dp.sum, dp.min, dp.max],
         Buckets::Explicit {
             bounds: cache.get(bounds),
-            counts: if empty {
-                vec![0; bounds.len() + 1]
-            } else {
-                dp.bucket_counts.to_vec()
-            },
+            counts: Vec::new(),
         },
+        counts,
     ))
 }
 
@@ -878,7 +921,7 @@ impl NumberIn {
     }
 }
 
-pub(super) fn conversions(dp: &NumberIn) -> Result<Checked, (RejectReason, String)> {
+pub(super) fn conversions(dp: &NumberIn) -> Result<Checked<'static>, (RejectReason, String)> {
     if no_recorded_value(dp.flags) {
         return Ok(Checked::Skip);
     }
@@ -899,7 +942,7 @@ pub(super) fn conversions(dp: &NumberIn) -> Result<Checked, (RejectReason, Strin
             format!("value {v} cannot be real (the limit is 2^53 per point)"),
         ));
     }
-    Ok(Checked::Point(PointKind::Conversions(v)))
+    Ok(Checked::Point(PointKind::Conversions(v), &[]))
 }
 
 #[cfg(test)]

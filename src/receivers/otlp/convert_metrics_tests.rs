@@ -26,7 +26,7 @@ fn convert_metrics(
     req: &ExportMetricsServiceRequest,
     pipelines: &[&PipelineInput],
     now: UnixNanos,
-) -> Converted<PointSample> {
+) -> Converted<PointBatch> {
     let reference = super::convert_metrics(req, pipelines, now);
     let budget = super::super::budget::Budget::new(1 << 40);
     let wire = super::super::wire_metrics::convert_metrics(
@@ -118,8 +118,8 @@ fn exp_point(attrs: Vec<KeyValue>, counts: Vec<u64>) -> ExponentialHistogramData
 const CUMULATIVE: i32 = AggregationTemporality::Cumulative as i32;
 const DELTA: i32 = AggregationTemporality::Delta as i32;
 
-fn points(out: &Converted<PointSample>) -> &[PointSample] {
-    &out.batches[0][0]
+fn points(out: &Converted<PointBatch>) -> Vec<PointSample> {
+    out.batches[0][0].clone().into_points()
 }
 
 #[test]
@@ -276,10 +276,10 @@ fn counts_that_cannot_be_real_are_rejected_not_wrapped() {
     assert_eq!(points(&out).len(), 1, "only the honest point goes on");
 }
 
-#[test]
-fn explicit_histograms_are_checked() {
-    let (p, _rx) = default_pipeline();
-    let hist = |bounds: Vec<f64>, counts: Vec<u64>| Metric {
+/// A delta explicit histogram in ms with one point of these bounds and
+/// counts (its count their sum).
+fn hist(bounds: Vec<f64>, counts: Vec<u64>) -> Metric {
+    Metric {
         name: "http.server.request.duration".into(),
         unit: "ms".into(),
         data: Some(metric::Data::Histogram(Histogram {
@@ -293,7 +293,12 @@ fn explicit_histograms_are_checked() {
             aggregation_temporality: DELTA,
         })),
         ..Default::default()
-    };
+    }
+}
+
+#[test]
+fn explicit_histograms_are_checked() {
+    let (p, _rx) = default_pipeline();
     let out = convert_metrics(
         &request(vec![
             hist(vec![10.0, 5.0], vec![1, 1, 1]),
@@ -396,10 +401,10 @@ fn conversions_come_from_a_monotonic_sum_only() {
     );
     assert_eq!((out.items, out.ignored), (4, 0));
     assert_eq!(out.rejected, vec![(RejectReason::InvalidPoint, 2)]);
-    let kinds: Vec<&PointKind> = points(&out).iter().map(|p| &p.kind).collect();
+    let kinds: Vec<PointKind> = points(&out).into_iter().map(|p| p.kind).collect();
     assert_eq!(
         kinds,
-        vec![&PointKind::Conversions(4.0), &PointKind::Conversions(2.0)]
+        vec![PointKind::Conversions(4.0), PointKind::Conversions(2.0)]
     );
     // Time 0 is "now".
     assert_eq!(points(&out)[0].ts, NOW);
@@ -432,7 +437,12 @@ fn figures_of(req: &ExportMetricsServiceRequest, p: &PipelineInput) -> Vec<(Stri
         max_streams: 100,
         stream_expiry: 3600 * S,
     });
-    for point in out.batches.into_iter().flatten().flatten() {
+    for point in out
+        .batches
+        .into_iter()
+        .flatten()
+        .flat_map(PointBatch::into_points)
+    {
         st.record_point(point);
     }
     st.close_until(u64::MAX / 2)
@@ -722,7 +732,7 @@ fn a_point_read_in_two_roles_is_settled_once() {
         })),
         ..Default::default()
     };
-    let accounting = |out: &Converted<PointSample>| {
+    let accounting = |out: &Converted<PointBatch>| {
         assert_eq!(
             out.items,
             out.accepted + out.ignored + out.rejected_count(),
@@ -762,4 +772,78 @@ fn a_point_read_in_two_roles_is_settled_once() {
     let out = convert_metrics(&request(vec![hist]), &[&p], NOW);
     assert_eq!(accounting(&out), (1, 1, 0));
     assert!(out.message("data points").is_empty());
+}
+
+/// Points read by two contracts travel twice, each copy with the point's
+/// own counts: the vector one point's counts pass through is reused for
+/// the next point (longer, then shorter), never shared between points.
+#[test]
+fn every_contract_gets_each_points_own_counts() {
+    let (mut p, _rx) = default_pipeline();
+    let mut second = p.contracts[0].clone();
+    second.name = "second".into();
+    p.contracts.push(second);
+    let counts = [vec![1, 2], vec![5; 160], vec![7, 0, 9], vec![]];
+    let req = request(vec![exp_metric(
+        "s",
+        CUMULATIVE,
+        counts
+            .iter()
+            .enumerate()
+            .map(|(i, c)| exp_point(vec![kv("http.route", s(&format!("/r{i}")))], c.clone()))
+            .collect(),
+    )]);
+    let out = convert_metrics(&req, &[&p], NOW);
+    assert_eq!((out.items, out.accepted, out.rejected_count()), (4, 4, 0));
+    let ps = points(&out);
+    assert_eq!(ps.len(), 8, "{ps:?}");
+    for contract in [0, 1] {
+        let got: Vec<&[u64]> = ps
+            .iter()
+            .filter(|p| p.series.contract == contract)
+            .map(|p| p.kind.counts())
+            .collect();
+        let want: Vec<&[u64]> = counts.iter().map(Vec::as_slice).collect();
+        assert_eq!(got, want, "contract {contract}");
+    }
+}
+
+/// Latencies are never negative: an explicit point with counts in a
+/// bucket wholly below zero is rejected (negative bounds with no counts
+/// under them, or a bucket across zero, are fine), and so is an
+/// exponential point whose scale is outside the data model's -10..=20.
+#[test]
+fn negative_latencies_and_impossible_scales_are_rejected() {
+    let (p, _rx) = default_pipeline();
+    let scaled = |scale: i32| {
+        let mut point = exp_point(vec![], vec![1, 2]);
+        point.scale = scale;
+        exp_metric("s", DELTA, vec![point])
+    };
+    let out = convert_metrics(
+        &request(vec![
+            hist(vec![-5.0, -1.0, 0.5], vec![1, 0, 0, 0]),
+            hist(vec![-5.0, -1.0, 0.5], vec![0, 2, 0, 0]),
+            hist(vec![-5.0, -1.0, 0.5], vec![0, 0, 3, 4]),
+            hist(vec![0.0, 10.0], vec![1, 1, 1]),
+            scaled(21),
+            scaled(-11),
+            scaled(i32::MIN),
+            scaled(20),
+            scaled(-10),
+        ]),
+        &[&p],
+        NOW,
+    );
+    assert_eq!(
+        out.rejected,
+        vec![
+            (RejectReason::NegativeBuckets, 2),
+            (RejectReason::InvalidPoint, 3)
+        ]
+    );
+    let m = out.message("data points");
+    assert!(m.contains("below zero"), "{m}");
+    assert!(m.contains("scale 21 is outside -10..=20"), "{m}");
+    assert_eq!(points(&out).len(), 4, "the others go on");
 }

@@ -29,7 +29,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::PipelineInput;
-use crate::aggregator::{ShardBatch, ShardItems};
+use crate::aggregator::{Items, ShardBatch, ShardItems};
 use crate::clock::SharedClock;
 use crate::model::{HeldBytes, Rejected, SeriesKey};
 use crate::telemetry;
@@ -306,25 +306,20 @@ impl Ingest {
     /// with their share of the in-flight byte budget (`charge`, which may
     /// cover them already, is made to cover exactly them); a full shard
     /// queue or a spent budget refuses the whole request.
-    fn enqueue<T>(
+    fn enqueue<B: Items>(
         &self,
         protocol: &'static str,
         signal: Signal,
-        mut converted: Converted<T>,
+        mut converted: Converted<B>,
         noun: &str,
         mut charge: Charge,
-    ) -> Result<Accepted, IngestError>
-    where
-        T: HeldBytes,
-        Vec<T>: Into<ShardItems>,
-    {
+    ) -> Result<Accepted, IngestError> {
         if !converted.is_empty() {
             // Queued items count against the budget until a shard has
             // recorded them: their whole size, bucket vectors included.
             let bytes: usize = converted
                 .batches
                 .iter()
-                .flatten()
                 .flatten()
                 .map(HeldBytes::held_bytes)
                 .sum();

@@ -59,8 +59,9 @@ use super::wire::{
 };
 use super::IngestError;
 use crate::config::Source;
-use crate::model::point::{LatencyUnit, PointSample, MAX_POINT_BUCKETS};
+use crate::model::point::{LatencyUnit, MAX_POINT_BUCKETS};
 use crate::model::UnixNanos;
+use crate::model::{HeldBytes, PointBatch};
 use crate::receivers::PipelineInput;
 
 /// Why reading stopped.
@@ -94,7 +95,7 @@ pub fn convert_metrics(
     pipelines: &[&PipelineInput],
     now: UnixNanos,
     charge: &mut Charge,
-) -> Result<Converted<PointSample>, IngestError> {
+) -> Result<Converted<PointBatch>, IngestError> {
     let mut c = Conversion {
         pipelines,
         now,
@@ -116,7 +117,7 @@ pub fn convert_metrics(
 struct Conversion<'a, 'p, 'c> {
     pipelines: &'p [&'p PipelineInput],
     now: UnixNanos,
-    out: Converted<PointSample>,
+    out: Converted<PointBatch>,
     charge: &'c mut Charge,
     /// Bytes the samples made so far hold.
     held: usize,
@@ -368,9 +369,9 @@ impl<'a> Conversion<'a, '_, '_> {
             let Some(series) = &t.series else { continue };
             let shard = self.pipelines[t.pipeline].router.shard_of(series);
             let batch = &mut self.out.batches[t.pipeline][shard];
-            let before = batch.capacity();
+            let before = batch.held_bytes();
             batch.reserve(n);
-            self.held += (batch.capacity() - before) * std::mem::size_of::<PointSample>();
+            self.held += batch.held_bytes().saturating_sub(before);
         }
         self.charge_held()
     }
@@ -648,20 +649,26 @@ impl<'a> Conversion<'a, '_, '_> {
                     stream: ctx.hash.clone(),
                     error: false,
                 };
+                // The point's counts and bounds, out of `self` while the
+                // checked point borrows them (the counts go from here into
+                // their batches); put back after, for the next point.
+                let (mut counts, mut bounds) = (Vec::new(), Vec::new());
                 let (times, checked) = match read.metric.kind {
                     HISTOGRAM => {
                         let (times, dp) = self.explicit_point(point, &mut attrs)?;
+                        counts = std::mem::take(&mut self.counts);
+                        bounds = std::mem::take(&mut self.bounds);
                         let dp = ExplicitIn {
-                            bucket_counts: &self.counts,
-                            explicit_bounds: &self.bounds,
+                            bucket_counts: &counts,
+                            explicit_bounds: &bounds,
                             ..dp
                         };
-                        if !warned && looks_like_millis(read.metric.unit, &self.bounds) {
+                        if !warned && looks_like_millis(read.metric.unit, &bounds) {
                             warned = true;
                             warn_bounds(
                                 read.metric.name,
                                 read.metric.unit,
-                                &self.bounds,
+                                &bounds,
                                 ctx.origin.service,
                             );
                         }
@@ -669,8 +676,9 @@ impl<'a> Conversion<'a, '_, '_> {
                     }
                     EXPONENTIAL => {
                         let (times, dp) = self.exponential_point(point, &mut attrs)?;
+                        counts = std::mem::take(&mut self.counts);
                         let dp = ExponentialIn {
-                            counts: &self.counts,
+                            counts: &counts,
                             ..dp
                         };
                         (times, exponential(&dp, unit))
@@ -686,6 +694,14 @@ impl<'a> Conversion<'a, '_, '_> {
                     time: times.time,
                 };
                 let fate = self.settle_point(read, ctx, head, checked, temporality, tally);
+                // (Only what was taken: a number point took nothing, and
+                // its empty vectors must not replace the buffers.)
+                if counts.capacity() > 0 {
+                    self.counts = counts;
+                }
+                if bounds.capacity() > 0 {
+                    self.bounds = bounds;
+                }
                 tally.add(read.before.and(fate).and(read.after));
                 self.charge_held()?;
             }
@@ -700,14 +716,14 @@ impl<'a> Conversion<'a, '_, '_> {
         read: &Read<'_, 'a>,
         ctx: &Context<'_>,
         head: PointHead<'_>,
-        checked: Result<Checked, (RejectReason, String)>,
+        checked: Result<Checked<'_>, (RejectReason, String)>,
         temporality: Option<crate::model::point::Temporality>,
         tally: &mut Tally,
     ) -> Fate {
         let name = read.metric.name;
         match (checked, temporality) {
             (Ok(Checked::Skip), _) => Fate::Ignored,
-            (Ok(Checked::Point(_)), None) => {
+            (Ok(Checked::Point(..)), None) => {
                 self.out.note(
                     RejectReason::InvalidPoint,
                     format!("{name}: aggregation temporality unspecified"),
@@ -730,9 +746,9 @@ impl<'a> Conversion<'a, '_, '_> {
                 tally.why(reason, &note);
                 Fate::Rejected(reason)
             }
-            (Ok(Checked::Point(kind)), Some(t)) => place(
+            (Ok(Checked::Point(kind, counts)), Some(t)) => place(
                 head,
-                (kind, t),
+                (kind, t, counts),
                 read.targets,
                 ctx,
                 &mut self.out,
@@ -930,7 +946,7 @@ impl Tally {
         }
     }
 
-    fn settle(self, origin: &Origin<'_>, out: &mut Converted<PointSample>) {
+    fn settle(self, origin: &Origin<'_>, out: &mut Converted<PointBatch>) {
         out.accepted += self.accepted;
         out.ignored += self.ignored;
         for (reason, n) in self.rejected {

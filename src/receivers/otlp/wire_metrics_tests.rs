@@ -296,7 +296,7 @@ pub(crate) fn resource_metrics() -> impl Strategy<Value = ResourceMetrics> {
         })
 }
 
-fn wire(body: &[u8], pipelines: &[&PipelineInput]) -> Result<Converted<PointSample>, IngestError> {
+fn wire(body: &[u8], pipelines: &[&PipelineInput]) -> Result<Converted<PointBatch>, IngestError> {
     let budget = Budget::new(1 << 40);
     convert_metrics(body, pipelines, NOW, &mut budget.charge("test"))
 }
@@ -464,7 +464,6 @@ fn samples_are_charged_as_they_are_made() {
     let held: usize = out
         .batches
         .iter()
-        .flatten()
         .flatten()
         .map(crate::model::HeldBytes::held_bytes)
         .sum();

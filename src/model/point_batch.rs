@@ -278,6 +278,17 @@ mod tests {
         }
         assert_eq!(alike.counts.capacity(), room, "no growth for alike points");
 
+        // Beyond the bound, the buffer grows to what the points reserved
+        // need, not to twice its size: the batch is charged its capacity,
+        // and a request that fits the budget must not be refused.
+        let mut many = PointBatch::default();
+        many.reserve(1025);
+        for i in 1..=1025 {
+            many.push(point(i, exponential(&[1; 160])));
+        }
+        let room = many.counts.capacity();
+        assert!(room < 1025 * 160 + 160, "{room}");
+
         let mut large_first = PointBatch::default();
         large_first.reserve(2048);
         large_first.push(point(1, explicit(&[1; 4096])));

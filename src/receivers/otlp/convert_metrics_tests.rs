@@ -847,3 +847,46 @@ fn negative_latencies_and_impossible_scales_are_rejected() {
     assert!(m.contains("scale 21 is outside -10..=20"), "{m}");
     assert_eq!(points(&out).len(), 4, "the others go on");
 }
+
+/// Attributes are a set: a stream whose point or resource attributes
+/// come in another order from one export to the next is the same stream
+/// (its next point is a delta, not a new stream counted in full again),
+/// and other values are another stream.
+#[test]
+fn a_streams_identity_does_not_follow_the_order_of_its_attributes() {
+    let (p, _rx) = default_pipeline();
+    let stream_of = |resource: Vec<KeyValue>, attrs: Vec<KeyValue>| {
+        let mut req = request(vec![exp_metric(
+            "s",
+            CUMULATIVE,
+            vec![exp_point(attrs, vec![1, 2])],
+        )]);
+        req.resource_metrics[0]
+            .resource
+            .as_mut()
+            .expect("resource")
+            .attributes = resource;
+        let out = convert_metrics(&req, &[&p], NOW);
+        assert_eq!(out.accepted, 1, "{}", out.message("points"));
+        points(&out)[0].stream
+    };
+    let resource = || {
+        vec![
+            kv("service.name", s("checkout")),
+            kv("service.version", s("2.0.0")),
+            kv("host.name", s("a")),
+        ]
+    };
+    let route = || kv("http.route", s("/cart"));
+    let code = || kv("http.response.status_code", any_value::Value::IntValue(200));
+    let one = stream_of(resource(), vec![route(), code()]);
+    assert_eq!(one, stream_of(resource(), vec![code(), route()]));
+    let mut reversed = resource();
+    reversed.reverse();
+    assert_eq!(one, stream_of(reversed, vec![route(), code()]));
+    assert_ne!(one, stream_of(resource(), vec![route()]));
+    assert_ne!(
+        one,
+        stream_of(resource(), vec![kv("http.route", s("/pay")), code()])
+    );
+}

@@ -26,6 +26,16 @@
 //! The points' bytes go into the hash as sent: attributes by their encoded
 //! `KeyValue` (the wire reader hashes them as it reads them, the prost
 //! path re-encodes them), each with its length, then their number.
+//!
+//! # Attributes are a set
+//!
+//! OTLP attributes are a map: a sender may list the same attributes in
+//! another order from one export to the next, and it is still the same
+//! stream (the Collector's identities sort them). Each attribute is hashed
+//! on its own and a list is the wrapping sum of its attributes' hashes,
+//! then its number: the order does not change the id, while another value,
+//! a missing or repeated attribute, or the same bytes split otherwise still
+//! do.
 
 use std::hash::{Hash, Hasher};
 use std::sync::LazyLock;
@@ -46,21 +56,30 @@ static SEEDS: LazyLock<[SharedSeed; 2]> = LazyLock::new(|| {
 });
 
 /// A stream identity being hashed: two foldhash states with independent
-/// secret seeds (see the module documentation).
+/// secret seeds (see the module documentation), and the sums of the
+/// attributes of the list being read.
 #[derive(Clone)]
-pub(crate) struct StreamHasher(FoldHasher<'static>, FoldHasher<'static>);
+pub(crate) struct StreamHasher {
+    halves: (FoldHasher<'static>, FoldHasher<'static>),
+    /// The wrapping sums of the hashes of the attributes read since the
+    /// last list ended ([`StreamHasher::attributes_end`]).
+    list: (u64, u64),
+}
 
 impl StreamHasher {
     /// The identity of nothing yet.
     pub(crate) fn new() -> StreamHasher {
         let [a, b] = &*SEEDS;
-        StreamHasher(FoldHasher::with_seed(0, a), FoldHasher::with_seed(0, b))
+        StreamHasher {
+            halves: (FoldHasher::with_seed(0, a), FoldHasher::with_seed(0, b)),
+            list: (0, 0),
+        }
     }
 
     #[inline]
     fn bytes(&mut self, b: &[u8]) {
-        b.hash(&mut self.0);
-        b.hash(&mut self.1);
+        b.hash(&mut self.halves.0);
+        b.hash(&mut self.halves.1);
     }
 
     /// A string (with its length).
@@ -70,8 +89,8 @@ impl StreamHasher {
 
     /// A number.
     pub(crate) fn u64(&mut self, v: u64) {
-        v.hash(&mut self.0);
-        v.hash(&mut self.1);
+        v.hash(&mut self.halves.0);
+        v.hash(&mut self.halves.1);
     }
 
     /// Attributes by their encoded form (any value type, nested ones
@@ -84,14 +103,23 @@ impl StreamHasher {
         self.attributes_end(attributes.len() as u64);
     }
 
-    /// One attribute, by its encoded `KeyValue`.
+    /// One attribute, by its encoded `KeyValue`: hashed on its own and
+    /// added to its list (the order of a list does not matter).
     #[inline]
     pub(crate) fn attribute(&mut self, encoded: &[u8]) {
-        self.bytes(encoded);
+        let [a, b] = &*SEEDS;
+        let mut one = (FoldHasher::with_seed(0, a), FoldHasher::with_seed(0, b));
+        encoded.hash(&mut one.0);
+        encoded.hash(&mut one.1);
+        self.list.0 = self.list.0.wrapping_add(one.0.finish());
+        self.list.1 = self.list.1.wrapping_add(one.1.finish());
     }
 
-    /// The end of a list of `n` attributes.
+    /// The end of a list of `n` attributes: its sums, then `n`.
     pub(crate) fn attributes_end(&mut self, n: u64) {
+        let (a, b) = std::mem::take(&mut self.list);
+        a.hash(&mut self.halves.0);
+        b.hash(&mut self.halves.1);
         self.u64(n);
     }
 
@@ -110,7 +138,7 @@ impl StreamHasher {
 
     /// The identity hashed so far.
     pub(crate) fn finish(&self) -> StreamId {
-        StreamId(self.0.finish(), self.1.finish())
+        StreamId(self.halves.0.finish(), self.halves.1.finish())
     }
 }
 
@@ -127,17 +155,23 @@ mod tests {
         h.finish()
     }
 
-    /// The same bytes give the same id; other bytes, another order or
-    /// another split of the same bytes give another one.
+    /// The same attributes give the same id, in any order (attributes
+    /// are a set); other bytes, another split of the same bytes, a missing
+    /// or a repeated attribute give another one.
     #[test]
     fn ids_follow_the_bytes_and_their_boundaries() {
         assert_eq!(
             id(&[b"route=/a", b"code=200"]),
             id(&[b"route=/a", b"code=200"])
         );
+        assert_eq!(
+            id(&[b"route=/a", b"code=200", b"m=GET"]),
+            id(&[b"m=GET", b"code=200", b"route=/a"])
+        );
         let others = [
             id(&[b"route=/a", b"code=500"]),
-            id(&[b"code=200", b"route=/a"]),
+            id(&[b"route=/a", b"code=200", b"code=200"]),
+            id(&[b"route=/a"]),
             id(&[b"route=/acode=200"]),
             id(&[b"route=/a", b"code=200", b""]),
             id(&[]),

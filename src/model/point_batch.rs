@@ -11,7 +11,7 @@
 //! see whole points, as everywhere else.
 
 use super::held::HeldBytes;
-use super::point::{Buckets, PointKind, PointSample};
+use super::point::PointSample;
 
 /// Metric points for one shard; see the module documentation.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -23,7 +23,7 @@ pub struct PointBatch {
     /// The bucket counts of every point, one point after the other.
     counts: Vec<u64>,
     /// Heap bytes of the explicit bounds the points hold (an `Arc` each,
-    /// charged per point like [`PointSample::held_bytes`] does).
+    /// charged per point as [`PointSample::held_bytes`] does).
     bounds: usize,
 }
 
@@ -65,11 +65,9 @@ impl PointBatch {
             // is not carried (nor charged).
             *own = Vec::new();
         }
-        if let PointKind::Latency(l) = &point.kind {
-            if let Buckets::Explicit { bounds, .. } = &l.buckets {
-                self.bounds += (bounds.len() + 2) * WORD;
-            }
-        }
+        // What the point holds beyond its struct, its counts now empty:
+        // its explicit bounds.
+        self.bounds += point.held_bytes() - std::mem::size_of::<PointSample>();
         if self.counts.capacity() - self.counts.len() < counts.len() {
             // Room for the points reserved but not pushed yet, as long as
             // this one (points of a metric are alike): growing by doubling
@@ -164,7 +162,9 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::model::point::{LatencyUnit, PointLatency, StreamId, Temporality};
+    use crate::model::point::{
+        Buckets, LatencyUnit, PointKind, PointLatency, StreamId, Temporality,
+    };
     use crate::model::{SeriesKey, Subject};
 
     fn point(stream: u64, buckets: Option<Buckets>) -> PointSample {

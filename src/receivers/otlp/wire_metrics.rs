@@ -634,7 +634,6 @@ impl<'a> Conversion<'a, '_, '_> {
     ) -> Result<(), Stop> {
         self.reserve(read.targets, read.points)?;
         let unit = LatencyUnit::parse(read.metric.unit).unwrap_or_default();
-        let temporality = temporality(read.temporality);
         let mut cache = BoundsCache::default();
         let mut warned = false;
         for p in 0..self.parts.len() {
@@ -649,26 +648,20 @@ impl<'a> Conversion<'a, '_, '_> {
                     stream: ctx.hash.clone(),
                     error: false,
                 };
-                // The point's counts and bounds, out of `self` while the
-                // checked point borrows them (the counts go from here into
-                // their batches); put back after, for the next point.
-                let (mut counts, mut bounds) = (Vec::new(), Vec::new());
                 let (times, checked) = match read.metric.kind {
                     HISTOGRAM => {
                         let (times, dp) = self.explicit_point(point, &mut attrs)?;
-                        counts = std::mem::take(&mut self.counts);
-                        bounds = std::mem::take(&mut self.bounds);
                         let dp = ExplicitIn {
-                            bucket_counts: &counts,
-                            explicit_bounds: &bounds,
+                            bucket_counts: &self.counts,
+                            explicit_bounds: &self.bounds,
                             ..dp
                         };
-                        if !warned && looks_like_millis(read.metric.unit, &bounds) {
+                        if !warned && looks_like_millis(read.metric.unit, &self.bounds) {
                             warned = true;
                             warn_bounds(
                                 read.metric.name,
                                 read.metric.unit,
-                                &bounds,
+                                &self.bounds,
                                 ctx.origin.service,
                             );
                         }
@@ -676,9 +669,8 @@ impl<'a> Conversion<'a, '_, '_> {
                     }
                     EXPONENTIAL => {
                         let (times, dp) = self.exponential_point(point, &mut attrs)?;
-                        counts = std::mem::take(&mut self.counts);
                         let dp = ExponentialIn {
-                            counts: &counts,
+                            counts: &self.counts,
                             ..dp
                         };
                         (times, exponential(&dp, unit))
@@ -693,15 +685,16 @@ impl<'a> Conversion<'a, '_, '_> {
                     start: times.start,
                     time: times.time,
                 };
-                let fate = self.settle_point(read, ctx, head, checked, temporality, tally);
-                // (Only what was taken: a number point took nothing, and
-                // its empty vectors must not replace the buffers.)
-                if counts.capacity() > 0 {
-                    self.counts = counts;
-                }
-                if bounds.capacity() > 0 {
-                    self.bounds = bounds;
-                }
+                // The checked point borrows the counts it read; its batch
+                // and the charge are other fields.
+                let fate = Self::settle_point(
+                    (&mut self.out, &mut self.held),
+                    read,
+                    ctx,
+                    head,
+                    checked,
+                    tally,
+                );
                 tally.add(read.before.and(fate).and(read.after));
                 self.charge_held()?;
             }
@@ -712,48 +705,35 @@ impl<'a> Conversion<'a, '_, '_> {
     /// What becomes of one checked point for the role that reads it (the
     /// `each` closure of the prost path).
     fn settle_point(
-        &mut self,
+        (out, held): (&mut Converted<PointBatch>, &mut usize),
         read: &Read<'_, 'a>,
         ctx: &Context<'_>,
         head: PointHead<'_>,
         checked: Result<Checked<'_>, (RejectReason, String)>,
-        temporality: Option<crate::model::point::Temporality>,
         tally: &mut Tally,
     ) -> Fate {
         let name = read.metric.name;
-        match (checked, temporality) {
+        match (checked, temporality(read.temporality)) {
             (Ok(Checked::Skip), _) => Fate::Ignored,
             (Ok(Checked::Point(..)), None) => {
-                self.out.note(
+                out.note(
                     RejectReason::InvalidPoint,
                     format!("{name}: aggregation temporality unspecified"),
                 );
                 let why = "aggregation temporality unspecified";
-                blame_points(
-                    &mut self.out,
-                    ctx,
-                    read.targets,
-                    RejectReason::InvalidPoint,
-                    why,
-                    1,
-                );
+                blame_points(out, ctx, read.targets, RejectReason::InvalidPoint, why, 1);
                 tally.why(RejectReason::InvalidPoint, why);
                 Fate::Rejected(RejectReason::InvalidPoint)
             }
             (Err((reason, note)), _) => {
-                self.out.note(reason, format!("{name}: {note}"));
-                blame_points(&mut self.out, ctx, read.targets, reason, &note, 1);
+                out.note(reason, format!("{name}: {note}"));
+                blame_points(out, ctx, read.targets, reason, &note, 1);
                 tally.why(reason, &note);
                 Fate::Rejected(reason)
             }
-            (Ok(Checked::Point(kind, counts)), Some(t)) => place(
-                head,
-                (kind, t, counts),
-                read.targets,
-                ctx,
-                &mut self.out,
-                &mut self.held,
-            ),
+            (Ok(Checked::Point(kind, counts)), Some(t)) => {
+                place(head, (kind, t, counts), read.targets, ctx, out, held)
+            }
         }
     }
 

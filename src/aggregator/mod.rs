@@ -11,6 +11,7 @@
 //!                                   run engine (SeriesSeen, Closed, Watermark)
 //! ```
 
+pub mod carry;
 pub(crate) mod shard;
 pub mod state;
 pub(crate) mod streams;
@@ -196,6 +197,11 @@ pub struct Setup<'a> {
     /// let go, which a client holding an idle connection could delay for
     /// ever.
     pub drain: tokio_util::sync::CancellationToken,
+    /// Where stopping shards leave their stream tables and starting ones
+    /// take them back (a reload: see [`carry`]).
+    pub carry: carry::Carry,
+    /// What the pipeline's stream tables are keyed by.
+    pub layout: carry::Layout,
 }
 
 /// Spawns the shards of a pipeline; they feed `output` until every
@@ -214,6 +220,8 @@ pub fn spawn(
         mut restored,
         idle,
         drain,
+        carry,
+        layout,
     } = setup;
     let shards = window.shards.max(1);
     let params = state::WindowParams {
@@ -225,6 +233,7 @@ pub fn spawn(
         stream_expiry: crate::model::nanos(window.stream_expiry),
     };
     let mut senders = Vec::with_capacity(shards);
+    let mut tables = carry.take(pipeline, &layout);
     for id in 0..shards {
         // Capacity from config: a full queue refuses whole requests upstream.
         let (tx, rx) = mpsc::channel(window.queue_size.max(1));
@@ -234,6 +243,9 @@ pub fn spawn(
             for (series, windows) in open.drain() {
                 state.restore(series, windows);
             }
+        }
+        if let Some(table) = tables.get_mut(id).and_then(Option::take) {
+            state.resume_streams(table);
         }
         let shard = shard::Shard {
             id,
@@ -245,6 +257,8 @@ pub fn spawn(
             tick: tick_interval(window),
             checkpoint_interval: checkpoint_interval.max(Duration::from_millis(10)),
             drain: drain.clone(),
+            carry: carry.clone(),
+            layout: layout.clone(),
         };
         tasks.spawn(shard.run());
     }

@@ -42,6 +42,11 @@ pub struct Shard {
     pub drain: tokio_util::sync::CancellationToken,
     /// How often the open windows are sent for the checkpoint.
     pub checkpoint_interval: Duration,
+    /// Where the stream table is left when the shard stops (see
+    /// [`super::carry`]).
+    pub carry: super::carry::Carry,
+    /// What the stream table is keyed by.
+    pub layout: super::carry::Layout,
 }
 
 impl Shard {
@@ -73,7 +78,16 @@ impl Shard {
         let streams_expired = metrics::counter!(telemetry::METRIC_STREAMS_EXPIRED);
         let stream_resets = metrics::counter!(telemetry::METRIC_STREAM_RESETS);
         let (mut late_seen, mut overflow_seen) = (0, 0);
-        let mut streams_seen = (0, 0, 0, 0);
+        // A table kept across a reload has counted already.
+        let mut streams_seen = {
+            let t = self.state.streams();
+            (
+                t.overflowed(),
+                t.expired(),
+                t.resets(),
+                t.bucket_overflowed(),
+            )
+        };
         let mut closing = false;
         // When the last batch taken in was accepted.
         let mut taken_until: UnixNanos = 0;
@@ -139,6 +153,10 @@ impl Shard {
                         // the open windows go to the final checkpoint.
                         let snapshot = self.snapshot();
                         let _ = self.output.send(snapshot).await;
+                        // The stream table goes with the windows: the
+                        // next server (a reload) goes on from both.
+                        let table = self.state.take_streams();
+                        self.carry.put(&self.pipeline, &self.layout, self.id, table);
                         break;
                     };
                     taken_until = taken_until.max(batch.accepted_at);

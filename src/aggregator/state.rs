@@ -239,6 +239,26 @@ impl ShardState {
         &self.streams
     }
 
+    /// Replaces the stream table with one kept from an earlier server of
+    /// the same pipeline (a reload), under this shard's bounds.
+    pub fn resume_streams(&mut self, mut table: StreamTable) {
+        table.set_params(StreamParams {
+            max_streams: self.params.max_streams,
+            expiry: self.params.stream_expiry,
+        });
+        self.streams = table;
+    }
+
+    /// The stream table, for the next server of the pipeline; this shard
+    /// is left with an empty one.
+    pub fn take_streams(&mut self) -> StreamTable {
+        let empty = StreamTable::new(StreamParams {
+            max_streams: self.params.max_streams,
+            expiry: self.params.stream_expiry,
+        });
+        std::mem::replace(&mut self.streams, empty)
+    }
+
     /// Finds (or creates) the window of `series` containing `ts` and lets `f`
     /// add to it.
     #[inline]

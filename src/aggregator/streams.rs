@@ -351,6 +351,13 @@ impl StreamTable {
         self.streams.len()
     }
 
+    /// Takes new bounds (a reload that changed `max_streams` or
+    /// `stream_expiry`): streams already held beyond a smaller bound stay
+    /// until they expire; no new one is let in meanwhile.
+    pub fn set_params(&mut self, params: StreamParams) {
+        self.params = params;
+    }
+
     /// True when no stream is held.
     pub fn is_empty(&self) -> bool {
         self.streams.is_empty()

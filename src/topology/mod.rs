@@ -69,6 +69,17 @@ pub struct Server {
     owned: Option<Endpoints>,
 }
 
+/// What a server hands the next one a supervisor starts (a reload), besides
+/// the listening sockets.
+#[derive(Default)]
+pub struct Kept {
+    /// The store of `storage: "memory:"`: made by the first server, kept
+    /// by the next (a reload must not forget the runs, only an exit does).
+    pub memory: Option<Arc<dyn RunStore>>,
+    /// The shards' stream tables (see [`aggregator::carry`]).
+    pub streams: aggregator::carry::Carry,
+}
+
 /// How long a stop waits for requests in flight before it closes the
 /// connections that are left.
 const LISTENER_DRAIN: Duration = Duration::from_secs(5);
@@ -114,7 +125,8 @@ impl Server {
     /// Builds and starts everything; returns once every listener is bound.
     pub async fn start(config: ValidatedConfig, clock: SharedClock) -> anyhow::Result<Server> {
         let mut endpoints = Endpoints::default();
-        let mut server = Server::start_on(config, clock, &mut endpoints, &mut None, None).await?;
+        let mut server =
+            Server::start_on(config, clock, &mut endpoints, &mut Kept::default(), None).await?;
         server.owned = Some(endpoints);
         Ok(server)
     }
@@ -146,16 +158,14 @@ impl Server {
     }
 
     /// [`Server::start`] on `endpoints`, which outlive it (a reload starts
-    /// the next server on the same sockets); `memory` holds the store of
-    /// `storage: "memory:"` the same way (made by the first server, kept by
-    /// the next: a reload must not forget the runs, only an exit does);
-    /// `reload` is where the API's `POST /api/v1/reload` goes (none: the
-    /// endpoint answers 404).
+    /// the next server on the same sockets); `kept` holds what else a
+    /// server hands the next one ([`Kept`]); `reload` is where the API's
+    /// `POST /api/v1/reload` goes (none: the endpoint answers 404).
     pub async fn start_on(
         config: ValidatedConfig,
         clock: SharedClock,
         endpoints: &mut Endpoints,
-        memory: &mut Option<Arc<dyn RunStore>>,
+        kept: &mut Kept,
         reload: Option<mpsc::Sender<ReloadRequest>>,
     ) -> anyhow::Result<Server> {
         if let StorageSpec::Postgres(pg) = &config.service.storage {
@@ -182,7 +192,9 @@ impl Server {
                 (sql, Some(member), Some(election))
             }
             StorageSpec::Memory => {
-                let store = memory.get_or_insert_with(|| Arc::new(storage::MemoryStore::new()));
+                let store = kept
+                    .memory
+                    .get_or_insert_with(|| Arc::new(storage::MemoryStore::new()));
                 (store.clone(), None, None)
             }
             spec => (storage::open(spec).await?, None, None),
@@ -311,7 +323,7 @@ impl Server {
         let mut partial_tasks = Vec::new();
         let mut inputs: Vec<(Vec<String>, Arc<PipelineInput>)> = Vec::new();
         drop(ack_senders);
-        for (p, acks) in config.pipelines.iter().zip(ack_receivers) {
+        for (index, (p, acks)) in config.pipelines.iter().zip(ack_receivers).enumerate() {
             let (engine_tx, engine_rx) = mpsc::channel(4096);
             let (command_tx, command_rx) = mpsc::channel(64);
             for c in &p.contracts {
@@ -405,6 +417,12 @@ impl Server {
                     window: &p.window,
                     checkpoint_interval: config.service.checkpoint_interval,
                     restored: open,
+                    carry: kept.streams.clone(),
+                    layout: aggregator::carry::Layout {
+                        index,
+                        shards,
+                        contracts: p.contracts.iter().map(|c| c.name.clone()).collect(),
+                    },
                     idle: p
                         .contracts
                         .iter()

@@ -10,7 +10,9 @@
 //! — and the next one starts from storage the way a restart does: open
 //! windows and runs come back, a changed contract version starts new runs.
 //! An in-memory store (`storage: "memory:"`) is the process's, so it is
-//! handed to the next server rather than opened again empty.
+//! handed to the next server rather than opened again empty; so are the
+//! shards' metric stream tables, which no checkpoint holds
+//! ([`crate::aggregator::carry`]).
 //! The listening sockets stay open throughout (see [`Endpoints`]), so a
 //! client that connects meanwhile waits instead of being refused, and no
 //! request accepted before or during the switch is lost. Endpoints the new
@@ -22,7 +24,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio::sync::mpsc;
 
-use super::{Endpoints, Server};
+use super::{Endpoints, Kept, Server};
 use crate::clock::SharedClock;
 use crate::config::{self, ValidatedConfig};
 use crate::runs::ReloadRequest;
@@ -60,13 +62,13 @@ pub async fn supervise(
         metrics::counter!(CONFIG_RELOADS, "result" => result).increment(0);
     }
     let mut endpoints = Endpoints::default();
-    let mut memory = None;
+    let mut kept = Kept::default();
     let mut current = config;
     let mut server = Server::start_on(
         current.clone(),
         clock.clone(),
         &mut endpoints,
-        &mut memory,
+        &mut kept,
         Some(reload_tx.clone()),
     )
     .await
@@ -126,7 +128,7 @@ pub async fn supervise(
             next.clone(),
             clock.clone(),
             &mut endpoints,
-            &mut memory,
+            &mut kept,
             Some(reload_tx.clone()),
         )
         .await
@@ -144,7 +146,7 @@ pub async fn supervise(
                     current.clone(),
                     clock.clone(),
                     &mut endpoints,
-                    &mut memory,
+                    &mut kept,
                     Some(reload_tx.clone()),
                 )
                 .await
@@ -152,6 +154,10 @@ pub async fn supervise(
             }
         };
         endpoints.retain(&server.endpoints);
+        // Tables of pipelines the running configuration did not take back
+        // (removed, or laid out otherwise) would be stale by the time one
+        // came back.
+        kept.streams.clear();
     }
     let stopped = server.shutdown(grace).await;
     endpoints.close();

@@ -34,9 +34,9 @@ use crate::{config, final_run_is, start};
 
 /// Runs a push exporter's exports on a Tokio runtime.
 #[derive(Debug)]
-struct OnRuntime<E> {
-    inner: E,
-    runtime: tokio::runtime::Handle,
+pub(crate) struct OnRuntime<E> {
+    pub(crate) inner: E,
+    pub(crate) runtime: tokio::runtime::Handle,
 }
 
 impl<E: PushMetricExporter> PushMetricExporter for OnRuntime<E> {

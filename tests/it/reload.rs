@@ -589,3 +589,117 @@ async fn a_reload_to_a_yaml_alias_bomb_is_refused_and_serving_goes_on() {
     .await;
     assert_eq!(logged(&v, "Reloaded."), 0);
 }
+
+/// Cumulative metric streams across reloads: the real OpenTelemetry SDK
+/// exports one cumulative histogram stream every 100 ms while the file is
+/// reloaded twice — once in the window the stream started in, once in a
+/// later one. Each shard's stream table goes on across the reload, so
+/// every request the SDK recorded is counted exactly once: without it the
+/// stream's next point looked like a first one, counted whole again in its
+/// start window (its earlier deltas were already there) or taken as a mere
+/// baseline later (what happened since its previous point was lost).
+#[tokio::test(flavor = "multi_thread")]
+async fn cumulative_metric_streams_are_counted_exactly_across_reloads() {
+    use crate::metrics_e2e::OnRuntime;
+    use opentelemetry::metrics::MeterProvider as _;
+    use opentelemetry::KeyValue;
+    use opentelemetry_otlp::{Protocol, WithExportConfig};
+    use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider, Temporality};
+
+    const WINDOW_MS: u64 = 3000;
+    const PER_EXPORT: u64 = 10;
+    const EXPORTS: u64 = 70;
+    let dir = TempDir::new("reload-streams");
+    let file = dir.0.join("pipeline.yaml");
+    let contract = "    source: metrics\n    version: 1\n    decision: windows\n    pass_windows: 1000\n    fail_windows: 1000";
+    let yaml = |p95: u32| {
+        pipeline(&sqlite(&dir.0), &[], contract)
+            .replace(
+                "size: 1s, allowed_lateness: 200ms",
+                "size: 3s, allowed_lateness: 300ms",
+            )
+            .replace(
+                "max_p95_latency_ms: 100",
+                &format!("max_p95_latency_ms: {p95}"),
+            )
+    };
+    std::fs::write(&file, yaml(100)).expect("write");
+    let v = Verdict::start(&file);
+
+    // The stream starts early in a window, so that the first reload falls
+    // in the window it started in.
+    loop {
+        let into = (now_ns() / 1_000_000) % WINDOW_MS;
+        if (100..400).contains(&into) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let exporter = opentelemetry_otlp::MetricExporter::builder()
+        .with_http()
+        .with_protocol(Protocol::HttpBinary)
+        .with_endpoint(format!("http://{}/v1/metrics", v.http))
+        .with_temporality(Temporality::Cumulative)
+        .build()
+        .expect("exporter builds");
+    let reader = PeriodicReader::builder(OnRuntime {
+        inner: exporter,
+        runtime: tokio::runtime::Handle::current(),
+    })
+    .with_interval(Duration::from_secs(3600))
+    .build();
+    let provider = SdkMeterProvider::builder()
+        .with_resource(
+            opentelemetry_sdk::Resource::builder_empty()
+                .with_attributes([
+                    KeyValue::new("service.name", "checkout"),
+                    KeyValue::new("service.version", "1.0"),
+                ])
+                .build(),
+        )
+        .with_reader(reader)
+        .build();
+    let sender = {
+        let provider = provider.clone();
+        tokio::task::spawn_blocking(move || {
+            let histogram = provider
+                .meter("io.opentelemetry.http")
+                .f64_histogram("http.server.request.duration")
+                .with_unit("ms")
+                .build();
+            let attrs = [KeyValue::new("http.response.status_code", 200)];
+            for _ in 0..EXPORTS {
+                for ms in 0..PER_EXPORT {
+                    histogram.record(20.0 + ms as f64, &attrs);
+                }
+                // An export refused during a reload is not lost: the next
+                // cumulative point carries it.
+                let _ = provider.force_flush();
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    std::fs::write(&file, yaml(150)).expect("write");
+    sighup(&v);
+    reloaded(&v, 1).await;
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    std::fs::write(&file, yaml(200)).expect("write");
+    sighup(&v);
+    reloaded(&v, 2).await;
+    sender.await.expect("sender");
+    provider.force_flush().expect("the last export is taken");
+    let recorded = PER_EXPORT * EXPORTS;
+
+    let run = v
+        .run_until("1.0", "every recorded request to be counted", |r| {
+            r["run"]["samples"].as_u64() >= Some(recorded)
+        })
+        .await;
+    // Windows still closing add nothing more.
+    tokio::time::sleep(Duration::from_millis(WINDOW_MS + 500)).await;
+    let after = v.run("1.0").await;
+    assert_eq!(after["run"]["samples"].as_u64(), Some(recorded), "{after}");
+    assert_eq!(after["run_id"], run["run_id"], "the run is kept");
+    assert!(logged(&v, "cumulative metric streams start again") == 0);
+}

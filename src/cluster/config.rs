@@ -56,13 +56,34 @@ fn judged(p: &PipelineSpec) -> String {
     lines.join("\n")
 }
 
-/// `key=value` lines of the contract versions.
+/// `key=value` lines of the contract versions and of what each contract
+/// counts (the resources it matches, where its samples come from): two
+/// instances that differ there write partials of other requests for the
+/// same key. Like a version, that is a rolling upgrade's normal state for
+/// a while, so it is warned about, not refused.
 fn versions(p: &PipelineSpec) -> String {
-    p.contracts
-        .iter()
-        .map(|c| format!("contract {} version={}", c.name, c.version))
-        .collect::<Vec<_>>()
-        .join("\n")
+    let mut lines = Vec::new();
+    for c in &p.contracts {
+        lines.push(format!("contract {} version={}", c.name, c.version));
+        let matches: Vec<String> = c
+            .matches
+            .iter()
+            .map(|m| format!("{}:{}", m.key, m.pattern))
+            .collect();
+        lines.push(format!("contract {} match={}", c.name, matches.join(",")));
+        let source = match c.source {
+            crate::config::Source::Spans => format!(
+                "spans kinds={:?} conversion_attribute={}",
+                c.span_kinds, c.conversion_attribute
+            ),
+            crate::config::Source::Metrics => format!(
+                "metrics latency={} conversions={}",
+                c.latency_metric, c.conversions_metric
+            ),
+        };
+        lines.push(format!("contract {} source={source}", c.name));
+    }
+    lines.join("\n")
 }
 
 /// The keys whose values differ between two descriptions, each as
@@ -121,7 +142,7 @@ pub async fn check(
             tracing::warn!(
                 pipeline = %p.name,
                 differs = %versions.join("; "),
-                "Contract versions differ from the running instances': fine during a rolling upgrade, but each leader judges with its own versions until every instance runs the same file."
+                "Contract versions or what contracts count (match, source) differ from the running instances': fine during a rolling upgrade, but until every instance runs the same file each counts the requests its own file selects and each leader judges with its own versions."
             );
         }
     }

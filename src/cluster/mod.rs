@@ -234,10 +234,15 @@ impl Election {
             }
         }
         // Leaving: the locks go with the session; followers take over at
-        // their next heartbeat.
+        // their next heartbeat. The instance's row goes too (its last
+        // partials are written by now): it is neither listed nor waited for.
         let _ = self.leading.send(false);
         gauge.set(0.0);
         self.session = None;
+        let (store, instance) = (&self.member.store, self.member.instance());
+        if let Err(err) = store.leave(instance, &self.member.incarnation).await {
+            tracing::warn!(error = %err, "Could not remove this instance from the list of instances; it will show as not alive.");
+        }
     }
 }
 

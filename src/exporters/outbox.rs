@@ -183,13 +183,11 @@ impl Worker {
         let Some(lease) = &self.lease else {
             return true;
         };
-        let now = self.clock.now();
-        let until = now
-            .saturating_add(crate::model::nanos(LEASE))
+        let term = crate::model::nanos(LEASE)
             .saturating_add(crate::model::nanos(self.sink.attempt_bound()));
         let held = lease
             .store
-            .lease_outbox(&self.exporter, &lease.instance, [until, now], renew)
+            .lease_outbox(&self.exporter, &lease.instance, term, renew)
             .await;
         match held {
             Ok(held) => {

@@ -25,6 +25,10 @@ use super::sql::{int, uint, unavailable};
 use super::{Commit, SqlStore, StoreError};
 use crate::model::{Accum, Subject, UnixNanos};
 
+/// How long an instance that stopped heartbeating without leaving (a
+/// crash, a kill -9) stays listed by [`SqlStore::instances`].
+pub const LISTED_FOR: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 /// An instance without a heartbeat for this long is dead: the API lists
 /// it as gone, and the leader no longer waits for its partials.
 pub const DEAD_AFTER: Duration = Duration::from_secs(5);
@@ -522,13 +526,31 @@ impl SqlStore {
         Ok(uint(row.try_get("heartbeat_at").map_err(unavailable)?))
     }
 
-    /// Every instance that ever wrote a heartbeat, by name.
+    /// An instance leaves on a graceful stop (after its last partials):
+    /// it is no longer listed nor waited for. Only its own incarnation's
+    /// row goes, so a process that took the name since keeps it.
+    pub async fn leave(&self, instance: &str, incarnation: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM cluster_instances WHERE instance = $1 AND incarnation = $2")
+            .bind(instance)
+            .bind(incarnation)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// Every instance that wrote a heartbeat within [`LISTED_FOR`] and has
+    /// not left, by name: one that crashed stays listed (not alive) for a
+    /// day, so that it can be seen and restarted, and is forgotten after.
     pub async fn instances(&self) -> Result<Vec<Instance>, StoreError> {
         let rows = sqlx::query(
             "SELECT instance, api, started_at, heartbeat_at, leader, partials_pending, \
              late_partials, CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000000 AS BIGINT) \
-             AS db_now FROM cluster_instances ORDER BY instance",
+             AS db_now FROM cluster_instances \
+             WHERE heartbeat_at > CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000000 AS BIGINT) - $1 \
+             ORDER BY instance",
         )
+        .bind(int(crate::model::nanos(LISTED_FOR)))
         .fetch_all(&self.pool)
         .await
         .map_err(unavailable)?;
@@ -632,34 +654,42 @@ impl SqlStore {
         Ok(None)
     }
 
-    /// Takes or renews `exporter`'s outbox lease for `instance` until
-    /// `until`; `false` while another instance's lease runs.
+    /// Takes or renews `exporter`'s outbox lease for `instance` for `term`
+    /// (ns); `false` while another instance's lease runs.
+    ///
+    /// The lease runs on PostgreSQL's clock, like the heartbeats: instances
+    /// whose clocks disagree still agree on when a lease lapses, so a
+    /// holder's lease is never taken early by an instance whose clock runs
+    /// ahead.
     ///
     /// With `only_unbroken`, the lease is only extended if `instance` has
-    /// held it without a break (still its holder and not lapsed at `now`):
-    /// a lease that lapsed may have been taken, and the rows read under it
+    /// held it without a break (still its holder and not lapsed now): a
+    /// lease that lapsed may have been taken, and the rows read under it
     /// delivered, by another instance meanwhile, so the holder's batch is
     /// stale and it must read the outbox again under a fresh lease.
     pub async fn lease_outbox(
         &self,
         exporter: &str,
         instance: &str,
-        [until, now]: [UnixNanos; 2],
+        term: u64,
         only_unbroken: bool,
     ) -> Result<bool, StoreError> {
         let sql = if only_unbroken {
-            "UPDATE outbox_leases SET until = $3 \
-             WHERE exporter = $1 AND instance = $2 AND until >= $4"
+            "UPDATE outbox_leases SET until = \
+             CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000000 AS BIGINT) + $3 \
+             WHERE exporter = $1 AND instance = $2 \
+             AND until >= CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000000 AS BIGINT)"
         } else {
-            "INSERT INTO outbox_leases (exporter, instance, until) VALUES ($1, $2, $3) \
+            "INSERT INTO outbox_leases (exporter, instance, until) VALUES ($1, $2, \
+             CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000000 AS BIGINT) + $3) \
              ON CONFLICT (exporter) DO UPDATE SET instance = excluded.instance, until = excluded.until \
-             WHERE outbox_leases.instance = excluded.instance OR outbox_leases.until < $4"
+             WHERE outbox_leases.instance = excluded.instance \
+             OR outbox_leases.until < CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000000 AS BIGINT)"
         };
         let done = sqlx::query(sql)
             .bind(exporter)
             .bind(instance)
-            .bind(int(until))
-            .bind(int(now))
+            .bind(int(term))
             .execute(&self.pool)
             .await
             .map_err(unavailable)?;
@@ -963,6 +993,69 @@ mod tests {
             .await
             .expect_err("fails");
         assert!(!is_retryable(&other));
+    }
+
+    /// An outbox lease is one instance's while it runs on PostgreSQL's
+    /// clock, whatever the instances' clocks say: another instance takes it
+    /// only once it lapsed there, and a holder whose lease lapsed cannot
+    /// merely renew it (its batch may have been delivered meanwhile).
+    #[tokio::test]
+    async fn an_outbox_lease_runs_on_the_databases_clock() {
+        let Some(db) = TestDatabase::create().await else {
+            return;
+        };
+        let store = SqlStore::open_postgres(&spec(&db.url, "t"))
+            .await
+            .expect("opens");
+        let long = 60_000_000_000;
+        assert!(store
+            .lease_outbox("hook", "a", long, false)
+            .await
+            .expect("leases"));
+        assert!(!store
+            .lease_outbox("hook", "b", long, false)
+            .await
+            .expect("asks"));
+        assert!(store
+            .lease_outbox("hook", "a", long, true)
+            .await
+            .expect("renews"));
+        assert!(
+            !store
+                .lease_outbox("other", "b", long, true)
+                .await
+                .expect("asks"),
+            "never held"
+        );
+        assert!(store
+            .lease_outbox("other", "b", long, false)
+            .await
+            .expect("leases"));
+        // A lease of 50 ms lapses 50 ms later on the database's clock.
+        assert!(store
+            .lease_outbox("hook", "a", 50_000_000, false)
+            .await
+            .expect("renews"));
+        assert!(!store
+            .lease_outbox("hook", "b", long, false)
+            .await
+            .expect("asks"));
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        assert!(
+            !store
+                .lease_outbox("hook", "a", long, true)
+                .await
+                .expect("asks"),
+            "lapsed"
+        );
+        assert!(store
+            .lease_outbox("hook", "b", long, false)
+            .await
+            .expect("takes it"));
+        assert!(!store
+            .lease_outbox("hook", "a", long, false)
+            .await
+            .expect("asks"));
     }
 
     /// Only the latest claim commits: a leader whose claim was taken

@@ -304,6 +304,21 @@ async fn three_instances_count_exactly_and_decide_once() {
     let runs = samples(follower.api).await;
     assert_eq!(runs["1.3"].0, "ROLLED_BACK");
     assert_eq!(runs["1.2"].0, "VALIDATING");
+
+    // An instance stopped gracefully leaves the list; the others stay.
+    let mut nodes = nodes;
+    let gone = nodes.remove((index + 1) % 3);
+    let gone_name = ["a", "b", "c"][(index + 1) % 3];
+    assert!(gone.terminate().success());
+    let view = cluster(nodes[0].api).await;
+    let names: Vec<&str> = view["instances"]
+        .as_array()
+        .expect("instances")
+        .iter()
+        .filter_map(|i| i["instance"].as_str())
+        .collect();
+    assert_eq!(names.len(), 2, "{view}");
+    assert!(!names.contains(&gone_name), "{view}");
 }
 
 /// `kill -9` of the leader mid-run: another instance leads within a few
@@ -1030,6 +1045,23 @@ async fn a_different_window_refuses_to_join() {
         .filter_map(|i| i["instance"].as_str())
         .collect();
     assert_eq!(alive, ["a", "b"], "{view}");
+    // Another `match` joins (a rolling upgrade may change it), warned
+    // about by name.
+    let matched = dir.0.join("m.yaml");
+    let changed = pipeline(&db.url, "m", &hook).replace(
+        "match: { service.name: checkout }",
+        "match: { service.name: \"check*\" }",
+    );
+    assert!(changed.contains("check*"), "{changed}");
+    std::fs::write(&matched, changed).expect("write");
+    let m = Verdict::start(&matched);
+    let warned = m.stderr.lock().expect("lock").iter().any(|l| {
+        l.contains(
+            "contract checkout match: here service.name:check*, cluster service.name:checkout",
+        )
+    });
+    assert!(warned, "{:?}", m.stderr.lock().expect("lock"));
+    drop(m);
     // Frozen past the heartbeat horizon, they have not left: their
     // sessions are open, and the other file is still refused.
     for node in running.iter().chain(same.iter()) {

@@ -15,6 +15,13 @@
 //! the next server takes it back, so deltas go on exactly where they
 //! stopped.
 //!
+//! A graceful stop also stores each table with the final checkpoint
+//! ([`encode`]), with the seeds of the process's stream ids, and the next
+//! start reads them back once ([`Carry::restore`]) after adopting those
+//! seeds, so a restart goes on the same way. A crash finds no table (a
+//! start's first full checkpoint replaces them; an instance on PostgreSQL
+//! deletes its own as it reads them): its streams start again.
+//!
 //! A table is taken back only when what its entries are keyed by is
 //! unchanged ([`Layout`]): the stream ids hash the pipeline's index and the
 //! contract's index, and a series maps to a shard by its contract index and
@@ -24,12 +31,47 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use super::streams::StreamTable;
+use super::streams::{StoredTable, StreamParams, StreamTable};
+
+/// Format version of an encoded table.
+const VERSION: u32 = 1;
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Encoded {
+    version: u32,
+    layout: Layout,
+    table: StoredTable,
+}
+
+/// A shard's table as stored at a graceful stop, with the layout it was
+/// keyed by.
+pub fn encode(layout: &Layout, table: &StreamTable) -> String {
+    let encoded = Encoded {
+        version: VERSION,
+        layout: layout.clone(),
+        table: table.to_stored(),
+    };
+    // Plain numbers and strings: nothing here can fail to serialize but
+    // a non-finite number, which no point that counts carries.
+    serde_json::to_string(&encoded).unwrap_or_default()
+}
+
+/// A stored table and the layout it was keyed by.
+pub fn decode(text: &str) -> Result<(Layout, StoredTable), String> {
+    let encoded: Encoded = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    if encoded.version != VERSION {
+        return Err(format!("format version {} unknown", encoded.version));
+    }
+    Ok((encoded.layout, encoded.table))
+}
 
 /// What a pipeline's stream tables are keyed by: equal layouts share
 /// stream ids and shards.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Layout {
+    /// The numbers the process's stream ids are seeded from (see
+    /// `receivers::otlp::stream_id`).
+    pub seeds: [u64; 2],
     /// The pipeline's index in the configuration (hashed into stream ids).
     pub index: usize,
     /// Its number of shards (a series' shard depends on it).
@@ -91,6 +133,48 @@ impl Carry {
         }
     }
 
+    /// Puts the tables a graceful stop stored for `pipeline` (by shard,
+    /// keyed by `stored`) where its shards will take them, when nothing
+    /// is left in memory for it (a reload's tables are newer) and `stored`
+    /// is the layout of this start (`layout`); says how many streams, or
+    /// `None` when tables kept in memory take precedence.
+    pub fn restore(
+        &self,
+        pipeline: &str,
+        layout: &Layout,
+        stored: Vec<(usize, Layout, StoredTable)>,
+        params: StreamParams,
+    ) -> Option<usize> {
+        let Ok(mut kept) = self.0.lock() else {
+            return None;
+        };
+        if kept.contains_key(pipeline) {
+            return None;
+        }
+        let mut tables: Vec<Option<StreamTable>> = Vec::new();
+        let mut streams = 0;
+        for (shard, at, table) in stored {
+            if at != *layout || shard >= layout.shards {
+                continue;
+            }
+            if tables.len() <= shard {
+                tables.resize_with(shard + 1, || None);
+            }
+            streams += table.len();
+            tables[shard] = Some(StreamTable::from_stored(params, table));
+        }
+        if !tables.is_empty() {
+            kept.insert(
+                pipeline.to_string(),
+                Kept {
+                    layout: layout.clone(),
+                    tables,
+                },
+            );
+        }
+        Some(streams)
+    }
+
     /// Forgets what was left (pipelines the next configuration does not
     /// have, after it started).
     pub fn clear(&self) {
@@ -114,6 +198,7 @@ mod tests {
 
     fn layout(shards: usize, contracts: &[&str]) -> Layout {
         Layout {
+            seeds: [1, 2],
             index: 0,
             shards,
             contracts: contracts.iter().map(|c| c.to_string()).collect(),

@@ -177,6 +177,15 @@ pub fn tick_interval(window: &WindowSpec) -> Duration {
     (window.size / 10).clamp(Duration::from_millis(10), Duration::from_millis(250))
 }
 
+/// The bounds of each stream table of a pipeline with `window`: its
+/// shards share `max_streams`.
+pub fn stream_params(window: &WindowSpec) -> streams::StreamParams {
+    streams::StreamParams {
+        max_streams: window.max_streams.div_ceil(window.shards.max(1)).max(1),
+        expiry: crate::model::nanos(window.stream_expiry),
+    }
+}
+
 /// What a pipeline's shards are made of.
 #[derive(Debug)]
 pub struct Setup<'a> {
@@ -229,8 +238,8 @@ pub fn spawn(
         // One budget of subjects for the whole pipeline.
         slots: state::SubjectSlots::new(window.max_series),
         idle,
-        max_streams: window.max_streams.div_ceil(shards).max(1),
-        stream_expiry: crate::model::nanos(window.stream_expiry),
+        max_streams: stream_params(window).max_streams,
+        stream_expiry: stream_params(window).expiry,
     };
     let mut senders = Vec::with_capacity(shards);
     let mut tables = carry.take(pipeline, &layout);

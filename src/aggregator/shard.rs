@@ -153,9 +153,14 @@ impl Shard {
                         // the open windows go to the final checkpoint.
                         let snapshot = self.snapshot();
                         let _ = self.output.send(snapshot).await;
-                        // The stream table goes with the windows: the
-                        // next server (a reload) goes on from both.
+                        // The stream table goes with the windows: to the
+                        // final checkpoint (a restart) and to the next
+                        // server (a reload), which go on from both.
                         let table = self.state.take_streams();
+                        if !table.is_empty() {
+                            let encoded = super::carry::encode(&self.layout, &table);
+                            let _ = self.output.send(EngineInput::Streams { shard: self.id, table: encoded }).await;
+                        }
                         self.carry.put(&self.pipeline, &self.layout, self.id, table);
                         break;
                     };

@@ -351,6 +351,110 @@ impl StreamTable {
         self.streams.len()
     }
 
+    /// The table as stored at a graceful stop ([`StoredTable`]).
+    pub fn to_stored(&self) -> StoredTable {
+        let mut streams: Vec<StoredStream> = self
+            .streams
+            .iter()
+            .map(|(id, s)| StoredStream {
+                id: [id.0, id.1],
+                start: s.start,
+                ts: s.ts,
+                last: match &s.last {
+                    Last::Conversions(v) => StoredLast::Conversions(*v),
+                    Last::Exponential {
+                        scale,
+                        offset,
+                        counts,
+                        zero_count,
+                        count,
+                        sum,
+                    } => StoredLast::Exponential {
+                        scale: *scale,
+                        offset: *offset,
+                        counts: counts.clone(),
+                        zero_count: *zero_count,
+                        count: *count,
+                        sum: *sum,
+                    },
+                    Last::Explicit {
+                        bounds,
+                        counts,
+                        count,
+                        sum,
+                    } => StoredLast::Explicit {
+                        bounds: bounds.to_vec(),
+                        counts: counts.clone(),
+                        count: *count,
+                        sum: *sum,
+                    },
+                },
+            })
+            .collect();
+        streams.sort_by_key(|s| s.id);
+        StoredTable { streams }
+    }
+
+    /// A table holding `stored`'s streams under `params`, as far as they
+    /// fit (streams beyond `max_streams` or the bucket bound are left out,
+    /// as new streams would be).
+    pub fn from_stored(params: StreamParams, stored: StoredTable) -> StreamTable {
+        let mut table = StreamTable::new(params);
+        let max_buckets = params.max_buckets();
+        for s in stored.streams {
+            let last = match s.last {
+                StoredLast::Conversions(v) => Last::Conversions(v),
+                StoredLast::Exponential {
+                    scale,
+                    offset,
+                    counts,
+                    zero_count,
+                    count,
+                    sum,
+                } => Last::Exponential {
+                    scale,
+                    offset,
+                    counts,
+                    zero_count,
+                    count,
+                    sum,
+                },
+                StoredLast::Explicit {
+                    bounds,
+                    counts,
+                    count,
+                    sum,
+                } => share_bounds(
+                    &mut table.bounds,
+                    Last::Explicit {
+                        bounds: bounds.into(),
+                        counts,
+                        count,
+                        sum,
+                    },
+                ),
+            };
+            if table.streams.len() >= params.max_streams
+                || table.buckets.saturating_add(last.buckets()) > max_buckets
+            {
+                continue;
+            }
+            let id = StreamId(s.id[0], s.id[1]);
+            table.buckets += last.buckets();
+            table.expiry.push(Reverse((s.ts, id)));
+            table.streams.insert(
+                id,
+                Stream {
+                    start: s.start,
+                    ts: s.ts,
+                    queued: s.ts,
+                    last,
+                },
+            );
+        }
+        table
+    }
+
     /// Takes new bounds (a reload that changed `max_streams` or
     /// `stream_expiry`): streams already held beyond a smaller bound stay
     /// until they expire; no new one is let in meanwhile.
@@ -388,6 +492,52 @@ impl StreamTable {
     pub fn resets(&self) -> u64 {
         self.resets
     }
+}
+
+/// A stream table as stored at a graceful stop, so that a restart goes on
+/// from each stream's last point (see [`super::carry`]).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StoredTable {
+    streams: Vec<StoredStream>,
+}
+
+impl StoredTable {
+    /// Streams in it.
+    pub fn len(&self) -> usize {
+        self.streams.len()
+    }
+
+    /// True when it holds no stream.
+    pub fn is_empty(&self) -> bool {
+        self.streams.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct StoredStream {
+    id: [u64; 2],
+    start: UnixNanos,
+    ts: UnixNanos,
+    last: StoredLast,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+enum StoredLast {
+    Conversions(f64),
+    Exponential {
+        scale: i32,
+        offset: i32,
+        counts: Vec<u64>,
+        zero_count: u64,
+        count: u64,
+        sum: Option<f64>,
+    },
+    Explicit {
+        bounds: Vec<f64>,
+        counts: Vec<u64>,
+        count: u64,
+        sum: Option<f64>,
+    },
 }
 
 /// `last` with its explicit bounds replaced by `shared` when equal, and
@@ -719,6 +869,45 @@ mod tests {
             Delta::Count(PointKind::Latency(l)) => l,
             other => panic!("not a latency delta: {other:?}"),
         }
+    }
+
+    /// A table stored and read back (through its JSON, as a graceful
+    /// stop and the next start do) goes on exactly where the original
+    /// does: same deltas, same stale and reset decisions; what does not
+    /// fit a smaller bound is left out like a new stream.
+    #[test]
+    fn a_stored_table_goes_on_where_it_stopped() {
+        let mut t = table(10);
+        let c = PointKind::Conversions;
+        t.delta(point(1, 10 * S, 20 * S, false, c(5.0)));
+        t.delta(point(2, 10 * S, 20 * S, false, exp(2, -3, &[1, 2, 3], 4)));
+        t.delta(point(3, 10 * S, 20 * S, false, explicit(&[1, 2, 3])));
+        t.delta(point(4, 10 * S, 20 * S, false, explicit(&[5, 5, 5])));
+        let text = serde_json::to_string(&t.to_stored()).expect("encodes");
+        let stored: StoredTable = serde_json::from_str(&text).expect("decodes");
+        assert_eq!(stored, t.to_stored());
+        let mut back = StreamTable::from_stored(t.params, stored.clone());
+        assert_eq!((back.len(), back.buckets()), (t.len(), t.buckets()));
+        let next = [
+            point(1, 10 * S, 21 * S, false, c(8.0)),
+            point(2, 10 * S, 21 * S, false, exp(2, -3, &[2, 2, 5], 4)),
+            point(3, 10 * S, 20 * S, false, explicit(&[9, 9, 9])),
+            point(4, 15 * S, 21 * S, true, explicit(&[1, 0, 0])),
+            point(5, 10 * S, 21 * S, false, c(1.0)),
+        ];
+        for p in next {
+            assert_eq!(back.delta(p.clone()), t.delta(p));
+        }
+        assert_eq!(back.to_stored(), t.to_stored());
+        // A smaller bound keeps what fits.
+        let small = StreamTable::from_stored(
+            StreamParams {
+                max_streams: 2,
+                expiry: 60 * S,
+            },
+            stored,
+        );
+        assert_eq!(small.len(), 2);
     }
 
     #[test]

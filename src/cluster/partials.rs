@@ -79,6 +79,8 @@ impl PartialTask {
         let mut staged: HashMap<(SeriesKey, UnixNanos), Staged> = HashMap::new();
         let mut written: HashMap<(SeriesKey, UnixNanos), u64> = HashMap::new();
         let mut closed_since_write = false;
+        // The shards' stream tables, sent as they stop.
+        let mut tables: Vec<(i64, String)> = Vec::new();
         // Each shard's last close tick, and how far the written partials
         // were last published to the leader.
         let mut marks: Vec<UnixNanos> = vec![0; self.shards.max(1)];
@@ -100,6 +102,11 @@ impl PartialTask {
                 }
             }
             let write_now = match msg {
+                // Stored once the last partials are written.
+                EngineInput::Streams { shard, table } => {
+                    tables.push((crate::storage::checkpoint::streams_slot(shard), table));
+                    false
+                }
                 EngineInput::Closed(cw) => {
                     staged.insert(
                         (cw.series, cw.window.start),
@@ -179,6 +186,21 @@ impl PartialTask {
             )
             .await;
         tracing::info!(pipeline = %self.pipeline, "Window partials written.");
+        // The stream tables, for this instance's next start (a graceful
+        // restart goes on from each cumulative stream's last point).
+        if !tables.is_empty() {
+            let key = crate::storage::checkpoint::instance_streams_key(
+                &self.pipeline,
+                self.member.instance(),
+            );
+            let store: &dyn crate::storage::RunStore = self.member.store.as_ref();
+            if let Err(err) = store
+                .save_checkpoint(&key, &tables, true, self.clock.now())
+                .await
+            {
+                tracing::warn!(pipeline = %self.pipeline, error = %err, "Cannot store the metric stream tables; cumulative streams start again at the next start.");
+            }
+        }
     }
 
     /// Runs `op` until it succeeds. While it fails, ingest is refused

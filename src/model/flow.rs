@@ -54,4 +54,13 @@ pub enum EngineInput {
         /// Every open window of the shard.
         series: OpenWindows,
     },
+    /// Shard `shard`'s metric stream table, encoded, at a graceful stop:
+    /// stored with the final checkpoint so that a restart goes on from
+    /// each stream's last point.
+    Streams {
+        /// Shard index.
+        shard: usize,
+        /// The encoded table (`aggregator::carry::encode`).
+        table: String,
+    },
 }

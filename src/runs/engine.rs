@@ -117,6 +117,9 @@ pub struct Engine {
     images: Vec<OpenWindows>,
     /// Shards whose image changed since the last checkpoint.
     dirty: Vec<bool>,
+    /// Each shard's encoded stream table, sent as it stopped: written
+    /// with the final checkpoint only.
+    streams: Vec<Option<String>>,
     /// Recent windows of each baseline series (runs fix their reference p95
     /// from them), with the end of the newest.
     references: HashMap<SeriesKey, (Reference, UnixNanos)>,
@@ -335,6 +338,7 @@ impl Engine {
             next_window: Window::containing(now.saturating_sub(lateness + size), size),
             images,
             dirty: vec![true; shards],
+            streams: vec![None; shards],
             references: HashMap::new(),
             counts_from,
             deadlines,
@@ -439,6 +443,11 @@ impl Engine {
                     self.dirty[shard] = true;
                 }
             }
+            EngineInput::Streams { shard, table } => {
+                if let Some(slot) = self.streams.get_mut(shard) {
+                    *slot = Some(table);
+                }
+            }
         }
         out
     }
@@ -540,6 +549,17 @@ impl Engine {
             }
         }
         slots.push((checkpoint::PENDING_SLOT, self.encode(pending)));
+        if full {
+            // The stream tables the shards sent as they stopped (none at
+            // the first checkpoint of a start: a full checkpoint replaces
+            // every slot, so tables are read back once, never after a
+            // later crash, when they would be stale).
+            for (shard, table) in self.streams.iter_mut().enumerate() {
+                if let Some(table) = table.take() {
+                    slots.push((checkpoint::streams_slot(shard), table));
+                }
+            }
+        }
         slots
     }
 

@@ -18,6 +18,29 @@ use crate::model::{Accum, Subject, UnixNanos};
 /// their index as slot).
 pub const PENDING_SLOT: i64 = -1;
 
+/// The slot of shard 0's metric stream table; shard `i`'s is this minus
+/// `i` (see [`streams_slot`]).
+const STREAMS_SLOT: i64 = -1000;
+
+/// The slot of shard `shard`'s metric stream table, written by a graceful
+/// stop only (its text is the aggregator's, not a slot of windows).
+pub fn streams_slot(shard: usize) -> i64 {
+    STREAMS_SLOT.saturating_sub(i64::try_from(shard).unwrap_or(i64::MAX))
+}
+
+/// Where an instance on PostgreSQL stores the stream tables of
+/// `pipeline` (its own: instances do not share streams), in place of the
+/// pipeline's name. The separator is a control character, which no
+/// pipeline name holds.
+pub fn instance_streams_key(pipeline: &str, instance: &str) -> String {
+    format!("{pipeline}\u{1f}streams of\u{1f}{instance}")
+}
+
+/// The shard whose stream table `slot` holds, if it holds one.
+pub fn streams_shard(slot: i64) -> Option<usize> {
+    (slot <= STREAMS_SLOT).then(|| usize::try_from(STREAMS_SLOT - slot).ok())?
+}
+
 /// Format version written into every slot.
 const VERSION: u32 = 1;
 
@@ -107,6 +130,19 @@ pub fn decode(text: &str) -> Result<Vec<RestoredSeries>, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stream_slots_are_apart_from_window_slots() {
+        assert_eq!(streams_shard(streams_slot(0)), Some(0));
+        assert_eq!(streams_shard(streams_slot(7)), Some(7));
+        assert_eq!(streams_shard(PENDING_SLOT), None);
+        assert_eq!(streams_shard(0), None);
+        assert_eq!(streams_shard(3), None);
+        assert_ne!(
+            instance_streams_key("p", "a"),
+            instance_streams_key("p", "b")
+        );
+    }
 
     #[test]
     fn slots_round_trip() {

@@ -69,6 +69,54 @@ pub struct Server {
     owned: Option<Endpoints>,
 }
 
+/// Each pipeline's stream-table layout in this start; tables a graceful
+/// stop stored are put where the shards take them, when nothing newer is
+/// kept in memory (a reload) and they were keyed alike: the stored seeds
+/// are adopted first, before anything hashes a stream, and the index,
+/// shards and contract names must not have changed. An instance on
+/// PostgreSQL (`instance`) reads its own.
+async fn resume_streams(
+    config: &ValidatedConfig,
+    store: &dyn RunStore,
+    instance: Option<&str>,
+    carry: &aggregator::carry::Carry,
+    now: crate::model::UnixNanos,
+) -> Result<Vec<aggregator::carry::Layout>, storage::StoreError> {
+    let mut stored = Vec::with_capacity(config.pipelines.len());
+    for p in &config.pipelines {
+        stored.push(restore::stream_tables(store, p, instance, now).await?);
+    }
+    if let Some((_, layout, _)) = stored.iter().flatten().next() {
+        if !crate::receivers::otlp::stream_id::adopt_seeds(layout.seeds) {
+            tracing::info!("Stream ids are seeded already in this process: the stored metric stream tables are not used.");
+        }
+    }
+    let seeds = crate::receivers::otlp::stream_id::stream_seeds();
+    let mut layouts = Vec::with_capacity(config.pipelines.len());
+    for (index, (p, tables)) in config.pipelines.iter().zip(stored).enumerate() {
+        let layout = aggregator::carry::Layout {
+            seeds,
+            index,
+            shards: p.window.shards.max(1),
+            contracts: p.contracts.iter().map(|c| c.name.clone()).collect(),
+        };
+        if !tables.is_empty() {
+            let params = aggregator::stream_params(&p.window);
+            match carry.restore(&p.name, &layout, tables, params) {
+                None => {}
+                Some(0) => {
+                    tracing::info!(pipeline = %p.name, "The stored metric streams were keyed otherwise (shards or contracts changed): cumulative streams start again.")
+                }
+                Some(streams) => {
+                    tracing::info!(pipeline = %p.name, streams, "Metric streams resumed from the last stop.")
+                }
+            }
+        }
+        layouts.push(layout);
+    }
+    Ok(layouts)
+}
+
 /// What a server hands the next one a supervisor starts (a reload), besides
 /// the listening sockets.
 #[derive(Default)]
@@ -323,6 +371,16 @@ impl Server {
         let mut partial_tasks = Vec::new();
         let mut inputs: Vec<(Vec<String>, Arc<PipelineInput>)> = Vec::new();
         drop(ack_senders);
+        let instance = member.as_ref().map(|m| m.instance().to_string());
+        let layouts = resume_streams(
+            &config,
+            store.as_ref(),
+            instance.as_deref(),
+            &kept.streams,
+            clock.now(),
+        )
+        .await
+        .context("resuming the metric streams")?;
         for (index, (p, acks)) in config.pipelines.iter().zip(ack_receivers).enumerate() {
             let (engine_tx, engine_rx) = mpsc::channel(4096);
             let (command_tx, command_rx) = mpsc::channel(64);
@@ -418,11 +476,7 @@ impl Server {
                     checkpoint_interval: config.service.checkpoint_interval,
                     restored: open,
                     carry: kept.streams.clone(),
-                    layout: aggregator::carry::Layout {
-                        index,
-                        shards,
-                        contracts: p.contracts.iter().map(|c| c.name.clone()).collect(),
-                    },
+                    layout: layouts[index].clone(),
                     idle: p
                         .contracts
                         .iter()

@@ -6,6 +6,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use crate::aggregator::carry::{self, Layout};
+use crate::aggregator::streams::StoredTable;
 use crate::config::PipelineSpec;
 use crate::model::Accum;
 use crate::model::OpenWindows;
@@ -13,6 +15,43 @@ use crate::model::{SeriesKey, UnixNanos};
 use crate::runs::engine::EngineSeed;
 use crate::storage::checkpoint::{self, RestoredSeries, PENDING_SLOT};
 use crate::storage::{RunStore, StoreError};
+
+/// The metric stream tables a graceful stop stored for `pipeline`, by
+/// shard, with the layout each was keyed by; unreadable ones are logged
+/// and left out (their streams start again).
+///
+/// An instance on PostgreSQL (`instance`) stores its own under
+/// [`checkpoint::instance_streams_key`], and they are deleted as they are
+/// read (no full checkpoint replaces them there): a crash later must not
+/// find them, stale, at the next start.
+pub(super) async fn stream_tables(
+    store: &dyn RunStore,
+    pipeline: &PipelineSpec,
+    instance: Option<&str>,
+    now: UnixNanos,
+) -> Result<Vec<(usize, Layout, StoredTable)>, StoreError> {
+    let mut out = Vec::new();
+    let key = match instance {
+        Some(i) => checkpoint::instance_streams_key(&pipeline.name, i),
+        None => pipeline.name.clone(),
+    };
+    let slots = store.load_checkpoint(&key).await?;
+    if instance.is_some() && !slots.is_empty() {
+        store.save_checkpoint(&key, &[], true, now).await?;
+    }
+    for (slot, text) in slots {
+        let Some(shard) = checkpoint::streams_shard(slot) else {
+            continue;
+        };
+        match carry::decode(&text) {
+            Ok((layout, table)) => out.push((shard, layout, table)),
+            Err(err) => {
+                tracing::error!(pipeline = %pipeline.name, shard, error = %err, "Stored metric stream table unreadable; its cumulative streams start again.");
+            }
+        }
+    }
+    Ok(out)
+}
 
 /// The engine's seed, with the open windows of each shard.
 pub(super) async fn seed(
@@ -30,6 +69,8 @@ pub(super) async fn seed(
     // slot may hold an older partial copy of the same window: the closed
     // one wins.
     let mut slots = store.load_checkpoint(&pipeline.name).await?;
+    // Stream tables are read by `stream_tables`.
+    slots.retain(|(slot, _)| checkpoint::streams_shard(*slot).is_none());
     slots.sort_by_key(|(slot, _)| *slot);
     let mut windows: HashMap<SeriesKey, BTreeMap<UnixNanos, Accum>> = HashMap::new();
     let mut restored = 0usize;

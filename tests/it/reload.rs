@@ -590,16 +590,26 @@ async fn a_reload_to_a_yaml_alias_bomb_is_refused_and_serving_goes_on() {
     assert_eq!(logged(&v, "Reloaded."), 0);
 }
 
-/// Cumulative metric streams across reloads: the real OpenTelemetry SDK
-/// exports one cumulative histogram stream every 100 ms while the file is
-/// reloaded twice — once in the window the stream started in, once in a
-/// later one. Each shard's stream table goes on across the reload, so
-/// every request the SDK recorded is counted exactly once: without it the
+/// How the server is switched while the SDK's stream flows.
+#[derive(Clone, Copy)]
+enum Switch {
+    /// SIGHUP with a changed threshold.
+    Reload,
+    /// SIGTERM, then `verdict run` again on the same file and ports.
+    Restart,
+}
+
+/// Cumulative metric streams across reloads or graceful restarts: the
+/// real OpenTelemetry SDK exports one cumulative histogram stream every
+/// 100 ms while the server is switched twice — once in the window the
+/// stream started in, once in a later one. Each shard's stream table goes
+/// on across the switch (handed to the next configuration, or stored with
+/// the final checkpoint and adopted with its stream-id seeds), so every
+/// request the SDK recorded is counted exactly once: without it the
 /// stream's next point looked like a first one, counted whole again in its
 /// start window (its earlier deltas were already there) or taken as a mere
 /// baseline later (what happened since its previous point was lost).
-#[tokio::test(flavor = "multi_thread")]
-async fn cumulative_metric_streams_are_counted_exactly_across_reloads() {
+async fn cumulative_stream_through(switch: Switch, backend: &crate::durable::Backend) {
     use crate::metrics_e2e::OnRuntime;
     use opentelemetry::metrics::MeterProvider as _;
     use opentelemetry::KeyValue;
@@ -609,11 +619,14 @@ async fn cumulative_metric_streams_are_counted_exactly_across_reloads() {
     const WINDOW_MS: u64 = 3000;
     const PER_EXPORT: u64 = 10;
     const EXPORTS: u64 = 70;
-    let dir = TempDir::new("reload-streams");
+    let dir = TempDir::new(&format!("switch-streams-{}", backend.name()));
     let file = dir.0.join("pipeline.yaml");
     let contract = "    source: metrics\n    version: 1\n    decision: windows\n    pass_windows: 1000\n    fail_windows: 1000";
+    // Fixed ports: a restarted server must listen where the SDK sends.
+    let http = format!("127.0.0.1:{}", crate::durable::free_port());
     let yaml = |p95: u32| {
-        pipeline(&sqlite(&dir.0), &[], contract)
+        backend
+            .settings(&pipeline(&backend.storage(&dir), &[], contract))
             .replace(
                 "size: 1s, allowed_lateness: 200ms",
                 "size: 3s, allowed_lateness: 300ms",
@@ -622,11 +635,16 @@ async fn cumulative_metric_streams_are_counted_exactly_across_reloads() {
                 "max_p95_latency_ms: 100",
                 &format!("max_p95_latency_ms: {p95}"),
             )
+            .replace(
+                "http: { endpoint: \"127.0.0.1:0\" }",
+                &format!("http: {{ endpoint: \"{http}\" }}"),
+            )
     };
     std::fs::write(&file, yaml(100)).expect("write");
-    let v = Verdict::start(&file);
+    let mut v = Verdict::start(&file);
+    assert_eq!(v.http.to_string(), http);
 
-    // The stream starts early in a window, so that the first reload falls
+    // The stream starts early in a window, so that the first switch falls
     // in the window it started in.
     loop {
         let into = (now_ns() / 1_000_000) % WINDOW_MS;
@@ -638,8 +656,9 @@ async fn cumulative_metric_streams_are_counted_exactly_across_reloads() {
     let exporter = opentelemetry_otlp::MetricExporter::builder()
         .with_http()
         .with_protocol(Protocol::HttpBinary)
-        .with_endpoint(format!("http://{}/v1/metrics", v.http))
+        .with_endpoint(format!("http://{http}/v1/metrics"))
         .with_temporality(Temporality::Cumulative)
+        .with_timeout(Duration::from_secs(2))
         .build()
         .expect("exporter builds");
     let reader = PeriodicReader::builder(OnRuntime {
@@ -672,21 +691,34 @@ async fn cumulative_metric_streams_are_counted_exactly_across_reloads() {
                 for ms in 0..PER_EXPORT {
                     histogram.record(20.0 + ms as f64, &attrs);
                 }
-                // An export refused during a reload is not lost: the next
+                // An export refused during a switch is not lost: the next
                 // cumulative point carries it.
                 let _ = provider.force_flush();
                 std::thread::sleep(Duration::from_millis(100));
             }
         })
     };
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    std::fs::write(&file, yaml(150)).expect("write");
-    sighup(&v);
-    reloaded(&v, 1).await;
-    tokio::time::sleep(Duration::from_millis(3500)).await;
-    std::fs::write(&file, yaml(200)).expect("write");
-    sighup(&v);
-    reloaded(&v, 2).await;
+    let mut switched = 0;
+    for (after, p95) in [(800, 150), (3500, 200)] {
+        tokio::time::sleep(Duration::from_millis(after)).await;
+        switched += 1;
+        match switch {
+            Switch::Reload => {
+                std::fs::write(&file, yaml(p95)).expect("write");
+                sighup(&v);
+                reloaded(&v, switched).await;
+            }
+            Switch::Restart => {
+                assert!(v.terminate().success());
+                v = Verdict::start(&file);
+                assert!(
+                    logged(&v, "Metric streams resumed from the last stop.") == 1,
+                    "{:?}",
+                    v.stderr.lock().expect("lock")
+                );
+            }
+        }
+    }
     sender.await.expect("sender");
     provider.force_flush().expect("the last export is taken");
     let recorded = PER_EXPORT * EXPORTS;
@@ -701,5 +733,17 @@ async fn cumulative_metric_streams_are_counted_exactly_across_reloads() {
     let after = v.run("1.0").await;
     assert_eq!(after["run"]["samples"].as_u64(), Some(recorded), "{after}");
     assert_eq!(after["run_id"], run["run_id"], "the run is kept");
-    assert!(logged(&v, "cumulative metric streams start again") == 0);
+    assert_eq!(logged(&v, "cumulative streams start again"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cumulative_metric_streams_are_counted_exactly_across_reloads() {
+    cumulative_stream_through(Switch::Reload, &crate::durable::Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cumulative_metric_streams_are_counted_exactly_across_graceful_restarts() {
+    for backend in crate::durable::backends().await {
+        cumulative_stream_through(Switch::Restart, &backend).await;
+    }
 }

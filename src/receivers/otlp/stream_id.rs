@@ -14,14 +14,15 @@
 //!   it (which would corrupt the victim's deltas). foldhash is not
 //!   cryptographic: its secrets could in principle be learned from its
 //!   outputs, but stream ids never leave the process (they are neither
-//!   stored, answered nor logged), and the only outside view of them is the
+//!   answered nor logged; stored only with the stream tables, in verdict's
+//!   own storage), and the only outside view of them is the
 //!   timing of the shard's hash table, itself seeded independently.
 //! - **No accidental collisions.** Two independent 64-bit halves: among a
 //!   million streams the chance that any two share an id is about 10⁻²⁷.
-//! - **Not stable across processes** (the seeds change with each start):
-//!   nothing outlives the process that keys by it — the stream tables are
-//!   not checkpointed, so a restart starts every stream again (design §3),
-//!   whatever the ids.
+//! - **Stable across a graceful restart only**: the seeds are drawn at
+//!   each start, except that a process restoring the stream tables a
+//!   graceful stop stored adopts the seeds they were keyed with (stored
+//!   with them, in verdict's own storage) before it hashes anything.
 //!
 //! The points' bytes go into the hash as sent: attributes by their encoded
 //! `KeyValue` (the wire reader hashes them as it reads them, the prost
@@ -38,7 +39,7 @@
 //! do.
 
 use std::hash::{Hash, Hasher};
-use std::sync::LazyLock;
+use std::sync::OnceLock;
 
 use foldhash::quality::FoldHasher;
 use foldhash::SharedSeed;
@@ -47,13 +48,40 @@ use prost::Message;
 
 use crate::model::point::StreamId;
 
-/// The secret seeds of the two halves, drawn once per process.
-static SEEDS: LazyLock<[SharedSeed; 2]> = LazyLock::new(|| {
-    [
-        SharedSeed::from_u64(rand::random()),
-        SharedSeed::from_u64(rand::random()),
-    ]
-});
+/// The secret seeds of the two halves, drawn once per process unless a
+/// restart adopted the stored ones first ([`adopt_seeds`]), with the
+/// numbers they were made from.
+static SEEDS: OnceLock<([SharedSeed; 2], [u64; 2])> = OnceLock::new();
+
+fn seeds() -> &'static ([SharedSeed; 2], [u64; 2]) {
+    SEEDS.get_or_init(|| seeded([rand::random(), rand::random()]))
+}
+
+fn seeded(raw: [u64; 2]) -> ([SharedSeed; 2], [u64; 2]) {
+    (
+        [SharedSeed::from_u64(raw[0]), SharedSeed::from_u64(raw[1])],
+        raw,
+    )
+}
+
+/// The numbers this process's stream ids are seeded from: stored with the
+/// stream tables at a graceful stop, so that the next process can key its
+/// streams alike ([`adopt_seeds`]). They never leave verdict's storage.
+pub fn stream_seeds() -> [u64; 2] {
+    seeds().1
+}
+
+/// Seeds this process's stream ids from `raw` (those of the process that
+/// stored the stream tables being restored), unless ids were seeded
+/// already; says whether ids are now seeded from `raw`, i.e. whether the
+/// stored tables' ids are this process's.
+pub fn adopt_seeds(raw: [u64; 2]) -> bool {
+    seeds_of(&SEEDS, raw)
+}
+
+fn seeds_of(cell: &OnceLock<([SharedSeed; 2], [u64; 2])>, raw: [u64; 2]) -> bool {
+    cell.get_or_init(|| seeded(raw)).1 == raw
+}
 
 /// A stream identity being hashed: two foldhash states with independent
 /// secret seeds (see the module documentation), and the sums of the
@@ -69,7 +97,7 @@ pub(crate) struct StreamHasher {
 impl StreamHasher {
     /// The identity of nothing yet.
     pub(crate) fn new() -> StreamHasher {
-        let [a, b] = &*SEEDS;
+        let [a, b] = &seeds().0;
         StreamHasher {
             halves: (FoldHasher::with_seed(0, a), FoldHasher::with_seed(0, b)),
             list: (0, 0),
@@ -107,7 +135,7 @@ impl StreamHasher {
     /// added to its list (the order of a list does not matter).
     #[inline]
     pub(crate) fn attribute(&mut self, encoded: &[u8]) {
-        let [a, b] = &*SEEDS;
+        let [a, b] = &seeds().0;
         let mut one = (FoldHasher::with_seed(0, a), FoldHasher::with_seed(0, b));
         encoded.hash(&mut one.0);
         encoded.hash(&mut one.1);
@@ -145,6 +173,18 @@ impl StreamHasher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Seeds are adopted only before anything is hashed: a process whose
+    /// ids are seeded already refuses other seeds (its stored tables are
+    /// not its ids), and accepts its own.
+    #[test]
+    fn seeds_are_adopted_only_first() {
+        let cell = OnceLock::new();
+        assert!(seeds_of(&cell, [1, 2]));
+        assert!(seeds_of(&cell, [1, 2]));
+        assert!(!seeds_of(&cell, [3, 4]));
+        assert!(adopt_seeds(stream_seeds()));
+    }
 
     fn id(parts: &[&[u8]]) -> StreamId {
         let mut h = StreamHasher::new();

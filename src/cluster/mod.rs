@@ -167,7 +167,7 @@ impl Election {
             &election.member,
             election.started_at,
             &election.clock,
-            false,
+            (false, true),
         )
         .await?;
         Ok((member, election))
@@ -191,7 +191,10 @@ impl Election {
                 match Session::open(&url, &instance).await {
                     Ok(Some(s)) => self.session = Some(s),
                     Ok(None) => {
-                        tracing::error!(%instance, "Another running verdict took this instance's name; not leading.")
+                        // Deposed while frozen, and the name taken since:
+                        // two processes must not write as one instance.
+                        self.superseded(&instance);
+                        return;
                     }
                     Err(err) => {
                         tracing::warn!(error = %err, "Cannot reach PostgreSQL for this instance's session.")
@@ -225,8 +228,12 @@ impl Election {
                 }
             }
             gauge.set(if leading { 1.0 } else { 0.0 });
-            match beat(&self.member, self.started_at, &self.clock, leading).await {
+            match beat(&self.member, self.started_at, &self.clock, (leading, false)).await {
                 Ok(()) => self.health.ok(source),
+                Err(crate::storage::StoreError::Superseded(_)) => {
+                    self.superseded(&instance);
+                    return;
+                }
                 Err(err) => {
                     tracing::warn!(error = %err, "Cannot write this instance's heartbeat.");
                     self.health.failed(source, err.to_string());
@@ -246,9 +253,21 @@ impl Election {
     }
 }
 
-/// Writes `member`'s heartbeat. (A function of the parts, not a method of
-/// [`Election`]: its session's connection cannot be shared across threads.)
 impl Election {
+    /// Another process runs as this instance now: this one was deposed
+    /// while frozen, and its name was taken since. It leads no more, says
+    /// so, and ends, which stops the server (exit 1): its partials are
+    /// refused already ([`crate::storage::StoreError::Superseded`]), and
+    /// the two must not both take requests as one instance.
+    fn superseded(&mut self, instance: &str) {
+        let _ = self.leading.send(false);
+        metrics::gauge!(telemetry::CLUSTER_LEADER).set(0.0);
+        self.session = None;
+        let why = format!("another verdict process runs as instance {instance} now (this one was deposed while it was frozen)");
+        tracing::error!(%instance, error = %why, "This process is no longer the instance; stopping.");
+        self.health.failed("cluster", why);
+    }
+
     /// A follower ends the session of a leader that holds the lock but has
     /// not heartbeat for [`DEPOSE_AFTER`] while the database was writable
     /// for this instance: a frozen leader judges nothing, and would keep
@@ -278,7 +297,7 @@ async fn beat(
     member: &Member,
     started_at: UnixNanos,
     clock: &SharedClock,
-    leader: bool,
+    (leader, first): (bool, bool),
 ) -> Result<(), crate::storage::StoreError> {
     let api = member.api.lock().map(|a| a.clone()).unwrap_or_default();
     let before = clock.now();
@@ -291,6 +310,7 @@ async fn beat(
             started_at,
             leader,
             partials_pending: member.pending.load(Ordering::Relaxed),
+            first,
         })
         .await;
     let db = match written {

@@ -239,6 +239,16 @@ impl PartialTask {
                     self.gate.open();
                     return;
                 }
+                Err(err @ crate::storage::StoreError::Superseded(_)) => {
+                    // Not retried: this process is no longer the instance
+                    // (its election task stops the server). Nothing more
+                    // is taken in meanwhile.
+                    let why = err.to_string();
+                    tracing::error!(pipeline = %self.pipeline, error = %why, "Window partials not written: this process is no longer the instance.");
+                    self.health.failed(&source, why.clone());
+                    self.gate.close(why);
+                    return;
+                }
                 Err(err) => {
                     let why = format!("cannot {what}: {err}");
                     if failures == 1 {
@@ -282,7 +292,7 @@ impl PartialTask {
         self.until_stored("write window partials", || {
             self.member.store.upsert_partials(
                 &self.pipeline,
-                self.member.instance(),
+                (self.member.instance(), &self.member.incarnation),
                 self.clock.now(),
                 &rows,
             )

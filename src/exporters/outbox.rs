@@ -121,6 +121,10 @@ pub struct OutboxLease {
 /// holder's attempts may still be under way.
 const LEASE: Duration = Duration::from_secs(10);
 
+/// How long a worker's final pass at a stop or reload goes on starting
+/// deliveries (each then takes at most its attempt bound).
+const FINAL_PASS: Duration = Duration::from_secs(5);
+
 /// How often a worker in a cluster looks at the outbox without being
 /// woken: rows are committed by the leader, which may be another instance.
 const CLUSTER_WAKE: Duration = Duration::from_secs(1);
@@ -141,10 +145,14 @@ impl Worker {
         let mut last_purge: Option<tokio::time::Instant> = None;
         loop {
             let stopping = self.stop.is_cancelled();
-            let next = self.round().await;
+            // The final pass after the engines stopped starts no delivery
+            // after FINAL_PASS: a slow target must not hold a stop or a
+            // reload past its grace (what is left stays pending and is
+            // delivered after it, at least once).
+            let deadline = stopping.then(|| tokio::time::Instant::now() + FINAL_PASS);
+            let next = self.round(deadline).await;
             if stopping {
-                // The final pass after the engines stopped is done; what is
-                // left stays pending and is delivered after the restart.
+                self.release().await;
                 return;
             }
             if self.purge && last_purge.is_none_or(|t| t.elapsed() >= IDLE_WAKE * 60) {
@@ -203,7 +211,21 @@ impl Worker {
         }
     }
 
-    async fn round(&self) -> Next {
+    /// In a cluster, gives the lease up as the worker stops, so that
+    /// another instance delivers at once instead of after it lapses.
+    async fn release(&self) {
+        if let Some(lease) = &self.lease {
+            if let Err(err) = lease
+                .store
+                .release_outbox(&self.exporter, &lease.instance)
+                .await
+            {
+                tracing::warn!(exporter = %self.exporter, error = %err, "Could not give up the outbox lease; another instance delivers once it lapses.");
+            }
+        }
+    }
+
+    async fn round(&self, deadline: Option<tokio::time::Instant>) -> Next {
         if !self.leased(false).await {
             return Next::In(CLUSTER_WAKE);
         }
@@ -257,6 +279,13 @@ impl Worker {
                 }
                 soonest = Some(soonest.map_or(d.next_attempt_at, |s| s.min(d.next_attempt_at)));
                 continue;
+            }
+            match deadline {
+                Some(d) if tokio::time::Instant::now() >= d => return Next::Idle,
+                // Stopping began during this round: the final pass (with
+                // its deadline) goes on from here.
+                None if self.stop.is_cancelled() => return Next::Now,
+                _ => {}
             }
             // The batch was read under the lease; a slow target can make a
             // round outlast it, so each delivery first extends it, and a

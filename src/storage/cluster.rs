@@ -131,6 +131,8 @@ pub struct Heartbeat<'a> {
     pub leader: bool,
     /// Partial rows not written yet.
     pub partials_pending: u64,
+    /// The process's first heartbeat: it takes the instance's name over.
+    pub first: bool,
 }
 
 /// What a leader's commit cleared from the partials.
@@ -170,10 +172,16 @@ impl SqlStore {
     /// Writes `rows` as instance `instance`'s partials of `pipeline`
     /// (flush number `seq`), in sorted batches of at most [`BATCH_ROWS`],
     /// each retried on serialization failures and deadlocks.
+    ///
+    /// Each batch is written only while `incarnation` is still the
+    /// instance's (checked in the batch's transaction): a process deposed
+    /// while frozen, whose name another process took since, gets
+    /// [`StoreError::Superseded`] instead of overwriting that process's
+    /// rows.
     pub async fn upsert_partials(
         &self,
         pipeline: &str,
-        instance: &str,
+        (instance, incarnation): (&str, &str),
         seq: u64,
         rows: &[Partial],
     ) -> Result<(), StoreError> {
@@ -210,8 +218,25 @@ impl SqlStore {
                         .bind(*samples)
                         .bind(state.as_str());
                 }
-                match q.execute(&self.pool).await {
-                    Ok(_) => break,
+                let written = async {
+                    let mut tx = self.pool.begin().await?;
+                    let holder: Option<String> = sqlx::query_scalar(
+                        "SELECT incarnation FROM cluster_instances WHERE instance = $1",
+                    )
+                    .bind(instance)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if holder.as_deref().is_some_and(|h| h != incarnation) {
+                        return Ok(false);
+                    }
+                    q.execute(&mut *tx).await?;
+                    tx.commit().await?;
+                    Ok::<bool, sqlx::Error>(true)
+                }
+                .await;
+                match written {
+                    Ok(true) => break,
+                    Ok(false) => return Err(StoreError::Superseded(instance.to_string())),
                     Err(err) if is_retryable(&err) && attempt < RETRIES => {
                         attempt += 1;
                         tracing::debug!(error = %err, attempt, "Partials write retried.");
@@ -504,6 +529,11 @@ impl SqlStore {
 
     /// Writes an instance's heartbeat, stamped with the database's clock
     /// (one clock for every instance's liveness); returns that stamp.
+    ///
+    /// A process's first heartbeat (it holds the name's session lock) makes
+    /// its incarnation the instance's; a later one is written only while it
+    /// still is, and is refused with [`StoreError::Superseded`] once another
+    /// process took the name (this one was deposed while frozen).
     pub async fn heartbeat(&self, beat: &Heartbeat<'_>) -> Result<UnixNanos, StoreError> {
         let row = sqlx::query(
             "INSERT INTO cluster_instances (instance, incarnation, api, started_at, heartbeat_at, \
@@ -512,7 +542,9 @@ impl SqlStore {
              ON CONFLICT (instance) DO UPDATE SET incarnation = excluded.incarnation, \
              api = excluded.api, started_at = excluded.started_at, \
              heartbeat_at = excluded.heartbeat_at, leader = excluded.leader, \
-             partials_pending = excluded.partials_pending RETURNING heartbeat_at",
+             partials_pending = excluded.partials_pending \
+             WHERE $7 OR cluster_instances.incarnation = excluded.incarnation \
+             RETURNING heartbeat_at",
         )
         .bind(beat.instance)
         .bind(beat.incarnation)
@@ -520,9 +552,13 @@ impl SqlStore {
         .bind(int(beat.started_at))
         .bind(i64::from(beat.leader))
         .bind(int(beat.partials_pending))
-        .fetch_one(&self.pool)
+        .bind(beat.first)
+        .fetch_optional(&self.pool)
         .await
         .map_err(unavailable)?;
+        let Some(row) = row else {
+            return Err(StoreError::Superseded(beat.instance.to_string()));
+        };
         Ok(uint(row.try_get("heartbeat_at").map_err(unavailable)?))
     }
 
@@ -652,6 +688,17 @@ impl SqlStore {
         .await
         .map_err(unavailable)?;
         Ok(None)
+    }
+
+    /// Gives up `instance`'s outbox lease of `exporter` (a graceful stop).
+    pub async fn release_outbox(&self, exporter: &str, instance: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM outbox_leases WHERE exporter = $1 AND instance = $2")
+            .bind(exporter)
+            .bind(instance)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
     }
 
     /// Takes or renews `exporter`'s outbox lease for `instance` for `term`
@@ -915,7 +962,7 @@ mod tests {
                             .collect();
                         rows.shuffle(&mut rand::rng());
                         store
-                            .upsert_partials("p", &instance, seq, &rows)
+                            .upsert_partials("p", (&instance, "1"), seq, &rows)
                             .await
                             .expect("no error reaches the writer");
                     }
@@ -939,7 +986,7 @@ mod tests {
         }
         // An older write that arrives late (a retry) replaces nothing.
         store
-            .upsert_partials("p", "i0", 11, &[partial(0, 0, 1)])
+            .upsert_partials("p", ("i0", "1"), 11, &[partial(0, 0, 1)])
             .await
             .expect("writes");
         let first = store.merged_partials("p", 0).await.expect("reads");
@@ -993,6 +1040,55 @@ mod tests {
             .await
             .expect_err("fails");
         assert!(!is_retryable(&other));
+    }
+
+    /// A process's first heartbeat takes its instance's name over; the
+    /// process it replaced (deposed while frozen) then has its heartbeats
+    /// and its partials refused as superseded, while the new one writes.
+    #[tokio::test]
+    async fn a_superseded_process_writes_nothing_more() {
+        let Some(db) = TestDatabase::create().await else {
+            return;
+        };
+        let store = SqlStore::open_postgres(&spec(&db.url, "t"))
+            .await
+            .expect("opens");
+        let beat = |incarnation, first| Heartbeat {
+            instance: "a",
+            incarnation,
+            api: "127.0.0.1:1",
+            started_at: 1,
+            leader: false,
+            partials_pending: 0,
+            first,
+        };
+        store.heartbeat(&beat("old", true)).await.expect("joins");
+        store.heartbeat(&beat("old", false)).await.expect("beats");
+        store
+            .upsert_partials("p", ("a", "old"), 1, &[partial(0, 2, 7)])
+            .await
+            .expect("writes");
+        store
+            .heartbeat(&beat("new", true))
+            .await
+            .expect("takes the name");
+        assert!(matches!(
+            store.heartbeat(&beat("old", false)).await,
+            Err(StoreError::Superseded(_))
+        ));
+        assert!(matches!(
+            store
+                .upsert_partials("p", ("a", "old"), 9, &[partial(0, 2, 100)])
+                .await,
+            Err(StoreError::Superseded(_))
+        ));
+        store.heartbeat(&beat("new", false)).await.expect("beats");
+        store
+            .upsert_partials("p", ("a", "new"), 2, &[partial(0, 2, 9)])
+            .await
+            .expect("writes");
+        let merged = store.merged_partials("p", 2_000).await.expect("reads");
+        assert_eq!(merged[0].accum.samples, 9, "{merged:?}");
     }
 
     /// An outbox lease is one instance's while it runs on PostgreSQL's
@@ -1078,7 +1174,7 @@ mod tests {
         };
         assert_eq!(store.claim(&old, 1_000, 5).await.expect("claims"), 1_000);
         store
-            .upsert_partials("p", "a", 1, &[partial(0, 2, 7), partial(0, 3, 7)])
+            .upsert_partials("p", ("a", "1"), 1, &[partial(0, 2, 7), partial(0, 3, 7)])
             .await
             .expect("writes");
         assert_eq!(
@@ -1157,7 +1253,7 @@ mod tests {
             });
         }
         store
-            .upsert_partials("p", "evil", 1, &rows)
+            .upsert_partials("p", ("evil", "1"), 1, &rows)
             .await
             .expect("writes");
         let merged = store.merged_partials("p", 2_000).await.expect("reads");
@@ -1192,11 +1288,12 @@ mod tests {
                 started_at: 1,
                 leader: name == "a",
                 partials_pending: 0,
+                first: true,
             };
             store.heartbeat(&beat).await.expect("heartbeat");
         }
         store
-            .upsert_partials("p", "slow", 1, &[partial(0, 2, 7)])
+            .upsert_partials("p", ("slow", "1"), 1, &[partial(0, 2, 7)])
             .await
             .expect("writes");
         let judged = store
@@ -1208,7 +1305,7 @@ mod tests {
         store
             .upsert_partials(
                 "p",
-                "slow",
+                ("slow", "1"),
                 2,
                 &[partial(0, 2, 9), partial(1, 2, 9), partial(0, 3, 1)],
             )

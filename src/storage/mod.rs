@@ -61,6 +61,11 @@ pub enum StoreError {
     /// Stored data could not be read back.
     #[error("stored data is unreadable: {0}")]
     Corrupt(String),
+    /// Another process runs as this instance now (this one was deposed
+    /// while frozen, and the name was taken since): nothing more may be
+    /// written under the name by this process.
+    #[error("another verdict process runs as instance {0} now; this one must write nothing more")]
+    Superseded(String),
 }
 
 /// Opens (and for a database, creates and migrates) the configured store.

@@ -957,6 +957,66 @@ async fn a_frozen_leader_is_deposed() {
     assert_eq!(runs["steady"].0, "VALIDATING", "{runs:?}");
 }
 
+/// A frozen leader is deposed and its name taken by a new process (a
+/// supervisor restarted it): when the frozen one resumes, it finds another
+/// process running as its instance, writes nothing more under the name
+/// and stops (exit 1), so the new process's partials are not overwritten
+/// and the spans it accepted are all counted.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deposed_process_whose_name_was_taken_stops() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let dir = TempDir::new("superseded");
+    let receiver = Receiver::default();
+    let hook = receiver.serve("127.0.0.1:0").await;
+    let mut nodes = start(&dir, &db.url, &["a", "b"], &hook);
+    let leader = eventually(WAIT, "a leader", || async {
+        cluster(nodes[0].api).await["leader"]
+            .as_str()
+            .map(str::to_string)
+    })
+    .await;
+    let index = usize::from(leader == "b");
+    let other = 1 - index;
+    let mut accepted = send(nodes[index].grpc.expect("gRPC"), "steady", 5, 10, 40).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    nodes[index].signal("STOP");
+    eventually(WAIT, "the other instance to lead", || async {
+        let view = cluster(nodes[other].api).await;
+        (view["leader"].as_str() != Some(leader.as_str()) && view["leader"].is_string())
+            .then_some(())
+    })
+    .await;
+    // The name is free again (the frozen session was ended): a new
+    // process takes it and takes spans.
+    let replacement = Verdict::start(&dir.0.join(format!("{leader}.yaml")));
+    accepted += send(replacement.grpc.expect("gRPC"), "steady", 5, 10, 40).await;
+    let mut frozen = nodes.remove(index);
+    frozen.signal("CONT");
+    let status = frozen
+        .exited(Duration::from_secs(20))
+        .await
+        .expect("the superseded process stops");
+    assert_eq!(status.code(), Some(1));
+    assert!(
+        frozen
+            .stderr
+            .lock()
+            .expect("lock")
+            .iter()
+            .any(|l| l.contains("no longer the instance")),
+        "{:?}",
+        frozen.stderr.lock().expect("lock")
+    );
+    accepted += send(replacement.grpc.expect("gRPC"), "steady", 5, 10, 40).await;
+    let expected = BTreeMap::from([("steady".to_string(), accepted)]);
+    counts_reach(replacement.api, &expected).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let runs = samples(nodes[0].api).await;
+    assert_eq!(runs["steady"].1, accepted, "{runs:?}");
+}
+
 /// One instance's path to PostgreSQL hangs (a partition: no error, no
 /// answer): it refuses ingest as soon as a partial write goes unconfirmed
 /// for 2 s, well before the leader stops waiting for it, and once the path

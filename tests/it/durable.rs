@@ -174,6 +174,18 @@ impl Verdict {
         }
     }
 
+    /// Waits (bounded by `within`) for the process to exit on its own.
+    pub(crate) async fn exited(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(s) = self.child.try_wait().expect("wait") {
+                return Some(s);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
+    }
+
     /// Sends `signal` (`STOP`, `CONT`) to the process.
     pub(crate) fn signal(&self, signal: &str) {
         let sent = Command::new("kill")

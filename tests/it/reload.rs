@@ -747,3 +747,72 @@ async fn cumulative_metric_streams_are_counted_exactly_across_graceful_restarts(
         cumulative_stream_through(Switch::Restart, &backend).await;
     }
 }
+
+/// A reload and a stop while a slow webhook target has a queue of events:
+/// the final delivery pass of the stopping configuration starts no
+/// delivery after a few seconds, so the reload completes and the server
+/// keeps serving, SIGTERM exits cleanly well within its grace, and the
+/// events left pending are delivered after the restart (at least once).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_webhook_target_holds_neither_a_reload_nor_a_stop() {
+    use crate::durable::{post_spans, webhook, Receiver};
+    const RELEASES: usize = 30;
+    let dir = TempDir::new("reload-slowhook");
+    let receiver = Receiver::default().slow(Duration::from_millis(1500));
+    let hook = receiver.serve("127.0.0.1:0").await;
+    let contract = "    decision: windows\n    fail_windows: 1";
+    let yaml = |p95: u32| {
+        pipeline(
+            &sqlite(&dir.0),
+            &[("webhook/ci", webhook(&hook, ""))],
+            contract,
+        )
+        .replace(
+            "max_p95_latency_ms: 100",
+            &format!("max_p95_latency_ms: {p95}"),
+        )
+    };
+    let file = dir.0.join("pipeline.yaml");
+    std::fs::write(&file, yaml(100)).expect("write");
+    let v = Verdict::start(&file);
+    for i in 0..RELEASES {
+        post_spans(v.http, &format!("slow{i}"), 5, 400).await;
+    }
+    // 30 rollbacks: 45 s of deliveries, longer than the 30 s grace.
+    eventually(Duration::from_secs(30), "deliveries under way", || async {
+        (!receiver.got().is_empty()).then_some(())
+    })
+    .await;
+    std::fs::write(&file, yaml(150)).expect("write");
+    let started = std::time::Instant::now();
+    let (status, body) = post_reload(&v, Some(TOKEN)).await;
+    assert_eq!(status, 200, "{body}");
+    reloaded(&v, 1).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the reload took {:?}",
+        started.elapsed()
+    );
+    let (status, _) = get_json(&v.api("/api/v1/runs")).await;
+    assert_eq!(status, 200);
+    let started = std::time::Instant::now();
+    let exit = v.terminate();
+    assert!(exit.success(), "{exit:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the stop took {:?}",
+        started.elapsed()
+    );
+    // What was left is delivered after a restart.
+    let _v = Verdict::start(&file);
+    eventually(
+        Duration::from_secs(120),
+        "every rollback delivered",
+        || async {
+            let ids: std::collections::HashSet<String> =
+                receiver.got().into_iter().map(|r| r.event_id).collect();
+            (ids.len() >= RELEASES).then_some(())
+        },
+    )
+    .await;
+}

@@ -567,14 +567,17 @@ impl Engine {
         &'a self,
         series: impl IntoIterator<Item = (&'a SeriesKey, Vec<(UnixNanos, &'a Accum)>)>,
     ) -> String {
-        checkpoint::encode(series.into_iter().filter_map(|(key, windows)| {
-            let spec = self.contracts.get(key.contract as usize)?;
-            Some(checkpoint::SeriesWindows {
-                contract: &spec.name,
-                subject: &key.subject,
-                windows,
-            })
-        }))
+        checkpoint::encode(
+            Some(self.size),
+            series.into_iter().filter_map(|(key, windows)| {
+                let spec = self.contracts.get(key.contract as usize)?;
+                Some(checkpoint::SeriesWindows {
+                    contract: &spec.name,
+                    subject: &key.subject,
+                    windows,
+                })
+            }),
+        )
     }
 
     fn commit(

@@ -59,6 +59,11 @@ struct SeriesData {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 struct SlotData {
     version: u32,
+    /// The window size (ns) the windows were aggregated with: a start
+    /// alone does not say which window it was once the size changed
+    /// (absent from slots written before it was stored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    size: Option<u64>,
     series: Vec<SeriesData>,
 }
 
@@ -86,9 +91,14 @@ pub struct RestoredSeries {
 
 /// A slot's text (series without windows are left out; sorted by contract
 /// so equal contents give equal text).
-pub fn encode<'a>(series: impl IntoIterator<Item = SeriesWindows<'a>>) -> String {
+/// `size`: the window size (ns) the windows have.
+pub fn encode<'a>(
+    size: Option<u64>,
+    series: impl IntoIterator<Item = SeriesWindows<'a>>,
+) -> String {
     let mut data = SlotData {
         version: VERSION,
+        size,
         series: Vec::new(),
     };
     for s in series {
@@ -109,10 +119,17 @@ pub fn encode<'a>(series: impl IntoIterator<Item = SeriesWindows<'a>>) -> String
     serde_json::to_string(&data).unwrap_or_default()
 }
 
-/// Reads what [`encode`] wrote.
+/// Reads what [`encode`] wrote (the series only).
+#[cfg(test)]
 pub fn decode(text: &str) -> Result<Vec<RestoredSeries>, StoreError> {
+    decode_sized(text).map(|(_, series)| series)
+}
+
+/// Reads what [`encode`] wrote: the window size, when the slot says
+/// it, and the series.
+pub fn decode_sized(text: &str) -> Result<(Option<u64>, Vec<RestoredSeries>), StoreError> {
     let data: SlotData = serde_json::from_str(text).map_err(|e| corrupt("checkpoint", e))?;
-    Ok(data
+    let series = data
         .series
         .into_iter()
         .map(|s| RestoredSeries {
@@ -124,7 +141,8 @@ pub fn decode(text: &str) -> Result<Vec<RestoredSeries>, StoreError> {
                 .map(|(start, acc)| (*start, Accum::from(acc)))
                 .collect(),
         })
-        .collect())
+        .collect();
+    Ok((data.size, series))
 }
 
 #[cfg(test)]
@@ -150,18 +168,21 @@ mod tests {
         let mut acc = Accum::default();
         let _ = acc.latency.insert(12.5);
         acc.samples = 1;
-        let text = encode([
-            SeriesWindows {
-                contract: "b",
-                subject: &subject,
-                windows: vec![(60, &acc)],
-            },
-            SeriesWindows {
-                contract: "a",
-                subject: &subject,
-                windows: Vec::new(),
-            },
-        ]);
+        let text = encode(
+            None,
+            [
+                SeriesWindows {
+                    contract: "b",
+                    subject: &subject,
+                    windows: vec![(60, &acc)],
+                },
+                SeriesWindows {
+                    contract: "a",
+                    subject: &subject,
+                    windows: Vec::new(),
+                },
+            ],
+        );
         let back = decode(&text).expect("decodes");
         assert_eq!(
             back,

@@ -72,29 +72,74 @@ pub(super) async fn seed(
     // Stream tables are read by `stream_tables`.
     slots.retain(|(slot, _)| checkpoint::streams_shard(*slot).is_none());
     slots.sort_by_key(|(slot, _)| *slot);
-    let mut windows: HashMap<SeriesKey, BTreeMap<UnixNanos, Accum>> = HashMap::new();
+    // By series: (window start, its size when another than this start's).
+    let mut windows: HashMap<SeriesKey, BTreeMap<(UnixNanos, Option<u64>), Accum>> = HashMap::new();
     let mut restored = 0usize;
     for (slot, text) in slots {
-        let data = match checkpoint::decode(&text) {
+        let (size, data) = match checkpoint::decode_sized(&text) {
             Ok(d) => d,
             Err(err) => {
                 tracing::error!(pipeline = %pipeline.name, slot, error = %err, "Checkpoint slot unreadable; its open windows are lost.");
                 continue;
             }
         };
+        // Windows of another size than this start's are told apart (by
+        // their size) from this size's windows of the same start.
+        let resized = size.filter(|&s| s != pipeline.window.timing().size);
         for (key, start, acc) in series_of(pipeline, data) {
             let held = windows.entry(key).or_default();
-            if slot == PENDING_SLOT || !held.contains_key(&start) {
-                held.insert(start, acc);
+            let at = (start, resized);
+            if slot == PENDING_SLOT || !held.contains_key(&at) {
+                held.insert(at, acc);
                 restored += 1;
             }
         }
     }
+    // Where each series' run stopped judging (its last judged window's
+    // end, and where a reset made it count from). A window of another size
+    // (the size changed, e.g. 5 s → 10 s → 5 s) can fall on a window of
+    // this size its run judged already: the engine would skip it as
+    // judged, and samples accepted after that judgment would be lost, so
+    // it goes to the first window the run has not judged. (A window of this
+    // size that was judged is a copy a kill -9 left in the checkpoint: the
+    // engine skips it, as it must.)
+    let mut judged: HashMap<SeriesKey, (Option<UnixNanos>, Option<UnixNanos>)> = HashMap::new();
+    for run in &seed.runs {
+        let Some(index) = pipeline
+            .contracts
+            .iter()
+            .position(|c| c.name == run.contract)
+        else {
+            continue;
+        };
+        let key = SeriesKey {
+            contract: index as u32,
+            subject: run.subject.clone(),
+        };
+        let held = judged.entry(key).or_default();
+        held.0 = held.0.max(run.last_window_end);
+        held.1 = held.1.max(run.counts_from);
+    }
     let timing = pipeline.window.timing();
     let mut open: Vec<OpenWindows> = vec![HashMap::new(); shards.max(1)];
     for (key, series) in windows {
-        for (start, acc) in series {
-            let w = timing.window_of(start);
+        for ((start, resized), acc) in series {
+            let mut w = timing.window_of(start);
+            if let (Some(old_size), Some(&(last_end, counts_from))) = (resized, judged.get(&key)) {
+                if last_end.is_some_and(|end| start.saturating_add(old_size) <= end) {
+                    // Judged whole in its own size already.
+                    continue;
+                }
+                if let Some(end) = last_end.filter(|&end| w.end <= end) {
+                    w = timing.window_of(end);
+                }
+                if let Some(from) = counts_from.filter(|&from| w.start < from) {
+                    w = timing.window_of(from);
+                    if w.start < from {
+                        w = w.next();
+                    }
+                }
+            }
             let target = if w.deadline(timing.lateness) <= now {
                 &mut seed.closed
             } else {

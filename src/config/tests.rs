@@ -458,6 +458,30 @@ pipelines:
     assert_eq!(otlp.grpc_endpoint, None);
 }
 
+/// Shards are bounded: five million tasks and queues would take the
+/// machine's memory before the server answered anything.
+#[test]
+fn shards_are_bounded() {
+    let text = |shards: &str| {
+        format!(
+            "
+receivers: {{ otlp: {{ protocols: {{ http: {{ endpoint: localhost:4318 }} }} }} }}
+processors:
+  window: {{ shards: {shards} }}
+  contract: {{ max_p95_latency_ms: 1 }}
+pipelines:
+  a: {{ receivers: [otlp], processors: [window, contract] }}
+"
+        )
+    };
+    assert_eq!(ok(&text("1024")).pipelines[0].window.shards, 1024);
+    let lines = err_lines(&text("5000000"));
+    assert!(
+        lines.iter().any(|l| l.contains("processors.window.shards")),
+        "{lines:?}"
+    );
+}
+
 #[test]
 fn only_referenced_components_are_kept_in_file_order() {
     let text = "

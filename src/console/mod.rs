@@ -199,6 +199,7 @@ fn now() -> String {
 
 /// The answer as the user asked for it.
 fn render(q: &RunsQuery, mut data: Value) -> String {
+    let cut = q.contract.is_none() && data["runs"].as_array().is_some_and(|r| r.len() >= LISTED);
     if q.contract.is_none() && !q.all {
         if let Some(runs) = data["runs"].as_array_mut() {
             runs.retain(|r| r["superseded"] != Value::Bool(true));
@@ -210,6 +211,11 @@ fn render(q: &RunsQuery, mut data: Value) -> String {
     let now = now();
     if q.subject.is_some() {
         table::run(&data, &now)
+    } else if cut {
+        format!(
+            "{}Only the {LISTED} runs started last are listed: `verdict runs CONTRACT` lists every current run of a contract.\n",
+            table::runs(&data, &now)
+        )
     } else {
         table::runs(&data, &now)
     }
@@ -307,6 +313,20 @@ mod tests {
             interval: Duration::from_secs(2),
             all: false,
         }
+    }
+
+    /// A listing cut at its limit says so (not in `--json`, which scripts
+    /// read); a shorter one does not.
+    #[test]
+    fn a_cut_listing_says_so() {
+        let run = serde_json::json!({"contract": "c", "subject": "s", "state": "VALIDATING"});
+        let full = serde_json::json!({"runs": vec![run.clone(); LISTED]});
+        let short = serde_json::json!({"runs": vec![run; 3]});
+        assert!(render(&query(None, None), full.clone()).contains("Only the 200 runs"));
+        assert!(!render(&query(None, None), short).contains("Only the"));
+        let mut json = query(None, None);
+        json.json = true;
+        assert!(!render(&json, full).contains("Only the"));
     }
 
     #[test]

@@ -22,6 +22,9 @@ pub(super) fn processors(section: Option<Value>, errors: &mut Errors) -> Defined
     )
 }
 
+/// Most shards a pipeline may have.
+const MAX_SHARDS: i64 = 1024;
+
 /// Number of shards for `shards: 0`: one per core (1 if unknown).
 pub(super) fn shards_per_core() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -60,7 +63,9 @@ pub(super) fn window(raw: RawWindow, path: &str, errors: &mut Errors) -> Option<
     .map_or(DEFAULT_ALLOWED_LATENESS, |d| d.0);
     let max_clock_skew = take(raw.max_clock_skew, &join(path, "max_clock_skew"), errors)
         .map_or(DEFAULT_MAX_CLOCK_SKEW, |d| d.0);
-    let shards = int_in(raw.shards, 0, 0, USIZE_MAX, &join(path, "shards"), errors);
+    // Each shard is a task with its queue and its checkpoint slot: more
+    // than a few per core only costs memory and shutdown time.
+    let shards = int_in(raw.shards, 0, 0, MAX_SHARDS, &join(path, "shards"), errors);
     let queue_size = int_in(
         raw.queue_size,
         DEFAULT_QUEUE_SIZE as i64,

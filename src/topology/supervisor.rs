@@ -210,6 +210,16 @@ async fn prepare(
         }
         Err(err) => problems.push(format!("cannot read the pending deliveries: {err}")),
     }
+    // On PostgreSQL, a file whose windows or subjects differ from the
+    // running instances' would be refused at the switch (the previous file
+    // would start again): refused now, with the reason.
+    if let Some(view) = &server.catalog.cluster {
+        if let Err(err) =
+            crate::cluster::config::check(&view.store, &view.instance, &next.pipelines).await
+        {
+            problems.push(err.to_string());
+        }
+    }
     for key in Server::endpoint_keys(&next) {
         if let Err(err) = endpoints.reserve(&key).await {
             problems.push(format!("{}: {err:#}", key.owner));
@@ -257,6 +267,37 @@ fn changes(old: &ValidatedConfig, new: &ValidatedConfig) -> Vec<String> {
             out.push(format!("contract {name}: removed (its runs stay stored)"));
         }
     }
+    // Pipelines added, removed, or laid out otherwise (their cumulative
+    // metric streams start again: see `aggregator::carry`).
+    for (index, p) in new.pipelines.iter().enumerate() {
+        let names = |p: &crate::config::PipelineSpec| -> Vec<String> {
+            p.contracts.iter().map(|c| c.name.clone()).collect()
+        };
+        match old.pipelines.iter().position(|o| o.name == p.name) {
+            None => out.push(format!("pipeline {}: added", p.name)),
+            Some(at) => {
+                let o = &old.pipelines[at];
+                let (before, after) = (o.window.shards.max(1), p.window.shards.max(1));
+                let moved = at != index || before != after || names(o) != names(p);
+                if moved {
+                    let what = if before == after {
+                        "its contracts or its place changed".to_string()
+                    } else {
+                        format!("shards {before} -> {after}")
+                    };
+                    out.push(format!(
+                        "pipeline {}: {what} (its cumulative metric streams start again)",
+                        p.name
+                    ));
+                }
+            }
+        }
+    }
+    for p in &old.pipelines {
+        if !new.pipelines.iter().any(|n| n.name == p.name) {
+            out.push(format!("pipeline {}: removed", p.name));
+        }
+    }
     let (old_keys, new_keys) = (Server::endpoint_keys(old), Server::endpoint_keys(new));
     for k in &new_keys {
         if !old_keys.contains(k) {
@@ -281,4 +322,55 @@ fn changes(old: &ValidatedConfig, new: &ValidatedConfig) -> Vec<String> {
         out.push("nothing changed".into());
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(shards: u32, contracts: &[&str], extra_pipeline: bool) -> ValidatedConfig {
+        let mut text = format!(
+            "receivers: {{ otlp: {{ protocols: {{ http: {{ endpoint: localhost:4318 }} }} }} }}\n\
+             processors:\n  window: {{ shards: {shards} }}\n"
+        );
+        for c in contracts {
+            text.push_str(&format!("  contract/{c}: {{ max_p95_latency_ms: 1 }}\n"));
+        }
+        let list: Vec<String> = contracts.iter().map(|c| format!("contract/{c}")).collect();
+        text.push_str("pipelines:\n");
+        if extra_pipeline {
+            text.push_str("  first: { receivers: [otlp], processors: [window, contract/z] }\n");
+        }
+        text.push_str(&format!(
+            "  main: {{ receivers: [otlp], processors: [window, {}] }}\n",
+            list.join(", ")
+        ));
+        if extra_pipeline {
+            text = text.replace(
+                "processors:\n",
+                "processors:\n  contract/z: { max_p95_latency_ms: 1 }\n",
+            );
+        }
+        config::load_str(&text, &Default::default()).expect("valid")
+    }
+
+    /// A reload's answer names what makes cumulative metric streams start
+    /// again: another number of shards, contracts reordered, a pipeline
+    /// that moved; a threshold-only change names none of that.
+    #[test]
+    fn changes_name_what_restarts_metric_streams() {
+        let base = config(2, &["a", "b"], false);
+        let says = |next: &ValidatedConfig| changes(&base, next).join("; ");
+        assert!(says(&config(4, &["a", "b"], false))
+            .contains("pipeline main: shards 2 -> 4 (its cumulative metric streams start again)"));
+        assert!(says(&config(2, &["b", "a"], false))
+            .contains("pipeline main: its contracts or its place changed"));
+        let added = says(&config(2, &["a", "b"], true));
+        assert!(added.contains("pipeline first: added"), "{added}");
+        assert!(
+            added.contains("pipeline main: its contracts or its place changed"),
+            "{added}"
+        );
+        assert!(!says(&base).contains("pipeline"));
+    }
 }

@@ -1105,6 +1105,22 @@ async fn a_different_window_refuses_to_join() {
         .filter_map(|i| i["instance"].as_str())
         .collect();
     assert_eq!(alive, ["a", "b"], "{view}");
+    // A reload to another window is refused up front, with the reason
+    // (not answered 200 and then undone at the switch).
+    std::fs::write(
+        dir.0.join("b.yaml"),
+        pipeline(&db.url, "b", &hook).replace("size: 1s,", "size: 10s,"),
+    )
+    .expect("write");
+    let resp = reqwest::Client::new()
+        .post(same[0].api("/api/v1/reload"))
+        .bearer_auth(crate::durable::TOKEN)
+        .send()
+        .await
+        .expect("reload answered");
+    assert_eq!(resp.status().as_u16(), 400);
+    let body = resp.text().await.expect("body");
+    assert!(body.contains("window.size: here 10s, cluster 1s"), "{body}");
     // Another `match` joins (a rolling upgrade may change it), warned
     // about by name.
     let matched = dir.0.join("m.yaml");

@@ -277,6 +277,20 @@ fn changes(old: &ValidatedConfig, new: &ValidatedConfig) -> Vec<String> {
             None => out.push(format!("pipeline {}: added", p.name)),
             Some(at) => {
                 let o = &old.pipelines[at];
+                let (was, is) = (o.window.timing(), p.window.timing());
+                if (was.size, was.lateness) != (is.size, is.lateness) {
+                    let show = |n: u64| {
+                        humantime::format_duration(std::time::Duration::from_nanos(n)).to_string()
+                    };
+                    out.push(format!(
+                        "pipeline {}: window {} (allowed_lateness {}) -> {} (allowed_lateness {})",
+                        p.name,
+                        show(was.size),
+                        show(was.lateness),
+                        show(is.size),
+                        show(is.lateness)
+                    ));
+                }
                 let (before, after) = (o.window.shards.max(1), p.window.shards.max(1));
                 let moved = at != index || before != after || names(o) != names(p);
                 if moved {
@@ -372,5 +386,12 @@ mod tests {
             "{added}"
         );
         assert!(!says(&base).contains("pipeline"));
+        let mut resized = config(2, &["a", "b"], false);
+        resized.pipelines[0].window.size = std::time::Duration::from_secs(10);
+        assert!(
+            says(&resized).contains("pipeline main: window 1m (allowed_lateness 10s) -> 10s (allowed_lateness 10s)"),
+            "{}",
+            says(&resized)
+        );
     }
 }

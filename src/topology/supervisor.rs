@@ -389,7 +389,9 @@ mod tests {
         let mut resized = config(2, &["a", "b"], false);
         resized.pipelines[0].window.size = std::time::Duration::from_secs(10);
         assert!(
-            says(&resized).contains("pipeline main: window 1m (allowed_lateness 10s) -> 10s (allowed_lateness 10s)"),
+            says(&resized).contains(
+                "pipeline main: window 1m (allowed_lateness 10s) -> 10s (allowed_lateness 10s)"
+            ),
             "{}",
             says(&resized)
         );

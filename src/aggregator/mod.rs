@@ -233,13 +233,14 @@ pub fn spawn(
         layout,
     } = setup;
     let shards = window.shards.max(1);
+    let streams = stream_params(window);
     let params = state::WindowParams {
         timing: window.timing(),
         // One budget of subjects for the whole pipeline.
         slots: state::SubjectSlots::new(window.max_series),
         idle,
-        max_streams: stream_params(window).max_streams,
-        stream_expiry: stream_params(window).expiry,
+        max_streams: streams.max_streams,
+        stream_expiry: streams.expiry,
     };
     let mut senders = Vec::with_capacity(shards);
     let mut tables = carry.take(pipeline, &layout);

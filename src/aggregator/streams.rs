@@ -68,8 +68,9 @@ impl StreamParams {
     }
 }
 
-/// The last cumulative values of a stream.
-#[derive(Debug, Clone, PartialEq)]
+/// The last cumulative values of a stream (stored as they are at a
+/// graceful stop: [`StoredTable`]).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 enum Last {
     Conversions(f64),
     Exponential {
@@ -360,35 +361,7 @@ impl StreamTable {
                 id: [id.0, id.1],
                 start: s.start,
                 ts: s.ts,
-                last: match &s.last {
-                    Last::Conversions(v) => StoredLast::Conversions(*v),
-                    Last::Exponential {
-                        scale,
-                        offset,
-                        counts,
-                        zero_count,
-                        count,
-                        sum,
-                    } => StoredLast::Exponential {
-                        scale: *scale,
-                        offset: *offset,
-                        counts: counts.clone(),
-                        zero_count: *zero_count,
-                        count: *count,
-                        sum: *sum,
-                    },
-                    Last::Explicit {
-                        bounds,
-                        counts,
-                        count,
-                        sum,
-                    } => StoredLast::Explicit {
-                        bounds: bounds.to_vec(),
-                        counts: counts.clone(),
-                        count: *count,
-                        sum: *sum,
-                    },
-                },
+                last: s.last.clone(),
             })
             .collect();
         streams.sort_by_key(|s| s.id);
@@ -402,38 +375,7 @@ impl StreamTable {
         let mut table = StreamTable::new(params);
         let max_buckets = params.max_buckets();
         for s in stored.streams {
-            let last = match s.last {
-                StoredLast::Conversions(v) => Last::Conversions(v),
-                StoredLast::Exponential {
-                    scale,
-                    offset,
-                    counts,
-                    zero_count,
-                    count,
-                    sum,
-                } => Last::Exponential {
-                    scale,
-                    offset,
-                    counts,
-                    zero_count,
-                    count,
-                    sum,
-                },
-                StoredLast::Explicit {
-                    bounds,
-                    counts,
-                    count,
-                    sum,
-                } => share_bounds(
-                    &mut table.bounds,
-                    Last::Explicit {
-                        bounds: bounds.into(),
-                        counts,
-                        count,
-                        sum,
-                    },
-                ),
-            };
+            let last = share_bounds(&mut table.bounds, s.last);
             if table.streams.len() >= params.max_streams
                 || table.buckets.saturating_add(last.buckets()) > max_buckets
             {
@@ -518,26 +460,7 @@ struct StoredStream {
     id: [u64; 2],
     start: UnixNanos,
     ts: UnixNanos,
-    last: StoredLast,
-}
-
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-enum StoredLast {
-    Conversions(f64),
-    Exponential {
-        scale: i32,
-        offset: i32,
-        counts: Vec<u64>,
-        zero_count: u64,
-        count: u64,
-        sum: Option<f64>,
-    },
-    Explicit {
-        bounds: Vec<f64>,
-        counts: Vec<u64>,
-        count: u64,
-        sum: Option<f64>,
-    },
+    last: Last,
 }
 
 /// `last` with its explicit bounds replaced by `shared` when equal, and
